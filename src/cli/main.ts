@@ -1,0 +1,90 @@
+/**
+ * The `switchyard` command. Exit codes (DESIGN.md): 0 success, 2 invalid input (one line per
+ * problem: `file:document N: spec.path: what was expected`), 1 an internal failure. Never a stack
+ * trace for bad input; SWITCHYARD_DEBUG=1 adds one for internal failures.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { formatProblem, problem } from '../core/errors.js';
+import { crdsCommand } from './crds.js';
+import { explainCommand } from './explain.js';
+import { type CliIO, EXIT_INTERNAL, EXIT_INVALID, processIO } from './io.js';
+import { renderCommand } from './render.js';
+import { validateCommand } from './validate.js';
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+function fileOption() {
+  return new Option('-f, --file <path>', 'a YAML/JSON file or a folder of them (repeatable)').argParser(collect).default([]).makeOptionMandatory();
+}
+
+function outputOption(choices: string[], fallback: string) {
+  return new Option('-o, --output <format>', 'output format').choices(choices).default(fallback);
+}
+
+export function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
+  const program = new Command('switchyard')
+    .description('Previews, intercepts, canaries and rate limits for Kubernetes, with Istio or without a mesh')
+    .version(process.env.npm_package_version ?? '0.1.0')
+    .exitOverride()
+    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
+    .showHelpAfterError('(run with --help for usage)');
+
+  program
+    .command('render')
+    .description('compile TrafficPolicies and Previews into Istio objects (VirtualService, DestinationRule, EnvoyFilter)')
+    .addOption(fileOption())
+    .addOption(outputOption(['yaml', 'json'], 'yaml'))
+    .option('--out-dir <dir>', 'write one file per object to <dir>/<namespace>/<kind>-<name>.yaml (for GitOps)')
+    .option('--ambient-namespace <ns>', 'a namespace in Istio ambient mode (repeatable): rate limits there are an error', collect, [])
+    .option('--cluster-domain <domain>', 'the cluster DNS domain', 'cluster.local')
+    .action(async (opts) => setExit(await renderCommand(opts, io)));
+
+  program
+    .command('validate')
+    .description('check TrafficPolicies and Previews without writing anything')
+    .addOption(fileOption())
+    .action(async (opts) => setExit(await validateCommand(opts, io)));
+
+  program
+    .command('explain')
+    .description('show which rule a request hits and where it goes')
+    .addOption(fileOption())
+    .requiredOption('--host <host>', 'the Host (authority) of the request')
+    .option('-X, --method <method>', 'the request method', 'GET')
+    .option('-H, --header <name=value>', 'a request header (repeatable)', collect, [])
+    .option('--cookie <name=value>', 'a request cookie (repeatable)', collect, [])
+    .option('--claim <name=value>', 'a claim of a verified intercept token (repeatable)', collect, [])
+    .addOption(outputOption(['text', 'json'], 'text'))
+    .action(async (opts) => setExit(await explainCommand(opts, io)));
+
+  program
+    .command('crds')
+    .description('print the CustomResourceDefinitions for TrafficPolicy and Preview')
+    .addOption(outputOption(['yaml', 'json'], 'yaml'))
+    .action((opts) => setExit(crdsCommand(opts, io)));
+
+  return program;
+}
+
+export async function runCli(argv: readonly string[], io: CliIO): Promise<number> {
+  let code = 0;
+  const program = buildProgram(io, (c) => {
+    code = c;
+  });
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return code;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // --help and --version end here with exit code 0; a usage error is invalid input.
+      return e.exitCode === 0 ? 0 : EXIT_INVALID;
+    }
+    io.stderr(`${formatProblem(problem('SY_INTERNAL', `internal error: ${e instanceof Error ? e.message : String(e)}`))}\n`);
+    if (process.env.SWITCHYARD_DEBUG && e instanceof Error && e.stack) io.stderr(`${e.stack}\n`);
+    return EXIT_INTERNAL;
+  }
+}
+
+export async function main(): Promise<void> {
+  process.exitCode = await runCli(process.argv.slice(2), processIO());
+}

@@ -1,0 +1,37 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { renderIstio } from '../istio/render.js';
+import { loadAndCompile, reportProblems } from './input.js';
+import { type CliIO, EXIT_OK } from './io.js';
+import { formatObjects } from './output.js';
+
+export interface RenderOptions {
+  file: string[];
+  output: string;
+  outDir?: string;
+  ambientNamespace: string[];
+  clusterDomain?: string;
+}
+
+export async function renderCommand(opts: RenderOptions, io: CliIO): Promise<number> {
+  const { plan, problems } = await loadAndCompile(opts.file, opts.clusterDomain);
+  const failed = reportProblems(problems, io);
+  if (failed !== undefined) return failed;
+  const rendered = renderIstio(plan, { ambientNamespaces: new Set(opts.ambientNamespace) });
+  const renderFailed = reportProblems(rendered.problems, io);
+  if (renderFailed !== undefined) return renderFailed;
+  if (!opts.outDir) {
+    io.stdout(formatObjects(rendered.objects, opts.output));
+    return EXIT_OK;
+  }
+  // GitOps layout: one file per object, <dir>/<namespace>/<kind>-<name>.<ext>.
+  const ext = opts.output === 'json' ? 'json' : 'yaml';
+  for (const obj of rendered.objects) {
+    const dir = join(opts.outDir, obj.metadata.namespace);
+    await mkdir(dir, { recursive: true });
+    const file = join(dir, `${obj.kind.toLowerCase()}-${obj.metadata.name}.${ext}`);
+    await writeFile(file, ext === 'json' ? `${JSON.stringify(obj, null, 2)}\n` : formatObjects([obj], 'yaml'));
+    io.stdout(`${file}\n`);
+  }
+  return EXIT_OK;
+}

@@ -1,0 +1,328 @@
+/**
+ * compile(policies, previews) → RoutePlan. Pure and deterministic: the same resources give a
+ * byte-identical plan whatever order they came in (policies sort by namespace/name, previews by
+ * pull request and commit; "newest" is decided by creationTimestamp, then by input order, as
+ * DESIGN.md says for files). Every routing rule of DESIGN.md lives here and nowhere else.
+ */
+import { parseDurationMs } from '../core/duration.js';
+import { type Problem, problem, type Source } from '../core/errors.js';
+import { DEFAULTS, type Intercept, type Preview, type Target, type TrafficPolicy } from '../resources/schema.js';
+import { authorityMatch, baggageMemberRegex, methodMatch, type ValueMatch } from './matches.js';
+import { canaryRunId, latestRef, pinnedRef, previewHost, serviceHost } from './names.js';
+import type {
+  Destination,
+  DestinationRole,
+  MirrorPlan,
+  PolicyPlan,
+  RateLimitPlan,
+  RequestMatch,
+  Route,
+  RoutePlan,
+  Subset,
+} from './plan.js';
+import { drawDestinations, stickyRoutes } from './sticky.js';
+
+export interface CompileOptions {
+  clusterDomain?: string;
+  /** Where each resource came from, so problems can name file and document. */
+  sources?: WeakMap<object, Source>;
+}
+
+export interface CompileResult {
+  plan: RoutePlan;
+  problems: Problem[];
+}
+
+const ALL_METHODS = ['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE', 'POST', 'PATCH'];
+
+/** A Preview routes only when Ready; one read from a file (no status) describes what is deployed. */
+export function isReady(p: Preview): boolean {
+  return p.status?.phase === undefined || p.status.phase === 'Ready';
+}
+
+interface PreviewEntry {
+  preview: Preview;
+  ref: string;
+  order: number;
+}
+
+function byNewest(a: PreviewEntry, b: PreviewEntry): number {
+  const ta = a.preview.metadata.creationTimestamp ?? '';
+  const tb = b.preview.metadata.creationTimestamp ?? '';
+  if (ta !== tb) return ta < tb ? -1 : 1;
+  return a.order - b.order;
+}
+
+function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+class PolicyCompiler {
+  readonly problems: Problem[] = [];
+  private readonly ns: string;
+  private readonly host: string;
+  /** Ready previews of this policy, oldest first within each pull request. */
+  private readonly pinned = new Map<string, PreviewEntry>();
+  private readonly latest = new Map<string, PreviewEntry>();
+  private readonly previewHosts: string[] = [];
+
+  constructor(
+    private readonly policy: TrafficPolicy,
+    previews: PreviewEntry[],
+    private readonly clusterDomain: string,
+    private readonly source: Source | undefined,
+  ) {
+    this.ns = policy.metadata.namespace ?? DEFAULTS.namespace;
+    this.host = serviceHost(policy.spec.service, this.ns, clusterDomain);
+    for (const entry of [...previews].sort(byNewest)) {
+      if (this.pinned.has(entry.ref)) {
+        this.problems.push(
+          problem('SY_DUPLICATE', `two Ready previews for ${entry.ref}: ${this.pinned.get(entry.ref)?.preview.metadata.name} and ${entry.preview.metadata.name}`, this.source, 'spec.previews'),
+        );
+        continue;
+      }
+      this.pinned.set(entry.ref, entry);
+      this.latest.set(latestRef(entry.preview.spec.pullRequest), entry);
+    }
+  }
+
+  private role(version: string): DestinationRole {
+    const spec = this.policy.spec;
+    return version === spec.stable ? 'stable' : version === spec.canary?.version ? 'canary' : 'version';
+  }
+
+  private version(version: string): Destination {
+    return {
+      upstream: `${this.policy.spec.service}/${version}`,
+      version,
+      role: this.role(version),
+      host: this.host,
+      subset: version,
+      port: this.policy.spec.port,
+    };
+  }
+
+  private preview(entry: PreviewEntry): Destination {
+    const pinned = pinnedRef(entry.preview.spec.pullRequest, entry.preview.spec.commit);
+    return {
+      upstream: `${this.policy.spec.service}/${pinned}`,
+      version: pinned,
+      role: 'preview',
+      host: serviceHost(entry.preview.metadata.name, this.ns, this.clusterDomain),
+      port: this.policy.spec.port,
+    };
+  }
+
+  private target(t: Target, path: string): Destination | undefined {
+    if (t.version !== undefined) return this.version(t.version);
+    const ref = t.preview as string;
+    const entry = this.pinned.get(ref) ?? this.latest.get(ref);
+    if (!entry) {
+      this.problems.push(
+        problem('SY_MISSING_PREVIEW', `no Ready Preview ${ref} of policy ${this.policy.metadata.name} (expected a Preview with spec.policy: ${this.policy.metadata.name} for that pull request and commit)`, this.source, path),
+      );
+      return undefined;
+    }
+    return this.preview(entry);
+  }
+
+  /** `x-switchyard-preview: <ref>` or the baggage member `switchyard-preview=<ref>`, or a verified claim. */
+  private previewMatches(ref: string): RequestMatch[] {
+    const header = this.policy.spec.previews?.header ?? DEFAULTS.previewHeader;
+    if (this.policy.spec.previews?.requireToken) return [{ claims: { [header]: { exact: ref } } }];
+    return [
+      { headers: { [header]: { exact: ref } } },
+      { headers: { baggage: baggageMemberRegex(DEFAULTS.previewBaggageKey, { exact: ref }) } },
+    ];
+  }
+
+  private interceptMatch(ic: Intercept): RequestMatch {
+    const m = ic.match;
+    const value: ValueMatch =
+      m.exact !== undefined ? { exact: m.exact } : m.prefix !== undefined ? { prefix: m.prefix } : { regex: m.regex as string };
+    const name = m.header ?? (m.baggage as string);
+    if (ic.requireToken) return { claims: { [name]: value } };
+    if (m.header !== undefined) return { headers: { [m.header]: value } };
+    return { headers: { baggage: baggageMemberRegex(m.baggage as string, value) } };
+  }
+
+  private previewRoutes(): Route[] {
+    const routes: Route[] = [];
+    const pinned = [...this.pinned.values()].sort((a, b) => a.preview.spec.pullRequest - b.preview.spec.pullRequest || compareText(a.ref, b.ref));
+    const latest = [...this.latest.entries()].sort((a, b) => a[1].preview.spec.pullRequest - b[1].preview.spec.pullRequest);
+    const domain = this.policy.spec.previews?.domain;
+    if (domain) {
+      const hostRoute = (ref: string, entry: PreviewEntry) => {
+        const host = previewHost(ref, this.policy.metadata.name, domain);
+        if (!host) {
+          this.problems.push(problem('SY_NAME_TOO_LONG', `preview URL label ${ref}--${this.policy.metadata.name} is longer than 63 characters; shorten the policy name`, this.source, 'metadata.name'));
+          return;
+        }
+        this.previewHosts.push(host);
+        routes.push({ name: `preview-host-${ref}`, kind: 'preview-host', matches: [{ authority: authorityMatch(host) }], destinations: [{ ...this.preview(entry), weight: 100 }] });
+      };
+      for (const e of pinned) hostRoute(e.ref, e);
+      for (const [ref, e] of latest) hostRoute(ref, e);
+    }
+    for (const e of pinned) {
+      routes.push({ name: `preview-${e.ref}`, kind: 'preview-pinned', matches: this.previewMatches(e.ref), destinations: [{ ...this.preview(e), weight: 100 }] });
+    }
+    for (const [ref, e] of latest) {
+      routes.push({ name: `preview-${ref}`, kind: 'preview-latest', matches: this.previewMatches(ref), destinations: [{ ...this.preview(e), weight: 100 }] });
+    }
+    return routes;
+  }
+
+  private mirror(): { plan: MirrorPlan; methods: string[] } | undefined {
+    const m = this.policy.spec.mirror;
+    if (!m) return undefined;
+    const destination = this.target(m.to, 'spec.mirror.to');
+    if (!destination) return undefined;
+    const methods = ALL_METHODS.filter((x) => (m.methods ?? DEFAULTS.mirrorMethods).includes(x as never));
+    return {
+      plan: { destination, percent: m.percent ?? DEFAULTS.mirrorPercent, maxBodyBytes: m.maxBodyBytes ?? DEFAULTS.mirrorMaxBodyBytes },
+      methods,
+    };
+  }
+
+  /** The stable/canary routes (sticky classes, then the weighted split), with the mirror attached. */
+  private splitRoutes(): Route[] {
+    const spec = this.policy.spec;
+    const stable = this.version(spec.stable);
+    let routes: Route[];
+    if (!spec.canary) {
+      routes = [{ name: 'split', kind: 'split', matches: [], destinations: [{ ...stable, weight: 100 }] }];
+    } else if (!spec.canary.sticky) {
+      const w = spec.canary.weight;
+      routes = [{ name: 'split', kind: 'split', matches: [], destinations: [{ ...stable, weight: 100 - w }, { ...this.version(spec.canary.version), weight: w }] }];
+    } else {
+      const sticky = {
+        weight: spec.canary.weight,
+        run: canaryRunId(this.ns, this.policy.metadata.name, spec.canary.version),
+        cookie: spec.canary.sticky.cookie ?? DEFAULTS.stickyCookie,
+        maxAgeSeconds: Math.floor(parseDurationMs(spec.canary.sticky.maxAge ?? DEFAULTS.stickyMaxAge) / 1000),
+        stable,
+        canary: this.version(spec.canary.version),
+      };
+      routes = [...stickyRoutes(sticky), { name: 'split', kind: 'split', matches: [], destinations: drawDestinations(sticky, sticky.weight) }];
+    }
+    const mirror = this.mirror();
+    if (!mirror) return routes;
+    if (mirror.methods.length === ALL_METHODS.length) return routes.map((r) => ({ ...r, mirror: mirror.plan }));
+    // Only some methods are mirrored: a method-matched copy of each route carries the mirror.
+    const method = methodMatch(mirror.methods);
+    return routes.flatMap((r) => [
+      {
+        ...r,
+        name: `${r.name}-mirrored`,
+        matches: r.matches.length === 0 ? [{ method }] : r.matches.map((m) => ({ ...m, method })),
+        mirror: mirror.plan,
+      },
+      r,
+    ]);
+  }
+
+  private subsets(): Subset[] {
+    const spec = this.policy.spec;
+    const label = spec.versionLabel ?? DEFAULTS.versionLabel;
+    const others = new Set<string>();
+    for (const ic of spec.intercepts ?? []) if (ic.to.version) others.add(ic.to.version);
+    if (spec.mirror?.to.version) others.add(spec.mirror.to.version);
+    const names = [spec.stable, ...(spec.canary ? [spec.canary.version] : [])];
+    for (const n of [...others].sort()) if (!names.includes(n)) names.push(n);
+    return names.map((name) => ({ name, labels: { [label]: name } }));
+  }
+
+  private rateLimits(): RateLimitPlan[] {
+    return (this.policy.spec.rateLimits ?? []).map((rl) => ({
+      name: rl.name,
+      key: rl.key.header !== undefined ? { type: 'header', header: rl.key.header } : rl.key.clientIp ? { type: 'clientIp' } : { type: 'route' },
+      limit: rl.limit,
+      windowSeconds: Math.max(1, Math.round(parseDurationMs(rl.window) / 1000)),
+      appliesTo: rl.appliesTo ?? DEFAULTS.appliesTo,
+      enforce: rl.enforce ?? true,
+    }));
+  }
+
+  compile(): PolicyPlan {
+    const spec = this.policy.spec;
+    const name = this.policy.metadata.name;
+    const intercepts: Route[] = [];
+    (spec.intercepts ?? []).forEach((ic, i) => {
+      const dest = this.target(ic.to, `spec.intercepts[${i}].to.preview`);
+      if (dest) intercepts.push({ name: `intercept-${ic.name}`, kind: 'intercept', matches: [this.interceptMatch(ic)], destinations: [{ ...dest, weight: 100 }] });
+    });
+    const routes = [...this.previewRoutes(), ...intercepts, ...this.splitRoutes()];
+    const shortNames = [spec.service, `${spec.service}.${this.ns}`, `${spec.service}.${this.ns}.svc`, this.host];
+    const plan: PolicyPlan = {
+      name,
+      namespace: this.ns,
+      service: spec.service,
+      port: spec.port,
+      serviceHost: this.host,
+      hosts: spec.hosts ? [...spec.hosts] : [this.host],
+      hostAliases: spec.hosts ? [...spec.hosts] : shortNames,
+      gateways: [...(spec.gateways ?? [])],
+      previewHosts: [...this.previewHosts],
+      versionLabel: spec.versionLabel ?? DEFAULTS.versionLabel,
+      workloadLabels: spec.workloadLabels ? { ...spec.workloadLabels } : { app: spec.service },
+      subsets: this.subsets(),
+      routes,
+      rateLimits: this.rateLimits(),
+    };
+    const previewGateway = spec.previews?.gateway ?? spec.gateways?.[0];
+    if (plan.previewHosts.length > 0 && previewGateway) plan.previewGateway = previewGateway;
+    if (spec.timeout) plan.timeoutMs = parseDurationMs(spec.timeout);
+    if (spec.retries) {
+      plan.retries = { attempts: spec.retries.attempts, on: [...(spec.retries.on ?? ['connect-failure', 'refused-stream', '503'])] };
+      if (spec.retries.perTryTimeout) plan.retries.perTryTimeoutMs = parseDurationMs(spec.retries.perTryTimeout);
+    }
+    return plan;
+  }
+}
+
+export function compile(
+  input: { policies: readonly TrafficPolicy[]; previews: readonly Preview[] },
+  options: CompileOptions = {},
+): CompileResult {
+  const clusterDomain = options.clusterDomain ?? DEFAULTS.clusterDomain;
+  const sourceOf = (o: object) => options.sources?.get(o);
+  const problems: Problem[] = [];
+  const key = (ns: string | undefined, name: string) => `${ns ?? DEFAULTS.namespace}/${name}`;
+  const policies = [...input.policies].sort((a, b) => compareText(key(a.metadata.namespace, a.metadata.name), key(b.metadata.namespace, b.metadata.name)));
+
+  const byPolicy = new Map<string, PreviewEntry[]>();
+  for (const p of policies) {
+    const k = key(p.metadata.namespace, p.metadata.name);
+    if (byPolicy.has(k)) problems.push(problem('SY_DUPLICATE', `TrafficPolicy ${k} is defined twice`, sourceOf(p), 'metadata.name'));
+    byPolicy.set(k, []);
+  }
+  input.previews.forEach((preview, order) => {
+    const list = byPolicy.get(key(preview.metadata.namespace, preview.spec.policy));
+    if (!list) {
+      problems.push(problem('SY_MISSING_POLICY', `no TrafficPolicy ${key(preview.metadata.namespace, preview.spec.policy)} for this Preview`, sourceOf(preview), 'spec.policy'));
+      return;
+    }
+    if (isReady(preview)) list.push({ preview, ref: pinnedRef(preview.spec.pullRequest, preview.spec.commit), order });
+  });
+
+  const plans: PolicyPlan[] = [];
+  const hostOwner = new Map<string, string>();
+  const seen = new Set<string>();
+  for (const policy of policies) {
+    const k = key(policy.metadata.namespace, policy.metadata.name);
+    if (seen.has(k)) continue;
+    seen.add(k);
+    const c = new PolicyCompiler(policy, byPolicy.get(k) ?? [], clusterDomain, sourceOf(policy));
+    const plan = c.compile();
+    problems.push(...c.problems);
+    // Short names (`checkout`) are relative to a namespace, so only full hosts can conflict.
+    for (const h of [...plan.hosts, ...plan.previewHosts]) {
+      const owner = hostOwner.get(h);
+      if (owner && owner !== k) problems.push(problem('SY_HOST_CONFLICT', `host ${h} is already served by TrafficPolicy ${owner}; a host belongs to one policy`, sourceOf(policy), 'spec.hosts'));
+      else hostOwner.set(h, k);
+    }
+    plans.push(plan);
+  }
+  return { plan: { policies: plans }, problems };
+}

@@ -1,0 +1,78 @@
+/**
+ * Carrying out a RoutePlan for one request: which policy serves the host, which route matches
+ * first, and which destination a weighted route picks. `switchyard explain` and the gateway both
+ * use this, so there is one reading of the plan outside Envoy.
+ */
+import { fullMatcher } from '../core/regex.js';
+import type { PolicyPlan, RequestMatch, Route, RoutePlan, StringMatch, WeightedDestination } from './plan.js';
+
+export interface RequestView {
+  /** The raw Host / :authority value, port included. */
+  authority: string;
+  method: string;
+  /** A header's value by lowercase name; repeated headers joined as Envoy joins them. */
+  header(name: string): string | undefined;
+  /** Claims of a verified intercept token, when the request carried one. */
+  claim?(name: string): string | undefined;
+}
+
+export function matchString(m: StringMatch, value: string | undefined): boolean {
+  if (value === undefined) return false;
+  if ('exact' in m) return value === m.exact;
+  if ('prefix' in m) return value.startsWith(m.prefix);
+  return fullMatcher(m.regex)(value);
+}
+
+export function matchRequest(m: RequestMatch, req: RequestView): boolean {
+  if (m.authority && !matchString(m.authority, req.authority)) return false;
+  if (m.method && !matchString(m.method, req.method)) return false;
+  if (m.headers) for (const [name, sm] of Object.entries(m.headers)) if (!matchString(sm, req.header(name))) return false;
+  if (m.claims) for (const [name, sm] of Object.entries(m.claims)) if (!matchString(sm, req.claim?.(name))) return false;
+  return true;
+}
+
+/** The first route that matches (first match wins), or undefined. */
+export function matchRoute(policy: PolicyPlan, req: RequestView): Route | undefined {
+  return policy.routes.find((r) => r.matches.length === 0 || r.matches.some((m) => matchRequest(m, req)));
+}
+
+/** Picks by weight; `roll` is uniform in [0, 100). Zero-weight destinations are never picked. */
+export function pickDestination(route: Route, roll: number): WeightedDestination {
+  let acc = 0;
+  for (const d of route.destinations) {
+    acc += d.weight;
+    if (roll < acc) return d;
+  }
+  return route.destinations.findLast((d) => d.weight > 0) ?? (route.destinations[0] as WeightedDestination);
+}
+
+/** `Shop.Example.com:8443` → `shop.example.com`. */
+export function hostWithoutPort(authority: string): string {
+  const a = authority.toLowerCase();
+  if (a.startsWith('[')) return a.slice(0, a.indexOf(']') + 1);
+  const i = a.lastIndexOf(':');
+  return i === -1 ? a : a.slice(0, i);
+}
+
+export interface PlanIndex {
+  policyFor(authority: string): PolicyPlan | undefined;
+}
+
+/** Host → policy, built once per plan. Exact names win over `*.` wildcards; longer wildcards first. */
+export function indexPlan(plan: RoutePlan): PlanIndex {
+  const exact = new Map<string, PolicyPlan>();
+  const wildcards: [string, PolicyPlan][] = [];
+  for (const p of plan.policies) {
+    for (const h of [...p.hostAliases, ...p.previewHosts]) {
+      if (h.startsWith('*.')) wildcards.push([h.slice(1), p]);
+      else if (!exact.has(h)) exact.set(h, p);
+    }
+  }
+  wildcards.sort((a, b) => b[0].length - a[0].length);
+  return {
+    policyFor(authority) {
+      const host = hostWithoutPort(authority);
+      return exact.get(host) ?? wildcards.find(([suffix]) => host.endsWith(suffix) && host.length > suffix.length)?.[1];
+    },
+  };
+}

@@ -1,0 +1,43 @@
+/** Deterministic names shared by the compiler, the controller and the PR bot. */
+import { createHash } from 'node:crypto';
+
+export const MAX_DNS_LABEL = 63;
+
+export function sha7(commit: string): string {
+  return commit.toLowerCase().slice(0, 7);
+}
+
+/** The pinned preview reference and version: `pr-42-7f3a2c1`. */
+export function pinnedRef(pullRequest: number, commit: string): string {
+  return `pr-${pullRequest}-${sha7(commit)}`;
+}
+
+/** The moving preview reference: `pr-42` (always the newest Ready commit of PR 42). */
+export function latestRef(pullRequest: number): string {
+  return `pr-${pullRequest}`;
+}
+
+/**
+ * `checkout-pr-42-7f3a2c1`, at most 63 characters: a long policy name is cut (never the PR or SHA,
+ * which make the name unique), and a trailing "-" left by the cut is dropped.
+ */
+export function previewName(policy: string, pullRequest: number, commit: string): string {
+  const suffix = `-${pinnedRef(pullRequest, commit)}`;
+  const head = policy.slice(0, MAX_DNS_LABEL - suffix.length).replace(/-+$/, '');
+  return `${head}${suffix}`;
+}
+
+/** `pr-42--checkout.preview.example.com`, or undefined when the first label would exceed 63 characters. */
+export function previewHost(ref: string, policy: string, domain: string): string | undefined {
+  const label = `${ref}--${policy}`;
+  return label.length > MAX_DNS_LABEL ? undefined : `${label}.${domain}`;
+}
+
+export function serviceHost(service: string, namespace: string, clusterDomain: string): string {
+  return `${service}.${namespace}.svc.${clusterDomain}`;
+}
+
+/** Identifies one canary run: changes when the canary version does, so old sticky cookies lapse. */
+export function canaryRunId(namespace: string, policy: string, canaryVersion: string): string {
+  return createHash('sha256').update(`${namespace}/${policy}/${canaryVersion}`).digest('hex').slice(0, 8);
+}

@@ -1,0 +1,23 @@
+/** Durations as written in resources (`500ms`, `5s`, `1m`, `24h`, `1h30m`). */
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+export function parseDurationMs(text: string): number {
+  const re = /([0-9]+)(ms|s|m|h)/gy;
+  let total = 0;
+  let consumed = 0;
+  for (let m = re.exec(text); m; m = re.exec(text)) {
+    total += Number(m[1]) * (UNIT_MS[m[2] as string] as number);
+    consumed = re.lastIndex;
+  }
+  if (consumed === 0 || consumed !== text.length) throw new Error(`not a duration: ${JSON.stringify(text)}`);
+  return total;
+}
+
+/**
+ * Protobuf JSON durations (what Istio and Envoy accept) are seconds with an `s` suffix only:
+ * `1m` is rejected there, `60s` is not.
+ */
+export function toProtoDuration(text: string): string {
+  const ms = parseDurationMs(text);
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${(ms / 1000).toFixed(3).replace(/0+$/, '')}s`;
+}

@@ -1,0 +1,52 @@
+/**
+ * Every problem Switchyard reports to a person has a stable code from this table (as fastify's
+ * FST_ERR_* and undici's UND_ERR_*). A retired code is never reused. `docs/errors.md` documents
+ * each code, and a test checks that the table and the docs agree.
+ */
+export const ERROR_CODES = {
+  SY_FILE_READ: 'a file or folder given with -f cannot be read',
+  SY_NO_INPUT: 'no YAML or JSON file was found in the paths given',
+  SY_YAML_PARSE: 'a document is not valid YAML',
+  SY_UNKNOWN_KIND: 'a document is not a Switchyard resource',
+  SY_SCHEMA: 'a field does not have the type, format or range its schema expects',
+  SY_ONE_OF: 'an object needs exactly one of several fields',
+  SY_INVALID_REGEX: 'a regex is not valid RE2 syntax',
+  SY_INVALID_VALUE: 'a value is well-formed but not usable (for example a canary version equal to the stable one)',
+  SY_DUPLICATE: 'two resources or list entries have the same identity',
+  SY_MISSING_POLICY: 'a Preview names a TrafficPolicy that does not exist',
+  SY_MISSING_PREVIEW: 'a policy routes to a preview that is not Ready or does not exist',
+  SY_HOST_CONFLICT: 'two TrafficPolicies claim the same host',
+  SY_NAME_TOO_LONG: 'a generated DNS name would be longer than 63 characters',
+  SY_AMBIENT_UNSUPPORTED: 'an EnvoyFilter feature was asked for in an ambient-mode namespace',
+  SY_BAD_REQUEST: 'a command-line argument is malformed',
+  SY_INTERNAL: 'an unexpected failure inside Switchyard (a bug: please report it)',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** Where a problem is: the file, the 1-based document in it, and the field path inside that document. */
+export interface Source {
+  file: string;
+  document: number;
+}
+
+export interface Problem {
+  code: ErrorCode;
+  message: string;
+  source?: Source;
+  path?: string;
+}
+
+export function problem(code: ErrorCode, message: string, source?: Source, path?: string): Problem {
+  const p: Problem = { code, message };
+  if (source) p.source = source;
+  if (path) p.path = path;
+  return p;
+}
+
+/** `file:document N: spec.path: what was expected` — the format of DESIGN.md's CLI contract. */
+export function formatProblem(p: Problem): string {
+  const where = p.source ? `${p.source.file}:document ${p.source.document}: ` : '';
+  const path = p.path ? `${p.path}: ` : '';
+  return `${where}${path}${p.message} [${p.code}]`;
+}

@@ -1,0 +1,15 @@
+/** One DestinationRule per policy: a subset per version the VirtualService routes or mirrors to. */
+import type { PolicyPlan } from '../compiler/plan.js';
+import { type KubeObject, NETWORKING_V1, objectMeta } from './objects.js';
+
+export function renderDestinationRule(policy: PolicyPlan): KubeObject {
+  return {
+    apiVersion: NETWORKING_V1,
+    kind: 'DestinationRule',
+    metadata: objectMeta(policy, policy.name),
+    spec: {
+      host: policy.serviceHost,
+      subsets: policy.subsets.map((s) => ({ name: s.name, labels: { ...s.labels } })),
+    },
+  };
+}

@@ -1,0 +1,122 @@
+/**
+ * Rate limits → EnvoyFilters with Envoy's local rate limit on the inbound side of the selected
+ * pods. One EnvoyFilter per (appliesTo, enforce) group, because a workload selector and
+ * `filter_enforced` are per filter. Differences from the gateway (documented in README):
+ * Envoy counts per pod in a token bucket refilled every window; the gateway counts across all
+ * replicas in a fixed window in Redis. Per-value buckets (a header or client IP key) use Envoy's
+ * dynamic descriptors (an entry with no value), which need Envoy ≥ 1.34 (Istio ≥ 1.26).
+ */
+import type { PolicyPlan, RateLimitPlan } from '../compiler/plan.js';
+import type { AppliesTo } from '../resources/schema.js';
+import { type KubeObject, NETWORKING_V1ALPHA3, objectMeta } from './objects.js';
+
+const LOCAL_RATELIMIT = 'envoy.filters.http.local_ratelimit';
+const LOCAL_RATELIMIT_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit';
+const TYPED_STRUCT = 'type.googleapis.com/udpa.type.v1.TypedStruct';
+/** Distinct header values / client IPs each Envoy keeps a bucket for (Envoy's default is 20). */
+export const MAX_DYNAMIC_DESCRIPTORS = 10_000;
+/** The label the preview controller puts on preview pods, so `appliesTo: previews` can select them. */
+export const PREVIEW_ROLE_LABEL = 'switchyard.dev/role';
+
+function percent(value: number) {
+  return { default_value: { numerator: value, denominator: 'HUNDRED' } };
+}
+
+function bucket(limit: number, windowSeconds: number) {
+  return { max_tokens: limit, tokens_per_fill: limit, fill_interval: `${windowSeconds}s` };
+}
+
+function action(rl: RateLimitPlan): Record<string, unknown> {
+  switch (rl.key.type) {
+    case 'header':
+      return { request_headers: { header_name: rl.key.header, descriptor_key: rl.name } };
+    case 'clientIp':
+      return { remote_address: {} };
+    case 'route':
+      return { generic_key: { descriptor_key: rl.name, descriptor_value: rl.name } };
+  }
+}
+
+function descriptor(rl: RateLimitPlan): Record<string, unknown> {
+  const entry =
+    rl.key.type === 'header' ? { key: rl.name } : rl.key.type === 'clientIp' ? { key: 'remote_address' } : { key: rl.name, value: rl.name };
+  return { entries: [entry], token_bucket: bucket(rl.limit, rl.windowSeconds) };
+}
+
+function selector(policy: PolicyPlan, appliesTo: AppliesTo): Record<string, string> {
+  const labels = { ...policy.workloadLabels };
+  const stable = policy.subsets[0]?.name;
+  const canary = policy.routes.find((r) => r.kind === 'split')?.destinations.find((d) => d.role === 'canary')?.version;
+  if (appliesTo === 'stable' && stable) labels[policy.versionLabel] = stable;
+  if (appliesTo === 'canary' && canary) labels[policy.versionLabel] = canary;
+  if (appliesTo === 'previews') labels[PREVIEW_ROLE_LABEL] = 'preview';
+  return labels;
+}
+
+export function envoyFilterName(policy: PolicyPlan, appliesTo: AppliesTo, enforce: boolean): string {
+  return `${policy.name}-ratelimit-${appliesTo}${enforce ? '' : '-shadow'}`;
+}
+
+function renderGroup(policy: PolicyPlan, appliesTo: AppliesTo, enforce: boolean, limits: RateLimitPlan[]): KubeObject {
+  const name = envoyFilterName(policy, appliesTo, enforce);
+  const statPrefix = `switchyard_${policy.namespace}_${name}`.replace(/-/g, '_');
+  const config = {
+    stat_prefix: statPrefix,
+    // Requests that match no descriptor are not limited: the default bucket never runs dry.
+    token_bucket: { max_tokens: 4294967295, tokens_per_fill: 4294967295, fill_interval: '1s' },
+    filter_enabled: { runtime_key: `${statPrefix}_enabled`, ...percent(100) },
+    // Both must be set, or Envoy limits nothing; enforce: false counts would-be 429s only.
+    filter_enforced: { runtime_key: `${statPrefix}_enforced`, ...percent(enforce ? 100 : 0) },
+    always_consume_default_token_bucket: false,
+    max_dynamic_descriptors: MAX_DYNAMIC_DESCRIPTORS,
+    enable_x_ratelimit_headers: 'DRAFT_VERSION_03',
+    descriptors: limits.map(descriptor),
+  };
+  return {
+    apiVersion: NETWORKING_V1ALPHA3,
+    kind: 'EnvoyFilter',
+    metadata: objectMeta(policy, name),
+    spec: {
+      workloadSelector: { labels: selector(policy, appliesTo) },
+      configPatches: [
+        {
+          applyTo: 'HTTP_FILTER',
+          match: {
+            context: 'SIDECAR_INBOUND',
+            listener: { filterChain: { filter: { name: 'envoy.filters.network.http_connection_manager', subFilter: { name: 'envoy.filters.http.router' } } } },
+          },
+          patch: {
+            operation: 'INSERT_BEFORE',
+            value: { name: `${LOCAL_RATELIMIT}.${name}`, typed_config: { '@type': TYPED_STRUCT, type_url: LOCAL_RATELIMIT_TYPE, value: { stat_prefix: statPrefix } } },
+          },
+        },
+        {
+          applyTo: 'HTTP_ROUTE',
+          match: { context: 'SIDECAR_INBOUND', routeConfiguration: { vhost: { name: `inbound|http|${policy.port}`, route: { action: 'ANY' } } } },
+          patch: {
+            operation: 'MERGE',
+            value: {
+              route: { rate_limits: limits.map((rl) => ({ actions: [action(rl)] })) },
+              typed_per_filter_config: {
+                [`${LOCAL_RATELIMIT}.${name}`]: { '@type': TYPED_STRUCT, type_url: LOCAL_RATELIMIT_TYPE, value: config },
+              },
+            },
+          },
+        },
+      ],
+    },
+  };
+}
+
+const APPLIES_ORDER: AppliesTo[] = ['all', 'stable', 'canary', 'previews'];
+
+export function renderEnvoyFilters(policy: PolicyPlan): KubeObject[] {
+  const out: KubeObject[] = [];
+  for (const appliesTo of APPLIES_ORDER) {
+    for (const enforce of [true, false]) {
+      const limits = policy.rateLimits.filter((rl) => rl.appliesTo === appliesTo && rl.enforce === enforce);
+      if (limits.length > 0) out.push(renderGroup(policy, appliesTo, enforce, limits));
+    }
+  }
+  return out;
+}

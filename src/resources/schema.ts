@@ -1,0 +1,337 @@
+/**
+ * The Switchyard resources, written once. From these TypeBox schemas come the TypeScript types
+ * (`Static<>`), the validation in `validate.ts` (ajv, with readable errors) and the CRD
+ * `openAPIV3Schema` in `crds.ts`. `description` doubles as the "what was expected" half of an
+ * error message, so keep it short and concrete.
+ */
+import { type Static, type TSchema, Type } from '@sinclair/typebox';
+
+export const GROUP = 'switchyard.dev';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+
+const closed = { additionalProperties: false } as const;
+
+/** A Go-style duration limited to the units people use for traffic: 500ms, 5s, 1m, 24h, 1h30m. */
+export const Duration = Type.String({
+  pattern: '^([0-9]+(ms|s|m|h))+$',
+  description: 'a duration such as 500ms, 5s, 1m or 24h',
+});
+
+/** Versions become Istio subset names and Kubernetes label values, so the strictest of both. */
+export const VersionName = Type.String({
+  pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$',
+  maxLength: 63,
+  description: 'a version name: lowercase letters, digits and "-", at most 63 characters',
+});
+
+export const DnsLabel = Type.String({
+  pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$',
+  maxLength: 63,
+  description: 'a DNS-1123 label: lowercase letters, digits and "-", at most 63 characters',
+});
+
+/** Lowercase because Istio requires it and HTTP/2 sends header names lowercased anyway. */
+export const HeaderName = Type.String({
+  pattern: "^[a-z0-9!#$%&'*+.^_`|~-]+$",
+  description: 'a lowercase HTTP header name such as x-debug-user',
+});
+
+/** W3C baggage key: an RFC 7230 token (no spaces, no separators). */
+export const BaggageKey = Type.String({
+  pattern: "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$",
+  description: 'a W3C baggage key: letters, digits and !#$%&\'*+-.^_`|~, no spaces',
+});
+
+export const HostName = Type.String({
+  pattern: '^(\\*\\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$',
+  maxLength: 253,
+  description: 'a lowercase DNS host name such as shop.example.com (a leading "*." is allowed)',
+});
+
+/** Where matching traffic goes: a version of the service, or a preview (`pr-42` or `pr-42-7f3a2c1`). */
+export const Target = Type.Object(
+  {
+    version: Type.Optional(VersionName),
+    preview: Type.Optional(
+      Type.String({
+        pattern: '^pr-[0-9]+(-[0-9a-f]{7})?$',
+        description: 'a preview reference such as pr-42 (newest commit) or pr-42-7f3a2c1 (one commit)',
+      }),
+    ),
+  },
+  { ...closed, description: 'exactly one of version or preview' },
+);
+
+export const InterceptMatch = Type.Object(
+  {
+    header: Type.Optional(HeaderName),
+    baggage: Type.Optional(BaggageKey),
+    exact: Type.Optional(Type.String({ minLength: 1, description: 'a non-empty string' })),
+    prefix: Type.Optional(Type.String({ minLength: 1, description: 'a non-empty prefix' })),
+    regex: Type.Optional(Type.String({ minLength: 1, description: 'an RE2 regular expression' })),
+  },
+  { ...closed, description: 'one of header or baggage, and one of exact, prefix or regex' },
+);
+
+export const Intercept = Type.Object(
+  {
+    name: DnsLabel,
+    match: InterceptMatch,
+    to: Target,
+    requireToken: Type.Optional(
+      Type.Boolean({ description: 'true: the value must come from a verified token, not a plain header' }),
+    ),
+  },
+  closed,
+);
+
+export const StickyCookie = Type.Object(
+  {
+    cookie: Type.Optional(
+      Type.String({ pattern: '^[A-Za-z0-9_-]+$', description: 'a cookie name (letters, digits, "-", "_")' }),
+    ),
+    maxAge: Type.Optional(Duration),
+  },
+  closed,
+);
+
+export const Canary = Type.Object(
+  {
+    version: VersionName,
+    weight: Type.Integer({ minimum: 0, maximum: 100, description: 'an integer from 0 to 100' }),
+    sticky: Type.Optional(StickyCookie),
+  },
+  closed,
+);
+
+/** A string enum as plain JSON Schema `enum`, which both ajv and CRD schemas understand. */
+function StringEnum<T extends string>(values: readonly T[], description: string) {
+  return Type.Unsafe<T>({ type: 'string', enum: [...values], description });
+}
+
+export const HttpMethod = StringEnum(
+  ['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE', 'POST', 'PATCH'] as const,
+  'an HTTP method in capitals',
+);
+
+export const Mirror = Type.Object(
+  {
+    to: Target,
+    percent: Type.Optional(
+      Type.Number({ minimum: 0, maximum: 100, description: 'a percentage from 0 to 100' }),
+    ),
+    methods: Type.Optional(Type.Array(HttpMethod, { minItems: 1, uniqueItems: true })),
+    maxBodyBytes: Type.Optional(Type.Integer({ minimum: 0, description: 'a byte count' })),
+  },
+  closed,
+);
+
+export const RateLimitKey = Type.Object(
+  {
+    clientIp: Type.Optional(Type.Object({}, closed)),
+    header: Type.Optional(HeaderName),
+    route: Type.Optional(Type.Object({}, closed)),
+  },
+  { ...closed, description: 'exactly one of clientIp, header or route' },
+);
+
+export const AppliesTo = StringEnum(['all', 'stable', 'canary', 'previews'] as const, 'all, stable, canary or previews');
+
+export const RateLimit = Type.Object(
+  {
+    name: DnsLabel,
+    key: RateLimitKey,
+    limit: Type.Integer({ minimum: 1, description: 'a positive integer' }),
+    window: Duration,
+    appliesTo: Type.Optional(AppliesTo),
+    enforce: Type.Optional(Type.Boolean()),
+  },
+  closed,
+);
+
+export const RetryOn = Type.String({
+  pattern:
+    '^(5xx|gateway-error|reset|connect-failure|envoy-ratelimited|retriable-4xx|refused-stream|retriable-status-codes|retriable-headers|cancelled|deadline-exceeded|internal|resource-exhausted|unavailable|[1-5][0-9][0-9])$',
+  description: 'an Envoy retry condition (5xx, gateway-error, reset, connect-failure, …) or a status code',
+});
+
+export const Retries = Type.Object(
+  {
+    attempts: Type.Integer({ minimum: 0, maximum: 10, description: 'an integer from 0 to 10' }),
+    perTryTimeout: Type.Optional(Duration),
+    on: Type.Optional(Type.Array(RetryOn, { uniqueItems: true })),
+  },
+  closed,
+);
+
+export const PreviewSettings = Type.Object(
+  {
+    repository: Type.String({
+      pattern: '^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$',
+      description: 'a GitHub repository as owner/name',
+    }),
+    image: Type.Optional(Type.String({ minLength: 1, description: 'an image, with {sha} for the commit' })),
+    header: Type.Optional(HeaderName),
+    ttl: Type.Optional(Duration),
+    maxPerPullRequest: Type.Optional(Type.Integer({ minimum: 1, maximum: 20 })),
+    domain: Type.Optional(HostName),
+    gateway: Type.Optional(
+      Type.String({ minLength: 1, description: 'an Istio Gateway as namespace/name for preview URLs' }),
+    ),
+    requireToken: Type.Optional(Type.Boolean()),
+  },
+  closed,
+);
+
+export const TrafficPolicySpec = Type.Object(
+  {
+    service: DnsLabel,
+    port: Type.Integer({ minimum: 1, maximum: 65535, description: 'a port number from 1 to 65535' }),
+    hosts: Type.Optional(Type.Array(HostName, { minItems: 1, uniqueItems: true })),
+    gateways: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, description: 'an Istio Gateway as namespace/name' }), {
+        uniqueItems: true,
+      }),
+    ),
+    versionLabel: Type.Optional(
+      Type.String({
+        pattern: '^([a-z0-9.-]+/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$',
+        description: 'a Kubernetes label key such as version',
+      }),
+    ),
+    workloadLabels: Type.Optional(
+      Type.Record(Type.String(), Type.String(), {
+        description: "labels that select the service's pods (default: app: <service>)",
+      }),
+    ),
+    stable: VersionName,
+    canary: Type.Optional(Canary),
+    intercepts: Type.Optional(Type.Array(Intercept)),
+    mirror: Type.Optional(Mirror),
+    rateLimits: Type.Optional(Type.Array(RateLimit)),
+    timeout: Type.Optional(Duration),
+    retries: Type.Optional(Retries),
+    previews: Type.Optional(PreviewSettings),
+  },
+  closed,
+);
+
+export const Condition = Type.Object({
+  type: Type.String(),
+  status: StringEnum(['True', 'False', 'Unknown'] as const, 'True, False or Unknown'),
+  reason: Type.String(),
+  message: Type.String(),
+  observedGeneration: Type.Optional(Type.Integer()),
+  lastTransitionTime: Type.String(),
+});
+
+export const TrafficPolicyStatus = Type.Object({
+  observedGeneration: Type.Optional(Type.Integer()),
+  conditions: Type.Optional(Type.Array(Condition)),
+  written: Type.Optional(
+    Type.Array(Type.Object({ apiVersion: Type.String(), kind: Type.String(), name: Type.String() })),
+  ),
+});
+
+export const PreviewPhase = StringEnum(
+  ['Pending', 'Deploying', 'Ready', 'Failed', 'Expired'] as const,
+  'Pending, Deploying, Ready, Failed or Expired',
+);
+
+export const PreviewSpec = Type.Object(
+  {
+    policy: DnsLabel,
+    repository: Type.String({ pattern: '^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$', description: 'owner/name' }),
+    pullRequest: Type.Integer({ minimum: 1, description: 'a pull request number' }),
+    commit: Type.String({
+      pattern: '^[0-9a-f]{7,40}$',
+      description: 'a lowercase hex commit SHA (7 to 40 digits)',
+    }),
+    image: Type.Optional(Type.String({ minLength: 1 })),
+    env: Type.Optional(Type.Record(Type.String(), Type.String())),
+    replicas: Type.Optional(Type.Integer({ minimum: 0, maximum: 10 })),
+    ttl: Type.Optional(Duration),
+  },
+  closed,
+);
+
+export const PreviewStatus = Type.Object({
+  observedGeneration: Type.Optional(Type.Integer()),
+  phase: Type.Optional(PreviewPhase),
+  url: Type.Optional(Type.String()),
+  intercept: Type.Optional(Type.String()),
+  conditions: Type.Optional(Type.Array(Condition)),
+});
+
+const Metadata = Type.Object({
+  name: Type.String({
+    pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$',
+    maxLength: 63,
+    description: 'a DNS-1123 name: lowercase letters, digits and "-", at most 63 characters',
+  }),
+  namespace: Type.Optional(DnsLabel),
+  creationTimestamp: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+  generation: Type.Optional(Type.Integer()),
+  labels: Type.Optional(Type.Record(Type.String(), Type.String())),
+  annotations: Type.Optional(Type.Record(Type.String(), Type.String())),
+});
+
+function resource<K extends string, S extends TSchema, T extends TSchema>(kind: K, spec: S, status: T) {
+  return Type.Object({
+    apiVersion: Type.Literal(API_VERSION),
+    kind: Type.Literal(kind),
+    metadata: Metadata,
+    spec,
+    status: Type.Optional(status),
+  });
+}
+
+export const TrafficPolicySchema = resource('TrafficPolicy', TrafficPolicySpec, TrafficPolicyStatus);
+export const PreviewSchema = resource('Preview', PreviewSpec, PreviewStatus);
+
+/** Outside a cluster: maps `<service>/<version>` upstream keys to URLs. Not a CRD. */
+export const GatewayConfigSchema = Type.Object({
+  apiVersion: Type.Literal(API_VERSION),
+  kind: Type.Literal('GatewayConfig'),
+  metadata: Type.Optional(Type.Object({ name: Type.Optional(Type.String()) })),
+  spec: Type.Object(
+    {
+      upstreams: Type.Record(
+        Type.String({ pattern: '^[a-z0-9-]+/[a-z0-9-]+$', description: 'an upstream key <service>/<version>' }),
+        Type.String({ pattern: '^https?://[^\\s]+$', description: 'an http:// or https:// URL' }),
+      ),
+    },
+    { additionalProperties: true },
+  ),
+});
+
+export type TrafficPolicy = Static<typeof TrafficPolicySchema>;
+export type TrafficPolicySpec = Static<typeof TrafficPolicySpec>;
+export type Preview = Static<typeof PreviewSchema>;
+export type PreviewSpec = Static<typeof PreviewSpec>;
+export type GatewayConfig = Static<typeof GatewayConfigSchema>;
+export type Target = Static<typeof Target>;
+export type Intercept = Static<typeof Intercept>;
+export type InterceptMatch = Static<typeof InterceptMatch>;
+export type RateLimit = Static<typeof RateLimit>;
+export type AppliesTo = Static<typeof AppliesTo>;
+export type Condition = Static<typeof Condition>;
+export type HttpMethod = Static<typeof HttpMethod>;
+
+/** Defaults, in one place so the compiler, the docs and the CRD descriptions agree. */
+export const DEFAULTS = {
+  namespace: 'default',
+  versionLabel: 'version',
+  previewHeader: 'x-switchyard-preview',
+  previewBaggageKey: 'switchyard-preview',
+  stickyCookie: 'switchyard-canary',
+  stickyMaxAge: '24h',
+  mirrorPercent: 100,
+  mirrorMethods: ['GET', 'HEAD', 'OPTIONS'] as HttpMethod[],
+  mirrorMaxBodyBytes: 65536,
+  appliesTo: 'all' as AppliesTo,
+  previewTtl: '72h',
+  maxPerPullRequest: 2,
+  clusterDomain: 'cluster.local',
+} as const;

@@ -1,0 +1,249 @@
+/**
+ * Raw documents into typed resources, or problems that say file, document, field path and what
+ * was expected. Schema checks come from the TypeBox schemas through ajv; the checks JSON Schema
+ * cannot say well (exactly-one-of, RE2 syntax, cross-field rules) follow, per document.
+ * `switchyard validate`, `render`, the gateway's file loader and the controller all use this.
+ */
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { parseDurationMs } from '../core/duration.js';
+import { type Problem, problem, type Source } from '../core/errors.js';
+import { re2SyntaxError } from '../core/regex.js';
+import type { RawDocument } from './load.js';
+import {
+  API_VERSION,
+  DEFAULTS,
+  type GatewayConfig,
+  GatewayConfigSchema,
+  type Preview,
+  PreviewSchema,
+  type TrafficPolicy,
+  TrafficPolicySchema,
+} from './schema.js';
+
+export interface Resources {
+  policies: TrafficPolicy[];
+  previews: Preview[];
+  gatewayConfigs: GatewayConfig[];
+  /** Where each resource came from, for problems found later (by the compiler). */
+  sources: WeakMap<object, Source>;
+}
+
+export function emptyResources(): Resources {
+  return { policies: [], previews: [], gatewayConfigs: [], sources: new WeakMap() };
+}
+
+const ajv = new Ajv({ allErrors: true, strict: false });
+const validators: Record<string, ValidateFunction> = {
+  TrafficPolicy: ajv.compile(TrafficPolicySchema),
+  Preview: ajv.compile(PreviewSchema),
+  GatewayConfig: ajv.compile(GatewayConfigSchema),
+};
+
+/** `/spec/rateLimits/0/window` → `spec.rateLimits[0].window`. */
+export function toFieldPath(pointer: string, extra?: string): string {
+  const parts = pointer
+    .split('/')
+    .slice(1)
+    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+  if (extra !== undefined) parts.push(extra);
+  let out = '';
+  for (const part of parts) {
+    if (/^[0-9]+$/.test(part)) out += `[${part}]`;
+    else if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(part)) out += out ? `.${part}` : part;
+    else out += `[${JSON.stringify(part)}]`;
+  }
+  return out;
+}
+
+function show(value: unknown): string {
+  const s = JSON.stringify(value);
+  return s === undefined ? String(value) : s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
+
+function schemaErrorMessage(e: ErrorObject): { path: string; message: string } {
+  const path = toFieldPath(e.instancePath);
+  const expected = (e.parentSchema as { description?: string } | undefined)?.description;
+  const got = ` (got ${show(e.data)})`;
+  switch (e.keyword) {
+    case 'additionalProperties': {
+      const props = Object.keys((e.parentSchema as { properties?: object }).properties ?? {});
+      const key = (e.params as { additionalProperty: string }).additionalProperty;
+      return {
+        path: toFieldPath(e.instancePath, key),
+        message: `unknown field (expected one of: ${props.join(', ')})`,
+      };
+    }
+    case 'required': {
+      const key = (e.params as { missingProperty: string }).missingProperty;
+      return { path: toFieldPath(e.instancePath, key), message: 'required field is missing' };
+    }
+    case 'type':
+      return { path, message: `expected ${(e.params as { type: string }).type}${got}` };
+    case 'const':
+      return { path, message: `expected ${show((e.params as { allowedValue: unknown }).allowedValue)}${got}` };
+    case 'enum':
+      return {
+        path,
+        message: `expected one of ${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')}${got}`,
+      };
+    case 'minimum':
+    case 'maximum':
+    case 'exclusiveMinimum':
+    case 'exclusiveMaximum':
+      return {
+        path,
+        message: `expected ${expected ?? 'a number'}: must be ${e.keyword.startsWith('min') || e.keyword === 'exclusiveMinimum' ? 'at least' : 'at most'} ${(e.params as { limit: number }).limit}${got}`,
+      };
+    case 'uniqueItems':
+      return { path, message: `items must be unique (items ${(e.params as { j: number }).j} and ${(e.params as { i: number }).i} are equal)` };
+    case 'minItems':
+      return { path, message: `expected at least ${(e.params as { limit: number }).limit} item(s)` };
+    default:
+      return { path, message: `expected ${expected ?? e.message ?? 'a valid value'}${got}` };
+  }
+}
+
+function schemaProblems(errors: ErrorObject[], source: Source): Problem[] {
+  const seen = new Set<string>();
+  const out: Problem[] = [];
+  for (const e of errors) {
+    const { path, message } = schemaErrorMessage(e);
+    const k = `${path}\u0000${e.keyword}`;
+    if (seen.has(k) || seen.has(`${path}\u0000*`)) continue;
+    seen.add(k);
+    // One message per field: a type error makes the pattern/range errors of that field moot.
+    if (e.keyword === 'type') seen.add(`${path}\u0000*`);
+    out.push(problem('SY_SCHEMA', message, source, path));
+  }
+  return out;
+}
+
+function exactlyOne(
+  obj: Record<string, unknown>,
+  keys: readonly string[],
+  source: Source,
+  path: string,
+  out: Problem[],
+): void {
+  const present = keys.filter((k) => obj[k] !== undefined);
+  if (present.length !== 1) {
+    out.push(
+      problem(
+        'SY_ONE_OF',
+        `expected exactly one of ${keys.join(', ')} (got ${present.length === 0 ? 'none' : present.join(' and ')})`,
+        source,
+        path,
+      ),
+    );
+  }
+}
+
+/** W3C baggage values are baggage-octets: printable ASCII without space, `"`, `,`, `;` and `\`. */
+const BAGGAGE_VALUE = /^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]+$/;
+
+function checkPolicy(p: TrafficPolicy, source: Source): Problem[] {
+  const out: Problem[] = [];
+  const spec = p.spec;
+  if (spec.canary && spec.canary.version === spec.stable) {
+    out.push(problem('SY_INVALID_VALUE', `canary version must differ from stable (${spec.stable})`, source, 'spec.canary.version'));
+  }
+  const names = new Set<string>();
+  (spec.intercepts ?? []).forEach((ic, i) => {
+    const at = `spec.intercepts[${i}]`;
+    if (names.has(ic.name)) out.push(problem('SY_DUPLICATE', `intercept name ${ic.name} is used twice`, source, `${at}.name`));
+    names.add(ic.name);
+    exactlyOne(ic.match, ['header', 'baggage'], source, `${at}.match`, out);
+    exactlyOne(ic.match, ['exact', 'prefix', 'regex'], source, `${at}.match`, out);
+    exactlyOne(ic.to, ['version', 'preview'], source, `${at}.to`, out);
+    if (ic.match.regex !== undefined) {
+      const err = re2SyntaxError(ic.match.regex);
+      if (err) out.push(problem('SY_INVALID_REGEX', `expected an RE2 regular expression: ${err}`, source, `${at}.match.regex`));
+    }
+    if (ic.match.baggage !== undefined) {
+      for (const k of ['exact', 'prefix'] as const) {
+        const v = ic.match[k];
+        if (v !== undefined && !BAGGAGE_VALUE.test(v)) {
+          out.push(
+            problem('SY_INVALID_VALUE', `expected a W3C baggage value (no spaces, quotes, ",", ";" or "\\") (got ${show(v)})`, source, `${at}.match.${k}`),
+          );
+        }
+      }
+    }
+  });
+  if (spec.mirror) {
+    exactlyOne(spec.mirror.to, ['version', 'preview'], source, 'spec.mirror.to', out);
+    if (spec.mirror.to.version === spec.stable) {
+      out.push(problem('SY_INVALID_VALUE', `a mirror must copy to another version than stable (${spec.stable})`, source, 'spec.mirror.to.version'));
+    }
+  }
+  const limitNames = new Set<string>();
+  const limitKeys = new Set<string>();
+  (spec.rateLimits ?? []).forEach((rl, i) => {
+    const at = `spec.rateLimits[${i}]`;
+    if (limitNames.has(rl.name)) out.push(problem('SY_DUPLICATE', `rate limit name ${rl.name} is used twice`, source, `${at}.name`));
+    limitNames.add(rl.name);
+    exactlyOne(rl.key, ['clientIp', 'header', 'route'], source, `${at}.key`, out);
+    const keyId = `${rl.appliesTo ?? DEFAULTS.appliesTo}/${rl.key.header ?? (rl.key.clientIp ? 'clientIp' : 'route')}`;
+    if (limitKeys.has(keyId)) {
+      out.push(problem('SY_DUPLICATE', `two rate limits with the same key apply to the same destinations; merge them into one`, source, `${at}.key`));
+    }
+    limitKeys.add(keyId);
+    if (parseDurationMs(rl.window) < 1000) {
+      out.push(problem('SY_INVALID_VALUE', `expected a window of at least 1s (got ${rl.window})`, source, `${at}.window`));
+    }
+  });
+  if (spec.previews?.domain && !spec.previews.gateway && !(spec.gateways && spec.gateways.length > 0)) {
+    out.push(
+      problem('SY_INVALID_VALUE', 'preview URLs need an Istio Gateway: set spec.previews.gateway or spec.gateways', source, 'spec.previews.domain'),
+    );
+  }
+  return out;
+}
+
+function describe(value: unknown): string {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return `a ${Array.isArray(value) ? 'list' : typeof value}`;
+  const v = value as { apiVersion?: unknown; kind?: unknown };
+  return `${String(v.apiVersion ?? '(no apiVersion)')} ${String(v.kind ?? '(no kind)')}`;
+}
+
+/** Validates every document; valid ones are added to the result with namespace defaults applied. */
+export function readResources(documents: readonly RawDocument[]): { resources: Resources; problems: Problem[] } {
+  const resources = emptyResources();
+  const problems: Problem[] = [];
+  for (const { source, value } of documents) {
+    const v = value as { apiVersion?: unknown; kind?: unknown };
+    const kind = typeof v === 'object' && v !== null ? v.kind : undefined;
+    const validate = typeof kind === 'string' && v.apiVersion === API_VERSION ? validators[kind] : undefined;
+    if (!validate) {
+      problems.push(
+        problem(
+          'SY_UNKNOWN_KIND',
+          `expected apiVersion ${API_VERSION} and kind TrafficPolicy, Preview or GatewayConfig (got ${describe(value)})`,
+          source,
+        ),
+      );
+      continue;
+    }
+    if (!validate(value)) {
+      problems.push(...schemaProblems(validate.errors ?? [], source));
+      continue;
+    }
+    if (kind === 'GatewayConfig') {
+      resources.gatewayConfigs.push(value as GatewayConfig);
+      resources.sources.set(value as object, source);
+      continue;
+    }
+    const res = value as TrafficPolicy | Preview;
+    res.metadata.namespace ??= DEFAULTS.namespace;
+    if (kind === 'TrafficPolicy') {
+      const found = checkPolicy(res as TrafficPolicy, source);
+      problems.push(...found);
+      if (found.length > 0) continue;
+      resources.policies.push(res as TrafficPolicy);
+    } else {
+      resources.previews.push(res as Preview);
+    }
+    resources.sources.set(res, source);
+  }
+  return { resources, problems };
+}
