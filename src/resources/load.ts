@@ -40,7 +40,7 @@ async function expand(path: string, problems: Problem[]): Promise<string[]> {
 export function parseDocuments(text: string, file: string): LoadResult {
   const documents: RawDocument[] = [];
   const problems: Problem[] = [];
-  const docs = parseAllDocuments(text, { prettyErrors: false, uniqueKeys: true });
+  const docs = parseAllDocuments(text, { prettyErrors: true, uniqueKeys: true });
   const list = Array.isArray(docs) ? docs : [docs];
   list.forEach((doc, i) => {
     const source = { file, document: i + 1 };
@@ -48,7 +48,8 @@ export function parseDocuments(text: string, file: string): LoadResult {
       for (const err of doc.errors) {
         const pos = err.linePos?.[0];
         const at = pos ? ` (line ${pos.line}, column ${pos.col})` : '';
-        problems.push(problem('SY_YAML_PARSE', `YAML does not parse: ${err.message.split('\n')[0]}${at}`, source));
+        const first = (err.message.split('\n')[0] as string).replace(/ at line \d+, column \d+:?$/, '');
+        problems.push(problem('SY_YAML_PARSE', `YAML does not parse: ${first}${at}`, source));
       }
       return;
     }

@@ -32,7 +32,7 @@ export function emptyResources(): Resources {
   return { policies: [], previews: [], gatewayConfigs: [], sources: new WeakMap() };
 }
 
-const ajv = new Ajv({ allErrors: true, strict: false });
+const ajv = new Ajv({ allErrors: true, strict: false, verbose: true });
 const validators: Record<string, ValidateFunction> = {
   TrafficPolicy: ajv.compile(TrafficPolicySchema),
   Preview: ajv.compile(PreviewSchema),
