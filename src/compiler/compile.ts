@@ -140,9 +140,7 @@ class PolicyCompiler {
     const m = ic.match;
     const value: ValueMatch =
       m.exact !== undefined ? { exact: m.exact } : m.prefix !== undefined ? { prefix: m.prefix } : { regex: m.regex as string };
-    const name = m.header ?? (m.baggage as string);
-    if (ic.requireToken) return { claims: { [name]: value } };
-    if (m.header !== undefined) return { headers: { [m.header]: value } };
+    if (m.header !== undefined) return ic.requireToken ? { claims: { [m.header]: value } } : { headers: { [m.header]: value } };
     return { headers: { baggage: baggageMemberRegex(m.baggage as string, value) } };
   }
 

@@ -159,6 +159,9 @@ function checkPolicy(p: TrafficPolicy, source: Source): Problem[] {
       const err = re2SyntaxError(ic.match.regex);
       if (err) out.push(problem('SY_INVALID_REGEX', `expected an RE2 regular expression: ${err}`, source, `${at}.match.regex`));
     }
+    if (ic.match.baggage !== undefined && ic.requireToken) {
+      out.push(problem('SY_INVALID_VALUE', 'requireToken works with header matches only: the token travels in that header', source, `${at}.requireToken`));
+    }
     if (ic.match.baggage !== undefined) {
       for (const k of ['exact', 'prefix'] as const) {
         const v = ic.match[k];

@@ -36,11 +36,17 @@ export interface EvalResult {
   mirrored: boolean;
 }
 
+const compiled = new Map<string, RE2JS>();
+
 function stringMatches(m: Record<string, string>, value: string | undefined): boolean {
   if (value === undefined) return false;
   if (m.exact !== undefined) return value === m.exact;
   if (m.prefix !== undefined) return value.startsWith(m.prefix);
-  if (m.regex !== undefined) return RE2JS.compile(m.regex).matches(value);
+  if (m.regex !== undefined) {
+    let re = compiled.get(m.regex);
+    if (!re) compiled.set(m.regex, (re = RE2JS.compile(m.regex)));
+    return re.matches(value);
+  }
   throw new Error(`unsupported StringMatch ${JSON.stringify(m)}`);
 }
 

@@ -1,0 +1,132 @@
+/** `switchyard render` over the examples: valid Istio objects, deterministic bytes, GitOps files. */
+import { cpSync, mkdtempSync, readdirSync, readFileSync, renameSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import { describe, expect, it } from 'vitest';
+import { cli, EXAMPLES, tempFiles } from './support/cli.js';
+import { checkIstioRules } from './support/istio-rules.js';
+import { istioCrdsPath, validateWithCrdFile, validateWithModels } from './support/istio-schemas.js';
+
+type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespace: string; labels: Record<string, string> }; spec: Record<string, never> };
+
+async function renderExamples(...extra: string[]): Promise<{ text: string; objects: Obj[] }> {
+  const r = await cli('render', '-f', EXAMPLES, ...extra);
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  return { text: r.stdout, objects: parseAllDocuments(r.stdout).map((d) => d.toJS()) as Obj[] };
+}
+
+describe('render', () => {
+  it('every example object validates against Istio 1.29 schemas (@kubernetes-models/istio)', async () => {
+    const { objects } = await renderExamples();
+    expect(objects.length).toBeGreaterThan(10);
+    for (const o of objects) expect(() => validateWithModels(o), `${o.kind} ${o.metadata.name}`).not.toThrow();
+  });
+
+  it.runIf(istioCrdsPath() || process.env.CI)('every example object validates against the newest upstream CRDs (ISTIO_CRDS)', async () => {
+    const path = istioCrdsPath();
+    expect(path, 'CI must set ISTIO_CRDS to Istio crd-all.gen.yaml').toBeTruthy();
+    const { objects } = await renderExamples();
+    for (const o of objects) expect(validateWithCrdFile(o, path as string), `${o.kind} ${o.metadata.name}`).toEqual([]);
+  });
+
+  it("every example object keeps Istio's documented rules", async () => {
+    const { objects } = await renderExamples();
+    expect(checkIstioRules(objects)).toEqual([]);
+  });
+
+  it('labels every object with managed-by and its policy, and names every route', async () => {
+    const { objects } = await renderExamples();
+    for (const o of objects) {
+      expect(o.metadata.labels['app.kubernetes.io/managed-by']).toBe('switchyard');
+      expect(o.metadata.labels['switchyard.dev/policy']).toMatch(/^[a-z]/);
+      if (o.kind === 'VirtualService') {
+        for (const r of o.spec.http as { name?: string; route: { headers: { response: { set: Record<string, string> } } }[] }[]) {
+          expect(r.name).toBeTruthy();
+          for (const d of r.route) expect(d.headers.response.set['x-switchyard-upstream']).toMatch(/^[a-z0-9-]+\/[a-z0-9-]+$/);
+        }
+      }
+    }
+  });
+
+  it('writes DestinationRules before the VirtualServices that use their subsets', async () => {
+    const { objects } = await renderExamples();
+    const order = objects.map((o) => `${o.kind}/${o.metadata.labels['switchyard.dev/policy']}`);
+    for (const o of objects.filter((x) => x.kind === 'VirtualService' && !x.metadata.name.endsWith('-previews'))) {
+      expect(order.indexOf(`DestinationRule/${o.metadata.name}`)).toBeLessThan(order.indexOf(`VirtualService/${o.metadata.name}`));
+    }
+  });
+
+  it('is deterministic: the same bytes twice, and whatever the order of the input files', async () => {
+    const first = await renderExamples();
+    const second = await renderExamples();
+    expect(second.text).toBe(first.text);
+    // The same files under other names (so another read order) and given one by one, reversed.
+    const dir = mkdtempSync(join(tmpdir(), 'switchyard-order-'));
+    cpSync(EXAMPLES, dir, { recursive: true });
+    const files = readdirSync(dir).sort();
+    files.forEach((f, i) => renameSync(join(dir, f), join(dir, `${String(files.length - i).padStart(2, '0')}-${f}`)));
+    const args = readdirSync(dir).sort().reverse().flatMap((f) => ['-f', join(dir, f)]);
+    const shuffled = await cli('render', ...args);
+    expect(shuffled.code).toBe(0);
+    expect(shuffled.stdout).toBe(first.text);
+  });
+
+  it('-o json prints a kubectl List of the same objects', async () => {
+    const yaml = await renderExamples();
+    const json = await cli('render', '-f', EXAMPLES, '-o', 'json');
+    expect(JSON.parse(json.stdout)).toEqual({ apiVersion: 'v1', kind: 'List', items: yaml.objects });
+  });
+
+  it('--out-dir writes one file per object for GitOps', async () => {
+    const { objects } = await renderExamples();
+    const out = mkdtempSync(join(tmpdir(), 'switchyard-out-'));
+    const r = await cli('render', '-f', EXAMPLES, '--out-dir', out);
+    expect(r.code).toBe(0);
+    const written = readdirSync(join(out, 'shop')).sort();
+    expect(written).toHaveLength(objects.length);
+    const vs = parseAllDocuments(readFileSync(join(out, 'shop', 'virtualservice-checkout.yaml'), 'utf8'));
+    expect(vs).toHaveLength(1);
+    expect(vs[0]?.toJS()).toEqual(objects.find((o) => o.kind === 'VirtualService' && o.metadata.name === 'checkout'));
+  });
+
+  it('preview URLs get their own VirtualService on the preview Gateway', async () => {
+    const { objects } = await renderExamples();
+    const vs = objects.find((o) => o.kind === 'VirtualService' && o.metadata.name === 'checkout-previews') as Obj;
+    expect(vs.spec.gateways).toEqual(['istio-system/previews']);
+    expect(vs.spec.hosts).toEqual([
+      'pr-7-0a1b2c3--checkout.preview.example.com',
+      'pr-42-1b2c3d4--checkout.preview.example.com',
+      'pr-42-7f3a2c1--checkout.preview.example.com',
+      'pr-7--checkout.preview.example.com',
+      'pr-42--checkout.preview.example.com',
+    ]);
+  });
+
+  it('rate limits in an ambient namespace are an error, not a silent no-op', async () => {
+    const r = await cli('render', '-f', join(EXAMPLES, 'rate-limits.yaml'), '--ambient-namespace', 'shop');
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/^spec\.rateLimits: TrafficPolicy shop\/api has rate limits, but namespace shop is in ambient mode, where EnvoyFilters are silently ignored; .* \[SY_AMBIENT_UNSUPPORTED\]$/m);
+  });
+
+  it('accepts a file that also holds a GatewayConfig and ignores that document', async () => {
+    const dir = tempFiles({
+      'all.yaml': `apiVersion: switchyard.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: web}
+spec: {service: web, port: 80, stable: v1}
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: GatewayConfig
+metadata: {name: local}
+spec:
+  upstreams: {web/v1: 'http://127.0.0.1:9001'}
+`,
+    });
+    const r = await cli('render', '-f', dir);
+    expect(r.code).toBe(0);
+    expect(parseAllDocuments(r.stdout).map((d) => d.toJS().kind)).toEqual(['DestinationRule', 'VirtualService']);
+  });
+});
