@@ -1,0 +1,94 @@
+/**
+ * DESIGN.md rule 3, simulated on the compiled plan: 20,000 cookie-holding clients through a series
+ * of weight changes. The canary's share of clients stays within 1 point of the weight, clients
+ * move only in the direction of a change, at most once per change, and never flip back and forth.
+ */
+import { describe, expect, it } from 'vitest';
+import { compile } from '../src/compiler/compile.js';
+import { indexPlan, matchRoute, pickDestination } from '../src/compiler/evaluate.js';
+import { requestFrom } from '../src/compiler/explain.js';
+import type { TrafficPolicy } from '../src/resources/schema.js';
+
+function mulberry32(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function policy(weight: number, canary = 'v2'): TrafficPolicy {
+  return {
+    apiVersion: 'switchyard.dev/v1alpha1',
+    kind: 'TrafficPolicy',
+    metadata: { name: 'catalog', namespace: 'shop' },
+    spec: { service: 'catalog', port: 8080, stable: 'v1', canary: { version: canary, weight, sticky: { cookie: 'sy', maxAge: '1h' } } },
+  };
+}
+
+interface Client {
+  cookie?: string;
+  side?: 'stable' | 'canary';
+}
+
+function round(clients: Client[], weight: number, random: () => number, canary = 'v2'): { moves: number; up: number; down: number } {
+  const plan = compile({ policies: [policy(weight, canary)], previews: [] }).plan;
+  const p = indexPlan(plan).policyFor('catalog.shop.svc.cluster.local');
+  if (!p) throw new Error('no policy');
+  let up = 0;
+  let down = 0;
+  for (const c of clients) {
+    const route = matchRoute(p, requestFrom({ host: 'catalog', headers: c.cookie ? { cookie: `other=1; ${c.cookie}` } : {} }));
+    if (!route) throw new Error('no route');
+    const d = pickDestination(route, random() * 100);
+    const side = d.role === 'canary' ? 'canary' : 'stable';
+    if (c.side === 'stable' && side === 'canary') up++;
+    if (c.side === 'canary' && side === 'stable') down++;
+    c.side = side;
+    if (d.setCookie) c.cookie = d.setCookie.split(';')[0];
+  }
+  return { moves: up + down, up, down };
+}
+
+describe('sticky canary (rule 3)', () => {
+  it('keeps the share at the weight, moves clients once and only in the direction of the change', () => {
+    const random = mulberry32(42);
+    const clients: Client[] = Array.from({ length: 20_000 }, () => ({}));
+    let previous = 0;
+    for (const weight of [10, 30, 50, 45, 20, 80, 100, 60, 0, 40]) {
+      const first = round(clients, weight, random);
+      const share = (100 * clients.filter((c) => c.side === 'canary').length) / clients.length;
+      expect(Math.abs(share - weight), `share ${share} at weight ${weight}`).toBeLessThanOrEqual(1);
+      if (weight > previous) expect(first.down, `no one leaves the canary when the weight rises to ${weight}`).toBe(0);
+      if (weight < previous) expect(first.up, `no one joins the canary when the weight falls to ${weight}`).toBe(0);
+      // The same weight again: every client stays where it is (at most one move per change).
+      const again = round(clients, weight, random);
+      expect(again.moves, `moves on a second round at ${weight}`).toBe(0);
+      previous = weight;
+    }
+  });
+
+  it('a client on the canary stays there while the weight rises', () => {
+    const random = mulberry32(7);
+    const clients: Client[] = Array.from({ length: 2000 }, () => ({}));
+    round(clients, 5, random);
+    const early = clients.filter((c) => c.side === 'canary');
+    expect(early.length).toBeGreaterThan(50);
+    for (const w of [10, 25, 50, 75, 99]) {
+      round(clients, w, random);
+      expect(early.every((c) => c.side === 'canary')).toBe(true);
+    }
+  });
+
+  it('a new canary version starts a new run: old cookies draw afresh', () => {
+    const random = mulberry32(9);
+    const clients: Client[] = Array.from({ length: 10_000 }, () => ({}));
+    round(clients, 100, random);
+    expect(clients.every((c) => c.side === 'canary')).toBe(true);
+    round(clients, 10, random, 'v3');
+    const share = (100 * clients.filter((c) => c.side === 'canary').length) / clients.length;
+    expect(Math.abs(share - 10)).toBeLessThanOrEqual(1);
+  });
+});
