@@ -42,7 +42,7 @@ describe('render', () => {
       expect(o.metadata.labels['app.kubernetes.io/managed-by']).toBe('switchyard');
       expect(o.metadata.labels['switchyard.dev/policy']).toMatch(/^[a-z]/);
       if (o.kind === 'VirtualService') {
-        for (const r of o.spec.http as { name?: string; route: { headers: { response: { set: Record<string, string> } } }[] }[]) {
+        for (const r of o.spec.http as unknown as { name?: string; route: { headers: { response: { set: Record<string, string> } } }[] }[]) {
           expect(r.name).toBeTruthy();
           for (const d of r.route) expect(d.headers.response.set['x-switchyard-upstream']).toMatch(/^[a-z0-9-]+\/[a-z0-9-]+$/);
         }

@@ -38,10 +38,19 @@ function setCookie(s: StickyInput, side: 'c' | 's'): string {
 
 /** The split every drawing route uses: canary at `canaryWeight`, both sides re-stamped at W. */
 export function drawDestinations(s: StickyInput, canaryWeight: number): WeightedDestination[] {
+  const stamps = stampsOf(s);
   return [
-    { ...s.stable, weight: 100 - canaryWeight, setCookie: setCookie(s, 's') },
-    { ...s.canary, weight: canaryWeight, setCookie: setCookie(s, 'c') },
+    { ...s.stable, weight: 100 - canaryWeight, setCookie: stamps.s },
+    { ...s.canary, weight: canaryWeight, setCookie: stamps.c },
   ];
+}
+
+const stampCache = new WeakMap<StickyInput, { c: string; s: string }>();
+
+function stampsOf(s: StickyInput): { c: string; s: string } {
+  let stamps = stampCache.get(s);
+  if (!stamps) stampCache.set(s, (stamps = { c: setCookie(s, 'c'), s: setCookie(s, 's') }));
+  return stamps;
 }
 
 function range(from: number, to: number): number[] {
@@ -74,8 +83,8 @@ export function stickyRoutes(s: StickyInput): Route[] {
   if (W > 0) route('sticky-canary', 'c', [W], [{ ...s.canary, weight: 100 }]);
   if (W < 100) route('sticky-stable', 's', [W], [{ ...s.stable, weight: 100 }]);
   // Stamped at another weight but on the side that grew: stay, and re-stamp once at W.
-  route('sticky-canary-restamp', 'c', range(1, W - 1), [{ ...s.canary, weight: 100, setCookie: setCookie(s, 'c') }]);
-  route('sticky-stable-restamp', 's', range(W + 1, 99), [{ ...s.stable, weight: 100, setCookie: setCookie(s, 's') }]);
+  route('sticky-canary-restamp', 'c', range(1, W - 1), [{ ...s.canary, weight: 100, setCookie: stampsOf(s).c }]);
+  route('sticky-stable-restamp', 's', range(W + 1, 99), [{ ...s.stable, weight: 100, setCookie: stampsOf(s).s }]);
   // On the side that shrank: draw once.
   for (const [p, ws] of groupByDraw(range(W + 1, 100), (w) => (100 * W) / w)) {
     route(`sticky-down-${p}`, 'c', ws, drawDestinations(s, p));

@@ -1,0 +1,95 @@
+/**
+ * `npm run bench:render`: compile + render 1,000 TrafficPolicies with 5,000 Previews. Budget
+ * (DESIGN.md): under 1 s on this machine, for the "typical" mix: every policy has a canary,
+ * three intercepts (header, regex, baggage → preview), two rate limits, timeouts, retries and
+ * five previews with URLs; one in five has a sticky canary and another one in five a GET-only
+ * mirror. The "stress" mix turns both on for every policy: a sticky canary needs a cookie route
+ * per draw probability (about 100 at mid weights) and a method-limited mirror doubles every
+ * route, so it renders ~160 routes per policy; it is printed beside the budget, not judged by it.
+ * Prints the median and best of several runs after a warm-up; exits 1 when "typical" is over.
+ */
+import { performance } from 'node:perf_hooks';
+import { compile } from '../src/compiler/compile.js';
+import { renderIstio } from '../src/istio/render.js';
+import { readResources } from '../src/resources/validate.js';
+
+const POLICIES = 1000;
+const PREVIEWS_PER_POLICY = 5;
+const BUDGET_MS = 1000;
+const RUNS = 5;
+
+function documents(stress: boolean): unknown[] {
+  const docs: unknown[] = [];
+  for (let i = 0; i < POLICIES; i++) {
+    const name = `svc-${i}`;
+    docs.push({
+      apiVersion: 'switchyard.dev/v1alpha1',
+      kind: 'TrafficPolicy',
+      metadata: { name, namespace: `team-${i % 20}` },
+      spec: {
+        service: name,
+        port: 8080,
+        hosts: [`${name}.example.com`],
+        gateways: ['istio-system/public'],
+        stable: 'v1',
+        canary: { version: 'v2', weight: (i * 7) % 101, ...(stress || i % 5 === 0 ? { sticky: { cookie: 'switchyard-canary', maxAge: '24h' } } : {}) },
+        intercepts: [
+          { name: 'debug', match: { header: 'x-debug-user', exact: 'alice' }, to: { version: 'v3' } },
+          { name: 'beta', match: { header: 'x-build', regex: '[0-9]+\\.[0-9]+-beta' }, to: { version: 'v2' } },
+          { name: 'tenant', match: { baggage: 'tenant', exact: 'acme' }, to: { preview: `pr-${i + 1}` } },
+        ],
+        ...(stress || i % 5 === 1 ? { mirror: { to: { version: 'v2' }, percent: 10, methods: ['GET', 'HEAD'] } } : {}),
+        rateLimits: [
+          { name: 'per-key', key: { header: 'x-api-key' }, limit: 100, window: '1m' },
+          { name: 'per-ip', key: { clientIp: {} }, limit: 20, window: '1s', appliesTo: 'canary' },
+        ],
+        timeout: '5s',
+        retries: { attempts: 2, perTryTimeout: '1s' },
+        previews: { repository: 'acme/shop', domain: 'preview.example.com', gateway: 'istio-system/previews' },
+      },
+    });
+    for (let j = 0; j < PREVIEWS_PER_POLICY; j++) {
+      const commit = `${(i * 16 + j).toString(16).padStart(7, '0')}${'a'.repeat(33)}`;
+      docs.push({
+        apiVersion: 'switchyard.dev/v1alpha1',
+        kind: 'Preview',
+        metadata: { name: `${name}-pr-${i}-${commit.slice(0, 7)}`, namespace: `team-${i % 20}`, creationTimestamp: `2026-11-2${j}T00:00:00Z` },
+        spec: { policy: name, repository: 'acme/shop', pullRequest: j < 3 ? i + 1 : i + 10_001, commit },
+      });
+    }
+  }
+  return docs;
+}
+
+function measure(label: string, stress: boolean): number {
+  const raw = documents(stress);
+  const t0 = performance.now();
+  const { resources, problems } = readResources(raw.map((value, i) => ({ source: { file: 'bench', document: i + 1 }, value })));
+  const validateMs = performance.now() - t0;
+  if (problems.length > 0) throw new Error(`bench input is invalid: ${problems[0]?.message}`);
+  const times: number[] = [];
+  let objects = 0;
+  let routes = 0;
+  for (let run = 0; run <= RUNS; run++) {
+    const start = performance.now();
+    const compiled = compile(resources);
+    const rendered = renderIstio(compiled.plan);
+    const ms = performance.now() - start;
+    if (compiled.problems.length + rendered.problems.length > 0) throw new Error('bench input did not compile');
+    objects = rendered.objects.length;
+    routes = compiled.plan.policies.reduce((n, p) => n + p.routes.length, 0);
+    if (run > 0) times.push(ms); // run 0 warms up the JIT
+  }
+  times.sort((a, b) => a - b);
+  const median = times[Math.floor(times.length / 2)] as number;
+  console.log(
+    `${label.padEnd(8)} ${POLICIES} policies, ${resources.previews.length} previews -> ${objects} objects, ${routes} routes: median ${median.toFixed(0)} ms, best ${times[0]?.toFixed(0)} ms over ${RUNS} runs (input schema validation ${validateMs.toFixed(0)} ms)`,
+  );
+  return median;
+}
+
+console.log(`compile + render (budget ${BUDGET_MS} ms for "typical")`);
+const typical = measure('typical', false);
+const stress = measure('stress', true);
+console.log(`typical: ${typical < BUDGET_MS ? 'within' : 'OVER'} budget (${(typical / BUDGET_MS).toFixed(2)}x of 1 s); stress: ${(stress / BUDGET_MS).toFixed(2)}x of 1 s`);
+process.exitCode = typical < BUDGET_MS ? 0 : 1;
