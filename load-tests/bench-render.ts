@@ -32,20 +32,34 @@ function documents(stress: boolean): unknown[] {
         hosts: [`${name}.example.com`],
         gateways: ['istio-system/public'],
         stable: 'v1',
-        canary: { version: 'v2', weight: (i * 7) % 101, ...(stress || i % 5 === 0 ? { sticky: { cookie: 'switchyard-canary', maxAge: '24h' } } : {}) },
+        canary: {
+          version: 'v2',
+          weight: (i * 7) % 101,
+          ...(stress || i % 5 === 0 ? { sticky: { cookie: 'switchyard-canary', maxAge: '24h' } } : {}),
+        },
         intercepts: [
           { name: 'debug', match: { header: 'x-debug-user', exact: 'alice' }, to: { version: 'v3' } },
-          { name: 'beta', match: { header: 'x-build', regex: '[0-9]+\\.[0-9]+-beta' }, to: { version: 'v2' } },
+          {
+            name: 'beta',
+            match: { header: 'x-build', regex: '[0-9]+\\.[0-9]+-beta' },
+            to: { version: 'v2' },
+          },
           { name: 'tenant', match: { baggage: 'tenant', exact: 'acme' }, to: { preview: `pr-${i + 1}` } },
         ],
-        ...(stress || i % 5 === 1 ? { mirror: { to: { version: 'v2' }, percent: 10, methods: ['GET', 'HEAD'] } } : {}),
+        ...(stress || i % 5 === 1
+          ? { mirror: { to: { version: 'v2' }, percent: 10, methods: ['GET', 'HEAD'] } }
+          : {}),
         rateLimits: [
           { name: 'per-key', key: { header: 'x-api-key' }, limit: 100, window: '1m' },
           { name: 'per-ip', key: { clientIp: {} }, limit: 20, window: '1s', appliesTo: 'canary' },
         ],
         timeout: '5s',
         retries: { attempts: 2, perTryTimeout: '1s' },
-        previews: { repository: 'acme/shop', domain: 'preview.example.com', gateway: 'istio-system/previews' },
+        previews: {
+          repository: 'acme/shop',
+          domain: 'preview.example.com',
+          gateway: 'istio-system/previews',
+        },
       },
     });
     for (let j = 0; j < PREVIEWS_PER_POLICY; j++) {
@@ -53,7 +67,11 @@ function documents(stress: boolean): unknown[] {
       docs.push({
         apiVersion: 'switchyard.dev/v1alpha1',
         kind: 'Preview',
-        metadata: { name: `${name}-pr-${i}-${commit.slice(0, 7)}`, namespace: `team-${i % 20}`, creationTimestamp: `2026-11-2${j}T00:00:00Z` },
+        metadata: {
+          name: `${name}-pr-${i}-${commit.slice(0, 7)}`,
+          namespace: `team-${i % 20}`,
+          creationTimestamp: `2026-11-2${j}T00:00:00Z`,
+        },
         spec: { policy: name, repository: 'acme/shop', pullRequest: j < 3 ? i + 1 : i + 10_001, commit },
       });
     }
@@ -64,7 +82,9 @@ function documents(stress: boolean): unknown[] {
 function measure(label: string, stress: boolean): number {
   const raw = documents(stress);
   const t0 = performance.now();
-  const { resources, problems } = readResources(raw.map((value, i) => ({ source: { file: 'bench', document: i + 1 }, value })));
+  const { resources, problems } = readResources(
+    raw.map((value, i) => ({ source: { file: 'bench', document: i + 1 }, value })),
+  );
   const validateMs = performance.now() - t0;
   if (problems.length > 0) throw new Error(`bench input is invalid: ${problems[0]?.message}`);
   const times: number[] = [];
@@ -75,7 +95,8 @@ function measure(label: string, stress: boolean): number {
     const compiled = compile(resources);
     const rendered = renderIstio(compiled.plan);
     const ms = performance.now() - start;
-    if (compiled.problems.length + rendered.problems.length > 0) throw new Error('bench input did not compile');
+    if (compiled.problems.length + rendered.problems.length > 0)
+      throw new Error('bench input did not compile');
     objects = rendered.objects.length;
     routes = compiled.plan.policies.reduce((n, p) => n + p.routes.length, 0);
     if (run > 0) times.push(ms); // run 0 warms up the JIT
@@ -91,5 +112,7 @@ function measure(label: string, stress: boolean): number {
 console.log(`compile + render (budget ${BUDGET_MS} ms for "typical")`);
 const typical = measure('typical', false);
 const stress = measure('stress', true);
-console.log(`typical: ${typical < BUDGET_MS ? 'within' : 'OVER'} budget (${(typical / BUDGET_MS).toFixed(2)}x of 1 s); stress: ${(stress / BUDGET_MS).toFixed(2)}x of 1 s`);
+console.log(
+  `typical: ${typical < BUDGET_MS ? 'within' : 'OVER'} budget (${(typical / BUDGET_MS).toFixed(2)}x of 1 s); stress: ${(stress / BUDGET_MS).toFixed(2)}x of 1 s`,
+);
 process.exitCode = typical < BUDGET_MS ? 0 : 1;

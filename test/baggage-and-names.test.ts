@@ -49,14 +49,20 @@ describe('regex helpers', () => {
 describe('names', () => {
   it('builds preview names of at most 63 characters that keep the PR and commit', () => {
     expect(previewName('checkout', 42, '7f3a2c1e9b0d')).toBe('checkout-pr-42-7f3a2c1');
-    const long = previewName('a-very-long-policy-name-that-goes-on-and-on-and-on-forever', 123456, 'abcdef0123');
+    const long = previewName(
+      'a-very-long-policy-name-that-goes-on-and-on-and-on-forever',
+      123456,
+      'abcdef0123',
+    );
     expect(long.length).toBeLessThanOrEqual(63);
     expect(long).toMatch(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?-pr-123456-abcdef0$/);
     expect(long).not.toMatch(/--pr/);
   });
 
   it('gives no preview host when the first label would exceed 63 characters', () => {
-    expect(previewHost('pr-42', 'checkout', 'preview.example.com')).toBe('pr-42--checkout.preview.example.com');
+    expect(previewHost('pr-42', 'checkout', 'preview.example.com')).toBe(
+      'pr-42--checkout.preview.example.com',
+    );
     expect(previewHost('pr-42-7f3a2c1', 'x'.repeat(50), 'p.example.com')).toBeUndefined();
   });
 

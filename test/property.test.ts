@@ -5,17 +5,25 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { toYamlDocuments } from '../src/cli/output.js';
 import { compile } from '../src/compiler/compile.js';
 import { explainRequest, requestFrom } from '../src/compiler/explain.js';
 import { renderIstio } from '../src/istio/render.js';
-import { toYamlDocuments } from '../src/cli/output.js';
 import { readResources } from '../src/resources/validate.js';
 import { checkIstioRules } from './support/istio-rules.js';
 import { istioCrdsPath, validateWithCrdFile, validateWithModels } from './support/istio-schemas.js';
 import { evaluateVirtualServices } from './support/virtual-service-eval.js';
 
 const VERSIONS = ['v1', 'v2', 'v3', 'blue', 'green', 'canary-2026'];
-const REGEXES = ['[a-z]+', 'alice|bob', '[0-9]{1,3}\\.[0-9]+', '.*-beta', 'user-(1|2)[0-9]*', '\\Qa.b\\E', '(?i)admin'];
+const REGEXES = [
+  '[a-z]+',
+  'alice|bob',
+  '[0-9]{1,3}\\.[0-9]+',
+  '.*-beta',
+  'user-(1|2)[0-9]*',
+  '\\Qa.b\\E',
+  '(?i)admin',
+];
 const HEADER = fc.constantFrom('x-user', 'x-debug', 'x-tenant', 'x-client-build', 'x_odd.name');
 const BAGGAGE_KEY = fc.constantFrom('tenant', 'Synthetic', 'user.id', 'k6*run');
 const VALUE = fc.stringMatching(/^[A-Za-z0-9._~!#$%&'*+^`|-]{1,12}$/);
@@ -28,7 +36,14 @@ function policyArb(name: string, index: number) {
       port: fc.integer({ min: 1, max: 65535 }),
       external: fc.boolean(),
       stable: fc.constantFrom(...VERSIONS),
-      canary: fc.option(fc.record({ version: fc.constantFrom(...VERSIONS), weight: fc.integer({ min: 0, max: 100 }), sticky: fc.boolean() }), { nil: undefined }),
+      canary: fc.option(
+        fc.record({
+          version: fc.constantFrom(...VERSIONS),
+          weight: fc.integer({ min: 0, max: 100 }),
+          sticky: fc.boolean(),
+        }),
+        { nil: undefined },
+      ),
       intercepts: fc.array(
         fc.record({
           header: fc.boolean(),
@@ -43,16 +58,44 @@ function policyArb(name: string, index: number) {
         }),
         { maxLength: 4 },
       ),
-      mirror: fc.option(fc.record({ version: fc.constantFrom(...VERSIONS), percent: fc.integer({ min: 0, max: 100 }), methods: fc.subarray(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'POST', 'PATCH', 'TRACE'], { minLength: 1 }) }), { nil: undefined }),
+      mirror: fc.option(
+        fc.record({
+          version: fc.constantFrom(...VERSIONS),
+          percent: fc.integer({ min: 0, max: 100 }),
+          methods: fc.subarray(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'POST', 'PATCH', 'TRACE'], {
+            minLength: 1,
+          }),
+        }),
+        { nil: undefined },
+      ),
       limits: fc.uniqueArray(
-        fc.record({ key: fc.constantFrom('clientIp', 'route', 'x-api-key', 'x-user'), appliesTo: fc.constantFrom('all', 'stable', 'canary', 'previews'), limit: fc.integer({ min: 1, max: 100000 }), window: fc.constantFrom('1s', '30s', '1m', '1h'), enforce: fc.boolean() }),
+        fc.record({
+          key: fc.constantFrom('clientIp', 'route', 'x-api-key', 'x-user'),
+          appliesTo: fc.constantFrom('all', 'stable', 'canary', 'previews'),
+          limit: fc.integer({ min: 1, max: 100000 }),
+          window: fc.constantFrom('1s', '30s', '1m', '1h'),
+          enforce: fc.boolean(),
+        }),
         { maxLength: 3, selector: (l) => `${l.key}/${l.appliesTo}` },
       ),
       timeout: fc.option(fc.constantFrom('500ms', '5s', '1m'), { nil: undefined }),
-      retries: fc.option(fc.record({ attempts: fc.integer({ min: 0, max: 5 }), perTryTimeout: fc.constantFrom('100ms', '1s') }), { nil: undefined }),
+      retries: fc.option(
+        fc.record({
+          attempts: fc.integer({ min: 0, max: 5 }),
+          perTryTimeout: fc.constantFrom('100ms', '1s'),
+        }),
+        { nil: undefined },
+      ),
       domain: fc.boolean(),
       requireToken: fc.boolean(),
-      previews: fc.uniqueArray(fc.record({ pr: fc.integer({ min: 1, max: 500 }), commit: hex(40), ready: fc.constantFrom('file', 'Ready', 'Ready', 'Deploying') }), { maxLength: 5, selector: (p) => `${p.pr}/${p.commit.slice(0, 7)}` }),
+      previews: fc.uniqueArray(
+        fc.record({
+          pr: fc.integer({ min: 1, max: 500 }),
+          commit: hex(40),
+          ready: fc.constantFrom('file', 'Ready', 'Ready', 'Deploying'),
+        }),
+        { maxLength: 5, selector: (p) => `${p.pr}/${p.commit.slice(0, 7)}` },
+      ),
     })
     .map((g) => {
       const ns = index % 2 === 0 ? 'shop' : 'team-b';
@@ -61,20 +104,41 @@ function policyArb(name: string, index: number) {
       const previews = g.previews.map((p, i) => ({
         apiVersion: 'switchyard.dev/v1alpha1',
         kind: 'Preview',
-        metadata: { name: `${name}-pr-${p.pr}-${p.commit.slice(0, 7)}`, namespace: ns, creationTimestamp: `2026-01-01T00:00:${String(i).padStart(2, '0')}Z` },
+        metadata: {
+          name: `${name}-pr-${p.pr}-${p.commit.slice(0, 7)}`,
+          namespace: ns,
+          creationTimestamp: `2026-01-01T00:00:${String(i).padStart(2, '0')}Z`,
+        },
         spec: { policy: name, repository: 'acme/shop', pullRequest: p.pr, commit: p.commit },
         ...(p.ready === 'file' ? {} : { status: { phase: p.ready } }),
       }));
       const spec: Record<string, unknown> = { service: `svc-${name}`, port: g.port, stable: g.stable };
-      if (g.external) Object.assign(spec, { hosts: [`${name}.example.com`], gateways: ['istio-system/public'] });
-      if (canary) spec.canary = { version: canary.version, weight: canary.weight, ...(canary.sticky ? { sticky: { maxAge: '1h' } } : {}) };
+      if (g.external)
+        Object.assign(spec, { hosts: [`${name}.example.com`], gateways: ['istio-system/public'] });
+      if (canary)
+        spec.canary = {
+          version: canary.version,
+          weight: canary.weight,
+          ...(canary.sticky ? { sticky: { maxAge: '1h' } } : {}),
+        };
       spec.intercepts = g.intercepts.map((ic, i) => ({
         name: `ic-${i}`,
-        match: { ...(ic.header ? { header: ic.headerName } : { baggage: ic.baggageKey }), [ic.kind]: ic.kind === 'regex' ? ic.regex : ic.value },
-        to: ic.toPreview && ready.length > 0 ? { preview: `pr-${ready[i % ready.length]?.pr}` } : { version: ic.version },
+        match: {
+          ...(ic.header ? { header: ic.headerName } : { baggage: ic.baggageKey }),
+          [ic.kind]: ic.kind === 'regex' ? ic.regex : ic.value,
+        },
+        to:
+          ic.toPreview && ready.length > 0
+            ? { preview: `pr-${ready[i % ready.length]?.pr}` }
+            : { version: ic.version },
         ...(ic.requireToken && ic.header ? { requireToken: true } : {}),
       }));
-      if (g.mirror && g.mirror.version !== g.stable) spec.mirror = { to: { version: g.mirror.version }, percent: g.mirror.percent, methods: g.mirror.methods };
+      if (g.mirror && g.mirror.version !== g.stable)
+        spec.mirror = {
+          to: { version: g.mirror.version },
+          percent: g.mirror.percent,
+          methods: g.mirror.methods,
+        };
       spec.rateLimits = g.limits.map((l, i) => ({
         name: `limit-${i}`,
         key: l.key === 'clientIp' ? { clientIp: {} } : l.key === 'route' ? { route: {} } : { header: l.key },
@@ -85,18 +149,34 @@ function policyArb(name: string, index: number) {
       }));
       if (g.timeout) spec.timeout = g.timeout;
       if (g.retries) spec.retries = { ...g.retries, on: ['connect-failure', '503'] };
-      spec.previews = { repository: 'acme/shop', requireToken: g.requireToken, ...(g.domain ? { domain: 'preview.example.com', gateway: 'istio-system/previews' } : {}) };
-      const policy = { apiVersion: 'switchyard.dev/v1alpha1', kind: 'TrafficPolicy', metadata: { name, namespace: ns }, spec };
+      spec.previews = {
+        repository: 'acme/shop',
+        requireToken: g.requireToken,
+        ...(g.domain ? { domain: 'preview.example.com', gateway: 'istio-system/previews' } : {}),
+      };
+      const policy = {
+        apiVersion: 'switchyard.dev/v1alpha1',
+        kind: 'TrafficPolicy',
+        metadata: { name, namespace: ns },
+        spec,
+      };
       return { policy, previews, ns, name, generated: g };
     });
 }
 
 const worldArb = fc
   .integer({ min: 1, max: 3 })
-  .chain((n) => fc.tuple(...Array.from({ length: n }, (_, i) => policyArb(['alpha', 'beta', 'gamma'][i] as string, i))));
+  .chain((n) =>
+    fc.tuple(...Array.from({ length: n }, (_, i) => policyArb(['alpha', 'beta', 'gamma'][i] as string, i))),
+  );
 
 function load(docs: unknown[]) {
-  const { resources, problems } = readResources(docs.map((value, i) => ({ source: { file: 'gen.yaml', document: i + 1 }, value: structuredClone(value) })));
+  const { resources, problems } = readResources(
+    docs.map((value, i) => ({
+      source: { file: 'gen.yaml', document: i + 1 },
+      value: structuredClone(value),
+    })),
+  );
   return { resources, problems };
 }
 
@@ -119,24 +199,37 @@ describe('property: random valid policies', () => {
         expect(checkIstioRules(rendered.objects as never)).toEqual([]);
 
         // Input order does not matter: shuffle documents deterministically by the seed.
-        const shuffled = [...docs].sort((a, b) => ((JSON.stringify(a).length * 31 + seed) % 97) - ((JSON.stringify(b).length * 31 + seed) % 97));
+        const shuffled = [...docs].sort(
+          (a, b) =>
+            ((JSON.stringify(a).length * 31 + seed) % 97) - ((JSON.stringify(b).length * 31 + seed) % 97),
+        );
         const again = renderIstio(compile(load(shuffled).resources).plan);
         expect(toYamlDocuments(again.objects)).toBe(toYamlDocuments(rendered.objects));
 
         // explain agrees with the rendered VirtualServices on requests built from the policies' own values.
         for (const w of world) {
-          const host = w.generated.external ? `${w.name}.example.com` : `svc-${w.name}.${w.ns}.svc.cluster.local`;
+          const host = w.generated.external
+            ? `${w.name}.example.com`
+            : `svc-${w.name}.${w.ns}.svc.cluster.local`;
           const requests: Record<string, string>[] = [{}];
-          for (const ic of (w.policy.spec.intercepts as { match: Record<string, string> }[])) {
+          for (const ic of w.policy.spec.intercepts as { match: Record<string, string> }[]) {
             const v = ic.match.exact ?? ic.match.prefix ?? 'alice';
-            requests.push(ic.match.header ? { [ic.match.header]: v } : { baggage: `a=1, ${ic.match.baggage}=${v};p=1` });
+            requests.push(
+              ic.match.header ? { [ic.match.header]: v } : { baggage: `a=1, ${ic.match.baggage}=${v};p=1` },
+            );
           }
-          for (const p of w.previews) requests.push({ 'x-switchyard-preview': `pr-${p.spec.pullRequest}` }, { baggage: `switchyard-preview=pr-${p.spec.pullRequest}-${p.spec.commit.slice(0, 7)}` });
+          for (const p of w.previews)
+            requests.push(
+              { 'x-switchyard-preview': `pr-${p.spec.pullRequest}` },
+              { baggage: `switchyard-preview=pr-${p.spec.pullRequest}-${p.spec.commit.slice(0, 7)}` },
+            );
           for (const headers of requests) {
             const e = explainRequest(compiled.plan, requestFrom({ host, headers }));
             const v = evaluateVirtualServices(rendered.objects as never, { host, headers });
             expect(e.route).toBe(v.route);
-            expect(e.destinations.map((d) => [d.upstream, d.weight])).toEqual(v.destinations.map((d) => [d.upstream, d.weight]));
+            expect(e.destinations.map((d) => [d.upstream, d.weight])).toEqual(
+              v.destinations.map((d) => [d.upstream, d.weight]),
+            );
           }
         }
       }),

@@ -2,13 +2,18 @@
 import { cpSync, mkdtempSync, readdirSync, readFileSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
 import { describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
 import { cli, EXAMPLES, tempFiles } from './support/cli.js';
 import { checkIstioRules } from './support/istio-rules.js';
 import { istioCrdsPath, validateWithCrdFile, validateWithModels } from './support/istio-schemas.js';
 
-type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespace: string; labels: Record<string, string> }; spec: Record<string, never> };
+type Obj = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace: string; labels: Record<string, string> };
+  spec: Record<string, never>;
+};
 
 async function renderExamples(...extra: string[]): Promise<{ text: string; objects: Obj[] }> {
   const r = await cli('render', '-f', EXAMPLES, ...extra);
@@ -21,15 +26,20 @@ describe('render', () => {
   it('every example object validates against Istio 1.29 schemas (@kubernetes-models/istio)', async () => {
     const { objects } = await renderExamples();
     expect(objects.length).toBeGreaterThan(10);
-    for (const o of objects) expect(() => validateWithModels(o), `${o.kind} ${o.metadata.name}`).not.toThrow();
+    for (const o of objects)
+      expect(() => validateWithModels(o), `${o.kind} ${o.metadata.name}`).not.toThrow();
   });
 
-  it.runIf(istioCrdsPath() || process.env.CI)('every example object validates against the newest upstream CRDs (ISTIO_CRDS)', async () => {
-    const path = istioCrdsPath();
-    expect(path, 'CI must set ISTIO_CRDS to Istio crd-all.gen.yaml').toBeTruthy();
-    const { objects } = await renderExamples();
-    for (const o of objects) expect(validateWithCrdFile(o, path as string), `${o.kind} ${o.metadata.name}`).toEqual([]);
-  });
+  it.runIf(istioCrdsPath() || process.env.CI)(
+    'every example object validates against the newest upstream CRDs (ISTIO_CRDS)',
+    async () => {
+      const path = istioCrdsPath();
+      expect(path, 'CI must set ISTIO_CRDS to Istio crd-all.gen.yaml').toBeTruthy();
+      const { objects } = await renderExamples();
+      for (const o of objects)
+        expect(validateWithCrdFile(o, path as string), `${o.kind} ${o.metadata.name}`).toEqual([]);
+    },
+  );
 
   it("every example object keeps Istio's documented rules", async () => {
     const { objects } = await renderExamples();
@@ -42,9 +52,13 @@ describe('render', () => {
       expect(o.metadata.labels['app.kubernetes.io/managed-by']).toBe('switchyard');
       expect(o.metadata.labels['switchyard.dev/policy']).toMatch(/^[a-z]/);
       if (o.kind === 'VirtualService') {
-        for (const r of o.spec.http as unknown as { name?: string; route: { headers: { response: { set: Record<string, string> } } }[] }[]) {
+        for (const r of o.spec.http as unknown as {
+          name?: string;
+          route: { headers: { response: { set: Record<string, string> } } }[];
+        }[]) {
           expect(r.name).toBeTruthy();
-          for (const d of r.route) expect(d.headers.response.set['x-switchyard-upstream']).toMatch(/^[a-z0-9-]+\/[a-z0-9-]+$/);
+          for (const d of r.route)
+            expect(d.headers.response.set['x-switchyard-upstream']).toMatch(/^[a-z0-9-]+\/[a-z0-9-]+$/);
         }
       }
     }
@@ -53,8 +67,12 @@ describe('render', () => {
   it('writes DestinationRules before the VirtualServices that use their subsets', async () => {
     const { objects } = await renderExamples();
     const order = objects.map((o) => `${o.kind}/${o.metadata.labels['switchyard.dev/policy']}`);
-    for (const o of objects.filter((x) => x.kind === 'VirtualService' && !x.metadata.name.endsWith('-previews'))) {
-      expect(order.indexOf(`DestinationRule/${o.metadata.name}`)).toBeLessThan(order.indexOf(`VirtualService/${o.metadata.name}`));
+    for (const o of objects.filter(
+      (x) => x.kind === 'VirtualService' && !x.metadata.name.endsWith('-previews'),
+    )) {
+      expect(order.indexOf(`DestinationRule/${o.metadata.name}`)).toBeLessThan(
+        order.indexOf(`VirtualService/${o.metadata.name}`),
+      );
     }
   });
 
@@ -66,8 +84,13 @@ describe('render', () => {
     const dir = mkdtempSync(join(tmpdir(), 'switchyard-order-'));
     cpSync(EXAMPLES, dir, { recursive: true });
     const files = readdirSync(dir).sort();
-    files.forEach((f, i) => renameSync(join(dir, f), join(dir, `${String(files.length - i).padStart(2, '0')}-${f}`)));
-    const args = readdirSync(dir).sort().reverse().flatMap((f) => ['-f', join(dir, f)]);
+    for (const [i, f] of files.entries()) {
+      renameSync(join(dir, f), join(dir, `${String(files.length - i).padStart(2, '0')}-${f}`));
+    }
+    const args = readdirSync(dir)
+      .sort()
+      .reverse()
+      .flatMap((f) => ['-f', join(dir, f)]);
     const shuffled = await cli('render', ...args);
     expect(shuffled.code).toBe(0);
     expect(shuffled.stdout).toBe(first.text);
@@ -88,12 +111,16 @@ describe('render', () => {
     expect(written).toHaveLength(objects.length);
     const vs = parseAllDocuments(readFileSync(join(out, 'shop', 'virtualservice-checkout.yaml'), 'utf8'));
     expect(vs).toHaveLength(1);
-    expect(vs[0]?.toJS()).toEqual(objects.find((o) => o.kind === 'VirtualService' && o.metadata.name === 'checkout'));
+    expect(vs[0]?.toJS()).toEqual(
+      objects.find((o) => o.kind === 'VirtualService' && o.metadata.name === 'checkout'),
+    );
   });
 
   it('preview URLs get their own VirtualService on the preview Gateway', async () => {
     const { objects } = await renderExamples();
-    const vs = objects.find((o) => o.kind === 'VirtualService' && o.metadata.name === 'checkout-previews') as Obj;
+    const vs = objects.find(
+      (o) => o.kind === 'VirtualService' && o.metadata.name === 'checkout-previews',
+    ) as Obj;
     expect(vs.spec.gateways).toEqual(['istio-system/previews']);
     expect(vs.spec.hosts).toEqual([
       'pr-7-0a1b2c3--checkout.preview.example.com',
@@ -108,7 +135,9 @@ describe('render', () => {
     const r = await cli('render', '-f', join(EXAMPLES, 'rate-limits.yaml'), '--ambient-namespace', 'shop');
     expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toMatch(/^spec\.rateLimits: TrafficPolicy shop\/api has rate limits, but namespace shop is in ambient mode, where EnvoyFilters are silently ignored; .* \[SY_AMBIENT_UNSUPPORTED\]$/m);
+    expect(r.stderr).toMatch(
+      /^spec\.rateLimits: TrafficPolicy shop\/api has rate limits, but namespace shop is in ambient mode, where EnvoyFilters are silently ignored; .* \[SY_AMBIENT_UNSUPPORTED\]$/m,
+    );
   });
 
   it('accepts a file that also holds a GatewayConfig and ignores that document', async () => {
@@ -127,6 +156,9 @@ spec:
     });
     const r = await cli('render', '-f', dir);
     expect(r.code).toBe(0);
-    expect(parseAllDocuments(r.stdout).map((d) => d.toJS().kind)).toEqual(['DestinationRule', 'VirtualService']);
+    expect(parseAllDocuments(r.stdout).map((d) => d.toJS().kind)).toEqual([
+      'DestinationRule',
+      'VirtualService',
+    ]);
   });
 });

@@ -24,7 +24,12 @@ function policy(weight: number, canary = 'v2'): TrafficPolicy {
     apiVersion: 'switchyard.dev/v1alpha1',
     kind: 'TrafficPolicy',
     metadata: { name: 'catalog', namespace: 'shop' },
-    spec: { service: 'catalog', port: 8080, stable: 'v1', canary: { version: canary, weight, sticky: { cookie: 'sy', maxAge: '1h' } } },
+    spec: {
+      service: 'catalog',
+      port: 8080,
+      stable: 'v1',
+      canary: { version: canary, weight, sticky: { cookie: 'sy', maxAge: '1h' } },
+    },
   };
 }
 
@@ -33,14 +38,22 @@ interface Client {
   side?: 'stable' | 'canary';
 }
 
-function round(clients: Client[], weight: number, random: () => number, canary = 'v2'): { moves: number; up: number; down: number } {
+function round(
+  clients: Client[],
+  weight: number,
+  random: () => number,
+  canary = 'v2',
+): { moves: number; up: number; down: number } {
   const plan = compile({ policies: [policy(weight, canary)], previews: [] }).plan;
   const p = indexPlan(plan).policyFor('catalog.shop.svc.cluster.local');
   if (!p) throw new Error('no policy');
   let up = 0;
   let down = 0;
   for (const c of clients) {
-    const route = matchRoute(p, requestFrom({ host: 'catalog', headers: c.cookie ? { cookie: `other=1; ${c.cookie}` } : {} }));
+    const route = matchRoute(
+      p,
+      requestFrom({ host: 'catalog', headers: c.cookie ? { cookie: `other=1; ${c.cookie}` } : {} }),
+    );
     if (!route) throw new Error('no route');
     const d = pickDestination(route, random() * 100);
     const side = d.role === 'canary' ? 'canary' : 'stable';
@@ -61,8 +74,10 @@ describe('sticky canary (rule 3)', () => {
       const first = round(clients, weight, random);
       const share = (100 * clients.filter((c) => c.side === 'canary').length) / clients.length;
       expect(Math.abs(share - weight), `share ${share} at weight ${weight}`).toBeLessThanOrEqual(1);
-      if (weight > previous) expect(first.down, `no one leaves the canary when the weight rises to ${weight}`).toBe(0);
-      if (weight < previous) expect(first.up, `no one joins the canary when the weight falls to ${weight}`).toBe(0);
+      if (weight > previous)
+        expect(first.down, `no one leaves the canary when the weight rises to ${weight}`).toBe(0);
+      if (weight < previous)
+        expect(first.up, `no one joins the canary when the weight falls to ${weight}`).toBe(0);
       // The same weight again: every client stays where it is (at most one move per change).
       const again = round(clients, weight, random);
       expect(again.moves, `moves on a second round at ${weight}`).toBe(0);

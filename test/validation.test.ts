@@ -39,7 +39,9 @@ describe('validate: invalid input', () => {
     expect(lines).toContain(
       `${join(dir, 'p.yaml')}:document 1: spec.canary.wieght: unknown field (expected one of: version, weight, sticky) [SY_SCHEMA]`,
     );
-    expect(lines).toContain(`${join(dir, 'p.yaml')}:document 1: spec.canary.weight: required field is missing [SY_SCHEMA]`);
+    expect(lines).toContain(
+      `${join(dir, 'p.yaml')}:document 1: spec.canary.weight: required field is missing [SY_SCHEMA]`,
+    );
   });
 
   it('a regex RE2 rejects (lookahead)', async () => {
@@ -50,7 +52,11 @@ describe('validate: invalid input', () => {
       to: {version: v2}`),
     });
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(new RegExp(`^${join(dir, 'p.yaml')}:document 1: spec\\.intercepts\\[0\\]\\.match\\.regex: expected an RE2 regular expression: .*\\(\\?=.* \\[SY_INVALID_REGEX\\]$`));
+    expect(lines[0]).toMatch(
+      new RegExp(
+        `^${join(dir, 'p.yaml')}:document 1: spec\\.intercepts\\[0\\]\\.match\\.regex: expected an RE2 regular expression: .*\\(\\?=.* \\[SY_INVALID_REGEX\\]$`,
+      ),
+    );
   });
 
   it('a baggage key with a space', async () => {
@@ -73,13 +79,21 @@ describe('validate: invalid input', () => {
       to: {preview: pr-99}`),
     });
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(new RegExp(`^${join(dir, 'p.yaml')}:document 1: spec\\.intercepts\\[0\\]\\.to\\.preview: no Ready Preview pr-99 of policy checkout .*\\[SY_MISSING_PREVIEW\\]$`));
+    expect(lines[0]).toMatch(
+      new RegExp(
+        `^${join(dir, 'p.yaml')}:document 1: spec\\.intercepts\\[0\\]\\.to\\.preview: no Ready Preview pr-99 of policy checkout .*\\[SY_MISSING_PREVIEW\\]$`,
+      ),
+    );
   });
 
   it('YAML that does not parse, in the second document of a file', async () => {
     const { dir, lines } = await invalid({ 'p.yaml': `${policy('')}---\nkind: [unclosed\n` });
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(new RegExp(`^${join(dir, 'p.yaml')}:document 2: YAML does not parse: .*\\(line \\d+, column \\d+\\) \\[SY_YAML_PARSE\\]$`));
+    expect(lines[0]).toMatch(
+      new RegExp(
+        `^${join(dir, 'p.yaml')}:document 2: YAML does not parse: .*\\(line \\d+, column \\d+\\) \\[SY_YAML_PARSE\\]$`,
+      ),
+    );
   });
 
   it('reports every problem of every file, one line each, in file order', async () => {
@@ -89,9 +103,15 @@ describe('validate: invalid input', () => {
       'c.yaml': 'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n',
     });
     expect(lines).toHaveLength(3);
-    expect(lines[0]).toMatch(/a\.yaml:document 1: spec\.canary\.version: canary version must differ from stable \(v1\) \[SY_INVALID_VALUE\]$/);
-    expect(lines[1]).toMatch(/b\.yaml:document 1: spec\.timeout: expected a duration such as 500ms, 5s, 1m or 24h \(got "5 minutes"\) \[SY_SCHEMA\]$/);
-    expect(lines[2]).toMatch(/c\.yaml:document 1: expected apiVersion switchyard\.dev\/v1alpha1 and kind TrafficPolicy, Preview or GatewayConfig \(got apps\/v1 Deployment\) \[SY_UNKNOWN_KIND\]$/);
+    expect(lines[0]).toMatch(
+      /a\.yaml:document 1: spec\.canary\.version: canary version must differ from stable \(v1\) \[SY_INVALID_VALUE\]$/,
+    );
+    expect(lines[1]).toMatch(
+      /b\.yaml:document 1: spec\.timeout: expected a duration such as 500ms, 5s, 1m or 24h \(got "5 minutes"\) \[SY_SCHEMA\]$/,
+    );
+    expect(lines[2]).toMatch(
+      /c\.yaml:document 1: expected apiVersion switchyard\.dev\/v1alpha1 and kind TrafficPolicy, Preview or GatewayConfig \(got apps\/v1 Deployment\) \[SY_UNKNOWN_KIND\]$/,
+    );
     expect(summary).toBe('3 problems found; nothing was written');
   });
 
@@ -103,8 +123,12 @@ describe('validate: invalid input', () => {
       to: {version: v2}`),
     });
     expect(lines).toHaveLength(2);
-    expect(lines[0]).toMatch(/spec\.intercepts\[0\]\.match: expected exactly one of header, baggage \(got header and baggage\) \[SY_ONE_OF\]$/);
-    expect(lines[1]).toMatch(/spec\.intercepts\[0\]\.match: expected exactly one of exact, prefix, regex \(got exact and prefix\) \[SY_ONE_OF\]$/);
+    expect(lines[0]).toMatch(
+      /spec\.intercepts\[0\]\.match: expected exactly one of header, baggage \(got header and baggage\) \[SY_ONE_OF\]$/,
+    );
+    expect(lines[1]).toMatch(
+      /spec\.intercepts\[0\]\.match: expected exactly one of exact, prefix, regex \(got exact and prefix\) \[SY_ONE_OF\]$/,
+    );
   });
 
   it('a missing path', async () => {
@@ -132,7 +156,11 @@ describe('validate: invalid input', () => {
     const bad = spawnSync(process.execPath, [bin, 'validate', '-f', dir], { encoding: 'utf8' });
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/spec\.canary\.weight/);
-    const ok = execFileSync(process.execPath, [bin, 'validate', '-f', join(import.meta.dirname, '..', 'deploy', 'examples')], { encoding: 'utf8' });
+    const ok = execFileSync(
+      process.execPath,
+      [bin, 'validate', '-f', join(import.meta.dirname, '..', 'deploy', 'examples')],
+      { encoding: 'utf8' },
+    );
     expect(ok).toBe('valid: 7 TrafficPolicies, 4 Previews\n');
   });
 });

@@ -1,4 +1,4 @@
-import { explainRequest, requestFrom, type Explanation } from '../compiler/explain.js';
+import { type Explanation, explainRequest, requestFrom } from '../compiler/explain.js';
 import { problem } from '../core/errors.js';
 import { loadAndCompile, reportProblems } from './input.js';
 import { type CliIO, EXIT_OK } from './io.js';
@@ -14,7 +14,12 @@ export interface ExplainOptions {
 }
 
 /** `k=v` (or `k: v`) pairs into a record; a repeated name is joined as proxies join repeated headers. */
-function pairs(list: string[], flag: string, join: string, lower: boolean): { values: Record<string, string>; bad: string[] } {
+function pairs(
+  list: string[],
+  flag: string,
+  join: string,
+  lower: boolean,
+): { values: Record<string, string>; bad: string[] } {
   const values: Record<string, string> = {};
   const bad: string[] = [];
   for (const item of list) {
@@ -31,7 +36,8 @@ function pairs(list: string[], flag: string, join: string, lower: boolean): { va
 }
 
 function describe(e: Explanation): string {
-  if (!e.policy) return `host ${e.host}: no TrafficPolicy serves this host; the gateway and Envoy answer 404\n`;
+  if (!e.policy)
+    return `host ${e.host}: no TrafficPolicy serves this host; the gateway and Envoy answer 404\n`;
   if (!e.route) return `host ${e.host}: policy ${e.policy}: no route matches; the answer is 404\n`;
   const lines = [
     `policy:       ${e.policy}`,
@@ -43,8 +49,15 @@ function describe(e: Explanation): string {
   ];
   if (e.mirror) lines.push(`mirror:       ${e.mirror.upstream} ${e.mirror.percent}%`);
   for (const rl of e.rateLimits) {
-    const key = rl.key.type === 'header' ? `header ${rl.key.header}` : rl.key.type === 'clientIp' ? 'client IP' : 'route';
-    lines.push(`rate limit:   ${rl.name}: ${rl.limit} per ${rl.windowSeconds}s by ${key}${rl.enforce ? '' : ' (counted, not enforced)'}`);
+    const key =
+      rl.key.type === 'header'
+        ? `header ${rl.key.header}`
+        : rl.key.type === 'clientIp'
+          ? 'client IP'
+          : 'route';
+    lines.push(
+      `rate limit:   ${rl.name}: ${rl.limit} per ${rl.windowSeconds}s by ${key}${rl.enforce ? '' : ' (counted, not enforced)'}`,
+    );
   }
   return `${lines.join('\n')}\n`;
 }
@@ -60,7 +73,10 @@ export async function explainCommand(opts: ExplainOptions, io: CliIO): Promise<n
   const cookieHeader = Object.entries(cookies.values).map(([k, v]) => `${k}=${v}`);
   if (headers.values.cookie) cookieHeader.unshift(headers.values.cookie);
   if (cookieHeader.length > 0) headers.values.cookie = cookieHeader.join('; ');
-  const e = explainRequest(plan, requestFrom({ host: opts.host, method: opts.method, headers: headers.values, claims: claims.values }));
+  const e = explainRequest(
+    plan,
+    requestFrom({ host: opts.host, method: opts.method, headers: headers.values, claims: claims.values }),
+  );
   io.stdout(opts.output === 'json' ? `${JSON.stringify(e, null, 2)}\n` : describe(e));
   return EXIT_OK;
 }

@@ -3,7 +3,7 @@ import { compile } from '../compiler/compile.js';
 import type { RoutePlan } from '../compiler/plan.js';
 import { formatProblem, type Problem } from '../core/errors.js';
 import { loadPaths } from '../resources/load.js';
-import { readResources, type Resources } from '../resources/validate.js';
+import { type Resources, readResources } from '../resources/validate.js';
 import { type CliIO, EXIT_INVALID } from './io.js';
 
 export interface Compiled {
@@ -15,8 +15,15 @@ export interface Compiled {
 export async function loadAndCompile(paths: readonly string[], clusterDomain?: string): Promise<Compiled> {
   const loaded = await loadPaths(paths);
   const { resources, problems } = readResources(loaded.documents);
-  const compiled = compile(resources, { sources: resources.sources, ...(clusterDomain ? { clusterDomain } : {}) });
-  return { resources, plan: compiled.plan, problems: [...loaded.problems, ...problems, ...compiled.problems] };
+  const compiled = compile(resources, {
+    sources: resources.sources,
+    ...(clusterDomain ? { clusterDomain } : {}),
+  });
+  return {
+    resources,
+    plan: compiled.plan,
+    problems: [...loaded.problems, ...problems, ...compiled.problems],
+  };
 }
 
 /** Prints one line per problem; returns the exit code for invalid input, or undefined if none. */

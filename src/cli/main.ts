@@ -14,7 +14,10 @@ import { validateCommand } from './validate.js';
 const collect = (value: string, previous: string[]) => [...previous, value];
 
 function fileOption() {
-  return new Option('-f, --file <path>', 'a YAML/JSON file or a folder of them (repeatable)').argParser(collect).default([]).makeOptionMandatory();
+  return new Option('-f, --file <path>', 'a YAML/JSON file or a folder of them (repeatable)')
+    .argParser(collect)
+    .default([])
+    .makeOptionMandatory();
 }
 
 function outputOption(choices: string[], fallback: string) {
@@ -23,7 +26,9 @@ function outputOption(choices: string[], fallback: string) {
 
 export function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
   const program = new Command('switchyard')
-    .description('Previews, intercepts, canaries and rate limits for Kubernetes, with Istio or without a mesh')
+    .description(
+      'Previews, intercepts, canaries and rate limits for Kubernetes, with Istio or without a mesh',
+    )
     .version(process.env.npm_package_version ?? '0.1.0')
     .exitOverride()
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
@@ -31,11 +36,21 @@ export function buildProgram(io: CliIO, setExit: (code: number) => void): Comman
 
   program
     .command('render')
-    .description('compile TrafficPolicies and Previews into Istio objects (VirtualService, DestinationRule, EnvoyFilter)')
+    .description(
+      'compile TrafficPolicies and Previews into Istio objects (VirtualService, DestinationRule, EnvoyFilter)',
+    )
     .addOption(fileOption())
     .addOption(outputOption(['yaml', 'json'], 'yaml'))
-    .option('--out-dir <dir>', 'write one file per object to <dir>/<namespace>/<kind>-<name>.yaml (for GitOps)')
-    .option('--ambient-namespace <ns>', 'a namespace in Istio ambient mode (repeatable): rate limits there are an error', collect, [])
+    .option(
+      '--out-dir <dir>',
+      'write one file per object to <dir>/<namespace>/<kind>-<name>.yaml (for GitOps)',
+    )
+    .option(
+      '--ambient-namespace <ns>',
+      'a namespace in Istio ambient mode (repeatable): rate limits there are an error',
+      collect,
+      [],
+    )
     .option('--cluster-domain <domain>', 'the cluster DNS domain', 'cluster.local')
     .action(async (opts) => setExit(await renderCommand(opts, io)));
 
@@ -79,7 +94,9 @@ export async function runCli(argv: readonly string[], io: CliIO): Promise<number
       // --help and --version end here with exit code 0; a usage error is invalid input.
       return e.exitCode === 0 ? 0 : EXIT_INVALID;
     }
-    io.stderr(`${formatProblem(problem('SY_INTERNAL', `internal error: ${e instanceof Error ? e.message : String(e)}`))}\n`);
+    io.stderr(
+      `${formatProblem(problem('SY_INTERNAL', `internal error: ${e instanceof Error ? e.message : String(e)}`))}\n`,
+    );
     if (process.env.SWITCHYARD_DEBUG && e instanceof Error && e.stack) io.stderr(`${e.stack}\n`);
     return EXIT_INTERNAL;
   }

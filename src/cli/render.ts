@@ -30,7 +30,10 @@ export async function renderCommand(opts: RenderOptions, io: CliIO): Promise<num
     const dir = join(opts.outDir, obj.metadata.namespace);
     await mkdir(dir, { recursive: true });
     const file = join(dir, `${obj.kind.toLowerCase()}-${obj.metadata.name}.${ext}`);
-    await writeFile(file, ext === 'json' ? `${JSON.stringify(obj, null, 2)}\n` : formatObjects([obj], 'yaml'));
+    await writeFile(
+      file,
+      ext === 'json' ? `${JSON.stringify(obj, null, 2)}\n` : formatObjects([obj], 'yaml'),
+    );
     io.stdout(`${file}\n`);
   }
   return EXIT_OK;

@@ -6,7 +6,13 @@
  */
 import { parseDurationMs } from '../core/duration.js';
 import { type Problem, problem, type Source } from '../core/errors.js';
-import { DEFAULTS, type Intercept, type Preview, type Target, type TrafficPolicy } from '../resources/schema.js';
+import {
+  DEFAULTS,
+  type Intercept,
+  type Preview,
+  type Target,
+  type TrafficPolicy,
+} from '../resources/schema.js';
 import { authorityMatch, baggageMemberRegex, methodMatch, type ValueMatch } from './matches.js';
 import { canaryRunId, latestRef, pinnedRef, previewHost, serviceHost } from './names.js';
 import type {
@@ -77,7 +83,12 @@ class PolicyCompiler {
     for (const entry of [...previews].sort(byNewest)) {
       if (this.pinned.has(entry.ref)) {
         this.problems.push(
-          problem('SY_DUPLICATE', `two Ready previews for ${entry.ref}: ${this.pinned.get(entry.ref)?.preview.metadata.name} and ${entry.preview.metadata.name}`, this.source, 'spec.previews'),
+          problem(
+            'SY_DUPLICATE',
+            `two Ready previews for ${entry.ref}: ${this.pinned.get(entry.ref)?.preview.metadata.name} and ${entry.preview.metadata.name}`,
+            this.source,
+            'spec.previews',
+          ),
         );
         continue;
       }
@@ -119,7 +130,12 @@ class PolicyCompiler {
     const entry = this.pinned.get(ref) ?? this.latest.get(ref);
     if (!entry) {
       this.problems.push(
-        problem('SY_MISSING_PREVIEW', `no Ready Preview ${ref} of policy ${this.policy.metadata.name} (expected a Preview with spec.policy: ${this.policy.metadata.name} for that pull request and commit)`, this.source, path),
+        problem(
+          'SY_MISSING_PREVIEW',
+          `no Ready Preview ${ref} of policy ${this.policy.metadata.name} (expected a Preview with spec.policy: ${this.policy.metadata.name} for that pull request and commit)`,
+          this.source,
+          path,
+        ),
       );
       return undefined;
     }
@@ -139,34 +155,65 @@ class PolicyCompiler {
   private interceptMatch(ic: Intercept): RequestMatch {
     const m = ic.match;
     const value: ValueMatch =
-      m.exact !== undefined ? { exact: m.exact } : m.prefix !== undefined ? { prefix: m.prefix } : { regex: m.regex as string };
-    if (m.header !== undefined) return ic.requireToken ? { claims: { [m.header]: value } } : { headers: { [m.header]: value } };
+      m.exact !== undefined
+        ? { exact: m.exact }
+        : m.prefix !== undefined
+          ? { prefix: m.prefix }
+          : { regex: m.regex as string };
+    if (m.header !== undefined)
+      return ic.requireToken ? { claims: { [m.header]: value } } : { headers: { [m.header]: value } };
     return { headers: { baggage: baggageMemberRegex(m.baggage as string, value) } };
   }
 
   private previewRoutes(): Route[] {
     const routes: Route[] = [];
-    const pinned = [...this.pinned.values()].sort((a, b) => a.preview.spec.pullRequest - b.preview.spec.pullRequest || compareText(a.ref, b.ref));
-    const latest = [...this.latest.entries()].sort((a, b) => a[1].preview.spec.pullRequest - b[1].preview.spec.pullRequest);
+    const pinned = [...this.pinned.values()].sort(
+      (a, b) => a.preview.spec.pullRequest - b.preview.spec.pullRequest || compareText(a.ref, b.ref),
+    );
+    const latest = [...this.latest.entries()].sort(
+      (a, b) => a[1].preview.spec.pullRequest - b[1].preview.spec.pullRequest,
+    );
     const domain = this.policy.spec.previews?.domain;
     if (domain) {
       const hostRoute = (ref: string, entry: PreviewEntry) => {
         const host = previewHost(ref, this.policy.metadata.name, domain);
         if (!host) {
-          this.problems.push(problem('SY_NAME_TOO_LONG', `preview URL label ${ref}--${this.policy.metadata.name} is longer than 63 characters; shorten the policy name`, this.source, 'metadata.name'));
+          this.problems.push(
+            problem(
+              'SY_NAME_TOO_LONG',
+              `preview URL label ${ref}--${this.policy.metadata.name} is longer than 63 characters; shorten the policy name`,
+              this.source,
+              'metadata.name',
+            ),
+          );
           return;
         }
         this.previewHosts.push(host);
-        routes.push({ name: `preview-host-${ref}`, kind: 'preview-host', matches: [{ authority: authorityMatch(host) }], destinations: [{ ...this.preview(entry), weight: 100 }] });
+        routes.push({
+          name: `preview-host-${ref}`,
+          kind: 'preview-host',
+          matches: [{ authority: authorityMatch(host) }],
+          destinations: [{ ...this.preview(entry), weight: 100 }],
+        });
       };
       for (const e of pinned) hostRoute(e.ref, e);
       for (const [ref, e] of latest) hostRoute(ref, e);
     }
     for (const e of pinned) {
-      routes.push({ name: `preview-${e.ref}`, kind: 'preview-pinned', matches: this.previewMatches(e.ref), destinations: [{ ...this.preview(e), weight: 100 }] });
+      routes.push({
+        name: `preview-${e.ref}`,
+        kind: 'preview-pinned',
+        matches: this.previewMatches(e.ref),
+        destinations: [{ ...this.preview(e), weight: 100 }],
+      });
     }
     for (const [ref, e] of latest) {
-      routes.push({ name: `preview-${ref}`, kind: 'preview-latest', matches: this.previewMatches(ref), destinations: [{ ...this.preview(e), weight: 100 }] });
+      routes.push({
+        name: `preview-${ref}`,
+        kind: 'preview-latest',
+        matches: this.previewMatches(ref),
+        destinations: [{ ...this.preview(e), weight: 100 }],
+      });
     }
     return routes;
   }
@@ -178,7 +225,11 @@ class PolicyCompiler {
     if (!destination) return undefined;
     const methods = ALL_METHODS.filter((x) => (m.methods ?? DEFAULTS.mirrorMethods).includes(x as never));
     return {
-      plan: { destination, percent: m.percent ?? DEFAULTS.mirrorPercent, maxBodyBytes: m.maxBodyBytes ?? DEFAULTS.mirrorMaxBodyBytes },
+      plan: {
+        destination,
+        percent: m.percent ?? DEFAULTS.mirrorPercent,
+        maxBodyBytes: m.maxBodyBytes ?? DEFAULTS.mirrorMaxBodyBytes,
+      },
       methods,
     };
   }
@@ -192,7 +243,17 @@ class PolicyCompiler {
       routes = [{ name: 'split', kind: 'split', matches: [], destinations: [{ ...stable, weight: 100 }] }];
     } else if (!spec.canary.sticky) {
       const w = spec.canary.weight;
-      routes = [{ name: 'split', kind: 'split', matches: [], destinations: [{ ...stable, weight: 100 - w }, { ...this.version(spec.canary.version), weight: w }] }];
+      routes = [
+        {
+          name: 'split',
+          kind: 'split',
+          matches: [],
+          destinations: [
+            { ...stable, weight: 100 - w },
+            { ...this.version(spec.canary.version), weight: w },
+          ],
+        },
+      ];
     } else {
       const sticky = {
         weight: spec.canary.weight,
@@ -202,11 +263,15 @@ class PolicyCompiler {
         stable,
         canary: this.version(spec.canary.version),
       };
-      routes = [...stickyRoutes(sticky), { name: 'split', kind: 'split', matches: [], destinations: drawDestinations(sticky, sticky.weight) }];
+      routes = [
+        ...stickyRoutes(sticky),
+        { name: 'split', kind: 'split', matches: [], destinations: drawDestinations(sticky, sticky.weight) },
+      ];
     }
     const mirror = this.mirror();
     if (!mirror) return routes;
-    if (mirror.methods.length === ALL_METHODS.length) return routes.map((r) => ({ ...r, mirror: mirror.plan }));
+    if (mirror.methods.length === ALL_METHODS.length)
+      return routes.map((r) => ({ ...r, mirror: mirror.plan }));
     // Only some methods are mirrored: a method-matched copy of each route carries the mirror.
     const method = methodMatch(mirror.methods);
     return routes.flatMap((r) => [
@@ -234,7 +299,12 @@ class PolicyCompiler {
   private rateLimits(): RateLimitPlan[] {
     return (this.policy.spec.rateLimits ?? []).map((rl) => ({
       name: rl.name,
-      key: rl.key.header !== undefined ? { type: 'header', header: rl.key.header } : rl.key.clientIp ? { type: 'clientIp' } : { type: 'route' },
+      key:
+        rl.key.header !== undefined
+          ? { type: 'header', header: rl.key.header }
+          : rl.key.clientIp
+            ? { type: 'clientIp' }
+            : { type: 'route' },
       limit: rl.limit,
       windowSeconds: Math.max(1, Math.round(parseDurationMs(rl.window) / 1000)),
       appliesTo: rl.appliesTo ?? DEFAULTS.appliesTo,
@@ -248,10 +318,21 @@ class PolicyCompiler {
     const intercepts: Route[] = [];
     (spec.intercepts ?? []).forEach((ic, i) => {
       const dest = this.target(ic.to, `spec.intercepts[${i}].to.preview`);
-      if (dest) intercepts.push({ name: `intercept-${ic.name}`, kind: 'intercept', matches: [this.interceptMatch(ic)], destinations: [{ ...dest, weight: 100 }] });
+      if (dest)
+        intercepts.push({
+          name: `intercept-${ic.name}`,
+          kind: 'intercept',
+          matches: [this.interceptMatch(ic)],
+          destinations: [{ ...dest, weight: 100 }],
+        });
     });
     const routes = [...this.previewRoutes(), ...intercepts, ...this.splitRoutes()];
-    const shortNames = [spec.service, `${spec.service}.${this.ns}`, `${spec.service}.${this.ns}.svc`, this.host];
+    const shortNames = [
+      spec.service,
+      `${spec.service}.${this.ns}`,
+      `${spec.service}.${this.ns}.svc`,
+      this.host,
+    ];
     const plan: PolicyPlan = {
       name,
       namespace: this.ns,
@@ -272,8 +353,12 @@ class PolicyCompiler {
     if (plan.previewHosts.length > 0 && previewGateway) plan.previewGateway = previewGateway;
     if (spec.timeout) plan.timeoutMs = parseDurationMs(spec.timeout);
     if (spec.retries) {
-      plan.retries = { attempts: spec.retries.attempts, on: [...(spec.retries.on ?? ['connect-failure', 'refused-stream', '503'])] };
-      if (spec.retries.perTryTimeout) plan.retries.perTryTimeoutMs = parseDurationMs(spec.retries.perTryTimeout);
+      plan.retries = {
+        attempts: spec.retries.attempts,
+        on: [...(spec.retries.on ?? ['connect-failure', 'refused-stream', '503'])],
+      };
+      if (spec.retries.perTryTimeout)
+        plan.retries.perTryTimeoutMs = parseDurationMs(spec.retries.perTryTimeout);
     }
     return plan;
   }
@@ -287,21 +372,34 @@ export function compile(
   const sourceOf = (o: object) => options.sources?.get(o);
   const problems: Problem[] = [];
   const key = (ns: string | undefined, name: string) => `${ns ?? DEFAULTS.namespace}/${name}`;
-  const policies = [...input.policies].sort((a, b) => compareText(key(a.metadata.namespace, a.metadata.name), key(b.metadata.namespace, b.metadata.name)));
+  const policies = [...input.policies].sort((a, b) =>
+    compareText(key(a.metadata.namespace, a.metadata.name), key(b.metadata.namespace, b.metadata.name)),
+  );
 
   const byPolicy = new Map<string, PreviewEntry[]>();
   for (const p of policies) {
     const k = key(p.metadata.namespace, p.metadata.name);
-    if (byPolicy.has(k)) problems.push(problem('SY_DUPLICATE', `TrafficPolicy ${k} is defined twice`, sourceOf(p), 'metadata.name'));
+    if (byPolicy.has(k))
+      problems.push(
+        problem('SY_DUPLICATE', `TrafficPolicy ${k} is defined twice`, sourceOf(p), 'metadata.name'),
+      );
     byPolicy.set(k, []);
   }
   input.previews.forEach((preview, order) => {
     const list = byPolicy.get(key(preview.metadata.namespace, preview.spec.policy));
     if (!list) {
-      problems.push(problem('SY_MISSING_POLICY', `no TrafficPolicy ${key(preview.metadata.namespace, preview.spec.policy)} for this Preview`, sourceOf(preview), 'spec.policy'));
+      problems.push(
+        problem(
+          'SY_MISSING_POLICY',
+          `no TrafficPolicy ${key(preview.metadata.namespace, preview.spec.policy)} for this Preview`,
+          sourceOf(preview),
+          'spec.policy',
+        ),
+      );
       return;
     }
-    if (isReady(preview)) list.push({ preview, ref: pinnedRef(preview.spec.pullRequest, preview.spec.commit), order });
+    if (isReady(preview))
+      list.push({ preview, ref: pinnedRef(preview.spec.pullRequest, preview.spec.commit), order });
   });
 
   const plans: PolicyPlan[] = [];
@@ -317,7 +415,15 @@ export function compile(
     // Short names (`checkout`) are relative to a namespace, so only full hosts can conflict.
     for (const h of [...plan.hosts, ...plan.previewHosts]) {
       const owner = hostOwner.get(h);
-      if (owner && owner !== k) problems.push(problem('SY_HOST_CONFLICT', `host ${h} is already served by TrafficPolicy ${owner}; a host belongs to one policy`, sourceOf(policy), 'spec.hosts'));
+      if (owner && owner !== k)
+        problems.push(
+          problem(
+            'SY_HOST_CONFLICT',
+            `host ${h} is already served by TrafficPolicy ${owner}; a host belongs to one policy`,
+            sourceOf(policy),
+            'spec.hosts',
+          ),
+        );
       else hostOwner.set(h, k);
     }
     plans.push(plan);

@@ -26,8 +26,10 @@ export function matchString(m: StringMatch, value: string | undefined): boolean 
 export function matchRequest(m: RequestMatch, req: RequestView): boolean {
   if (m.authority && !matchString(m.authority, req.authority)) return false;
   if (m.method && !matchString(m.method, req.method)) return false;
-  if (m.headers) for (const [name, sm] of Object.entries(m.headers)) if (!matchString(sm, req.header(name))) return false;
-  if (m.claims) for (const [name, sm] of Object.entries(m.claims)) if (!matchString(sm, req.claim?.(name))) return false;
+  if (m.headers)
+    for (const [name, sm] of Object.entries(m.headers)) if (!matchString(sm, req.header(name))) return false;
+  if (m.claims)
+    for (const [name, sm] of Object.entries(m.claims)) if (!matchString(sm, req.claim?.(name))) return false;
   return true;
 }
 
@@ -72,7 +74,10 @@ export function indexPlan(plan: RoutePlan): PlanIndex {
   return {
     policyFor(authority) {
       const host = hostWithoutPort(authority);
-      return exact.get(host) ?? wildcards.find(([suffix]) => host.endsWith(suffix) && host.length > suffix.length)?.[1];
+      return (
+        exact.get(host) ??
+        wildcards.find(([suffix]) => host.endsWith(suffix) && host.length > suffix.length)?.[1]
+      );
     },
   };
 }

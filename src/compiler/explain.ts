@@ -10,7 +10,14 @@ export interface Explanation {
   /** 1-based position of the route in the policy's ordered list. */
   position?: number;
   routes?: number;
-  destinations: { upstream: string; weight: number; host: string; subset?: string; port: number; setCookie?: string }[];
+  destinations: {
+    upstream: string;
+    weight: number;
+    host: string;
+    subset?: string;
+    port: number;
+    setCookie?: string;
+  }[];
   mirror?: { upstream: string; percent: number };
   rateLimits: RateLimitPlan[];
 }
@@ -19,7 +26,11 @@ export function explainRequest(plan: RoutePlan, req: RequestView): Explanation {
   const policy = indexPlan(plan).policyFor(req.authority);
   if (!policy) return { host: req.authority, destinations: [], rateLimits: [] };
   const route = matchRoute(policy, req);
-  const base = { host: req.authority, policy: `${policy.namespace}/${policy.name}`, routes: policy.routes.length };
+  const base = {
+    host: req.authority,
+    policy: `${policy.namespace}/${policy.name}`,
+    routes: policy.routes.length,
+  };
   if (!route) return { ...base, destinations: [], rateLimits: [] };
   const roles = new Set(route.destinations.filter((d) => d.weight > 0).map((d) => d.role));
   const applies = (rl: RateLimitPlan) =>
@@ -42,7 +53,8 @@ export function explainRequest(plan: RoutePlan, req: RequestView): Explanation {
     })),
     rateLimits: policy.rateLimits.filter(applies),
   };
-  if (route.mirror) out.mirror = { upstream: route.mirror.destination.upstream, percent: route.mirror.percent };
+  if (route.mirror)
+    out.mirror = { upstream: route.mirror.destination.upstream, percent: route.mirror.percent };
   return out;
 }
 

@@ -24,7 +24,12 @@ export function baggageMemberRegex(key: string, value: ValueMatch): StringMatch 
 }
 
 /** The `cookie` header holds a cookie `name` whose value is `<run>.<cls><w>` for one of `weights`. */
-export function cookieClassRegex(name: string, run: string, cls: 'c' | 's', weights: readonly number[]): StringMatch {
+export function cookieClassRegex(
+  name: string,
+  run: string,
+  cls: 'c' | 's',
+  weights: readonly number[],
+): StringMatch {
   const ws = '[ \\t]*';
   return {
     regex: `(?:.*;)?${ws}${escapeRegex(name)}=${escapeRegex(run)}\\.${cls}(?:${weights.join('|')})${ws}(?:;.*)?`,

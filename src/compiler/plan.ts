@@ -40,7 +40,13 @@ export interface WeightedDestination extends Destination {
   setCookie?: string;
 }
 
-export type RouteKind = 'preview-host' | 'preview-pinned' | 'preview-latest' | 'intercept' | 'sticky' | 'split';
+export type RouteKind =
+  | 'preview-host'
+  | 'preview-pinned'
+  | 'preview-latest'
+  | 'intercept'
+  | 'sticky'
+  | 'split';
 
 export interface MirrorPlan {
   destination: Destination;

@@ -16,8 +16,9 @@
  * of the draw when the weight falls back to 45, and the canary keeps 48 % of clients instead of
  * 45 % (measured in test/sticky.test.ts). The cookie is still sent at most once per weight change.
  */
-import type { Destination, Route, WeightedDestination } from './plan.js';
+
 import { cookieClassRegex } from './matches.js';
+import type { Destination, Route, WeightedDestination } from './plan.js';
 
 export interface StickyInput {
   weight: number;
@@ -49,7 +50,10 @@ const stampCache = new WeakMap<StickyInput, { c: string; s: string }>();
 
 function stampsOf(s: StickyInput): { c: string; s: string } {
   let stamps = stampCache.get(s);
-  if (!stamps) stampCache.set(s, (stamps = { c: setCookie(s, 'c'), s: setCookie(s, 's') }));
+  if (!stamps) {
+    stamps = { c: setCookie(s, 'c'), s: setCookie(s, 's') };
+    stampCache.set(s, stamps);
+  }
   return stamps;
 }
 
@@ -77,14 +81,23 @@ export function stickyRoutes(s: StickyInput): Route[] {
   const routes: Route[] = [];
   const route = (name: string, side: 'c' | 's', ws: number[], destinations: WeightedDestination[]) => {
     if (ws.length === 0) return;
-    routes.push({ name, kind: 'sticky', matches: [{ headers: { cookie: cookieClassRegex(s.cookie, s.run, side, ws) } }], destinations });
+    routes.push({
+      name,
+      kind: 'sticky',
+      matches: [{ headers: { cookie: cookieClassRegex(s.cookie, s.run, side, ws) } }],
+      destinations,
+    });
   };
   // Stamped at today's weight: stay, and send no cookie.
   if (W > 0) route('sticky-canary', 'c', [W], [{ ...s.canary, weight: 100 }]);
   if (W < 100) route('sticky-stable', 's', [W], [{ ...s.stable, weight: 100 }]);
   // Stamped at another weight but on the side that grew: stay, and re-stamp once at W.
-  route('sticky-canary-restamp', 'c', range(1, W - 1), [{ ...s.canary, weight: 100, setCookie: stampsOf(s).c }]);
-  route('sticky-stable-restamp', 's', range(W + 1, 99), [{ ...s.stable, weight: 100, setCookie: stampsOf(s).s }]);
+  route('sticky-canary-restamp', 'c', range(1, W - 1), [
+    { ...s.canary, weight: 100, setCookie: stampsOf(s).c },
+  ]);
+  route('sticky-stable-restamp', 's', range(W + 1, 99), [
+    { ...s.stable, weight: 100, setCookie: stampsOf(s).s },
+  ]);
   // On the side that shrank: draw once.
   for (const [p, ws] of groupByDraw(range(W + 1, 100), (w) => (100 * W) / w)) {
     route(`sticky-down-${p}`, 'c', ws, drawDestinations(s, p));

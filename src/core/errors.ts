@@ -11,7 +11,8 @@ export const ERROR_CODES = {
   SY_SCHEMA: 'a field does not have the type, format or range its schema expects',
   SY_ONE_OF: 'an object needs exactly one of several fields',
   SY_INVALID_REGEX: 'a regex is not valid RE2 syntax',
-  SY_INVALID_VALUE: 'a value is well-formed but not usable (for example a canary version equal to the stable one)',
+  SY_INVALID_VALUE:
+    'a value is well-formed but not usable (for example a canary version equal to the stable one)',
   SY_DUPLICATE: 'two resources or list entries have the same identity',
   SY_MISSING_POLICY: 'a Preview names a TrafficPolicy that does not exist',
   SY_MISSING_PREVIEW: 'a policy routes to a preview that is not Ready or does not exist',

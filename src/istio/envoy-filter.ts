@@ -11,7 +11,8 @@ import type { AppliesTo } from '../resources/schema.js';
 import { type KubeObject, NETWORKING_V1ALPHA3, objectMeta } from './objects.js';
 
 const LOCAL_RATELIMIT = 'envoy.filters.http.local_ratelimit';
-const LOCAL_RATELIMIT_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit';
+const LOCAL_RATELIMIT_TYPE =
+  'type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit';
 const TYPED_STRUCT = 'type.googleapis.com/udpa.type.v1.TypedStruct';
 /** Distinct header values / client IPs each Envoy keeps a bucket for (Envoy's default is 20). */
 export const MAX_DYNAMIC_DESCRIPTORS = 10_000;
@@ -39,14 +40,20 @@ function action(rl: RateLimitPlan): Record<string, unknown> {
 
 function descriptor(rl: RateLimitPlan): Record<string, unknown> {
   const entry =
-    rl.key.type === 'header' ? { key: rl.name } : rl.key.type === 'clientIp' ? { key: 'remote_address' } : { key: rl.name, value: rl.name };
+    rl.key.type === 'header'
+      ? { key: rl.name }
+      : rl.key.type === 'clientIp'
+        ? { key: 'remote_address' }
+        : { key: rl.name, value: rl.name };
   return { entries: [entry], token_bucket: bucket(rl.limit, rl.windowSeconds) };
 }
 
 function selector(policy: PolicyPlan, appliesTo: AppliesTo): Record<string, string> {
   const labels = { ...policy.workloadLabels };
   const stable = policy.subsets[0]?.name;
-  const canary = policy.routes.find((r) => r.kind === 'split')?.destinations.find((d) => d.role === 'canary')?.version;
+  const canary = policy.routes
+    .find((r) => r.kind === 'split')
+    ?.destinations.find((d) => d.role === 'canary')?.version;
   if (appliesTo === 'stable' && stable) labels[policy.versionLabel] = stable;
   if (appliesTo === 'canary' && canary) labels[policy.versionLabel] = canary;
   if (appliesTo === 'previews') labels[PREVIEW_ROLE_LABEL] = 'preview';
@@ -57,7 +64,12 @@ export function envoyFilterName(policy: PolicyPlan, appliesTo: AppliesTo, enforc
   return `${policy.name}-ratelimit-${appliesTo}${enforce ? '' : '-shadow'}`;
 }
 
-function renderGroup(policy: PolicyPlan, appliesTo: AppliesTo, enforce: boolean, limits: RateLimitPlan[]): KubeObject {
+function renderGroup(
+  policy: PolicyPlan,
+  appliesTo: AppliesTo,
+  enforce: boolean,
+  limits: RateLimitPlan[],
+): KubeObject {
   const name = envoyFilterName(policy, appliesTo, enforce);
   const statPrefix = `switchyard_${policy.namespace}_${name}`.replace(/-/g, '_');
   const config = {
@@ -83,22 +95,43 @@ function renderGroup(policy: PolicyPlan, appliesTo: AppliesTo, enforce: boolean,
           applyTo: 'HTTP_FILTER',
           match: {
             context: 'SIDECAR_INBOUND',
-            listener: { filterChain: { filter: { name: 'envoy.filters.network.http_connection_manager', subFilter: { name: 'envoy.filters.http.router' } } } },
+            listener: {
+              filterChain: {
+                filter: {
+                  name: 'envoy.filters.network.http_connection_manager',
+                  subFilter: { name: 'envoy.filters.http.router' },
+                },
+              },
+            },
           },
           patch: {
             operation: 'INSERT_BEFORE',
-            value: { name: `${LOCAL_RATELIMIT}.${name}`, typed_config: { '@type': TYPED_STRUCT, type_url: LOCAL_RATELIMIT_TYPE, value: { stat_prefix: statPrefix } } },
+            value: {
+              name: `${LOCAL_RATELIMIT}.${name}`,
+              typed_config: {
+                '@type': TYPED_STRUCT,
+                type_url: LOCAL_RATELIMIT_TYPE,
+                value: { stat_prefix: statPrefix },
+              },
+            },
           },
         },
         {
           applyTo: 'HTTP_ROUTE',
-          match: { context: 'SIDECAR_INBOUND', routeConfiguration: { vhost: { name: `inbound|http|${policy.port}`, route: { action: 'ANY' } } } },
+          match: {
+            context: 'SIDECAR_INBOUND',
+            routeConfiguration: { vhost: { name: `inbound|http|${policy.port}`, route: { action: 'ANY' } } },
+          },
           patch: {
             operation: 'MERGE',
             value: {
               route: { rate_limits: limits.map((rl) => ({ actions: [action(rl)] })) },
               typed_per_filter_config: {
-                [`${LOCAL_RATELIMIT}.${name}`]: { '@type': TYPED_STRUCT, type_url: LOCAL_RATELIMIT_TYPE, value: config },
+                [`${LOCAL_RATELIMIT}.${name}`]: {
+                  '@type': TYPED_STRUCT,
+                  type_url: LOCAL_RATELIMIT_TYPE,
+                  value: config,
+                },
               },
             },
           },

@@ -15,5 +15,9 @@ export interface KubeObject {
 }
 
 export function objectMeta(policy: PolicyPlan, name: string): KubeObject['metadata'] {
-  return { name, namespace: policy.namespace, labels: { [MANAGED_BY]: 'switchyard', [POLICY_LABEL]: policy.name } };
+  return {
+    name,
+    namespace: policy.namespace,
+    labels: { [MANAGED_BY]: 'switchyard', [POLICY_LABEL]: policy.name },
+  };
 }

@@ -2,8 +2,9 @@
  * RoutePlan → Istio objects, in a fixed order per policy: DestinationRule first (subsets exist
  * before a VirtualService refers to them), then VirtualServices, then EnvoyFilters.
  */
-import { type Problem, problem } from '../core/errors.js';
+
 import type { RoutePlan } from '../compiler/plan.js';
+import { type Problem, problem } from '../core/errors.js';
 import { renderDestinationRule } from './destination-rule.js';
 import { renderEnvoyFilters } from './envoy-filter.js';
 import type { KubeObject } from './objects.js';

@@ -3,8 +3,16 @@
  * URLs exist a second one serves exactly those hosts on the preview Gateway, so every host still
  * has exactly one VirtualService and neither set of hosts is exposed on the other's gateways.
  */
+
+import type {
+  Destination,
+  PolicyPlan,
+  RequestMatch,
+  Route,
+  StringMatch,
+  WeightedDestination,
+} from '../compiler/plan.js';
 import { toProtoDuration } from '../core/duration.js';
-import type { Destination, PolicyPlan, RequestMatch, Route, StringMatch, WeightedDestination } from '../compiler/plan.js';
 import { type KubeObject, NETWORKING_V1, objectMeta, UPSTREAM_HEADER } from './objects.js';
 
 function msToDuration(ms: number): string {
@@ -43,7 +51,8 @@ class Parts {
     this.timeout = policy.timeoutMs === undefined ? undefined : msToDuration(policy.timeoutMs);
     if (policy.retries) {
       const retries: Record<string, unknown> = { attempts: policy.retries.attempts };
-      if (policy.retries.perTryTimeoutMs !== undefined) retries.perTryTimeout = msToDuration(policy.retries.perTryTimeoutMs);
+      if (policy.retries.perTryTimeoutMs !== undefined)
+        retries.perTryTimeout = msToDuration(policy.retries.perTryTimeoutMs);
       if (policy.retries.on.length > 0) retries.retryOn = policy.retries.on.join(',');
       this.retries = Object.freeze(retries);
     }
@@ -82,7 +91,8 @@ class Parts {
 }
 
 function deepFreeze<T extends object>(o: T): Readonly<T> {
-  for (const v of Object.values(o)) if (typeof v === 'object' && v !== null && !Object.isFrozen(v)) deepFreeze(v);
+  for (const v of Object.values(o))
+    if (typeof v === 'object' && v !== null && !Object.isFrozen(v)) deepFreeze(v);
   return Object.freeze(o);
 }
 
@@ -109,7 +119,12 @@ export function renderVirtualServices(policy: PolicyPlan): KubeObject[] {
   if (policy.gateways.length > 0) main.gateways = [...policy.gateways];
   main.http = policy.routes.filter((r) => r.kind !== 'preview-host').map((r) => renderRoute(parts, r));
   const out: KubeObject[] = [
-    { apiVersion: NETWORKING_V1, kind: 'VirtualService', metadata: objectMeta(policy, policy.name), spec: main },
+    {
+      apiVersion: NETWORKING_V1,
+      kind: 'VirtualService',
+      metadata: objectMeta(policy, policy.name),
+      spec: main,
+    },
   ];
   if (policy.previewHosts.length > 0 && policy.previewGateway) {
     out.push({

@@ -5,11 +5,33 @@
  * controller validates with `validate.ts` as well.
  */
 import type { TSchema } from '@sinclair/typebox';
-import { GROUP, PreviewSpec, PreviewStatus, TrafficPolicySpec, TrafficPolicyStatus, VERSION } from './schema.js';
+import {
+  GROUP,
+  PreviewSpec,
+  PreviewStatus,
+  TrafficPolicySpec,
+  TrafficPolicyStatus,
+  VERSION,
+} from './schema.js';
 
 const KEEP = new Set([
-  'type', 'properties', 'items', 'required', 'description', 'pattern', 'minimum', 'maximum', 'minLength',
-  'maxLength', 'minItems', 'maxItems', 'enum', 'format', 'default', 'nullable', 'uniqueItems',
+  'type',
+  'properties',
+  'items',
+  'required',
+  'description',
+  'pattern',
+  'minimum',
+  'maximum',
+  'minLength',
+  'maxLength',
+  'minItems',
+  'maxItems',
+  'enum',
+  'format',
+  'default',
+  'nullable',
+  'uniqueItems',
 ]);
 
 /** JSON Schema (as TypeBox writes it) → an OpenAPI v3 structural schema node. */
@@ -21,7 +43,9 @@ export function toStructural(schema: TSchema | Record<string, unknown>): Record<
     if (!KEEP.has(k)) continue;
     if (k === 'uniqueItems') continue; // not allowed in structural schemas; the validator checks it
     if (k === 'properties') {
-      out.properties = Object.fromEntries(Object.entries(v as object).map(([p, ps]) => [p, toStructural(ps)]));
+      out.properties = Object.fromEntries(
+        Object.entries(v as object).map(([p, ps]) => [p, toStructural(ps)]),
+      );
     } else if (k === 'items') {
       out.items = toStructural(v as TSchema);
     } else {
@@ -60,7 +84,14 @@ function crd(input: CrdInput): Record<string, unknown> {
     metadata: { name: `${input.plural}.${GROUP}`, labels: { 'app.kubernetes.io/part-of': 'switchyard' } },
     spec: {
       group: GROUP,
-      names: { kind: input.kind, listKind: `${input.kind}List`, plural: input.plural, singular: input.kind.toLowerCase(), shortNames: input.shortNames, categories: ['switchyard'] },
+      names: {
+        kind: input.kind,
+        listKind: `${input.kind}List`,
+        plural: input.plural,
+        singular: input.kind.toLowerCase(),
+        shortNames: input.shortNames,
+        categories: ['switchyard'],
+      },
       scope: 'Namespaced',
       versions: [
         {
@@ -68,7 +99,10 @@ function crd(input: CrdInput): Record<string, unknown> {
           served: true,
           storage: true,
           subresources: { status: {} },
-          additionalPrinterColumns: [...input.columns, { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' }],
+          additionalPrinterColumns: [
+            ...input.columns,
+            { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+          ],
           schema: {
             openAPIV3Schema: {
               type: 'object',
@@ -101,7 +135,12 @@ export function customResourceDefinitions(): Record<string, unknown>[] {
         { name: 'Service', type: 'string', jsonPath: '.spec.service' },
         { name: 'Stable', type: 'string', jsonPath: '.spec.stable' },
         { name: 'Canary', type: 'string', jsonPath: '.spec.canary.version' },
-        { name: 'Weight', type: 'integer', jsonPath: '.spec.canary.weight', description: 'percent of traffic on the canary' },
+        {
+          name: 'Weight',
+          type: 'integer',
+          jsonPath: '.spec.canary.weight',
+          description: 'percent of traffic on the canary',
+        },
         { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
       ],
     }),

@@ -33,7 +33,12 @@ async function expand(path: string, problems: Problem[]): Promise<string[]> {
   return entries
     .filter((e) => e.isFile() && YAML_FILE.test(e.name))
     .map((e) => join(e.parentPath, e.name))
-    .filter((p) => !relative(path, p).split(/[\\/]/).some((part) => part.startsWith('.')));
+    .filter(
+      (p) =>
+        !relative(path, p)
+          .split(/[\\/]/)
+          .some((part) => part.startsWith('.')),
+    );
 }
 
 /** Parses YAML text that holds one or more documents. Empty documents (a trailing `---`) are skipped. */
@@ -70,7 +75,9 @@ export async function loadPaths(paths: readonly string[]): Promise<LoadResult> {
     try {
       text = await readFile(file, 'utf8');
     } catch (e) {
-      problems.push(problem('SY_FILE_READ', `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`));
+      problems.push(
+        problem('SY_FILE_READ', `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`),
+      );
       continue;
     }
     const r = parseDocuments(text, file);

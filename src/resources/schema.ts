@@ -40,7 +40,7 @@ export const HeaderName = Type.String({
 /** W3C baggage key: an RFC 7230 token (no spaces, no separators). */
 export const BaggageKey = Type.String({
   pattern: "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$",
-  description: 'a W3C baggage key: letters, digits and !#$%&\'*+-.^_`|~, no spaces',
+  description: "a W3C baggage key: letters, digits and !#$%&'*+-.^_`|~, no spaces",
 });
 
 export const HostName = Type.String({
@@ -136,7 +136,10 @@ export const RateLimitKey = Type.Object(
   { ...closed, description: 'exactly one of clientIp, header or route' },
 );
 
-export const AppliesTo = StringEnum(['all', 'stable', 'canary', 'previews'] as const, 'all, stable, canary or previews');
+export const AppliesTo = StringEnum(
+  ['all', 'stable', 'canary', 'previews'] as const,
+  'all, stable, canary or previews',
+);
 
 export const RateLimit = Type.Object(
   {
@@ -298,7 +301,10 @@ export const GatewayConfigSchema = Type.Object({
   spec: Type.Object(
     {
       upstreams: Type.Record(
-        Type.String({ pattern: '^[a-z0-9-]+/[a-z0-9-]+$', description: 'an upstream key <service>/<version>' }),
+        Type.String({
+          pattern: '^[a-z0-9-]+/[a-z0-9-]+$',
+          description: 'an upstream key <service>/<version>',
+        }),
         Type.String({ pattern: '^https?://[^\\s]+$', description: 'an http:// or https:// URL' }),
       ),
     },

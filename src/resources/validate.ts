@@ -80,7 +80,10 @@ function schemaErrorMessage(e: ErrorObject): { path: string; message: string } {
     case 'type':
       return { path, message: `expected ${(e.params as { type: string }).type}${got}` };
     case 'const':
-      return { path, message: `expected ${show((e.params as { allowedValue: unknown }).allowedValue)}${got}` };
+      return {
+        path,
+        message: `expected ${show((e.params as { allowedValue: unknown }).allowedValue)}${got}`,
+      };
     case 'enum':
       return {
         path,
@@ -95,7 +98,10 @@ function schemaErrorMessage(e: ErrorObject): { path: string; message: string } {
         message: `expected ${expected ?? 'a number'}: must be ${e.keyword.startsWith('min') || e.keyword === 'exclusiveMinimum' ? 'at least' : 'at most'} ${(e.params as { limit: number }).limit}${got}`,
       };
     case 'uniqueItems':
-      return { path, message: `items must be unique (items ${(e.params as { j: number }).j} and ${(e.params as { i: number }).i} are equal)` };
+      return {
+        path,
+        message: `items must be unique (items ${(e.params as { j: number }).j} and ${(e.params as { i: number }).i} are equal)`,
+      };
     case 'minItems':
       return { path, message: `expected at least ${(e.params as { limit: number }).limit} item(s)` };
     default:
@@ -145,29 +151,57 @@ function checkPolicy(p: TrafficPolicy, source: Source): Problem[] {
   const out: Problem[] = [];
   const spec = p.spec;
   if (spec.canary && spec.canary.version === spec.stable) {
-    out.push(problem('SY_INVALID_VALUE', `canary version must differ from stable (${spec.stable})`, source, 'spec.canary.version'));
+    out.push(
+      problem(
+        'SY_INVALID_VALUE',
+        `canary version must differ from stable (${spec.stable})`,
+        source,
+        'spec.canary.version',
+      ),
+    );
   }
   const names = new Set<string>();
   (spec.intercepts ?? []).forEach((ic, i) => {
     const at = `spec.intercepts[${i}]`;
-    if (names.has(ic.name)) out.push(problem('SY_DUPLICATE', `intercept name ${ic.name} is used twice`, source, `${at}.name`));
+    if (names.has(ic.name))
+      out.push(problem('SY_DUPLICATE', `intercept name ${ic.name} is used twice`, source, `${at}.name`));
     names.add(ic.name);
     exactlyOne(ic.match, ['header', 'baggage'], source, `${at}.match`, out);
     exactlyOne(ic.match, ['exact', 'prefix', 'regex'], source, `${at}.match`, out);
     exactlyOne(ic.to, ['version', 'preview'], source, `${at}.to`, out);
     if (ic.match.regex !== undefined) {
       const err = re2SyntaxError(ic.match.regex);
-      if (err) out.push(problem('SY_INVALID_REGEX', `expected an RE2 regular expression: ${err}`, source, `${at}.match.regex`));
+      if (err)
+        out.push(
+          problem(
+            'SY_INVALID_REGEX',
+            `expected an RE2 regular expression: ${err}`,
+            source,
+            `${at}.match.regex`,
+          ),
+        );
     }
     if (ic.match.baggage !== undefined && ic.requireToken) {
-      out.push(problem('SY_INVALID_VALUE', 'requireToken works with header matches only: the token travels in that header', source, `${at}.requireToken`));
+      out.push(
+        problem(
+          'SY_INVALID_VALUE',
+          'requireToken works with header matches only: the token travels in that header',
+          source,
+          `${at}.requireToken`,
+        ),
+      );
     }
     if (ic.match.baggage !== undefined) {
       for (const k of ['exact', 'prefix'] as const) {
         const v = ic.match[k];
         if (v !== undefined && !BAGGAGE_VALUE.test(v)) {
           out.push(
-            problem('SY_INVALID_VALUE', `expected a W3C baggage value (no spaces, quotes, ",", ";" or "\\") (got ${show(v)})`, source, `${at}.match.${k}`),
+            problem(
+              'SY_INVALID_VALUE',
+              `expected a W3C baggage value (no spaces, quotes, ",", ";" or "\\") (got ${show(v)})`,
+              source,
+              `${at}.match.${k}`,
+            ),
           );
         }
       }
@@ -176,41 +210,72 @@ function checkPolicy(p: TrafficPolicy, source: Source): Problem[] {
   if (spec.mirror) {
     exactlyOne(spec.mirror.to, ['version', 'preview'], source, 'spec.mirror.to', out);
     if (spec.mirror.to.version === spec.stable) {
-      out.push(problem('SY_INVALID_VALUE', `a mirror must copy to another version than stable (${spec.stable})`, source, 'spec.mirror.to.version'));
+      out.push(
+        problem(
+          'SY_INVALID_VALUE',
+          `a mirror must copy to another version than stable (${spec.stable})`,
+          source,
+          'spec.mirror.to.version',
+        ),
+      );
     }
   }
   const limitNames = new Set<string>();
   const limitKeys = new Set<string>();
   (spec.rateLimits ?? []).forEach((rl, i) => {
     const at = `spec.rateLimits[${i}]`;
-    if (limitNames.has(rl.name)) out.push(problem('SY_DUPLICATE', `rate limit name ${rl.name} is used twice`, source, `${at}.name`));
+    if (limitNames.has(rl.name))
+      out.push(problem('SY_DUPLICATE', `rate limit name ${rl.name} is used twice`, source, `${at}.name`));
     limitNames.add(rl.name);
     exactlyOne(rl.key, ['clientIp', 'header', 'route'], source, `${at}.key`, out);
     const keyId = `${rl.appliesTo ?? DEFAULTS.appliesTo}/${rl.key.header ?? (rl.key.clientIp ? 'clientIp' : 'route')}`;
     if (limitKeys.has(keyId)) {
-      out.push(problem('SY_DUPLICATE', `two rate limits with the same key apply to the same destinations; merge them into one`, source, `${at}.key`));
+      out.push(
+        problem(
+          'SY_DUPLICATE',
+          `two rate limits with the same key apply to the same destinations; merge them into one`,
+          source,
+          `${at}.key`,
+        ),
+      );
     }
     limitKeys.add(keyId);
     if (parseDurationMs(rl.window) < 1000) {
-      out.push(problem('SY_INVALID_VALUE', `expected a window of at least 1s (got ${rl.window})`, source, `${at}.window`));
+      out.push(
+        problem(
+          'SY_INVALID_VALUE',
+          `expected a window of at least 1s (got ${rl.window})`,
+          source,
+          `${at}.window`,
+        ),
+      );
     }
   });
   if (spec.previews?.domain && !spec.previews.gateway && !(spec.gateways && spec.gateways.length > 0)) {
     out.push(
-      problem('SY_INVALID_VALUE', 'preview URLs need an Istio Gateway: set spec.previews.gateway or spec.gateways', source, 'spec.previews.domain'),
+      problem(
+        'SY_INVALID_VALUE',
+        'preview URLs need an Istio Gateway: set spec.previews.gateway or spec.gateways',
+        source,
+        'spec.previews.domain',
+      ),
     );
   }
   return out;
 }
 
 function describe(value: unknown): string {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return `a ${Array.isArray(value) ? 'list' : typeof value}`;
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    return `a ${Array.isArray(value) ? 'list' : typeof value}`;
   const v = value as { apiVersion?: unknown; kind?: unknown };
   return `${String(v.apiVersion ?? '(no apiVersion)')} ${String(v.kind ?? '(no kind)')}`;
 }
 
 /** Validates every document; valid ones are added to the result with namespace defaults applied. */
-export function readResources(documents: readonly RawDocument[]): { resources: Resources; problems: Problem[] } {
+export function readResources(documents: readonly RawDocument[]): {
+  resources: Resources;
+  problems: Problem[];
+} {
   const resources = emptyResources();
   const problems: Problem[] = [];
   for (const { source, value } of documents) {

@@ -34,7 +34,11 @@ function closeObjects(node: unknown): unknown {
   if (typeof node !== 'object' || node === null) return node;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(node)) out[k] = closeObjects(v);
-  if (out.properties && out.additionalProperties === undefined && !out['x-kubernetes-preserve-unknown-fields']) {
+  if (
+    out.properties &&
+    out.additionalProperties === undefined &&
+    !out['x-kubernetes-preserve-unknown-fields']
+  ) {
     out.additionalProperties = false;
   }
   return out;
@@ -52,15 +56,22 @@ function loadCrdValidators(path: string): Map<string, ValidateFunction> {
   for (const doc of parseAllDocuments(readFileSync(path, 'utf8'))) {
     const crd = doc.toJS() as {
       kind?: string;
-      spec?: { group: string; names: { kind: string }; versions: { name: string; schema?: { openAPIV3Schema: object } }[] };
+      spec?: {
+        group: string;
+        names: { kind: string };
+        versions: { name: string; schema?: { openAPIV3Schema: object } }[];
+      };
     } | null;
     if (crd?.kind !== 'CustomResourceDefinition' || !crd.spec) continue;
     for (const v of crd.spec.versions) {
       if (!v.schema) continue;
-      map.set(`${crd.spec.group}/${v.name}/${crd.spec.names.kind}`, ajv.compile({
-        ...(v.schema.openAPIV3Schema as Record<string, unknown>),
-        properties: closeObjects((v.schema.openAPIV3Schema as { properties: object }).properties),
-      }));
+      map.set(
+        `${crd.spec.group}/${v.name}/${crd.spec.names.kind}`,
+        ajv.compile({
+          ...(v.schema.openAPIV3Schema as Record<string, unknown>),
+          properties: closeObjects((v.schema.openAPIV3Schema as { properties: object }).properties),
+        }),
+      );
     }
   }
   return map;

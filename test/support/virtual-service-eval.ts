@@ -15,7 +15,10 @@ interface VsObject {
     http: {
       name: string;
       match?: Record<string, unknown>[];
-      route: { weight?: number; headers?: { response?: { set?: Record<string, string>; add?: Record<string, string> } } }[];
+      route: {
+        weight?: number;
+        headers?: { response?: { set?: Record<string, string>; add?: Record<string, string> } };
+      }[];
       mirror?: { host: string; subset?: string };
       mirrorPercentage?: { value: number };
     }[];
@@ -44,7 +47,10 @@ function stringMatches(m: Record<string, string>, value: string | undefined): bo
   if (m.prefix !== undefined) return value.startsWith(m.prefix);
   if (m.regex !== undefined) {
     let re = compiled.get(m.regex);
-    if (!re) compiled.set(m.regex, (re = RE2JS.compile(m.regex)));
+    if (!re) {
+      re = RE2JS.compile(m.regex);
+      compiled.set(m.regex, re);
+    }
     return re.matches(value);
   }
   throw new Error(`unsupported StringMatch ${JSON.stringify(m)}`);
@@ -81,10 +87,16 @@ export function evaluateVirtualServices(objects: VsObject[], req: EvalRequest): 
       destinations: route.route.map((d) => ({
         upstream: d.headers?.response?.set?.['x-switchyard-upstream'] ?? '?',
         weight: d.weight ?? 100,
-        ...(d.headers?.response?.add?.['set-cookie'] ? { setCookie: d.headers.response.add['set-cookie'] } : {}),
+        ...(d.headers?.response?.add?.['set-cookie']
+          ? { setCookie: d.headers.response.add['set-cookie'] }
+          : {}),
       })),
       mirrored: route.mirror !== undefined,
     };
   }
-  return { virtualService: `${vs.metadata.namespace}/${vs.metadata.name}`, destinations: [], mirrored: false };
+  return {
+    virtualService: `${vs.metadata.namespace}/${vs.metadata.name}`,
+    destinations: [],
+    mirrored: false,
+  };
 }
