@@ -6,7 +6,9 @@
 import { Command, CommanderError, Option } from 'commander';
 import { formatProblem, problem } from '../core/errors.js';
 import { crdsCommand } from './crds.js';
+import { demoCommand } from './demo.js';
 import { explainCommand } from './explain.js';
+import { gatewayCommand } from './gateway.js';
 import { type CliIO, EXIT_INTERNAL, EXIT_INVALID, processIO } from './io.js';
 import { renderCommand } from './render.js';
 import { validateCommand } from './validate.js';
@@ -71,6 +73,41 @@ export function buildProgram(io: CliIO, setExit: (code: number) => void): Comman
     .option('--claim <name=value>', 'a claim of a verified intercept token (repeatable)', collect, [])
     .addOption(outputOption(['text', 'json'], 'text'))
     .action(async (opts) => setExit(await explainCommand(opts, io)));
+
+  program
+    .command('gateway')
+    .description('serve traffic by the TrafficPolicies and Previews in files, without a mesh')
+    .requiredOption(
+      '-c, --config <path>',
+      'YAML file or folder with policies, previews and a GatewayConfig (repeatable)',
+      collect,
+      [],
+    )
+    .option('-p, --port <port>', 'traffic port', '8080')
+    .option('--admin-port <port>', 'admin port: /healthz /readyz /metrics /plan', '9901')
+    .option('--host <address>', 'address to listen on', '0.0.0.0')
+    .option(
+      '--redis <url>',
+      'count rate limits in Redis, shared by every replica (default: $REDIS_URL, else in memory)',
+    )
+    .option(
+      '--trust-proxy <value>',
+      'believe x-forwarded-for from these proxies: true, or addresses/CIDRs separated by ","',
+    )
+    .option(
+      '--mirror-host-suffix <suffix>',
+      'append to the Host of mirrored copies (Istio before 1.28 used "-shadow")',
+    )
+    .option('--log-level <level>', 'pino log level', process.env.SWITCHYARD_LOG_LEVEL ?? 'info')
+    .action(async (opts) => setExit(await gatewayCommand(opts, io)));
+
+  program
+    .command('demo')
+    .description('run the gateway with three built-in upstreams and a demo policy; prints curl lines to try')
+    .option('-p, --port <port>', 'traffic port', '8080')
+    .option('--admin-port <port>', 'admin port', '9901')
+    .option('--log-level <level>', 'pino log level', process.env.SWITCHYARD_LOG_LEVEL ?? 'warn')
+    .action(async (opts) => setExit(await demoCommand(opts, io)));
 
   program
     .command('crds')

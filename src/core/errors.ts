@@ -20,6 +20,14 @@ export const ERROR_CODES = {
   SY_NAME_TOO_LONG: 'a generated DNS name would be longer than 63 characters',
   SY_AMBIENT_UNSUPPORTED: 'an EnvoyFilter feature was asked for in an ambient-mode namespace',
   SY_BAD_REQUEST: 'a command-line argument is malformed',
+  SY_GW_NO_UPSTREAM: 'a route of the gateway leads to an upstream key with no URL in GatewayConfig',
+  SY_GW_NO_POLICY: 'the gateway got a request for a host no TrafficPolicy serves (404)',
+  SY_GW_NO_ROUTE: 'no route of the policy matched the request (404)',
+  SY_GW_RATE_LIMITED: 'a rate limit refused the request (429)',
+  SY_GW_UPSTREAM_UNAVAILABLE: 'the upstream refused the connection or could not be reached (503)',
+  SY_GW_UPSTREAM_FAILED: 'the upstream reset the connection or sent an invalid response (502)',
+  SY_GW_UPSTREAM_TIMEOUT: 'the upstream did not answer within the timeout (504)',
+  SY_GW_BAD_REQUEST: 'the request is malformed (400)',
   SY_INTERNAL: 'an unexpected failure inside Switchyard (a bug: please report it)',
 } as const;
 

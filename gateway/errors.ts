@@ -1,0 +1,78 @@
+/**
+ * Data-plane errors, each with a stable code (src/core/errors.ts) and the HTTP status it maps to,
+ * in one place (as undici's UND_ERR_* classes). The response body says what happened and to whom.
+ */
+import { ERROR_CODES, type ErrorCode } from '../src/core/errors.js';
+
+export class GatewayError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    readonly status: number,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+
+  body(): string {
+    return `${JSON.stringify({ error: { code: this.code, status: this.status, message: this.message, about: ERROR_CODES[this.code] } })}\n`;
+  }
+}
+
+const CONNECT_CODES = new Set([
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+const TIMEOUT_CODES = new Set([
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'ETIMEDOUT',
+  'TimeoutError',
+  'ABORT_ERR',
+]);
+
+function errorCode(e: unknown): string {
+  const err = e as { code?: string; name?: string; cause?: { code?: string } };
+  return err?.code ?? err?.cause?.code ?? err?.name ?? 'unknown';
+}
+
+/** Maps a failure to reach an upstream onto 503 (unreachable), 504 (slow) or 502 (broke). */
+export function upstreamError(e: unknown, upstream: string, url: URL, timedOut: boolean): GatewayError {
+  const code = errorCode(e);
+  const headers = { 'x-switchyard-upstream': upstream };
+  if (timedOut || TIMEOUT_CODES.has(code)) {
+    return new GatewayError(
+      'SY_GW_UPSTREAM_TIMEOUT',
+      504,
+      `upstream ${upstream} (${url.origin}) did not answer in time (${code})`,
+      headers,
+    );
+  }
+  if (CONNECT_CODES.has(code)) {
+    return new GatewayError(
+      'SY_GW_UPSTREAM_UNAVAILABLE',
+      503,
+      `upstream ${upstream} (${url.origin}) is unavailable: ${code}`,
+      headers,
+    );
+  }
+  return new GatewayError(
+    'SY_GW_UPSTREAM_FAILED',
+    502,
+    `upstream ${upstream} (${url.origin}) failed: ${code}`,
+    headers,
+  );
+}
+
+export function isConnectFailure(e: unknown): boolean {
+  return CONNECT_CODES.has(errorCode(e));
+}
+
+export function isReset(e: unknown): boolean {
+  const code = errorCode(e);
+  return code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE';
+}

@@ -1,0 +1,53 @@
+/** The gateway's Prometheus metrics, on a registry of its own (no global default registry). */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+export function gatewayMetrics() {
+  const registry = new Registry();
+  const m = {
+    registry,
+    requests: new Counter({
+      name: 'switchyard_gateway_requests_total',
+      help: 'Requests by policy, route, destination and status',
+      labelNames: ['policy', 'route', 'upstream', 'status'] as const,
+      registers: [registry],
+    }),
+    duration: new Histogram({
+      name: 'switchyard_gateway_request_duration_seconds',
+      help: 'Time to the response headers, by policy',
+      labelNames: ['policy'] as const,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    mirror: new Counter({
+      name: 'switchyard_gateway_mirror_total',
+      help: 'Mirrored copies: sent, dropped (concurrency cap or body too large) or failed',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    rateLimited: new Counter({
+      name: 'switchyard_gateway_rate_limited_total',
+      help: 'Requests over a rate limit; enforced="false" counts would-be 429s',
+      labelNames: ['policy', 'limit', 'enforced'] as const,
+      registers: [registry],
+    }),
+    rateLimitStoreErrors: new Counter({
+      name: 'switchyard_gateway_rate_limit_store_errors_total',
+      help: 'Rate-limit checks that neither Redis nor the in-memory insurance could answer (request let through)',
+      registers: [registry],
+    }),
+    reloads: new Counter({
+      name: 'switchyard_gateway_config_reloads_total',
+      help: 'Configuration loads by result (success, error)',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    planGeneration: new Gauge({
+      name: 'switchyard_gateway_plan_generation',
+      help: 'Generation of the RoutePlan in force',
+      registers: [registry],
+    }),
+  };
+  return m;
+}
+
+export type GatewayMetrics = ReturnType<typeof gatewayMetrics>;

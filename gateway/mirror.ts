@@ -1,0 +1,75 @@
+/**
+ * Fire-and-forget copies of requests to a shadow upstream. A copy never delays, fails or holds
+ * memory for the primary: it is sent after the primary's body is read, its answer is discarded,
+ * at most `maxInFlight` copies run at once (more are dropped and counted), bodies over the cap
+ * are not copied, and each copy has its own short timeout.
+ */
+import { Pool } from 'undici';
+
+export interface MirrorCopy {
+  url: URL;
+  method: string;
+  path: string;
+  headers: Record<string, string | string[]>;
+  body?: Buffer;
+}
+
+export interface MirrorOptions {
+  maxInFlight?: number;
+  timeoutMs?: number;
+  /** Istio ≥ 1.28 keeps the Host of copies; earlier versions append `-shadow`. */
+  hostSuffix?: string;
+  onResult?(result: 'sent' | 'dropped' | 'failed'): void;
+}
+
+export class Mirror {
+  private inFlight = 0;
+  private readonly pools = new Map<string, Pool>();
+
+  constructor(private readonly options: MirrorOptions = {}) {}
+
+  send(copy: MirrorCopy): void {
+    if (this.inFlight >= (this.options.maxInFlight ?? 100)) {
+      this.options.onResult?.('dropped');
+      return;
+    }
+    this.inFlight++;
+    const headers: Record<string, string | string[]> = { ...copy.headers, 'x-switchyard-shadow': '1' };
+    if (this.options.hostSuffix && typeof headers.host === 'string')
+      headers.host = `${headers.host}${this.options.hostSuffix}`;
+    if (copy.body) headers['content-length'] = String(copy.body.length);
+    let pool = this.pools.get(copy.url.origin);
+    if (!pool) {
+      pool = new Pool(copy.url.origin, { connections: 32 });
+      this.pools.set(copy.url.origin, pool);
+    }
+    const timeoutMs = this.options.timeoutMs ?? 5000;
+    pool
+      .request({
+        path: copy.path,
+        method: copy.method as never,
+        headers,
+        body: copy.body ?? null,
+        signal: AbortSignal.timeout(timeoutMs),
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+      })
+      .then(async (res) => {
+        await res.body.dump();
+        this.options.onResult?.('sent');
+      })
+      .catch(() => this.options.onResult?.('failed'))
+      .finally(() => {
+        this.inFlight--;
+      });
+  }
+
+  get pending(): number {
+    return this.inFlight;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.pools.values()].map((p) => p.destroy()));
+    this.pools.clear();
+  }
+}

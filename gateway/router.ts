@@ -1,0 +1,57 @@
+/**
+ * One request against the snapshot: which policy, route and destination. No routing rules of its
+ * own: everything comes from the plan (src/compiler/evaluate.ts).
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import { matchRoute, pickDestination, type RequestView } from '../src/compiler/evaluate.js';
+import type { PolicyPlan, Route, WeightedDestination } from '../src/compiler/plan.js';
+import { GatewayError } from './errors.js';
+import type { Snapshot } from './snapshot.js';
+
+export interface Decision {
+  policy: PolicyPlan;
+  route: Route;
+  destination: WeightedDestination;
+  url: URL;
+}
+
+export function requestView(
+  method: string,
+  headers: IncomingHttpHeaders,
+  claims?: Record<string, string>,
+): RequestView {
+  return {
+    authority: headers.host ?? '',
+    method,
+    header: (name) => {
+      const v = headers[name];
+      return Array.isArray(v) ? v.join(', ') : v;
+    },
+    claim: (name) => claims?.[name],
+  };
+}
+
+/** `random` is uniform in [0, 1); handed in so tests can make the split deterministic. */
+export function decide(snapshot: Snapshot, req: RequestView, random: () => number): Decision | GatewayError {
+  const policy = snapshot.index.policyFor(req.authority);
+  if (!policy)
+    return new GatewayError(
+      'SY_GW_NO_POLICY',
+      404,
+      `no TrafficPolicy serves host ${JSON.stringify(req.authority)}`,
+    );
+  const route = matchRoute(policy, req);
+  if (!route)
+    return new GatewayError('SY_GW_NO_ROUTE', 404, `no route of ${policy.namespace}/${policy.name} matches`);
+  const destination =
+    route.destinations.length === 1
+      ? (route.destinations[0] as WeightedDestination)
+      : pickDestination(route, random() * 100);
+  const url = snapshot.upstreams.get(destination.upstream);
+  if (!url) {
+    return new GatewayError('SY_GW_NO_UPSTREAM', 503, `no URL for upstream ${destination.upstream}`, {
+      'x-switchyard-upstream': destination.upstream,
+    });
+  }
+  return { policy, route, destination, url };
+}

@@ -1,0 +1,94 @@
+/**
+ * Runs the gateway from files: first load (refused → the caller exits 2), watch and reload (a bad
+ * file keeps the last good plan), listen on the traffic and admin ports, and shut down gracefully.
+ */
+import { Redis } from 'ioredis';
+import { formatProblem, type Problem } from '../src/core/errors.js';
+import type { Logger } from '../src/core/logger.js';
+import { loadGatewayFiles, watchPaths } from './config-file.js';
+import { PlanHolder } from './plan-holder.js';
+import { createGateway, type Gateway, type GatewayOptions } from './server.js';
+
+export interface RunGatewayOptions extends Omit<GatewayOptions, 'holder' | 'redis'> {
+  config: string[];
+  port: number;
+  adminPort: number;
+  host?: string;
+  redisUrl?: string;
+  logger: Logger;
+  watch?: boolean;
+}
+
+export interface RunningGateway {
+  gateway: Gateway;
+  holder: PlanHolder;
+  trafficUrl: string;
+  adminUrl: string;
+  reload(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+export class InvalidConfigError extends Error {
+  constructor(readonly problems: Problem[]) {
+    super(problems.map(formatProblem).join('\n'));
+  }
+}
+
+export function connectRedis(url: string, logger: Logger): Redis {
+  const redis = new Redis(url, {
+    // Fail fast while Redis is away, so the in-memory insurance limiter answers instead.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    connectTimeout: 1000,
+    retryStrategy: (times) => Math.min(times * 200, 2000),
+  });
+  redis.on('error', (err) =>
+    logger.warn({ err: err.message }, 'redis unavailable; rate limits count in memory until it is back'),
+  );
+  return redis;
+}
+
+export async function runGateway(opts: RunGatewayOptions): Promise<RunningGateway> {
+  const { logger } = opts;
+  const holder = new PlanHolder();
+  let generation = 0;
+  const first = await loadGatewayFiles(opts.config, ++generation, new Date());
+  if (!first.ok) throw new InvalidConfigError(first.problems);
+  holder.apply(first, opts.config.join(','), new Date());
+
+  const redis = opts.redisUrl ? connectRedis(opts.redisUrl, logger) : undefined;
+  const gateway = createGateway({ ...opts, holder, ...(redis ? { redis } : {}) });
+  gateway.metrics.reloads.inc({ result: 'success' });
+
+  const reload = async (): Promise<boolean> => {
+    const result = await loadGatewayFiles(opts.config, ++generation, new Date());
+    const applied = holder.apply(result, opts.config.join(','), new Date());
+    gateway.metrics.reloads.inc({ result: applied ? 'success' : 'error' });
+    if (applied)
+      logger.info({ generation, policies: holder.current?.plan.policies.length }, 'configuration reloaded');
+    else if (!result.ok)
+      logger.error(
+        { problems: result.problems.map(formatProblem) },
+        'configuration refused; the last good plan keeps serving',
+      );
+    return applied;
+  };
+  const unwatch = opts.watch === false ? () => undefined : await watchPaths(opts.config, () => void reload());
+
+  const host = opts.host ?? '0.0.0.0';
+  const trafficUrl = await gateway.traffic.listen({ port: opts.port, host });
+  const adminUrl = await gateway.admin.listen({ port: opts.adminPort, host });
+  logger.info({ trafficUrl, adminUrl, redis: Boolean(redis) }, 'gateway listening');
+  return {
+    gateway,
+    holder,
+    trafficUrl,
+    adminUrl,
+    reload,
+    async close() {
+      unwatch();
+      await gateway.close();
+      redis?.disconnect();
+    },
+  };
+}

@@ -1,0 +1,275 @@
+/**
+ * The gateway: a fastify server for traffic and another for the admin API. The traffic handler
+ * reads one snapshot, asks the router for a destination, counts rate limits, starts a mirror copy
+ * and proxies. Clients, Redis, the clock and randomness are handed in.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { PassThrough, type Readable } from 'node:stream';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { ERROR_CODES } from '../src/core/errors.js';
+import { GatewayError } from './errors.js';
+import { type GatewayMetrics, gatewayMetrics } from './metrics.js';
+import { Mirror } from './mirror.js';
+import type { PlanHolder } from './plan-holder.js';
+import { forward, hasBody, UpstreamPools, upstreamRequestHeaders } from './proxy.js';
+import { type Clock, RateLimiter, rateLimitHeaders } from './rate-limit.js';
+import { decide, requestView } from './router.js';
+
+export interface GatewayOptions {
+  holder: PlanHolder;
+  logger: Logger;
+  redis?: Redis;
+  clock?: Clock;
+  random?: () => number;
+  /** fastify's trustProxy: true, a hop count, or addresses/CIDRs whose x-forwarded-for is believed. */
+  trustProxy?: boolean | string | string[];
+  /** Appended to the Host of mirrored copies (Istio < 1.28 appended "-shadow"); default none. */
+  mirrorHostSuffix?: string;
+  maxMirrorsInFlight?: number;
+  /** Slowloris guard: the whole request head must arrive within this time. */
+  headersTimeoutMs?: number;
+  requestTimeoutMs?: number;
+  maxHeaderSize?: number;
+  keepAliveTimeoutMs?: number;
+}
+
+export interface Gateway {
+  traffic: FastifyInstance;
+  admin: FastifyInstance;
+  metrics: GatewayMetrics;
+  /** Stops accepting, lets requests in flight finish, then closes upstream pools. */
+  close(): Promise<void>;
+}
+
+function sendError(res: ServerResponse, e: GatewayError): number {
+  if (res.headersSent) {
+    res.destroy();
+    return e.status;
+  }
+  res.writeHead(e.status, {
+    'content-type': 'application/json',
+    'x-switchyard-error': e.code,
+    ...e.headers,
+  });
+  res.end(e.body());
+  return e.status;
+}
+
+export function createGateway(options: GatewayOptions): Gateway {
+  const { holder, logger } = options;
+  const random = options.random ?? Math.random;
+  const metrics = gatewayMetrics();
+  const pools = new UpstreamPools({ keepAliveTimeoutMs: 30_000 });
+  const mirror = new Mirror({
+    maxInFlight: options.maxMirrorsInFlight ?? 100,
+    ...(options.mirrorHostSuffix ? { hostSuffix: options.mirrorHostSuffix } : {}),
+    onResult: (r) => metrics.mirror.inc({ result: r }),
+  });
+  const limiter = new RateLimiter({
+    ...(options.redis ? { redis: options.redis } : {}),
+    ...(options.clock ? { clock: options.clock } : {}),
+    counters: {
+      limited: (p, l, enforced) =>
+        metrics.rateLimited.inc({
+          policy: `${p.namespace}/${p.name}`,
+          limit: l.name,
+          enforced: String(enforced),
+        }),
+      storeError: () => metrics.rateLimitStoreErrors.inc(),
+    },
+  });
+  let closing = false;
+
+  const traffic = Fastify({
+    // fastify logs each request at info: too much for a proxy, so its logger starts at warn.
+    loggerInstance: logger.child({ server: 'traffic' }, { level: 'warn' }) as FastifyBaseLogger,
+    trustProxy: options.trustProxy ?? false,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    serverFactory: (handler) =>
+      createServer(
+        {
+          headersTimeout: options.headersTimeoutMs ?? 10_000,
+          requestTimeout: options.requestTimeoutMs ?? 300_000,
+          maxHeaderSize: options.maxHeaderSize ?? 16_384,
+          keepAliveTimeout: options.keepAliveTimeoutMs ?? 65_000,
+        },
+        handler,
+      ),
+  });
+  // Bodies are streamed to the upstream untouched: no parser reads them.
+  traffic.removeAllContentTypeParsers();
+  traffic.addContentTypeParser('*', (_req, _payload, done) => done(null));
+
+  traffic.route({
+    method: ['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE', 'POST', 'PATCH'],
+    url: '*',
+    handler: async (request, reply) => {
+      reply.hijack();
+      const req = request.raw as unknown as IncomingMessage;
+      const res = reply.raw as unknown as ServerResponse;
+      const started = performance.now();
+      const snapshot = holder.current;
+      if (!snapshot) {
+        sendError(res, new GatewayError('SY_GW_NO_POLICY', 503, 'no configuration loaded yet'));
+        return;
+      }
+      const view = requestView(req.method ?? 'GET', req.headers);
+      const decision = decide(snapshot, view, random);
+      if (decision instanceof GatewayError) {
+        const status = sendError(res, decision);
+        metrics.requests.inc({
+          policy: '',
+          route: '',
+          upstream: decision.headers['x-switchyard-upstream'] ?? '',
+          status,
+        });
+        return;
+      }
+      const { policy, route, destination, url } = decision;
+      const policyName = `${policy.namespace}/${policy.name}`;
+      const verdicts = await limiter.check(policy, destination.role, {
+        clientIp: request.ip,
+        header: view.header,
+      });
+      const limitHeaders = rateLimitHeaders(verdicts);
+      const responseHeaders: Record<string, string | string[]> = {
+        'x-switchyard-upstream': destination.upstream,
+        ...limitHeaders,
+      };
+      if (verdicts.some((v) => !v.allowed)) {
+        const refused = verdicts.filter((v) => !v.allowed).map((v) => v.limit.name);
+        sendError(
+          res,
+          new GatewayError(
+            'SY_GW_RATE_LIMITED',
+            429,
+            `rate limit ${refused.join(', ')} of ${policyName} exceeded; retry in ${limitHeaders['retry-after']}s`,
+            responseHeaders as Record<string, string>,
+          ),
+        );
+        metrics.requests.inc({
+          policy: policyName,
+          route: route.name,
+          upstream: destination.upstream,
+          status: 429,
+        });
+        return;
+      }
+      if (destination.setCookie) responseHeaders['set-cookie'] = destination.setCookie;
+
+      let body: Readable = req;
+      if (route.mirror && random() * 100 < route.mirror.percent) {
+        const target = snapshot.upstreams.get(route.mirror.destination.upstream);
+        if (target) body = startMirror(req, target, route.mirror.maxBodyBytes, request.ip);
+      }
+      const outcome = await forward(pools, {
+        req,
+        body,
+        res,
+        url,
+        upstream: destination.upstream,
+        policy,
+        clientIp: request.ip,
+        responseHeaders,
+      });
+      const status = outcome instanceof GatewayError ? sendError(res, outcome) : outcome;
+      if (outcome instanceof GatewayError)
+        logger.warn(
+          { code: outcome.code, upstream: destination.upstream, policy: policyName },
+          outcome.message,
+        );
+      metrics.requests.inc({ policy: policyName, route: route.name, upstream: destination.upstream, status });
+      metrics.duration.observe({ policy: policyName }, (performance.now() - started) / 1000);
+    },
+  });
+
+  /**
+   * Copies the request; a body is captured as it streams to the primary, up to the cap. Returns
+   * the stream the primary must read its body from.
+   */
+  function startMirror(req: IncomingMessage, target: URL, maxBodyBytes: number, clientIp: string): Readable {
+    const copy = {
+      url: target,
+      method: req.method ?? 'GET',
+      path: req.url ?? '/',
+      headers: upstreamRequestHeaders(req, clientIp),
+    };
+    if (!hasBody(req)) {
+      mirror.send(copy);
+      return req;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooBig = false;
+    // The primary reads from `primary`; listening to 'data' on req alone would let chunks flow past it.
+    const primary = new PassThrough();
+    req.pipe(primary);
+    req.on('data', (chunk: Buffer) => {
+      if (tooBig) return;
+      size += chunk.length;
+      if (size > maxBodyBytes) {
+        tooBig = true;
+        chunks.length = 0;
+      } else chunks.push(chunk);
+    });
+    req.once('end', () => {
+      if (tooBig) metrics.mirror.inc({ result: 'dropped' });
+      else mirror.send({ ...copy, body: Buffer.concat(chunks) });
+    });
+    return primary;
+  }
+
+  traffic.setErrorHandler((err, _request, reply) => {
+    logger.error({ err }, 'unexpected error in the traffic handler');
+    const e = new GatewayError('SY_INTERNAL', 500, 'internal error in the gateway');
+    if (!reply.sent)
+      reply.code(500).header('x-switchyard-error', e.code).type('application/json').send(e.body());
+  });
+
+  const admin = Fastify({
+    loggerInstance: logger.child({ server: 'admin' }, { level: 'warn' }) as FastifyBaseLogger,
+  });
+  admin.get('/healthz', async () => 'ok\n');
+  admin.get('/readyz', async (_req, reply) => {
+    if (closing) return reply.code(503).send('shutting down\n');
+    if (!holder.current)
+      return reply
+        .code(503)
+        .send(
+          `no configuration loaded${holder.lastError ? `: ${holder.lastError.problems[0]?.message}` : ''}\n`,
+        );
+    return 'ok\n';
+  });
+  admin.get('/metrics', async (_req, reply) => {
+    metrics.planGeneration.set(holder.current?.generation ?? 0);
+    reply.type(metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+  admin.get('/plan', async () => ({
+    generation: holder.current?.generation ?? null,
+    loadedAt: holder.current?.loadedAt ?? null,
+    source: holder.current?.source ?? null,
+    plan: holder.current?.plan ?? null,
+    lastError: holder.lastError
+      ? {
+          ...holder.lastError,
+          problems: holder.lastError.problems.map((p) => ({ ...p, about: ERROR_CODES[p.code] })),
+        }
+      : null,
+  }));
+
+  return {
+    traffic,
+    admin,
+    metrics,
+    async close() {
+      closing = true;
+      await traffic.close();
+      await Promise.all([pools.close(), mirror.close()]);
+      await admin.close();
+    },
+  };
+}

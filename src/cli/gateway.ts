@@ -1,0 +1,74 @@
+import { InvalidConfigError, type RunningGateway, runGateway } from '../../gateway/run.js';
+import { formatProblem } from '../core/errors.js';
+import { createLogger } from '../core/logger.js';
+import { type CliIO, EXIT_INVALID, EXIT_OK } from './io.js';
+
+export interface GatewayCliOptions {
+  config: string[];
+  port: string;
+  adminPort: string;
+  host: string;
+  redis?: string;
+  trustProxy?: string;
+  mirrorHostSuffix?: string;
+  logLevel: string;
+}
+
+/** Resolves when SIGTERM or SIGINT has drained the gateway. */
+export function waitForShutdown(
+  running: { close(): Promise<void> },
+  log: (msg: string) => void,
+): Promise<void> {
+  return new Promise((resolve) => {
+    const stop = (signal: string) => {
+      log(`${signal}: no longer accepting connections, finishing requests in flight`);
+      process.off('SIGTERM', onTerm);
+      process.off('SIGINT', onInt);
+      void running.close().then(resolve);
+    };
+    const onTerm = () => stop('SIGTERM');
+    const onInt = () => stop('SIGINT');
+    process.once('SIGTERM', onTerm);
+    process.once('SIGINT', onInt);
+  });
+}
+
+function trustProxy(value: string | undefined): boolean | string | string[] | undefined {
+  if (value === undefined) return undefined;
+  if (value === 'true' || value === 'false') return value === 'true';
+  return value.includes(',') ? value.split(',').map((s) => s.trim()) : value;
+}
+
+export async function startGatewayFromCli(
+  opts: GatewayCliOptions,
+  io: CliIO,
+): Promise<RunningGateway | number> {
+  const logger = createLogger({ level: opts.logLevel });
+  try {
+    const tp = trustProxy(opts.trustProxy);
+    return await runGateway({
+      config: opts.config,
+      port: Number(opts.port),
+      adminPort: Number(opts.adminPort),
+      host: opts.host,
+      logger,
+      ...(opts.redis || process.env.REDIS_URL ? { redisUrl: opts.redis ?? process.env.REDIS_URL } : {}),
+      ...(tp !== undefined ? { trustProxy: tp } : {}),
+      ...(opts.mirrorHostSuffix ? { mirrorHostSuffix: opts.mirrorHostSuffix } : {}),
+    });
+  } catch (e) {
+    if (e instanceof InvalidConfigError) {
+      for (const p of e.problems) io.stderr(`${formatProblem(p)}\n`);
+      io.stderr('the gateway did not start: fix the configuration above\n');
+      return EXIT_INVALID;
+    }
+    throw e;
+  }
+}
+
+export async function gatewayCommand(opts: GatewayCliOptions, io: CliIO): Promise<number> {
+  const running = await startGatewayFromCli(opts, io);
+  if (typeof running === 'number') return running;
+  await waitForShutdown(running, (m) => io.stderr(`${m}\n`));
+  return EXIT_OK;
+}
