@@ -24,6 +24,11 @@ export function gatewayMetrics() {
       labelNames: ['result'] as const,
       registers: [registry],
     }),
+    mirrorInFlight: new Gauge({
+      name: 'switchyard_gateway_mirror_in_flight',
+      help: 'Mirrored copies sent and not yet answered',
+      registers: [registry],
+    }),
     rateLimited: new Counter({
       name: 'switchyard_gateway_rate_limited_total',
       help: 'Requests over a rate limit; enforced="false" counts would-be 429s',

@@ -92,6 +92,8 @@ export function createGateway(options: GatewayOptions): Gateway {
       createServer(
         {
           headersTimeout: options.headersTimeoutMs ?? 10_000,
+          // Node checks those timeouts only this often (default 30 s), which would let slowloris linger.
+          connectionsCheckingInterval: Math.min(1000, Math.ceil((options.headersTimeoutMs ?? 10_000) / 2)),
           requestTimeout: options.requestTimeoutMs ?? 300_000,
           maxHeaderSize: options.maxHeaderSize ?? 16_384,
           keepAliveTimeout: options.keepAliveTimeoutMs ?? 65_000,
@@ -245,6 +247,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   });
   admin.get('/metrics', async (_req, reply) => {
     metrics.planGeneration.set(holder.current?.generation ?? 0);
+    metrics.mirrorInFlight.set(mirror.pending);
     reply.type(metrics.registry.contentType);
     return metrics.registry.metrics();
   });

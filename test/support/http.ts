@@ -1,0 +1,36 @@
+/** A small HTTP client for the tests (undici, which lets a test set the Host header). */
+import { Agent, request } from 'undici';
+
+export const agent = new Agent({ connections: 64, keepAliveTimeout: 10_000 });
+
+export interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+export async function send(
+  base: string,
+  opts: {
+    host?: string;
+    path?: string;
+    method?: string;
+    headers?: Record<string, string>;
+    body?: string;
+  } = {},
+): Promise<Reply> {
+  const headers: Record<string, string> = { ...(opts.headers ?? {}) };
+  if (opts.host) headers.host = opts.host;
+  const res = await request(`${base}${opts.path ?? '/'}`, {
+    method: (opts.method ?? 'GET') as never,
+    headers,
+    body: opts.body ?? null,
+    dispatcher: agent,
+  });
+  return { status: res.statusCode, headers: res.headers, body: await res.body.text() };
+}
+
+export function header(r: Reply, name: string): string | undefined {
+  const v = r.headers[name];
+  return Array.isArray(v) ? v.join(', ') : v;
+}
