@@ -41,9 +41,9 @@ describe('gateway routing', () => {
   let upstreamMap: Record<string, string>;
 
   beforeAll(async () => {
-    [v1, v2, v3, p1, p2] = await Promise.all(
+    [v1, v2, v3, p1, p2] = (await Promise.all(
       ['web/v1', 'web/v2', 'web/v3', 'web/pr-5-aaaaaaa', 'web/pr-5-bbbbbbb'].map((n) => startUpstream(n)),
-    );
+    )) as [TestUpstream, TestUpstream, TestUpstream, TestUpstream, TestUpstream];
     upstreamMap = Object.fromEntries([v1, v2, v3, p1, p2].map((u) => [u.name, u.url]));
     gw = await startTestGateway(
       policy(`  intercepts:
