@@ -28,6 +28,7 @@ export async function startRedis(options: { own?: boolean } = {}): Promise<TestR
   const url = `redis://127.0.0.1:${port}`;
   const { Redis } = await import('ioredis');
   const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  probe.on('error', () => undefined); // refused until the server is up: retried below
   for (let i = 0; ; i++) {
     try {
       await probe.connect();
