@@ -48,6 +48,21 @@ export function connectRedis(url: string, logger: Logger): Redis {
   return redis;
 }
 
+function readyWithin(redis: Redis, ms: number): Promise<boolean> {
+  if (redis.status === 'ready') return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      redis.off('ready', onReady);
+      resolve(false);
+    }, ms);
+    const onReady = () => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    redis.once('ready', onReady);
+  });
+}
+
 export async function runGateway(opts: RunGatewayOptions): Promise<RunningGateway> {
   const { logger } = opts;
   const holder = new PlanHolder();
@@ -57,6 +72,10 @@ export async function runGateway(opts: RunGatewayOptions): Promise<RunningGatewa
   holder.apply(first, opts.config.join(','), new Date());
 
   const redis = opts.redisUrl ? connectRedis(opts.redisUrl, logger) : undefined;
+  // Wait (briefly) for Redis before taking traffic, so replicas count together from the first
+  // request; if it is not there, start anyway and count in memory until it is.
+  if (redis && !(await readyWithin(redis, 2000)))
+    logger.warn('redis not reachable at start; rate limits count in memory until it is');
   const gateway = createGateway({ ...opts, holder, ...(redis ? { redis } : {}) });
   gateway.metrics.reloads.inc({ result: 'success' });
 

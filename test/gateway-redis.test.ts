@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { gatewayConfig, startTestGateway, type TestGateway } from './support/gateway.js';
+import { gatewayConfig, startTestGateway } from './support/gateway.js';
 import { header, send } from './support/http.js';
 import { startRedis, type TestRedis } from './support/redis.js';
 import { startUpstream, type TestUpstream } from './support/upstreams.js';
