@@ -36,8 +36,9 @@ const TIMEOUT_CODES = new Set([
 ]);
 
 function errorCode(e: unknown): string {
-  const err = e as { code?: string; name?: string; cause?: { code?: string } };
-  return err?.code ?? err?.cause?.code ?? err?.name ?? 'unknown';
+  const err = e as { code?: unknown; name?: string; cause?: { code?: string } };
+  // DOMExceptions carry a numeric legacy code; their name says more.
+  return (typeof err?.code === 'string' ? err.code : undefined) ?? err?.cause?.code ?? err?.name ?? 'unknown';
 }
 
 /** Maps a failure to reach an upstream onto 503 (unreachable), 504 (slow) or 502 (broke). */

@@ -40,7 +40,8 @@ export class Mirror {
     if (copy.body) headers['content-length'] = String(copy.body.length);
     let pool = this.pools.get(copy.url.origin);
     if (!pool) {
-      pool = new Pool(copy.url.origin, { connections: 32 });
+      // As many connections as copies may be in flight, so a copy is never queued behind a hung one.
+      pool = new Pool(copy.url.origin, { connections: this.options.maxInFlight ?? 100 });
       this.pools.set(copy.url.origin, pool);
     }
     const timeoutMs = this.options.timeoutMs ?? 5000;
@@ -50,7 +51,6 @@ export class Mirror {
         method: copy.method as never,
         headers,
         body: copy.body ?? null,
-        signal: AbortSignal.timeout(timeoutMs),
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
       })

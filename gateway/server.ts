@@ -110,8 +110,16 @@ export function createGateway(options: GatewayOptions): Gateway {
     url: '*',
     handler: async (request, reply) => {
       reply.hijack();
-      const req = request.raw as unknown as IncomingMessage;
-      const res = reply.raw as unknown as ServerResponse;
+      await handleTraffic(
+        request.raw as unknown as IncomingMessage,
+        reply.raw as unknown as ServerResponse,
+        request.ip,
+      );
+    },
+  });
+
+  async function handleTraffic(req: IncomingMessage, res: ServerResponse, clientIp: string): Promise<void> {
+    {
       const started = performance.now();
       const snapshot = holder.current;
       if (!snapshot) {
@@ -133,7 +141,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       const { policy, route, destination, url } = decision;
       const policyName = `${policy.namespace}/${policy.name}`;
       const verdicts = await limiter.check(policy, destination.role, {
-        clientIp: request.ip,
+        clientIp: clientIp,
         header: view.header,
       });
       const limitHeaders = rateLimitHeaders(verdicts);
@@ -165,7 +173,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       let body: Readable = req;
       if (route.mirror && random() * 100 < route.mirror.percent) {
         const target = snapshot.upstreams.get(route.mirror.destination.upstream);
-        if (target) body = startMirror(req, target, route.mirror.maxBodyBytes, request.ip);
+        if (target) body = startMirror(req, target, route.mirror.maxBodyBytes, clientIp);
       }
       const outcome = await forward(pools, {
         req,
@@ -174,7 +182,7 @@ export function createGateway(options: GatewayOptions): Gateway {
         url,
         upstream: destination.upstream,
         policy,
-        clientIp: request.ip,
+        clientIp: clientIp,
         responseHeaders,
       });
       const status = outcome instanceof GatewayError ? sendError(res, outcome) : outcome;
@@ -185,8 +193,8 @@ export function createGateway(options: GatewayOptions): Gateway {
         );
       metrics.requests.inc({ policy: policyName, route: route.name, upstream: destination.upstream, status });
       metrics.duration.observe({ policy: policyName }, (performance.now() - started) / 1000);
-    },
-  });
+    }
+  }
 
   /**
    * Copies the request; a body is captured as it streams to the primary, up to the cap. Returns

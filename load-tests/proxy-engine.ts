@@ -1,0 +1,66 @@
+/**
+ * The proxy hot path alone, for choosing a library by measurement: `http-proxy` (with a keep-alive
+ * agent) or an undici Pool, each a bare forwarder to one upstream. Run by bench-gateway.ts:
+ *   node --import tsx load-tests/proxy-engine.ts <http-proxy|undici|undici-stream> <port> <upstream-url>
+ */
+import { Agent, createServer } from 'node:http';
+import { pipeline } from 'node:stream/promises';
+import httpProxy from 'http-proxy';
+import { Pool } from 'undici';
+
+const [engine, portText, upstream] = process.argv.slice(2) as [string, string, string];
+const port = Number(portText);
+
+if (engine === 'http-proxy') {
+  const proxy = httpProxy.createProxyServer({
+    target: upstream,
+    agent: new Agent({ keepAlive: true, maxSockets: 128 }),
+    xfwd: true,
+  });
+  proxy.on('error', (_e, _req, res) => {
+    if ('writeHead' in res) {
+      if (!res.headersSent) res.writeHead(502);
+      res.end();
+    }
+  });
+  createServer((req, res) => proxy.web(req, res)).listen(port, '127.0.0.1');
+} else if (engine === 'undici-stream') {
+  // pool.stream writes the body straight into the response: no intermediate Readable.
+  const pool = new Pool(upstream, { connections: 128, pipelining: 1 });
+  createServer((req, res) => {
+    pool
+      .stream(
+        {
+          path: req.url ?? '/',
+          method: (req.method ?? 'GET') as never,
+          headers: req.headers as never,
+          body: req.method === 'GET' || req.method === 'HEAD' ? null : req,
+        },
+        ({ statusCode, headers }) => {
+          res.writeHead(statusCode, headers as never);
+          return res;
+        },
+      )
+      .catch(() => {
+        if (!res.headersSent) res.writeHead(502);
+        res.end();
+      });
+  }).listen(port, '127.0.0.1');
+} else {
+  const pool = new Pool(upstream, { connections: 128, pipelining: 1 });
+  createServer(async (req, res) => {
+    try {
+      const r = await pool.request({
+        path: req.url ?? '/',
+        method: (req.method ?? 'GET') as never,
+        headers: req.headers as never,
+        body: req.method === 'GET' || req.method === 'HEAD' ? null : req,
+      });
+      res.writeHead(r.statusCode, r.headers as never);
+      await pipeline(r.body, res);
+    } catch {
+      if (!res.headersSent) res.writeHead(502);
+      res.end();
+    }
+  }).listen(port, '127.0.0.1');
+}

@@ -1,0 +1,125 @@
+/** Helpers for the benchmarks: tools from Debian, processes, free ports, wrk and autocannon runs. */
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** Installs a Debian package when its command is missing (the bench runs as root on these machines). */
+export function ensureTool(command: string, pkg: string): string {
+  const found = spawnSync('sh', ['-c', `command -v ${command} || ls /usr/sbin/${command} 2>/dev/null`], {
+    encoding: 'utf8',
+  })
+    .stdout.trim()
+    .split('\n')[0];
+  if (found) return found;
+  console.log(`installing ${pkg} (apt-get) for the benchmark`);
+  execFileSync(
+    'sh',
+    [
+      '-c',
+      `apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${pkg}`,
+    ],
+    { stdio: 'inherit' },
+  );
+  return ensureTool(command, pkg);
+}
+
+export async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** One nginx master with one worker, from a server block; returns a stop function. */
+export function startNginx(nginx: string, serverBlock: string, extraHttp = ''): () => void {
+  const dir = tempDir('switchyard-nginx-');
+  const conf = `worker_processes 1;
+daemon off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  ${extraHttp}
+  ${serverBlock}
+}
+`;
+  writeFileSync(join(dir, 'nginx.conf'), conf);
+  const child = spawn(nginx, ['-c', join(dir, 'nginx.conf'), '-p', dir], { stdio: 'inherit' });
+  return () => child.kill('SIGQUIT');
+}
+
+export function startProcess(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
+  return spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...env } });
+}
+
+export async function waitForHttp(
+  url: string,
+  headers: Record<string, string> = {},
+  ms = 10_000,
+): Promise<void> {
+  const until = Date.now() + ms;
+  for (;;) {
+    try {
+      const r = await fetch(url, { headers });
+      await r.arrayBuffer();
+      if (r.status < 500) return;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > until) throw new Error(`${url} did not come up`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export interface WrkResult {
+  rps: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+}
+
+function ms(text: string): number {
+  const m = /([0-9.]+)(us|ms|s)/.exec(text);
+  if (!m) return Number.NaN;
+  const v = Number(m[1]);
+  return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
+}
+
+/** Maximum throughput: wrk, one thread, `connections` keep-alive connections. */
+export function wrk(url: string, opts: { seconds: number; connections: number; host?: string }): WrkResult {
+  const args = ['-t1', `-c${opts.connections}`, `-d${opts.seconds}s`, '--latency'];
+  if (opts.host) args.push('-H', `Host: ${opts.host}`);
+  const out = execFileSync('wrk', [...args, url], { encoding: 'utf8' });
+  const rps = Number(/Requests\/sec:\s+([0-9.]+)/.exec(out)?.[1]);
+  const p50 = ms(/^\s+50%\s+(\S+)/m.exec(out)?.[1] ?? '');
+  const p99 = ms(/^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? '');
+  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
+  return { rps, p50, p99, non2xx };
+}
+
+/** Latency at a fixed request rate: autocannon in its own process, so it does not share our CPU. */
+export function fixedRate(
+  url: string,
+  opts: { rate: number; seconds: number; connections: number; host?: string },
+): { p50: number; p99: number; rps: number } {
+  const bin = join(import.meta.dirname, '..', 'node_modules', '.bin', 'autocannon');
+  const args = ['-j', '-c', String(opts.connections), '-d', String(opts.seconds), '-R', String(opts.rate)];
+  if (opts.host) args.push('-H', `host=${opts.host}`);
+  const out = execFileSync(bin, [...args, url], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  const j = JSON.parse(out) as { latency: { p50: number; p99: number }; requests: { average: number } };
+  return { p50: j.latency.p50, p99: j.latency.p99, rps: j.requests.average };
+}
