@@ -4,7 +4,7 @@
  * and proxies. Clients, Redis, the clock and randomness are handed in.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { PassThrough, type Readable } from 'node:stream';
+import { type Duplex, PassThrough, type Readable } from 'node:stream';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -16,6 +16,7 @@ import type { PlanHolder } from './plan-holder.js';
 import { forward, hasBody, UpstreamPools, upstreamRequestHeaders } from './proxy.js';
 import { type Clock, RateLimiter, rateLimitHeaders } from './rate-limit.js';
 import { decide, requestView } from './router.js';
+import { proxyUpgrade, refuseUpgrade } from './upgrade.js';
 
 export interface GatewayOptions {
   holder: PlanHolder;
@@ -230,6 +231,62 @@ export function createGateway(options: GatewayOptions): Gateway {
       else mirror.send({ ...copy, body: Buffer.concat(chunks) });
     });
     return primary;
+  }
+
+  traffic.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    void handleUpgrade(req, socket, head).catch((err) => {
+      logger.error({ err }, 'unexpected error in an upgrade');
+      socket.destroy();
+    });
+  });
+
+  async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', () => undefined);
+    const snapshot = holder.current;
+    if (closing || !snapshot) {
+      refuseUpgrade(
+        socket,
+        new GatewayError('SY_GW_NO_POLICY', 503, closing ? 'shutting down' : 'no configuration loaded yet'),
+      );
+      return;
+    }
+    const view = requestView(req.method ?? 'GET', req.headers);
+    const decision = decide(snapshot, view, random);
+    if (decision instanceof GatewayError) {
+      refuseUpgrade(socket, decision);
+      return;
+    }
+    const { policy, route, destination, url } = decision;
+    const clientIp = req.socket.remoteAddress ?? '';
+    const verdicts = await limiter.check(policy, destination.role, { clientIp, header: view.header });
+    if (verdicts.some((v) => !v.allowed)) {
+      const headers = { 'x-switchyard-upstream': destination.upstream, ...rateLimitHeaders(verdicts) };
+      refuseUpgrade(
+        socket,
+        new GatewayError(
+          'SY_GW_RATE_LIMITED',
+          429,
+          `rate limit of ${policy.namespace}/${policy.name} exceeded`,
+          headers,
+        ),
+      );
+      return;
+    }
+    const status = await proxyUpgrade(pools, {
+      req,
+      socket,
+      head,
+      url,
+      upstream: destination.upstream,
+      clientIp,
+      timeoutMs: policy.timeoutMs ?? 15_000,
+    });
+    metrics.requests.inc({
+      policy: `${policy.namespace}/${policy.name}`,
+      route: route.name,
+      upstream: destination.upstream,
+      status,
+    });
   }
 
   traffic.setErrorHandler((err, _request, reply) => {
