@@ -16,10 +16,14 @@ import type { PlanHolder } from './plan-holder.js';
 import { forward, hasBody, UpstreamPools, upstreamRequestHeaders } from './proxy.js';
 import { type Clock, RateLimiter, rateLimitHeaders } from './rate-limit.js';
 import { decide, requestView } from './router.js';
+import type { Snapshot } from './snapshot.js';
+import { claimHeaders, tokenVerifier } from './tokens.js';
 import { proxyUpgrade, refuseUpgrade } from './upgrade.js';
 
 export interface GatewayOptions {
   holder: PlanHolder;
+  /** HMAC key for intercept tokens (`requireToken`); without it token routes never match. */
+  interceptTokenSecret?: string;
   logger: Logger;
   redis?: Redis;
   clock?: Clock;
@@ -82,6 +86,25 @@ export function createGateway(options: GatewayOptions): Gateway {
     },
   });
   let closing = false;
+  const claimNames = new WeakMap<Snapshot, Set<string>>();
+  const namesOf = (snapshot: Snapshot) => {
+    let names = claimNames.get(snapshot);
+    if (!names) {
+      names = claimHeaders(snapshot.plan);
+      claimNames.set(snapshot, names);
+    }
+    return names;
+  };
+  const tokens = tokenVerifier(options.interceptTokenSecret, () =>
+    holder.current ? namesOf(holder.current) : new Set(),
+  );
+  /** The request as the router sees it, with verified token claims when the plan asks for any. */
+  const viewOf = async (req: IncomingMessage, snapshot: Snapshot) => {
+    const method = req.method ?? 'GET';
+    if (namesOf(snapshot).size === 0) return requestView(method, req.headers);
+    const plain = requestView(method, req.headers);
+    return requestView(method, req.headers, await tokens.claims(plain.header));
+  };
 
   const traffic = Fastify({
     // fastify logs each request at info: too much for a proxy, so its logger starts at warn.
@@ -127,7 +150,7 @@ export function createGateway(options: GatewayOptions): Gateway {
         sendError(res, new GatewayError('SY_GW_NO_POLICY', 503, 'no configuration loaded yet'));
         return;
       }
-      const view = requestView(req.method ?? 'GET', req.headers);
+      const view = await viewOf(req, snapshot);
       const decision = decide(snapshot, view, random);
       if (decision instanceof GatewayError) {
         const status = sendError(res, decision);
@@ -250,7 +273,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       );
       return;
     }
-    const view = requestView(req.method ?? 'GET', req.headers);
+    const view = await viewOf(req, snapshot);
     const decision = decide(snapshot, view, random);
     if (decision instanceof GatewayError) {
       refuseUpgrade(socket, decision);

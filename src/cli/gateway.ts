@@ -1,6 +1,7 @@
 import { InvalidConfigError, type RunningGateway, runGateway } from '../../gateway/run.js';
 import { formatProblem } from '../core/errors.js';
 import { createLogger } from '../core/logger.js';
+import { readSecret } from '../core/secrets.js';
 import { type CliIO, EXIT_INVALID, EXIT_OK } from './io.js';
 
 export interface GatewayCliOptions {
@@ -46,6 +47,7 @@ export async function startGatewayFromCli(
   const logger = createLogger({ level: opts.logLevel });
   try {
     const tp = trustProxy(opts.trustProxy);
+    const secret = readSecret(process.env, 'SWITCHYARD_INTERCEPT_TOKEN_SECRET');
     return await runGateway({
       config: opts.config,
       port: Number(opts.port),
@@ -55,6 +57,7 @@ export async function startGatewayFromCli(
       ...(opts.redis || process.env.REDIS_URL ? { redisUrl: opts.redis ?? process.env.REDIS_URL } : {}),
       ...(tp !== undefined ? { trustProxy: tp } : {}),
       ...(opts.mirrorHostSuffix ? { mirrorHostSuffix: opts.mirrorHostSuffix } : {}),
+      ...(secret ? { interceptTokenSecret: secret } : {}),
     });
   } catch (e) {
     if (e instanceof InvalidConfigError) {

@@ -11,6 +11,7 @@ import { explainCommand } from './explain.js';
 import { gatewayCommand } from './gateway.js';
 import { type CliIO, EXIT_INTERNAL, EXIT_INVALID, processIO } from './io.js';
 import { renderCommand } from './render.js';
+import { tokenCommand } from './token.js';
 import { validateCommand } from './validate.js';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -108,6 +109,16 @@ export function buildProgram(io: CliIO, setExit: (code: number) => void): Comman
     .option('--admin-port <port>', 'admin port', '9901')
     .option('--log-level <level>', 'pino log level', process.env.SWITCHYARD_LOG_LEVEL ?? 'warn')
     .action(async (opts) => setExit(await demoCommand(opts, io)));
+
+  program
+    .command('token')
+    .description(
+      'sign an intercept token for a requireToken route (key from SWITCHYARD_INTERCEPT_TOKEN_SECRET)',
+    )
+    .option('--header <name>', 'the intercept header the token is sent in', 'x-switchyard-preview')
+    .requiredOption('--value <value>', 'the value the token vouches for, e.g. pr-42')
+    .option('--ttl <duration>', 'how long the token is valid', '8h')
+    .action(async (opts) => setExit(await tokenCommand(opts, io)));
 
   program
     .command('crds')
