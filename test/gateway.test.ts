@@ -2,12 +2,11 @@
  * The gateway against real upstream servers in this process: intercepts, the canary split, sticky
  * cookies, mirroring, errors with reasons, hot reload keeping the last good plan, and retries.
  */
-import { connect } from 'node:net';
 import { propagation, ROOT_CONTEXT } from '@opentelemetry/api';
 import { W3CBaggagePropagator } from '@opentelemetry/core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, gatewayConfig, startTestGateway, type TestGateway } from './support/gateway.js';
-import { agent, header, send } from './support/http.js';
+import { agent, header, rawExchange, send } from './support/http.js';
 import { startUpstream, type TestUpstream, unusedPort } from './support/upstreams.js';
 
 const policy = (spec: string) => `apiVersion: switchyard.dev/v1alpha1
@@ -100,19 +99,11 @@ describe('gateway routing', () => {
   });
 
   it('passes method, path, query and body through, drops hop-by-hop headers and adds x-forwarded-*', async () => {
-    const raw = await new Promise<string>((resolve) => {
-      const s = connect(Number(new URL(gw.base).port), '127.0.0.1', () =>
-        s.write(
-          'POST /cart/items?id=7 HTTP/1.1\r\nHost: web.test:80\r\nContent-Type: application/json\r\nContent-Length: 9\r\n' +
-            'Connection: close, x-secret\r\nX-Secret: hop\r\nKeep-Alive: timeout=5\r\n\r\n{"qty":2}',
-        ),
-      );
-      let data = '';
-      s.on('data', (d) => {
-        data += d;
-      });
-      s.on('close', () => resolve(data));
-    });
+    const raw = await rawExchange(
+      gw.base,
+      'POST /cart/items?id=7 HTTP/1.1\r\nHost: web.test:80\r\nContent-Type: application/json\r\nContent-Length: 9\r\n' +
+        'Connection: close, x-secret\r\nX-Secret: hop\r\nKeep-Alive: timeout=5\r\n\r\n{"qty":2}',
+    );
     expect(raw).toMatch(/^HTTP\/1\.1 200/);
     expect(raw).toMatch(/x-switchyard-upstream: web\/v1/i);
     const got = v1.received.at(-1);
@@ -136,16 +127,7 @@ describe('gateway routing', () => {
   });
 
   it('answers 400 to a malformed request without crashing', async () => {
-    const reply = await new Promise<string>((resolve) => {
-      const s = connect(Number(new URL(gw.base).port), '127.0.0.1', () =>
-        s.write('GARBAGE / HTTP/9.9\r\n\r\n'),
-      );
-      let data = '';
-      s.on('data', (d) => {
-        data += d;
-      });
-      s.on('close', () => resolve(data));
-    });
+    const reply = await rawExchange(gw.base, 'GARBAGE / HTTP/9.9\r\n\r\n');
     expect(reply).toMatch(/^HTTP\/1\.1 400/);
     expect((await send(gw.base, { host: 'web.test' })).status).toBe(200);
   });
@@ -403,16 +385,7 @@ describe('gateway upstream failures', () => {
       headersTimeoutMs: 300,
       requestTimeoutMs: 300,
     });
-    const closed = await new Promise<string>((resolve) => {
-      const s = connect(Number(new URL(gw?.base ?? '').port), '127.0.0.1', () =>
-        s.write('GET / HTTP/1.1\r\nHost: web.test\r\nX-Slow: '),
-      );
-      let data = '';
-      s.on('data', (d) => {
-        data += d;
-      });
-      s.on('close', () => resolve(data));
-    });
+    const closed = await rawExchange(gw?.base ?? '', 'GET / HTTP/1.1\r\nHost: web.test\r\nX-Slow: ');
     expect(closed).toMatch(/^HTTP\/1\.1 408/);
     expect((await send(gw.base, { host: 'web.test' })).status).toBe(200);
   });

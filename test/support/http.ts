@@ -1,4 +1,5 @@
 /** A small HTTP client for the tests (undici, which lets a test set the Host header). */
+import { connect } from 'node:net';
 import { Agent, request } from 'undici';
 
 export const agent = new Agent({ connections: 64, keepAliveTimeout: 10_000 });
@@ -33,4 +34,16 @@ export async function send(
 export function header(r: Reply, name: string): string | undefined {
   const v = r.headers[name];
   return Array.isArray(v) ? v.join(', ') : v;
+}
+
+/** Writes raw bytes to the server at `base` and returns all it sends back until it closes. */
+export function rawExchange(base: string, bytes: string): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = connect(Number(new URL(base).port), '127.0.0.1', () => socket.write(bytes));
+    let data = '';
+    socket.on('data', (d) => {
+      data += d;
+    });
+    socket.on('close', () => resolve(data));
+  });
 }
