@@ -15,7 +15,7 @@ import { Mirror } from './mirror.js';
 import type { PlanHolder } from './plan-holder.js';
 import { forward, hasBody, UpstreamPools, upstreamRequestHeaders } from './proxy.js';
 import { type Clock, RateLimiter, rateLimitHeaders } from './rate-limit.js';
-import { decide, requestView } from './router.js';
+import { type Decision, decide, requestView } from './router.js';
 import type { Snapshot } from './snapshot.js';
 import { claimHeaders, tokenVerifier } from './tokens.js';
 import { proxyUpgrade, refuseUpgrade } from './upgrade.js';
@@ -142,82 +142,81 @@ export function createGateway(options: GatewayOptions): Gateway {
     },
   });
 
-  async function handleTraffic(req: IncomingMessage, res: ServerResponse, clientIp: string): Promise<void> {
-    {
-      const started = performance.now();
-      const snapshot = holder.current;
-      if (!snapshot) {
-        sendError(res, new GatewayError('SY_GW_NO_POLICY', 503, 'no configuration loaded yet'));
-        return;
-      }
-      const view = await viewOf(req, snapshot);
-      const decision = decide(snapshot, view, random);
-      if (decision instanceof GatewayError) {
-        const status = sendError(res, decision);
-        metrics.requests.inc({
-          policy: '',
-          route: '',
-          upstream: decision.headers['x-switchyard-upstream'] ?? '',
-          status,
-        });
-        return;
-      }
-      const { policy, route, destination, url } = decision;
-      const policyName = `${policy.namespace}/${policy.name}`;
-      const verdicts = await limiter.check(policy, destination.role, {
-        clientIp: clientIp,
-        header: view.header,
-      });
-      const limitHeaders = rateLimitHeaders(verdicts);
-      const responseHeaders: Record<string, string | string[]> = {
-        'x-switchyard-upstream': destination.upstream,
-        ...limitHeaders,
-      };
-      if (verdicts.some((v) => !v.allowed)) {
-        const refused = verdicts.filter((v) => !v.allowed).map((v) => v.limit.name);
-        sendError(
-          res,
-          new GatewayError(
-            'SY_GW_RATE_LIMITED',
-            429,
-            `rate limit ${refused.join(', ')} of ${policyName} exceeded; retry in ${limitHeaders['retry-after']}s`,
-            responseHeaders as Record<string, string>,
-          ),
-        );
-        metrics.requests.inc({
-          policy: policyName,
-          route: route.name,
-          upstream: destination.upstream,
-          status: 429,
-        });
-        return;
-      }
-      if (destination.setCookie) responseHeaders['set-cookie'] = destination.setCookie;
+  interface Admitted {
+    decision: Decision;
+    /** x-switchyard-upstream, ratelimit-* and the sticky cookie, for the response. */
+    responseHeaders: Record<string, string | string[]>;
+  }
 
-      let body: Readable = req;
-      if (route.mirror && random() * 100 < route.mirror.percent) {
-        const target = snapshot.upstreams.get(route.mirror.destination.upstream);
-        if (target) body = startMirror(req, target, route.mirror.maxBodyBytes, clientIp);
-      }
-      const outcome = await forward(pools, {
-        req,
-        body,
-        res,
-        url,
-        upstream: destination.upstream,
-        policy,
-        clientIp: clientIp,
-        responseHeaders,
-      });
-      const status = outcome instanceof GatewayError ? sendError(res, outcome) : outcome;
-      if (outcome instanceof GatewayError)
-        logger.warn(
-          { code: outcome.code, upstream: destination.upstream, policy: policyName },
-          outcome.message,
-        );
-      metrics.requests.inc({ policy: policyName, route: route.name, upstream: destination.upstream, status });
-      metrics.duration.observe({ policy: policyName }, (performance.now() - started) / 1000);
+  /**
+   * One snapshot → the route's destination → its rate limits: what every request and every
+   * upgrade goes through. Returns the error to answer with when the request goes no further.
+   */
+  async function admit(req: IncomingMessage, clientIp: string): Promise<Admitted | GatewayError> {
+    const snapshot = holder.current;
+    if (!snapshot) return new GatewayError('SY_GW_NO_POLICY', 503, 'no configuration loaded yet');
+    const view = await viewOf(req, snapshot);
+    const decision = decide(snapshot, view, random);
+    if (decision instanceof GatewayError) return decision;
+    const { policy, destination } = decision;
+    const verdicts = await limiter.check(policy, destination.role, { clientIp, header: view.header });
+    const limitHeaders = rateLimitHeaders(verdicts);
+    const responseHeaders: Record<string, string | string[]> = {
+      'x-switchyard-upstream': destination.upstream,
+      ...limitHeaders,
+    };
+    const refused = verdicts.filter((v) => !v.allowed).map((v) => v.limit.name);
+    if (refused.length > 0) {
+      return new GatewayError(
+        'SY_GW_RATE_LIMITED',
+        429,
+        `rate limit ${refused.join(', ')} of ${policy.namespace}/${policy.name} exceeded; retry in ${limitHeaders['retry-after']}s`,
+        responseHeaders as Record<string, string>,
+      );
     }
+    if (destination.setCookie) responseHeaders['set-cookie'] = destination.setCookie;
+    return { decision, responseHeaders };
+  }
+
+  async function handleTraffic(req: IncomingMessage, res: ServerResponse, clientIp: string): Promise<void> {
+    const started = performance.now();
+    const admitted = await admit(req, clientIp);
+    if (admitted instanceof GatewayError) {
+      const status = sendError(res, admitted);
+      metrics.requests.inc({
+        policy: '',
+        route: '',
+        upstream: admitted.headers['x-switchyard-upstream'] ?? '',
+        status,
+      });
+      return;
+    }
+    const { policy, route, destination, url } = admitted.decision;
+    const policyName = `${policy.namespace}/${policy.name}`;
+    let body: Readable = req;
+    if (route.mirror && random() * 100 < route.mirror.percent) {
+      const target = holder.current?.upstreams.get(route.mirror.destination.upstream);
+      if (target) body = startMirror(req, target, route.mirror.maxBodyBytes, clientIp);
+    }
+    const outcome = await forward(pools, {
+      req,
+      body,
+      res,
+      url,
+      upstream: destination.upstream,
+      policy,
+      clientIp,
+      responseHeaders: admitted.responseHeaders,
+    });
+    const status = outcome instanceof GatewayError ? sendError(res, outcome) : outcome;
+    if (outcome instanceof GatewayError) {
+      logger.warn(
+        { code: outcome.code, upstream: destination.upstream, policy: policyName },
+        outcome.message,
+      );
+    }
+    metrics.requests.inc({ policy: policyName, route: route.name, upstream: destination.upstream, status });
+    metrics.duration.observe({ policy: policyName }, (performance.now() - started) / 1000);
   }
 
   /**
@@ -265,36 +264,17 @@ export function createGateway(options: GatewayOptions): Gateway {
 
   async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     socket.on('error', () => undefined);
-    const snapshot = holder.current;
-    if (closing || !snapshot) {
-      refuseUpgrade(
-        socket,
-        new GatewayError('SY_GW_NO_POLICY', 503, closing ? 'shutting down' : 'no configuration loaded yet'),
-      );
+    if (closing) {
+      refuseUpgrade(socket, new GatewayError('SY_GW_NO_POLICY', 503, 'shutting down'));
       return;
     }
-    const view = await viewOf(req, snapshot);
-    const decision = decide(snapshot, view, random);
-    if (decision instanceof GatewayError) {
-      refuseUpgrade(socket, decision);
-      return;
-    }
-    const { policy, route, destination, url } = decision;
     const clientIp = req.socket.remoteAddress ?? '';
-    const verdicts = await limiter.check(policy, destination.role, { clientIp, header: view.header });
-    if (verdicts.some((v) => !v.allowed)) {
-      const headers = { 'x-switchyard-upstream': destination.upstream, ...rateLimitHeaders(verdicts) };
-      refuseUpgrade(
-        socket,
-        new GatewayError(
-          'SY_GW_RATE_LIMITED',
-          429,
-          `rate limit of ${policy.namespace}/${policy.name} exceeded`,
-          headers,
-        ),
-      );
+    const admitted = await admit(req, clientIp);
+    if (admitted instanceof GatewayError) {
+      refuseUpgrade(socket, admitted);
       return;
     }
+    const { policy, route, destination, url } = admitted.decision;
     const status = await proxyUpgrade(pools, {
       req,
       socket,
