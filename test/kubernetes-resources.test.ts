@@ -9,35 +9,19 @@ import { join } from 'node:path';
 import { KubeConfig, type KubernetesObject, KubernetesObjectApi, loadAllYaml } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, EXAMPLES } from './support/cli.js';
-import { ENVTEST_SKIP_REASON, type Envtest, envtestAssets, startEnvtest } from './support/envtest.js';
+import {
+  ENVTEST_SKIP_REASON,
+  type Envtest,
+  envtestAssets,
+  installCrds,
+  startEnvtest,
+} from './support/envtest.js';
 import { istioCrdsPath } from './support/istio-schemas.js';
 
 const assets = envtestAssets();
 if (!assets && process.env.CI)
   throw new Error(`CI=true but ${ENVTEST_SKIP_REASON.replace('skipping the Kubernetes API tests: ', '')}`);
 if (!assets) console.warn(ENVTEST_SKIP_REASON);
-
-async function establish(api: KubernetesObjectApi, crds: KubernetesObject[]): Promise<void> {
-  for (const crd of crds)
-    await api.patch(
-      crd,
-      undefined,
-      undefined,
-      'switchyard-tests',
-      true,
-      'application/apply-patch+yaml' as never,
-    );
-  for (const crd of crds) {
-    for (let i = 0; ; i++) {
-      const live = (await api.read(crd as never)) as KubernetesObject & {
-        status?: { conditions?: { type: string; status: string }[] };
-      };
-      if (live.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')) break;
-      if (i > 100) throw new Error(`${crd.metadata?.name} not Established`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-}
 
 describe.skipIf(!assets)('resources on a real Kubernetes API server', () => {
   let env: Envtest;
@@ -47,19 +31,12 @@ describe.skipIf(!assets)('resources on a real Kubernetes API server', () => {
     const kc = new KubeConfig();
     kc.loadFromString(env.adminKubeconfig);
     api = KubernetesObjectApi.makeApiClient(kc);
-    const ours = await cli('crds');
-    await establish(api, loadAllYaml(ours.stdout) as KubernetesObject[]);
     const istio = istioCrdsPath();
-    if (istio)
-      await establish(
-        api,
-        (loadAllYaml(readFileSync(istio, 'utf8')) as KubernetesObject[]).filter(
-          (o) => o?.kind === 'CustomResourceDefinition',
-        ),
-      );
+    await installCrds(env.adminKubeconfig, [
+      (await cli('crds')).stdout,
+      ...(istio ? [readFileSync(istio, 'utf8')] : []),
+    ]);
     await api.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop' } });
-    // The first create within 2 s of a CRD becoming Established waits 2 s (apiextensions, for HA).
-    await new Promise((r) => setTimeout(r, 2100));
   }, 180_000);
   afterAll(async () => {
     await env?.stop();

@@ -148,3 +148,38 @@ current-context: envtest
     },
   };
 }
+
+/** Applies CRDs server-side and waits until each is Established. */
+export async function installCrds(kubeconfig: string, crdYaml: string[]): Promise<void> {
+  const { KubeConfig, KubernetesObjectApi, loadAllYaml } = await import('@kubernetes/client-node');
+  const kc = new KubeConfig();
+  kc.loadFromString(kubeconfig);
+  const api = KubernetesObjectApi.makeApiClient(kc);
+  type Crd = {
+    kind?: string;
+    metadata?: { name?: string };
+    status?: { conditions?: { type: string; status: string }[] };
+  };
+  const crds = crdYaml
+    .flatMap((y) => loadAllYaml(y) as Crd[])
+    .filter((o) => o?.kind === 'CustomResourceDefinition');
+  for (const crd of crds)
+    await api.patch(
+      crd as never,
+      undefined,
+      undefined,
+      'switchyard-tests',
+      true,
+      'application/apply-patch+yaml' as never,
+    );
+  for (const crd of crds) {
+    for (let i = 0; ; i++) {
+      const live = (await api.read(crd as never)) as Crd;
+      if (live.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')) break;
+      if (i > 100) throw new Error(`${crd.metadata?.name} not Established`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  // The first create within 2 s of a CRD becoming Established waits 2 s (apiextensions, for HA).
+  await new Promise((r) => setTimeout(r, 2100));
+}

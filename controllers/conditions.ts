@@ -1,0 +1,42 @@
+/**
+ * Condition types and machine reasons, in one place (sample-controller keeps its event reasons as
+ * constants). Every condition also carries a sentence a person can act on.
+ */
+export const CONDITION = { Ready: 'Ready', Conflict: 'Conflict', Invalid: 'Invalid' } as const;
+
+export const REASON = {
+  Reconciled: 'Reconciled',
+  Conflict: 'Conflict',
+  NoConflict: 'NoConflict',
+  InvalidSpec: 'InvalidSpec',
+  Valid: 'Valid',
+  PreviewNotReady: 'PreviewNotReady',
+  AmbientUnsupported: 'AmbientUnsupported',
+  WriteFailed: 'WriteFailed',
+} as const;
+
+export type Reason = (typeof REASON)[keyof typeof REASON];
+
+export interface ConditionValue {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: Reason;
+  message: string;
+  observedGeneration?: number;
+  lastTransitionTime: string;
+}
+
+/** Keeps lastTransitionTime when the status of a condition did not change (as metav1.Condition wants). */
+export function mergeConditions(
+  previous: readonly ConditionValue[] | undefined,
+  next: readonly Omit<ConditionValue, 'lastTransitionTime'>[],
+  now: Date,
+): ConditionValue[] {
+  return next.map((c) => {
+    const old = previous?.find((p) => p.type === c.type);
+    return {
+      ...c,
+      lastTransitionTime: old && old.status === c.status ? old.lastTransitionTime : now.toISOString(),
+    };
+  });
+}

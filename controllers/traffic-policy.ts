@@ -1,0 +1,237 @@
+/**
+ * TrafficPolicy → Istio objects (mesh mode), one reconcile of one policy. Build, then write, then
+ * prune, in the order DESIGN.md requires:
+ *   1. the DestinationRule with the union of the subsets in force and the ones wanted,
+ *   2. the VirtualServices (now every subset they name exists),
+ *   3. the EnvoyFilters,
+ *   4. the DestinationRule with only the subsets wanted (no VirtualService names the others now),
+ *   5. owned objects no longer wanted are deleted.
+ * Writes are server-side apply with one field manager, forced: a foreign edit to a field Switchyard
+ * owns is reverted on the next reconcile. A VirtualService for one of the policy's hosts that
+ * Switchyard does not own is never touched: the policy gets a Conflict condition naming it.
+ */
+import type { KubernetesObject } from '@kubernetes/client-node';
+import { compile } from '../src/compiler/compile.js';
+import { formatProblem, type Problem } from '../src/core/errors.js';
+import type { KubeObject } from '../src/istio/objects.js';
+import { MANAGED_BY, POLICY_LABEL } from '../src/istio/objects.js';
+import { renderIstio } from '../src/istio/render.js';
+import { API_VERSION, GROUP, type Preview, type TrafficPolicy, VERSION } from '../src/resources/schema.js';
+import { readResources } from '../src/resources/validate.js';
+import { CONDITION, type ConditionValue, mergeConditions, REASON } from './conditions.js';
+import type { Kube } from './kube.js';
+
+export const FIELD_MANAGER = 'switchyard';
+const ISTIO_KINDS = [
+  ['networking.istio.io/v1', 'VirtualService'],
+  ['networking.istio.io/v1', 'DestinationRule'],
+  ['networking.istio.io/v1alpha3', 'EnvoyFilter'],
+] as const;
+
+export interface ReconcileResult {
+  /** What was written or deleted, in order: "apply VirtualService shop/checkout". */
+  writes: string[];
+  conditions: ConditionValue[];
+}
+
+type Live = KubernetesObject & { spec?: Record<string, unknown> };
+
+function ownerReference(policy: TrafficPolicy & { metadata: { uid?: string } }) {
+  return {
+    apiVersion: API_VERSION,
+    kind: 'TrafficPolicy',
+    name: policy.metadata.name,
+    uid: policy.metadata.uid as string,
+    controller: true,
+    blockOwnerDeletion: true,
+  };
+}
+
+function describe(o: { kind?: string; metadata?: { namespace?: string; name?: string } }): string {
+  return `${o.kind} ${o.metadata?.namespace}/${o.metadata?.name}`;
+}
+
+export async function reconcileTrafficPolicy(
+  kube: Kube,
+  namespace: string,
+  name: string,
+  now: () => Date = () => new Date(),
+): Promise<ReconcileResult | undefined> {
+  const live = await kube.get<TrafficPolicy & KubernetesObject>({
+    apiVersion: API_VERSION,
+    kind: 'TrafficPolicy',
+    namespace,
+    name,
+  });
+  if (!live) return undefined; // deleted: owner references let the garbage collector remove the rest
+  const writes: string[] = [];
+  const generation = live.metadata?.generation;
+  const previous = (live as { status?: { conditions?: ConditionValue[] } }).status?.conditions;
+
+  // The API server already checked the CRD schema; the validator adds what a schema cannot say.
+  const { resources, problems: invalid } = readResources([
+    { source: { file: `${namespace}/${name}`, document: 1 }, value: JSON.parse(JSON.stringify(live)) },
+  ]); // client-node hands out Dates; the schema reads JSON
+  const problems: Problem[] = [...invalid];
+  // Only Ready previews route. In a cluster a Preview with no status yet is Pending (in a file,
+  // the compiler takes no status as Ready: files describe what is deployed).
+  const previews = (await kube.list<Preview & KubernetesObject>(API_VERSION, 'Preview', namespace))
+    .map((p) => JSON.parse(JSON.stringify(p)) as Preview) // Dates → the RFC 3339 strings the compiler orders
+    .map((p) => (p.status?.phase ? p : { ...p, status: { ...p.status, phase: 'Pending' as const } }));
+  const nsObject = await kube.get<KubernetesObject>({ apiVersion: 'v1', kind: 'Namespace', name: namespace });
+  const ambient = nsObject?.metadata?.labels?.['istio.io/dataplane-mode'] === 'ambient';
+
+  const compiled = compile({
+    policies: resources.policies,
+    previews: previews.filter((p) => p.spec.policy === name),
+  });
+  const missingPreviews = compiled.problems.filter((p) => p.code === 'SY_MISSING_PREVIEW');
+  problems.push(...compiled.problems.filter((p) => p.code !== 'SY_MISSING_PREVIEW'));
+  const rendered = renderIstio(compiled.plan, { ambientNamespaces: new Set(ambient ? [namespace] : []) });
+  const ambientProblems = rendered.problems;
+
+  const next: Omit<ConditionValue, 'lastTransitionTime'>[] = [];
+  const cond = (type: string, status: 'True' | 'False', reason: ConditionValue['reason'], message: string) =>
+    next.push({
+      type,
+      status,
+      reason,
+      message,
+      ...(generation !== undefined ? { observedGeneration: generation } : {}),
+    });
+
+  if (problems.length > 0 || resources.policies.length === 0) {
+    cond(
+      CONDITION.Invalid,
+      'True',
+      REASON.InvalidSpec,
+      problems.map(formatProblem).join('; ') || 'the policy did not validate',
+    );
+    cond(
+      CONDITION.Ready,
+      'False',
+      REASON.InvalidSpec,
+      'nothing was written: fix the spec (see the Invalid condition)',
+    );
+    await writeStatus(kube, live, mergeConditions(previous, next, now()), []);
+    return { writes, conditions: mergeConditions(previous, next, now()) };
+  }
+
+  const desired = rendered.objects.map((o) => ({
+    ...o,
+    metadata: { ...o.metadata, ownerReferences: [ownerReference(live)] },
+  }));
+  const desiredVs = desired.filter((o) => o.kind === 'VirtualService');
+
+  // A host served by a VirtualService Switchyard does not own is left alone and reported.
+  const foreign = (await kube.list<Live>('networking.istio.io/v1', 'VirtualService', namespace)).filter(
+    (vs) => vs.metadata?.labels?.[MANAGED_BY] !== 'switchyard',
+  );
+  const conflicts: string[] = [];
+  for (const vs of desiredVs) {
+    const hosts = new Set((vs.spec.hosts as string[]) ?? []);
+    for (const f of foreign) {
+      const shared = ((f.spec?.hosts as string[] | undefined) ?? []).filter((h) => hosts.has(h));
+      if (shared.length > 0)
+        conflicts.push(
+          `VirtualService ${namespace}/${f.metadata?.name} (not managed by Switchyard) already serves ${shared.join(', ')}`,
+        );
+    }
+  }
+  if (conflicts.length > 0) {
+    cond(
+      CONDITION.Conflict,
+      'True',
+      REASON.Conflict,
+      `${conflicts.join('; ')}: remove it or take the host out of spec.hosts; Switchyard never overwrites it`,
+    );
+    cond(
+      CONDITION.Ready,
+      'False',
+      REASON.Conflict,
+      'routes were not written because of the Conflict condition',
+    );
+    cond(CONDITION.Invalid, 'False', REASON.Valid, 'the spec is valid');
+    const conditions = mergeConditions(previous, next, now());
+    await writeStatus(kube, live, conditions, []);
+    return { writes, conditions };
+  }
+
+  const apply = async (o: KubeObject | Live, what = `apply ${describe(o)}`) => {
+    await kube.apply(o as KubernetesObject, FIELD_MANAGER, true);
+    writes.push(what);
+  };
+  const dr = desired.find((o) => o.kind === 'DestinationRule') as KubeObject;
+  const liveDr = await kube.get<Live>({
+    apiVersion: dr.apiVersion,
+    kind: dr.kind,
+    namespace,
+    name: dr.metadata.name,
+  });
+  const wanted = (dr.spec.subsets as { name: string }[]).map((s) => s.name);
+  const inForce = ((liveDr?.spec?.subsets as { name: string }[] | undefined) ?? []).filter(
+    (s) => !wanted.includes(s.name),
+  );
+  if (inForce.length > 0)
+    await apply(
+      { ...dr, spec: { ...dr.spec, subsets: [...(dr.spec.subsets as object[]), ...inForce] } },
+      `apply ${describe(dr)} (subsets wanted and in force)`,
+    );
+  else await apply(dr);
+  for (const o of desired.filter((x) => x.kind === 'VirtualService')) await apply(o);
+  for (const o of desired.filter((x) => x.kind === 'EnvoyFilter')) await apply(o);
+  if (inForce.length > 0) await apply(dr, `apply ${describe(dr)} (subsets no longer used removed)`);
+
+  // Prune what this policy owned and no longer wants (VirtualServices before what they refer to).
+  const keep = new Set(desired.map((o) => `${o.kind}/${o.metadata.name}`));
+  for (const [apiVersion, kind] of ISTIO_KINDS) {
+    for (const o of await kube.list<Live>(
+      apiVersion,
+      kind,
+      namespace,
+      `${MANAGED_BY}=switchyard,${POLICY_LABEL}=${name}`,
+    )) {
+      if (keep.has(`${kind}/${o.metadata?.name}`)) continue;
+      await kube.delete({ apiVersion, kind, namespace, name: o.metadata?.name as string });
+      writes.push(`delete ${kind} ${namespace}/${o.metadata?.name}`);
+    }
+  }
+
+  cond(CONDITION.Conflict, 'False', REASON.NoConflict, 'no other VirtualService serves these hosts');
+  cond(
+    CONDITION.Invalid,
+    ambientProblems.length > 0 ? 'True' : 'False',
+    ambientProblems.length > 0 ? REASON.AmbientUnsupported : REASON.Valid,
+    ambientProblems.length > 0 ? ambientProblems.map((p) => p.message).join('; ') : 'the spec is valid',
+  );
+  if (missingPreviews.length > 0) {
+    cond(
+      CONDITION.Ready,
+      'False',
+      REASON.PreviewNotReady,
+      `routes were written without: ${missingPreviews.map((p) => p.message.replace(/ \(expected.*$/, '')).join('; ')}; they are added when the preview is Ready`,
+    );
+  } else {
+    cond(CONDITION.Ready, 'True', REASON.Reconciled, `wrote ${desired.map(describe).join(', ')}`);
+  }
+  const conditions = mergeConditions(previous, next, now());
+  await writeStatus(kube, live, conditions, desired);
+  return { writes, conditions };
+}
+
+async function writeStatus(
+  kube: Kube,
+  live: KubernetesObject,
+  conditions: ConditionValue[],
+  written: KubeObject[],
+): Promise<void> {
+  const body = {
+    ...live,
+    status: {
+      ...(live.metadata?.generation !== undefined ? { observedGeneration: live.metadata.generation } : {}),
+      conditions,
+      written: written.map((o) => ({ apiVersion: o.apiVersion, kind: o.kind, name: o.metadata.name })),
+    },
+  };
+  await kube.replaceStatus(GROUP, VERSION, 'trafficpolicies', body as KubernetesObject);
+}

@@ -1,0 +1,216 @@
+/**
+ * The TrafficPolicy reconciler (mesh mode) against a real kube-apiserver with Istio's CRDs: it writes
+ * the Istio objects with owner references, reports conditions, changes only weights when the canary
+ * moves, reverts a foreign edit, never touches a foreign VirtualService (Conflict), routes a preview
+ * once it is Ready, and removes a subset only after no VirtualService names it.
+ */
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { clientNodeKube, type Kube, kubeConfigFrom } from '../controllers/kube.js';
+import { reconcileTrafficPolicy } from '../controllers/traffic-policy.js';
+import { cli } from './support/cli.js';
+import {
+  ENVTEST_SKIP_REASON,
+  type Envtest,
+  envtestAssets,
+  installCrds,
+  startEnvtest,
+} from './support/envtest.js';
+import { istioCrdsPath } from './support/istio-schemas.js';
+
+const assets = envtestAssets();
+const istio = istioCrdsPath();
+if ((!assets || !istio) && process.env.CI)
+  throw new Error('CI=true needs the envtest binaries and ISTIO_CRDS');
+if (!assets) console.warn(ENVTEST_SKIP_REASON);
+
+type Obj = import('@kubernetes/client-node').KubernetesObject & {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; uid?: string; labels?: Record<string, string> };
+  spec: Spec;
+  status?: {
+    conditions?: { type: string; status: string; reason: string; message: string }[];
+    written?: unknown[];
+  };
+};
+type Spec = {
+  hosts: string[];
+  http: { name: string; route: { weight: number }[] }[];
+  subsets: { name: string }[];
+  [field: string]: unknown;
+};
+
+describe.skipIf(!assets || !istio)('TrafficPolicy reconciler on a real API server', () => {
+  let env: Envtest;
+  let kube: Kube;
+  const ns = 'shop';
+  const get = (apiVersion: string, kind: string, name: string) =>
+    kube.get<Obj>({ apiVersion, kind, namespace: ns, name }) as Promise<Obj | undefined>;
+  const vs = (name = 'checkout') => get('networking.istio.io/v1', 'VirtualService', name);
+  const dr = () => get('networking.istio.io/v1', 'DestinationRule', 'checkout');
+  const policy = () => get('switchyard.dev/v1alpha1', 'TrafficPolicy', 'checkout');
+  const cond = async (type: string) =>
+    (await policy())?.status?.conditions?.find((c: { type: string }) => c.type === type);
+  const applyPolicy = (spec: Record<string, unknown>) =>
+    kube.apply(
+      {
+        apiVersion: 'switchyard.dev/v1alpha1',
+        kind: 'TrafficPolicy',
+        metadata: { name: 'checkout', namespace: ns },
+        spec,
+      } as never,
+      'test-author',
+      true,
+    );
+  const baseSpec = {
+    service: 'checkout',
+    port: 8080,
+    hosts: ['shop.example.com'],
+    gateways: ['istio-system/public'],
+    stable: 'v1',
+    canary: { version: 'v2', weight: 20 },
+    intercepts: [{ name: 'alice', match: { header: 'x-user', exact: 'alice' }, to: { version: 'v3' } }],
+    mirror: { to: { version: 'v2' }, percent: 10, methods: ['GET'] },
+    rateLimits: [{ name: 'per-key', key: { header: 'x-api-key' }, limit: 100, window: '1m' }],
+    previews: { repository: 'acme/shop', domain: 'preview.example.com', gateway: 'istio-system/previews' },
+  };
+
+  beforeAll(async () => {
+    env = await startEnvtest(assets as string);
+    kube = clientNodeKube(kubeConfigFrom(env.adminKubeconfig));
+    await installCrds(env.adminKubeconfig, [
+      (await cli('crds')).stdout,
+      readFileSync(istio as string, 'utf8'),
+    ]);
+    await kube.apply(
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } } as never,
+      'test-author',
+      true,
+    );
+  }, 180_000);
+  afterAll(async () => {
+    await env?.stop();
+  });
+
+  it('writes DestinationRule, VirtualService and EnvoyFilter, owned by the policy, and reports Ready', async () => {
+    const p = (await applyPolicy(baseSpec)) as unknown as Obj;
+    const result = await reconcileTrafficPolicy(kube, ns, 'checkout');
+    expect(result?.conditions.filter((c) => c.status === 'True' && c.type !== 'Ready')).toEqual([]);
+    expect(result?.writes).toEqual([
+      'apply DestinationRule shop/checkout',
+      'apply VirtualService shop/checkout',
+      'apply EnvoyFilter shop/checkout-ratelimit-all',
+    ]);
+    for (const o of [
+      await vs(),
+      await dr(),
+      await get('networking.istio.io/v1alpha3', 'EnvoyFilter', 'checkout-ratelimit-all'),
+    ]) {
+      expect(o?.metadata.ownerReferences).toEqual([
+        expect.objectContaining({ uid: p.metadata.uid, controller: true }),
+      ]);
+      expect(o?.metadata.labels?.['app.kubernetes.io/managed-by']).toBe('switchyard');
+    }
+    expect((await dr())?.spec.subsets.map((s: { name: string }) => s.name)).toEqual(['v1', 'v2', 'v3']);
+    expect(await cond('Ready')).toMatchObject({
+      status: 'True',
+      reason: 'Reconciled',
+      observedGeneration: 1,
+    });
+    expect(await cond('Conflict')).toMatchObject({ status: 'False' });
+    expect((await policy())?.status?.written).toHaveLength(3);
+  });
+
+  it('a canary move changes only the weights', async () => {
+    const before = (await vs())?.spec;
+    await applyPolicy({ ...baseSpec, canary: { version: 'v2', weight: 30 } });
+    await reconcileTrafficPolicy(kube, ns, 'checkout');
+    const after = (await vs())?.spec;
+    const weights = (spec?: Spec) => spec?.http.map((r) => r.route.map((d) => d.weight)) ?? [];
+    expect(weights(after)).toEqual(weights(before).map((w: number[]) => (w.length === 2 ? [70, 30] : w)));
+    const stripWeights = (spec?: Spec) =>
+      JSON.parse(JSON.stringify(spec, (k, v) => (k === 'weight' ? undefined : v)));
+    expect(stripWeights(after)).toEqual(stripWeights(before));
+  });
+
+  it('reverts a foreign edit to a VirtualService it owns', async () => {
+    const owned = (await vs()) as Obj;
+    const split = owned.spec.http.at(-1)?.route as [{ weight: number }, { weight: number }];
+    split[0].weight = 0;
+    split[1].weight = 100;
+    await kube.apply(
+      {
+        apiVersion: owned.apiVersion,
+        kind: owned.kind,
+        metadata: { name: 'checkout', namespace: ns },
+        spec: { hosts: owned.spec.hosts, http: owned.spec.http },
+      } as never,
+      'kubectl-edit',
+      true,
+    );
+    expect((await vs())?.spec.http.at(-1)?.route[1]?.weight).toBe(100);
+    await reconcileTrafficPolicy(kube, ns, 'checkout');
+    expect((await vs())?.spec.http.at(-1)?.route[1]?.weight).toBe(30);
+  });
+
+  it('routes a preview once it is Ready, with its own VirtualService for the preview URL', async () => {
+    const commit = '7f3a2c1e9b0d4c2a8f6e5d4c3b2a1f0e9d8c7b6a';
+    await kube.apply(
+      {
+        apiVersion: 'switchyard.dev/v1alpha1',
+        kind: 'Preview',
+        metadata: { name: 'checkout-pr-42-7f3a2c1', namespace: ns },
+        spec: { policy: 'checkout', repository: 'acme/shop', pullRequest: 42, commit },
+      } as never,
+      'test-author',
+      true,
+    );
+    await reconcileTrafficPolicy(kube, ns, 'checkout');
+    expect((await vs())?.spec.http.some((r: { name: string }) => r.name === 'preview-pr-42')).toBe(false); // Pending: no route
+    const preview = (await get('switchyard.dev/v1alpha1', 'Preview', 'checkout-pr-42-7f3a2c1')) as Obj;
+    await kube.replaceStatus('switchyard.dev', 'v1alpha1', 'previews', {
+      ...preview,
+      status: { phase: 'Ready' },
+    } as never);
+    await reconcileTrafficPolicy(kube, ns, 'checkout');
+    expect((await vs())?.spec.http.map((r: { name: string }) => r.name)).toContain('preview-pr-42');
+    expect((await vs('checkout-previews'))?.spec.hosts).toEqual([
+      'pr-42-7f3a2c1--checkout.preview.example.com',
+      'pr-42--checkout.preview.example.com',
+    ]);
+  });
+
+  it('removes a subset only after no VirtualService names it, and prunes what is no longer wanted', async () => {
+    const { canary: _c, mirror: _m, rateLimits: _r, ...rest } = baseSpec;
+    await applyPolicy({ ...rest, intercepts: [] });
+    const result = await reconcileTrafficPolicy(kube, ns, 'checkout');
+    expect(result?.writes).toEqual([
+      'apply DestinationRule shop/checkout (subsets wanted and in force)',
+      'apply VirtualService shop/checkout',
+      'apply VirtualService shop/checkout-previews',
+      'apply DestinationRule shop/checkout (subsets no longer used removed)',
+      'delete EnvoyFilter shop/checkout-ratelimit-all',
+    ]);
+    expect((await dr())?.spec.subsets.map((s: { name: string }) => s.name)).toEqual(['v1']);
+  });
+
+  it('leaves a foreign VirtualService on the same host alone and reports Conflict', async () => {
+    const foreign = {
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'VirtualService',
+      metadata: { name: 'legacy', namespace: ns },
+      spec: { hosts: ['shop.example.com'], http: [{ route: [{ destination: { host: 'legacy' } }] }] },
+    };
+    await kube.apply(foreign as never, 'someone-else', true);
+    const before = await vs('legacy');
+    const result = await reconcileTrafficPolicy(kube, ns, 'checkout');
+    expect(result?.writes).toEqual([]);
+    expect(await cond('Conflict')).toMatchObject({ status: 'True', reason: 'Conflict' });
+    expect((await cond('Conflict'))?.message).toMatch(
+      /VirtualService shop\/legacy \(not managed by Switchyard\) already serves shop\.example\.com/,
+    );
+    expect(await cond('Ready')).toMatchObject({ status: 'False', reason: 'Conflict' });
+    expect((await vs('legacy'))?.metadata).toEqual(before?.metadata);
+  });
+});
