@@ -5,6 +5,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { formatProblem, problem } from '../core/errors.js';
+import { controllerCommand } from './controller.js';
 import { crdsCommand } from './crds.js';
 import { demoCommand } from './demo.js';
 import { explainCommand } from './explain.js';
@@ -119,6 +120,19 @@ export function buildProgram(io: CliIO, setExit: (code: number) => void): Comman
     .requiredOption('--value <value>', 'the value the token vouches for, e.g. pr-42')
     .option('--ttl <duration>', 'how long the token is valid', '8h')
     .action(async (opts) => setExit(await tokenCommand(opts, io)));
+
+  program
+    .command('controller')
+    .description('run in the cluster: TrafficPolicies into Istio objects, with conditions on each policy')
+    .option(
+      '--kubeconfig <path>',
+      'kubeconfig file (default: $KUBECONFIG, ~/.kube/config or the in-cluster ServiceAccount)',
+    )
+    .addOption(new Option('--mode <mode>', 'what to write').choices(['istio', 'gateway']).default('istio'))
+    .option('-n, --namespace <ns>', 'watch only this namespace (repeatable; default all)', collect, [])
+    .option('-p, --port <port>', 'HTTP port: /healthz /readyz /metrics', '8081')
+    .option('--log-level <level>', 'pino log level', process.env.SWITCHYARD_LOG_LEVEL ?? 'info')
+    .action(async (opts) => setExit(await controllerCommand(opts, io)));
 
   program
     .command('crds')

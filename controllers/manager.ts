@@ -1,0 +1,188 @@
+/**
+ * The controller process: informers (list + watch, re-list on 410 Gone, restart with backoff on
+ * other errors) for TrafficPolicies, Previews and VirtualServices; their handlers only enqueue a
+ * policy key (sample-controller); a work queue reconciles each key, one at a time per key, and a
+ * resync re-queues every policy. Leader election and gateway mode are the next steps (issue 7).
+ */
+import {
+  CustomObjectsApi,
+  type KubeConfig,
+  type KubernetesObject,
+  makeInformer,
+} from '@kubernetes/client-node';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Logger } from '../src/core/logger.js';
+import { MANAGED_BY, POLICY_LABEL } from '../src/istio/objects.js';
+import { clientNodeKube } from './kube.js';
+import { reconcileTrafficPolicy } from './traffic-policy.js';
+import { WorkQueue } from './work-queue.js';
+
+export interface ControllerOptions {
+  kubeconfig: KubeConfig;
+  logger: Logger;
+  /** Watch only these namespaces; empty means all. */
+  namespaces?: string[];
+  port?: number;
+  host?: string;
+  resyncMs?: number;
+}
+
+export interface RunningController {
+  url: string;
+  http: FastifyInstance;
+  stop(): Promise<void>;
+}
+
+type Obj = KubernetesObject & { spec?: { policy?: string } };
+
+function controllerMetrics() {
+  const registry = new Registry();
+  return {
+    registry,
+    reconciles: new Counter({
+      name: 'switchyard_controller_reconciles_total',
+      help: 'Reconciles by result',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    duration: new Histogram({
+      name: 'switchyard_controller_reconcile_duration_seconds',
+      help: 'Time per reconcile',
+      registers: [registry],
+    }),
+    writes: new Counter({
+      name: 'switchyard_controller_writes_total',
+      help: 'Objects applied or deleted',
+      labelNames: ['kind', 'verb'] as const,
+      registers: [registry],
+    }),
+    queue: new Gauge({
+      name: 'switchyard_controller_queue_depth',
+      help: 'Keys waiting or being reconciled',
+      registers: [registry],
+    }),
+  };
+}
+
+export async function startController(opts: ControllerOptions): Promise<RunningController> {
+  const { kubeconfig, logger } = opts;
+  const kube = clientNodeKube(kubeconfig);
+  const custom = kubeconfig.makeApiClient(CustomObjectsApi);
+  const metrics = controllerMetrics();
+  const namespaces = opts.namespaces && opts.namespaces.length > 0 ? opts.namespaces : [undefined];
+
+  const queue = new WorkQueue(
+    async (key) => {
+      const [namespace, name] = key.split('/') as [string, string];
+      const end = metrics.duration.startTimer();
+      const result = await reconcileTrafficPolicy(kube, namespace, name);
+      end();
+      metrics.reconciles.inc({ result: 'success' });
+      for (const w of result?.writes ?? []) {
+        const [verb, kind] = w.split(' ') as [string, string];
+        metrics.writes.inc({ kind, verb });
+      }
+      if (result?.writes.length) logger.info({ policy: key, writes: result.writes }, 'reconciled');
+    },
+    (key, error, attempt) => {
+      metrics.reconciles.inc({ result: 'error' });
+      logger.warn(
+        { policy: key, attempt, err: error instanceof Error ? error.message : String(error) },
+        'reconcile failed; retrying with backoff',
+      );
+    },
+  );
+
+  const informers: ReturnType<typeof makeInformer<Obj>>[] = [];
+  const watch = (
+    group: string,
+    version: string,
+    plural: string,
+    onObject: (o: Obj) => void,
+    labelSelector?: string,
+  ) => {
+    for (const ns of namespaces) {
+      const path = `/apis/${group}/${version}${ns ? `/namespaces/${ns}` : ''}/${plural}`;
+      const list = () =>
+        (ns
+          ? custom.listNamespacedCustomObject({
+              group,
+              version,
+              namespace: ns,
+              plural,
+              ...(labelSelector ? { labelSelector } : {}),
+            })
+          : custom.listClusterCustomObject({
+              group,
+              version,
+              plural,
+              ...(labelSelector ? { labelSelector } : {}),
+            })) as never;
+      const informer = makeInformer<Obj>(kubeconfig, path, list, labelSelector);
+      for (const verb of ['add', 'update', 'delete'] as const) informer.on(verb, onObject);
+      informer.on('error', (err) => {
+        logger.warn({ path, err: String((err as Error)?.message ?? err) }, 'watch failed; re-listing in 1 s');
+        setTimeout(() => void informer.start().catch(() => undefined), 1000);
+      });
+      informers.push(informer);
+    }
+  };
+  const policies = () => informers[0]?.list() ?? [];
+  const keyOf = (o: KubernetesObject, name = o.metadata?.name) => `${o.metadata?.namespace}/${name}`;
+
+  watch('switchyard.dev', 'v1alpha1', 'trafficpolicies', (o) => queue.add(keyOf(o)));
+  watch(
+    'switchyard.dev',
+    'v1alpha1',
+    'previews',
+    (o) => o.spec?.policy && queue.add(keyOf(o, o.spec.policy)),
+  );
+  watch('networking.istio.io', 'v1', 'virtualservices', (o) => {
+    const owner =
+      o.metadata?.labels?.[MANAGED_BY] === 'switchyard' ? o.metadata.labels[POLICY_LABEL] : undefined;
+    if (owner) queue.add(keyOf(o, owner));
+    // A foreign VirtualService may start or stop a Conflict: look at every policy of its namespace.
+    else
+      for (const p of informers.slice(0, namespaces.length).flatMap((i) => i.list(o.metadata?.namespace)))
+        queue.add(keyOf(p));
+  });
+
+  let ready = false;
+  const http = Fastify({
+    loggerInstance: logger.child({ server: 'controller' }, { level: 'warn' }) as FastifyBaseLogger,
+  });
+  http.get('/healthz', async () => 'ok\n');
+  http.get('/readyz', async (_req, reply) =>
+    ready ? 'ok\n' : reply.code(503).send('informers not synced yet\n'),
+  );
+  http.get('/metrics', async (_req, reply) => {
+    metrics.queue.set(queue.length);
+    reply.type(metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+  const url = await http.listen({ port: opts.port ?? 8081, host: opts.host ?? '0.0.0.0' });
+
+  const running = queue.run();
+  await Promise.all(informers.map((i) => i.start()));
+  ready = true;
+  logger.info(
+    { url, namespaces: opts.namespaces ?? 'all', policies: policies().length },
+    'controller started',
+  );
+  const resync = setInterval(() => {
+    for (const i of informers.slice(0, namespaces.length)) for (const p of i.list()) queue.add(keyOf(p));
+  }, opts.resyncMs ?? 300_000);
+
+  return {
+    url,
+    http,
+    async stop() {
+      clearInterval(resync);
+      await Promise.all(informers.map((i) => i.stop()));
+      queue.stop();
+      await running;
+      await http.close();
+    },
+  };
+}

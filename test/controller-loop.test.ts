@@ -1,0 +1,136 @@
+/**
+ * The controller as it runs: informers and the work queue against a real kube-apiserver. Changes
+ * made by others (a policy edit, a preview turning Ready, a foreign edit to an owned
+ * VirtualService) are picked up from watches and converged without anyone calling reconcile.
+ */
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { clientNodeKube, type Kube, kubeConfigFrom } from '../controllers/kube.js';
+import { type RunningController, startController } from '../controllers/manager.js';
+import { createLogger } from '../src/core/logger.js';
+import { cli } from './support/cli.js';
+import {
+  ENVTEST_SKIP_REASON,
+  type Envtest,
+  envtestAssets,
+  installCrds,
+  startEnvtest,
+} from './support/envtest.js';
+import { eventually } from './support/gateway.js';
+import { istioCrdsPath } from './support/istio-schemas.js';
+
+const assets = envtestAssets();
+const istio = istioCrdsPath();
+if ((!assets || !istio) && process.env.CI)
+  throw new Error('CI=true needs the envtest binaries and ISTIO_CRDS');
+if (!assets) console.warn(ENVTEST_SKIP_REASON);
+
+type Vs = { spec: { http: { name: string; route: { weight: number }[] }[] } };
+
+describe.skipIf(!assets || !istio)('controller loop on a real API server', () => {
+  let env: Envtest;
+  let kube: Kube;
+  let controller: RunningController;
+  const ns = 'loop';
+  const vs = () =>
+    kube.get<Vs & { apiVersion: string; kind: string; metadata: { name: string } }>({
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'VirtualService',
+      namespace: ns,
+      name: 'web',
+    });
+  const canaryWeight = async () => (await vs())?.spec.http.find((r) => r.name === 'split')?.route[1]?.weight;
+  const applyPolicy = (weight: number) =>
+    kube.apply(
+      {
+        apiVersion: 'switchyard.dev/v1alpha1',
+        kind: 'TrafficPolicy',
+        metadata: { name: 'web', namespace: ns },
+        spec: {
+          service: 'web',
+          port: 80,
+          stable: 'v1',
+          canary: { version: 'v2', weight },
+          previews: { repository: 'acme/web' },
+        },
+      } as never,
+      'release-engineer',
+      true,
+    );
+
+  beforeAll(async () => {
+    env = await startEnvtest(assets as string);
+    kube = clientNodeKube(kubeConfigFrom(env.adminKubeconfig));
+    await installCrds(env.adminKubeconfig, [
+      (await cli('crds')).stdout,
+      readFileSync(istio as string, 'utf8'),
+    ]);
+    await kube.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } } as never, 'test', true);
+    controller = await startController({
+      kubeconfig: kubeConfigFrom(env.adminKubeconfig),
+      logger: createLogger({ level: 'silent' }),
+      port: 0,
+      host: '127.0.0.1',
+    });
+  }, 180_000);
+  afterAll(async () => {
+    await controller?.stop();
+    await env?.stop();
+  });
+
+  it('is ready once its informers have listed', async () => {
+    expect((await fetch(`${controller.url}/readyz`)).status).toBe(200);
+  });
+
+  it('writes routes for a new policy and follows weight changes from the watch', async () => {
+    await applyPolicy(20);
+    await eventually(async () => (await canaryWeight()) === 20, 10_000);
+    await applyPolicy(45);
+    await eventually(async () => (await canaryWeight()) === 45, 10_000);
+  });
+
+  it('reverts a foreign edit to an owned VirtualService', async () => {
+    const live = (await vs()) as Vs & { apiVersion: string; kind: string };
+    const http = live.spec.http.map((r) =>
+      r.name === 'split' ? { ...r, route: r.route.map((d, i) => ({ ...d, weight: i === 0 ? 0 : 100 })) } : r,
+    );
+    await kube.apply(
+      {
+        apiVersion: live.apiVersion,
+        kind: live.kind,
+        metadata: { name: 'web', namespace: ns },
+        spec: { hosts: ['web.loop.svc.cluster.local'], http },
+      } as never,
+      'kubectl-edit',
+      true,
+    );
+    await eventually(async () => (await canaryWeight()) === 45, 10_000);
+  });
+
+  it('routes a preview when it turns Ready', async () => {
+    const commit = '0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d';
+    await kube.apply(
+      {
+        apiVersion: 'switchyard.dev/v1alpha1',
+        kind: 'Preview',
+        metadata: { name: 'web-pr-7-0a1b2c3', namespace: ns },
+        spec: { policy: 'web', repository: 'acme/web', pullRequest: 7, commit },
+      } as never,
+      'test',
+      true,
+    );
+    const preview = await kube.get<{ apiVersion: string; kind: string; metadata: { name: string } }>({
+      apiVersion: 'switchyard.dev/v1alpha1',
+      kind: 'Preview',
+      namespace: ns,
+      name: 'web-pr-7-0a1b2c3',
+    });
+    await kube.replaceStatus('switchyard.dev', 'v1alpha1', 'previews', {
+      ...preview,
+      status: { phase: 'Ready' },
+    } as never);
+    await eventually(async () => (await vs())?.spec.http.some((r) => r.name === 'preview-pr-7'), 10_000);
+    const metrics = await (await fetch(`${controller.url}/metrics`)).text();
+    expect(metrics).toMatch(/switchyard_controller_reconciles_total\{result="success"\} [1-9]/);
+  });
+});
