@@ -40,6 +40,12 @@ function controllerMetrics() {
   const registry = new Registry();
   return {
     registry,
+    errors: new Counter({
+      name: 'switchyard_controller_reconcile_errors_total',
+      help: 'Failed reconciles (retried with backoff) by HTTP status from the API server: 409 is a lost optimistic-concurrency race, 403 a missing permission',
+      labelNames: ['code'] as const,
+      registers: [registry],
+    }),
     reconciles: new Counter({
       name: 'switchyard_controller_reconciles_total',
       help: 'Reconciles by result',
@@ -87,6 +93,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     },
     (key, error, attempt) => {
       metrics.reconciles.inc({ result: 'error' });
+      metrics.errors.inc({ code: String((error as { code?: number })?.code ?? 'other') });
       logger.warn(
         { policy: key, attempt, err: error instanceof Error ? error.message : String(error) },
         'reconcile failed; retrying with backoff',
@@ -95,6 +102,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   );
 
   const informers: ReturnType<typeof makeInformer<Obj>>[] = [];
+  let stopped = false;
   const watch = (
     group: string,
     version: string,
@@ -122,8 +130,11 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       const informer = makeInformer<Obj>(kubeconfig, path, list, labelSelector);
       for (const verb of ['add', 'update', 'delete'] as const) informer.on(verb, onObject);
       informer.on('error', (err) => {
+        if (stopped) return;
         logger.warn({ path, err: String((err as Error)?.message ?? err) }, 'watch failed; re-listing in 1 s');
-        setTimeout(() => void informer.start().catch(() => undefined), 1000);
+        setTimeout(() => {
+          if (!stopped) void informer.start().catch(() => undefined);
+        }, 1000);
       });
       informers.push(informer);
     }
@@ -178,6 +189,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     url,
     http,
     async stop() {
+      stopped = true;
       clearInterval(resync);
       await Promise.all(informers.map((i) => i.stop()));
       queue.stop();

@@ -3,7 +3,9 @@
  * made by others (a policy edit, a preview turning Ready, a foreign edit to an owned
  * VirtualService) are picked up from watches and converged without anyone calling reconcile.
  */
-import { readFileSync } from 'node:fs';
+import { createWriteStream, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadAllYaml } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientNodeKube, type Kube, kubeConfigFrom } from '../controllers/kube.js';
 import { type RunningController, startController } from '../controllers/manager.js';
@@ -66,9 +68,18 @@ describe.skipIf(!assets || !istio)('controller loop on a real API server', () =>
       readFileSync(istio as string, 'utf8'),
     ]);
     await kube.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } } as never, 'test', true);
+    // The controller runs as its ServiceAccount, bound only by deploy/install/rbac.yaml: a missing
+    // permission fails here with a real Forbidden.
+    const rbac = readFileSync(join(import.meta.dirname, '..', 'deploy', 'install', 'rbac.yaml'), 'utf8');
+    for (const doc of loadAllYaml(rbac) as never[]) await kube.apply(doc, 'test', true);
     controller = await startController({
-      kubeconfig: kubeConfigFrom(env.adminKubeconfig),
-      logger: createLogger({ level: 'silent' }),
+      kubeconfig: kubeConfigFrom(env.kubeconfigFor('system:serviceaccount:switchyard-system:switchyard')),
+      logger: createLogger({
+        level: process.env.SWITCHYARD_TEST_LOG ?? 'silent',
+        ...(process.env.SWITCHYARD_TEST_LOG_FILE
+          ? { destination: createWriteStream(process.env.SWITCHYARD_TEST_LOG_FILE) }
+          : {}),
+      }),
       port: 0,
       host: '127.0.0.1',
     });
@@ -132,5 +143,7 @@ describe.skipIf(!assets || !istio)('controller loop on a real API server', () =>
     await eventually(async () => (await vs())?.spec.http.some((r) => r.name === 'preview-pr-7'), 10_000);
     const metrics = await (await fetch(`${controller.url}/metrics`)).text();
     expect(metrics).toMatch(/switchyard_controller_reconciles_total\{result="success"\} [1-9]/);
+    // Lost races (409) are retried and fine; a missing permission (403) is not.
+    expect(metrics).not.toMatch(/switchyard_controller_reconcile_errors_total\{code="403"\}/);
   });
 });
