@@ -13,6 +13,11 @@ export const REASON = {
   PreviewNotReady: 'PreviewNotReady',
   AmbientUnsupported: 'AmbientUnsupported',
   WriteFailed: 'WriteFailed',
+  PolicyNotFound: 'PolicyNotFound',
+  NoImage: 'NoImage',
+  StableNotFound: 'StableNotFound',
+  DeploymentNotAvailable: 'DeploymentNotAvailable',
+  DeploymentAvailable: 'DeploymentAvailable',
 } as const;
 
 export type Reason = (typeof REASON)[keyof typeof REASON];

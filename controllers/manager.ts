@@ -1,8 +1,8 @@
 /**
  * The controller process: informers (list + watch, re-list on 410 Gone, restart with backoff on
  * other errors) for TrafficPolicies, Previews and VirtualServices; their handlers only enqueue a
- * policy key (sample-controller); a work queue reconciles each key, one at a time per key, and a
- * resync re-queues every policy. Leader election and gateway mode are the next steps (issue 7).
+ * key (sample-controller); one work queue reconciles policies and one previews, one at a time per
+ * key, and a resync re-queues everything. Leader election and gateway mode are the next steps (issue 7).
  */
 import {
   CustomObjectsApi,
@@ -15,6 +15,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Logger } from '../src/core/logger.js';
 import { MANAGED_BY, POLICY_LABEL } from '../src/istio/objects.js';
 import { clientNodeKube } from './kube.js';
+import { PREVIEW_LABEL, reconcilePreview } from './preview.js';
 import { reconcileTrafficPolicy } from './traffic-policy.js';
 import { WorkQueue } from './work-queue.js';
 
@@ -101,6 +102,24 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     },
   );
 
+  const previewQueue = new WorkQueue(
+    async (key) => {
+      const [namespace, name] = key.split('/') as [string, string];
+      const result = await reconcilePreview(kube, namespace, name);
+      metrics.reconciles.inc({ result: 'success' });
+      if (result)
+        logger.debug({ preview: key, phase: result.phase, reason: result.reason }, 'preview reconciled');
+    },
+    (key, error, attempt) => {
+      metrics.reconciles.inc({ result: 'error' });
+      metrics.errors.inc({ code: String((error as { code?: number })?.code ?? 'other') });
+      logger.warn(
+        { preview: key, attempt, err: error instanceof Error ? error.message : String(error) },
+        'preview reconcile failed; retrying with backoff',
+      );
+    },
+  );
+
   const informers: ReturnType<typeof makeInformer<Obj>>[] = [];
   let stopped = false;
   const watch = (
@@ -143,11 +162,20 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   const keyOf = (o: KubernetesObject, name = o.metadata?.name) => `${o.metadata?.namespace}/${name}`;
 
   watch('switchyard.dev', 'v1alpha1', 'trafficpolicies', (o) => queue.add(keyOf(o)));
+  watch('switchyard.dev', 'v1alpha1', 'previews', (o) => {
+    previewQueue.add(keyOf(o));
+    if (o.spec?.policy) queue.add(keyOf(o, o.spec.policy));
+  });
+  // Preview Deployments report readiness; a change re-evaluates their Preview.
   watch(
-    'switchyard.dev',
-    'v1alpha1',
-    'previews',
-    (o) => o.spec?.policy && queue.add(keyOf(o, o.spec.policy)),
+    'apps',
+    'v1',
+    'deployments',
+    (o) => {
+      const preview = o.metadata?.labels?.[PREVIEW_LABEL];
+      if (preview) previewQueue.add(keyOf(o, preview));
+    },
+    PREVIEW_LABEL,
   );
   watch('networking.istio.io', 'v1', 'virtualservices', (o) => {
     const owner =
@@ -174,7 +202,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   });
   const url = await http.listen({ port: opts.port ?? 8081, host: opts.host ?? '0.0.0.0' });
 
-  const running = queue.run();
+  const running = Promise.all([queue.run(), previewQueue.run()]);
   await Promise.all(informers.map((i) => i.start()));
   ready = true;
   logger.info(
@@ -183,6 +211,8 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   );
   const resync = setInterval(() => {
     for (const i of informers.slice(0, namespaces.length)) for (const p of i.list()) queue.add(keyOf(p));
+    for (const i of informers.slice(namespaces.length, 2 * namespaces.length))
+      for (const p of i.list()) previewQueue.add(keyOf(p));
   }, opts.resyncMs ?? 300_000);
 
   return {
@@ -193,6 +223,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       clearInterval(resync);
       await Promise.all(informers.map((i) => i.stop()));
       queue.stop();
+      previewQueue.stop();
       await running;
       await http.close();
     },

@@ -5,7 +5,7 @@
  */
 import { createWriteStream, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadAllYaml } from '@kubernetes/client-node';
+import { AppsV1Api, loadAllYaml } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientNodeKube, type Kube, kubeConfigFrom } from '../controllers/kube.js';
 import { type RunningController, startController } from '../controllers/manager.js';
@@ -53,7 +53,12 @@ describe.skipIf(!assets || !istio)('controller loop on a real API server', () =>
           port: 80,
           stable: 'v1',
           canary: { version: 'v2', weight },
-          previews: { repository: 'acme/web' },
+          previews: {
+            repository: 'acme/web',
+            image: 'ghcr.io/acme/web:{sha7}',
+            domain: 'preview.example.com',
+            gateway: 'istio-system/previews',
+          },
         },
       } as never,
       'release-engineer',
@@ -118,28 +123,120 @@ describe.skipIf(!assets || !istio)('controller loop on a real API server', () =>
     await eventually(async () => (await canaryWeight()) === 45, 10_000);
   });
 
-  it('routes a preview when it turns Ready', async () => {
+  it('deploys a Preview as a clone of stable, marks it Ready when available, and routes it', async () => {
+    const labels = { app: 'web', version: 'v1' };
+    await kube.apply(
+      {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name: 'web', namespace: ns },
+        spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
+      } as never,
+      'test',
+      true,
+    );
+    await kube.apply(
+      {
+        apiVersion: 'apps/v1',
+        kind: 'Deployment',
+        metadata: { name: 'web-v1', namespace: ns },
+        spec: {
+          replicas: 3,
+          selector: { matchLabels: labels },
+          template: {
+            metadata: { labels },
+            spec: {
+              containers: [
+                { name: 'web', image: 'ghcr.io/acme/web:v1', env: [{ name: 'MODE', value: 'prod' }] },
+              ],
+            },
+          },
+        },
+      } as never,
+      'test',
+      true,
+    );
     const commit = '0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d';
     await kube.apply(
       {
         apiVersion: 'switchyard.dev/v1alpha1',
         kind: 'Preview',
         metadata: { name: 'web-pr-7-0a1b2c3', namespace: ns },
-        spec: { policy: 'web', repository: 'acme/web', pullRequest: 7, commit },
+        spec: { policy: 'web', repository: 'acme/web', pullRequest: 7, commit, env: { MODE: 'preview' } },
       } as never,
       'test',
       true,
     );
-    const preview = await kube.get<{ apiVersion: string; kind: string; metadata: { name: string } }>({
-      apiVersion: 'switchyard.dev/v1alpha1',
-      kind: 'Preview',
-      namespace: ns,
-      name: 'web-pr-7-0a1b2c3',
+    type Dep = {
+      metadata: {
+        ownerReferences?: {
+          apiVersion: string;
+          name: string;
+          uid: string;
+          kind: string;
+          controller?: boolean;
+        }[];
+      };
+      spec: {
+        replicas: number;
+        template: {
+          metadata: { labels: Record<string, string> };
+          spec: { containers: { image: string; env: { name: string; value: string }[] }[] };
+        };
+      };
+    };
+    const dep = await eventually(
+      () =>
+        kube.get<Dep & { apiVersion: string; kind: string }>({
+          apiVersion: 'apps/v1',
+          kind: 'Deployment',
+          namespace: ns,
+          name: 'web-pr-7-0a1b2c3',
+        }),
+      10_000,
+    );
+    expect(dep.spec.replicas).toBe(1);
+    expect(dep.spec.template.spec.containers[0]?.image).toBe('ghcr.io/acme/web:0a1b2c3');
+    expect(dep.spec.template.spec.containers[0]?.env).toEqual([{ name: 'MODE', value: 'preview' }]);
+    expect(dep.spec.template.metadata.labels).toMatchObject({
+      app: 'web',
+      version: 'pr-7-0a1b2c3',
+      'switchyard.dev/role': 'preview',
     });
-    await kube.replaceStatus('switchyard.dev', 'v1alpha1', 'previews', {
-      ...preview,
-      status: { phase: 'Ready' },
-    } as never);
+    expect(dep.metadata.ownerReferences).toEqual([
+      expect.objectContaining({ kind: 'Preview', controller: true }),
+    ]);
+    const phase = async () =>
+      (
+        await kube.get<
+          { status?: { phase?: string; url?: string; intercept?: string } } & {
+            apiVersion: string;
+            kind: string;
+          }
+        >({ apiVersion: 'switchyard.dev/v1alpha1', kind: 'Preview', namespace: ns, name: 'web-pr-7-0a1b2c3' })
+      )?.status;
+    await eventually(async () => (await phase())?.phase === 'Deploying', 10_000);
+    expect((await vs())?.spec.http.some((r) => r.name === 'preview-pr-7')).toBe(false);
+
+    // No kubelet here: play its part and report the Deployment available.
+    const apps = kubeConfigFrom(env.adminKubeconfig).makeApiClient(AppsV1Api);
+    const current = await apps.readNamespacedDeployment({ name: 'web-pr-7-0a1b2c3', namespace: ns });
+    const status = {
+      replicas: 1,
+      readyReplicas: 1,
+      availableReplicas: 1,
+      conditions: [{ type: 'Available', status: 'True', reason: 'MinimumReplicasAvailable', message: 'ok' }],
+    };
+    await apps.replaceNamespacedDeploymentStatus({
+      name: 'web-pr-7-0a1b2c3',
+      namespace: ns,
+      body: { ...current, status },
+    });
+    await eventually(async () => (await phase())?.phase === 'Ready', 10_000);
+    expect(await phase()).toMatchObject({
+      url: 'https://pr-7--web.preview.example.com',
+      intercept: 'x-switchyard-preview: pr-7',
+    });
     await eventually(async () => (await vs())?.spec.http.some((r) => r.name === 'preview-pr-7'), 10_000);
     const metrics = await (await fetch(`${controller.url}/metrics`)).text();
     expect(metrics).toMatch(/switchyard_controller_reconciles_total\{result="success"\} [1-9]/);
