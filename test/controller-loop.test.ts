@@ -10,26 +10,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientNodeKube, type Kube, kubeConfigFrom } from '../controllers/kube.js';
 import { type RunningController, startController } from '../controllers/manager.js';
 import { createLogger } from '../src/core/logger.js';
-import { cli } from './support/cli.js';
-import {
-  ENVTEST_SKIP_REASON,
-  type Envtest,
-  envtestAssets,
-  installCrds,
-  startEnvtest,
-} from './support/envtest.js';
+import { type Envtest, envtestGate, startEnvtestWithCrds } from './support/envtest.js';
 import { eventually } from './support/gateway.js';
-import { istioCrdsPath } from './support/istio-schemas.js';
 
-const assets = envtestAssets();
-const istio = istioCrdsPath();
-if ((!assets || !istio) && process.env.CI)
-  throw new Error('CI=true needs the envtest binaries and ISTIO_CRDS');
-if (!assets) console.warn(ENVTEST_SKIP_REASON);
+const gate = envtestGate({ istio: true });
 
 type Vs = { spec: { http: { name: string; route: { weight: number }[] }[] } };
 
-describe.skipIf(!assets || !istio)('controller loop on a real API server', () => {
+describe.skipIf(!gate)('controller loop on a real API server', () => {
   let env: Envtest;
   let kube: Kube;
   let controller: RunningController;
@@ -66,12 +54,8 @@ describe.skipIf(!assets || !istio)('controller loop on a real API server', () =>
     );
 
   beforeAll(async () => {
-    env = await startEnvtest(assets as string);
+    env = await startEnvtestWithCrds(gate as NonNullable<typeof gate>);
     kube = clientNodeKube(kubeConfigFrom(env.adminKubeconfig));
-    await installCrds(env.adminKubeconfig, [
-      (await cli('crds')).stdout,
-      readFileSync(istio as string, 'utf8'),
-    ]);
     await kube.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } } as never, 'test', true);
     // The controller runs as its ServiceAccount, bound only by deploy/install/rbac.yaml: a missing
     // permission fails here with a real Forbidden.

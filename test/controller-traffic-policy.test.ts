@@ -1,28 +1,9 @@
-/**
- * The TrafficPolicy reconciler (mesh mode) against a real kube-apiserver with Istio's CRDs: it writes
- * the Istio objects with owner references, reports conditions, changes only weights when the canary
- * moves, reverts a foreign edit, never touches a foreign VirtualService (Conflict), routes a preview
- * once it is Ready, and removes a subset only after no VirtualService names it.
- */
-import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientNodeKube, type Kube, kubeConfigFrom } from '../controllers/kube.js';
 import { reconcileTrafficPolicy } from '../controllers/traffic-policy.js';
-import { cli } from './support/cli.js';
-import {
-  ENVTEST_SKIP_REASON,
-  type Envtest,
-  envtestAssets,
-  installCrds,
-  startEnvtest,
-} from './support/envtest.js';
-import { istioCrdsPath } from './support/istio-schemas.js';
+import { type Envtest, envtestGate, startEnvtestWithCrds } from './support/envtest.js';
 
-const assets = envtestAssets();
-const istio = istioCrdsPath();
-if ((!assets || !istio) && process.env.CI)
-  throw new Error('CI=true needs the envtest binaries and ISTIO_CRDS');
-if (!assets) console.warn(ENVTEST_SKIP_REASON);
+const gate = envtestGate({ istio: true });
 
 type Obj = import('@kubernetes/client-node').KubernetesObject & {
   apiVersion: string;
@@ -41,7 +22,7 @@ type Spec = {
   [field: string]: unknown;
 };
 
-describe.skipIf(!assets || !istio)('TrafficPolicy reconciler on a real API server', () => {
+describe.skipIf(!gate)('TrafficPolicy reconciler on a real API server', () => {
   let env: Envtest;
   let kube: Kube;
   const ns = 'shop';
@@ -77,12 +58,8 @@ describe.skipIf(!assets || !istio)('TrafficPolicy reconciler on a real API serve
   };
 
   beforeAll(async () => {
-    env = await startEnvtest(assets as string);
+    env = await startEnvtestWithCrds(gate as NonNullable<typeof gate>);
     kube = clientNodeKube(kubeConfigFrom(env.adminKubeconfig));
-    await installCrds(env.adminKubeconfig, [
-      (await cli('crds')).stdout,
-      readFileSync(istio as string, 'utf8'),
-    ]);
     await kube.apply(
       { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } } as never,
       'test-author',

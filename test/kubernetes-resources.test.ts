@@ -9,33 +9,19 @@ import { join } from 'node:path';
 import { KubeConfig, type KubernetesObject, KubernetesObjectApi, loadAllYaml } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, EXAMPLES } from './support/cli.js';
-import {
-  ENVTEST_SKIP_REASON,
-  type Envtest,
-  envtestAssets,
-  installCrds,
-  startEnvtest,
-} from './support/envtest.js';
+import { type Envtest, envtestGate, startEnvtestWithCrds } from './support/envtest.js';
 import { istioCrdsPath } from './support/istio-schemas.js';
 
-const assets = envtestAssets();
-if (!assets && process.env.CI)
-  throw new Error(`CI=true but ${ENVTEST_SKIP_REASON.replace('skipping the Kubernetes API tests: ', '')}`);
-if (!assets) console.warn(ENVTEST_SKIP_REASON);
+const gate = envtestGate({ istio: false });
 
-describe.skipIf(!assets)('resources on a real Kubernetes API server', () => {
+describe.skipIf(!gate)('resources on a real Kubernetes API server', () => {
   let env: Envtest;
   let api: KubernetesObjectApi;
   beforeAll(async () => {
-    env = await startEnvtest(assets as string);
+    env = await startEnvtestWithCrds(gate as NonNullable<typeof gate>);
     const kc = new KubeConfig();
     kc.loadFromString(env.adminKubeconfig);
     api = KubernetesObjectApi.makeApiClient(kc);
-    const istio = istioCrdsPath();
-    await installCrds(env.adminKubeconfig, [
-      (await cli('crds')).stdout,
-      ...(istio ? [readFileSync(istio, 'utf8')] : []),
-    ]);
     await api.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop' } });
   }, 180_000);
   afterAll(async () => {

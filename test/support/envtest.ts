@@ -183,3 +183,40 @@ export async function installCrds(kubeconfig: string, crdYaml: string[]): Promis
   // The first create within 2 s of a CRD becoming Established waits 2 s (apiextensions, for HA).
   await new Promise((r) => setTimeout(r, 2100));
 }
+
+/**
+ * Whether a test file can reach a real API server: the envtest binaries, and Istio's CRDs when the
+ * file needs them. Without them it is skipped with one line; under CI=true that is a failure.
+ */
+export function envtestGate(options: {
+  istio: boolean;
+}): { assets: string; istio: string | undefined } | undefined {
+  const assets = envtestAssets();
+  const istio = process.env.ISTIO_CRDS || undefined;
+  const missing = !assets
+    ? ENVTEST_SKIP_REASON
+    : options.istio && !istio
+      ? "skipping: set ISTIO_CRDS to Istio's crd-all.gen.yaml"
+      : undefined;
+  if (missing && process.env.CI) throw new Error(`CI=true, but ${missing}`);
+  if (missing) {
+    console.warn(missing);
+    return undefined;
+  }
+  return { assets: assets as string, istio };
+}
+
+/** An API server with Switchyard's CRDs (as `switchyard crds` prints them) and Istio's, when given. */
+export async function startEnvtestWithCrds(gate: {
+  assets: string;
+  istio: string | undefined;
+}): Promise<Envtest> {
+  const env = await startEnvtest(gate.assets);
+  const { customResourceDefinitions } = await import('../../src/resources/crds.js');
+  const { toYamlDocuments } = await import('../../src/cli/output.js');
+  await installCrds(env.adminKubeconfig, [
+    toYamlDocuments(customResourceDefinitions()),
+    ...(gate.istio ? [readFileSync(gate.istio, 'utf8')] : []),
+  ]);
+  return env;
+}
