@@ -79,45 +79,40 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   const metrics = controllerMetrics();
   const namespaces = opts.namespaces && opts.namespaces.length > 0 ? opts.namespaces : [undefined];
 
-  const queue = new WorkQueue(
-    async (key) => {
-      const [namespace, name] = key.split('/') as [string, string];
-      const end = metrics.duration.startTimer();
-      const result = await reconcileTrafficPolicy(kube, namespace, name);
-      end();
-      metrics.reconciles.inc({ result: 'success' });
-      for (const w of result?.writes ?? []) {
-        const [verb, kind] = w.split(' ') as [string, string];
-        metrics.writes.inc({ kind, verb });
-      }
-      if (result?.writes.length) logger.info({ policy: key, writes: result.writes }, 'reconciled');
-    },
-    (key, error, attempt) => {
-      metrics.reconciles.inc({ result: 'error' });
-      metrics.errors.inc({ code: String((error as { code?: number })?.code ?? 'other') });
-      logger.warn(
-        { policy: key, attempt, err: error instanceof Error ? error.message : String(error) },
-        'reconcile failed; retrying with backoff',
-      );
-    },
+  /** A queue whose failures are counted by API status and logged; successes are timed and counted. */
+  const queueFor = (
+    resource: 'policy' | 'preview',
+    reconcile: (namespace: string, name: string) => Promise<string[]>,
+  ) =>
+    new WorkQueue(
+      async (key) => {
+        const [namespace, name] = key.split('/') as [string, string];
+        const end = metrics.duration.startTimer();
+        const writes = await reconcile(namespace, name);
+        end();
+        metrics.reconciles.inc({ result: 'success' });
+        for (const w of writes) {
+          const [verb, kind] = w.split(' ') as [string, string];
+          metrics.writes.inc({ kind, verb });
+        }
+        if (writes.length > 0) logger.info({ [resource]: key, writes }, 'reconciled');
+      },
+      (key, error, attempt) => {
+        metrics.reconciles.inc({ result: 'error' });
+        metrics.errors.inc({ code: String((error as { code?: number })?.code ?? 'other') });
+        logger.warn(
+          { [resource]: key, attempt, err: error instanceof Error ? error.message : String(error) },
+          'reconcile failed; retrying with backoff',
+        );
+      },
+    );
+  const queue = queueFor(
+    'policy',
+    async (ns, name) => (await reconcileTrafficPolicy(kube, ns, name))?.writes ?? [],
   );
-
-  const previewQueue = new WorkQueue(
-    async (key) => {
-      const [namespace, name] = key.split('/') as [string, string];
-      const result = await reconcilePreview(kube, namespace, name);
-      metrics.reconciles.inc({ result: 'success' });
-      if (result)
-        logger.debug({ preview: key, phase: result.phase, reason: result.reason }, 'preview reconciled');
-    },
-    (key, error, attempt) => {
-      metrics.reconciles.inc({ result: 'error' });
-      metrics.errors.inc({ code: String((error as { code?: number })?.code ?? 'other') });
-      logger.warn(
-        { preview: key, attempt, err: error instanceof Error ? error.message : String(error) },
-        'preview reconcile failed; retrying with backoff',
-      );
-    },
+  const previewQueue = queueFor(
+    'preview',
+    async (ns, name) => (await reconcilePreview(kube, ns, name))?.writes ?? [],
   );
 
   const informers: ReturnType<typeof makeInformer<Obj>>[] = [];

@@ -6,21 +6,12 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EXAMPLES } from './support/cli.js';
+import { EXAMPLE_FILES, EXAMPLES } from './support/cli.js';
 import { CONFORMANCE_TABLE } from './support/conformance-table.js';
 import { gatewayConfig, startTestGateway, type TestGateway } from './support/gateway.js';
 import { send } from './support/http.js';
 import { startUpstream, type TestUpstream } from './support/upstreams.js';
 
-const FILES = [
-  'intercept',
-  'baggage-intercept',
-  'canary',
-  'sticky-canary',
-  'mirror',
-  'rate-limits',
-  'previews',
-];
 const KEYS = [
   'cart/v1',
   'cart/v2',
@@ -48,7 +39,7 @@ describe('conformance: the live gateway agrees with the table', () => {
   beforeAll(async () => {
     for (const key of KEYS) upstreams.push(await startUpstream(key));
     // The examples' own GatewayConfig is replaced by one pointing at these servers.
-    const yaml = FILES.map(
+    const yaml = EXAMPLE_FILES.map(
       (f) => readFileSync(join(EXAMPLES, `${f}.yaml`), 'utf8').split(/^---\n# The gateway/m)[0],
     ).join('\n---\n');
     gw = await startTestGateway(

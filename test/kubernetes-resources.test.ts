@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KubeConfig, type KubernetesObject, KubernetesObjectApi, loadAllYaml } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli, EXAMPLES } from './support/cli.js';
+import { cli, EXAMPLE_FILES, EXAMPLES } from './support/cli.js';
 import { type Envtest, envtestGate, startEnvtestWithCrds } from './support/envtest.js';
 import { istioCrdsPath } from './support/istio-schemas.js';
 
@@ -29,15 +29,9 @@ describe.skipIf(!gate)('resources on a real Kubernetes API server', () => {
   });
 
   it('stores every TrafficPolicy and Preview of the examples', async () => {
-    const docs = [
-      'intercept',
-      'baggage-intercept',
-      'canary',
-      'sticky-canary',
-      'mirror',
-      'rate-limits',
-      'previews',
-    ].flatMap((f) => loadAllYaml(readFileSync(join(EXAMPLES, `${f}.yaml`), 'utf8')) as KubernetesObject[]);
+    const docs = EXAMPLE_FILES.flatMap(
+      (f) => loadAllYaml(readFileSync(join(EXAMPLES, `${f}.yaml`), 'utf8')) as KubernetesObject[],
+    );
     const resources = docs.filter((d) => d.kind === 'TrafficPolicy' || d.kind === 'Preview');
     expect(resources).toHaveLength(11);
     for (const r of resources) {

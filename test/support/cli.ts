@@ -32,3 +32,14 @@ export function tempFiles(files: Record<string, string>): string {
 }
 
 export const EXAMPLES = join(import.meta.dirname, '..', '..', 'deploy', 'examples');
+
+/** The example files that hold resources (each also rendered and served in the tests). */
+export const EXAMPLE_FILES = [
+  'intercept',
+  'baggage-intercept',
+  'canary',
+  'sticky-canary',
+  'mirror',
+  'rate-limits',
+  'previews',
+];
