@@ -1,6 +1,15 @@
+/**
+ * The TrafficPolicy reconciler (mesh mode) against a real kube-apiserver with Istio's CRDs: it writes
+ * the Istio objects with owner references, reports conditions, changes only weights when the canary
+ * moves, reverts a foreign edit, never touches a foreign VirtualService (Conflict), routes a preview
+ * once it is Ready, and removes a subset only after no VirtualService names it; and the release
+ * engineer's `switchyard canary set/status` against it.
+ */
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientNodeKube, type Kube, kubeConfigFrom } from '../controllers/kube.js';
 import { reconcileTrafficPolicy } from '../controllers/traffic-policy.js';
+import { cli, tempFiles } from './support/cli.js';
 import { type Envtest, envtestGate, startEnvtestWithCrds } from './support/envtest.js';
 
 const gate = envtestGate({ istio: true });
@@ -189,5 +198,49 @@ describe.skipIf(!gate)('TrafficPolicy reconciler on a real API server', () => {
     );
     expect(await cond('Ready')).toMatchObject({ status: 'False', reason: 'Conflict' });
     expect((await vs('legacy'))?.metadata).toEqual(before?.metadata);
+  });
+
+  it('switchyard canary set/status: changes only the weight, shows target and weight in force, refuses bad input', async () => {
+    const kubeconfig = join(tempFiles({ 'kubeconfig.yaml': env.adminKubeconfig }), 'kubeconfig.yaml');
+    const k = ['-n', ns, '--kubeconfig', kubeconfig];
+    await kube.apply(
+      {
+        apiVersion: 'switchyard.dev/v1alpha1',
+        kind: 'TrafficPolicy',
+        metadata: { name: 'payments', namespace: ns },
+        spec: {
+          service: 'payments',
+          port: 80,
+          hosts: ['payments.example.com'],
+          stable: 'v1',
+          canary: { version: 'v2', weight: 10 },
+        },
+      } as never,
+      'gitops',
+      true,
+    );
+    await reconcileTrafficPolicy(kube, ns, 'payments');
+    expect((await cli('canary', 'set', 'payments', '140', ...k)).stderr).toMatch(
+      /weight: expected an integer from 0 to 100 \(got "140"\) \[SY_BAD_REQUEST\]/,
+    );
+    const missing = await cli('canary', 'set', 'nope', '10', ...k);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/no TrafficPolicy shop\/nope/);
+
+    const set = await cli('canary', 'set', 'payments', '50', ...k);
+    expect(set.code).toBe(0);
+    expect(set.stdout).toBe('shop/payments: canary v2 weight 10 -> 50\n');
+    const before = JSON.parse((await cli('canary', 'status', 'payments', ...k, '-o', 'json')).stdout);
+    expect(before).toMatchObject({ targetWeight: 50, observedWeight: 10, canary: 'v2', stable: 'v1' });
+    await reconcileTrafficPolicy(kube, ns, 'payments');
+    const after = JSON.parse((await cli('canary', 'status', 'payments', ...k, '-o', 'json')).stdout);
+    expect(after).toMatchObject({ targetWeight: 50, observedWeight: 50 });
+    expect(after.ready).toMatch(/^True \(Reconciled\)/);
+    const live = await get('switchyard.dev/v1alpha1', 'TrafficPolicy', 'payments');
+    expect(live?.spec).toMatchObject({
+      service: 'payments',
+      hosts: ['payments.example.com'],
+      canary: { version: 'v2', weight: 50 },
+    });
   });
 });

@@ -5,6 +5,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { formatProblem, problem } from '../core/errors.js';
+import { canarySetCommand, canaryStatusCommand } from './canary.js';
 import { controllerCommand } from './controller.js';
 import { crdsCommand } from './crds.js';
 import { demoCommand } from './demo.js';
@@ -133,6 +134,31 @@ export function buildProgram(io: CliIO, setExit: (code: number) => void): Comman
     .option('-p, --port <port>', 'HTTP port: /healthz /readyz /metrics', '8081')
     .option('--log-level <level>', 'pino log level', process.env.SWITCHYARD_LOG_LEVEL ?? 'info')
     .action(async (opts) => setExit(await controllerCommand(opts, io)));
+
+  const canary = program
+    .command('canary')
+    .description("shift a policy's canary traffic (uses the kubeconfig)");
+  const kubeOptions = (c: Command) =>
+    c
+      .option('-n, --namespace <ns>', 'namespace of the TrafficPolicy', 'default')
+      .option('--kubeconfig <path>', 'kubeconfig file (default: $KUBECONFIG or ~/.kube/config)');
+  kubeOptions(
+    canary
+      .command('set')
+      .description('set the canary weight (0-100)')
+      .argument('<policy>')
+      .argument('<weight>'),
+  )
+    .addOption(outputOption(['text', 'json', 'yaml'], 'text'))
+    .action(async (policy, weight, opts) => setExit(await canarySetCommand(policy, weight, opts, io)));
+  kubeOptions(
+    canary
+      .command('status')
+      .description('target and in-force canary weight, and the Ready condition')
+      .argument('<policy>'),
+  )
+    .addOption(outputOption(['text', 'json', 'yaml'], 'text'))
+    .action(async (policy, opts) => setExit(await canaryStatusCommand(policy, opts, io)));
 
   program
     .command('crds')
