@@ -12,7 +12,6 @@ export const REASON = {
   Valid: 'Valid',
   PreviewNotReady: 'PreviewNotReady',
   AmbientUnsupported: 'AmbientUnsupported',
-  WriteFailed: 'WriteFailed',
   PolicyNotFound: 'PolicyNotFound',
   NoImage: 'NoImage',
   StableNotFound: 'StableNotFound',

@@ -13,8 +13,7 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { compile } from '../src/compiler/compile.js';
 import { formatProblem, type Problem } from '../src/core/errors.js';
-import type { KubeObject } from '../src/istio/objects.js';
-import { MANAGED_BY, POLICY_LABEL } from '../src/istio/objects.js';
+import { type KubeObject, MANAGED_BY, POLICY_LABEL } from '../src/istio/objects.js';
 import { renderIstio } from '../src/istio/render.js';
 import { API_VERSION, GROUP, type Preview, type TrafficPolicy, VERSION } from '../src/resources/schema.js';
 import { readResources } from '../src/resources/validate.js';

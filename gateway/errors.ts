@@ -2,6 +2,8 @@
  * Data-plane errors, each with a stable code (src/core/errors.ts) and the HTTP status it maps to,
  * in one place (as undici's UND_ERR_* classes). The response body says what happened and to whom.
  */
+
+import { UPSTREAM_HEADER } from '../src/compiler/plan.js';
 import { ERROR_CODES, type ErrorCode } from '../src/core/errors.js';
 
 export class GatewayError extends Error {
@@ -44,7 +46,7 @@ function errorCode(e: unknown): string {
 /** Maps a failure to reach an upstream onto 503 (unreachable), 504 (slow) or 502 (broke). */
 export function upstreamError(e: unknown, upstream: string, url: URL, timedOut: boolean): GatewayError {
   const code = errorCode(e);
-  const headers = { 'x-switchyard-upstream': upstream };
+  const headers = { [UPSTREAM_HEADER]: upstream };
   if (timedOut || TIMEOUT_CODES.has(code)) {
     return new GatewayError(
       'SY_GW_UPSTREAM_TIMEOUT',

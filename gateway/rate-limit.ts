@@ -12,6 +12,7 @@ import {
   RateLimiterRedis,
   RateLimiterRes,
 } from 'rate-limiter-flexible';
+import { limitAppliesTo } from '../src/compiler/evaluate.js';
 import type { DestinationRole, PolicyPlan, RateLimitPlan } from '../src/compiler/plan.js';
 
 export interface Clock {
@@ -36,15 +37,6 @@ export interface RateLimiterOptions {
   clock?: Clock;
   keyPrefix?: string;
   counters?: RateLimitCounters;
-}
-
-export function appliesTo(limit: RateLimitPlan, role: DestinationRole): boolean {
-  return (
-    limit.appliesTo === 'all' ||
-    (limit.appliesTo === 'stable' && role === 'stable') ||
-    (limit.appliesTo === 'canary' && role === 'canary') ||
-    (limit.appliesTo === 'previews' && role === 'preview')
-  );
 }
 
 export interface RequestKeys {
@@ -100,7 +92,7 @@ export class RateLimiter {
 
   /** Counts the request against every limit that applies to its destination. */
   async check(policy: PolicyPlan, role: DestinationRole, req: RequestKeys): Promise<LimitVerdict[]> {
-    const limits = policy.rateLimits.filter((l) => appliesTo(l, role));
+    const limits = policy.rateLimits.filter((l) => limitAppliesTo(l, role));
     if (limits.length === 0) return [];
     const now = this.clock.now();
     return Promise.all(

@@ -4,7 +4,12 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { matchRoute, pickDestination, type RequestView } from '../src/compiler/evaluate.js';
-import type { PolicyPlan, Route, WeightedDestination } from '../src/compiler/plan.js';
+import {
+  type PolicyPlan,
+  type Route,
+  UPSTREAM_HEADER,
+  type WeightedDestination,
+} from '../src/compiler/plan.js';
 import { GatewayError } from './errors.js';
 import type { Snapshot } from './snapshot.js';
 
@@ -50,7 +55,7 @@ export function decide(snapshot: Snapshot, req: RequestView, random: () => numbe
   const url = snapshot.upstreams.get(destination.upstream);
   if (!url) {
     return new GatewayError('SY_GW_NO_UPSTREAM', 503, `no URL for upstream ${destination.upstream}`, {
-      'x-switchyard-upstream': destination.upstream,
+      [UPSTREAM_HEADER]: destination.upstream,
     });
   }
   return { policy, route, destination, url };

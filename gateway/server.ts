@@ -8,6 +8,7 @@ import { type Duplex, PassThrough, type Readable } from 'node:stream';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { UPSTREAM_HEADER } from '../src/compiler/plan.js';
 import { ERROR_CODES } from '../src/core/errors.js';
 import { GatewayError } from './errors.js';
 import { type GatewayMetrics, gatewayMetrics } from './metrics.js';
@@ -100,10 +101,9 @@ export function createGateway(options: GatewayOptions): Gateway {
   );
   /** The request as the router sees it, with verified token claims when the plan asks for any. */
   const viewOf = async (req: IncomingMessage, snapshot: Snapshot) => {
-    const method = req.method ?? 'GET';
-    if (namesOf(snapshot).size === 0) return requestView(method, req.headers);
-    const plain = requestView(method, req.headers);
-    return requestView(method, req.headers, await tokens.claims(plain.header));
+    const view = requestView(req.method ?? 'GET', req.headers);
+    if (namesOf(snapshot).size === 0) return view;
+    return requestView(view.method, req.headers, await tokens.claims(view.header));
   };
 
   const traffic = Fastify({
@@ -162,7 +162,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     const verdicts = await limiter.check(policy, destination.role, { clientIp, header: view.header });
     const limitHeaders = rateLimitHeaders(verdicts);
     const responseHeaders: Record<string, string | string[]> = {
-      'x-switchyard-upstream': destination.upstream,
+      [UPSTREAM_HEADER]: destination.upstream,
       ...limitHeaders,
     };
     const refused = verdicts.filter((v) => !v.allowed).map((v) => v.limit.name);
@@ -186,7 +186,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       metrics.requests.inc({
         policy: '',
         route: '',
-        upstream: admitted.headers['x-switchyard-upstream'] ?? '',
+        upstream: admitted.headers[UPSTREAM_HEADER] ?? '',
         status,
       });
       return;

@@ -5,6 +5,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { UPSTREAM_HEADER } from '../src/compiler/plan.js';
 import type { GatewayError } from './errors.js';
 import { upstreamError } from './errors.js';
 import type { UpstreamPools } from './proxy.js';
@@ -47,7 +48,7 @@ export async function proxyUpgrade(
     for (const [k, v] of Object.entries(up.headers)) {
       for (const value of Array.isArray(v) ? v : [v]) if (value !== undefined) lines.push(`${k}: ${value}`);
     }
-    lines.push(`x-switchyard-upstream: ${input.upstream}`);
+    lines.push(`${UPSTREAM_HEADER}: ${input.upstream}`);
     socket.write(`${lines.join('\r\n')}\r\n\r\n`);
     if (head.length > 0) up.socket.write(head);
     up.socket.pipe(socket);

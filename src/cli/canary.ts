@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { stringify } from 'yaml';
 import { clientNodeKube, type Kube, kubeConfigFrom } from '../../controllers/kube.js';
+import { UPSTREAM_HEADER } from '../compiler/plan.js';
 import { formatProblem, problem } from '../core/errors.js';
 import { API_VERSION, type TrafficPolicy } from '../resources/schema.js';
 import { type CliIO, EXIT_INVALID, EXIT_OK } from './io.js';
@@ -39,7 +40,7 @@ async function readPolicy(kube: Kube, namespace: string, name: string): Promise<
 export async function canarySetCommand(
   name: string,
   weightText: string,
-  opts: KubeCliOptions,
+  opts: Omit<KubeCliOptions, 'output'>,
   io: CliIO,
   kube = kubeFromCli(opts),
 ): Promise<number> {
@@ -110,8 +111,7 @@ export async function canaryStatusCommand(
     ? `${policy.spec.service}/${policy.spec.canary.version}`
     : undefined;
   const observed = split
-    ? (split.route.find((d) => d.headers?.response?.set?.['x-switchyard-upstream'] === canaryUpstream)
-        ?.weight ?? 0)
+    ? (split.route.find((d) => d.headers?.response?.set?.[UPSTREAM_HEADER] === canaryUpstream)?.weight ?? 0)
     : null;
   const ready = policy.status?.conditions?.find((c) => c.type === 'Ready');
   const status: CanaryStatus = {
@@ -125,15 +125,16 @@ export async function canaryStatusCommand(
   if (opts.output === 'json') io.stdout(`${JSON.stringify(status, null, 2)}\n`);
   else if (opts.output === 'yaml') io.stdout(stringify(status));
   else {
-    io.stdout(
-      [
-        `policy:    ${status.policy}`,
-        `stable:    ${status.stable}`,
-        `canary:    ${status.canary ?? '(none)'}`,
-        `weight:    target ${status.targetWeight}%, in force ${status.observedWeight === null ? 'unknown (no VirtualService yet)' : `${status.observedWeight}%`}`,
-        `ready:     ${status.ready}`,
-      ].join('\n') + '\n',
-    );
+    const inForce =
+      status.observedWeight === null ? 'unknown (no VirtualService yet)' : `${status.observedWeight}%`;
+    const lines = [
+      `policy:    ${status.policy}`,
+      `stable:    ${status.stable}`,
+      `canary:    ${status.canary ?? '(none)'}`,
+      `weight:    target ${status.targetWeight}%, in force ${inForce}`,
+      `ready:     ${status.ready}`,
+    ];
+    io.stdout(`${lines.join('\n')}\n`);
   }
   return EXIT_OK;
 }

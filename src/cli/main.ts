@@ -148,9 +148,7 @@ export function buildProgram(io: CliIO, setExit: (code: number) => void): Comman
       .description('set the canary weight (0-100)')
       .argument('<policy>')
       .argument('<weight>'),
-  )
-    .addOption(outputOption(['text', 'json', 'yaml'], 'text'))
-    .action(async (policy, weight, opts) => setExit(await canarySetCommand(policy, weight, opts, io)));
+  ).action(async (policy, weight, opts) => setExit(await canarySetCommand(policy, weight, opts, io)));
   kubeOptions(
     canary
       .command('status')

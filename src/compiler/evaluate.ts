@@ -4,7 +4,16 @@
  * use this, so there is one reading of the plan outside Envoy.
  */
 import { fullMatcher } from '../core/regex.js';
-import type { PolicyPlan, RequestMatch, Route, RoutePlan, StringMatch, WeightedDestination } from './plan.js';
+import type {
+  DestinationRole,
+  PolicyPlan,
+  RateLimitPlan,
+  RequestMatch,
+  Route,
+  RoutePlan,
+  StringMatch,
+  WeightedDestination,
+} from './plan.js';
 
 export interface RequestView {
   /** The raw Host / :authority value, port included. */
@@ -80,4 +89,14 @@ export function indexPlan(plan: RoutePlan): PlanIndex {
       );
     },
   };
+}
+
+/** Whether a rate limit counts requests that go to a destination of this role (`appliesTo`). */
+export function limitAppliesTo(limit: RateLimitPlan, role: DestinationRole): boolean {
+  return (
+    limit.appliesTo === 'all' ||
+    (limit.appliesTo === 'stable' && role === 'stable') ||
+    (limit.appliesTo === 'canary' && role === 'canary') ||
+    (limit.appliesTo === 'previews' && role === 'preview')
+  );
 }

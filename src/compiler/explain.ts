@@ -1,5 +1,5 @@
 /** Which rule a request hits and where it goes, read from the RoutePlan (`switchyard explain`). */
-import { indexPlan, matchRoute, type RequestView } from './evaluate.js';
+import { indexPlan, limitAppliesTo, matchRoute, type RequestView } from './evaluate.js';
 import type { RateLimitPlan, RoutePlan } from './plan.js';
 
 export interface Explanation {
@@ -32,12 +32,9 @@ export function explainRequest(plan: RoutePlan, req: RequestView): Explanation {
     routes: policy.routes.length,
   };
   if (!route) return { ...base, destinations: [], rateLimits: [] };
-  const roles = new Set(route.destinations.filter((d) => d.weight > 0).map((d) => d.role));
-  const applies = (rl: RateLimitPlan) =>
-    rl.appliesTo === 'all' ||
-    (rl.appliesTo === 'stable' && roles.has('stable')) ||
-    (rl.appliesTo === 'canary' && roles.has('canary')) ||
-    (rl.appliesTo === 'previews' && roles.has('preview'));
+  // A weighted route may go to either side: list every limit that can count the request.
+  const roles = [...new Set(route.destinations.filter((d) => d.weight > 0).map((d) => d.role))];
+  const applies = (rl: RateLimitPlan) => roles.some((role) => limitAppliesTo(rl, role));
   const out: Explanation = {
     ...base,
     route: route.name,

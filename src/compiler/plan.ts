@@ -6,6 +6,9 @@
  */
 import type { AppliesTo } from '../resources/schema.js';
 
+/** The response header that names the destination that answered, in both backends. */
+export const UPSTREAM_HEADER = 'x-switchyard-upstream';
+
 export type StringMatch = { exact: string } | { prefix: string } | { regex: string };
 
 /** Every condition must hold (AND). */

@@ -5,7 +5,7 @@ export const NETWORKING_V1 = 'networking.istio.io/v1';
 export const NETWORKING_V1ALPHA3 = 'networking.istio.io/v1alpha3';
 export const MANAGED_BY = 'app.kubernetes.io/managed-by';
 export const POLICY_LABEL = 'switchyard.dev/policy';
-export const UPSTREAM_HEADER = 'x-switchyard-upstream';
+export { UPSTREAM_HEADER } from '../compiler/plan.js';
 
 export interface KubeObject {
   apiVersion: string;
