@@ -17,6 +17,7 @@ export const REASON = {
   StableNotFound: 'StableNotFound',
   DeploymentNotAvailable: 'DeploymentNotAvailable',
   DeploymentAvailable: 'DeploymentAvailable',
+  Expired: 'Expired',
 } as const;
 
 export type Reason = (typeof REASON)[keyof typeof REASON];

@@ -29,6 +29,9 @@ export interface Kube {
   /** Server-side apply with one field manager; `force` takes over fields another manager set. */
   apply<T extends KubernetesObject>(obj: KubernetesObject, fieldManager: string, force: boolean): Promise<T>;
   delete(ref: ObjectRef): Promise<void>;
+  create<T extends KubernetesObject>(obj: KubernetesObject): Promise<T>;
+  /** Update with the resourceVersion the object carries (409 when someone wrote in between). */
+  replace<T extends KubernetesObject>(obj: KubernetesObject): Promise<T>;
   /** Replaces the status subresource of a custom object (optimistic: 409 on a stale resourceVersion). */
   replaceStatus(group: string, version: string, plural: string, obj: KubernetesObject): Promise<void>;
 }
@@ -96,6 +99,12 @@ export function clientNodeKube(kubeconfig: KubeConfig): Kube {
           'application/apply-patch+yaml' as never,
         ),
       )) as never;
+    },
+    async create(obj) {
+      return (await retryThrottled(() => objects.create(obj))) as never;
+    },
+    async replace(obj) {
+      return (await objects.replace(obj)) as never;
     },
     async delete(ref) {
       try {

@@ -1,22 +1,25 @@
 /**
  * The controller process: informers (list + watch, re-list on 410 Gone, restart with backoff on
- * other errors) for TrafficPolicies, Previews and VirtualServices; their handlers only enqueue a
- * key (sample-controller); one work queue reconciles policies and one previews, one at a time per
- * key, and a resync re-queues everything. Leader election and gateway mode are the next steps (issue 7).
+ * other errors) for TrafficPolicies, Previews and the objects they own; their handlers only enqueue
+ * a key (sample-controller); one work queue reconciles policies and one previews, one at a time per
+ * key, and a resync re-queues everything. With leader election on (the default in a cluster), the
+ * informers of every replica stay warm but only the leader's queues run: a standby writes nothing.
  */
 import {
-  CustomObjectsApi,
   type KubeConfig,
   type KubernetesObject,
+  KubernetesObjectApi,
   makeInformer,
 } from '@kubernetes/client-node';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Logger } from '../src/core/logger.js';
 import { MANAGED_BY, POLICY_LABEL } from '../src/istio/objects.js';
+import { kubeEventRecorder } from './events.js';
 import { clientNodeKube } from './kube.js';
+import { electLeader, type LeaderElectionOptions } from './leader.js';
 import { PREVIEW_LABEL, reconcilePreview } from './preview.js';
-import { reconcileTrafficPolicy } from './traffic-policy.js';
+import { type ControllerMode, reconcileTrafficPolicy, VERSION_OF_LABEL } from './traffic-policy.js';
 import { WorkQueue } from './work-queue.js';
 
 export interface ControllerOptions {
@@ -27,11 +30,17 @@ export interface ControllerOptions {
   port?: number;
   host?: string;
   resyncMs?: number;
+  mode?: ControllerMode;
+  /** Campaign for this Lease before writing anything; omitted: lead at once (one replica). */
+  leaderElection?: LeaderElectionOptions;
+  /** Called when the Lease is lost (the CLI exits, as client-go's controllers do). */
+  onLeadershipLost?: () => void;
 }
 
 export interface RunningController {
   url: string;
   http: FastifyInstance;
+  isLeader(): boolean;
   stop(): Promise<void>;
 }
 
@@ -64,6 +73,17 @@ function controllerMetrics() {
       labelNames: ['kind', 'verb'] as const,
       registers: [registry],
     }),
+    reverted: new Counter({
+      name: 'switchyard_controller_foreign_edits_reverted_total',
+      help: 'Owned objects found edited by someone else and reverted, by kind',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+    }),
+    leader: new Gauge({
+      name: 'switchyard_controller_leader',
+      help: '1 while this replica holds the leader Lease',
+      registers: [registry],
+    }),
     queue: new Gauge({
       name: 'switchyard_controller_queue_depth',
       help: 'Keys waiting or being reconciled',
@@ -75,27 +95,34 @@ function controllerMetrics() {
 export async function startController(opts: ControllerOptions): Promise<RunningController> {
   const { kubeconfig, logger } = opts;
   const kube = clientNodeKube(kubeconfig);
-  const custom = kubeconfig.makeApiClient(CustomObjectsApi);
   const metrics = controllerMetrics();
   const namespaces = opts.namespaces && opts.namespaces.length > 0 ? opts.namespaces : [undefined];
+  const mode = opts.mode ?? 'istio';
+  const events = kubeEventRecorder(kube, logger);
 
   /** A queue whose failures are counted by API status and logged; successes are timed and counted. */
   const queueFor = (
     resource: 'policy' | 'preview',
-    reconcile: (namespace: string, name: string) => Promise<string[]>,
+    reconcile: (
+      namespace: string,
+      name: string,
+    ) => Promise<{ writes: string[]; reverted?: string[]; requeueAfterMs?: number } | undefined>,
   ) =>
     new WorkQueue(
       async (key) => {
         const [namespace, name] = key.split('/') as [string, string];
         const end = metrics.duration.startTimer();
-        const writes = await reconcile(namespace, name);
+        const result = await reconcile(namespace, name);
         end();
         metrics.reconciles.inc({ result: 'success' });
+        const writes = result?.writes ?? [];
         for (const w of writes) {
           const [verb, kind] = w.split(' ') as [string, string];
           metrics.writes.inc({ kind, verb });
         }
+        for (const r of result?.reverted ?? []) metrics.reverted.inc({ kind: r.split(' ')[0] as string });
         if (writes.length > 0) logger.info({ [resource]: key, writes }, 'reconciled');
+        return result?.requeueAfterMs;
       },
       (key, error, attempt) => {
         metrics.reconciles.inc({ result: 'error' });
@@ -106,41 +133,37 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
         );
       },
     );
-  const queue = queueFor(
-    'policy',
-    async (ns, name) => (await reconcileTrafficPolicy(kube, ns, name))?.writes ?? [],
-  );
-  const previewQueue = queueFor(
-    'preview',
-    async (ns, name) => (await reconcilePreview(kube, ns, name))?.writes ?? [],
+  const reconcilePolicy = (ns: string, name: string) =>
+    reconcileTrafficPolicy(kube, ns, name, { mode, events });
+  const queue = queueFor('policy', reconcilePolicy);
+  const previewQueue = queueFor('preview', (ns, name) =>
+    reconcilePreview(kube, ns, name, { events, rewriteRoutes: reconcilePolicy }),
   );
 
   const informers: ReturnType<typeof makeInformer<Obj>>[] = [];
   let stopped = false;
+  const objects = KubernetesObjectApi.makeApiClient(kubeconfig);
   const watch = (
-    group: string,
-    version: string,
+    apiVersion: string,
+    kind: string,
     plural: string,
     onObject: (o: Obj) => void,
     labelSelector?: string,
   ) => {
     for (const ns of namespaces) {
-      const path = `/apis/${group}/${version}${ns ? `/namespaces/${ns}` : ''}/${plural}`;
+      const base = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
+      const path = `${base}${ns ? `/namespaces/${ns}` : ''}/${plural}`;
       const list = () =>
-        (ns
-          ? custom.listNamespacedCustomObject({
-              group,
-              version,
-              namespace: ns,
-              plural,
-              ...(labelSelector ? { labelSelector } : {}),
-            })
-          : custom.listClusterCustomObject({
-              group,
-              version,
-              plural,
-              ...(labelSelector ? { labelSelector } : {}),
-            })) as never;
+        objects.list(
+          apiVersion,
+          kind,
+          ns,
+          undefined,
+          undefined,
+          undefined,
+          undefined,
+          labelSelector,
+        ) as never;
       const informer = makeInformer<Obj>(kubeconfig, path, list, labelSelector);
       for (const verb of ['add', 'update', 'delete'] as const) informer.on(verb, onObject);
       informer.on('error', (err) => {
@@ -156,15 +179,15 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   const policies = () => informers[0]?.list() ?? [];
   const keyOf = (o: KubernetesObject, name = o.metadata?.name) => `${o.metadata?.namespace}/${name}`;
 
-  watch('switchyard.dev', 'v1alpha1', 'trafficpolicies', (o) => queue.add(keyOf(o)));
-  watch('switchyard.dev', 'v1alpha1', 'previews', (o) => {
+  watch('switchyard.dev/v1alpha1', 'TrafficPolicy', 'trafficpolicies', (o) => queue.add(keyOf(o)));
+  watch('switchyard.dev/v1alpha1', 'Preview', 'previews', (o) => {
     previewQueue.add(keyOf(o));
     if (o.spec?.policy) queue.add(keyOf(o, o.spec.policy));
   });
   // Preview Deployments report readiness; a change re-evaluates their Preview.
   watch(
-    'apps',
-    'v1',
+    'apps/v1',
+    'Deployment',
     'deployments',
     (o) => {
       const preview = o.metadata?.labels?.[PREVIEW_LABEL];
@@ -172,15 +195,23 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     },
     PREVIEW_LABEL,
   );
-  watch('networking.istio.io', 'v1', 'virtualservices', (o) => {
+  // Owned objects: a change by someone else re-queues their policy, which reverts it.
+  const ownerPolicy = (o: Obj) => {
     const owner =
       o.metadata?.labels?.[MANAGED_BY] === 'switchyard' ? o.metadata.labels[POLICY_LABEL] : undefined;
     if (owner) queue.add(keyOf(o, owner));
-    // A foreign VirtualService may start or stop a Conflict: look at every policy of its namespace.
-    else
+  };
+  if (mode === 'gateway') watch('v1', 'Service', 'services', ownerPolicy, VERSION_OF_LABEL);
+  else {
+    watch('networking.istio.io/v1', 'DestinationRule', 'destinationrules', ownerPolicy, MANAGED_BY);
+    watch('networking.istio.io/v1alpha3', 'EnvoyFilter', 'envoyfilters', ownerPolicy, MANAGED_BY);
+    watch('networking.istio.io/v1', 'VirtualService', 'virtualservices', (o) => {
+      if (o.metadata?.labels?.[MANAGED_BY] === 'switchyard') return ownerPolicy(o);
+      // A foreign VirtualService may start or stop a Conflict: look at every policy of its namespace.
       for (const p of informers.slice(0, namespaces.length).flatMap((i) => i.list(o.metadata?.namespace)))
         queue.add(keyOf(p));
-  });
+    });
+  }
 
   let ready = false;
   const http = Fastify({
@@ -197,11 +228,27 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   });
   const url = await http.listen({ port: opts.port ?? 8081, host: opts.host ?? '0.0.0.0' });
 
-  const running = Promise.all([queue.run(), previewQueue.run()]);
   await Promise.all(informers.map((i) => i.start()));
   ready = true;
+  // Keys queued while standing by are handled once this replica leads.
+  const elector = opts.leaderElection
+    ? electLeader(kube, opts.leaderElection, logger, () => {
+        metrics.leader.set(0);
+        queue.stop();
+        previewQueue.stop();
+        opts.onLeadershipLost?.();
+      })
+    : undefined;
+  let running: Promise<unknown> | undefined;
+  const lead = () => {
+    if (stopped) return;
+    metrics.leader.set(1);
+    running = Promise.all([queue.run(), previewQueue.run()]);
+  };
+  if (elector) void elector.acquired.then(lead);
+  else lead();
   logger.info(
-    { url, namespaces: opts.namespaces ?? 'all', policies: policies().length },
+    { url, mode, namespaces: opts.namespaces ?? 'all', policies: policies().length },
     'controller started',
   );
   const resync = setInterval(() => {
@@ -213,6 +260,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   return {
     url,
     http,
+    isLeader: () => (elector ? elector.isLeader() : true),
     async stop() {
       stopped = true;
       clearInterval(resync);
@@ -220,6 +268,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       queue.stop();
       previewQueue.stop();
       await running;
+      await elector?.stop();
       await http.close();
     },
   };

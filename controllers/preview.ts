@@ -6,9 +6,17 @@
  * Pods keep the Service's labels (so telemetry and `workloadLabels` still match) and get the
  * version label `pr-<N>-<sha7>` and `switchyard.dev/role: preview`; traffic reaches them only
  * through routes, which always name a subset or the preview's own Service.
+ *
+ * Lifecycle: a finalizer (`switchyard.dev/preview-cleanup`) makes deletion ordered: the policy's
+ * routes are rewritten without the preview first, then its Deployment and Service are deleted,
+ * then the finalizer is dropped (garbage collection alone could remove pods that routes still
+ * name). A preview expires `ttl` after its spec last changed (status.updatedAt; the Preview's
+ * spec.ttl, else the policy's previews.ttl, else 72h) and is deleted. Of the previews of one
+ * pull request, only the newest `maxPerPullRequest` (default 2) stay; older ones are deleted.
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { latestRef, pinnedRef, previewHost } from '../src/compiler/names.js';
+import { parseDurationMs } from '../src/core/duration.js';
 import { PREVIEW_ROLE_LABEL } from '../src/istio/envoy-filter.js';
 import {
   API_VERSION,
@@ -18,11 +26,15 @@ import {
   type TrafficPolicy,
   VERSION,
 } from '../src/resources/schema.js';
-import { type ConditionValue, mergeConditions, type Reason } from './conditions.js';
+import { applyOwned, FIELD_MANAGER } from './apply.js';
+import { type ConditionValue, mergeConditions, REASON, type Reason } from './conditions.js';
+import { type EventRecorder, NO_EVENTS } from './events.js';
 import type { Kube } from './kube.js';
-import { FIELD_MANAGER } from './traffic-policy.js';
 
 export const PREVIEW_LABEL = 'switchyard.dev/preview';
+export const PREVIEW_FINALIZER = 'switchyard.dev/preview-cleanup';
+/** setTimeout's limit: a requeue further out is re-armed by the resync. */
+const MAX_REQUEUE_MS = 2 ** 31 - 1;
 
 type Deployment = KubernetesObject & {
   spec: {
@@ -45,12 +57,21 @@ type Service = KubernetesObject & {
 };
 type LivePreview = Preview & KubernetesObject;
 
-export type PreviewPhase = 'Pending' | 'Deploying' | 'Ready' | 'Failed';
+export type PreviewPhase = 'Pending' | 'Deploying' | 'Ready' | 'Failed' | 'Expired';
 
 export interface PreviewResult {
-  phase: PreviewPhase;
-  reason: Reason;
+  phase?: PreviewPhase;
+  reason?: Reason;
   writes: string[];
+  /** Look again after this long (the TTL's end). */
+  requeueAfterMs?: number;
+}
+
+export interface PreviewReconcileOptions {
+  now?: () => Date;
+  events?: EventRecorder;
+  /** Rewrites the routes of a policy; called before a preview's workload is removed. */
+  rewriteRoutes?: (namespace: string, policy: string) => Promise<unknown>;
 }
 
 function selectorString(labels: Record<string, string>): string {
@@ -72,19 +93,46 @@ export async function reconcilePreview(
   kube: Kube,
   namespace: string,
   name: string,
-  now: () => Date = () => new Date(),
+  options: PreviewReconcileOptions = {},
 ): Promise<PreviewResult | undefined> {
+  const now = options.now ?? (() => new Date());
+  const events = options.events ?? NO_EVENTS;
   const preview = await kube.get<LivePreview>({ apiVersion: API_VERSION, kind: 'Preview', namespace, name });
-  if (!preview) return undefined; // gone: owner references remove its Deployment and Service
+  if (!preview) return undefined;
   const writes: string[] = [];
+  if (preview.metadata?.deletionTimestamp) {
+    await removePreview(kube, preview, options, writes);
+    return { writes };
+  }
+  if (!preview.metadata?.finalizers?.includes(PREVIEW_FINALIZER)) {
+    await kube.apply(
+      {
+        apiVersion: API_VERSION,
+        kind: 'Preview',
+        metadata: { name, namespace, finalizers: [PREVIEW_FINALIZER] },
+      },
+      FIELD_MANAGER,
+      true,
+    );
+    writes.push(`add finalizer Preview ${namespace}/${name}`);
+  }
+  let requeueAfterMs: number | undefined;
+  const previousPhase = (preview.status as { phase?: PreviewPhase } | undefined)?.phase;
   const finish = async (
     phase: PreviewPhase,
     reason: Reason,
     message: string,
     extra: Record<string, string> = {},
-  ) => {
-    await writePreviewStatus(kube, preview, phase, reason, message, extra, now());
-    return { phase, reason, writes };
+  ): Promise<PreviewResult> => {
+    await writePreviewStatus(kube, preview, phase, reason, message, { ...lifetime, ...extra }, now());
+    if (phase !== previousPhase)
+      await events.record(
+        preview,
+        phase === 'Failed' || phase === 'Expired' ? 'Warning' : 'Normal',
+        reason,
+        `${phase}: ${message}`,
+      );
+    return { phase, reason, writes, ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };
   };
 
   const policy = await kube.get<TrafficPolicy & KubernetesObject>({
@@ -93,6 +141,53 @@ export async function reconcilePreview(
     namespace,
     name: preview.spec.policy,
   });
+
+  // The TTL counts from the last spec change: a new generation restarts it.
+  const status = preview.status as { observedGeneration?: number; updatedAt?: string } | undefined;
+  const updatedAt =
+    status?.updatedAt && status.observedGeneration === preview.metadata?.generation
+      ? status.updatedAt
+      : now().toISOString();
+  const ttl = preview.spec.ttl ?? policy?.spec.previews?.ttl ?? DEFAULTS.previewTtl;
+  const expiresAt = new Date(Date.parse(updatedAt) + parseDurationMs(ttl)).toISOString();
+  const lifetime = { updatedAt, expiresAt };
+  const left = Date.parse(expiresAt) - now().getTime();
+  if (left <= 0) {
+    await finish('Expired', REASON.Expired, `no change for ${ttl} (the TTL): the preview is removed`);
+    await kube.delete({ apiVersion: API_VERSION, kind: 'Preview', namespace, name });
+    writes.push(`delete Preview ${namespace}/${name} (expired)`);
+    return { phase: 'Expired', reason: REASON.Expired, writes };
+  }
+  requeueAfterMs = Math.min(left, MAX_REQUEUE_MS);
+
+  // Only the newest maxPerPullRequest previews of a pull request stay.
+  const max = policy?.spec.previews?.maxPerPullRequest ?? DEFAULTS.maxPerPullRequest;
+  const siblings = (await kube.list<LivePreview>(API_VERSION, 'Preview', namespace))
+    .filter(
+      (p) =>
+        !p.metadata?.deletionTimestamp &&
+        p.spec.policy === preview.spec.policy &&
+        p.spec.repository === preview.spec.repository &&
+        p.spec.pullRequest === preview.spec.pullRequest,
+    )
+    .sort(newestFirst);
+  const superseded = siblings.slice(max);
+  for (const old of superseded) {
+    await kube.delete({
+      apiVersion: API_VERSION,
+      kind: 'Preview',
+      namespace,
+      name: old.metadata?.name as string,
+    });
+    writes.push(`delete Preview ${namespace}/${old.metadata?.name} (superseded)`);
+    await events.record(
+      old,
+      'Normal',
+      'Superseded',
+      `pull request #${old.spec.pullRequest} has ${siblings.length} previews; only the newest ${max} (maxPerPullRequest) stay`,
+    );
+  }
+  if (superseded.some((p) => p.metadata?.name === name)) return { writes };
   if (!policy)
     return finish(
       'Failed',
@@ -193,10 +288,17 @@ export async function reconcilePreview(
     metadata: { name, namespace, labels, ownerReferences: [owner] },
     spec: { selector: { [PREVIEW_LABEL]: name }, ports: (service.spec.ports ?? []).map((p) => ({ ...p })) },
   };
-  await kube.apply(deployment as never, FIELD_MANAGER, true);
-  writes.push(`apply Deployment ${namespace}/${name}`);
-  await kube.apply(previewService as never, FIELD_MANAGER, true);
-  writes.push(`apply Service ${namespace}/${name}`);
+  for (const o of [deployment, previewService]) {
+    const outcome = await applyOwned(kube, o as KubernetesObject, { exact: false });
+    if (outcome !== 'unchanged') writes.push(`apply ${o.kind} ${namespace}/${name}`);
+    if (outcome === 'reverted')
+      await events.record(
+        preview,
+        'Warning',
+        'ForeignEditReverted',
+        `${o.kind} ${namespace}/${name} was edited outside Switchyard; the edit was reverted. Change the Preview instead`,
+      );
+  }
 
   const live = await kube.get<Deployment>({ apiVersion: 'apps/v1', kind: 'Deployment', namespace, name });
   const available =
@@ -217,6 +319,41 @@ export async function reconcilePreview(
     intercept: `${header}: ${latestRef(preview.spec.pullRequest)}`,
     ...(host ? { url: `https://${host}` } : {}),
   });
+}
+
+/** Newest first: by creation time, then by name (creation times have one-second resolution). */
+function newestFirst(a: LivePreview, b: LivePreview): number {
+  const t = (p: LivePreview) => new Date(p.metadata?.creationTimestamp ?? 0).getTime();
+  return t(b) - t(a) || String(b.metadata?.name).localeCompare(String(a.metadata?.name));
+}
+
+/** Routes first, then the workload, then the finalizer. */
+async function removePreview(
+  kube: Kube,
+  preview: LivePreview,
+  options: PreviewReconcileOptions,
+  writes: string[],
+): Promise<void> {
+  if (!preview.metadata?.finalizers?.includes(PREVIEW_FINALIZER)) return;
+  const namespace = preview.metadata.namespace as string;
+  const name = preview.metadata.name as string;
+  await options.rewriteRoutes?.(namespace, preview.spec.policy);
+  for (const [apiVersion, kind] of [
+    ['apps/v1', 'Deployment'],
+    ['v1', 'Service'],
+  ] as const) {
+    const live = await kube.get<KubernetesObject>({ apiVersion, kind, namespace, name });
+    if (!live?.metadata?.labels || live.metadata.labels[PREVIEW_LABEL] !== name) continue;
+    await kube.delete({ apiVersion, kind, namespace, name });
+    writes.push(`delete ${kind} ${namespace}/${name}`);
+  }
+  await kube.apply(
+    { apiVersion: API_VERSION, kind: 'Preview', metadata: { name, namespace, finalizers: [] } },
+    FIELD_MANAGER,
+    true,
+  );
+  writes.push(`remove finalizer Preview ${namespace}/${name}`);
+  await options.events?.record(preview, 'Normal', 'Removed', 'routes, Deployment and Service removed');
 }
 
 async function writePreviewStatus(

@@ -6,21 +6,37 @@
  *   3. the EnvoyFilters,
  *   4. the DestinationRule with only the subsets wanted (no VirtualService names the others now),
  *   5. owned objects no longer wanted are deleted.
- * Writes are server-side apply with one field manager, forced: a foreign edit to a field Switchyard
- * owns is reverted on the next reconcile. A VirtualService for one of the policy's hosts that
- * Switchyard does not own is never touched: the policy gets a Conflict condition naming it.
+ * Writes are server-side apply with one field manager, forced, and only when the live object
+ * differs (controllers/apply.ts): a foreign edit to an object Switchyard owns is reverted on the next
+ * reconcile, counted and reported as an Event. Server-side apply rather than update-with-retry:
+ * it needs no read-modify-write loop, never loses a race to a stale resourceVersion, and leaves the
+ * fields other managers own (labels a GitOps tool adds) alone. A VirtualService for one of the
+ * policy's hosts that Switchyard does not own is never touched: the policy gets a Conflict
+ * condition naming it.
+ *
+ * Gateway mode writes no Istio objects: one Service per version (`<service>--<version>`, selecting
+ * the Service's pods with that version label), which `switchyard gateway --kube` routes to.
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { compile } from '../src/compiler/compile.js';
+import type { PolicyPlan } from '../src/compiler/plan.js';
 import { formatProblem, type Problem } from '../src/core/errors.js';
 import { type KubeObject, MANAGED_BY, POLICY_LABEL } from '../src/istio/objects.js';
 import { renderIstio } from '../src/istio/render.js';
 import { API_VERSION, GROUP, type Preview, type TrafficPolicy, VERSION } from '../src/resources/schema.js';
 import { readResources } from '../src/resources/validate.js';
+import { type ApplyOutcome, applyOwned } from './apply.js';
 import { CONDITION, type ConditionValue, mergeConditions, REASON } from './conditions.js';
+import { type EventRecorder, NO_EVENTS } from './events.js';
 import type { Kube } from './kube.js';
 
-export const FIELD_MANAGER = 'switchyard';
+export { FIELD_MANAGER } from './apply.js';
+export type ControllerMode = 'istio' | 'gateway';
+/** The version a gateway-mode Service selects. */
+export const VERSION_LABEL = 'switchyard.dev/version';
+/** Which Service the version Service belongs to (for `gateway --kube`). */
+export const VERSION_OF_LABEL = 'switchyard.dev/version-of';
+const GATEWAY_KINDS = [['v1', 'Service']] as const;
 const ISTIO_KINDS = [
   ['networking.istio.io/v1', 'VirtualService'],
   ['networking.istio.io/v1', 'DestinationRule'],
@@ -28,9 +44,22 @@ const ISTIO_KINDS = [
 ] as const;
 
 export interface ReconcileResult {
-  /** What was written or deleted, in order: "apply VirtualService shop/checkout". */
+  /** What was changed, in order: "apply VirtualService shop/checkout", "delete …". */
   writes: string[];
+  /** Owned objects someone else had edited, now reverted: "VirtualService shop/checkout". */
+  reverted: string[];
   conditions: ConditionValue[];
+}
+
+export interface ReconcileOptions {
+  mode?: ControllerMode;
+  events?: EventRecorder;
+  now?: () => Date;
+}
+
+/** `checkout--v2`: the Service gateway mode writes for one version (cut to 63 characters). */
+export function versionServiceName(service: string, version: string): string {
+  return `${service}--${version}`.slice(0, 63).replace(/-+$/, '');
 }
 
 type Live = KubernetesObject & { spec?: Record<string, unknown> };
@@ -54,8 +83,11 @@ export async function reconcileTrafficPolicy(
   kube: Kube,
   namespace: string,
   name: string,
-  now: () => Date = () => new Date(),
+  options: ReconcileOptions = {},
 ): Promise<ReconcileResult | undefined> {
+  const now = options.now ?? (() => new Date());
+  const events = options.events ?? NO_EVENTS;
+  const mode = options.mode ?? 'istio';
   const live = await kube.get<TrafficPolicy & KubernetesObject>({
     apiVersion: API_VERSION,
     kind: 'TrafficPolicy',
@@ -64,6 +96,7 @@ export async function reconcileTrafficPolicy(
   });
   if (!live) return undefined; // deleted: owner references let the garbage collector remove the rest
   const writes: string[] = [];
+  const reverted: string[] = [];
   const generation = live.metadata?.generation;
   const previous = (live as { status?: { conditions?: ConditionValue[] } }).status?.conditions;
 
@@ -74,7 +107,9 @@ export async function reconcileTrafficPolicy(
   const problems: Problem[] = [...invalid];
   // Only Ready previews route. In a cluster a Preview with no status yet is Pending (in a file,
   // the compiler takes no status as Ready: files describe what is deployed).
+  // A Preview being deleted loses its routes first (its finalizer removes the workload after).
   const previews = (await kube.list<Preview & KubernetesObject>(API_VERSION, 'Preview', namespace))
+    .filter((p) => !p.metadata?.deletionTimestamp)
     .map((p) => JSON.parse(JSON.stringify(p)) as Preview) // Dates → the RFC 3339 strings the compiler orders
     .map((p) => (p.status?.phase ? p : { ...p, status: { ...p.status, phase: 'Pending' as const } }));
   const nsObject = await kube.get<KubernetesObject>({ apiVersion: 'v1', kind: 'Namespace', name: namespace });
@@ -112,20 +147,47 @@ export async function reconcileTrafficPolicy(
       REASON.InvalidSpec,
       'nothing was written: fix the spec (see the Invalid condition)',
     );
-    await writeStatus(kube, live, mergeConditions(previous, next, now()), []);
-    return { writes, conditions: mergeConditions(previous, next, now()) };
+    const conditions = mergeConditions(previous, next, now());
+    await writeStatus(kube, live, conditions, [], events);
+    return { writes, reverted, conditions };
   }
 
-  const desired = rendered.objects.map((o) => ({
-    ...o,
-    metadata: { ...o.metadata, ownerReferences: [ownerReference(live)] },
-  }));
-  const desiredVs = desired.filter((o) => o.kind === 'VirtualService');
-
+  const owner = ownerReference(live);
+  let desired: KubeObject[];
+  if (mode === 'gateway') {
+    const service = await kube.get<KubernetesObject & { spec?: ServiceSpec }>({
+      apiVersion: 'v1',
+      kind: 'Service',
+      namespace,
+      name: live.spec.service,
+    });
+    if (!service?.spec?.selector) {
+      cond(
+        CONDITION.Ready,
+        'False',
+        REASON.StableNotFound,
+        `Service ${namespace}/${live.spec.service} (spec.service) is missing or has no selector: gateway mode selects each version's pods from it`,
+      );
+      cond(CONDITION.Invalid, 'False', REASON.Valid, 'the spec is valid');
+      const conditions = mergeConditions(previous, next, now());
+      await writeStatus(kube, live, conditions, [], events);
+      return { writes, reverted, conditions };
+    }
+    desired = versionServices(compiled.plan.policies[0], service.spec, owner);
+  } else {
+    desired = rendered.objects.map((o) => ({
+      ...o,
+      metadata: { ...o.metadata, ownerReferences: [owner] },
+    }));
+  }
   // A host served by a VirtualService Switchyard does not own is left alone and reported.
-  const foreign = (await kube.list<Live>('networking.istio.io/v1', 'VirtualService', namespace)).filter(
-    (vs) => vs.metadata?.labels?.[MANAGED_BY] !== 'switchyard',
-  );
+  const desiredVs = desired.filter((o) => o.kind === 'VirtualService');
+  const foreign =
+    mode === 'istio'
+      ? (await kube.list<Live>('networking.istio.io/v1', 'VirtualService', namespace)).filter(
+          (vs) => vs.metadata?.labels?.[MANAGED_BY] !== 'switchyard',
+        )
+      : [];
   const conflicts: string[] = [];
   for (const vs of desiredVs) {
     const hosts = new Set((vs.spec.hosts as string[]) ?? []);
@@ -152,38 +214,61 @@ export async function reconcileTrafficPolicy(
     );
     cond(CONDITION.Invalid, 'False', REASON.Valid, 'the spec is valid');
     const conditions = mergeConditions(previous, next, now());
-    await writeStatus(kube, live, conditions, []);
-    return { writes, conditions };
+    await writeStatus(kube, live, conditions, [], events);
+    return { writes, reverted, conditions };
   }
 
-  const apply = async (o: KubeObject | Live, what = `apply ${describe(o)}`) => {
-    await kube.apply(o as KubernetesObject, FIELD_MANAGER, true);
-    writes.push(what);
+  const apply = async (o: KubeObject | Live, note = '') => {
+    const outcome: ApplyOutcome = await applyOwned(kube, o as KubernetesObject, {
+      exact: o.kind !== 'Service',
+    });
+    if (outcome === 'unchanged') return;
+    writes.push(`apply ${describe(o)}${note}`);
+    if (outcome === 'reverted') {
+      reverted.push(describe(o));
+      await events.record(
+        live,
+        'Warning',
+        'ForeignEditReverted',
+        `${describe(o)} was edited outside Switchyard; the edit was reverted. Change the TrafficPolicy instead`,
+      );
+    } else {
+      await events.record(
+        live,
+        'Normal',
+        outcome === 'created' ? 'Created' : 'Updated',
+        `${outcome} ${describe(o)}`,
+      );
+    }
   };
-  const dr = desired.find((o) => o.kind === 'DestinationRule') as KubeObject;
-  const liveDr = await kube.get<Live>({
-    apiVersion: dr.apiVersion,
-    kind: dr.kind,
-    namespace,
-    name: dr.metadata.name,
-  });
-  const wanted = (dr.spec.subsets as { name: string }[]).map((s) => s.name);
-  const inForce = ((liveDr?.spec?.subsets as { name: string }[] | undefined) ?? []).filter(
-    (s) => !wanted.includes(s.name),
-  );
-  if (inForce.length > 0)
-    await apply(
-      { ...dr, spec: { ...dr.spec, subsets: [...(dr.spec.subsets as object[]), ...inForce] } },
-      `apply ${describe(dr)} (subsets wanted and in force)`,
+  if (mode === 'gateway') {
+    for (const o of desired) await apply(o);
+  } else {
+    const dr = desired.find((o) => o.kind === 'DestinationRule') as KubeObject;
+    const liveDr = await kube.get<Live>({
+      apiVersion: dr.apiVersion,
+      kind: dr.kind,
+      namespace,
+      name: dr.metadata.name,
+    });
+    const wanted = (dr.spec.subsets as { name: string }[]).map((s) => s.name);
+    const inForce = ((liveDr?.spec?.subsets as { name: string }[] | undefined) ?? []).filter(
+      (s) => !wanted.includes(s.name),
     );
-  else await apply(dr);
-  for (const o of desired.filter((x) => x.kind === 'VirtualService')) await apply(o);
-  for (const o of desired.filter((x) => x.kind === 'EnvoyFilter')) await apply(o);
-  if (inForce.length > 0) await apply(dr, `apply ${describe(dr)} (subsets no longer used removed)`);
+    if (inForce.length > 0)
+      await apply(
+        { ...dr, spec: { ...dr.spec, subsets: [...(dr.spec.subsets as object[]), ...inForce] } },
+        ' (subsets wanted and in force)',
+      );
+    else await apply(dr);
+    for (const o of desired.filter((x) => x.kind === 'VirtualService')) await apply(o);
+    for (const o of desired.filter((x) => x.kind === 'EnvoyFilter')) await apply(o);
+    if (inForce.length > 0) await apply(dr, ' (subsets no longer used removed)');
+  }
 
   // Prune what this policy owned and no longer wants (VirtualServices before what they refer to).
   const keep = new Set(desired.map((o) => `${o.kind}/${o.metadata.name}`));
-  for (const [apiVersion, kind] of ISTIO_KINDS) {
+  for (const [apiVersion, kind] of mode === 'gateway' ? GATEWAY_KINDS : ISTIO_KINDS) {
     for (const o of await kube.list<Live>(
       apiVersion,
       kind,
@@ -193,6 +278,12 @@ export async function reconcileTrafficPolicy(
       if (keep.has(`${kind}/${o.metadata?.name}`)) continue;
       await kube.delete({ apiVersion, kind, namespace, name: o.metadata?.name as string });
       writes.push(`delete ${kind} ${namespace}/${o.metadata?.name}`);
+      await events.record(
+        live,
+        'Normal',
+        'Deleted',
+        `deleted ${kind} ${namespace}/${o.metadata?.name}, no longer wanted`,
+      );
     }
   }
 
@@ -214,8 +305,54 @@ export async function reconcileTrafficPolicy(
     cond(CONDITION.Ready, 'True', REASON.Reconciled, `wrote ${desired.map(describe).join(', ')}`);
   }
   const conditions = mergeConditions(previous, next, now());
-  await writeStatus(kube, live, conditions, desired);
-  return { writes, conditions };
+  await writeStatus(kube, live, conditions, desired, events);
+  return { writes, reverted, conditions };
+}
+
+type ServiceSpec = {
+  selector?: Record<string, string>;
+  ports?: { name?: string; port: number; targetPort?: number | string; protocol?: string }[];
+};
+
+/**
+ * Gateway mode: a Service per version the policy routes or mirrors to (previews have their own),
+ * selecting the Service's pods that carry that version label, with the Service's ports.
+ */
+function versionServices(
+  plan: PolicyPlan | undefined,
+  service: ServiceSpec,
+  owner: ReturnType<typeof ownerReference>,
+): KubeObject[] {
+  if (!plan) return [];
+  const versions = new Set<string>();
+  for (const route of plan.routes) {
+    for (const d of [...route.destinations, ...(route.mirror ? [route.mirror.destination] : [])])
+      if (d.role !== 'preview') versions.add(d.version);
+  }
+  return [...versions].sort().map((version) => ({
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: {
+      name: versionServiceName(plan.service, version),
+      namespace: plan.namespace,
+      labels: {
+        [MANAGED_BY]: 'switchyard',
+        [POLICY_LABEL]: plan.name,
+        [VERSION_OF_LABEL]: plan.service,
+        [VERSION_LABEL]: version,
+      },
+      ownerReferences: [owner],
+    },
+    spec: {
+      selector: { ...service.selector, [plan.versionLabel]: version },
+      ports: (service.ports ?? []).map((p) => ({
+        ...(p.name ? { name: p.name } : {}),
+        port: p.port,
+        ...(p.targetPort !== undefined ? { targetPort: p.targetPort } : {}),
+        protocol: p.protocol ?? 'TCP',
+      })),
+    },
+  }));
 }
 
 async function writeStatus(
@@ -223,7 +360,9 @@ async function writeStatus(
   live: KubernetesObject,
   conditions: ConditionValue[],
   written: KubeObject[],
+  events: EventRecorder,
 ): Promise<void> {
+  const before = (live as { status?: { conditions?: ConditionValue[] } }).status?.conditions ?? [];
   const body = {
     ...live,
     status: {
@@ -232,5 +371,14 @@ async function writeStatus(
       written: written.map((o) => ({ apiVersion: o.apiVersion, kind: o.kind, name: o.metadata.name })),
     },
   };
+  if (JSON.stringify((live as { status?: unknown }).status) === JSON.stringify(body.status)) return;
   await kube.replaceStatus(GROUP, VERSION, 'trafficpolicies', body as KubernetesObject);
+  // One Event per condition that changed status, with its reason and sentence.
+  for (const c of conditions) {
+    const old = before.find((b) => b.type === c.type);
+    if (old?.status === c.status && old.reason === c.reason) continue;
+    const bad = (c.type === CONDITION.Ready) === (c.status !== 'True');
+    if (!old && !bad) continue;
+    await events.record(live, bad ? 'Warning' : 'Normal', c.reason, `${c.type}=${c.status}: ${c.message}`);
+  }
 }

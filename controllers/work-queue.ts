@@ -1,9 +1,11 @@
 /**
  * A work queue as client-go's: a key is queued once however often it is added, one worker handles a
  * key at a time, a failure re-queues it with exponential backoff (5 ms doubling to 60 s), a
- * success forgets its failures. Keys are `namespace/name`.
+ * success forgets its failures and may ask to be called again later (a preview's TTL). Keys are
+ * `namespace/name`.
  */
-export type Handler = (key: string) => Promise<void>;
+/** Handles one key; a number asks for the key to be handled again after that many milliseconds. */
+export type Handler = (key: string) => Promise<number | undefined>;
 
 export class WorkQueue {
   private readonly pending = new Set<string>();
@@ -11,7 +13,8 @@ export class WorkQueue {
   /** Added again while being handled: handle once more afterwards. */
   private readonly dirty = new Set<string>();
   private readonly failures = new Map<string, number>();
-  private readonly timers = new Set<NodeJS.Timeout>();
+  /** One delayed add per key: a later request replaces an earlier one. */
+  private readonly timers = new Map<string, NodeJS.Timeout>();
   private stopped = false;
   private readonly idle: (() => void)[] = [];
 
@@ -28,12 +31,15 @@ export class WorkQueue {
     this.idle.shift()?.();
   }
 
-  private addAfter(key: string, ms: number): void {
+  addAfter(key: string, ms: number): void {
+    if (this.stopped) return;
+    clearTimeout(this.timers.get(key));
     const t = setTimeout(() => {
-      this.timers.delete(t);
+      this.timers.delete(key);
       this.add(key);
     }, ms);
-    this.timers.add(t);
+    t.unref();
+    this.timers.set(key, t);
   }
 
   get length(): number {
@@ -52,8 +58,9 @@ export class WorkQueue {
         this.pending.delete(key);
         this.active.add(key);
         try {
-          await this.handler(key);
+          const again = await this.handler(key);
           this.failures.delete(key);
+          if (again !== undefined) this.addAfter(key, again);
         } catch (e) {
           const attempt = (this.failures.get(key) ?? 0) + 1;
           this.failures.set(key, attempt);
@@ -70,7 +77,7 @@ export class WorkQueue {
 
   stop(): void {
     this.stopped = true;
-    for (const t of this.timers) clearTimeout(t);
+    for (const t of this.timers.values()) clearTimeout(t);
     for (const wake of this.idle.splice(0)) wake();
   }
 }

@@ -10,14 +10,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientNodeKube, type Kube, kubeConfigFrom } from '../controllers/kube.js';
 import { type RunningController, startController } from '../controllers/manager.js';
 import { createLogger } from '../src/core/logger.js';
-import { type Envtest, envtestGate, startEnvtestWithCrds } from './support/envtest.js';
+import { type Envtest, sharedEnvtest } from './support/envtest.js';
 import { eventually } from './support/gateway.js';
 
-const gate = envtestGate({ istio: true });
+const shared = await sharedEnvtest({ istio: true });
 
 type Vs = { spec: { http: { name: string; route: { weight: number }[] }[] } };
 
-describe.skipIf(!gate)('controller loop on a real API server', () => {
+describe.skipIf(!shared)('controller loop on a real API server', () => {
   let env: Envtest;
   let kube: Kube;
   let controller: RunningController;
@@ -54,7 +54,7 @@ describe.skipIf(!gate)('controller loop on a real API server', () => {
     );
 
   beforeAll(async () => {
-    env = await startEnvtestWithCrds(gate as NonNullable<typeof gate>);
+    env = shared as Envtest;
     kube = clientNodeKube(kubeConfigFrom(env.adminKubeconfig));
     await kube.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } } as never, 'test', true);
     // The controller runs as its ServiceAccount, bound only by deploy/install/rbac.yaml: a missing
@@ -69,6 +69,7 @@ describe.skipIf(!gate)('controller loop on a real API server', () => {
           ? { destination: createWriteStream(process.env.SWITCHYARD_TEST_LOG_FILE) }
           : {}),
       }),
+      namespaces: [ns],
       port: 0,
       host: '127.0.0.1',
     });

@@ -9,20 +9,26 @@ import { join } from 'node:path';
 import { KubeConfig, type KubernetesObject, KubernetesObjectApi, loadAllYaml } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, EXAMPLE_FILES, EXAMPLES } from './support/cli.js';
-import { type Envtest, envtestGate, startEnvtestWithCrds } from './support/envtest.js';
+import { type Envtest, sharedEnvtest } from './support/envtest.js';
 import { istioCrdsPath } from './support/istio-schemas.js';
 
-const gate = envtestGate({ istio: false });
+const shared = await sharedEnvtest({ istio: false });
+/** The examples live in `shop`; this file's own namespace keeps them apart from other files'. */
+const NS = 'examples';
+const inNamespace = <T extends KubernetesObject>(o: T): T => ({
+  ...o,
+  metadata: { ...o.metadata, namespace: NS },
+});
 
-describe.skipIf(!gate)('resources on a real Kubernetes API server', () => {
+describe.skipIf(!shared)('resources on a real Kubernetes API server', () => {
   let env: Envtest;
   let api: KubernetesObjectApi;
   beforeAll(async () => {
-    env = await startEnvtestWithCrds(gate as NonNullable<typeof gate>);
+    env = shared as Envtest;
     const kc = new KubeConfig();
     kc.loadFromString(env.adminKubeconfig);
     api = KubernetesObjectApi.makeApiClient(kc);
-    await api.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop' } });
+    await api.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
   }, 180_000);
   afterAll(async () => {
     await env?.stop();
@@ -36,13 +42,13 @@ describe.skipIf(!gate)('resources on a real Kubernetes API server', () => {
     expect(resources).toHaveLength(11);
     for (const r of resources) {
       const { status: _ignored, ...spec } = r as KubernetesObject & { status?: unknown };
-      const created = await api.create(spec as KubernetesObject);
+      const created = await api.create(inNamespace(spec as KubernetesObject));
       expect(created.metadata?.uid).toBeTruthy();
     }
     const live = (await api.read({
       apiVersion: 'switchyard.dev/v1alpha1',
       kind: 'TrafficPolicy',
-      metadata: { name: 'catalog', namespace: 'shop' },
+      metadata: { name: 'catalog', namespace: NS },
     })) as KubernetesObject & { spec: { canary: { weight: number; sticky: { cookie: string } } } };
     expect(live.spec.canary).toMatchObject({ weight: 30, sticky: { cookie: 'switchyard-canary' } });
   });
@@ -51,7 +57,7 @@ describe.skipIf(!gate)('resources on a real Kubernetes API server', () => {
     const bad = {
       apiVersion: 'switchyard.dev/v1alpha1',
       kind: 'TrafficPolicy',
-      metadata: { name: 'bad', namespace: 'shop' },
+      metadata: { name: 'bad', namespace: NS },
       spec: { service: 'x', port: 80, stable: 'v1', canary: { version: 'v2', weight: 140 } },
     };
     const err = (await api.create(bad as KubernetesObject).catch((e) => e)) as {
@@ -69,7 +75,7 @@ describe.skipIf(!gate)('resources on a real Kubernetes API server', () => {
       const objects = loadAllYaml(r.stdout) as KubernetesObject[];
       expect(objects.length).toBeGreaterThan(10);
       for (const o of objects) {
-        const created = await api.create(o, undefined, 'All');
+        const created = await api.create(inNamespace(o), undefined, 'All');
         expect(created.kind).toBe(o.kind);
       }
     },

@@ -1,34 +1,64 @@
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { kubeConfigFrom } from '../../controllers/kube.js';
 import { startController } from '../../controllers/manager.js';
+import { parseDurationMs } from '../core/duration.js';
 import { formatProblem, problem } from '../core/errors.js';
 import { createLogger } from '../core/logger.js';
 import { waitForShutdown } from './gateway.js';
-import { type CliIO, EXIT_INVALID, EXIT_OK } from './io.js';
+import { type CliIO, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK } from './io.js';
 
 export interface ControllerCliOptions {
   kubeconfig?: string;
-  mode: string;
+  mode: 'istio' | 'gateway';
   namespace: string[];
   port: string;
+  leaderElect: boolean;
+  leaseNamespace: string;
+  leaseDuration: string;
   logLevel: string;
 }
 
 export async function controllerCommand(opts: ControllerCliOptions, io: CliIO): Promise<number> {
-  if (opts.mode !== 'istio') {
+  let leaseMs: number;
+  try {
+    leaseMs = parseDurationMs(opts.leaseDuration);
+  } catch {
     io.stderr(
-      `${formatProblem(problem('SY_BAD_REQUEST', `--mode ${opts.mode}: only istio is available in this version; gateway mode (per-version Services for \`switchyard gateway --kube\`) is not built yet`))}\n`,
+      `${formatProblem(problem('SY_BAD_REQUEST', `--lease-duration ${opts.leaseDuration}: expected a duration such as 15s`))}\n`,
     );
     return EXIT_INVALID;
   }
   // KUBECONFIG / in-cluster ServiceAccount unless --kubeconfig names a file.
   const kubeconfig = kubeConfigFrom(opts.kubeconfig ? readFileSync(opts.kubeconfig, 'utf8') : undefined);
+  const logger = createLogger({ level: opts.logLevel });
+  let lost = false;
   const running = await startController({
     kubeconfig,
-    logger: createLogger({ level: opts.logLevel }),
+    logger,
+    mode: opts.mode,
     namespaces: opts.namespace,
     port: Number(opts.port),
+    ...(opts.leaderElect
+      ? {
+          leaderElection: {
+            namespace: opts.leaseNamespace,
+            name: `switchyard-controller-${opts.mode}`,
+            // The pod name in a cluster (HOSTNAME), made unique for two processes on one machine.
+            identity: `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
+            leaseDurationMs: leaseMs,
+            renewDeadlineMs: Math.round(leaseMs * (2 / 3)),
+            retryPeriodMs: Math.max(200, Math.round(leaseMs / 7.5)),
+          },
+          // A replica that lost its Lease may hold stale work: exit and let Kubernetes restart it.
+          onLeadershipLost: () => {
+            lost = true;
+            process.kill(process.pid, 'SIGTERM');
+          },
+        }
+      : {}),
   });
   await waitForShutdown({ close: () => running.stop() }, (m) => io.stderr(`${m}\n`));
-  return EXIT_OK;
+  return lost ? EXIT_INTERNAL : EXIT_OK;
 }

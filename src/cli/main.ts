@@ -132,6 +132,13 @@ export function buildProgram(io: CliIO, setExit: (code: number) => void): Comman
     .addOption(new Option('--mode <mode>', 'what to write').choices(['istio', 'gateway']).default('istio'))
     .option('-n, --namespace <ns>', 'watch only this namespace (repeatable; default all)', collect, [])
     .option('-p, --port <port>', 'HTTP port: /healthz /readyz /metrics', '8081')
+    .option('--no-leader-elect', 'do not campaign for the leader Lease (only for a single replica)')
+    .option(
+      '--lease-namespace <ns>',
+      'namespace of the leader Lease',
+      process.env.POD_NAMESPACE ?? 'switchyard-system',
+    )
+    .option('--lease-duration <duration>', 'how long a Lease holds without renewal', '15s')
     .option('--log-level <level>', 'pino log level', process.env.SWITCHYARD_LOG_LEVEL ?? 'info')
     .action(async (opts) => setExit(await controllerCommand(opts, io)));
 

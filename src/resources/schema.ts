@@ -264,6 +264,9 @@ export const PreviewStatus = Type.Object({
   phase: Type.Optional(PreviewPhase),
   url: Type.Optional(Type.String()),
   intercept: Type.Optional(Type.String()),
+  /** When the spec last changed (the TTL counts from here) and when the preview expires. */
+  updatedAt: Type.Optional(Type.String()),
+  expiresAt: Type.Optional(Type.String()),
   conditions: Type.Optional(Type.Array(Condition)),
 });
 

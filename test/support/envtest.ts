@@ -28,6 +28,9 @@ export function envtestAssets(): string | undefined {
 export const ENVTEST_SKIP_REASON =
   'skipping the Kubernetes API tests: set KUBEBUILDER_ASSETS to a folder with kube-apiserver and etcd (setup-envtest), or install Go so test/envtest/build.sh can build them';
 
+/** Users with a static token (fixed when the API server starts), for RBAC tests. */
+export const STATIC_USERS = ['system:serviceaccount:switchyard-system:switchyard', 'envtest-limited'];
+
 export interface Envtest {
   server: string;
   /** Admin kubeconfig (system:masters), for the test's own set-up. */
@@ -77,7 +80,7 @@ export async function startEnvtest(assets: string): Promise<Envtest> {
   const adminToken = randomBytes(24).toString('hex');
   const lines = [`${adminToken},envtest-admin,envtest-admin-uid,"system:masters"`];
   // Users are fixed at start (static token file): a few named ones for RBAC tests.
-  for (const user of ['system:serviceaccount:switchyard-system:switchyard', 'envtest-limited']) {
+  for (const user of STATIC_USERS) {
     const t = randomBytes(24).toString('hex');
     tokens.set(user, t);
     lines.push(`${t},${user},${user}-uid,"system:authenticated"`);
@@ -219,4 +222,35 @@ export async function startEnvtestWithCrds(gate: {
     ...(gate.istio ? [readFileSync(gate.istio, 'utf8')] : []),
   ]);
   return env;
+}
+
+/**
+ * The run's shared API server (test/support/envtest-global.ts), or undefined when the file is to be
+ * skipped: no envtest binaries, or Istio's CRDs needed and ISTIO_CRDS unset (a failure under CI).
+ */
+export async function sharedEnvtest(options: { istio: boolean }): Promise<Envtest | undefined> {
+  const { inject } = await import('vitest');
+  const shared = inject('envtest');
+  const missing = !shared
+    ? ENVTEST_SKIP_REASON
+    : options.istio && !shared.istio
+      ? "skipping: set ISTIO_CRDS to Istio's crd-all.gen.yaml"
+      : undefined;
+  if (missing && process.env.CI) throw new Error(`CI=true, but ${missing}`);
+  if (missing || !shared) {
+    console.warn(missing);
+    return undefined;
+  }
+  return {
+    server: shared.server,
+    adminKubeconfig: shared.adminKubeconfig,
+    kubeconfigFor(user) {
+      const k = shared.kubeconfigs[user];
+      if (!k) throw new Error(`envtest has no static token for ${user}; add it to STATIC_USERS`);
+      return k;
+    },
+    async stop() {
+      // shared by the run: stopped by the global setup's teardown
+    },
+  };
 }

@@ -1,0 +1,97 @@
+/**
+ * Writing an owned object: server-side apply with Switchyard's field manager, only when something
+ * differs, and telling apart our own change from a foreign edit. The object carries the hash of
+ * what was last applied (`switchyard.dev/applied-hash`): when the live object no longer matches a
+ * desired state whose hash it still carries, someone else edited it. That edit is reverted (the
+ * apply is forced) and reported as `reverted`, so it is counted and shown as an Event rather than
+ * fought over silently.
+ */
+import { createHash } from 'node:crypto';
+import type { KubernetesObject } from '@kubernetes/client-node';
+import type { Kube } from './kube.js';
+
+export const FIELD_MANAGER = 'switchyard';
+export const APPLIED_HASH = 'switchyard.dev/applied-hash';
+
+export type ApplyOutcome = 'unchanged' | 'created' | 'updated' | 'reverted';
+
+type Obj = KubernetesObject & { spec?: unknown; [field: string]: unknown };
+
+export function appliedHash(obj: KubernetesObject): string {
+  const { metadata, ...rest } = obj as Obj;
+  const { annotations, ...meta } = metadata ?? {};
+  const ours = Object.fromEntries(Object.entries(annotations ?? {}).filter(([k]) => k !== APPLIED_HASH));
+  return createHash('sha256')
+    .update(JSON.stringify({ ...rest, metadata: { ...meta, annotations: ours } }))
+    .digest('hex')
+    .slice(0, 16);
+}
+
+/**
+ * Whether `live` holds everything `wanted` says. With `exact`, arrays and objects must match
+ * key for key (Istio's CRDs default nothing); without it, fields the API server defaults (a
+ * Service's clusterIP, a port's protocol) may be extra.
+ */
+export function covers(wanted: unknown, live: unknown, exact: boolean): boolean {
+  if (Array.isArray(wanted)) {
+    return (
+      Array.isArray(live) &&
+      live.length === wanted.length &&
+      wanted.every((w, i) => covers(w, live[i], exact))
+    );
+  }
+  if (wanted && typeof wanted === 'object') {
+    if (!live || typeof live !== 'object' || Array.isArray(live)) return false;
+    const l = live as Record<string, unknown>;
+    const w = wanted as Record<string, unknown>;
+    if (exact && Object.keys(l).some((k) => !(k in w))) return false;
+    return Object.entries(w).every(([k, v]) => covers(v, l[k], exact));
+  }
+  return wanted === live;
+}
+
+function metadataCovers(wanted: KubernetesObject, live: KubernetesObject): boolean {
+  return (
+    covers(wanted.metadata?.labels ?? {}, live.metadata?.labels ?? {}, false) &&
+    covers(wanted.metadata?.annotations ?? {}, live.metadata?.annotations ?? {}, false) &&
+    covers(
+      (wanted.metadata?.ownerReferences ?? []).map((o) => o.uid),
+      (live.metadata?.ownerReferences ?? []).map((o) => o.uid),
+      false,
+    )
+  );
+}
+
+/** Applies `desired` unless the live object already is what it says; reports what happened. */
+export async function applyOwned(
+  kube: Kube,
+  desired: KubernetesObject,
+  options: { exact: boolean },
+): Promise<ApplyOutcome> {
+  const hash = appliedHash(desired);
+  const stamped = {
+    ...desired,
+    metadata: {
+      ...desired.metadata,
+      annotations: { ...desired.metadata?.annotations, [APPLIED_HASH]: hash },
+    },
+  } as KubernetesObject;
+  const live = await kube.get<Obj>({
+    apiVersion: desired.apiVersion as string,
+    kind: desired.kind as string,
+    name: desired.metadata?.name as string,
+    ...(desired.metadata?.namespace ? { namespace: desired.metadata.namespace } : {}),
+  });
+  if (!live) {
+    await kube.apply(stamped, FIELD_MANAGER, true);
+    return 'created';
+  }
+  const same =
+    metadataCovers(stamped, live) &&
+    Object.entries(desired as Obj)
+      .filter(([k]) => !['apiVersion', 'kind', 'metadata', 'status'].includes(k))
+      .every(([k, v]) => covers(v, live[k], options.exact));
+  if (same) return 'unchanged';
+  await kube.apply(stamped, FIELD_MANAGER, true);
+  return live.metadata?.annotations?.[APPLIED_HASH] === hash ? 'reverted' : 'updated';
+}
