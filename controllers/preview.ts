@@ -97,7 +97,7 @@ export async function reconcilePreview(
 ): Promise<PreviewResult | undefined> {
   const now = options.now ?? (() => new Date());
   const events = options.events ?? NO_EVENTS;
-  const preview = await kube.get<LivePreview>({ apiVersion: API_VERSION, kind: 'Preview', namespace, name });
+  let preview = await kube.get<LivePreview>({ apiVersion: API_VERSION, kind: 'Preview', namespace, name });
   if (!preview) return undefined;
   const writes: string[] = [];
   if (preview.metadata?.deletionTimestamp) {
@@ -105,7 +105,8 @@ export async function reconcilePreview(
     return { writes };
   }
   if (!preview.metadata?.finalizers?.includes(PREVIEW_FINALIZER)) {
-    await kube.apply(
+    // The status written below must carry the resourceVersion this write leaves.
+    preview = await kube.apply<LivePreview>(
       {
         apiVersion: API_VERSION,
         kind: 'Preview',

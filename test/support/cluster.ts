@@ -1,0 +1,83 @@
+/**
+ * Set-up shared by the tests that run the controller against the envtest API server: the RBAC of
+ * deploy/install (the controller runs as its ServiceAccount under exactly those rules), a stable
+ * workload to clone, and the kubelet's part (reporting a Deployment available).
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { AppsV1Api, type KubernetesObject, loadAllYaml } from '@kubernetes/client-node';
+import { clientNodeKube, type Kube, kubeConfigFrom } from '../../controllers/kube.js';
+import type { Envtest } from './envtest.js';
+
+export const CONTROLLER_USER = 'system:serviceaccount:switchyard-system:switchyard';
+const ROOT = join(import.meta.dirname, '..', '..');
+
+export function adminKube(env: Envtest): Kube {
+  return clientNodeKube(kubeConfigFrom(env.adminKubeconfig));
+}
+
+/** A Kube that is the controller's ServiceAccount, after deploy/install/rbac.yaml is applied. */
+export async function controllerKube(env: Envtest): Promise<Kube> {
+  const admin = adminKube(env);
+  const rbac = readFileSync(join(ROOT, 'deploy', 'install', 'rbac.yaml'), 'utf8');
+  for (const doc of loadAllYaml(rbac) as KubernetesObject[]) await admin.apply(doc, 'test', true);
+  return clientNodeKube(kubeConfigFrom(env.kubeconfigFor(CONTROLLER_USER)));
+}
+
+export async function createNamespace(kube: Kube, name: string): Promise<void> {
+  await kube.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } }, 'test', true);
+}
+
+/** The Service `service` and a Deployment of its stable version, as a team would have them. */
+export async function stableWorkload(kube: Kube, namespace: string, service: string, version = 'v1') {
+  const labels = { app: service, version };
+  await kube.apply(
+    {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: service, namespace },
+      spec: { selector: { app: service }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
+    } as KubernetesObject,
+    'test',
+    true,
+  );
+  await kube.apply(
+    {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: `${service}-${version}`, namespace },
+      spec: {
+        replicas: 2,
+        selector: { matchLabels: labels },
+        template: {
+          metadata: { labels },
+          spec: { containers: [{ name: service, image: `ghcr.io/acme/${service}:${version}` }] },
+        },
+      },
+    } as KubernetesObject,
+    'test',
+    true,
+  );
+}
+
+/** No kubelet runs: play its part and report the Deployment's replicas available. */
+export async function markAvailable(env: Envtest, namespace: string, name: string): Promise<void> {
+  const apps = kubeConfigFrom(env.adminKubeconfig).makeApiClient(AppsV1Api);
+  const current = await apps.readNamespacedDeployment({ name, namespace });
+  const replicas = current.spec?.replicas ?? 1;
+  await apps.replaceNamespacedDeploymentStatus({
+    name,
+    namespace,
+    body: {
+      ...current,
+      status: {
+        replicas,
+        readyReplicas: replicas,
+        availableReplicas: replicas,
+        conditions: [
+          { type: 'Available', status: 'True', reason: 'MinimumReplicasAvailable', message: 'ok' },
+        ],
+      },
+    },
+  });
+}
