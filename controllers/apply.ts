@@ -30,9 +30,11 @@ export function appliedHash(obj: KubernetesObject): string {
 /**
  * Whether `live` holds everything `wanted` says. With `exact`, arrays and objects must match
  * key for key (Istio's CRDs default nothing); without it, fields the API server defaults (a
- * Service's clusterIP, a port's protocol) may be extra.
+ * Service's clusterIP, a port's protocol) may be extra and empty ones may be missing.
  */
 export function covers(wanted: unknown, live: unknown, exact: boolean): boolean {
+  // Built-in kinds drop empty lists and maps (Go's omitempty): `env: []` is stored as no env.
+  if (!exact && live === undefined && isEmpty(wanted)) return true;
   if (Array.isArray(wanted)) {
     return (
       Array.isArray(live) &&
@@ -48,6 +50,10 @@ export function covers(wanted: unknown, live: unknown, exact: boolean): boolean 
     return Object.entries(w).every(([k, v]) => covers(v, l[k], exact));
   }
   return wanted === live;
+}
+
+function isEmpty(v: unknown): boolean {
+  return Array.isArray(v) ? v.length === 0 : !!v && typeof v === 'object' && Object.keys(v).length === 0;
 }
 
 function metadataCovers(wanted: KubernetesObject, live: KubernetesObject): boolean {

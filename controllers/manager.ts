@@ -121,7 +121,8 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
           metrics.writes.inc({ kind, verb });
         }
         for (const r of result?.reverted ?? []) metrics.reverted.inc({ kind: r.split(' ')[0] as string });
-        if (writes.length > 0) logger.info({ [resource]: key, writes }, 'reconciled');
+        if (writes.length > 0)
+          logger.info({ [resource]: key, writes, reverted: result?.reverted ?? [] }, 'reconciled');
         return result?.requeueAfterMs;
       },
       (key, error, attempt) => {
@@ -166,13 +167,19 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
         ) as never;
       const informer = makeInformer<Obj>(kubeconfig, path, list, labelSelector);
       for (const verb of ['add', 'update', 'delete'] as const) informer.on(verb, onObject);
-      informer.on('error', (err) => {
-        if (stopped) return;
+      // A broken watch (API server restarted, 410 Gone handled inside) is restarted until it
+      // holds again; a failed restart is reported as another error, or rejects: both retry.
+      let restarting = false;
+      const restart = (err: unknown) => {
+        if (stopped || restarting) return;
+        restarting = true;
         logger.warn({ path, err: String((err as Error)?.message ?? err) }, 'watch failed; re-listing in 1 s');
         setTimeout(() => {
-          if (!stopped) void informer.start().catch(() => undefined);
+          restarting = false;
+          if (!stopped) informer.start().catch(restart);
         }, 1000);
-      });
+      };
+      informer.on('error', restart);
       informers.push(informer);
     }
   };

@@ -106,6 +106,25 @@ describe.skipIf(!shared)('controller loop on a real API server', () => {
       true,
     );
     await eventually(async () => (await canaryWeight()) === 45, 10_000);
+    // Counted, and shown on the policy as a Warning Event.
+    await eventually(async () =>
+      (await (await fetch(`${controller.url}/metrics`)).text()).includes(
+        'switchyard_controller_foreign_edits_reverted_total{kind="VirtualService"} 1',
+      ),
+    );
+    const events = await kube.list<{
+      apiVersion?: string;
+      reason: string;
+      type: string;
+      involvedObject: { kind: string; name: string };
+    }>('v1', 'Event', ns);
+    expect(events).toContainEqual(
+      expect.objectContaining({
+        reason: 'ForeignEditReverted',
+        type: 'Warning',
+        involvedObject: expect.objectContaining({ kind: 'TrafficPolicy', name: 'web' }),
+      }),
+    );
   });
 
   it('deploys a Preview as a clone of stable, marks it Ready when available, and routes it', async () => {

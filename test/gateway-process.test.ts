@@ -3,7 +3,7 @@
  * exits 0; an invalid file at start exits 2 with the problems; the demo's printed lines do what
  * they say (acceptance 3).
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -13,26 +13,10 @@ import { createLogger } from '../src/core/logger.js';
 import { tempFiles } from './support/cli.js';
 import { eventually, gatewayConfig } from './support/gateway.js';
 import { agent, send } from './support/http.js';
+import { BIN, startProcess } from './support/process.js';
 import { startUpstream, unusedPort } from './support/upstreams.js';
 
-const BIN = join(import.meta.dirname, '..', 'bin', 'switchyard.js');
 const run = promisify(execFile);
-
-function startProcess(args: string[]): {
-  child: ChildProcess;
-  stderr: () => string;
-  exited: Promise<number | null>;
-} {
-  const child = spawn(process.execPath, [BIN, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, SWITCHYARD_LOG_LEVEL: 'warn' },
-  });
-  let stderr = '';
-  child.stderr?.on('data', (d) => {
-    stderr += d;
-  });
-  return { child, stderr: () => stderr, exited: new Promise((r) => child.once('exit', (code) => r(code))) };
-}
 
 describe('gateway process', () => {
   afterAll(async () => {
@@ -71,7 +55,7 @@ describe('gateway process', () => {
       const replies = await Promise.all(inFlight);
       expect(replies.map((r) => `${r.status} ${r.body}`)).toEqual(Array(50).fill('200 done'));
       expect(await gw.exited).toBe(0);
-      expect(gw.stderr()).toContain('SIGTERM: no longer accepting connections');
+      expect(gw.output()).toContain('SIGTERM: no longer accepting connections');
       await expect(send(base, { host: 'web.test' })).rejects.toThrow();
     } finally {
       gw.child.kill('SIGKILL');

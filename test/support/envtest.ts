@@ -37,7 +37,18 @@ export interface Envtest {
   adminKubeconfig: string;
   /** A kubeconfig for a user that gets only what RBAC grants it. */
   kubeconfigFor(user: string, groups?: string[]): string;
+  /** Stops only the kube-apiserver (etcd keeps the data); `startApiServer` brings it back. */
+  stopApiServer?(): Promise<void>;
+  startApiServer?(): Promise<void>;
   stop(): Promise<void>;
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+  child.kill('SIGKILL');
 }
 
 async function waitFor(check: () => Promise<boolean>, what: string, ms: number): Promise<void> {
@@ -52,7 +63,6 @@ async function waitFor(check: () => Promise<boolean>, what: string, ms: number):
 export async function startEnvtest(assets: string): Promise<Envtest> {
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-envtest-'));
   const [ep, pp, ap] = [await unusedPort(), await unusedPort(), await unusedPort()];
-  const children: ChildProcess[] = [];
   const etcd = spawn(
     join(assets, 'etcd'),
     [
@@ -69,7 +79,6 @@ export async function startEnvtest(assets: string): Promise<Envtest> {
     ],
     { stdio: 'ignore' },
   );
-  children.push(etcd);
   await waitFor(async () => (await fetch(`http://127.0.0.1:${ep}/health`)).ok, 'etcd', 20_000);
 
   execFileSync('openssl', ['genrsa', '-out', `${dir}/sa.key`, '2048'], { stdio: 'ignore' });
@@ -86,38 +95,37 @@ export async function startEnvtest(assets: string): Promise<Envtest> {
     lines.push(`${t},${user},${user}-uid,"system:authenticated"`);
   }
   writeFileSync(`${dir}/tokens.csv`, `${lines.join('\n')}\n`);
-  const apiserver = spawn(
-    join(assets, 'kube-apiserver'),
-    [
-      '--bind-address=127.0.0.1',
-      '--advertise-address=127.0.0.1',
-      `--secure-port=${ap}`,
-      `--cert-dir=${dir}/certs`,
-      `--etcd-servers=http://127.0.0.1:${ep}`,
-      '--service-cluster-ip-range=10.0.0.0/24',
-      `--service-account-issuer=https://127.0.0.1:${ap}`,
-      `--service-account-key-file=${dir}/sa.pub`,
-      `--service-account-signing-key-file=${dir}/sa.key`,
-      `--token-auth-file=${dir}/tokens.csv`,
-      '--authorization-mode=RBAC',
-      '--disable-admission-plugins=ServiceAccount',
-      '--allow-privileged=true',
-      '--endpoint-reconciler-type=none',
-    ],
-    { stdio: 'ignore' },
-  );
-  children.push(apiserver);
   const server = `https://127.0.0.1:${ap}`;
+  const apiserverArgs = [
+    '--bind-address=127.0.0.1',
+    '--advertise-address=127.0.0.1',
+    `--secure-port=${ap}`,
+    `--cert-dir=${dir}/certs`,
+    `--etcd-servers=http://127.0.0.1:${ep}`,
+    '--service-cluster-ip-range=10.0.0.0/24',
+    `--service-account-issuer=https://127.0.0.1:${ap}`,
+    `--service-account-key-file=${dir}/sa.pub`,
+    `--service-account-signing-key-file=${dir}/sa.key`,
+    `--token-auth-file=${dir}/tokens.csv`,
+    '--authorization-mode=RBAC',
+    '--disable-admission-plugins=ServiceAccount',
+    '--allow-privileged=true',
+    '--endpoint-reconciler-type=none',
+  ];
+  let apiserver = spawn(join(assets, 'kube-apiserver'), apiserverArgs, { stdio: 'ignore' });
   await waitFor(async () => existsSync(`${dir}/certs/apiserver.crt`), 'kube-apiserver certificate', 30_000);
   const ca = readFileSync(`${dir}/certs/apiserver.crt`);
   const { Agent, fetch: undiciFetch } = await import('undici');
-  const tls = new Agent({ connect: { ca } });
-  await waitFor(
-    async () => (await undiciFetch(`${server}/readyz`, { dispatcher: tls })).status === 200,
-    'kube-apiserver',
-    60_000,
-  );
-  await tls.close();
+  const apiserverReady = async () => {
+    const tls = new Agent({ connect: { ca } });
+    await waitFor(
+      async () => (await undiciFetch(`${server}/readyz`, { dispatcher: tls })).status === 200,
+      'kube-apiserver',
+      60_000,
+    );
+    await tls.close();
+  };
+  await apiserverReady();
 
   const kubeconfig = (user: string, token: string) => `apiVersion: v1
 kind: Config
@@ -140,13 +148,17 @@ current-context: envtest
       if (!t) throw new Error(`envtest has no static token for ${user}; add it in test/support/envtest.ts`);
       return kubeconfig(user, t);
     },
+    async stopApiServer() {
+      await stopChild(apiserver);
+    },
+    async startApiServer() {
+      // Same port, certificates and etcd: clients see the same server come back.
+      apiserver = spawn(join(assets, 'kube-apiserver'), apiserverArgs, { stdio: 'ignore' });
+      await apiserverReady();
+    },
     async stop() {
-      for (const child of children.reverse()) {
-        const exited = new Promise((r) => child.once('exit', r));
-        child.kill('SIGTERM');
-        await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-        child.kill('SIGKILL');
-      }
+      await stopChild(apiserver);
+      await stopChild(etcd);
       rmSync(dir, { recursive: true, force: true });
     },
   };
