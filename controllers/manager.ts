@@ -5,17 +5,13 @@
  * key, and a resync re-queues everything. With leader election on (the default in a cluster), the
  * informers of every replica stay warm but only the leader's queues run: a standby writes nothing.
  */
-import {
-  type KubeConfig,
-  type KubernetesObject,
-  KubernetesObjectApi,
-  makeInformer,
-} from '@kubernetes/client-node';
+import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Logger } from '../src/core/logger.js';
 import { MANAGED_BY, POLICY_LABEL } from '../src/istio/objects.js';
 import { kubeEventRecorder } from './events.js';
+import { type ObjectInformer, watchObjects } from './informer.js';
 import { clientNodeKube } from './kube.js';
 import { electLeader, type LeaderElectionOptions } from './leader.js';
 import { PREVIEW_LABEL, reconcilePreview } from './preview.js';
@@ -141,9 +137,8 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     reconcilePreview(kube, ns, name, { events, rewriteRoutes: reconcilePolicy }),
   );
 
-  const informers: ReturnType<typeof makeInformer<Obj>>[] = [];
+  const informers: ObjectInformer<Obj>[] = [];
   let stopped = false;
-  const objects = KubernetesObjectApi.makeApiClient(kubeconfig);
   const watch = (
     apiVersion: string,
     kind: string,
@@ -151,37 +146,16 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     onObject: (o: Obj) => void,
     labelSelector?: string,
   ) => {
-    for (const ns of namespaces) {
-      const base = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
-      const path = `${base}${ns ? `/namespaces/${ns}` : ''}/${plural}`;
-      const list = () =>
-        objects.list(
-          apiVersion,
-          kind,
-          ns,
-          undefined,
-          undefined,
-          undefined,
-          undefined,
-          labelSelector,
-        ) as never;
-      const informer = makeInformer<Obj>(kubeconfig, path, list, labelSelector);
-      for (const verb of ['add', 'update', 'delete'] as const) informer.on(verb, onObject);
-      // A broken watch (API server restarted, 410 Gone handled inside) is restarted until it
-      // holds again; a failed restart is reported as another error, or rejects: both retry.
-      let restarting = false;
-      const restart = (err: unknown) => {
-        if (stopped || restarting) return;
-        restarting = true;
-        logger.warn({ path, err: String((err as Error)?.message ?? err) }, 'watch failed; re-listing in 1 s');
-        setTimeout(() => {
-          restarting = false;
-          if (!stopped) informer.start().catch(restart);
-        }, 1000);
-      };
-      informer.on('error', restart);
-      informers.push(informer);
-    }
+    for (const namespace of namespaces)
+      informers.push(
+        watchObjects<Obj>(
+          kubeconfig,
+          { apiVersion, kind, plural, namespace, ...(labelSelector ? { labelSelector } : {}) },
+          logger,
+          onObject,
+          () => stopped,
+        ),
+      );
   };
   const policies = () => informers[0]?.list() ?? [];
   const keyOf = (o: KubernetesObject, name = o.metadata?.name) => `${o.metadata?.namespace}/${name}`;

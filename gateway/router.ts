@@ -11,7 +11,7 @@ import {
   type WeightedDestination,
 } from '../src/compiler/plan.js';
 import { GatewayError } from './errors.js';
-import type { Snapshot } from './snapshot.js';
+import { pickUpstream, type Snapshot } from './snapshot.js';
 
 export interface Decision {
   policy: PolicyPlan;
@@ -52,11 +52,16 @@ export function decide(snapshot: Snapshot, req: RequestView, random: () => numbe
     route.destinations.length === 1
       ? (route.destinations[0] as WeightedDestination)
       : pickDestination(route, random() * 100);
-  const url = snapshot.upstreams.get(destination.upstream);
-  if (!url) {
-    return new GatewayError('SY_GW_NO_UPSTREAM', 503, `no URL for upstream ${destination.upstream}`, {
-      [UPSTREAM_HEADER]: destination.upstream,
-    });
+  const url = pickUpstream(snapshot, policy.namespace, destination.upstream);
+  if (!(url instanceof URL)) {
+    return new GatewayError(
+      'SY_GW_NO_UPSTREAM',
+      503,
+      url
+        ? `upstream ${destination.upstream} has no ready endpoint`
+        : `no URL for upstream ${destination.upstream}`,
+      { [UPSTREAM_HEADER]: destination.upstream },
+    );
   }
   return { policy, route, destination, url };
 }

@@ -2,15 +2,20 @@
  * Runs the gateway from files: first load (refused → the caller exits 2), watch and reload (a bad
  * file keeps the last good plan), listen on the traffic and admin ports, and shut down gracefully.
  */
+import type { KubeConfig } from '@kubernetes/client-node';
 import { Redis } from 'ioredis';
 import { formatProblem, type Problem } from '../src/core/errors.js';
 import type { Logger } from '../src/core/logger.js';
 import { loadGatewayFiles, watchPaths } from './config-file.js';
+import { kubeSource } from './kube-source.js';
 import { PlanHolder } from './plan-holder.js';
 import { createGateway, type Gateway, type GatewayOptions } from './server.js';
 
 export interface RunGatewayOptions extends Omit<GatewayOptions, 'holder' | 'redis'> {
+  /** Files to serve; ignored when `kube` is given. */
   config: string[];
+  /** Follow the cluster instead of files (`--kube`). */
+  kube?: { kubeconfig: KubeConfig; namespaces: string[] };
   port: number;
   adminPort: number;
   host?: string;
@@ -67,19 +72,53 @@ export async function runGateway(opts: RunGatewayOptions): Promise<RunningGatewa
   const { logger } = opts;
   const holder = new PlanHolder();
   let generation = 0;
-  const first = await loadGatewayFiles(opts.config, ++generation, new Date());
-  if (!first.ok) throw new InvalidConfigError(first.problems);
-  holder.apply(first, opts.config.join(','), new Date());
+  let gateway: Gateway | undefined;
+  // Policies the cluster holds but that do not validate are left out and logged (once per change).
+  let lastSkipped = '';
+  const logSkipped = (problems: Problem[]) => {
+    const text = problems.map(formatProblem).join('\n');
+    if (text && text !== lastSkipped)
+      logger.error({ problems: text.split('\n') }, 'resources left out of the plan');
+    lastSkipped = text;
+  };
+  const source = opts.kube
+    ? kubeSource({
+        ...opts.kube,
+        logger,
+        onChange: (result, problems) => {
+          logSkipped(problems);
+          const applied = holder.apply(result, 'kubernetes', new Date());
+          gateway?.metrics.reloads.inc({ result: applied ? 'success' : 'error' });
+          if (!applied && !result.ok)
+            logger.error(
+              { problems: result.problems.map(formatProblem) },
+              'plan refused; the last good plan keeps serving',
+            );
+        },
+      })
+    : undefined;
+  const first = source
+    ? await source.start().then(({ result, problems }) => {
+        logSkipped(problems);
+        return result;
+      })
+    : await loadGatewayFiles(opts.config, ++generation, new Date());
+  if (!first.ok) {
+    await source?.stop();
+    throw new InvalidConfigError(first.problems);
+  }
+  holder.apply(first, source ? 'kubernetes' : opts.config.join(','), new Date());
 
   const redis = opts.redisUrl ? connectRedis(opts.redisUrl, logger) : undefined;
   // Wait (briefly) for Redis before taking traffic, so replicas count together from the first
   // request; if it is not there, start anyway and count in memory until it is.
   if (redis && !(await readyWithin(redis, 2000)))
     logger.warn('redis not reachable at start; rate limits count in memory until it is');
-  const gateway = createGateway({ ...opts, holder, ...(redis ? { redis } : {}) });
+  gateway = createGateway({ ...opts, holder, ...(redis ? { redis } : {}) });
   gateway.metrics.reloads.inc({ result: 'success' });
 
   const reload = async (): Promise<boolean> => {
+    if (source) return false; // the cluster pushes its changes through the watches
     const result = await loadGatewayFiles(opts.config, ++generation, new Date());
     const applied = holder.apply(result, opts.config.join(','), new Date());
     gateway.metrics.reloads.inc({ result: applied ? 'success' : 'error' });
@@ -92,7 +131,8 @@ export async function runGateway(opts: RunGatewayOptions): Promise<RunningGatewa
       );
     return applied;
   };
-  const unwatch = opts.watch === false ? () => undefined : await watchPaths(opts.config, () => void reload());
+  const unwatch =
+    opts.watch === false || source ? () => undefined : await watchPaths(opts.config, () => void reload());
 
   const host = opts.host ?? '0.0.0.0';
   const trafficUrl = await gateway.traffic.listen({ port: opts.port, host });
@@ -106,6 +146,7 @@ export async function runGateway(opts: RunGatewayOptions): Promise<RunningGatewa
     reload,
     async close() {
       unwatch();
+      await source?.stop();
       await gateway.close();
       redis?.disconnect();
     },

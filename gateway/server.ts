@@ -17,7 +17,7 @@ import type { PlanHolder } from './plan-holder.js';
 import { forward, hasBody, UpstreamPools, upstreamRequestHeaders } from './proxy.js';
 import { type Clock, RateLimiter, rateLimitHeaders } from './rate-limit.js';
 import { type Decision, decide, requestView } from './router.js';
-import type { Snapshot } from './snapshot.js';
+import { pickUpstream, type Snapshot } from './snapshot.js';
 import { claimHeaders, tokenVerifier } from './tokens.js';
 import { proxyUpgrade, refuseUpgrade } from './upgrade.js';
 
@@ -195,8 +195,9 @@ export function createGateway(options: GatewayOptions): Gateway {
     const policyName = `${policy.namespace}/${policy.name}`;
     let body: Readable = req;
     if (route.mirror && random() * 100 < route.mirror.percent) {
-      const target = holder.current?.upstreams.get(route.mirror.destination.upstream);
-      if (target) body = startMirror(req, target, route.mirror.maxBodyBytes, clientIp);
+      const snapshot = holder.current;
+      const target = snapshot && pickUpstream(snapshot, policy.namespace, route.mirror.destination.upstream);
+      if (target instanceof URL) body = startMirror(req, target, route.mirror.maxBodyBytes, clientIp);
     }
     const outcome = await forward(pools, {
       req,

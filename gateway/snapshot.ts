@@ -12,8 +12,13 @@ import type { Resources } from '../src/resources/validate.js';
 export interface Snapshot {
   plan: RoutePlan;
   index: PlanIndex;
-  /** Upstream key (`checkout/v2`) → base URL. */
-  upstreams: ReadonlyMap<string, URL>;
+  /**
+   * Upstream key → base URLs, balanced round-robin. From files the key is `checkout/v2` (one URL);
+   * from Kubernetes it is `<namespace>/checkout/v2` (one URL per ready endpoint, possibly none).
+   */
+  upstreams: ReadonlyMap<string, readonly URL[]>;
+  /** Round-robin positions, per snapshot. */
+  cursor: Map<string, number>;
   /** Where it came from (file paths, `kubernetes`), and when. */
   source: string;
   loadedAt: string;
@@ -25,12 +30,21 @@ export type BuildResult = { ok: true; snapshot: Snapshot } | { ok: false; proble
 /** Compiles resources and checks that every destination and mirror has an upstream URL. */
 export function buildSnapshot(
   resources: Resources,
-  upstreams: ReadonlyMap<string, URL>,
-  meta: { source: string; generation: number; now: Date },
+  upstreams: ReadonlyMap<string, readonly URL[]>,
+  meta: {
+    source: string;
+    generation: number;
+    now: Date;
+    requireUpstreams?: boolean;
+    /** Problem codes that do not refuse the plan. */
+    ignore?: ReadonlySet<string>;
+  },
 ): BuildResult {
   const compiled = compile(resources, { sources: resources.sources });
-  const problems = [...compiled.problems];
-  for (const policy of compiled.plan.policies) {
+  const problems = compiled.problems.filter((p) => !meta.ignore?.has(p.code));
+  // From files a missing URL is a mistake in the file; from Kubernetes, a version whose pods are
+  // not ready yet (answered 503 until they are).
+  for (const policy of meta.requireUpstreams === false ? [] : compiled.plan.policies) {
     for (const route of policy.routes) {
       const keys = route.destinations.filter((d) => d.weight > 0).map((d) => d.upstream);
       if (route.mirror) keys.push(route.mirror.destination.upstream);
@@ -54,6 +68,7 @@ export function buildSnapshot(
       plan: compiled.plan,
       index: indexPlan(compiled.plan),
       upstreams,
+      cursor: new Map(),
       source: meta.source,
       loadedAt: meta.now.toISOString(),
       generation: meta.generation,
@@ -62,10 +77,25 @@ export function buildSnapshot(
 }
 
 /** GatewayConfig documents → upstream map; later documents override earlier keys. */
-export function upstreamsOf(resources: Resources): Map<string, URL> {
-  const out = new Map<string, URL>();
+export function upstreamsOf(resources: Resources): Map<string, URL[]> {
+  const out = new Map<string, URL[]>();
   for (const gc of resources.gatewayConfigs) {
-    for (const [key, url] of Object.entries(gc.spec.upstreams)) out.set(key, new URL(url));
+    for (const [key, url] of Object.entries(gc.spec.upstreams)) out.set(key, [new URL(url)]);
   }
   return out;
+}
+
+/**
+ * The URL for the next request to an upstream of a policy in `namespace`: the namespaced key
+ * (Kubernetes) or the plain one (files); round-robin over the endpoints. `[]` when the upstream is
+ * known but has no ready endpoint, undefined when it is not known at all.
+ */
+export function pickUpstream(snapshot: Snapshot, namespace: string, key: string): URL | [] | undefined {
+  const namespaced = `${namespace}/${key}`;
+  const list = snapshot.upstreams.get(namespaced) ?? snapshot.upstreams.get(key);
+  if (!list) return undefined;
+  if (list.length <= 1) return list[0] ?? [];
+  const i = snapshot.cursor.get(namespaced) ?? 0;
+  snapshot.cursor.set(namespaced, (i + 1) % list.length);
+  return list[i % list.length];
 }

@@ -1,11 +1,16 @@
+import { readFileSync } from 'node:fs';
+import { kubeConfigFrom } from '../../controllers/kube.js';
 import { InvalidConfigError, type RunningGateway, runGateway } from '../../gateway/run.js';
-import { formatProblem } from '../core/errors.js';
+import { formatProblem, problem } from '../core/errors.js';
 import { createLogger } from '../core/logger.js';
 import { readSecret } from '../core/secrets.js';
 import { type CliIO, EXIT_INVALID, EXIT_OK } from './io.js';
 
 export interface GatewayCliOptions {
   config: string[];
+  kube?: boolean;
+  namespace?: string[];
+  kubeconfig?: string;
   port: string;
   adminPort: string;
   host: string;
@@ -45,11 +50,25 @@ export async function startGatewayFromCli(
   io: CliIO,
 ): Promise<RunningGateway | number> {
   const logger = createLogger({ level: opts.logLevel });
+  if (opts.kube ? opts.config.length > 0 : opts.config.length === 0) {
+    io.stderr(
+      `${formatProblem(problem('SY_BAD_REQUEST', 'give either --config FILE (repeatable) or --kube, not both and not neither'))}\n`,
+    );
+    return EXIT_INVALID;
+  }
   try {
     const tp = trustProxy(opts.trustProxy);
     const secret = readSecret(process.env, 'SWITCHYARD_INTERCEPT_TOKEN_SECRET');
     return await runGateway({
       config: opts.config,
+      ...(opts.kube
+        ? {
+            kube: {
+              kubeconfig: kubeConfigFrom(opts.kubeconfig ? readFileSync(opts.kubeconfig, 'utf8') : undefined),
+              namespaces: opts.namespace ?? [],
+            },
+          }
+        : {}),
       port: Number(opts.port),
       adminPort: Number(opts.adminPort),
       host: opts.host,

@@ -79,13 +79,18 @@ export function buildProgram(io: CliIO, setExit: (code: number) => void): Comman
 
   program
     .command('gateway')
-    .description('serve traffic by the TrafficPolicies and Previews in files, without a mesh')
-    .requiredOption(
+    .description(
+      'serve traffic by the TrafficPolicies and Previews in files, or in the cluster (--kube), without a mesh',
+    )
+    .option(
       '-c, --config <path>',
       'YAML file or folder with policies, previews and a GatewayConfig (repeatable)',
       collect,
       [],
     )
+    .option('--kube', "follow the cluster's TrafficPolicies, Previews and per-version Services instead")
+    .option('-n, --namespace <ns>', 'with --kube: only this namespace (repeatable; default all)', collect, [])
+    .option('--kubeconfig <path>', 'with --kube: kubeconfig file (default: $KUBECONFIG or in-cluster)')
     .option('-p, --port <port>', 'traffic port', '8080')
     .option('--admin-port <port>', 'admin port: /healthz /readyz /metrics /plan', '9901')
     .option('--host <address>', 'address to listen on', '0.0.0.0')

@@ -10,6 +10,7 @@ import { clientNodeKube, type Kube, kubeConfigFrom } from '../../controllers/kub
 import type { Envtest } from './envtest.js';
 
 export const CONTROLLER_USER = 'system:serviceaccount:switchyard-system:switchyard';
+export const GATEWAY_USER = 'system:serviceaccount:switchyard-system:switchyard-gateway';
 const ROOT = join(import.meta.dirname, '..', '..');
 
 export function adminKube(env: Envtest): Kube {

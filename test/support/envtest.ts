@@ -29,7 +29,11 @@ export const ENVTEST_SKIP_REASON =
   'skipping the Kubernetes API tests: set KUBEBUILDER_ASSETS to a folder with kube-apiserver and etcd (setup-envtest), or install Go so test/envtest/build.sh can build them';
 
 /** Users with a static token (fixed when the API server starts), for RBAC tests. */
-export const STATIC_USERS = ['system:serviceaccount:switchyard-system:switchyard', 'envtest-limited'];
+export const STATIC_USERS = [
+  'system:serviceaccount:switchyard-system:switchyard',
+  'system:serviceaccount:switchyard-system:switchyard-gateway',
+  'envtest-limited',
+];
 
 export interface Envtest {
   server: string;

@@ -29,6 +29,7 @@ const answerWithName =
 export async function startUpstream(
   name: string,
   handler: Handler = answerWithName(name),
+  address = '127.0.0.1',
 ): Promise<TestUpstream> {
   const received: Received[] = [];
   const server: Server = createServer((req, res) => {
@@ -40,11 +41,11 @@ export async function startUpstream(
       handler(req, res, body);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(0, address, resolve));
   const port = (server.address() as AddressInfo).port;
   return {
     name,
-    url: `http://127.0.0.1:${port}`,
+    url: `http://${address}:${port}`,
     port,
     received,
     close: () =>

@@ -1,0 +1,188 @@
+/**
+ * `switchyard gateway --kube`: the plan comes from the cluster, not from files. The gateway watches
+ * TrafficPolicies, Previews, the Services the controller writes in gateway mode (one per version,
+ * `<service>--<version>`, and one per preview) and their EndpointSlices, and rebuilds its snapshot
+ * within a few milliseconds of any change (no push from the controller).
+ *
+ * It sends requests straight to the ready endpoints of those Services, round-robin, as ingress
+ * controllers do: no extra kube-proxy hop, keep-alive to each pod, and a version with no ready pod
+ * answers 503 with that reason instead of a connection error.
+ */
+import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
+import { type ObjectInformer, watchObjects } from '../controllers/informer.js';
+import { PREVIEW_LABEL } from '../controllers/preview.js';
+import { VERSION_LABEL, VERSION_OF_LABEL } from '../controllers/traffic-policy.js';
+import { pinnedRef } from '../src/compiler/names.js';
+import type { Problem } from '../src/core/errors.js';
+import type { Logger } from '../src/core/logger.js';
+import { DEFAULTS, type Preview, type TrafficPolicy } from '../src/resources/schema.js';
+import { readResources } from '../src/resources/validate.js';
+import { type BuildResult, buildSnapshot } from './snapshot.js';
+
+type Obj = KubernetesObject & Record<string, unknown>;
+type Service = KubernetesObject & {
+  spec?: { ports?: { name?: string; port: number; targetPort?: number | string }[] };
+};
+type EndpointSlice = KubernetesObject & {
+  addressType?: string;
+  ports?: { name?: string; port?: number }[] | null;
+  endpoints?: { addresses: string[]; conditions?: { ready?: boolean | null } }[] | null;
+};
+
+export interface KubeSourceOptions {
+  kubeconfig: KubeConfig;
+  /** Empty: all namespaces. */
+  namespaces: string[];
+  logger: Logger;
+  /** Called with each new build (after the first, once the informers have listed). */
+  onChange: (result: BuildResult, problems: Problem[]) => void;
+  debounceMs?: number;
+}
+
+export interface KubeSource {
+  /** Lists everything, then returns the first build. */
+  start(): Promise<{ result: BuildResult; problems: Problem[] }>;
+  stop(): Promise<void>;
+}
+
+const json = <T>(o: unknown): T => JSON.parse(JSON.stringify(o)) as T; // client-node hands out Dates
+
+/** The ready endpoint URLs of a Service, on the endpoint port that backs `servicePort`. */
+function endpointUrls(service: Service, servicePort: number, slices: readonly EndpointSlice[]): URL[] {
+  const port = service.spec?.ports?.find((p) => p.port === servicePort) ?? service.spec?.ports?.[0];
+  const urls: URL[] = [];
+  for (const slice of slices) {
+    if (slice.addressType === 'FQDN') continue;
+    const sp =
+      (slice.ports ?? []).find((p) => (p.name ?? '') === (port?.name ?? '')) ??
+      ((slice.ports ?? []).length === 1 ? slice.ports?.[0] : undefined);
+    if (!sp?.port) continue;
+    for (const e of slice.endpoints ?? []) {
+      if (e.conditions?.ready === false) continue;
+      for (const address of e.addresses) {
+        const host = slice.addressType === 'IPv6' ? `[${address}]` : address;
+        urls.push(new URL(`http://${host}:${sp.port}`));
+      }
+    }
+  }
+  return urls;
+}
+
+export function kubeSource(options: KubeSourceOptions): KubeSource {
+  const { kubeconfig, logger } = options;
+  const namespaces = options.namespaces.length > 0 ? options.namespaces : [undefined];
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let started = false;
+  let generation = 0;
+
+  const changed = () => {
+    if (!started || stopped) return;
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      const { result, problems } = build();
+      options.onChange(result, problems);
+    }, options.debounceMs ?? 20);
+  };
+  const informers = <T extends Obj>(
+    apiVersion: string,
+    kind: string,
+    plural: string,
+    labelSelector?: string,
+  ) =>
+    namespaces.map((namespace) =>
+      watchObjects<T>(
+        kubeconfig,
+        { apiVersion, kind, plural, namespace, ...(labelSelector ? { labelSelector } : {}) },
+        logger,
+        changed,
+        () => stopped,
+      ),
+    );
+  const policies = informers<Obj>('switchyard.dev/v1alpha1', 'TrafficPolicy', 'trafficpolicies');
+  const previews = informers<Obj>('switchyard.dev/v1alpha1', 'Preview', 'previews');
+  const services = informers<Obj>('v1', 'Service', 'services', 'app.kubernetes.io/managed-by=switchyard');
+  const slices = informers<Obj>('discovery.k8s.io/v1', 'EndpointSlice', 'endpointslices');
+  const all = [...policies, ...previews, ...services, ...slices];
+  const items = <T>(list: ObjectInformer<Obj>[]) => list.flatMap((i) => i.list()) as unknown as T[];
+
+  /** One snapshot from the caches: every valid policy, and the previews that are Ready. */
+  const build = (): { result: BuildResult; problems: Problem[] } => {
+    const docs = [
+      ...items<TrafficPolicy & KubernetesObject>(policies),
+      ...items<Preview & KubernetesObject>(previews).filter((p) => !p.metadata?.deletionTimestamp),
+    ].map((o, i) => {
+      const value = json<Record<string, unknown>>(o);
+      delete (value.metadata as Record<string, unknown>).managedFields;
+      return {
+        source: { file: `${o.metadata?.namespace}/${o.kind}/${o.metadata?.name}`, document: i + 1 },
+        value,
+      };
+    });
+    // One team's invalid policy must not take everyone's routes down: it is left out (the
+    // controller reports it on the policy's status), the rest are served.
+    const { resources, problems } = readResources(docs);
+    resources.previews = resources.previews.map((p) =>
+      p.status?.phase ? p : { ...p, status: { ...p.status, phase: 'Pending' as const } },
+    );
+
+    const sliceBy = new Map<string, EndpointSlice[]>();
+    for (const s of items<EndpointSlice>(slices)) {
+      const svc = s.metadata?.labels?.['kubernetes.io/service-name'];
+      if (!svc) continue;
+      const key = `${s.metadata?.namespace}/${svc}`;
+      sliceBy.set(key, [...(sliceBy.get(key) ?? []), s]);
+    }
+    const policyBy = new Map(
+      resources.policies.map((p) => [`${p.metadata.namespace ?? DEFAULTS.namespace}/${p.metadata.name}`, p]),
+    );
+    const upstreams = new Map<string, URL[]>();
+    const previewBy = new Map(
+      resources.previews.map((p) => [`${p.metadata.namespace ?? DEFAULTS.namespace}/${p.metadata.name}`, p]),
+    );
+    for (const svc of items<Service>(services)) {
+      const ns = svc.metadata?.namespace as string;
+      const labels = svc.metadata?.labels ?? {};
+      const endpoints = sliceBy.get(`${ns}/${svc.metadata?.name}`) ?? [];
+      const versionOf = labels[VERSION_OF_LABEL];
+      const version = labels[VERSION_LABEL];
+      if (versionOf && version) {
+        const policy = resources.policies.find(
+          (p) => (p.metadata.namespace ?? DEFAULTS.namespace) === ns && p.spec.service === versionOf,
+        );
+        if (policy)
+          upstreams.set(`${ns}/${versionOf}/${version}`, endpointUrls(svc, policy.spec.port, endpoints));
+        continue;
+      }
+      const preview = previewBy.get(`${ns}/${labels[PREVIEW_LABEL]}`);
+      const policy = preview && policyBy.get(`${ns}/${preview.spec.policy}`);
+      if (preview && policy)
+        upstreams.set(
+          `${ns}/${policy.spec.service}/${pinnedRef(preview.spec.pullRequest, preview.spec.commit)}`,
+          endpointUrls(svc, policy.spec.port, endpoints),
+        );
+    }
+    const result = buildSnapshot(resources, upstreams, {
+      source: 'kubernetes',
+      generation: ++generation,
+      now: new Date(),
+      requireUpstreams: false,
+      // A preview that is not Ready yet is left out of the routes, as the controller does.
+      ignore: new Set(['SY_MISSING_PREVIEW']),
+    });
+    return { result, problems };
+  };
+
+  return {
+    async start() {
+      await Promise.all(all.map((i) => i.start()));
+      started = true;
+      return build();
+    },
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      await Promise.all(all.map((i) => i.stop()));
+    },
+  };
+}

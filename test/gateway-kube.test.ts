@@ -1,0 +1,179 @@
+/**
+ * Gateway mode end to end on a real API server: the controller (as its ServiceAccount, gateway
+ * mode) writes one Service per version; `switchyard gateway --kube` (as its own ServiceAccount)
+ * follows the policies, those Services and their EndpointSlices, and routes live HTTP traffic to
+ * the ready endpoints, picking up a TrafficPolicy change within one second. No endpoint controller
+ * runs here: the test writes the EndpointSlices, as kube-controller-manager would.
+ */
+import { networkInterfaces } from 'node:os';
+import type { KubernetesObject } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Kube, kubeConfigFrom } from '../controllers/kube.js';
+import { reconcileTrafficPolicy } from '../controllers/traffic-policy.js';
+import { type RunningGateway, runGateway } from '../gateway/run.js';
+import { createLogger } from '../src/core/logger.js';
+import {
+  adminKube,
+  controllerKube,
+  createNamespace,
+  GATEWAY_USER,
+  stableWorkload,
+} from './support/cluster.js';
+import { type Envtest, sharedEnvtest } from './support/envtest.js';
+import { header, send } from './support/http.js';
+import { startUpstream, type TestUpstream } from './support/upstreams.js';
+
+const shared = await sharedEnvtest({ istio: false });
+/**
+ * EndpointSlices may not hold loopback addresses: the test's upstreams listen on this machine's
+ * first non-loopback IPv4 address, as pods would on theirs.
+ */
+const podAddress = Object.values(networkInterfaces())
+  .flat()
+  .find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
+if (shared && !podAddress && process.env.CI)
+  throw new Error('CI=true, but this machine has no non-loopback IPv4 address');
+const ns = 'gateway-mode';
+const API = 'switchyard.dev/v1alpha1';
+type Svc = KubernetesObject & { spec: { selector: Record<string, string>; ports: { port: number }[] } };
+
+describe.skipIf(!shared || !podAddress)('gateway mode: per-version Services and gateway --kube', () => {
+  const env = shared as Envtest;
+  let admin: Kube;
+  let kube: Kube;
+  let gateway: RunningGateway;
+  const upstreams: Record<string, TestUpstream> = {};
+
+  const applyPolicy = (weight: number) =>
+    admin.apply(
+      {
+        apiVersion: API,
+        kind: 'TrafficPolicy',
+        metadata: { name: 'shop', namespace: ns },
+        spec: {
+          service: 'shop',
+          port: 80,
+          hosts: ['shop.test'],
+          stable: 'v1',
+          canary: { version: 'v2', weight },
+          intercepts: [{ name: 'alice', match: { header: 'x-user', exact: 'alice' }, to: { version: 'v3' } }],
+        },
+      } as KubernetesObject,
+      'release-engineer',
+      true,
+    );
+  /** What the endpoint controller would write for `service`: the given upstreams, ready or not. */
+  const endpoints = (service: string, backends: TestUpstream[], ready = true) =>
+    admin.apply(
+      {
+        apiVersion: 'discovery.k8s.io/v1',
+        kind: 'EndpointSlice',
+        metadata: {
+          name: `${service}-abcde`,
+          namespace: ns,
+          labels: { 'kubernetes.io/service-name': service },
+        },
+        addressType: 'IPv4',
+        ports: [{ name: 'http', port: Number(new URL(backends[0]?.url as string).port), protocol: 'TCP' }],
+        endpoints: backends.map(() => ({ addresses: [podAddress as string], conditions: { ready } })),
+      } as KubernetesObject,
+      'endpointslice-controller',
+      true,
+    );
+  const upstreamOf = async (headers: Record<string, string> = {}) =>
+    header(await send(gateway.trafficUrl, { host: 'shop.test', headers }), 'x-switchyard-upstream');
+
+  beforeAll(async () => {
+    admin = adminKube(env);
+    kube = await controllerKube(env);
+    await createNamespace(admin, ns);
+    await stableWorkload(admin, ns, 'shop');
+    for (const v of ['v1', 'v1b', 'v2', 'v3'])
+      upstreams[v] = await startUpstream(`shop/${v}`, undefined, podAddress);
+  });
+  afterAll(async () => {
+    await gateway?.close();
+    await Promise.all(Object.values(upstreams).map((u) => u.close()));
+  });
+
+  it('the controller writes one Service per version, selecting that version of the stable pods', async () => {
+    await applyPolicy(0);
+    const result = await reconcileTrafficPolicy(kube, ns, 'shop', { mode: 'gateway' });
+    expect(result?.writes).toEqual([
+      `apply Service ${ns}/shop--v1`,
+      `apply Service ${ns}/shop--v2`,
+      `apply Service ${ns}/shop--v3`,
+    ]);
+    const v2 = await admin.get<Svc>({ apiVersion: 'v1', kind: 'Service', namespace: ns, name: 'shop--v2' });
+    expect(v2?.spec.selector).toEqual({ app: 'shop', version: 'v2' });
+    expect(v2?.spec.ports.map((p) => p.port)).toEqual([80]);
+    expect(v2?.metadata?.ownerReferences?.[0]).toMatchObject({ kind: 'TrafficPolicy', name: 'shop' });
+    // No Istio object in gateway mode.
+    expect(result?.conditions.find((c) => c.type === 'Ready')).toMatchObject({ status: 'True' });
+  });
+
+  it('gateway --kube routes live traffic by them, round-robin over ready endpoints', async () => {
+    const { v1, v1b, v2, v3 } = upstreams as Record<string, TestUpstream>;
+    // Two pods of v1 (same address, distinct ports: one slice each port is not how Kubernetes
+    // does it, so two slices of the same Service).
+    await endpoints('shop--v1', [v1 as TestUpstream]);
+    await admin.apply(
+      {
+        apiVersion: 'discovery.k8s.io/v1',
+        kind: 'EndpointSlice',
+        metadata: {
+          name: 'shop--v1-fghij',
+          namespace: ns,
+          labels: { 'kubernetes.io/service-name': 'shop--v1' },
+        },
+        addressType: 'IPv4',
+        ports: [{ name: 'http', port: Number(new URL((v1b as TestUpstream).url).port), protocol: 'TCP' }],
+        endpoints: [{ addresses: [podAddress as string], conditions: { ready: true } }],
+      } as KubernetesObject,
+      'endpointslice-controller',
+      true,
+    );
+    await endpoints('shop--v2', [v2 as TestUpstream]);
+    await endpoints('shop--v3', [v3 as TestUpstream]);
+    gateway = await runGateway({
+      config: [],
+      kube: { kubeconfig: kubeConfigFrom(env.kubeconfigFor(GATEWAY_USER)), namespaces: [ns] },
+      port: 0,
+      adminPort: 0,
+      host: '127.0.0.1',
+      logger: createLogger({ level: process.env.SWITCHYARD_TEST_LOG ?? 'silent' }),
+    });
+    for (let i = 0; i < 10; i++) expect(await upstreamOf()).toBe('shop/v1');
+    expect((v1 as TestUpstream).received.length).toBe(5);
+    expect((v1b as TestUpstream).received.length).toBe(5);
+    expect(await upstreamOf({ 'x-user': 'alice' })).toBe('shop/v3');
+    expect((v3 as TestUpstream).received).toHaveLength(1);
+  });
+
+  it('follows a TrafficPolicy change within one second', async () => {
+    const start = Date.now();
+    await applyPolicy(100);
+    await reconcileTrafficPolicy(kube, ns, 'shop', { mode: 'gateway' }); // the controller's part
+    let elapsed = 0;
+    for (;;) {
+      if ((await upstreamOf()) === 'shop/v2') {
+        elapsed = Date.now() - start;
+        break;
+      }
+      if (Date.now() - start > 5000) throw new Error('the gateway never routed to v2');
+    }
+    expect(elapsed).toBeLessThan(1000);
+    console.info(`gateway --kube: policy change to first request routed by it: ${elapsed} ms`);
+  });
+
+  it('answers 503 with the reason when a version has no ready endpoint', async () => {
+    await endpoints('shop--v3', [upstreams.v3 as TestUpstream], false);
+    let reply = await send(gateway.trafficUrl, { host: 'shop.test', headers: { 'x-user': 'alice' } });
+    for (let i = 0; i < 100 && reply.status !== 503; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      reply = await send(gateway.trafficUrl, { host: 'shop.test', headers: { 'x-user': 'alice' } });
+    }
+    expect(reply.status).toBe(503);
+    expect(reply.body).toMatch(/upstream shop\/v3 has no ready endpoint/);
+  });
+});
