@@ -112,7 +112,11 @@ export async function reconcileTrafficPolicy(
     .filter((p) => !p.metadata?.deletionTimestamp)
     .map((p) => JSON.parse(JSON.stringify(p)) as Preview) // Dates → the RFC 3339 strings the compiler orders
     .map((p) => (p.status?.phase ? p : { ...p, status: { ...p.status, phase: 'Pending' as const } }));
-  const nsObject = await kube.get<KubernetesObject>({ apiVersion: 'v1', kind: 'Namespace', name: namespace });
+  // Ambient mode matters only to the Istio objects.
+  const nsObject =
+    mode === 'istio'
+      ? await kube.get<KubernetesObject>({ apiVersion: 'v1', kind: 'Namespace', name: namespace })
+      : undefined;
   const ambient = nsObject?.metadata?.labels?.['istio.io/dataplane-mode'] === 'ambient';
 
   const compiled = compile({

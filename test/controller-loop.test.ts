@@ -3,13 +3,13 @@
  * made by others (a policy edit, a preview turning Ready, a foreign edit to an owned
  * VirtualService) are picked up from watches and converged without anyone calling reconcile.
  */
-import { createWriteStream, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { AppsV1Api, loadAllYaml } from '@kubernetes/client-node';
+import { createWriteStream } from 'node:fs';
+import { AppsV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientNodeKube, type Kube, kubeConfigFrom } from '../controllers/kube.js';
 import { type RunningController, startController } from '../controllers/manager.js';
 import { createLogger } from '../src/core/logger.js';
+import { applyRbac } from './support/cluster.js';
 import { type Envtest, sharedEnvtest } from './support/envtest.js';
 import { eventually } from './support/gateway.js';
 
@@ -57,10 +57,9 @@ describe.skipIf(!shared)('controller loop on a real API server', () => {
     env = shared as Envtest;
     kube = clientNodeKube(kubeConfigFrom(env.adminKubeconfig));
     await kube.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } } as never, 'test', true);
-    // The controller runs as its ServiceAccount, bound only by deploy/install/rbac.yaml: a missing
-    // permission fails here with a real Forbidden.
-    const rbac = readFileSync(join(import.meta.dirname, '..', 'deploy', 'install', 'rbac.yaml'), 'utf8');
-    for (const doc of loadAllYaml(rbac) as never[]) await kube.apply(doc, 'test', true);
+    // The controller runs as its ServiceAccount, bound only by the RBAC in deploy/install: a
+    // missing permission fails here with a real Forbidden.
+    await applyRbac(kube);
     controller = await startController({
       kubeconfig: kubeConfigFrom(env.kubeconfigFor('system:serviceaccount:switchyard-system:switchyard')),
       logger: createLogger({

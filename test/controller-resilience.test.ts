@@ -12,6 +12,7 @@ import type { Kube } from '../controllers/kube.js';
 import { tempFiles } from './support/cli.js';
 import {
   adminKube,
+  applyRbac,
   CONTROLLER_USER,
   createNamespace,
   markAvailable,
@@ -118,8 +119,7 @@ describe.skipIf(!gate)('controller process: leader election, API server restart,
   beforeAll(async () => {
     env = await startEnvtestWithCrds(gate as NonNullable<typeof gate>);
     admin = adminKube(env);
-    const { controllerKube } = await import('./support/cluster.js');
-    await controllerKube(env); // applies deploy/install/rbac.yaml
+    await applyRbac(admin);
     kubeconfigFile = join(tempFiles({ kubeconfig: env.kubeconfigFor(CONTROLLER_USER) }), 'kubeconfig');
     await createNamespace(admin, ns);
     await stableWorkload(admin, ns, 'web');

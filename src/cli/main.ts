@@ -11,6 +11,7 @@ import { crdsCommand } from './crds.js';
 import { demoCommand } from './demo.js';
 import { explainCommand } from './explain.js';
 import { gatewayCommand } from './gateway.js';
+import { installCommand } from './install.js';
 import { type CliIO, EXIT_INTERNAL, EXIT_INVALID, processIO } from './io.js';
 import { renderCommand } from './render.js';
 import { tokenCommand } from './token.js';
@@ -169,6 +170,22 @@ export function buildProgram(io: CliIO, setExit: (code: number) => void): Comman
   )
     .addOption(outputOption(['text', 'json', 'yaml'], 'text'))
     .action(async (policy, opts) => setExit(await canaryStatusCommand(policy, opts, io)));
+
+  program
+    .command('install')
+    .description('print everything a cluster needs (CRDs, RBAC, controller, gateway) as one manifest')
+    .addOption(
+      new Option('--mode <mode>', 'mesh (istio) or no mesh (gateway)')
+        .choices(['istio', 'gateway'])
+        .default('istio'),
+    )
+    .option('--image <image>', 'the Switchyard image', undefined)
+    .option(
+      '--redis-secret <name>',
+      "gateway mode: a Secret whose key 'url' is the Redis URL for shared rate limits",
+    )
+    .addOption(outputOption(['yaml', 'json'], 'yaml'))
+    .action((opts) => setExit(installCommand(opts, io)));
 
   program
     .command('crds')

@@ -17,11 +17,18 @@ export function adminKube(env: Envtest): Kube {
   return clientNodeKube(kubeConfigFrom(env.adminKubeconfig));
 }
 
-/** A Kube that is the controller's ServiceAccount, after deploy/install/rbac.yaml is applied. */
+/** The RBAC of deploy/install for both modes (tests run either) and the gateway's. */
+export async function applyRbac(admin: Kube): Promise<void> {
+  for (const file of ['rbac.yaml', 'rbac-istio.yaml', 'rbac-gateway.yaml']) {
+    const text = readFileSync(join(ROOT, 'deploy', 'install', file), 'utf8');
+    for (const doc of loadAllYaml(text) as KubernetesObject[]) await admin.apply(doc, 'test', true);
+  }
+}
+
+/** A Kube that is the controller's ServiceAccount, after the RBAC of deploy/install is applied. */
 export async function controllerKube(env: Envtest): Promise<Kube> {
   const admin = adminKube(env);
-  const rbac = readFileSync(join(ROOT, 'deploy', 'install', 'rbac.yaml'), 'utf8');
-  for (const doc of loadAllYaml(rbac) as KubernetesObject[]) await admin.apply(doc, 'test', true);
+  await applyRbac(admin);
   return clientNodeKube(kubeConfigFrom(env.kubeconfigFor(CONTROLLER_USER)));
 }
 

@@ -1,0 +1,123 @@
+/**
+ * `switchyard install`: one manifest per mode that a real API server accepts (server-side apply,
+ * dryRun=All), with the RBAC each mode needs and nothing else, probes, requests and budgets; and
+ * deploy/install/crds.yaml in step with `switchyard crds`.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { KubeConfig, type KubernetesObject, KubernetesObjectApi, loadAllYaml } from '@kubernetes/client-node';
+import { describe, expect, it } from 'vitest';
+import { cli } from './support/cli.js';
+import { adminKube, createNamespace } from './support/cluster.js';
+import { type Envtest, sharedEnvtest } from './support/envtest.js';
+
+const shared = await sharedEnvtest({ istio: false });
+const INSTALL = join(import.meta.dirname, '..', 'deploy', 'install');
+
+type Obj = KubernetesObject & {
+  spec?: {
+    template?: {
+      spec?: {
+        serviceAccountName?: string;
+        containers: {
+          image: string;
+          args: string[];
+          env?: { name: string; valueFrom?: unknown }[];
+          readinessProbe?: unknown;
+          livenessProbe?: unknown;
+          resources?: { requests?: Record<string, string> };
+        }[];
+      };
+    };
+  };
+};
+
+async function manifest(...args: string[]): Promise<Obj[]> {
+  const r = await cli('install', ...args);
+  expect(r.code).toBe(0);
+  return loadAllYaml(r.stdout) as Obj[];
+}
+
+describe('switchyard install', () => {
+  it('keeps deploy/install/crds.yaml in step with `switchyard crds`', async () => {
+    const file = readFileSync(join(INSTALL, 'crds.yaml'), 'utf8').replace(/^#.*\n/, '');
+    expect(file).toBe((await cli('crds')).stdout);
+  });
+
+  it('mesh mode: CRDs, RBAC with the Istio role, the controller with probes, requests and a PDB; no gateway', async () => {
+    const objects = await manifest('--mode', 'istio', '--image', 'registry.example/switchyard:1.2.3');
+    const kinds = objects.map((o) => `${o.kind}/${o.metadata?.name}`);
+    expect(kinds).toEqual(
+      expect.arrayContaining([
+        'CustomResourceDefinition/trafficpolicies.switchyard.dev',
+        'CustomResourceDefinition/previews.switchyard.dev',
+        'ServiceAccount/switchyard',
+        'ClusterRole/switchyard-controller',
+        'ClusterRole/switchyard-controller-istio',
+        'Role/switchyard-leader-election',
+        'Deployment/switchyard-controller',
+        'PodDisruptionBudget/switchyard-controller',
+      ]),
+    );
+    expect(kinds.some((k) => k.includes('gateway'))).toBe(false);
+    const controller = objects.find((o) => o.kind === 'Deployment')?.spec?.template?.spec;
+    expect(controller?.serviceAccountName).toBe('switchyard');
+    expect(controller?.containers[0]).toMatchObject({
+      image: 'registry.example/switchyard:1.2.3',
+      args: ['controller', '--mode', 'istio', '--port', '8081'],
+      readinessProbe: expect.anything(),
+      livenessProbe: expect.anything(),
+      resources: { requests: { cpu: expect.any(String), memory: expect.any(String) } },
+    });
+  });
+
+  it('gateway mode: the gateway Deployment, Service and PDB, and no Istio permission', async () => {
+    const objects = await manifest('--mode', 'gateway', '--redis-secret', 'switchyard-redis');
+    const kinds = objects.map((o) => `${o.kind}/${o.metadata?.name}`);
+    expect(kinds).toEqual(
+      expect.arrayContaining([
+        'ClusterRole/switchyard-controller-gateway-mode',
+        'ServiceAccount/switchyard-gateway',
+        'ClusterRole/switchyard-gateway',
+        'Deployment/switchyard-gateway',
+        'Service/switchyard-gateway',
+        'PodDisruptionBudget/switchyard-gateway',
+      ]),
+    );
+    expect(JSON.stringify(objects)).not.toContain('networking.istio.io');
+    const deployments = objects.filter((o) => o.kind === 'Deployment');
+    expect(deployments.map((d) => d.spec?.template?.spec?.containers[0]?.args)).toEqual([
+      ['controller', '--mode', 'gateway', '--port', '8081'],
+      ['gateway', '--kube', '--port', '8080', '--admin-port', '9901'],
+    ]);
+    // The Redis URL comes from a Secret, not from args anyone can read with `ps`.
+    expect(deployments[1]?.spec?.template?.spec?.containers[0]?.env).toEqual([
+      { name: 'REDIS_URL', valueFrom: { secretKeyRef: { name: 'switchyard-redis', key: 'url' } } },
+    ]);
+  });
+
+  describe.skipIf(!shared)('on a real API server', () => {
+    it.each([
+      'istio',
+      'gateway',
+    ])('the %s manifest is accepted (server-side apply, dryRun=All)', async (mode) => {
+      const env = shared as Envtest;
+      await createNamespace(adminKube(env), 'switchyard-system');
+      const kc = new KubeConfig();
+      kc.loadFromString(env.adminKubeconfig);
+      const api = KubernetesObjectApi.makeApiClient(kc);
+      const objects = await manifest('--mode', mode);
+      for (const o of objects) {
+        const applied = await api.patch(
+          o,
+          undefined,
+          'All',
+          'switchyard-install-test',
+          true,
+          'application/apply-patch+yaml' as never,
+        );
+        expect(applied.kind).toBe(o.kind);
+      }
+    });
+  });
+});
