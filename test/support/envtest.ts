@@ -41,6 +41,8 @@ export interface Envtest {
   adminKubeconfig: string;
   /** A kubeconfig for a user that gets only what RBAC grants it. */
   kubeconfigFor(user: string, groups?: string[]): string;
+  /** The API server's audit log (started with `audit: true`). */
+  auditEvents?(): AuditEvent[];
   /** Stops only the kube-apiserver (etcd keeps the data); `startApiServer` brings it back. */
   stopApiServer?(): Promise<void>;
   startApiServer?(): Promise<void>;
@@ -64,7 +66,20 @@ async function waitFor(check: () => Promise<boolean>, what: string, ms: number):
   throw new Error(`${what} did not become ready in ${ms} ms`);
 }
 
-export async function startEnvtest(assets: string): Promise<Envtest> {
+export interface AuditEvent {
+  verb: string;
+  user: { username: string };
+  objectRef?: {
+    apiGroup?: string;
+    resource?: string;
+    subresource?: string;
+    namespace?: string;
+    name?: string;
+  };
+  responseStatus?: { code?: number };
+}
+
+export async function startEnvtest(assets: string, options: { audit?: boolean } = {}): Promise<Envtest> {
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-envtest-'));
   const [ep, pp, ap] = [await unusedPort(), await unusedPort(), await unusedPort()];
   const etcd = spawn(
@@ -116,6 +131,18 @@ export async function startEnvtest(assets: string): Promise<Envtest> {
     '--allow-privileged=true',
     '--endpoint-reconciler-type=none',
   ];
+  if (options.audit) {
+    // Every request, with who made it: what test/rbac.test.ts compares the RBAC rules with.
+    writeFileSync(
+      `${dir}/audit-policy.yaml`,
+      'apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n',
+    );
+    apiserverArgs.push(
+      `--audit-policy-file=${dir}/audit-policy.yaml`,
+      `--audit-log-path=${dir}/audit.log`,
+      '--audit-log-mode=blocking',
+    );
+  }
   let apiserver = spawn(join(assets, 'kube-apiserver'), apiserverArgs, { stdio: 'ignore' });
   await waitFor(async () => existsSync(`${dir}/certs/apiserver.crt`), 'kube-apiserver certificate', 30_000);
   const ca = readFileSync(`${dir}/certs/apiserver.crt`);
@@ -151,6 +178,13 @@ current-context: envtest
       const t = tokens.get(user);
       if (!t) throw new Error(`envtest has no static token for ${user}; add it in test/support/envtest.ts`);
       return kubeconfig(user, t);
+    },
+    auditEvents() {
+      if (!existsSync(`${dir}/audit.log`)) return [];
+      return readFileSync(`${dir}/audit.log`, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as AuditEvent);
     },
     async stopApiServer() {
       await stopChild(apiserver);
@@ -226,11 +260,14 @@ export function envtestGate(options: {
 }
 
 /** An API server with Switchyard's CRDs (as `switchyard crds` prints them) and Istio's, when given. */
-export async function startEnvtestWithCrds(gate: {
-  assets: string;
-  istio: string | undefined;
-}): Promise<Envtest> {
-  const env = await startEnvtest(gate.assets);
+export async function startEnvtestWithCrds(
+  gate: {
+    assets: string;
+    istio: string | undefined;
+  },
+  options: { audit?: boolean } = {},
+): Promise<Envtest> {
+  const env = await startEnvtest(gate.assets, options);
   const { customResourceDefinitions } = await import('../../src/resources/crds.js');
   const { toYamlDocuments } = await import('../../src/cli/output.js');
   await installCrds(env.adminKubeconfig, [

@@ -1,0 +1,218 @@
+/**
+ * The RBAC in deploy/install grants exactly what the controller uses: a controller run in each mode
+ * (as its ServiceAccount, on an API server of its own with an audit log) goes through a policy's and
+ * a preview's whole life, and the verbs the audit log records for it are compared, both ways, with
+ * the rules of that mode. A missing permission fails the run with a real Forbidden; a rule no call
+ * needs fails the comparison.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type KubernetesObject, loadAllYaml } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Kube } from '../controllers/kube.js';
+import { kubeConfigFrom } from '../controllers/kube.js';
+import { type RunningController, startController } from '../controllers/manager.js';
+import type { ControllerMode } from '../controllers/traffic-policy.js';
+import { createLogger } from '../src/core/logger.js';
+import {
+  adminKube,
+  applyRbac,
+  CONTROLLER_USER,
+  createNamespace,
+  markAvailable,
+  stableWorkload,
+} from './support/cluster.js';
+import { type AuditEvent, type Envtest, envtestGate, startEnvtestWithCrds } from './support/envtest.js';
+import { eventually } from './support/gateway.js';
+
+const gate = envtestGate({ istio: true });
+const API = 'switchyard.dev/v1alpha1';
+const INSTALL = join(import.meta.dirname, '..', 'deploy', 'install');
+
+type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] };
+type Role = KubernetesObject & { rules?: Rule[]; subjects?: { name: string }[] };
+
+/** `group/resource verb` for every rule of the controller's roles in these files. */
+function granted(files: string[]): Set<string> {
+  const out = new Set<string>();
+  for (const file of files) {
+    for (const doc of loadAllYaml(readFileSync(join(INSTALL, file), 'utf8')) as Role[]) {
+      if (
+        (doc.kind !== 'ClusterRole' && doc.kind !== 'Role') ||
+        doc.metadata?.name?.startsWith('switchyard-gateway')
+      )
+        continue;
+      for (const r of doc.rules ?? [])
+        for (const g of r.apiGroups)
+          for (const res of r.resources) for (const v of r.verbs) out.add(`${g}/${res} ${v}`);
+    }
+  }
+  return out;
+}
+
+/** The same, from the audit log: a server-side apply that created its object needed create. */
+function used(events: AuditEvent[], belongs: (e: AuditEvent) => boolean): Set<string> {
+  const out = new Set<string>();
+  for (const e of events) {
+    if (e.user.username !== CONTROLLER_USER || !e.objectRef?.resource || !belongs(e)) continue;
+    const resource = `${e.objectRef.apiGroup ?? ''}/${e.objectRef.resource}${e.objectRef.subresource ? `/${e.objectRef.subresource}` : ''}`;
+    out.add(`${resource} ${e.verb}`);
+    if (e.verb === 'patch' && e.responseStatus?.code === 201) out.add(`${resource} create`);
+  }
+  return out;
+}
+
+describe.skipIf(!gate)('RBAC in deploy/install against the calls the controller makes', () => {
+  let env: Envtest;
+  let admin: Kube;
+  const controllers: RunningController[] = [];
+
+  /** One policy's and one preview's whole life in `ns`, with a controller of `mode` watching it. */
+  async function lifecycle(mode: ControllerMode, ns: string) {
+    await createNamespace(admin, ns);
+    await stableWorkload(admin, ns, 'web');
+    const controller = await startController({
+      kubeconfig: kubeConfigFrom(env.kubeconfigFor(CONTROLLER_USER)),
+      logger: createLogger({ level: process.env.SWITCHYARD_TEST_LOG ?? 'silent' }),
+      mode,
+      namespaces: [ns],
+      port: 0,
+      host: '127.0.0.1',
+      leaderElection: {
+        namespace: 'switchyard-system',
+        name: `switchyard-controller-${mode}`,
+        identity: `rbac-test-${mode}`,
+        leaseDurationMs: 3000,
+        renewDeadlineMs: 2000,
+        retryPeriodMs: 400,
+      },
+    });
+    controllers.push(controller);
+    const get = <T extends KubernetesObject>(apiVersion: string, kind: string, name: string) =>
+      admin.get<T>({ apiVersion, kind, namespace: ns, name });
+    const policy = (spec: Record<string, unknown>, annotations: Record<string, string> = {}) =>
+      admin.apply(
+        {
+          apiVersion: API,
+          kind: 'TrafficPolicy',
+          metadata: { name: 'web', namespace: ns, annotations },
+          spec: {
+            service: 'web',
+            port: 80,
+            stable: 'v1',
+            previews: {
+              repository: 'acme/web',
+              image: 'ghcr.io/acme/web:{sha7}',
+              domain: 'preview.example.com',
+              gateway: 'istio-system/previews',
+            },
+            ...spec,
+          },
+        } as KubernetesObject,
+        'author',
+        true,
+      );
+    const preview = (env: Record<string, string>, labels: Record<string, string> = {}) =>
+      admin.apply(
+        {
+          apiVersion: API,
+          kind: 'Preview',
+          metadata: { name: 'web-pr-1-0000001', namespace: ns, labels },
+          spec: { policy: 'web', repository: 'acme/web', pullRequest: 1, commit: '0000001', ttl: '4s', env },
+        } as KubernetesObject,
+        'pr-bot',
+        true,
+      );
+    const phase = async () =>
+      (await get<KubernetesObject & { status?: { phase?: string } }>(API, 'Preview', 'web-pr-1-0000001'))
+        ?.status?.phase;
+
+    await policy({
+      canary: { version: 'v2', weight: 20 },
+      rateLimits: [{ name: 'all', key: { clientIp: {} }, limit: 10, window: '1s' }],
+    });
+    await preview({ MODE: 'a' });
+    await eventually(() => get('apps/v1', 'Deployment', 'web-pr-1-0000001'), 10_000);
+    await markAvailable(env, ns, 'web-pr-1-0000001');
+    await eventually(async () => (await phase()) === 'Ready', 10_000);
+    await preview({ MODE: 'b' }); // the preview's Deployment changes
+    await eventually(async () => {
+      const d = await get<
+        KubernetesObject & { spec: { template: { spec: { containers: { env?: { value: string }[] }[] } } } }
+      >('apps/v1', 'Deployment', 'web-pr-1-0000001');
+      return d?.spec.template.spec.containers[0]?.env?.[0]?.value === 'b';
+    }, 10_000);
+    // The stable Service gains a port: the Services cloned from it change.
+    await admin.apply(
+      {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name: 'web', namespace: ns },
+        spec: {
+          selector: { app: 'web' },
+          ports: [
+            { name: 'http', port: 80, targetPort: 8080 },
+            { name: 'metrics', port: 9090, targetPort: 9090 },
+          ],
+        },
+      } as KubernetesObject,
+      'test',
+      true,
+    );
+    await policy(
+      {
+        canary: { version: 'v2', weight: 20 },
+        rateLimits: [{ name: 'all', key: { clientIp: {} }, limit: 10, window: '1s' }],
+      },
+      { touched: '1' },
+    );
+    await preview({ MODE: 'b' }, { touched: '1' });
+    await eventually(async () => {
+      const s = await get<KubernetesObject & { spec: { ports: unknown[] } }>(
+        'v1',
+        'Service',
+        'web-pr-1-0000001',
+      );
+      return s?.spec.ports.length === 2;
+    }, 10_000);
+    // No canary and no rate limit any more: a subset and a Service go, an EnvoyFilter is deleted.
+    await policy({});
+    const gone =
+      mode === 'istio'
+        ? ['networking.istio.io/v1alpha3', 'EnvoyFilter', 'web-ratelimit-all']
+        : ['v1', 'Service', 'web--v2'];
+    await eventually(
+      async () => (await get(gone[0] as string, gone[1] as string, gone[2] as string)) === undefined,
+      10_000,
+    );
+    // The preview expires (TTL 4s from its last spec change): routes, Deployment, Service, finalizer.
+    await eventually(async () => (await get(API, 'Preview', 'web-pr-1-0000001')) === undefined, 15_000);
+    await eventually(async () => (await get('v1', 'Service', 'web-pr-1-0000001')) === undefined, 5_000);
+    await controller.stop(); // releases the Lease
+  }
+
+  beforeAll(async () => {
+    env = await startEnvtestWithCrds(gate as NonNullable<typeof gate>, { audit: true });
+    admin = adminKube(env);
+    await applyRbac(admin);
+    await Promise.all([lifecycle('istio', 'rbac-istio'), lifecycle('gateway', 'rbac-gateway')]);
+  }, 120_000);
+  afterAll(async () => {
+    for (const c of controllers) await c.stop();
+    await env?.stop();
+  });
+
+  const ofMode = (mode: ControllerMode) => (e: AuditEvent) =>
+    e.objectRef?.namespace === `rbac-${mode}` ||
+    (e.objectRef?.resource === 'namespaces' && e.objectRef.name === `rbac-${mode}`) ||
+    (e.objectRef?.resource === 'leases' && e.objectRef.name === `switchyard-controller-${mode}`);
+
+  it.each([
+    ['istio', ['rbac.yaml', 'rbac-istio.yaml']],
+    ['gateway', ['rbac.yaml', 'rbac-gateway.yaml']],
+  ] as const)('%s mode: every call is granted and every grant is called', (mode, files) => {
+    const calls = used(env.auditEvents?.() ?? [], ofMode(mode));
+    expect(calls.size).toBeGreaterThan(10);
+    expect([...calls].sort()).toEqual([...granted([...files])].sort());
+  });
+});
