@@ -30,6 +30,11 @@ export interface Kube {
   apply<T extends KubernetesObject>(obj: KubernetesObject, fieldManager: string, force: boolean): Promise<T>;
   delete(ref: ObjectRef): Promise<void>;
   create<T extends KubernetesObject>(obj: KubernetesObject): Promise<T>;
+  /**
+   * JSON merge patch (RFC 7386: null removes a field, arrays are replaced); with
+   * metadata.resourceVersion in the patch it fails with 409 if the object changed since read.
+   */
+  mergePatch<T extends KubernetesObject>(ref: ObjectRef, patch: Record<string, unknown>): Promise<T>;
   /** Update with the resourceVersion the object carries (409 when someone wrote in between). */
   replace<T extends KubernetesObject>(obj: KubernetesObject): Promise<T>;
   /** Replaces the status subresource of a custom object (optimistic: 409 on a stale resourceVersion). */
@@ -102,6 +107,24 @@ export function clientNodeKube(kubeconfig: KubeConfig): Kube {
     },
     async create(obj) {
       return (await retryThrottled(() => objects.create(obj))) as never;
+    },
+    async mergePatch(ref, patch) {
+      const head = header(ref);
+      const body = {
+        ...patch,
+        ...head,
+        metadata: { ...(patch.metadata as object | undefined), ...head.metadata },
+      };
+      return (await retryThrottled(() =>
+        objects.patch(
+          body,
+          undefined,
+          undefined,
+          'switchyard-cli',
+          undefined,
+          'application/merge-patch+json' as never,
+        ),
+      )) as never;
     },
     async replace(obj) {
       return (await objects.replace(obj)) as never;

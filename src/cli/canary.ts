@@ -1,58 +1,36 @@
 /**
- * The release engineer's canary commands: `canary set POLICY WEIGHT` and `canary status POLICY`.
- * `set` server-side applies only spec.canary.weight with its own field manager (switchyard-cli), so
- * it composes with GitOps owners of the rest of the spec; `status` shows the target next to the
- * split in force, read back from the VirtualService the controller wrote.
+ * The release engineer's canary commands. `set` server-side applies only spec.canary.weight with
+ * its own field manager (switchyard-cli), so it composes with GitOps owners of the rest of the spec;
+ * `promote` (the canary becomes stable) and `abort` (weight 0, stickiness cleared) change several
+ * fields at once, with a merge patch that fails rather than overwrite a concurrent change;
+ * `status` shows the target next to the split in force, read back from the VirtualService.
  */
-import { readFileSync } from 'node:fs';
 import { stringify } from 'yaml';
-import { clientNodeKube, type Kube, kubeConfigFrom } from '../../controllers/kube.js';
+import type { Kube } from '../../controllers/kube.js';
 import { UPSTREAM_HEADER } from '../compiler/plan.js';
-import { formatProblem, problem } from '../core/errors.js';
-import { API_VERSION, type TrafficPolicy } from '../resources/schema.js';
-import { type CliIO, EXIT_INVALID, EXIT_OK } from './io.js';
-
-export interface KubeCliOptions {
-  namespace: string;
-  kubeconfig?: string;
-  output: string;
-}
-
-export function kubeFromCli(opts: { kubeconfig?: string }): Kube {
-  return clientNodeKube(kubeConfigFrom(opts.kubeconfig ? readFileSync(opts.kubeconfig, 'utf8') : undefined));
-}
-
-function invalid(io: CliIO, message: string): number {
-  io.stderr(`${formatProblem(problem('SY_BAD_REQUEST', message))}\n`);
-  return EXIT_INVALID;
-}
-
-type LivePolicy = Omit<TrafficPolicy, 'metadata' | 'status'> & {
-  kind: string;
-  metadata: { name: string };
-  status?: { conditions?: { type: string; status: string; reason: string; message: string }[] };
-};
-
-async function readPolicy(kube: Kube, namespace: string, name: string): Promise<LivePolicy | undefined> {
-  return kube.get<LivePolicy>({ apiVersion: API_VERSION, kind: 'TrafficPolicy', namespace, name });
-}
+import { API_VERSION } from '../resources/schema.js';
+import { type CliIO, EXIT_OK } from './io.js';
+import {
+  invalid,
+  type KubeCliOptions,
+  kubeFromCli,
+  noPolicy,
+  patchPolicySpec,
+  readPolicy,
+} from './kube-cli.js';
 
 export async function canarySetCommand(
   name: string,
   weightText: string,
   opts: Omit<KubeCliOptions, 'output'>,
   io: CliIO,
-  kube = kubeFromCli(opts),
+  kube: Kube = kubeFromCli(opts),
 ): Promise<number> {
   const weight = Number(weightText);
   if (!/^[0-9]+$/.test(weightText) || weight > 100)
     return invalid(io, `weight: expected an integer from 0 to 100 (got ${JSON.stringify(weightText)})`);
   const policy = await readPolicy(kube, opts.namespace, name);
-  if (!policy)
-    return invalid(
-      io,
-      `no TrafficPolicy ${opts.namespace}/${name} (list them with: kubectl get trafficpolicies -n ${opts.namespace})`,
-    );
+  if (!policy) return noPolicy(io, opts.namespace, name);
   if (!policy.spec.canary?.version)
     return invalid(
       io,
@@ -74,6 +52,45 @@ export async function canarySetCommand(
   return EXIT_OK;
 }
 
+/** The canary becomes stable; the canary section goes (stickiness with it). */
+export async function canaryPromoteCommand(
+  name: string,
+  opts: Omit<KubeCliOptions, 'output'>,
+  io: CliIO,
+  kube: Kube = kubeFromCli(opts),
+): Promise<number> {
+  const policy = await readPolicy(kube, opts.namespace, name);
+  if (!policy) return noPolicy(io, opts.namespace, name);
+  const canary = policy.spec.canary?.version;
+  if (!canary) return invalid(io, `TrafficPolicy ${opts.namespace}/${name} has no canary to promote`);
+  const failed = await patchPolicySpec(kube, policy, { stable: canary, canary: null }, io);
+  if (failed !== undefined) return failed;
+  io.stdout(
+    `${opts.namespace}/${name}: ${canary} promoted to stable (was ${policy.spec.stable}); no canary now\n`,
+  );
+  return EXIT_OK;
+}
+
+/** All traffic back to stable: weight 0, and sticky cookies no longer hold clients on the canary. */
+export async function canaryAbortCommand(
+  name: string,
+  opts: Omit<KubeCliOptions, 'output'>,
+  io: CliIO,
+  kube: Kube = kubeFromCli(opts),
+): Promise<number> {
+  const policy = await readPolicy(kube, opts.namespace, name);
+  if (!policy) return noPolicy(io, opts.namespace, name);
+  const canary = policy.spec.canary;
+  if (!canary?.version) return invalid(io, `TrafficPolicy ${opts.namespace}/${name} has no canary to abort`);
+  const { sticky: _dropped, ...rest } = canary;
+  const failed = await patchPolicySpec(kube, policy, { canary: { ...rest, weight: 0, sticky: null } }, io);
+  if (failed !== undefined) return failed;
+  io.stdout(
+    `${opts.namespace}/${name}: canary ${canary.version} aborted: weight ${canary.weight} -> 0${canary.sticky ? ', sticky cookies cleared' : ''}\n`,
+  );
+  return EXIT_OK;
+}
+
 export interface CanaryStatus {
   policy: string;
   stable: string;
@@ -88,10 +105,10 @@ export async function canaryStatusCommand(
   name: string,
   opts: KubeCliOptions,
   io: CliIO,
-  kube = kubeFromCli(opts),
+  kube: Kube = kubeFromCli(opts),
 ): Promise<number> {
   const policy = await readPolicy(kube, opts.namespace, name);
-  if (!policy) return invalid(io, `no TrafficPolicy ${opts.namespace}/${name}`);
+  if (!policy) return noPolicy(io, opts.namespace, name);
   type Vs = {
     spec?: {
       http?: {

@@ -5,15 +5,18 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { formatProblem, problem } from '../core/errors.js';
-import { canarySetCommand, canaryStatusCommand } from './canary.js';
+import { canaryAbortCommand, canaryPromoteCommand, canarySetCommand, canaryStatusCommand } from './canary.js';
 import { controllerCommand } from './controller.js';
 import { crdsCommand } from './crds.js';
 import { demoCommand } from './demo.js';
 import { explainCommand } from './explain.js';
 import { gatewayCommand } from './gateway.js';
 import { installCommand } from './install.js';
+import { interceptAddCommand, interceptListCommand, interceptRemoveCommand } from './intercepts.js';
 import { type CliIO, EXIT_INTERNAL, EXIT_INVALID, processIO } from './io.js';
+import { previewDeleteCommand, previewListCommand } from './previews.js';
 import { renderCommand } from './render.js';
+import { statusCommand } from './status.js';
 import { tokenCommand } from './token.js';
 import { validateCommand } from './validate.js';
 
@@ -130,7 +133,9 @@ export function buildProgram(io: CliIO, setExit: (code: number) => void): Comman
 
   program
     .command('controller')
-    .description('run in the cluster: TrafficPolicies into Istio objects, with conditions on each policy')
+    .description(
+      'run in the cluster: TrafficPolicies into Istio objects or per-version Services, Previews into Deployments',
+    )
     .option(
       '--kubeconfig <path>',
       'kubeconfig file (default: $KUBECONFIG, ~/.kube/config or the in-cluster ServiceAccount)',
@@ -153,7 +158,7 @@ export function buildProgram(io: CliIO, setExit: (code: number) => void): Comman
     .description("shift a policy's canary traffic (uses the kubeconfig)");
   const kubeOptions = (c: Command) =>
     c
-      .option('-n, --namespace <ns>', 'namespace of the TrafficPolicy', 'default')
+      .option('-n, --namespace <ns>', 'namespace', 'default')
       .option('--kubeconfig <path>', 'kubeconfig file (default: $KUBECONFIG or ~/.kube/config)');
   kubeOptions(
     canary
@@ -170,6 +175,69 @@ export function buildProgram(io: CliIO, setExit: (code: number) => void): Comman
   )
     .addOption(outputOption(['text', 'json', 'yaml'], 'text'))
     .action(async (policy, opts) => setExit(await canaryStatusCommand(policy, opts, io)));
+  kubeOptions(
+    canary
+      .command('promote')
+      .description('the canary becomes stable; no canary afterwards')
+      .argument('<policy>'),
+  ).action(async (policy, opts) => setExit(await canaryPromoteCommand(policy, opts, io)));
+  kubeOptions(
+    canary
+      .command('abort')
+      .description('all traffic back to stable: weight 0, sticky cookies no longer hold clients')
+      .argument('<policy>'),
+  ).action(async (policy, opts) => setExit(await canaryAbortCommand(policy, opts, io)));
+
+  const intercept = program
+    .command('intercept')
+    .description("a tester's route to another version or a preview (uses the kubeconfig)");
+  kubeOptions(
+    intercept
+      .command('add')
+      .description(
+        'append an intercept: one of --header/--baggage, one of --exact/--prefix/--regex, one target',
+      )
+      .argument('<policy>')
+      .argument('<name>'),
+  )
+    .option('--header <name>', 'match this request header')
+    .option('--baggage <key>', 'match this W3C baggage member')
+    .option('--exact <value>', 'the whole value')
+    .option('--prefix <value>', 'a non-empty prefix')
+    .option('--regex <re2>', 'an RE2 expression matching the whole value')
+    .option('--to-version <version>', 'send to this version')
+    .option('--to-preview <ref>', 'send to this preview (pr-42 or pr-42-7f3a2c1)')
+    .option('--require-token', 'the value must come from a signed token (header matches only)')
+    .action(async (policy, name, opts) => setExit(await interceptAddCommand(policy, name, opts, io)));
+  kubeOptions(
+    intercept.command('remove').description('remove an intercept').argument('<policy>').argument('<name>'),
+  ).action(async (policy, name, opts) => setExit(await interceptRemoveCommand(policy, name, opts, io)));
+  kubeOptions(
+    intercept.command('list').description("a policy's intercepts, in the order tried").argument('<policy>'),
+  )
+    .addOption(outputOption(['text', 'json', 'yaml'], 'text'))
+    .action(async (policy, opts) => setExit(await interceptListCommand(policy, opts, io)));
+
+  const preview = program.command('preview').description('pull-request previews (uses the kubeconfig)');
+  kubeOptions(preview.command('list').description('repository, PR, SHA, phase, URL and age of each preview'))
+    .option('-A, --all-namespaces', 'previews of every namespace')
+    .option('--policy <name>', 'only the previews of this policy')
+    .addOption(outputOption(['text', 'json', 'yaml'], 'text'))
+    .action(async (opts) => setExit(await previewListCommand(opts, io)));
+  kubeOptions(
+    preview
+      .command('delete')
+      .description('delete a preview (routes first, then its workload)')
+      .argument('<name>'),
+  ).action(async (name, opts) => setExit(await previewDeleteCommand(name, opts, io)));
+
+  kubeOptions(
+    program
+      .command('status')
+      .description('every policy: stable, canary and weight, intercepts, previews, conditions'),
+  )
+    .addOption(outputOption(['text', 'json', 'yaml'], 'text'))
+    .action(async (opts) => setExit(await statusCommand(opts, io)));
 
   program
     .command('install')
