@@ -86,6 +86,7 @@ export async function applyOwned(
     apiVersion: desired.apiVersion as string,
     kind: desired.kind as string,
     name: desired.metadata?.name as string,
+    ...(desired.metadata?.labels ? { labels: desired.metadata.labels } : {}),
     ...(desired.metadata?.namespace ? { namespace: desired.metadata.namespace } : {}),
   });
   if (!live) {

@@ -22,31 +22,41 @@ export interface WatchSpec {
   labelSelector?: string;
 }
 
-export type ObjectInformer<T extends KubernetesObject> = Informer<T> & ObjectCache<T>;
+export type ObjectInformer<T extends KubernetesObject> = Informer<T> &
+  ObjectCache<T> & {
+    /** True once a list has succeeded: before that the cache is empty, not authoritative. */
+    synced(): boolean;
+  };
 
 export function watchObjects<T extends KubernetesObject>(
   kubeconfig: KubeConfig,
   spec: WatchSpec,
   logger: Logger,
-  onObject: (o: T) => void,
+  onObject: (o: T, event: 'add' | 'update' | 'delete') => void,
   isStopped: () => boolean,
 ): ObjectInformer<T> {
   const objects = KubernetesObjectApi.makeApiClient(kubeconfig);
   const base = spec.apiVersion.includes('/') ? `/apis/${spec.apiVersion}` : `/api/${spec.apiVersion}`;
   const path = `${base}${spec.namespace ? `/namespaces/${spec.namespace}` : ''}/${spec.plural}`;
+  let synced = false;
   const list = () =>
-    objects.list(
-      spec.apiVersion,
-      spec.kind,
-      spec.namespace,
-      undefined,
-      undefined,
-      undefined,
-      undefined,
-      spec.labelSelector,
-    ) as never;
+    objects
+      .list(
+        spec.apiVersion,
+        spec.kind,
+        spec.namespace,
+        undefined,
+        undefined,
+        undefined,
+        undefined,
+        spec.labelSelector,
+      )
+      .then((result) => {
+        synced = true;
+        return result;
+      }) as never;
   const informer = makeInformer<T>(kubeconfig, path, list, spec.labelSelector);
-  for (const verb of ['add', 'update', 'delete'] as const) informer.on(verb, onObject);
+  for (const event of ['add', 'update', 'delete'] as const) informer.on(event, (o) => onObject(o, event));
   // A failed restart is reported as another error, or rejects: both retry.
   let restarting = false;
   const restart = (err: unknown) => {
@@ -59,5 +69,5 @@ export function watchObjects<T extends KubernetesObject>(
     }, 1000);
   };
   informer.on('error', restart);
-  return informer;
+  return Object.assign(informer, { synced: () => synced });
 }

@@ -10,12 +10,18 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Logger } from '../src/core/logger.js';
 import { MANAGED_BY, POLICY_LABEL } from '../src/istio/objects.js';
+import { CachedKube } from './cached-kube.js';
 import { kubeEventRecorder } from './events.js';
 import { type ObjectInformer, watchObjects } from './informer.js';
-import { clientNodeKube } from './kube.js';
+import { clientNodeKube, type Kube } from './kube.js';
 import { electLeader, type LeaderElectionOptions } from './leader.js';
-import { PREVIEW_LABEL, reconcilePreview } from './preview.js';
-import { type ControllerMode, reconcileTrafficPolicy, VERSION_OF_LABEL } from './traffic-policy.js';
+import { deploymentAvailable, PREVIEW_LABEL, reconcilePreview } from './preview.js';
+import {
+  type ControllerMode,
+  FIELD_MANAGER,
+  reconcileTrafficPolicy,
+  VERSION_OF_LABEL,
+} from './traffic-policy.js';
 import { WorkQueue } from './work-queue.js';
 
 export interface ControllerOptions {
@@ -27,6 +33,8 @@ export interface ControllerOptions {
   host?: string;
   resyncMs?: number;
   mode?: ControllerMode;
+  /** Reconciles in flight per queue (policies, previews); each key is handled by one at a time. */
+  workers?: number;
   /** Campaign for this Lease before writing anything; omitted: lead at once (one replica). */
   leaderElection?: LeaderElectionOptions;
   /** Called when the Lease is lost (the CLI exits, as client-go's controllers do). */
@@ -75,6 +83,12 @@ function controllerMetrics() {
       labelNames: ['kind'] as const,
       registers: [registry],
     }),
+    requests: new Counter({
+      name: 'switchyard_controller_api_requests_total',
+      help: 'Requests to the API server made by reconciles and leader election (watches not included), by client method',
+      labelNames: ['method'] as const,
+      registers: [registry],
+    }),
     leader: new Gauge({
       name: 'switchyard_controller_leader',
       help: '1 while this replica holds the leader Lease',
@@ -88,9 +102,25 @@ function controllerMetrics() {
   };
 }
 
+/** The same Kube, counting each call (client-go's rest_client_requests_total). */
+function countRequests(kube: Kube, count: (method: string) => void): Kube {
+  return new Proxy(kube, {
+    get(target, key, receiver) {
+      const value = Reflect.get(target, key, receiver);
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        count(String(key));
+        return value.apply(target, args);
+      };
+    },
+  });
+}
+
 export async function startController(opts: ControllerOptions): Promise<RunningController> {
   const { kubeconfig, logger } = opts;
-  const kube = clientNodeKube(kubeconfig);
+  const live = countRequests(clientNodeKube(kubeconfig), (method) => metrics.requests.inc({ method }));
+  // Reconcilers read from the informers' caches (registered below) and write to the API server.
+  const kube = new CachedKube(live);
   const metrics = controllerMetrics();
   const namespaces = opts.namespaces && opts.namespaces.length > 0 ? opts.namespaces : [undefined];
   const mode = opts.mode ?? 'istio';
@@ -129,6 +159,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
           'reconcile failed; retrying with backoff',
         );
       },
+      opts.workers ?? 8,
     );
   const reconcilePolicy = (ns: string, name: string) =>
     reconcileTrafficPolicy(kube, ns, name, { mode, events });
@@ -143,51 +174,106 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     apiVersion: string,
     kind: string,
     plural: string,
-    onObject: (o: Obj) => void,
+    onObject: (o: Obj, event: 'add' | 'update' | 'delete') => void,
     labelSelector?: string,
   ) => {
-    for (const namespace of namespaces)
-      informers.push(
-        watchObjects<Obj>(
-          kubeconfig,
-          { apiVersion, kind, plural, namespace, ...(labelSelector ? { labelSelector } : {}) },
-          logger,
-          onObject,
-          () => stopped,
-        ),
+    for (const namespace of namespaces) {
+      const informer = watchObjects<Obj>(
+        kubeconfig,
+        { apiVersion, kind, plural, namespace, ...(labelSelector ? { labelSelector } : {}) },
+        logger,
+        onObject,
+        () => stopped,
       );
+      informers.push(informer);
+      kube.register(apiVersion, kind, namespace, informer as never, labelSelector);
+    }
   };
   const policies = () => informers[0]?.list() ?? [];
   const keyOf = (o: KubernetesObject, name = o.metadata?.name) => `${o.metadata?.namespace}/${name}`;
 
-  watch('switchyard.dev/v1alpha1', 'TrafficPolicy', 'trafficpolicies', (o) => queue.add(keyOf(o)));
-  watch('switchyard.dev/v1alpha1', 'Preview', 'previews', (o) => {
-    previewQueue.add(keyOf(o));
-    if (o.spec?.policy) queue.add(keyOf(o, o.spec.policy));
+  // Our own status writes come back as update events: like controller-runtime's
+  // GenerationChangedPredicate, only a change of what the reconcile reads re-queues.
+  const seen = new Map<string, string>();
+  const changed = (kind: string, o: Obj, event: string, signature: unknown) => {
+    const key = `${kind}/${keyOf(o)}`;
+    if (event === 'delete') return seen.delete(key) || true;
+    const text = JSON.stringify(signature);
+    if (seen.get(key) === text) return false;
+    seen.set(key, text);
+    return true;
+  };
+  /** Some field of the object's spec or metadata is set by a manager other than Switchyard. */
+  const foreign = (o: Obj) =>
+    (o.metadata?.managedFields ?? []).some((m) => m.manager !== FIELD_MANAGER && m.subresource !== 'status');
+  // Finalizers matter once the object is being deleted; before that, the only one is our own.
+  const meta = (o: Obj) => [
+    o.metadata?.generation,
+    o.metadata?.labels,
+    o.metadata?.annotations,
+    o.metadata?.deletionTimestamp ? o.metadata.finalizers : undefined,
+  ];
+  watch('switchyard.dev/v1alpha1', 'TrafficPolicy', 'trafficpolicies', (o, event) => {
+    if (!changed('policy', o, event, meta(o))) return;
+    queue.add(keyOf(o));
+    // Its previews read it (image template, TTL, limits), and may be waiting for it to exist.
+    for (const p of informers
+      .slice(namespaces.length, 2 * namespaces.length)
+      .flatMap((i) => i.list(o.metadata?.namespace)))
+      if (p.spec?.policy === o.metadata?.name) previewQueue.add(keyOf(p));
+  });
+  watch('switchyard.dev/v1alpha1', 'Preview', 'previews', (o, event) => {
+    if (changed('preview', o, event, meta(o))) previewQueue.add(keyOf(o));
+    // The policy routes Ready previews: whether one is Ready matters to it, the rest of its status not.
+    const ready = (o as { status?: { phase?: string } }).status?.phase === 'Ready';
+    if (
+      o.spec?.policy &&
+      changed('preview-ready', o, event, [o.spec, ready, Boolean(o.metadata?.deletionTimestamp)])
+    )
+      queue.add(keyOf(o, o.spec.policy));
   });
   // Preview Deployments report readiness; a change re-evaluates their Preview.
   watch(
     'apps/v1',
     'Deployment',
     'deployments',
-    (o) => {
+    (o, event) => {
       const preview = o.metadata?.labels?.[PREVIEW_LABEL];
-      if (preview) previewQueue.add(keyOf(o, preview));
+      // A new Deployment is not available yet: the preview is told when that changes.
+      const key = `deployment/${keyOf(o)}`;
+      const available = `${deploymentAvailable(o)}/${(o as { status?: { availableReplicas?: number } }).status?.availableReplicas ?? 0}`;
+      const was = seen.get(key) ?? 'false/0';
+      seen.set(key, available);
+      if (event === 'delete') seen.delete(key);
+      if (preview && (event === 'delete' || foreign(o) || available !== was))
+        previewQueue.add(keyOf(o, preview));
     },
     PREVIEW_LABEL,
   );
-  // Owned objects: a change by someone else re-queues their policy, which reverts it.
-  const ownerPolicy = (o: Obj) => {
+  // Owned objects: a change by someone else re-queues their policy, which reverts it; our own
+  // writes (every field owned by Switchyard's manager) do not.
+  const ownerPolicy = (o: Obj, event: 'add' | 'update' | 'delete') => {
     const owner =
       o.metadata?.labels?.[MANAGED_BY] === 'switchyard' ? o.metadata.labels[POLICY_LABEL] : undefined;
-    if (owner) queue.add(keyOf(o, owner));
+    if (owner && (event === 'delete' || foreign(o))) queue.add(keyOf(o, owner));
   };
-  if (mode === 'gateway') watch('v1', 'Service', 'services', ownerPolicy, VERSION_OF_LABEL);
-  else {
+  // Services Switchyard writes: a preview's, and in gateway mode one per version.
+  watch(
+    'v1',
+    'Service',
+    'services',
+    (o, event) => {
+      const preview = o.metadata?.labels?.[PREVIEW_LABEL];
+      if (preview && (event === 'delete' || foreign(o))) previewQueue.add(keyOf(o, preview));
+      else if (o.metadata?.labels?.[VERSION_OF_LABEL]) ownerPolicy(o, event);
+    },
+    MANAGED_BY,
+  );
+  if (mode === 'istio') {
     watch('networking.istio.io/v1', 'DestinationRule', 'destinationrules', ownerPolicy, MANAGED_BY);
     watch('networking.istio.io/v1alpha3', 'EnvoyFilter', 'envoyfilters', ownerPolicy, MANAGED_BY);
-    watch('networking.istio.io/v1', 'VirtualService', 'virtualservices', (o) => {
-      if (o.metadata?.labels?.[MANAGED_BY] === 'switchyard') return ownerPolicy(o);
+    watch('networking.istio.io/v1', 'VirtualService', 'virtualservices', (o, event) => {
+      if (o.metadata?.labels?.[MANAGED_BY] === 'switchyard') return ownerPolicy(o, event);
       // A foreign VirtualService may start or stop a Conflict: look at every policy of its namespace.
       for (const p of informers.slice(0, namespaces.length).flatMap((i) => i.list(o.metadata?.namespace)))
         queue.add(keyOf(p));
@@ -203,17 +289,20 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     ready ? 'ok\n' : reply.code(503).send('informers not synced yet\n'),
   );
   http.get('/metrics', async (_req, reply) => {
-    metrics.queue.set(queue.length);
+    metrics.queue.set(queue.length + previewQueue.length);
     reply.type(metrics.registry.contentType);
     return metrics.registry.metrics();
   });
   const url = await http.listen({ port: opts.port ?? 8081, host: opts.host ?? '0.0.0.0' });
 
   await Promise.all(informers.map((i) => i.start()));
+  // A first list that failed (429 while a new resource's storage initialises) is retried: ready,
+  // and leading, only once every cache holds what the API server has.
+  while (!stopped && !informers.every((i) => i.synced())) await new Promise((r) => setTimeout(r, 50));
   ready = true;
   // Keys queued while standing by are handled once this replica leads.
   const elector = opts.leaderElection
-    ? electLeader(kube, opts.leaderElection, logger, () => {
+    ? electLeader(live, opts.leaderElection, logger, () => {
         metrics.leader.set(0);
         queue.stop();
         previewQueue.stop();

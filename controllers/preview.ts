@@ -301,10 +301,14 @@ export async function reconcilePreview(
       );
   }
 
-  const live = await kube.get<Deployment>({ apiVersion: 'apps/v1', kind: 'Deployment', namespace, name });
-  const available =
-    live?.status?.conditions?.some((c) => c.type === 'Available' && c.status === 'True') &&
-    (live.status.availableReplicas ?? 0) >= (preview.spec.replicas ?? 1);
+  const live = await kube.get<Deployment>({
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    namespace,
+    name,
+    labels,
+  });
+  const available = live && deploymentAvailable(live, preview.spec.replicas ?? 1);
   if (!available)
     return finish(
       'Deploying',
@@ -320,6 +324,15 @@ export async function reconcilePreview(
     intercept: `${header}: ${latestRef(preview.spec.pullRequest)}`,
     ...(host ? { url: `https://${host}` } : {}),
   });
+}
+
+/** The Deployment reports itself Available with at least `replicas` (default 1) available. */
+export function deploymentAvailable(d: KubernetesObject, replicas = 1): boolean {
+  const status = (d as Deployment).status;
+  return Boolean(
+    status?.conditions?.some((c) => c.type === 'Available' && c.status === 'True') &&
+      (status.availableReplicas ?? 0) >= replicas,
+  );
 }
 
 /** Newest first: by creation time, then by name (creation times have one-second resolution). */
@@ -343,7 +356,13 @@ async function removePreview(
     ['apps/v1', 'Deployment'],
     ['v1', 'Service'],
   ] as const) {
-    const live = await kube.get<KubernetesObject>({ apiVersion, kind, namespace, name });
+    const live = await kube.get<KubernetesObject>({
+      apiVersion,
+      kind,
+      namespace,
+      name,
+      labels: { 'app.kubernetes.io/managed-by': 'switchyard', [PREVIEW_LABEL]: name },
+    });
     if (!live?.metadata?.labels || live.metadata.labels[PREVIEW_LABEL] !== name) continue;
     await kube.delete({ apiVersion, kind, namespace, name });
     writes.push(`delete ${kind} ${namespace}/${name}`);

@@ -109,7 +109,7 @@ export async function reconcileTrafficPolicy(
   // the compiler takes no status as Ready: files describe what is deployed).
   // A Preview being deleted loses its routes first (its finalizer removes the workload after).
   const previews = (await kube.list<Preview & KubernetesObject>(API_VERSION, 'Preview', namespace))
-    .filter((p) => !p.metadata?.deletionTimestamp)
+    .filter((p) => !p.metadata?.deletionTimestamp && p.spec.policy === name)
     .map((p) => JSON.parse(JSON.stringify(p)) as Preview) // Dates → the RFC 3339 strings the compiler orders
     .map((p) => (p.status?.phase ? p : { ...p, status: { ...p.status, phase: 'Pending' as const } }));
   // Ambient mode matters only to the Istio objects.
@@ -222,6 +222,8 @@ export async function reconcileTrafficPolicy(
     return { writes, reverted, conditions };
   }
 
+  // One Event per kind of change and reconcile (Events are writes too), naming every object.
+  const changes = { Created: [] as string[], Updated: [] as string[], Deleted: [] as string[] };
   const apply = async (o: KubeObject | Live, note = '') => {
     const outcome: ApplyOutcome = await applyOwned(kube, o as KubernetesObject, {
       exact: o.kind !== 'Service',
@@ -237,12 +239,7 @@ export async function reconcileTrafficPolicy(
         `${describe(o)} was edited outside Switchyard; the edit was reverted. Change the TrafficPolicy instead`,
       );
     } else {
-      await events.record(
-        live,
-        'Normal',
-        outcome === 'created' ? 'Created' : 'Updated',
-        `${outcome} ${describe(o)}`,
-      );
+      changes[outcome === 'created' ? 'Created' : 'Updated'].push(describe(o));
     }
   };
   if (mode === 'gateway') {
@@ -254,6 +251,7 @@ export async function reconcileTrafficPolicy(
       kind: dr.kind,
       namespace,
       name: dr.metadata.name,
+      labels: dr.metadata.labels,
     });
     const wanted = (dr.spec.subsets as { name: string }[]).map((s) => s.name);
     const inForce = ((liveDr?.spec?.subsets as { name: string }[] | undefined) ?? []).filter(
@@ -282,14 +280,17 @@ export async function reconcileTrafficPolicy(
       if (keep.has(`${kind}/${o.metadata?.name}`)) continue;
       await kube.delete({ apiVersion, kind, namespace, name: o.metadata?.name as string });
       writes.push(`delete ${kind} ${namespace}/${o.metadata?.name}`);
+      changes.Deleted.push(`${kind} ${namespace}/${o.metadata?.name}`);
+    }
+  }
+  for (const [reason, objects] of Object.entries(changes))
+    if (objects.length > 0)
       await events.record(
         live,
         'Normal',
-        'Deleted',
-        `deleted ${kind} ${namespace}/${o.metadata?.name}, no longer wanted`,
+        reason,
+        `${reason.toLowerCase()} ${objects.join(', ')}${reason === 'Deleted' ? ' (no longer wanted)' : ''}`,
       );
-    }
-  }
 
   cond(CONDITION.Conflict, 'False', REASON.NoConflict, 'no other VirtualService serves these hosts');
   cond(

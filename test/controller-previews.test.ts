@@ -1,5 +1,5 @@
 /**
- * A Preview's life on a real API server, run as the controller's ServiceAccount: deletion is
+ * A Preview's life on a real API server: deletion is
  * ordered by a finalizer (routes first, then the workload), the TTL counts from the last spec change,
  * only the newest previews of a pull request stay, and each change is recorded as an Event.
  */
@@ -10,13 +10,7 @@ import type { Kube } from '../controllers/kube.js';
 import { PREVIEW_FINALIZER, reconcilePreview } from '../controllers/preview.js';
 import { reconcileTrafficPolicy } from '../controllers/traffic-policy.js';
 import { createLogger } from '../src/core/logger.js';
-import {
-  adminKube,
-  controllerKube,
-  createNamespace,
-  markAvailable,
-  stableWorkload,
-} from './support/cluster.js';
+import { adminKube, applyRbac, createNamespace, markAvailable, stableWorkload } from './support/cluster.js';
 import { type Envtest, sharedEnvtest } from './support/envtest.js';
 
 const shared = await sharedEnvtest({ istio: true });
@@ -67,7 +61,11 @@ describe.skipIf(!shared)('Preview lifecycle on a real API server', () => {
 
   beforeAll(async () => {
     admin = adminKube(env);
-    kube = await controllerKube(env);
+    // Reconcilers called directly read live, not through the controller's caches, so they run with
+    // an admin client; the controller's own permissions are exercised where it runs whole
+    // (controller-loop, controller-resilience and rbac tests).
+    await applyRbac(admin);
+    kube = admin;
     await createNamespace(admin, ns);
     await stableWorkload(admin, ns, 'cart');
     await admin.apply(

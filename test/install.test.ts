@@ -76,7 +76,6 @@ describe('switchyard install', () => {
     const kinds = objects.map((o) => `${o.kind}/${o.metadata?.name}`);
     expect(kinds).toEqual(
       expect.arrayContaining([
-        'ClusterRole/switchyard-controller-gateway-mode',
         'ServiceAccount/switchyard-gateway',
         'ClusterRole/switchyard-gateway',
         'Deployment/switchyard-gateway',

@@ -14,6 +14,7 @@ export interface ControllerCliOptions {
   mode: 'istio' | 'gateway';
   namespace: string[];
   port: string;
+  workers: string;
   leaderElect: boolean;
   leaseNamespace: string;
   leaseDuration: string;
@@ -40,6 +41,7 @@ export async function controllerCommand(opts: ControllerCliOptions, io: CliIO): 
     mode: opts.mode,
     namespaces: opts.namespace,
     port: Number(opts.port),
+    workers: Math.max(1, Number(opts.workers) || 8),
     ...(opts.leaderElect
       ? {
           leaderElection: {

@@ -143,6 +143,7 @@ export function buildProgram(io: CliIO, setExit: (code: number) => void): Comman
     .addOption(new Option('--mode <mode>', 'what to write').choices(['istio', 'gateway']).default('istio'))
     .option('-n, --namespace <ns>', 'watch only this namespace (repeatable; default all)', collect, [])
     .option('-p, --port <port>', 'HTTP port: /healthz /readyz /metrics', '8081')
+    .option('--workers <n>', 'reconciles in flight per queue (policies, previews)', '8')
     .option('--no-leader-elect', 'do not campaign for the leader Lease (only for a single replica)')
     .option(
       '--lease-namespace <ns>',

@@ -25,13 +25,6 @@ export async function applyRbac(admin: Kube): Promise<void> {
   }
 }
 
-/** A Kube that is the controller's ServiceAccount, after the RBAC of deploy/install is applied. */
-export async function controllerKube(env: Envtest): Promise<Kube> {
-  const admin = adminKube(env);
-  await applyRbac(admin);
-  return clientNodeKube(kubeConfigFrom(env.kubeconfigFor(CONTROLLER_USER)));
-}
-
 export async function createNamespace(kube: Kube, name: string): Promise<void> {
   await kube.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } }, 'test', true);
 }

@@ -121,7 +121,7 @@ export async function startEnvtest(assets: string, options: { audit?: boolean } 
     `--secure-port=${ap}`,
     `--cert-dir=${dir}/certs`,
     `--etcd-servers=http://127.0.0.1:${ep}`,
-    '--service-cluster-ip-range=10.0.0.0/24',
+    '--service-cluster-ip-range=10.0.0.0/16',
     `--service-account-issuer=https://127.0.0.1:${ap}`,
     `--service-account-key-file=${dir}/sa.pub`,
     `--service-account-signing-key-file=${dir}/sa.key`,

@@ -10,8 +10,12 @@ export interface Started {
   exited: Promise<number | null>;
 }
 
-export function startProcess(args: string[], env: Record<string, string> = {}): Started {
-  const child = spawn(process.execPath, [BIN, ...args], {
+export function startProcess(
+  args: string[],
+  env: Record<string, string> = {},
+  nodeArgs: string[] = [],
+): Started {
+  const child = spawn(process.execPath, [...nodeArgs, BIN, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, SWITCHYARD_LOG_LEVEL: 'warn', ...env },
   });

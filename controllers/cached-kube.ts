@@ -1,0 +1,105 @@
+/**
+ * Reads from the informers' caches, writes to the API server: what controller-runtime's client does.
+ * A reconcile then costs its writes, not a dozen GETs and LISTs. A `get` the cache cannot answer
+ * (a kind not watched, or an object outside an informer's label selector) goes to the API server;
+ * a `list` is answered by the cache only when the informer's selector is part of the one asked for.
+ * A cache that has not listed yet (its first list failed and is being retried) answers nothing.
+ * Cached objects may lag a write by a moment: a stale read at worst re-applies an unchanged
+ * object or loses a status write with 409, retried; the watch event that follows re-queues.
+ */
+import type { KubernetesObject } from '@kubernetes/client-node';
+import type { ObjectInformer } from './informer.js';
+import type { Kube } from './kube.js';
+
+interface Cache {
+  informer: ObjectInformer<KubernetesObject>;
+  namespace: string | undefined;
+  selector: string[];
+}
+
+const terms = (selector: string | undefined) => (selector ? selector.split(',').map((t) => t.trim()) : []);
+
+function matches(o: KubernetesObject, selector: string[]): boolean {
+  const labels = o.metadata?.labels ?? {};
+  return selector.every((t) => {
+    const [k, v] = t.split('=') as [string, string | undefined];
+    return v === undefined ? k in labels : labels[k] === v;
+  });
+}
+
+export class CachedKube implements Kube {
+  private readonly caches = new Map<string, Cache[]>();
+
+  constructor(private readonly live: Kube) {}
+
+  /** Registers an informer as the cache of `apiVersion/kind` in `namespace` (undefined: all). */
+  register(
+    apiVersion: string,
+    kind: string,
+    namespace: string | undefined,
+    informer: ObjectInformer<KubernetesObject>,
+    labelSelector?: string,
+  ): void {
+    const key = `${apiVersion}/${kind}`;
+    this.caches.set(key, [
+      ...(this.caches.get(key) ?? []),
+      { informer, namespace, selector: terms(labelSelector) },
+    ]);
+  }
+
+  private cachesFor(apiVersion: string, kind: string, namespace: string | undefined): Cache[] {
+    return (this.caches.get(`${apiVersion}/${kind}`) ?? []).filter(
+      (c) => (c.namespace === undefined || c.namespace === namespace) && c.informer.synced(),
+    );
+  }
+
+  async get<T extends KubernetesObject>(ref: Parameters<Kube['get']>[0]): Promise<T | undefined> {
+    for (const c of this.cachesFor(ref.apiVersion, ref.kind, ref.namespace)) {
+      const hit = c.informer.get(ref.name, ref.namespace);
+      if (hit) return hit as T;
+      // A full cache, or one whose selector the object would match: it does not exist.
+      if (c.selector.length === 0) return undefined;
+      if (ref.labels && matches({ metadata: { labels: ref.labels } }, c.selector)) return undefined;
+    }
+    const { labels: _hint, ...plain } = ref;
+    return this.live.get<T>(plain);
+  }
+
+  async list<T extends KubernetesObject>(
+    apiVersion: string,
+    kind: string,
+    namespace?: string,
+    labelSelector?: string,
+  ): Promise<T[]> {
+    const wanted = terms(labelSelector);
+    // The informer's selector must be implied by the one asked for (`k=v` implies `k`).
+    const cache = this.cachesFor(apiVersion, kind, namespace).find((c) =>
+      c.selector.every((t) => wanted.some((w) => w === t || w.startsWith(`${t}=`))),
+    );
+    if (!cache || (namespace === undefined && cache.namespace !== undefined))
+      return this.live.list<T>(apiVersion, kind, namespace, labelSelector);
+    return cache.informer.list(namespace).filter((o) => matches(o, wanted)) as T[];
+  }
+
+  apply<T extends KubernetesObject>(obj: KubernetesObject, fieldManager: string, force: boolean): Promise<T> {
+    return this.live.apply<T>(obj, fieldManager, force);
+  }
+  delete(ref: Parameters<Kube['delete']>[0]): Promise<void> {
+    return this.live.delete(ref);
+  }
+  create<T extends KubernetesObject>(obj: KubernetesObject): Promise<T> {
+    return this.live.create<T>(obj);
+  }
+  mergePatch<T extends KubernetesObject>(
+    ref: Parameters<Kube['mergePatch']>[0],
+    patch: Record<string, unknown>,
+  ) {
+    return this.live.mergePatch<T>(ref, patch);
+  }
+  replace<T extends KubernetesObject>(obj: KubernetesObject): Promise<T> {
+    return this.live.replace<T>(obj);
+  }
+  replaceStatus(...args: Parameters<Kube['replaceStatus']>): Promise<void> {
+    return this.live.replaceStatus(...args);
+  }
+}
