@@ -99,8 +99,10 @@ export function printTable(
   header: string[],
   rows: string[][],
 ): void {
-  if (output === 'json') return io.stdout(`${JSON.stringify(data, null, 2)}\n`);
-  if (output === 'yaml') return io.stdout(stringify(data));
+  if (output === 'json' || output === 'yaml') {
+    io.stdout(output === 'json' ? `${JSON.stringify(data, null, 2)}\n` : stringify(data));
+    return;
+  }
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) =>
     cells
