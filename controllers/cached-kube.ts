@@ -19,6 +19,12 @@ interface Cache {
 
 const terms = (selector: string | undefined) => (selector ? selector.split(',').map((t) => t.trim()) : []);
 
+const writtenKey = (ref: { apiVersion: string; kind: string; namespace?: string; name: string }) =>
+  `${ref.apiVersion}/${ref.kind}/${ref.namespace ?? ''}/${ref.name}`;
+
+/** etcd revisions: larger is newer (the API server does not promise it; etcd gives it). */
+const resourceVersion = (o: KubernetesObject) => Number(o.metadata?.resourceVersion ?? 0);
+
 function matches(o: KubernetesObject, selector: string[]): boolean {
   const labels = o.metadata?.labels ?? {};
   return selector.every((t) => {
@@ -29,6 +35,12 @@ function matches(o: KubernetesObject, selector: string[]): boolean {
 
 export class CachedKube implements Kube {
   private readonly caches = new Map<string, Cache[]>();
+  /**
+   * What this controller applied, until the cache has caught up with it (read-your-writes): without
+   * it, a reconcile right after a write could see the old object and write, or count a foreign edit
+   * it already reverted, twice.
+   */
+  private readonly written = new Map<string, KubernetesObject>();
 
   constructor(private readonly live: Kube) {}
 
@@ -54,8 +66,12 @@ export class CachedKube implements Kube {
   }
 
   async get<T extends KubernetesObject>(ref: Parameters<Kube['get']>[0]): Promise<T | undefined> {
+    const key = writtenKey(ref);
+    const mine = this.written.get(key);
     for (const c of this.cachesFor(ref.apiVersion, ref.kind, ref.namespace)) {
       const hit = c.informer.get(ref.name, ref.namespace);
+      if (mine && (!hit || resourceVersion(hit) < resourceVersion(mine))) return mine as T;
+      if (mine) this.written.delete(key);
       if (hit) return hit as T;
       // A full cache, or one whose selector the object would match: it does not exist.
       if (c.selector.length === 0) return undefined;
@@ -81,11 +97,27 @@ export class CachedKube implements Kube {
     return cache.informer.list(namespace).filter((o) => matches(o, wanted)) as T[];
   }
 
-  apply<T extends KubernetesObject>(obj: KubernetesObject, fieldManager: string, force: boolean): Promise<T> {
-    return this.live.apply<T>(obj, fieldManager, force);
+  async apply<T extends KubernetesObject>(
+    obj: KubernetesObject,
+    fieldManager: string,
+    force: boolean,
+  ): Promise<T> {
+    const result = await this.live.apply<T>(obj, fieldManager, force);
+    if (result?.metadata?.name && this.caches.has(`${obj.apiVersion}/${obj.kind}`))
+      this.written.set(
+        writtenKey({
+          apiVersion: obj.apiVersion as string,
+          kind: obj.kind as string,
+          name: result.metadata.name,
+          ...(result.metadata.namespace ? { namespace: result.metadata.namespace } : {}),
+        }),
+        { ...result, apiVersion: obj.apiVersion, kind: obj.kind } as KubernetesObject,
+      );
+    return result;
   }
-  delete(ref: Parameters<Kube['delete']>[0]): Promise<void> {
-    return this.live.delete(ref);
+  async delete(ref: Parameters<Kube['delete']>[0]): Promise<void> {
+    this.written.delete(writtenKey(ref));
+    await this.live.delete(ref);
   }
   create<T extends KubernetesObject>(obj: KubernetesObject): Promise<T> {
     return this.live.create<T>(obj);

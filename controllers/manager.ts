@@ -176,8 +176,9 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     plural: string,
     onObject: (o: Obj, event: 'add' | 'update' | 'delete') => void,
     labelSelector?: string,
+    clusterScoped = false,
   ) => {
-    for (const namespace of namespaces) {
+    for (const namespace of clusterScoped ? [undefined] : namespaces) {
       const informer = watchObjects<Obj>(
         kubeconfig,
         { apiVersion, kind, plural, namespace, ...(labelSelector ? { labelSelector } : {}) },
@@ -232,24 +233,19 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     )
       queue.add(keyOf(o, o.spec.policy));
   });
-  // Preview Deployments report readiness; a change re-evaluates their Preview.
-  watch(
-    'apps/v1',
-    'Deployment',
-    'deployments',
-    (o, event) => {
-      const preview = o.metadata?.labels?.[PREVIEW_LABEL];
-      // A new Deployment is not available yet: the preview is told when that changes.
-      const key = `deployment/${keyOf(o)}`;
-      const available = `${deploymentAvailable(o)}/${(o as { status?: { availableReplicas?: number } }).status?.availableReplicas ?? 0}`;
-      const was = seen.get(key) ?? 'false/0';
-      seen.set(key, available);
-      if (event === 'delete') seen.delete(key);
-      if (preview && (event === 'delete' || foreign(o) || available !== was))
-        previewQueue.add(keyOf(o, preview));
-    },
-    PREVIEW_LABEL,
-  );
+  // Every Deployment is cached (a preview clones its stable one from the cache); a preview's
+  // Deployment reports readiness, and a change re-evaluates its Preview.
+  watch('apps/v1', 'Deployment', 'deployments', (o, event) => {
+    const preview = o.metadata?.labels?.[PREVIEW_LABEL];
+    // A new Deployment is not available yet: the preview is told when that changes.
+    const key = `deployment/${keyOf(o)}`;
+    const available = `${deploymentAvailable(o)}/${(o as { status?: { availableReplicas?: number } }).status?.availableReplicas ?? 0}`;
+    const was = seen.get(key) ?? 'false/0';
+    seen.set(key, available);
+    if (event === 'delete') seen.delete(key);
+    if (preview && (event === 'delete' || foreign(o) || available !== was))
+      previewQueue.add(keyOf(o, preview));
+  });
   // Owned objects: a change by someone else re-queues their policy, which reverts it; our own
   // writes (every field owned by Switchyard's manager) do not.
   const ownerPolicy = (o: Obj, event: 'add' | 'update' | 'delete') => {
@@ -257,19 +253,27 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       o.metadata?.labels?.[MANAGED_BY] === 'switchyard' ? o.metadata.labels[POLICY_LABEL] : undefined;
     if (owner && (event === 'delete' || foreign(o))) queue.add(keyOf(o, owner));
   };
-  // Services Switchyard writes: a preview's, and in gateway mode one per version.
-  watch(
-    'v1',
-    'Service',
-    'services',
-    (o, event) => {
-      const preview = o.metadata?.labels?.[PREVIEW_LABEL];
-      if (preview && (event === 'delete' || foreign(o))) previewQueue.add(keyOf(o, preview));
-      else if (o.metadata?.labels?.[VERSION_OF_LABEL]) ownerPolicy(o, event);
-    },
-    MANAGED_BY,
-  );
+  // Every Service is cached (a policy's is read on each preview reconcile); those Switchyard
+  // writes (a preview's, and in gateway mode one per version) are kept as written.
+  watch('v1', 'Service', 'services', (o, event) => {
+    const preview = o.metadata?.labels?.[PREVIEW_LABEL];
+    if (preview && (event === 'delete' || foreign(o))) previewQueue.add(keyOf(o, preview));
+    else if (o.metadata?.labels?.[VERSION_OF_LABEL]) ownerPolicy(o, event);
+  });
   if (mode === 'istio') {
+    // The ambient label decides whether EnvoyFilters can work: a change re-evaluates the policies.
+    watch(
+      'v1',
+      'Namespace',
+      'namespaces',
+      (o, event) => {
+        if (event === 'add' || !changed('namespace', o, event, o.metadata?.labels)) return;
+        for (const p of informers.slice(0, namespaces.length).flatMap((i) => i.list(o.metadata?.name)))
+          queue.add(keyOf(p));
+      },
+      undefined,
+      true,
+    );
     watch('networking.istio.io/v1', 'DestinationRule', 'destinationrules', ownerPolicy, MANAGED_BY);
     watch('networking.istio.io/v1alpha3', 'EnvoyFilter', 'envoyfilters', ownerPolicy, MANAGED_BY);
     watch('networking.istio.io/v1', 'VirtualService', 'virtualservices', (o, event) => {

@@ -215,21 +215,12 @@ export async function reconcilePreview(
       `Service ${namespace}/${policy.spec.service} (spec.service of the policy) is missing or has no selector`,
     );
   const versionLabel = policy.spec.versionLabel ?? DEFAULTS.versionLabel;
-  const stable =
-    (
-      await kube.list<Deployment>(
-        'apps/v1',
-        'Deployment',
-        namespace,
-        selectorString({ ...service.spec.selector, [versionLabel]: policy.spec.stable }),
-      )
-    )[0] ??
-    (await kube.list<Deployment>('apps/v1', 'Deployment', namespace)).find((d) => {
-      const labels = d.spec.template.metadata?.labels ?? {};
-      return Object.entries({ ...service.spec.selector, [versionLabel]: policy.spec.stable }).every(
-        ([k, v]) => labels[k] === v,
-      );
-    });
+  // Found by what its pods carry (a Deployment's own labels often differ from its pods').
+  const wanted = { ...service.spec.selector, [versionLabel]: policy.spec.stable };
+  const stable = (await kube.list<Deployment>('apps/v1', 'Deployment', namespace)).find((d) => {
+    const labels = d.spec.template.metadata?.labels ?? {};
+    return !d.metadata?.labels?.[PREVIEW_LABEL] && Object.entries(wanted).every(([k, v]) => labels[k] === v);
+  });
   if (!stable) {
     return finish(
       'Failed',
@@ -289,8 +280,12 @@ export async function reconcilePreview(
     metadata: { name, namespace, labels, ownerReferences: [owner] },
     spec: { selector: { [PREVIEW_LABEL]: name }, ports: (service.spec.ports ?? []).map((p) => ({ ...p })) },
   };
-  for (const o of [deployment, previewService]) {
-    const outcome = await applyOwned(kube, o as KubernetesObject, { exact: false });
+  // Independent of each other: written together, one round trip instead of two.
+  const outcomes = await Promise.all(
+    [deployment, previewService].map((o) => applyOwned(kube, o as KubernetesObject, { exact: false })),
+  );
+  for (const [i, o] of [deployment, previewService].entries()) {
+    const outcome = outcomes[i];
     if (outcome !== 'unchanged') writes.push(`apply ${o.kind} ${namespace}/${name}`);
     if (outcome === 'reverted')
       await events.record(

@@ -224,10 +224,15 @@ export async function reconcileTrafficPolicy(
 
   // One Event per kind of change and reconcile (Events are writes too), naming every object.
   const changes = { Created: [] as string[], Updated: [] as string[], Deleted: [] as string[] };
-  const apply = async (o: KubeObject | Live, note = '') => {
-    const outcome: ApplyOutcome = await applyOwned(kube, o as KubernetesObject, {
-      exact: o.kind !== 'Service',
-    });
+  const applyAll = async (objects: (KubeObject | Live)[], note = '') => {
+    // Written together (they do not depend on each other), reported in order.
+    const outcomes = await Promise.all(
+      objects.map((o) => applyOwned(kube, o as KubernetesObject, { exact: o.kind !== 'Service' })),
+    );
+    for (const [i, o] of objects.entries()) await report(o, outcomes[i] as ApplyOutcome, note);
+  };
+  const apply = (o: KubeObject | Live, note = '') => applyAll([o], note);
+  const report = async (o: KubeObject | Live, outcome: ApplyOutcome, note: string) => {
     if (outcome === 'unchanged') return;
     writes.push(`apply ${describe(o)}${note}`);
     if (outcome === 'reverted') {
@@ -243,7 +248,7 @@ export async function reconcileTrafficPolicy(
     }
   };
   if (mode === 'gateway') {
-    for (const o of desired) await apply(o);
+    await applyAll(desired);
   } else {
     const dr = desired.find((o) => o.kind === 'DestinationRule') as KubeObject;
     const liveDr = await kube.get<Live>({
@@ -263,8 +268,8 @@ export async function reconcileTrafficPolicy(
         ' (subsets wanted and in force)',
       );
     else await apply(dr);
-    for (const o of desired.filter((x) => x.kind === 'VirtualService')) await apply(o);
-    for (const o of desired.filter((x) => x.kind === 'EnvoyFilter')) await apply(o);
+    // Once the subsets exist, the VirtualServices and EnvoyFilters do not depend on each other.
+    await applyAll(desired.filter((x) => x.kind === 'VirtualService' || x.kind === 'EnvoyFilter'));
     if (inForce.length > 0) await apply(dr, ' (subsets no longer used removed)');
   }
 

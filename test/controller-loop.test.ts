@@ -106,10 +106,13 @@ describe.skipIf(!shared)('controller loop on a real API server', () => {
     );
     await eventually(async () => (await canaryWeight()) === 45, 10_000);
     // Counted, and shown on the policy as a Warning Event.
-    await eventually(async () =>
-      (await (await fetch(`${controller.url}/metrics`)).text()).includes(
-        'switchyard_controller_foreign_edits_reverted_total{kind="VirtualService"} 1',
-      ),
+    const reverted = async () =>
+      (await (await fetch(`${controller.url}/metrics`)).text())
+        .split('\n')
+        .find((l) => l.startsWith('switchyard_controller_foreign_edits_reverted_total'));
+    await eventually(async () => (await reverted()) !== undefined, 10_000);
+    expect(await reverted()).toBe(
+      'switchyard_controller_foreign_edits_reverted_total{kind="VirtualService"} 1',
     );
     const events = await kube.list<{
       apiVersion?: string;

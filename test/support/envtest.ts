@@ -77,6 +77,7 @@ export interface AuditEvent {
     name?: string;
   };
   responseStatus?: { code?: number };
+  requestReceivedTimestamp?: string;
 }
 
 export async function startEnvtest(assets: string, options: { audit?: boolean } = {}): Promise<Envtest> {
