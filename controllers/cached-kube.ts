@@ -103,16 +103,7 @@ export class CachedKube implements Kube {
     force: boolean,
   ): Promise<T> {
     const result = await this.live.apply<T>(obj, fieldManager, force);
-    if (result?.metadata?.name && this.caches.has(`${obj.apiVersion}/${obj.kind}`))
-      this.written.set(
-        writtenKey({
-          apiVersion: obj.apiVersion as string,
-          kind: obj.kind as string,
-          name: result.metadata.name,
-          ...(result.metadata.namespace ? { namespace: result.metadata.namespace } : {}),
-        }),
-        { ...result, apiVersion: obj.apiVersion, kind: obj.kind } as KubernetesObject,
-      );
+    this.remember(obj, result);
     return result;
   }
   async delete(ref: Parameters<Kube['delete']>[0]): Promise<void> {
@@ -131,7 +122,23 @@ export class CachedKube implements Kube {
   replace<T extends KubernetesObject>(obj: KubernetesObject): Promise<T> {
     return this.live.replace<T>(obj);
   }
-  replaceStatus(...args: Parameters<Kube['replaceStatus']>): Promise<void> {
-    return this.live.replaceStatus(...args);
+  async replaceStatus(...args: Parameters<Kube['replaceStatus']>): Promise<KubernetesObject> {
+    const result = await this.live.replaceStatus(...args);
+    this.remember(args[3], result);
+    return result;
+  }
+
+  /** Our write, until the cache has caught up with it. */
+  private remember(sent: KubernetesObject, result: KubernetesObject | undefined): void {
+    if (!result?.metadata?.name || !this.caches.has(`${sent.apiVersion}/${sent.kind}`)) return;
+    this.written.set(
+      writtenKey({
+        apiVersion: sent.apiVersion as string,
+        kind: sent.kind as string,
+        name: result.metadata.name,
+        ...(result.metadata.namespace ? { namespace: result.metadata.namespace } : {}),
+      }),
+      { ...result, apiVersion: sent.apiVersion, kind: sent.kind } as KubernetesObject,
+    );
   }
 }

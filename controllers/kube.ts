@@ -43,7 +43,12 @@ export interface Kube {
   /** Update with the resourceVersion the object carries (409 when someone wrote in between). */
   replace<T extends KubernetesObject>(obj: KubernetesObject): Promise<T>;
   /** Replaces the status subresource of a custom object (optimistic: 409 on a stale resourceVersion). */
-  replaceStatus(group: string, version: string, plural: string, obj: KubernetesObject): Promise<void>;
+  replaceStatus(
+    group: string,
+    version: string,
+    plural: string,
+    obj: KubernetesObject,
+  ): Promise<KubernetesObject>;
 }
 
 function isNotFound(e: unknown): boolean {
@@ -142,7 +147,7 @@ export function clientNodeKube(kubeconfig: KubeConfig): Kube {
       }
     },
     async replaceStatus(group, version, plural, obj) {
-      await retryThrottled(() =>
+      return (await retryThrottled(() =>
         custom.replaceNamespacedCustomObjectStatus({
           group,
           version,
@@ -151,7 +156,7 @@ export function clientNodeKube(kubeconfig: KubeConfig): Kube {
           name: obj.metadata?.name as string,
           body: obj,
         }),
-      );
+      )) as KubernetesObject;
     },
   };
 }
