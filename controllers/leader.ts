@@ -59,6 +59,8 @@ export function electLeader(
   let leader = false;
   let stopped = false;
   let lastRenew = 0;
+  /** When the Lease another candidate holds lapses, by its renewTime (0: not known). */
+  let lapsesAt = 0;
   let timer: NodeJS.Timeout | undefined;
   let resolveAcquired: () => void = () => undefined;
   const acquired = new Promise<void>((r) => {
@@ -87,6 +89,7 @@ export function electLeader(
     const renewed = live.spec?.renewTime ? new Date(live.spec.renewTime).getTime() : 0;
     const duration = (live.spec?.leaseDurationSeconds ?? 0) * 1000;
     const held = holder && holder !== options.identity && renewed + duration > t.getTime();
+    lapsesAt = held ? renewed + duration : 0;
     if (held) return false;
     const takeover = holder !== options.identity;
     await kube.replace({
@@ -129,7 +132,10 @@ export function electLeader(
       onLost();
       return;
     }
-    if (!stopped) timer = setTimeout(loop, retryMs);
+    // A standby looks again when the holder's Lease lapses if that comes before the next period,
+    // so a leader that died is replaced as soon as its Lease allows, not up to a period later.
+    const untilLapse = lapsesAt ? lapsesAt - now().getTime() + 5 : retryMs;
+    if (!stopped) timer = setTimeout(loop, Math.max(5, Math.min(retryMs, untilLapse)));
   };
   void loop();
 

@@ -177,8 +177,9 @@ describe.skipIf(!gate)('controller process: leader election, API server restart,
     const killedAt = Date.now();
     await eventually(() => isLeader(standby), 15_000);
     const handover = Date.now() - killedAt;
-    // The Lease lapses at most LEASE_S after the kill; the standby looks every LEASE_S/7.5.
-    expect(handover).toBeLessThanOrEqual(LEASE_S * 1000 * (1 + 1 / 7.5) + 500);
+    // The Lease lapses at most LEASE_S after the kill (its last renewal came before it), and the
+    // standby looks again the moment it lapses: the rest is one API round trip (and a loaded CI).
+    expect(handover).toBeLessThanOrEqual(LEASE_S * 1000 + 300);
     await setWeight(25);
     await eventually(async () => (await canaryWeight()) === 25, 10_000);
     console.info(`leader handover after SIGKILL: ${handover} ms (lease ${LEASE_S} s)`);
