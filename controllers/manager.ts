@@ -8,6 +8,9 @@
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { memoryDeliveryLog } from '../previews/delivery-log.js';
+import { registerGithubWebhook } from '../previews/github-webhook.js';
+import { handleGithubEvent } from '../previews/handle-event.js';
 import type { Logger } from '../src/core/logger.js';
 import { MANAGED_BY, POLICY_LABEL } from '../src/istio/objects.js';
 import { CachedKube } from './cached-kube.js';
@@ -39,6 +42,8 @@ export interface ControllerOptions {
   leaderElection?: LeaderElectionOptions;
   /** Called when the Lease is lost (the CLI exits, as client-go's controllers do). */
   onLeadershipLost?: () => void;
+  /** Serve `POST /webhooks/github` with this webhook secret (the PR bot; issue 4). */
+  githubWebhookSecret?: string;
 }
 
 export interface RunningController {
@@ -297,6 +302,17 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     reply.type(metrics.registry.contentType);
     return metrics.registry.metrics();
   });
+  if (opts.githubWebhookSecret) {
+    const webhookLogger = logger.child({ part: 'github' });
+    await registerGithubWebhook(http, {
+      secret: opts.githubWebhookSecret,
+      deliveries: memoryDeliveryLog(),
+      logger: webhookLogger,
+      handle: async (event) => {
+        await handleGithubEvent(live, event, { namespaces: opts.namespaces ?? [], logger: webhookLogger });
+      },
+    });
+  }
   const url = await http.listen({ port: opts.port ?? 8081, host: opts.host ?? '0.0.0.0' });
 
   await Promise.all(informers.map((i) => i.start()));

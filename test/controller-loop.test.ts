@@ -5,6 +5,7 @@
  */
 import { createWriteStream } from 'node:fs';
 import { AppsV1Api } from '@kubernetes/client-node';
+import { sign } from '@octokit/webhooks-methods';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientNodeKube, type Kube, kubeConfigFrom } from '../controllers/kube.js';
 import { type RunningController, startController } from '../controllers/manager.js';
@@ -69,6 +70,7 @@ describe.skipIf(!shared)('controller loop on a real API server', () => {
           : {}),
       }),
       namespaces: [ns],
+      githubWebhookSecret: 'loop-webhook-secret',
       port: 0,
       host: '127.0.0.1',
     });
@@ -80,6 +82,23 @@ describe.skipIf(!shared)('controller loop on a real API server', () => {
 
   it('is ready once its informers have listed', async () => {
     expect((await fetch(`${controller.url}/readyz`)).status).toBe(200);
+  });
+
+  it('serves the GitHub webhook on its port: 401 unsigned, 202 signed', async () => {
+    const body = JSON.stringify({ zen: 'Keep it logically awesome.', hook_id: 1 });
+    const post = (headers: Record<string, string>) =>
+      fetch(`${controller.url}/webhooks/github`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'x-github-event': 'ping',
+          'x-github-delivery': 'd1',
+          ...headers,
+        },
+        body,
+      });
+    expect((await post({})).status).toBe(401);
+    expect((await post({ 'x-hub-signature-256': await sign('loop-webhook-secret', body) })).status).toBe(202);
   });
 
   it('writes routes for a new policy and follows weight changes from the watch', async () => {

@@ -6,6 +6,7 @@ import { startController } from '../../controllers/manager.js';
 import { parseDurationMs } from '../core/duration.js';
 import { formatProblem, problem } from '../core/errors.js';
 import { createLogger } from '../core/logger.js';
+import { readSecret } from '../core/secrets.js';
 import { waitForShutdown } from './gateway.js';
 import { type CliIO, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK } from './io.js';
 
@@ -34,6 +35,8 @@ export async function controllerCommand(opts: ControllerCliOptions, io: CliIO): 
   // KUBECONFIG / in-cluster ServiceAccount unless --kubeconfig names a file.
   const kubeconfig = kubeConfigFrom(opts.kubeconfig ? readFileSync(opts.kubeconfig, 'utf8') : undefined);
   const logger = createLogger({ level: opts.logLevel });
+  // From the environment or a mounted file, never a flag (flags show in `ps`).
+  const githubWebhookSecret = readSecret(process.env, 'SWITCHYARD_GITHUB_WEBHOOK_SECRET');
   let lost = false;
   const running = await startController({
     kubeconfig,
@@ -41,6 +44,7 @@ export async function controllerCommand(opts: ControllerCliOptions, io: CliIO): 
     mode: opts.mode,
     namespaces: opts.namespace,
     port: Number(opts.port),
+    ...(githubWebhookSecret ? { githubWebhookSecret } : {}),
     workers: Math.max(1, Number(opts.workers) || 8),
     ...(opts.leaderElect
       ? {

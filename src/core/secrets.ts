@@ -6,6 +6,8 @@ import { readFileSync } from 'node:fs';
 
 export const SECRET_VARIABLES = {
   SWITCHYARD_INTERCEPT_TOKEN_SECRET: 'HMAC key (at least 32 bytes) that signs intercept tokens (HS256 JWTs)',
+  SWITCHYARD_GITHUB_WEBHOOK_SECRET:
+    "the GitHub App's webhook secret: the controller serves POST /webhooks/github when it is set",
 } as const;
 
 export type SecretName = keyof typeof SECRET_VARIABLES;

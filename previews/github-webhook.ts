@@ -1,0 +1,76 @@
+/**
+ * `POST /webhooks/github` on the controller's HTTP port. The signature (`x-hub-signature-256`, HMAC
+ * of the raw body) is checked by @octokit/webhooks before anything else: a missing or wrong one gets
+ * 401 and nothing is done. A malformed body gets 400. An accepted delivery gets 202 at once and is
+ * handled from a queue, so GitHub's 10-second timeout never depends on the cluster. A delivery id
+ * seen before (GitHub redelivers) is acknowledged and not acted on again.
+ */
+import { Webhooks } from '@octokit/webhooks';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from '../src/core/logger.js';
+import type { DeliveryLog } from './delivery-log.js';
+
+export interface GithubWebhookOptions {
+  secret: string;
+  deliveries: DeliveryLog;
+  logger: Logger;
+  /** Handles one accepted delivery (queued: the HTTP answer does not wait for it). */
+  handle: (event: { id: string; name: string; payload: unknown }) => Promise<void>;
+}
+
+export const WEBHOOK_PATH = '/webhooks/github';
+
+export async function registerGithubWebhook(
+  http: FastifyInstance,
+  opts: GithubWebhookOptions,
+): Promise<{
+  idle(): Promise<void>;
+}> {
+  const webhooks = new Webhooks({ secret: opts.secret });
+  // One delivery at a time, in arrival order: events of one pull request stay in order.
+  let chain: Promise<void> = Promise.resolve();
+  await http.register(async (scope) => {
+    // The signature covers the exact bytes GitHub sent: keep the body as a string.
+    scope.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) =>
+      done(null, body),
+    );
+    scope.post(WEBHOOK_PATH, async (req, reply) => {
+      const header = (name: string) => {
+        const v = req.headers[name];
+        return Array.isArray(v) ? v[0] : v;
+      };
+      const body = typeof req.body === 'string' ? req.body : '';
+      const signature = header('x-hub-signature-256');
+      if (!signature || !(await webhooks.verify(body, signature).catch(() => false)))
+        return reply
+          .code(401)
+          .send({ error: 'missing or wrong x-hub-signature-256 for this webhook secret' });
+      const id = header('x-github-delivery');
+      const name = header('x-github-event');
+      if (!id || !name)
+        return reply.code(400).send({ error: 'x-github-delivery and x-github-event are required' });
+      let payload: unknown;
+      try {
+        payload = JSON.parse(body);
+      } catch {
+        return reply.code(400).send({ error: 'the body is not JSON' });
+      }
+      if (!payload || typeof payload !== 'object')
+        return reply.code(400).send({ error: 'the body is not a JSON object' });
+      if (!(await opts.deliveries.firstTime(id)))
+        return reply.code(202).send({ delivery: id, duplicate: true });
+      chain = chain.then(() =>
+        opts
+          .handle({ id, name, payload })
+          .catch((e) =>
+            opts.logger.error(
+              { delivery: id, event: name, err: (e as Error)?.message ?? String(e) },
+              'webhook delivery failed',
+            ),
+          ),
+      );
+      return reply.code(202).send({ delivery: id, accepted: true });
+    });
+  });
+  return { idle: () => chain };
+}

@@ -1,0 +1,46 @@
+/**
+ * One accepted GitHub delivery → Previews written or deleted (field manager `switchyard-github`).
+ * pull_request events act; ping, push and every other event are acknowledged and ignored.
+ */
+import type { KubernetesObject } from '@kubernetes/client-node';
+import type { Kube } from '../controllers/kube.js';
+import type { Logger } from '../src/core/logger.js';
+import { API_VERSION, type Preview, type TrafficPolicy } from '../src/resources/schema.js';
+import { type PreviewAction, type PullRequestEvent, previewActions } from './pull-requests.js';
+
+export const GITHUB_FIELD_MANAGER = 'switchyard-github';
+
+export async function handleGithubEvent(
+  kube: Kube,
+  event: { id: string; name: string; payload: unknown },
+  options: { namespaces: string[]; logger: Logger },
+): Promise<PreviewAction[]> {
+  if (event.name !== 'pull_request') return [];
+  const pr = event.payload as PullRequestEvent;
+  if (!pr.pull_request || !pr.repository?.full_name) return [];
+  const scopes = options.namespaces.length > 0 ? options.namespaces : [undefined];
+  const policies: (TrafficPolicy & KubernetesObject)[] = [];
+  const previews: (Preview & KubernetesObject)[] = [];
+  for (const ns of scopes) {
+    policies.push(...(await kube.list<TrafficPolicy & KubernetesObject>(API_VERSION, 'TrafficPolicy', ns)));
+    previews.push(...(await kube.list<Preview & KubernetesObject>(API_VERSION, 'Preview', ns)));
+  }
+  const actions = previewActions(pr, policies as never, previews as never);
+  for (const a of actions) {
+    if (a.kind === 'apply') await kube.apply(a.preview as KubernetesObject, GITHUB_FIELD_MANAGER, true);
+    else
+      await kube.delete({ apiVersion: API_VERSION, kind: 'Preview', namespace: a.namespace, name: a.name });
+  }
+  options.logger.info(
+    {
+      delivery: event.id,
+      action: pr.action,
+      pullRequest: `${pr.repository.full_name}#${pr.pull_request.number}`,
+      previews: actions.map((a) =>
+        a.kind === 'apply' ? `apply ${a.preview.metadata.name}` : `delete ${a.name}`,
+      ),
+    },
+    'pull request event',
+  );
+  return actions;
+}

@@ -1,0 +1,96 @@
+/**
+ * What a pull_request event means for Previews, as a pure function: which Previews to write or
+ * delete, given the TrafficPolicies whose `previews.repository` is the event's and the Previews that
+ * exist. One Preview per commit (`<policy>-pr-<N>-<sha7>`); the controller keeps the newest
+ * `maxPerPullRequest`. An event older than the newest one already acted on (GitHub does not promise
+ * order) changes nothing, so an out-of-order synchronize never moves a pull request back.
+ */
+import { previewName } from '../src/compiler/names.js';
+import { API_VERSION, type Preview, type TrafficPolicy } from '../src/resources/schema.js';
+
+/** Labels that find a pull request's Previews (label values cannot hold the repository's "/"). */
+export const PULL_REQUEST_LABEL = 'switchyard.dev/pull-request';
+export const POLICY_LABEL = 'switchyard.dev/policy';
+/** The event time (pull_request.updated_at) a Preview was written for. */
+export const HEAD_UPDATED_AT = 'switchyard.dev/head-updated-at';
+export const NO_PREVIEW_LABEL = 'no-preview';
+
+export interface PullRequestEvent {
+  action: string;
+  repository: { full_name: string };
+  pull_request: {
+    number: number;
+    draft?: boolean;
+    updated_at: string;
+    head: { sha: string; ref: string };
+    base: { ref: string };
+    labels?: { name: string }[];
+  };
+}
+
+type LivePolicy = Pick<TrafficPolicy, 'spec'> & { metadata: { name: string; namespace?: string } };
+type LivePreview = Pick<Preview, 'spec'> & {
+  metadata: { name: string; namespace?: string; annotations?: Record<string, string> };
+};
+
+export type PreviewAction =
+  | { kind: 'apply'; preview: Preview & { metadata: { annotations: Record<string, string> } } }
+  | { kind: 'delete'; namespace: string; name: string };
+
+const OPENS = new Set(['opened', 'reopened', 'synchronize', 'ready_for_review']);
+
+export function previewActions(
+  event: PullRequestEvent,
+  policies: readonly LivePolicy[],
+  existing: readonly LivePreview[],
+): PreviewAction[] {
+  const pr = event.pull_request;
+  const repository = event.repository.full_name;
+  const mine = policies.filter((p) => p.spec.previews?.repository === repository);
+  const ofThisPr = (p: LivePolicy) =>
+    existing.filter(
+      (x) =>
+        x.spec.policy === p.metadata.name &&
+        x.spec.repository === repository &&
+        x.spec.pullRequest === pr.number &&
+        (x.metadata.namespace ?? 'default') === (p.metadata.namespace ?? 'default'),
+    );
+  const removeAll = () =>
+    mine.flatMap((p) =>
+      ofThisPr(p).map((x) => ({
+        kind: 'delete' as const,
+        namespace: x.metadata.namespace ?? 'default',
+        name: x.metadata.name,
+      })),
+    );
+
+  if (event.action === 'closed') return removeAll();
+  const optedOut = pr.draft || (pr.labels ?? []).some((l) => l.name === NO_PREVIEW_LABEL);
+  if (event.action === 'labeled' || event.action === 'converted_to_draft') return optedOut ? removeAll() : [];
+  if (!OPENS.has(event.action) || optedOut) return [];
+
+  return mine.flatMap((p) => {
+    const newest = ofThisPr(p)
+      .map((x) => x.metadata.annotations?.[HEAD_UPDATED_AT] ?? '')
+      .sort()
+      .at(-1);
+    if (newest && newest > pr.updated_at) return []; // an older event, arriving late
+    const namespace = p.metadata.namespace ?? 'default';
+    return [
+      {
+        kind: 'apply' as const,
+        preview: {
+          apiVersion: API_VERSION,
+          kind: 'Preview',
+          metadata: {
+            name: previewName(p.metadata.name, pr.number, pr.head.sha),
+            namespace,
+            labels: { [PULL_REQUEST_LABEL]: String(pr.number), [POLICY_LABEL]: p.metadata.name },
+            annotations: { [HEAD_UPDATED_AT]: pr.updated_at },
+          },
+          spec: { policy: p.metadata.name, repository, pullRequest: pr.number, commit: pr.head.sha },
+        },
+      },
+    ];
+  });
+}
