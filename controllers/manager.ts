@@ -8,7 +8,7 @@
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { memoryDeliveryLog } from '../previews/delivery-log.js';
+import { type DeliveryLog, memoryDeliveryLog } from '../previews/delivery-log.js';
 import { registerGithubWebhook } from '../previews/github-webhook.js';
 import { handleGithubEvent } from '../previews/handle-event.js';
 import type { Logger } from '../src/core/logger.js';
@@ -44,6 +44,8 @@ export interface ControllerOptions {
   onLeadershipLost?: () => void;
   /** Serve `POST /webhooks/github` with this webhook secret (the PR bot; issue 4). */
   githubWebhookSecret?: string;
+  /** Where deliveries already taken are remembered (shared by replicas); default: in memory. */
+  deliveries?: DeliveryLog;
 }
 
 export interface RunningController {
@@ -306,7 +308,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     const webhookLogger = logger.child({ part: 'github' });
     await registerGithubWebhook(http, {
       secret: opts.githubWebhookSecret,
-      deliveries: memoryDeliveryLog(),
+      deliveries: opts.deliveries ?? memoryDeliveryLog(),
       logger: webhookLogger,
       handle: async (event) => {
         await handleGithubEvent(live, event, { namespaces: opts.namespaces ?? [], logger: webhookLogger });

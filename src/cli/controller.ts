@@ -3,6 +3,8 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { kubeConfigFrom } from '../../controllers/kube.js';
 import { startController } from '../../controllers/manager.js';
+import { connectRedis } from '../../gateway/run.js';
+import { redisDeliveryLog } from '../../previews/delivery-log.js';
 import { parseDurationMs } from '../core/duration.js';
 import { formatProblem, problem } from '../core/errors.js';
 import { createLogger } from '../core/logger.js';
@@ -45,6 +47,10 @@ export async function controllerCommand(opts: ControllerCliOptions, io: CliIO): 
     namespaces: opts.namespace,
     port: Number(opts.port),
     ...(githubWebhookSecret ? { githubWebhookSecret } : {}),
+    // Redeliveries are recognised by every replica when the delivery ids are kept in Redis.
+    ...(process.env.REDIS_URL
+      ? { deliveries: redisDeliveryLog(connectRedis(process.env.REDIS_URL, logger)) }
+      : {}),
     workers: Math.max(1, Number(opts.workers) || 8),
     ...(opts.leaderElect
       ? {
