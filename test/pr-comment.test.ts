@@ -1,9 +1,10 @@
 /**
  * The pull request comment against a local GitHub stand-in: one comment per pull request, found by
  * its marker and edited in place; an unchanged body is not written again; a GitHub answering 500
- * and then 200 still gets the comment, once.
+ * and then 200 still gets the comment, once; and the commit status of a preview.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { commitStateFor, setPreviewStatus } from '../previews/commit-status.js';
 import {
   COMMENT_MARKER,
   githubClient,
@@ -73,5 +74,25 @@ describe('pull request comment', () => {
     await upsertPreviewComment(client(), other, renderPreviewComment([line('0a1b2c3d4e', 'Deploying')]));
     expect(github.calls.filter((c) => c.status === 500)).toHaveLength(2);
     expect(github.comments.get('acme/shop#7')).toHaveLength(1);
+  });
+
+  it('sets the switchyard/preview commit status: pending, then success with the URL', async () => {
+    const commit = '7f3a2c1e9b0d4c2a8f6e5d4c3b2a1f0e9d8c7b6a';
+    const at = { owner: 'acme', repo: 'shop', commit };
+    await setPreviewStatus(client(), at, { phase: 'Deploying' });
+    await setPreviewStatus(client(), at, {
+      phase: 'Ready',
+      url: 'https://pr-42--checkout.preview.example.com',
+    });
+    expect(github.statuses.get(`acme/shop@${commit}`)).toEqual([
+      { state: 'pending', context: 'switchyard/preview', description: 'preview Deploying' },
+      {
+        state: 'success',
+        context: 'switchyard/preview',
+        description: 'preview Ready',
+        target_url: 'https://pr-42--checkout.preview.example.com',
+      },
+    ]);
+    expect(['Failed', 'Expired'].map(commitStateFor)).toEqual(['failure', 'failure']);
   });
 });

@@ -1,6 +1,6 @@
 /**
- * A local HTTP server standing in for the GitHub REST API (issue comments, for now): it keeps
- * comments per pull request, records every call, and can answer 500 to the next N requests, as
+ * A local HTTP server standing in for the GitHub REST API (issue comments and commit statuses, for
+ * now): it keeps them per pull request and commit, records every call, and can answer 500 to the next N requests, as
  * GitHub does during an incident.
  */
 import { createServer, type Server } from 'node:http';
@@ -17,6 +17,8 @@ export interface GithubStandIn {
   url: string;
   calls: Call[];
   comments: Map<string, { id: number; body: string }[]>;
+  /** Commit statuses by `owner/repo@sha`, in the order posted. */
+  statuses: Map<string, Record<string, unknown>[]>;
   failNext(n: number): void;
   close(): Promise<void>;
 }
@@ -24,6 +26,7 @@ export interface GithubStandIn {
 export async function startGithubStandIn(): Promise<GithubStandIn> {
   const calls: Call[] = [];
   const comments = new Map<string, { id: number; body: string }[]>();
+  const statuses = new Map<string, Record<string, unknown>[]>();
   let failing = 0;
   let nextId = 1000;
   const server: Server = createServer((req, res) => {
@@ -54,6 +57,12 @@ export async function startGithubStandIn(): Promise<GithubStandIn> {
           return answer(201, comment);
         }
       }
+      const status = path.match(/^\/repos\/([^/]+)\/([^/]+)\/statuses\/([0-9a-f]+)$/);
+      if (status && req.method === 'POST') {
+        const key = `${status[1]}/${status[2]}@${status[3]}`;
+        statuses.set(key, [...(statuses.get(key) ?? []), body as Record<string, unknown>]);
+        return answer(201, { id: nextId++, ...(body as object) });
+      }
       if (edit && req.method === 'PATCH') {
         for (const list of comments.values()) {
           const c = list.find((x) => x.id === Number(edit[3]));
@@ -71,6 +80,7 @@ export async function startGithubStandIn(): Promise<GithubStandIn> {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     calls,
     comments,
+    statuses,
     failNext(n) {
       failing = n;
     },
