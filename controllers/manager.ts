@@ -184,7 +184,8 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     onObject: (o: Obj, event: 'add' | 'update' | 'delete') => void,
     labelSelector?: string,
     clusterScoped = false,
-  ) => {
+  ): ObjectInformer<Obj>[] => {
+    const created: ObjectInformer<Obj>[] = [];
     for (const namespace of clusterScoped ? [undefined] : namespaces) {
       const informer = watchObjects<Obj>(
         kubeconfig,
@@ -194,10 +195,13 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
         () => stopped,
       );
       informers.push(informer);
+      created.push(informer);
       kube.register(apiVersion, kind, namespace, informer as never, labelSelector);
     }
+    return created;
   };
-  const policies = () => informers[0]?.list() ?? [];
+  /** The cached objects of one kind in a namespace (undefined: all), over its per-namespace informers. */
+  const cached = (of: ObjectInformer<Obj>[], namespace?: string) => of.flatMap((i) => i.list(namespace));
   const keyOf = (o: KubernetesObject, name = o.metadata?.name) => `${o.metadata?.namespace}/${name}`;
 
   // Our own status writes come back as update events: like controller-runtime's
@@ -221,16 +225,14 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     o.metadata?.annotations,
     o.metadata?.deletionTimestamp ? o.metadata.finalizers : undefined,
   ];
-  watch('switchyard.dev/v1alpha1', 'TrafficPolicy', 'trafficpolicies', (o, event) => {
+  const policyInformers = watch('switchyard.dev/v1alpha1', 'TrafficPolicy', 'trafficpolicies', (o, event) => {
     if (!changed('policy', o, event, meta(o))) return;
     queue.add(keyOf(o));
     // Its previews read it (image template, TTL, limits), and may be waiting for it to exist.
-    for (const p of informers
-      .slice(namespaces.length, 2 * namespaces.length)
-      .flatMap((i) => i.list(o.metadata?.namespace)))
+    for (const p of cached(previewInformers, o.metadata?.namespace))
       if (p.spec?.policy === o.metadata?.name) previewQueue.add(keyOf(p));
   });
-  watch('switchyard.dev/v1alpha1', 'Preview', 'previews', (o, event) => {
+  const previewInformers = watch('switchyard.dev/v1alpha1', 'Preview', 'previews', (o, event) => {
     if (changed('preview', o, event, meta(o))) previewQueue.add(keyOf(o));
     // The policy routes Ready previews: whether one is Ready matters to it, the rest of its status not.
     const ready = (o as { status?: { phase?: string } }).status?.phase === 'Ready';
@@ -275,8 +277,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       'namespaces',
       (o, event) => {
         if (event === 'add' || !changed('namespace', o, event, o.metadata?.labels)) return;
-        for (const p of informers.slice(0, namespaces.length).flatMap((i) => i.list(o.metadata?.name)))
-          queue.add(keyOf(p));
+        for (const p of cached(policyInformers, o.metadata?.name)) queue.add(keyOf(p));
       },
       undefined,
       true,
@@ -286,8 +287,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     watch('networking.istio.io/v1', 'VirtualService', 'virtualservices', (o, event) => {
       if (o.metadata?.labels?.[MANAGED_BY] === 'switchyard') return ownerPolicy(o, event);
       // A foreign VirtualService may start or stop a Conflict: look at every policy of its namespace.
-      for (const p of informers.slice(0, namespaces.length).flatMap((i) => i.list(o.metadata?.namespace)))
-        queue.add(keyOf(p));
+      for (const p of cached(policyInformers, o.metadata?.namespace)) queue.add(keyOf(p));
     });
   }
 
@@ -340,13 +340,12 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   if (elector) void elector.acquired.then(lead);
   else lead();
   logger.info(
-    { url, mode, namespaces: opts.namespaces ?? 'all', policies: policies().length },
+    { url, mode, namespaces: opts.namespaces ?? 'all', policies: cached(policyInformers).length },
     'controller started',
   );
   const resync = setInterval(() => {
-    for (const i of informers.slice(0, namespaces.length)) for (const p of i.list()) queue.add(keyOf(p));
-    for (const i of informers.slice(namespaces.length, 2 * namespaces.length))
-      for (const p of i.list()) previewQueue.add(keyOf(p));
+    for (const p of cached(policyInformers)) queue.add(keyOf(p));
+    for (const p of cached(previewInformers)) previewQueue.add(keyOf(p));
   }, opts.resyncMs ?? 300_000);
 
   return {

@@ -91,8 +91,11 @@ export function upstreamsOf(resources: Resources): Map<string, URL[]> {
  * known but has no ready endpoint, undefined when it is not known at all.
  */
 export function pickUpstream(snapshot: Snapshot, namespace: string, key: string): URL | [] | undefined {
+  // Files: one URL under the plain key, no string built per request.
+  const plain = snapshot.upstreams.get(key);
+  if (plain && plain.length === 1) return plain[0];
   const namespaced = `${namespace}/${key}`;
-  const list = snapshot.upstreams.get(namespaced) ?? snapshot.upstreams.get(key);
+  const list = snapshot.upstreams.get(namespaced) ?? plain;
   if (!list) return undefined;
   if (list.length <= 1) return list[0] ?? [];
   const i = snapshot.cursor.get(namespaced) ?? 0;

@@ -12,7 +12,7 @@
  * DestinationRule, VirtualService and EnvoyFilter written, and every preview has its finalizer,
  * its Deployment and Service, and status Deploying.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Kube } from '../controllers/kube.js';
@@ -158,7 +158,7 @@ async function main() {
     // The controller, as it runs in a cluster.
     const port = await freePort();
     const kubeconfig = join(tempDir('switchyard-bench-'), 'kubeconfig');
-    (await import('node:fs')).writeFileSync(kubeconfig, env.kubeconfigFor(CONTROLLER_USER));
+    writeFileSync(kubeconfig, env.kubeconfigFor(CONTROLLER_USER));
     t = performance.now();
     const controller = startProcess(
       [
