@@ -9,8 +9,11 @@ import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { type DeliveryLog, memoryDeliveryLog } from '../previews/delivery-log.js';
+import type { GithubClients } from '../previews/github-client.js';
+import { GithubReporter, pullRequestKey, REPORT_FINALIZER } from '../previews/github-reporter.js';
 import { registerGithubWebhook } from '../previews/github-webhook.js';
 import { handleGithubEvent } from '../previews/handle-event.js';
+import { reportedPreview } from '../previews/pull-request-report.js';
 import type { Logger } from '../src/core/logger.js';
 import { MANAGED_BY, POLICY_LABEL } from '../src/istio/objects.js';
 import { CachedKube } from './cached-kube.js';
@@ -46,6 +49,8 @@ export interface ControllerOptions {
   githubWebhookSecret?: string;
   /** Where deliveries already taken are remembered (shared by replicas); default: in memory. */
   deliveries?: DeliveryLog;
+  /** Tell GitHub about pull requests' previews: comment, commit status, deployments (issue 4). */
+  github?: GithubClients;
 }
 
 export interface RunningController {
@@ -55,7 +60,7 @@ export interface RunningController {
   stop(): Promise<void>;
 }
 
-type Obj = KubernetesObject & { spec?: { policy?: string } };
+type Obj = KubernetesObject & { spec?: { policy?: string; repository?: string; pullRequest?: number } };
 
 function controllerMetrics() {
   const registry = new Registry();
@@ -175,6 +180,45 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     reconcilePreview(kube, ns, name, { events, rewriteRoutes: reconcilePolicy }),
   );
 
+  // GitHub hears about pull requests' previews from its own queue: an outage backs off there and
+  // holds up nothing else.
+  const githubLogger = logger.child({ part: 'github' });
+  const reporter = new GithubReporter(
+    kube,
+    {
+      previews: (repository, pullRequest) =>
+        cached(previewInformers)
+          .filter((p) => p.spec?.repository === repository && p.spec?.pullRequest === pullRequest)
+          .map((object) => {
+            const policy = cached(policyInformers, object.metadata?.namespace).find(
+              (x) => x.metadata?.name === object.spec?.policy,
+            );
+            return { object, report: reportedPreview(object, policy as never) };
+          }),
+    },
+    opts.github,
+    githubLogger,
+  );
+  const reportQueue = new WorkQueue(
+    async (key) => {
+      await reporter.sync(key);
+      return undefined;
+    },
+    (key, error, attempt) =>
+      githubLogger.warn(
+        { pullRequest: key, attempt, err: error instanceof Error ? error.message : String(error) },
+        'GitHub report failed; retrying with backoff',
+      ),
+    opts.workers ?? 8,
+  );
+  /** The pull request a Preview reports to, when GitHub is to hear of it. */
+  const reportKey = (o: Obj) =>
+    o.spec?.repository &&
+    o.spec.pullRequest !== undefined &&
+    (opts.github || o.metadata?.finalizers?.includes(REPORT_FINALIZER))
+      ? pullRequestKey(o.spec.repository, o.spec.pullRequest)
+      : undefined;
+
   const informers: ObjectInformer<Obj>[] = [];
   let stopped = false;
   const watch = (
@@ -234,6 +278,13 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   });
   const previewInformers = watch('switchyard.dev/v1alpha1', 'Preview', 'previews', (o, event) => {
     if (changed('preview', o, event, meta(o))) previewQueue.add(keyOf(o));
+    const pullRequest = reportKey(o);
+    const shown = (o as { status?: { phase?: string; url?: string; intercept?: string } }).status;
+    if (
+      pullRequest &&
+      changed('preview-report', o, event, [shown?.phase, shown?.url, shown?.intercept, meta(o)[3]])
+    )
+      reportQueue.add(pullRequest);
     // The policy routes Ready previews: whether one is Ready matters to it, the rest of its status not.
     const ready = (o as { status?: { phase?: string } }).status?.phase === 'Ready';
     if (
@@ -300,7 +351,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     ready ? 'ok\n' : reply.code(503).send('informers not synced yet\n'),
   );
   http.get('/metrics', async (_req, reply) => {
-    metrics.queue.set(queue.length + previewQueue.length);
+    metrics.queue.set(queue.length + previewQueue.length + reportQueue.length);
     reply.type(metrics.registry.contentType);
     return metrics.registry.metrics();
   });
@@ -311,7 +362,11 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       deliveries: opts.deliveries ?? memoryDeliveryLog(),
       logger: webhookLogger,
       handle: async (event) => {
-        await handleGithubEvent(live, event, { namespaces: opts.namespaces ?? [], logger: webhookLogger });
+        await handleGithubEvent(live, event, {
+          namespaces: opts.namespaces ?? [],
+          logger: webhookLogger,
+          holdForReport: Boolean(opts.github),
+        });
       },
     });
   }
@@ -328,6 +383,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
         metrics.leader.set(0);
         queue.stop();
         previewQueue.stop();
+        reportQueue.stop();
         opts.onLeadershipLost?.();
       })
     : undefined;
@@ -335,7 +391,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   const lead = () => {
     if (stopped) return;
     metrics.leader.set(1);
-    running = Promise.all([queue.run(), previewQueue.run()]);
+    running = Promise.all([queue.run(), previewQueue.run(), reportQueue.run()]);
   };
   if (elector) void elector.acquired.then(lead);
   else lead();
@@ -345,7 +401,11 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   );
   const resync = setInterval(() => {
     for (const p of cached(policyInformers)) queue.add(keyOf(p));
-    for (const p of cached(previewInformers)) previewQueue.add(keyOf(p));
+    for (const p of cached(previewInformers)) {
+      previewQueue.add(keyOf(p));
+      const pullRequest = reportKey(p);
+      if (pullRequest) reportQueue.add(pullRequest);
+    }
   }, opts.resyncMs ?? 300_000);
 
   return {
@@ -358,6 +418,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       await Promise.all(informers.map((i) => i.stop()));
       queue.stop();
       previewQueue.stop();
+      reportQueue.stop();
       await running;
       await elector?.stop();
       await http.close();

@@ -2,7 +2,7 @@
  * The commit status `switchyard/preview` on a preview's commit: pending while it deploys, success
  * when it is Ready (target_url: its URL), failure when it failed or expired.
  */
-import type { GithubClient } from './pr-comment.js';
+import type { GithubClient } from './github-client.js';
 
 export const STATUS_CONTEXT = 'switchyard/preview';
 

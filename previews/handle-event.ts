@@ -6,14 +6,25 @@ import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Kube } from '../controllers/kube.js';
 import type { Logger } from '../src/core/logger.js';
 import { API_VERSION, type Preview, type TrafficPolicy } from '../src/resources/schema.js';
-import { type PreviewAction, type PullRequestEvent, previewActions } from './pull-requests.js';
+import { REPORT_FINALIZER } from './github-reporter.js';
+import {
+  type PreviewAction,
+  PULL_REQUEST_LABEL,
+  type PullRequestEvent,
+  previewActions,
+} from './pull-requests.js';
 
 export const GITHUB_FIELD_MANAGER = 'switchyard-github';
 
 export async function handleGithubEvent(
   kube: Kube,
   event: { id: string; name: string; payload: unknown },
-  options: { namespaces: string[]; logger: Logger },
+  options: {
+    namespaces: string[];
+    logger: Logger;
+    /** GitHub is told of each Preview's removal before it goes (github-reporter.ts). */
+    holdForReport?: boolean;
+  },
 ): Promise<PreviewAction[]> {
   if (event.name !== 'pull_request') return [];
   const pr = event.payload as PullRequestEvent;
@@ -23,12 +34,24 @@ export async function handleGithubEvent(
   const previews: (Preview & KubernetesObject)[] = [];
   for (const ns of scopes) {
     policies.push(...(await kube.list<TrafficPolicy & KubernetesObject>(API_VERSION, 'TrafficPolicy', ns)));
-    previews.push(...(await kube.list<Preview & KubernetesObject>(API_VERSION, 'Preview', ns)));
+    // Only the Previews the bot wrote for this pull request: small lists however many there are.
+    previews.push(
+      ...(await kube.list<Preview & KubernetesObject>(
+        API_VERSION,
+        'Preview',
+        ns,
+        `${PULL_REQUEST_LABEL}=${pr.pull_request.number}`,
+      )),
+    );
   }
   const actions = previewActions(pr, policies as never, previews as never);
   for (const a of actions) {
-    if (a.kind === 'apply') await kube.apply(a.preview as KubernetesObject, GITHUB_FIELD_MANAGER, true);
-    else
+    if (a.kind === 'apply') {
+      const preview = options.holdForReport
+        ? { ...a.preview, metadata: { ...a.preview.metadata, finalizers: [REPORT_FINALIZER] } }
+        : a.preview;
+      await kube.apply(preview as KubernetesObject, GITHUB_FIELD_MANAGER, true);
+    } else
       await kube.delete({ apiVersion: API_VERSION, kind: 'Preview', namespace: a.namespace, name: a.name });
   }
   options.logger.info(

@@ -1,14 +1,9 @@
 /**
  * The one comment Switchyard keeps on a pull request: found by a hidden marker and edited in place
  * on every change, never a new comment per push. The body is rendered from the pull request's
- * previews (a pure function); writing it goes through Octokit, with retries (5xx, network) and
- * GitHub's rate limits respected (plugin-retry, plugin-throttling), against github.com or a GitHub
- * Enterprise `baseUrl`.
+ * previews (a pure function); writing it goes through Octokit (previews/github-client.ts).
  */
-import { Octokit } from '@octokit/core';
-import { paginateRest } from '@octokit/plugin-paginate-rest';
-import { retry } from '@octokit/plugin-retry';
-import { throttling } from '@octokit/plugin-throttling';
+import type { GithubClient } from './github-client.js';
 
 export const COMMENT_MARKER = '<!-- switchyard:previews -->';
 
@@ -43,47 +38,29 @@ export function renderPreviewComment(lines: readonly PreviewLine[]): string {
   ].join('\n');
 }
 
-export type GithubClient = InstanceType<ReturnType<typeof githubClientClass>>;
-
-function githubClientClass() {
-  return Octokit.plugin(retry, throttling, paginateRest);
-}
-
-export interface GithubClientOptions {
-  /** An installation or personal token (GitHub App auth is the next step). */
-  token: string;
-  /** `https://github.example.com/api/v3` for GitHub Enterprise; default api.github.com. */
-  baseUrl?: string;
-  /** Base of the wait between retries in ms (plugin-retry's default 1000; tests shorten it). */
-  retryAfterBaseValue?: number;
-}
-
-export function githubClient(opts: GithubClientOptions): GithubClient {
-  const Client = githubClientClass();
-  return new Client({
-    auth: opts.token,
-    ...(opts.baseUrl ? { baseUrl: opts.baseUrl } : {}),
-    // 5xx and network errors: retried with a growing wait (retryAfterBaseValue x attempt²).
-    retry: {
-      retries: 5,
-      ...(opts.retryAfterBaseValue !== undefined ? { retryAfterBaseValue: opts.retryAfterBaseValue } : {}),
-    },
-    throttle: {
-      // Primary and secondary rate limits: wait and retry (up to twice), as GitHub asks.
-      onRateLimit: (_after: number, _options: object, _octokit: unknown, retryCount: number) =>
-        retryCount < 2,
-      onSecondaryRateLimit: (_after: number, _options: object, _octokit: unknown, retryCount: number) =>
-        retryCount < 2,
-    },
-  });
-}
-
-/** Creates the comment, or edits the one carrying the marker; returns its id. */
+/**
+ * Creates the comment, or edits the one carrying the marker; returns its id. With the id known from
+ * an earlier call it is edited directly (one request); if it was deleted meanwhile, found or made anew.
+ */
 export async function upsertPreviewComment(
   github: GithubClient,
   target: { owner: string; repo: string; pullRequest: number },
   body: string,
+  knownId?: number,
 ): Promise<number> {
+  if (knownId !== undefined) {
+    try {
+      await github.request('PATCH /repos/{owner}/{repo}/issues/comments/{comment_id}', {
+        owner: target.owner,
+        repo: target.repo,
+        comment_id: knownId,
+        body,
+      });
+      return knownId;
+    } catch (e) {
+      if ((e as { status?: number }).status !== 404) throw e;
+    }
+  }
   const comments = await github.paginate('GET /repos/{owner}/{repo}/issues/{issue_number}/comments', {
     owner: target.owner,
     repo: target.repo,

@@ -5,12 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commitStateFor, setPreviewStatus } from '../previews/commit-status.js';
-import {
-  COMMENT_MARKER,
-  githubClient,
-  renderPreviewComment,
-  upsertPreviewComment,
-} from '../previews/pr-comment.js';
+import { githubClient } from '../previews/github-client.js';
+import { COMMENT_MARKER, renderPreviewComment, upsertPreviewComment } from '../previews/pr-comment.js';
 import { type GithubStandIn, startGithubStandIn } from './support/github-stand-in.js';
 
 describe('pull request comment', () => {

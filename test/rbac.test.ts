@@ -2,7 +2,8 @@
  * The RBAC in deploy/install grants exactly what the controller uses: a controller run in each mode
  * (as its ServiceAccount, on an API server of its own with an audit log) goes through a policy's and
  * a preview's whole life, and the verbs the audit log records for it are compared, both ways, with
- * the rules of that mode. A missing permission fails the run with a real Forbidden; a rule no call
+ * the rules of that mode. The PR bot's part (a pull request opened and closed through the webhook,
+ * and reported to a GitHub stand-in) is in the run too. A missing permission fails the run with a real Forbidden; a rule no call
  * needs fails the comparison.
  */
 import { readFileSync } from 'node:fs';
@@ -13,6 +14,7 @@ import type { Kube } from '../controllers/kube.js';
 import { kubeConfigFrom } from '../controllers/kube.js';
 import { type RunningController, startController } from '../controllers/manager.js';
 import type { ControllerMode } from '../controllers/traffic-policy.js';
+import { githubClients } from '../previews/github-client.js';
 import { createLogger } from '../src/core/logger.js';
 import {
   adminKube,
@@ -24,8 +26,11 @@ import {
 } from './support/cluster.js';
 import { type AuditEvent, type Envtest, envtestGate, startEnvtestWithCrds } from './support/envtest.js';
 import { eventually } from './support/gateway.js';
+import { postDelivery, pullRequestEvent, sha } from './support/github-deliveries.js';
+import { type GithubStandIn, startGithubStandIn } from './support/github-stand-in.js';
 
 const gate = envtestGate({ istio: true });
+const WEBHOOK_SECRET = 'rbac webhook secret';
 const API = 'switchyard.dev/v1alpha1';
 const INSTALL = join(import.meta.dirname, '..', 'deploy', 'install');
 
@@ -66,6 +71,7 @@ describe.skipIf(!gate)('RBAC in deploy/install against the calls the controller 
   let env: Envtest;
   let admin: Kube;
   const controllers: RunningController[] = [];
+  let github: GithubStandIn;
   const windows: Partial<Record<ControllerMode, [Date, Date]>> = {};
 
   /** One policy's and one preview's whole life in `ns`, with a controller of `mode` watching it. */
@@ -79,6 +85,8 @@ describe.skipIf(!gate)('RBAC in deploy/install against the calls the controller 
       namespaces: [ns],
       port: 0,
       host: '127.0.0.1',
+      githubWebhookSecret: WEBHOOK_SECRET,
+      github: githubClients({ token: 'rbac-test', baseUrl: github.url }),
       leaderElection: {
         namespace: 'switchyard-system',
         name: `switchyard-controller-${mode}`,
@@ -189,10 +197,28 @@ describe.skipIf(!gate)('RBAC in deploy/install against the calls the controller 
     // The preview expires (TTL 4s from its last spec change): routes, Deployment, Service, finalizer.
     await eventually(async () => (await get(API, 'Preview', 'web-pr-1-0000001')) === undefined, 15_000);
     await eventually(async () => (await get('v1', 'Service', 'web-pr-1-0000001')) === undefined, 5_000);
+    // The PR bot: a pull request opened and closed through the webhook, reported to GitHub.
+    const bot = `web-pr-2-${sha(2, 1).slice(0, 7)}`;
+    for (const [action, minute] of [
+      ['opened', 0],
+      ['closed', 1],
+    ] as const) {
+      const payload = pullRequestEvent(action, 2, sha(2, 1), minute);
+      payload.repository.full_name = 'acme/web';
+      const status = await postDelivery(controller.url, 'pull_request', payload, {
+        id: `${mode}-${action}`,
+        secret: WEBHOOK_SECRET,
+      });
+      expect(status).toBe(202);
+      if (action === 'opened') await eventually(() => get(API, 'Preview', bot), 10_000);
+    }
+    await eventually(async () => (await get(API, 'Preview', bot)) === undefined, 15_000);
+    expect(github.comments.get('acme/web#2')?.[0]?.body).toContain('No preview is running');
     await controller.stop(); // releases the Lease
   }
 
   beforeAll(async () => {
+    github = await startGithubStandIn();
     env = await startEnvtestWithCrds(gate as NonNullable<typeof gate>, { audit: true });
     admin = adminKube(env);
     await applyRbac(admin);
@@ -206,6 +232,7 @@ describe.skipIf(!gate)('RBAC in deploy/install against the calls the controller 
   afterAll(async () => {
     for (const c of controllers) await c.stop();
     await env?.stop();
+    await github?.close();
   });
 
   const ofMode = (mode: ControllerMode) => (e: AuditEvent) => {

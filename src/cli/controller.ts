@@ -5,6 +5,7 @@ import { kubeConfigFrom } from '../../controllers/kube.js';
 import { startController } from '../../controllers/manager.js';
 import { connectRedis } from '../../gateway/run.js';
 import { redisDeliveryLog } from '../../previews/delivery-log.js';
+import { githubAuthFromEnv, githubClients } from '../../previews/github-client.js';
 import { parseDurationMs } from '../core/duration.js';
 import { formatProblem, problem } from '../core/errors.js';
 import { createLogger } from '../core/logger.js';
@@ -39,6 +40,11 @@ export async function controllerCommand(opts: ControllerCliOptions, io: CliIO): 
   const logger = createLogger({ level: opts.logLevel });
   // From the environment or a mounted file, never a flag (flags show in `ps`).
   const githubWebhookSecret = readSecret(process.env, 'SWITCHYARD_GITHUB_WEBHOOK_SECRET');
+  const github = githubAuthFromEnv(process.env);
+  if (github && 'code' in github) {
+    io.stderr(`${formatProblem(github)}\n`);
+    return EXIT_INVALID;
+  }
   let lost = false;
   const running = await startController({
     kubeconfig,
@@ -47,6 +53,7 @@ export async function controllerCommand(opts: ControllerCliOptions, io: CliIO): 
     namespaces: opts.namespace,
     port: Number(opts.port),
     ...(githubWebhookSecret ? { githubWebhookSecret } : {}),
+    ...(github ? { github: githubClients(github) } : {}),
     // Redeliveries are recognised by every replica when the delivery ids are kept in Redis.
     ...(process.env.REDIS_URL
       ? { deliveries: redisDeliveryLog(connectRedis(process.env.REDIS_URL, logger)) }

@@ -8,6 +8,9 @@ export const SECRET_VARIABLES = {
   SWITCHYARD_INTERCEPT_TOKEN_SECRET: 'HMAC key (at least 32 bytes) that signs intercept tokens (HS256 JWTs)',
   SWITCHYARD_GITHUB_WEBHOOK_SECRET:
     "the GitHub App's webhook secret: the controller serves POST /webhooks/github when it is set",
+  SWITCHYARD_GITHUB_APP_PRIVATE_KEY:
+    "the GitHub App's private key (PEM), with SWITCHYARD_GITHUB_APP_ID: the controller comments, sets statuses and deployments as the App",
+  SWITCHYARD_GITHUB_TOKEN: 'a GitHub token, instead of an App, for the same outbound calls',
 } as const;
 
 export type SecretName = keyof typeof SECRET_VARIABLES;

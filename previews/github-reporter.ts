@@ -1,0 +1,148 @@
+/**
+ * Makes GitHub show each pull request's previews: the one comment, the commit statuses and the
+ * deployments (pull-request-report.ts says what; this module writes it). Driven by the controller's
+ * Preview cache through a work queue keyed `owner/repo#N`, on the leader only.
+ *
+ * Nothing is lost in a GitHub outage: the source of truth is the Previews, so a failed sync is
+ * simply retried with backoff, and a restarted controller re-derives everything. A deleted
+ * Preview is held by the finalizer `switchyard.dev/github-report` (the bot adds it when it
+ * creates the Preview) until GitHub has been told (deployment inactive, comment updated); only
+ * then is the finalizer dropped. What was already delivered is remembered in memory, so an
+ * unchanged pull request costs no GitHub request; after a restart it is looked up again.
+ */
+import type { KubernetesObject } from '@kubernetes/client-node';
+import type { Kube } from '../controllers/kube.js';
+import type { Logger } from '../src/core/logger.js';
+import { API_VERSION } from '../src/resources/schema.js';
+import { setPreviewStatus } from './commit-status.js';
+import { createDeployment, findDeployment, setDeploymentStatus } from './deployments.js';
+import type { GithubClients } from './github-client.js';
+import { upsertPreviewComment } from './pr-comment.js';
+import { pullRequestReport, type ReportedPreview } from './pull-request-report.js';
+
+export const REPORT_FINALIZER = 'switchyard.dev/github-report';
+
+export const pullRequestKey = (repository: string, pullRequest: number) => `${repository}#${pullRequest}`;
+
+export interface ReportSource {
+  /** The Previews of one pull request (deleted ones still held by a finalizer included). */
+  previews(repository: string, pullRequest: number): { object: KubernetesObject; report: ReportedPreview }[];
+}
+
+interface Delivered {
+  comment?: { id: number; body: string };
+  /** Per commit: the status last posted. */
+  statuses: Map<string, string>;
+  /** Per `service@commit`: the deployment and the state last posted. */
+  deployments: Map<string, { id?: number; state?: string; url?: string }>;
+}
+
+export class GithubReporter {
+  private readonly delivered = new Map<string, Delivered>();
+
+  constructor(
+    private readonly kube: Kube,
+    private readonly source: ReportSource,
+    /** Without GitHub credentials the reporter only releases its finalizer. */
+    private readonly github: GithubClients | undefined,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Brings one pull request's GitHub view up to date; throws (to be retried) if GitHub fails. */
+  async sync(key: string): Promise<string[]> {
+    const at = key.lastIndexOf('#');
+    const repository = key.slice(0, at);
+    const pullRequest = Number(key.slice(at + 1));
+    const previews = this.source.previews(repository, pullRequest);
+    const writes = this.github ? await this.report(key, repository, pullRequest, previews) : [];
+    for (const { object } of previews) {
+      const finalizers = object.metadata?.finalizers ?? [];
+      if (!object.metadata?.deletionTimestamp || !finalizers.includes(REPORT_FINALIZER)) continue;
+      // Optimistic: a 409 (the object moved on since the cache saw it) is retried with backoff.
+      await this.kube.mergePatch(
+        {
+          apiVersion: API_VERSION,
+          kind: 'Preview',
+          namespace: object.metadata.namespace as string,
+          name: object.metadata.name as string,
+        },
+        {
+          metadata: {
+            resourceVersion: object.metadata.resourceVersion,
+            finalizers: finalizers.filter((f) => f !== REPORT_FINALIZER),
+          },
+        },
+      );
+      writes.push(`release Preview ${object.metadata.namespace}/${object.metadata.name}`);
+    }
+    if (previews.length === 0) this.delivered.delete(key);
+    if (writes.length > 0) this.logger.info({ pullRequest: key, writes }, 'reported to GitHub');
+    return writes;
+  }
+
+  private async report(
+    key: string,
+    repository: string,
+    pullRequest: number,
+    previews: { report: ReportedPreview }[],
+  ): Promise<string[]> {
+    const github = await (this.github as GithubClients).forRepository(repository);
+    const [owner, repo] = repository.split('/') as [string, string];
+    const wanted = pullRequestReport(
+      pullRequest,
+      previews.map((p) => p.report),
+    );
+    let delivered = this.delivered.get(key);
+    if (!delivered) {
+      delivered = { statuses: new Map(), deployments: new Map() };
+      this.delivered.set(key, delivered);
+    }
+    const writes: string[] = [];
+
+    for (const d of wanted.deployments) {
+      const id = `${d.service}@${d.commit}`;
+      let known = delivered.deployments.get(id);
+      if (!known) {
+        known = (await findDeployment(github, { owner, repo, pullRequest, ...d })) ?? {};
+        delivered.deployments.set(id, known);
+      }
+      if (known.state === d.state && known.url === d.url) continue;
+      if (known.id === undefined) {
+        if (d.state === 'inactive') continue; // never deployed on GitHub: nothing to retire
+        known.id = await createDeployment(github, { owner, repo, pullRequest, ...d });
+        writes.push(`deployment ${id}`);
+      }
+      await setDeploymentStatus(
+        github,
+        { owner, repo, deploymentId: known.id },
+        d.state,
+        d.url,
+        d.description,
+      );
+      known.state = d.state;
+      if (d.url) known.url = d.url;
+      else delete known.url;
+      writes.push(`deployment ${id} ${d.state}`);
+    }
+
+    for (const s of wanted.statuses) {
+      const text = JSON.stringify(s);
+      if (delivered.statuses.get(s.commit) === text) continue;
+      await setPreviewStatus(github, { owner, repo, commit: s.commit }, { ...s, message: s.description });
+      delivered.statuses.set(s.commit, text);
+      writes.push(`status ${s.commit.slice(0, 7)} ${s.phase}`);
+    }
+
+    if (delivered.comment?.body !== wanted.comment) {
+      const id = await upsertPreviewComment(
+        github,
+        { owner, repo, pullRequest },
+        wanted.comment,
+        delivered.comment?.id,
+      );
+      delivered.comment = { id, body: wanted.comment };
+      writes.push('comment');
+    }
+    return writes;
+  }
+}

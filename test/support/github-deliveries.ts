@@ -1,0 +1,47 @@
+/** GitHub deliveries for tests: real @octokit/webhooks-examples payloads, moved and signed. */
+import examples from '@octokit/webhooks-examples';
+import { sign } from '@octokit/webhooks-methods';
+
+type PullRequestPayload = {
+  action: string;
+  pull_request: { number: number; head: { sha: string }; updated_at: string };
+  repository: { full_name: string };
+};
+const example = (action: string): PullRequestPayload =>
+  structuredClone(
+    (examples as unknown as { name: string; examples: PullRequestPayload[] }[])
+      .find((e) => e.name === 'pull_request')
+      ?.examples.find((e) => e.action === action),
+  ) as PullRequestPayload;
+
+/** The example payload for `action`, moved to another pull request, commit and time. */
+export function pullRequestEvent(action: string, number: number, sha: string, minute: number) {
+  const payload = example(action);
+  payload.pull_request.number = number;
+  payload.pull_request.head.sha = sha;
+  payload.pull_request.updated_at = new Date(Date.UTC(2026, 10, 23, 12, minute)).toISOString();
+  return payload;
+}
+
+/** A distinct 40-hex commit for pull request `n`, commit number `commit`. */
+export const sha = (n: number, commit: number) =>
+  `${n.toString(16).padStart(4, '0')}${commit.toString(16).padStart(2, '0')}`.padEnd(40, 'c');
+
+/** Posts a delivery to a controller's webhook, signed with `secret` (null: unsigned). */
+export async function postDelivery(
+  url: string,
+  event: string,
+  payload: unknown,
+  opts: { id: string; secret: string | null },
+): Promise<number> {
+  const body = JSON.stringify(payload);
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    'x-github-event': event,
+    'x-github-delivery': opts.id,
+  };
+  if (opts.secret !== null) headers['x-hub-signature-256'] = await sign(opts.secret, body);
+  const res = await fetch(`${url}/webhooks/github`, { method: 'POST', headers, body });
+  await res.arrayBuffer();
+  return res.status;
+}
