@@ -2,7 +2,8 @@
  * `POST /webhooks/github` on the controller's HTTP port. The signature (`x-hub-signature-256`, HMAC
  * of the raw body) is checked by @octokit/webhooks before anything else: a missing or wrong one gets
  * 401 and nothing is done. A malformed body gets 400. An accepted delivery gets 202 at once and is
- * handled from a queue, so GitHub's 10-second timeout never depends on the cluster. A delivery id
+ * handled from a queue, so GitHub's 10-second timeout never depends on the cluster: one pull
+ * request's deliveries in arrival order, different pull requests side by side. A delivery id
  * seen before (GitHub redelivers) is acknowledged and not acted on again.
  */
 import { Webhooks } from '@octokit/webhooks';
@@ -16,6 +17,48 @@ export interface GithubWebhookOptions {
   logger: Logger;
   /** Handles one accepted delivery (queued: the HTTP answer does not wait for it). */
   handle: (event: { id: string; name: string; payload: unknown }) => Promise<void>;
+  /** Deliveries handled at once (those of one pull request always one after another); default 8. */
+  concurrency?: number;
+}
+
+/** Deliveries of one pull request are handled in order; those of different ones side by side. */
+function orderKey(name: string, payload: unknown): string {
+  const p = payload as { repository?: { full_name?: string }; pull_request?: { number?: number } };
+  return name === 'pull_request' ? `${p.repository?.full_name}#${p.pull_request?.number}` : name;
+}
+
+/** Runs jobs in order per key, at most `limit` at once over all keys. */
+function keyedSerialQueue(limit: number) {
+  const chains = new Map<string, Promise<void>>();
+  const waiting: (() => void)[] = [];
+  let running = 0;
+  const slot = () =>
+    running < limit ? (running++, Promise.resolve()) : new Promise<void>((r) => waiting.push(r));
+  // A freed slot goes straight to the next waiter.
+  const release = () => {
+    const next = waiting.shift();
+    if (next) next();
+    else running--;
+  };
+  return {
+    add(key: string, job: () => Promise<void>) {
+      const next = (chains.get(key) ?? Promise.resolve()).then(async () => {
+        await slot();
+        try {
+          await job();
+        } finally {
+          release();
+        }
+      });
+      chains.set(key, next);
+      void next.then(() => {
+        if (chains.get(key) === next) chains.delete(key);
+      });
+    },
+    idle: async () => {
+      while (chains.size > 0) await Promise.all(chains.values());
+    },
+  };
 }
 
 export const WEBHOOK_PATH = '/webhooks/github';
@@ -27,8 +70,7 @@ export async function registerGithubWebhook(
   idle(): Promise<void>;
 }> {
   const webhooks = new Webhooks({ secret: opts.secret });
-  // One delivery at a time, in arrival order: events of one pull request stay in order.
-  let chain: Promise<void> = Promise.resolve();
+  const queue = keyedSerialQueue(opts.concurrency ?? 8);
   await http.register(async (scope) => {
     // The signature covers the exact bytes GitHub sent: keep the body as a string.
     scope.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) =>
@@ -59,7 +101,7 @@ export async function registerGithubWebhook(
         return reply.code(400).send({ error: 'the body is not a JSON object' });
       if (!(await opts.deliveries.firstTime(id)))
         return reply.code(202).send({ delivery: id, duplicate: true });
-      chain = chain.then(() =>
+      queue.add(orderKey(name, payload), () =>
         opts
           .handle({ id, name, payload })
           .catch((e) =>
@@ -72,5 +114,5 @@ export async function registerGithubWebhook(
       return reply.code(202).send({ delivery: id, accepted: true });
     });
   });
-  return { idle: () => chain };
+  return { idle: queue.idle };
 }
