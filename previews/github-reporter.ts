@@ -54,6 +54,8 @@ export class GithubReporter {
     const repository = key.slice(0, at);
     const pullRequest = Number(key.slice(at + 1));
     const previews = this.source.previews(repository, pullRequest);
+    // No Previews and nothing told yet: nothing to tell (a removed Preview is held until told).
+    if (previews.length === 0 && !this.delivered.has(key)) return [];
     const writes = this.github ? await this.report(key, repository, pullRequest, previews) : [];
     for (const { object } of previews) {
       const finalizers = object.metadata?.finalizers ?? [];

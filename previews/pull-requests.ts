@@ -1,7 +1,7 @@
 /**
  * What a pull_request event means for Previews, as a pure function: which Previews to write or
- * delete, given the TrafficPolicies whose `previews.repository` is the event's and the Previews that
- * exist. One Preview per commit (`<policy>-pr-<N>-<sha7>`); the controller keeps the newest
+ * delete, given the TrafficPolicies whose `previews.repository` is the event's (and whose
+ * `branches` and `drafts` settings let the pull request in) and the Previews that exist. One Preview per commit (`<policy>-pr-<N>-<sha7>`); the controller keeps the newest
  * `maxPerPullRequest`. An event older than the newest one already acted on (GitHub does not promise
  * order) changes nothing, so an out-of-order synchronize never moves a pull request back.
  */
@@ -39,6 +39,12 @@ export type PreviewAction =
 
 const OPENS = new Set(['opened', 'reopened', 'synchronize', 'ready_for_review']);
 
+/** A branch filter: exact, or with `*` for any run of characters. */
+function branchPattern(filter: string): RegExp {
+  const escaped = filter.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replaceAll('*', '.*');
+  return new RegExp(`^${escaped}$`);
+}
+
 export function previewActions(
   event: PullRequestEvent,
   policies: readonly LivePolicy[],
@@ -47,6 +53,11 @@ export function previewActions(
   const pr = event.pull_request;
   const repository = event.repository.full_name;
   const mine = policies.filter((p) => p.spec.previews?.repository === repository);
+  // Only pull requests into the policy's branches (all when none are named) get previews.
+  const wanted = (p: LivePolicy) => {
+    const branches = p.spec.previews?.branches;
+    return !branches || branches.some((b) => branchPattern(b).test(pr.base.ref));
+  };
   const ofThisPr = (p: LivePolicy) =>
     existing.filter(
       (x) =>
@@ -55,8 +66,8 @@ export function previewActions(
         x.spec.pullRequest === pr.number &&
         (x.metadata.namespace ?? 'default') === (p.metadata.namespace ?? 'default'),
     );
-  const removeAll = () =>
-    mine.flatMap((p) =>
+  const removeAll = (of: readonly LivePolicy[]) =>
+    of.flatMap((p) =>
       ofThisPr(p).map((x) => ({
         kind: 'delete' as const,
         namespace: x.metadata.namespace ?? 'default',
@@ -64,33 +75,37 @@ export function previewActions(
       })),
     );
 
-  if (event.action === 'closed') return removeAll();
-  const optedOut = pr.draft || (pr.labels ?? []).some((l) => l.name === NO_PREVIEW_LABEL);
-  if (event.action === 'labeled' || event.action === 'converted_to_draft') return optedOut ? removeAll() : [];
-  if (!OPENS.has(event.action) || optedOut) return [];
+  if (event.action === 'closed') return removeAll(mine);
+  const labelled = (pr.labels ?? []).some((l) => l.name === NO_PREVIEW_LABEL);
+  const optedOut = (p: LivePolicy) => labelled || (pr.draft && !p.spec.previews?.drafts) || !wanted(p);
+  if (event.action === 'labeled' || event.action === 'converted_to_draft')
+    return removeAll(mine.filter(optedOut));
+  if (!OPENS.has(event.action)) return [];
 
-  return mine.flatMap((p) => {
-    const newest = ofThisPr(p)
-      .map((x) => x.metadata.annotations?.[HEAD_UPDATED_AT] ?? '')
-      .sort()
-      .at(-1);
-    if (newest && newest > pr.updated_at) return []; // an older event, arriving late
-    const namespace = p.metadata.namespace ?? 'default';
-    return [
-      {
-        kind: 'apply' as const,
-        preview: {
-          apiVersion: API_VERSION,
-          kind: 'Preview',
-          metadata: {
-            name: previewName(p.metadata.name, pr.number, pr.head.sha),
-            namespace,
-            labels: { [PULL_REQUEST_LABEL]: String(pr.number), [POLICY_LABEL]: p.metadata.name },
-            annotations: { [HEAD_UPDATED_AT]: pr.updated_at },
+  return mine
+    .filter((p) => !optedOut(p))
+    .flatMap((p) => {
+      const newest = ofThisPr(p)
+        .map((x) => x.metadata.annotations?.[HEAD_UPDATED_AT] ?? '')
+        .sort()
+        .at(-1);
+      if (newest && newest > pr.updated_at) return []; // an older event, arriving late
+      const namespace = p.metadata.namespace ?? 'default';
+      return [
+        {
+          kind: 'apply' as const,
+          preview: {
+            apiVersion: API_VERSION,
+            kind: 'Preview',
+            metadata: {
+              name: previewName(p.metadata.name, pr.number, pr.head.sha),
+              namespace,
+              labels: { [PULL_REQUEST_LABEL]: String(pr.number), [POLICY_LABEL]: p.metadata.name },
+              annotations: { [HEAD_UPDATED_AT]: pr.updated_at },
+            },
+            spec: { policy: p.metadata.name, repository, pullRequest: pr.number, commit: pr.head.sha },
           },
-          spec: { policy: p.metadata.name, repository, pullRequest: pr.number, commit: pr.head.sha },
         },
-      },
-    ];
-  });
+      ];
+    });
 }

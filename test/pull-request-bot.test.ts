@@ -8,6 +8,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { join } from 'node:path';
 import type { KubernetesObject } from '@kubernetes/client-node';
+import examples from '@octokit/webhooks-examples';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Kube } from '../controllers/kube.js';
 import { PREVIEW_LABEL } from '../controllers/preview.js';
@@ -245,4 +246,22 @@ describe.skipIf(!shared)('PR bot: webhooks in, comment, statuses and deployments
     expect(comments(1)[0]?.body).toContain('No preview is running for this pull request.');
     for (const d of deploymentsOf(1)) expect(d.statuses.at(-1)?.state).toBe('inactive');
   }, 120_000);
+
+  it('push and ping are acknowledged and change nothing; reopened brings the preview back under the same comment', async () => {
+    const before = github.calls.length;
+    const ofEvent = (name: string) =>
+      (examples as unknown as { name: string; examples: unknown[] }[]).find((e) => e.name === name)
+        ?.examples[0];
+    expect(await postDelivery(url, 'push', ofEvent('push'), { id: 'push-1', secret: SECRET })).toBe(202);
+    expect(await postDelivery(url, 'ping', ofEvent('ping'), { id: 'ping-1', secret: SECRET })).toBe(202);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await previews()).toEqual([]);
+    expect(github.calls.slice(before)).toEqual([]);
+
+    const commit = sha(1, 4);
+    expect(await post(pullRequestEvent('reopened', 1, commit, 55))).toBe(202);
+    await deploy(1, commit);
+    await eventually(() => comments(1)[0]?.body.includes(`\`${commit.slice(0, 7)}\` | Ready`), 30_000);
+    expect(comments(1)).toHaveLength(1);
+  }, 60_000);
 });

@@ -71,6 +71,37 @@ describe('previewActions', () => {
     ).toEqual(gone);
   });
 
+  it('follows the policy’s base branch filters and draft setting', () => {
+    const filtered = (previews: Record<string, unknown>) => ({
+      ...policy,
+      spec: { ...policy.spec, previews: { ...policy.spec.previews, ...previews } },
+    });
+    const into = (base: string, extra: Partial<PullRequestEvent['pull_request']> = {}) =>
+      previewActions(
+        event('opened', { base: { ref: base }, ...extra }),
+        [filtered({ branches: ['main', 'release/*'] }) as never],
+        [],
+      ).length;
+    expect([into('main'), into('release/1.4'), into('develop'), into('mainline')]).toEqual([1, 1, 0, 0]);
+    // A branch name with regex characters is taken literally.
+    expect(
+      previewActions(
+        event('opened', { base: { ref: 'v1x0' } }),
+        [filtered({ branches: ['v1.0'] }) as never],
+        [],
+      ),
+    ).toEqual([]);
+    const drafts = filtered({ drafts: true });
+    expect(previewActions(event('opened', { draft: true }), [drafts as never], [])).toHaveLength(1);
+    expect(
+      previewActions(event('converted_to_draft', { draft: true }), [drafts as never], [existing as never]),
+    ).toEqual([]);
+    // Closing deletes whatever the filters say now.
+    expect(
+      previewActions(event('closed'), [filtered({ branches: ['release/*'] }) as never], [existing as never]),
+    ).toHaveLength(1);
+  });
+
   it('an event older than the newest acted on changes nothing', () => {
     expect(
       previewActions(

@@ -175,6 +175,16 @@ export const PreviewSettings = Type.Object(
       description: 'a GitHub repository as owner/name',
     }),
     image: Type.Optional(Type.String({ minLength: 1, description: 'an image, with {sha} for the commit' })),
+    branches: Type.Optional(
+      Type.Array(
+        Type.String({
+          pattern: '^[^\\s]+$',
+          description: 'a base branch name; * matches any run of characters (release/*)',
+        }),
+        { minItems: 1, uniqueItems: true },
+      ),
+    ),
+    drafts: Type.Optional(Type.Boolean({ description: 'draft pull requests get previews too' })),
     header: Type.Optional(HeaderName),
     ttl: Type.Optional(Duration),
     maxPerPullRequest: Type.Optional(Type.Integer({ minimum: 1, maximum: 20 })),
