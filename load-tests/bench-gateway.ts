@@ -193,7 +193,7 @@ async function main(): Promise<void> {
 
     // The proxy hot path alone: http-proxy against undici.
     const engines: Record<string, number> = {};
-    for (const engine of ['http-proxy', 'undici', 'undici-stream']) {
+    for (const engine of ['http-proxy', 'undici', 'undici-stream', 'none']) {
       const port = await freePort();
       const child = startProcess(process.execPath, [
         '--import',
@@ -226,6 +226,10 @@ async function main(): Promise<void> {
     );
     console.log(
       `  proxy engines: undici request ${((engines.undici ?? 0) / (engines['http-proxy'] ?? 1)).toFixed(2)}x, undici stream ${((engines['undici-stream'] ?? 0) / (engines['http-proxy'] ?? 1)).toFixed(2)}x http-proxy (the gateway uses undici stream)`,
+    );
+    // What no one-process Node gateway can beat here: Node's own http server, proxying nothing.
+    console.log(
+      `  ceiling: node http answering by itself ${(engines.none ?? 0).toFixed(0)} req/s = ${((engines.none ?? 0) / viaNginx.rps).toFixed(2)}x nginx proxy_pass`,
     );
     process.exitCode = okThroughput && added <= 2 && mirrorOk ? 0 : 1;
   } finally {

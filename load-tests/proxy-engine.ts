@@ -1,7 +1,8 @@
 /**
  * The proxy hot path alone, for choosing a library by measurement: `http-proxy` (with a keep-alive
  * agent) or an undici Pool, each a bare forwarder to one upstream. Run by bench-gateway.ts:
- *   node --import tsx load-tests/proxy-engine.ts <http-proxy|undici|undici-stream> <port> <upstream-url>
+ *   node --import tsx load-tests/proxy-engine.ts <http-proxy|undici|undici-stream|none> <port> <upstream-url>
+ * (`none` answers by itself: the ceiling of one Node process, with no proxying).
  */
 import { Agent, createServer } from 'node:http';
 import { pipeline } from 'node:stream/promises';
@@ -11,7 +12,15 @@ import { Pool } from 'undici';
 const [engine, portText, upstream] = process.argv.slice(2) as [string, string, string];
 const port = Number(portText);
 
-if (engine === 'http-proxy') {
+if (engine === 'none') {
+  // No proxying at all: Node's http server answering by itself, the ceiling for any one-process
+  // Node gateway on this machine.
+  const body = '{"upstream":"ok"}\n';
+  createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(body);
+  }).listen(port, '127.0.0.1');
+} else if (engine === 'http-proxy') {
   const proxy = httpProxy.createProxyServer({
     target: upstream,
     agent: new Agent({ keepAlive: true, maxSockets: 128 }),
