@@ -106,6 +106,12 @@ function controllerMetrics() {
       help: '1 while this replica holds the leader Lease',
       registers: [registry],
     }),
+    githubReports: new Counter({
+      name: 'switchyard_controller_github_reports_total',
+      help: 'Pull requests brought up to date on GitHub, by result: ok, retry (an outage, retried with backoff) or refused (by HTTP status: the App is not installed or lacks a permission)',
+      labelNames: ['result', 'status'] as const,
+      registers: [registry],
+    }),
     queue: new Gauge({
       name: 'switchyard_controller_queue_depth',
       help: 'Keys waiting or being reconciled',
@@ -198,17 +204,26 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     },
     opts.github,
     githubLogger,
+    (result, status) =>
+      metrics.githubReports.inc({ result, status: status === undefined ? '' : String(status) }),
   );
   const reportQueue = new WorkQueue(
     async (key) => {
       await reporter.sync(key);
       return undefined;
     },
-    (key, error, attempt) =>
+    (key, error, attempt) => {
+      metrics.githubReports.inc({
+        result: 'retry',
+        status: String(
+          (error as { status?: number; code?: number }).status ?? (error as { code?: number }).code ?? '',
+        ),
+      });
       githubLogger.warn(
         { pullRequest: key, attempt, err: error instanceof Error ? error.message : String(error) },
         'GitHub report failed; retrying with backoff',
-      ),
+      );
+    },
     opts.workers ?? 8,
   );
   /** The pull request a Preview reports to, when GitHub is to hear of it. */

@@ -8,7 +8,9 @@
  * Preview is held by the finalizer `switchyard.dev/github-report` (the bot adds it when it
  * creates the Preview) until GitHub has been told (deployment inactive, comment updated); only
  * then is the finalizer dropped. What was already delivered is remembered in memory, so an
- * unchanged pull request costs no GitHub request; after a restart it is looked up again.
+ * unchanged pull request costs no GitHub request; after a restart it is looked up again. A refusal
+ * by GitHub (401/403/404/422: a configuration problem, not an outage) is logged and counted, and
+ * does not hold removed Previews.
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Kube } from '../controllers/kube.js';
@@ -21,6 +23,9 @@ import { upsertPreviewComment } from './pr-comment.js';
 import { pullRequestReport, type ReportedPreview } from './pull-request-report.js';
 
 export const REPORT_FINALIZER = 'switchyard.dev/github-report';
+
+/** GitHub answers that waiting will not change: bad credentials, no access, not installed, invalid. */
+const REFUSALS = new Set([401, 403, 404, 422]);
 
 export const pullRequestKey = (repository: string, pullRequest: number) => `${repository}#${pullRequest}`;
 
@@ -46,6 +51,8 @@ export class GithubReporter {
     /** Without GitHub credentials the reporter only releases its finalizer. */
     private readonly github: GithubClients | undefined,
     private readonly logger: Logger,
+    /** Counts each pull request brought up to date, or refused by GitHub (with the HTTP status). */
+    private readonly count?: (result: 'ok' | 'refused', status?: number) => void,
   ) {}
 
   /** Brings one pull request's GitHub view up to date; throws (to be retried) if GitHub fails. */
@@ -56,7 +63,25 @@ export class GithubReporter {
     const previews = this.source.previews(repository, pullRequest);
     // No Previews and nothing told yet: nothing to tell (a removed Preview is held until told).
     if (previews.length === 0 && !this.delivered.has(key)) return [];
-    const writes = this.github ? await this.report(key, repository, pullRequest, previews) : [];
+    let writes: string[] = [];
+    if (this.github) {
+      try {
+        writes = await this.report(key, repository, pullRequest, previews);
+        this.count?.('ok');
+      } catch (e) {
+        // An outage (5xx, network, rate limit) is retried with backoff by the caller. A refusal
+        // (the App not installed on the repository, a permission missing) will not pass by
+        // waiting: it is logged, and a removed Preview is let go rather than held for ever (a
+        // namespace being deleted would wait on it). The next change or resync tries again.
+        const status = (e as { status?: number }).status;
+        if (status === undefined || !REFUSALS.has(status)) throw e;
+        this.count?.('refused', status);
+        this.logger.error(
+          { pullRequest: key, status, err: (e as Error).message },
+          'GitHub refused the report (check the App is installed on the repository with the permissions in the README); not retried until the next change',
+        );
+      }
+    }
     for (const { object } of previews) {
       const finalizers = object.metadata?.finalizers ?? [];
       if (!object.metadata?.deletionTimestamp || !finalizers.includes(REPORT_FINALIZER)) continue;

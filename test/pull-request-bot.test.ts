@@ -91,6 +91,23 @@ describe.skipIf(!shared)('PR bot: webhooks in, comment, statuses and deployments
       'test',
       true,
     );
+    // A policy for a repository the App is not installed on.
+    await stableWorkload(admin, ns, 'other');
+    await admin.apply(
+      {
+        apiVersion: API,
+        kind: 'TrafficPolicy',
+        metadata: { name: 'other', namespace: ns },
+        spec: {
+          service: 'other',
+          port: 80,
+          stable: 'v1',
+          previews: { repository: 'acme/not-installed', image: 'ghcr.io/acme/other:{sha7}' },
+        },
+      } as KubernetesObject,
+      'test',
+      true,
+    );
     // A GitHub App as GitHub hands it out: an id and a PKCS#1 private key.
     const keys = generateKeyPairSync('rsa', {
       modulusLength: 2048,
@@ -98,7 +115,7 @@ describe.skipIf(!shared)('PR bot: webhooks in, comment, statuses and deployments
       privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
     });
     github = await startGithubStandIn({
-      app: { id: '4242', publicKeyPem: keys.publicKey, installationId: 77 },
+      app: { id: '4242', publicKeyPem: keys.publicKey, installationId: 77, repositories: [REPO] },
     });
     const dir = tempFiles({
       kubeconfig: env.kubeconfigFor(CONTROLLER_USER),
@@ -247,6 +264,25 @@ describe.skipIf(!shared)('PR bot: webhooks in, comment, statuses and deployments
     for (const d of deploymentsOf(1)) expect(d.statuses.at(-1)?.state).toBe('inactive');
   }, 120_000);
 
+  it('a repository the App is not installed on: refused, counted, and a closed pull request still leaves nothing', async () => {
+    const payload = (action: string, minute: number) => ({
+      ...pullRequestEvent(action, 9, sha(9, 1), minute),
+      repository: { full_name: 'acme/not-installed' },
+    });
+    expect(await post(payload('opened', 0))).toBe(202);
+    await eventually(async () => (await previews()).some((p) => p.name.startsWith('other-pr-9')), 10_000);
+    const refused = async () =>
+      (await (await fetch(`${url}/metrics`)).text())
+        .split('\n')
+        .find((l) =>
+          l.startsWith('switchyard_controller_github_reports_total{result="refused",status="404"}'),
+        );
+    await eventually(refused, 20_000);
+    expect(await post(payload('closed', 1))).toBe(202);
+    await eventually(async () => !(await previews()).some((p) => p.name.startsWith('other-pr-9')), 20_000);
+    expect(github.comments.get('acme/not-installed#9')).toBeUndefined();
+  });
+
   it('push and ping are acknowledged and change nothing; reopened brings the preview back under the same comment', async () => {
     const before = github.calls.length;
     const ofEvent = (name: string) =>
@@ -256,7 +292,8 @@ describe.skipIf(!shared)('PR bot: webhooks in, comment, statuses and deployments
     expect(await postDelivery(url, 'ping', ofEvent('ping'), { id: 'ping-1', secret: SECRET })).toBe(202);
     await new Promise((r) => setTimeout(r, 500));
     expect(await previews()).toEqual([]);
-    expect(github.calls.slice(before)).toEqual([]);
+    // (Calls for the repository the App is not installed on may still be settling.)
+    expect(github.calls.slice(before).filter((c) => !c.path.includes('not-installed'))).toEqual([]);
 
     const commit = sha(1, 4);
     expect(await post(pullRequestEvent('reopened', 1, commit, 55))).toBe(202);

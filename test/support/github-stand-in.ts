@@ -31,7 +31,13 @@ export interface Deployment {
 
 export interface GithubStandInOptions {
   /** Act as GitHub for this App: every call needs an installation token it issued. */
-  app?: { id: string; publicKeyPem: string; installationId: number };
+  app?: {
+    id: string;
+    publicKeyPem: string;
+    installationId: number;
+    /** Repositories (owner/name) the App is installed on; default: all. */
+    repositories?: string[];
+  };
 }
 
 export interface GithubStandIn {
@@ -105,8 +111,12 @@ export async function startGithubStandIn(options: GithubStandInOptions = {}): Pr
           const now = Date.now() / 1000;
           if (!claims || String(claims.iss) !== app.id || Number(claims.exp) < now)
             return answer(401, { message: 'A JSON web token could not be decoded' });
-          if (req.method === 'GET' && path.endsWith('/installation'))
+          if (req.method === 'GET' && path.endsWith('/installation')) {
+            const repository = path.split('/').slice(2, 4).join('/');
+            if (app.repositories && !app.repositories.includes(repository))
+              return answer(404, { message: 'Not Found' });
             return answer(200, { id: app.installationId, app_id: Number(app.id) });
+          }
           if (req.method === 'POST' && path === `/app/installations/${app.installationId}/access_tokens`) {
             const token = `ghs_standin${nextId++}`;
             tokens.add(token);
