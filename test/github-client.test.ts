@@ -4,17 +4,12 @@
  * JWT's signature with the App's public key; a token works as it is; the environment is read with
  * a clear error for half an App.
  */
-import { generateKeyPairSync } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { githubAuthFromEnv, githubClients } from '../previews/github-client.js';
 import { upsertPreviewComment } from '../previews/pr-comment.js';
-import { type GithubStandIn, startGithubStandIn } from './support/github-stand-in.js';
+import { type GithubStandIn, githubAppKeys, startGithubStandIn } from './support/github-stand-in.js';
 
-const keys = generateKeyPairSync('rsa', {
-  modulusLength: 2048,
-  publicKeyEncoding: { type: 'spki', format: 'pem' },
-  privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
-});
+const keys = githubAppKeys();
 
 describe('GitHub App auth', () => {
   let github: GithubStandIn;
@@ -42,11 +37,7 @@ describe('GitHub App auth', () => {
   });
 
   it('is refused by GitHub when the key is not the App’s', async () => {
-    const other = generateKeyPairSync('rsa', {
-      modulusLength: 2048,
-      privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
-      publicKeyEncoding: { type: 'spki', format: 'pem' },
-    });
+    const other = githubAppKeys();
     const clients = githubClients({ appId: '99', privateKey: other.privateKey, baseUrl: github.url });
     await expect(clients.forRepository('acme/other')).rejects.toMatchObject({ status: 401 });
   });

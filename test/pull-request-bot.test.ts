@@ -5,7 +5,6 @@
  * App's JWT and issues installation tokens). Real @octokit/webhooks-examples payloads, signed with
  * the real HMAC, are posted over HTTP. What GitHub is told is read back from the stand-in.
  */
-import { generateKeyPairSync } from 'node:crypto';
 import { join } from 'node:path';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import examples from '@octokit/webhooks-examples';
@@ -24,7 +23,7 @@ import {
 import { type Envtest, sharedEnvtest } from './support/envtest.js';
 import { eventually } from './support/gateway.js';
 import { postDelivery, pullRequestEvent, sha } from './support/github-deliveries.js';
-import { type GithubStandIn, startGithubStandIn } from './support/github-stand-in.js';
+import { type GithubStandIn, githubAppKeys, startGithubStandIn } from './support/github-stand-in.js';
 import { type Started, startProcess } from './support/process.js';
 import { unusedPort } from './support/upstreams.js';
 
@@ -109,11 +108,7 @@ describe.skipIf(!shared)('PR bot: webhooks in, comment, statuses and deployments
       true,
     );
     // A GitHub App as GitHub hands it out: an id and a PKCS#1 private key.
-    const keys = generateKeyPairSync('rsa', {
-      modulusLength: 2048,
-      publicKeyEncoding: { type: 'spki', format: 'pem' },
-      privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
-    });
+    const keys = githubAppKeys();
     github = await startGithubStandIn({
       app: { id: '4242', publicKeyPem: keys.publicKey, installationId: 77, repositories: [REPO] },
     });

@@ -162,7 +162,9 @@ describe.skipIf(!shared)(
         expect(comments[0]?.body).toContain('No preview is running for this pull request.');
       }
       const deployments = github.deployments.get(REPO) ?? [];
-      expect(deployments.length).toBeGreaterThanOrEqual(PULL_REQUESTS);
+      // A pull request whose previews came and went while GitHub was being told about others may
+      // never have had a deployment (only the latest state is reported): nothing to retire then.
+      expect(deployments.length).toBeGreaterThan(0);
       expect(deployments.filter((d) => d.statuses.at(-1)?.state !== 'inactive')).toEqual([]);
     }, 600_000);
   },

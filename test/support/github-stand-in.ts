@@ -5,7 +5,7 @@
  * is sent per pull request and commit, records every call, and can answer 500 to the next N
  * requests, as GitHub does during an incident.
  */
-import { createPublicKey, createVerify, type KeyObject } from 'node:crypto';
+import { createPublicKey, createVerify, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -52,6 +52,15 @@ export interface GithubStandIn {
   /** While true, every request is answered 500 (an outage of unknown length). */
   down: boolean;
   close(): Promise<void>;
+}
+
+/** A GitHub App's key pair as GitHub hands out the private key (PKCS#1 PEM). */
+export function githubAppKeys(): { publicKey: string; privateKey: string } {
+  return generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+    privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
+  });
 }
 
 /** Verifies an RS256 JWT signed by the App's private key; returns its claims or undefined. */
