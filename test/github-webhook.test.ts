@@ -6,7 +6,6 @@
  * a synchronize arriving after a newer one does not move the pull request back.
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
-import examples from '@octokit/webhooks-examples';
 import { sign } from '@octokit/webhooks-methods';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,14 +16,11 @@ import { handleGithubEvent } from '../previews/handle-event.js';
 import { createLogger } from '../src/core/logger.js';
 import { adminKube, createNamespace } from './support/cluster.js';
 import { type Envtest, sharedEnvtest } from './support/envtest.js';
+import { type Example, examplesOf } from './support/github-deliveries.js';
 
 const shared = await sharedEnvtest({ istio: false });
 const ns = 'github';
 const SECRET = 'a webhook secret';
-type Example = { action?: string; [k: string]: unknown };
-const examplesOf = (name: string) =>
-  ((examples as unknown as { name: string; examples: Example[] }[]).find((e) => e.name === name)?.examples ??
-    []) as Example[];
 const pullRequest = (action: string) =>
   structuredClone(examplesOf('pull_request').find((e) => e.action === action)) as Example & {
     pull_request: { head: { sha: string }; updated_at: string; number: number; labels: unknown[] };

@@ -7,7 +7,6 @@
  */
 import { join } from 'node:path';
 import type { KubernetesObject } from '@kubernetes/client-node';
-import examples from '@octokit/webhooks-examples';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Kube } from '../controllers/kube.js';
 import { PREVIEW_LABEL } from '../controllers/preview.js';
@@ -22,7 +21,7 @@ import {
 } from './support/cluster.js';
 import { type Envtest, sharedEnvtest } from './support/envtest.js';
 import { eventually } from './support/gateway.js';
-import { postDelivery, pullRequestEvent, sha } from './support/github-deliveries.js';
+import { examplesOf, postDelivery, pullRequestEvent, sha } from './support/github-deliveries.js';
 import { type GithubStandIn, githubAppKeys, startGithubStandIn } from './support/github-stand-in.js';
 import { type Started, startProcess } from './support/process.js';
 import { unusedPort } from './support/upstreams.js';
@@ -280,11 +279,12 @@ describe.skipIf(!shared)('PR bot: webhooks in, comment, statuses and deployments
 
   it('push and ping are acknowledged and change nothing; reopened brings the preview back under the same comment', async () => {
     const before = github.calls.length;
-    const ofEvent = (name: string) =>
-      (examples as unknown as { name: string; examples: unknown[] }[]).find((e) => e.name === name)
-        ?.examples[0];
-    expect(await postDelivery(url, 'push', ofEvent('push'), { id: 'push-1', secret: SECRET })).toBe(202);
-    expect(await postDelivery(url, 'ping', ofEvent('ping'), { id: 'ping-1', secret: SECRET })).toBe(202);
+    expect(await postDelivery(url, 'push', examplesOf('push')[0], { id: 'push-1', secret: SECRET })).toBe(
+      202,
+    );
+    expect(await postDelivery(url, 'ping', examplesOf('ping')[0], { id: 'ping-1', secret: SECRET })).toBe(
+      202,
+    );
     await new Promise((r) => setTimeout(r, 500));
     expect(await previews()).toEqual([]);
     // (Calls for the repository the App is not installed on may still be settling.)

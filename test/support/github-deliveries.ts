@@ -7,12 +7,17 @@ type PullRequestPayload = {
   pull_request: { number: number; head: { sha: string }; updated_at: string };
   repository: { full_name: string };
 };
-const example = (action: string): PullRequestPayload =>
+export type Example = { action?: string; [k: string]: unknown };
+
+/** The example payloads of one event (`pull_request`, `push`, `ping`, …). */
+export const examplesOf = (name: string) =>
+  ((examples as unknown as { name: string; examples: Example[] }[]).find((e) => e.name === name)?.examples ??
+    []) as Example[];
+
+const example = (action: string) =>
   structuredClone(
-    (examples as unknown as { name: string; examples: PullRequestPayload[] }[])
-      .find((e) => e.name === 'pull_request')
-      ?.examples.find((e) => e.action === action),
-  ) as PullRequestPayload;
+    examplesOf('pull_request').find((e) => e.action === action),
+  ) as unknown as PullRequestPayload;
 
 /** The example payload for `action`, moved to another pull request, commit and time. */
 export function pullRequestEvent(action: string, number: number, sha: string, minute: number) {
