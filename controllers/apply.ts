@@ -5,6 +5,13 @@
  * desired state whose hash it still carries, someone else edited it. That edit is reverted (the
  * apply is forced) and reported as `reverted`, so it is counted and shown as an Event rather than
  * fought over silently.
+ *
+ * Ownership: an object is written only when it does not exist yet or its controller owner
+ * reference names the same owner (kind and name; a predecessor of the same name counts, as the
+ * garbage collector would have removed it had it been foreign). Anything else of that name (a
+ * Service a team wrote, another Preview's Deployment) is never forced over: `NameTakenError`, which
+ * the reconcilers turn into a `NameTaken` condition naming the object. Without this a Preview
+ * named like a production Service took that Service over and deleted it with the Preview.
  */
 import { createHash } from 'node:crypto';
 import type { KubernetesObject } from '@kubernetes/client-node';
@@ -16,6 +23,59 @@ export const APPLIED_HASH = 'switchyard.dev/applied-hash';
 export type ApplyOutcome = 'unchanged' | 'created' | 'updated' | 'reverted';
 
 type Obj = KubernetesObject & { spec?: unknown; [field: string]: unknown };
+
+/** An object of the wanted name exists and belongs to someone else. */
+export class NameTakenError extends Error {
+  readonly code = 'NameTaken';
+  constructor(readonly object: string) {
+    super(`${object} already exists and was not created by Switchyard for this owner; it is left untouched`);
+  }
+}
+
+function controllerOf(o: KubernetesObject) {
+  return o.metadata?.ownerReferences?.find((r) => r.controller);
+}
+
+/**
+ * Whether `live` is ours to write for `desired`'s owner: its controller reference names the same
+ * kind and name. Objects without an owner in `desired` (none today) are not checked.
+ */
+export function ownedLike(live: KubernetesObject, desired: KubernetesObject): boolean {
+  const want = controllerOf(desired);
+  if (!want) return true;
+  const have = controllerOf(live);
+  const group = (apiVersion: string) => apiVersion.split('/').slice(0, -1).join('/');
+  return (
+    have !== undefined &&
+    have.kind === want.kind &&
+    have.name === want.name &&
+    group(have.apiVersion) === group(want.apiVersion)
+  );
+}
+
+function describeObject(o: KubernetesObject): string {
+  return `${o.kind} ${o.metadata?.namespace ? `${o.metadata.namespace}/` : ''}${o.metadata?.name}`;
+}
+
+/** The live object of `desired`'s name, asked for without a label hint so a foreign one is seen. */
+async function liveOf(kube: Kube, desired: KubernetesObject, hinted: boolean): Promise<Obj | undefined> {
+  return kube.get<Obj>({
+    apiVersion: desired.apiVersion as string,
+    kind: desired.kind as string,
+    name: desired.metadata?.name as string,
+    ...(hinted && desired.metadata?.labels ? { labels: desired.metadata.labels } : {}),
+    ...(desired.metadata?.namespace ? { namespace: desired.metadata.namespace } : {}),
+  });
+}
+
+/** The objects among `desired` whose name is taken by something Switchyard must not write over. */
+export async function takenNames(kube: Kube, desired: readonly KubernetesObject[]): Promise<string[]> {
+  const live = await Promise.all(desired.map((d) => liveOf(kube, d, false)));
+  return desired.flatMap((d, i) => {
+    const l = live[i];
+    return l && !ownedLike(l, d) ? [describeObject(l)] : [];
+  });
+}
 
 export function appliedHash(obj: KubernetesObject): string {
   const { metadata, ...rest } = obj as Obj;
@@ -82,13 +142,10 @@ export async function applyOwned(
       annotations: { ...desired.metadata?.annotations, [APPLIED_HASH]: hash },
     },
   } as KubernetesObject;
-  const live = await kube.get<Obj>({
-    apiVersion: desired.apiVersion as string,
-    kind: desired.kind as string,
-    name: desired.metadata?.name as string,
-    ...(desired.metadata?.labels ? { labels: desired.metadata.labels } : {}),
-    ...(desired.metadata?.namespace ? { namespace: desired.metadata.namespace } : {}),
-  });
+  // The label hint lets a cache of Switchyard's objects answer "not found" without a request;
+  // before a create, the name is looked up for anyone's object.
+  const live = (await liveOf(kube, desired, true)) ?? (await liveOf(kube, desired, false));
+  if (live && !ownedLike(live, desired)) throw new NameTakenError(describeObject(live));
   if (!live) {
     await kube.apply(stamped, FIELD_MANAGER, true);
     return 'created';

@@ -18,6 +18,8 @@ export const REASON = {
   DeploymentNotAvailable: 'DeploymentNotAvailable',
   DeploymentAvailable: 'DeploymentAvailable',
   Expired: 'Expired',
+  /** An object Switchyard would write exists and is not Switchyard's for this owner. */
+  NameTaken: 'NameTaken',
 } as const;
 
 export type Reason = (typeof REASON)[keyof typeof REASON];

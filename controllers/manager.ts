@@ -320,6 +320,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     if (event === 'delete') seen.delete(key);
     if (preview && (event === 'delete' || foreign(o) || available !== was))
       previewQueue.add(keyOf(o, preview));
+    else if (!preview && event !== 'update') namesakePreview(o);
   });
   // Owned objects: a change by someone else re-queues their policy, which reverts it; our own
   // writes (every field owned by Switchyard's manager) do not.
@@ -328,12 +329,19 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       o.metadata?.labels?.[MANAGED_BY] === 'switchyard' ? o.metadata.labels[POLICY_LABEL] : undefined;
     if (owner && (event === 'delete' || foreign(o))) queue.add(keyOf(o, owner));
   };
+  /** A foreign object named like a Preview came or went: the Preview's NameTaken may change. */
+  const namesakePreview = (o: Obj) => {
+    const namespace = o.metadata?.namespace;
+    if (previewInformers.some((i) => i.get(o.metadata?.name as string, namespace)))
+      previewQueue.add(keyOf(o));
+  };
   // Every Service is cached (a policy's is read on each preview reconcile); those Switchyard
   // writes (a preview's, and in gateway mode one per version) are kept as written.
   watch('v1', 'Service', 'services', (o, event) => {
     const preview = o.metadata?.labels?.[PREVIEW_LABEL];
     if (preview && (event === 'delete' || foreign(o))) previewQueue.add(keyOf(o, preview));
     else if (o.metadata?.labels?.[VERSION_OF_LABEL]) ownerPolicy(o, event);
+    else if (event !== 'update') namesakePreview(o);
   });
   if (mode === 'istio') {
     // The ambient label decides whether EnvoyFilters can work: a change re-evaluates the policies.
@@ -348,8 +356,15 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       undefined,
       true,
     );
-    watch('networking.istio.io/v1', 'DestinationRule', 'destinationrules', ownerPolicy, MANAGED_BY);
-    watch('networking.istio.io/v1alpha3', 'EnvoyFilter', 'envoyfilters', ownerPolicy, MANAGED_BY);
+    // Every DestinationRule and EnvoyFilter is cached, not only Switchyard's: one of a wanted name
+    // that is someone else's must be seen (NameTaken), and its removal lets the policy write again.
+    const ownerOrNamesake = (o: Obj, event: 'add' | 'update' | 'delete') => {
+      if (o.metadata?.labels?.[MANAGED_BY] === 'switchyard') return ownerPolicy(o, event);
+      for (const p of cached(policyInformers, o.metadata?.namespace))
+        if (o.metadata?.name?.startsWith(p.metadata?.name ?? '\0')) queue.add(keyOf(p));
+    };
+    watch('networking.istio.io/v1', 'DestinationRule', 'destinationrules', ownerOrNamesake);
+    watch('networking.istio.io/v1alpha3', 'EnvoyFilter', 'envoyfilters', ownerOrNamesake);
     watch('networking.istio.io/v1', 'VirtualService', 'virtualservices', (o, event) => {
       if (o.metadata?.labels?.[MANAGED_BY] === 'switchyard') return ownerPolicy(o, event);
       // A foreign VirtualService may start or stop a Conflict: look at every policy of its namespace.

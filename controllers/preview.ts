@@ -26,7 +26,14 @@ import {
   type TrafficPolicy,
   VERSION,
 } from '../src/resources/schema.js';
-import { applyOwned, FIELD_MANAGER } from './apply.js';
+import {
+  type ApplyOutcome,
+  applyOwned,
+  FIELD_MANAGER,
+  NameTakenError,
+  ownedLike,
+  takenNames,
+} from './apply.js';
 import { type ConditionValue, mergeConditions, REASON, type Reason } from './conditions.js';
 import { type EventRecorder, NO_EVENTS } from './events.js';
 import type { Kube } from './kube.js';
@@ -78,6 +85,11 @@ function selectorString(labels: Record<string, string>): string {
   return Object.entries(labels)
     .map(([k, v]) => `${k}=${v}`)
     .join(',');
+}
+
+/** The controller reference a preview's Deployment and Service carry. */
+function previewOwner(name: string, uid = '') {
+  return { apiVersion: API_VERSION, kind: 'Preview', name, uid, controller: true, blockOwnerDeletion: true };
 }
 
 /** The image: the Preview's own, else the policy's template with {sha} (full) or {sha7}. */
@@ -230,14 +242,7 @@ export async function reconcilePreview(
   }
 
   const ref = pinnedRef(preview.spec.pullRequest, preview.spec.commit);
-  const owner = {
-    apiVersion: API_VERSION,
-    kind: 'Preview',
-    name,
-    uid: preview.metadata?.uid as string,
-    controller: true,
-    blockOwnerDeletion: true,
-  };
+  const owner = previewOwner(name, preview.metadata?.uid as string);
   const labels = { 'app.kubernetes.io/managed-by': 'switchyard', [PREVIEW_LABEL]: name };
   const podLabels = {
     ...(stable.spec.template.metadata?.labels ?? {}),
@@ -280,10 +285,24 @@ export async function reconcilePreview(
     metadata: { name, namespace, labels, ownerReferences: [owner] },
     spec: { selector: { [PREVIEW_LABEL]: name }, ports: (service.spec.ports ?? []).map((p) => ({ ...p })) },
   };
+  // A Deployment or Service of this name that is not this Preview's is never written over.
+  const workload = [deployment, previewService] as KubernetesObject[];
+  const nameTaken = (taken: string[]) =>
+    finish(
+      'Failed',
+      REASON.NameTaken,
+      `${taken.join(' and ')} already exists and does not belong to this Preview; it is left untouched: rename the Preview`,
+    );
+  const taken = await takenNames(kube, workload);
+  if (taken.length > 0) return nameTaken(taken);
   // Independent of each other: written together, one round trip instead of two.
-  const outcomes = await Promise.all(
-    [deployment, previewService].map((o) => applyOwned(kube, o as KubernetesObject, { exact: false })),
-  );
+  let outcomes: ApplyOutcome[];
+  try {
+    outcomes = await Promise.all(workload.map((o) => applyOwned(kube, o, { exact: false })));
+  } catch (e) {
+    if (e instanceof NameTakenError) return nameTaken([e.object]);
+    throw e;
+  }
   for (const [i, o] of [deployment, previewService].entries()) {
     const outcome = outcomes[i];
     if (outcome !== 'unchanged') writes.push(`apply ${o.kind} ${namespace}/${name}`);
@@ -358,7 +377,10 @@ async function removePreview(
       name,
       labels: { 'app.kubernetes.io/managed-by': 'switchyard', [PREVIEW_LABEL]: name },
     });
+    // Only what this Preview made: never a same-named object it was refused (NameTaken).
     if (!live?.metadata?.labels || live.metadata.labels[PREVIEW_LABEL] !== name) continue;
+    if (!ownedLike(live, { apiVersion, kind, metadata: { name, ownerReferences: [previewOwner(name)] } }))
+      continue;
     await kube.delete({ apiVersion, kind, namespace, name });
     writes.push(`delete ${kind} ${namespace}/${name}`);
   }

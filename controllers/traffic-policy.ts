@@ -25,7 +25,7 @@ import { type KubeObject, MANAGED_BY, POLICY_LABEL } from '../src/istio/objects.
 import { renderIstio } from '../src/istio/render.js';
 import { API_VERSION, GROUP, type Preview, type TrafficPolicy, VERSION } from '../src/resources/schema.js';
 import { readResources } from '../src/resources/validate.js';
-import { type ApplyOutcome, applyOwned } from './apply.js';
+import { type ApplyOutcome, applyOwned, NameTakenError, ownedLike, takenNames } from './apply.js';
 import { CONDITION, type ConditionValue, mergeConditions, REASON } from './conditions.js';
 import { type EventRecorder, NO_EVENTS } from './events.js';
 import type { Kube } from './kube.js';
@@ -126,7 +126,9 @@ export async function reconcileTrafficPolicy(
   const missingPreviews = compiled.problems.filter((p) => p.code === 'SY_MISSING_PREVIEW');
   problems.push(...compiled.problems.filter((p) => p.code !== 'SY_MISSING_PREVIEW'));
   const rendered = renderIstio(compiled.plan, { ambientNamespaces: new Set(ambient ? [namespace] : []) });
-  const ambientProblems = rendered.problems;
+  // What Istio cannot carry (rate limits in ambient mode, preview URLs without a Gateway) is left
+  // out and reported; the rest is written.
+  const renderProblems = mode === 'istio' ? rendered.problems : [];
 
   const next: Omit<ConditionValue, 'lastTransitionTime'>[] = [];
   const cond = (type: string, status: 'True' | 'False', reason: ConditionValue['reason'], message: string) =>
@@ -222,6 +224,20 @@ export async function reconcileTrafficPolicy(
     return { writes, reverted, conditions };
   }
 
+  // An object of a wanted name that is not this policy's (a team's own Service `checkout--v2`, a
+  // DestinationRule someone wrote) is never written over: nothing is written and the policy says why.
+  const nameTaken = async (taken: string[]) => {
+    const message = `${taken.join(', ')} already exists and was not written by Switchyard for this policy; it is left untouched: remove or rename it`;
+    cond(CONDITION.Conflict, 'True', REASON.NameTaken, message);
+    cond(CONDITION.Ready, 'False', REASON.NameTaken, 'nothing was written because of the Conflict condition');
+    cond(CONDITION.Invalid, 'False', REASON.Valid, 'the spec is valid');
+    const conditions = mergeConditions(previous, next, now());
+    await writeStatus(kube, live, conditions, [], events);
+    return { writes, reverted, conditions };
+  };
+  const taken = await takenNames(kube, desired as KubernetesObject[]);
+  if (taken.length > 0) return nameTaken(taken);
+
   // One Event per kind of change and reconcile (Events are writes too), naming every object.
   const changes = { Created: [] as string[], Updated: [] as string[], Deleted: [] as string[] };
   const applyAll = async (objects: (KubeObject | Live)[], note = '') => {
@@ -247,30 +263,39 @@ export async function reconcileTrafficPolicy(
       changes[outcome === 'created' ? 'Created' : 'Updated'].push(describe(o));
     }
   };
-  if (mode === 'gateway') {
-    await applyAll(desired);
-  } else {
-    const dr = desired.find((o) => o.kind === 'DestinationRule') as KubeObject;
-    const liveDr = await kube.get<Live>({
-      apiVersion: dr.apiVersion,
-      kind: dr.kind,
-      namespace,
-      name: dr.metadata.name,
-      labels: dr.metadata.labels,
-    });
-    const wanted = (dr.spec.subsets as { name: string }[]).map((s) => s.name);
-    const inForce = ((liveDr?.spec?.subsets as { name: string }[] | undefined) ?? []).filter(
-      (s) => !wanted.includes(s.name),
-    );
-    if (inForce.length > 0)
-      await apply(
-        { ...dr, spec: { ...dr.spec, subsets: [...(dr.spec.subsets as object[]), ...inForce] } },
-        ' (subsets wanted and in force)',
+  try {
+    await writeDesired();
+  } catch (e) {
+    // Created by someone else between the check above and the write.
+    if (e instanceof NameTakenError) return nameTaken([e.object]);
+    throw e;
+  }
+  async function writeDesired() {
+    if (mode === 'gateway') {
+      await applyAll(desired);
+    } else {
+      const dr = desired.find((o) => o.kind === 'DestinationRule') as KubeObject;
+      const liveDr = await kube.get<Live>({
+        apiVersion: dr.apiVersion,
+        kind: dr.kind,
+        namespace,
+        name: dr.metadata.name,
+        labels: dr.metadata.labels,
+      });
+      const wanted = (dr.spec.subsets as { name: string }[]).map((s) => s.name);
+      const inForce = ((liveDr?.spec?.subsets as { name: string }[] | undefined) ?? []).filter(
+        (s) => !wanted.includes(s.name),
       );
-    else await apply(dr);
-    // Once the subsets exist, the VirtualServices and EnvoyFilters do not depend on each other.
-    await applyAll(desired.filter((x) => x.kind === 'VirtualService' || x.kind === 'EnvoyFilter'));
-    if (inForce.length > 0) await apply(dr, ' (subsets no longer used removed)');
+      if (inForce.length > 0)
+        await apply(
+          { ...dr, spec: { ...dr.spec, subsets: [...(dr.spec.subsets as object[]), ...inForce] } },
+          ' (subsets wanted and in force)',
+        );
+      else await apply(dr);
+      // Once the subsets exist, the VirtualServices and EnvoyFilters do not depend on each other.
+      await applyAll(desired.filter((x) => x.kind === 'VirtualService' || x.kind === 'EnvoyFilter'));
+      if (inForce.length > 0) await apply(dr, ' (subsets no longer used removed)');
+    }
   }
 
   // Prune what this policy owned and no longer wants (VirtualServices before what they refer to).
@@ -283,6 +308,8 @@ export async function reconcileTrafficPolicy(
       `${MANAGED_BY}=switchyard,${POLICY_LABEL}=${name}`,
     )) {
       if (keep.has(`${kind}/${o.metadata?.name}`)) continue;
+      // Labels can be copied; only what this policy controls is deleted.
+      if (!ownedLike(o, { apiVersion, kind, metadata: { ownerReferences: [owner] } })) continue;
       await kube.delete({ apiVersion, kind, namespace, name: o.metadata?.name as string });
       writes.push(`delete ${kind} ${namespace}/${o.metadata?.name}`);
       changes.Deleted.push(`${kind} ${namespace}/${o.metadata?.name}`);
@@ -300,9 +327,13 @@ export async function reconcileTrafficPolicy(
   cond(CONDITION.Conflict, 'False', REASON.NoConflict, 'no other VirtualService serves these hosts');
   cond(
     CONDITION.Invalid,
-    ambientProblems.length > 0 ? 'True' : 'False',
-    ambientProblems.length > 0 ? REASON.AmbientUnsupported : REASON.Valid,
-    ambientProblems.length > 0 ? ambientProblems.map((p) => p.message).join('; ') : 'the spec is valid',
+    renderProblems.length > 0 ? 'True' : 'False',
+    renderProblems.length === 0
+      ? REASON.Valid
+      : renderProblems.some((p) => p.code === 'SY_AMBIENT_UNSUPPORTED')
+        ? REASON.AmbientUnsupported
+        : REASON.InvalidSpec,
+    renderProblems.length > 0 ? renderProblems.map((p) => p.message).join('; ') : 'the spec is valid',
   );
   if (missingPreviews.length > 0) {
     cond(

@@ -37,7 +37,13 @@ export function gatewayMetrics() {
     }),
     rateLimitStoreErrors: new Counter({
       name: 'switchyard_gateway_rate_limit_store_errors_total',
-      help: 'Rate-limit checks that neither Redis nor the in-memory insurance could answer (request let through)',
+      help: 'Redis commands of the rate limiter that failed (reason="unavailable") or did not answer within the command timeout (reason="timeout"); each opens the breaker',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    rateLimitFallbacks: new Counter({
+      name: 'switchyard_gateway_rate_limit_fallback_total',
+      help: 'Rate-limit checks counted in memory because Redis was away (the breaker was open)',
       registers: [registry],
     }),
     reloads: new Counter({

@@ -1,8 +1,8 @@
 /**
  * Fire-and-forget copies of requests to a shadow upstream. A copy never delays, fails or holds
  * memory for the primary: it is sent after the primary's body is read, its answer is discarded,
- * at most `maxInFlight` copies run at once (more are dropped and counted), bodies over the cap
- * are not copied, and each copy has its own short timeout.
+ * at most `maxInFlight` copies are buffered or in flight at once (more are dropped and counted),
+ * bodies over the cap are not copied, and each copy has its own short timeout.
  */
 import { Pool } from 'undici';
 
@@ -22,6 +22,11 @@ export interface MirrorOptions {
   onResult?(result: 'sent' | 'dropped' | 'failed'): void;
 }
 
+export interface MirrorSlot {
+  send(copy: MirrorCopy): void;
+  release(): void;
+}
+
 export class Mirror {
   private inFlight = 0;
   private readonly pools = new Map<string, Pool>();
@@ -29,11 +34,36 @@ export class Mirror {
   constructor(private readonly options: MirrorOptions = {}) {}
 
   send(copy: MirrorCopy): void {
+    this.reserve()?.send(copy);
+  }
+
+  /**
+   * Takes a slot for one copy before its body is buffered, so concurrent large bodies never hold
+   * more than `maxInFlight` buffers; undefined (counted as dropped) when every slot is taken. The
+   * slot is given back by `send` (once the copy is answered) or `release` (nothing to copy).
+   */
+  reserve(): MirrorSlot | undefined {
     if (this.inFlight >= (this.options.maxInFlight ?? 100)) {
       this.options.onResult?.('dropped');
-      return;
+      return undefined;
     }
     this.inFlight++;
+    let used = false;
+    return {
+      send: (copy) => {
+        if (used) return;
+        used = true;
+        this.start(copy);
+      },
+      release: () => {
+        if (used) return;
+        used = true;
+        this.inFlight--;
+      },
+    };
+  }
+
+  private start(copy: MirrorCopy): void {
     const headers: Record<string, string | string[]> = { ...copy.headers, 'x-switchyard-shadow': '1' };
     if (this.options.hostSuffix && typeof headers.host === 'string')
       headers.host = `${headers.host}${this.options.hostSuffix}`;

@@ -1,9 +1,14 @@
 /**
  * Rate limits as the plan states them, counted in fixed windows aligned to the clock (as
  * envoyproxy/ratelimit: the key holds the window start). With Redis, every gateway replica shares
- * one count (rate-limiter-flexible's RateLimiterRedis over ioredis); an in-memory insurance limiter
- * takes over while Redis is unreachable, so Redis going away neither blocks nor fails a request.
- * Without Redis the count is per process (the embedded default).
+ * one count (rate-limiter-flexible's RateLimiterRedis over ioredis). Without Redis the count is per
+ * process (the embedded default).
+ *
+ * Redis that dies or stalls (a full disk, a SIGSTOP, a partition that drops packets) must neither
+ * fail nor hold requests. Each command is bounded (ioredis `commandTimeout`, gateway/run.ts); a
+ * failure or timeout opens a breaker for `storeRetryMs`, during which an in-memory limiter counts
+ * and no request waits for Redis; then one request at a time probes Redis until it answers again.
+ * So at most the requests in flight when Redis stalls wait, each for at most the command timeout.
  */
 import type { Redis } from 'ioredis';
 import {
@@ -29,7 +34,10 @@ export interface LimitVerdict {
 
 export interface RateLimitCounters {
   limited(policy: PolicyPlan, limit: RateLimitPlan, enforced: boolean): void;
-  storeError(): void;
+  /** Redis failed (`unavailable`) or did not answer in time (`timeout`); memory counted instead. */
+  storeError(reason: 'timeout' | 'unavailable'): void;
+  /** A request counted in memory because Redis is away. */
+  fallback(): void;
 }
 
 export interface RateLimiterOptions {
@@ -37,7 +45,40 @@ export interface RateLimiterOptions {
   clock?: Clock;
   keyPrefix?: string;
   counters?: RateLimitCounters;
+  /** How long Redis is left alone after a failure before one request tries it again (default 1 s). */
+  storeRetryMs?: number;
+  /** Monotonic milliseconds, for the breaker (the window clock may be a test's fixed one). */
+  monotonicNow?: () => number;
 }
+
+/** Closed: use Redis. Open until `retryAt`: use memory. Then one probe at a time. */
+class StoreBreaker {
+  private retryAt = 0;
+  private probing = false;
+  private open = false;
+  constructor(
+    private readonly retryMs: number,
+    private readonly now: () => number,
+  ) {}
+  /** Whether this request may use Redis. */
+  tryStore(): boolean {
+    if (!this.open) return true;
+    if (this.probing || this.now() < this.retryAt) return false;
+    this.probing = true;
+    return true;
+  }
+  succeeded(): void {
+    this.open = false;
+    this.probing = false;
+  }
+  failed(): void {
+    this.open = true;
+    this.probing = false;
+    this.retryAt = this.now() + this.retryMs;
+  }
+}
+
+const TIMEOUT_MESSAGE = /timed out/i;
 
 export interface RequestKeys {
   clientIp: string;
@@ -45,14 +86,19 @@ export interface RequestKeys {
 }
 
 export class RateLimiter {
-  private readonly limiters = new Map<string, RateLimiterAbstract>();
+  private readonly limiters = new Map<string, { store?: RateLimiterAbstract; memory: RateLimiterAbstract }>();
   private readonly clock: Clock;
+  private readonly breaker: StoreBreaker;
 
   constructor(private readonly options: RateLimiterOptions = {}) {
     this.clock = options.clock ?? { now: () => Date.now() };
+    this.breaker = new StoreBreaker(
+      options.storeRetryMs ?? 1000,
+      options.monotonicNow ?? (() => performance.now()),
+    );
   }
 
-  private limiter(limit: RateLimitPlan): RateLimiterAbstract {
+  private limiter(limit: RateLimitPlan) {
     const id = `${limit.limit}/${limit.windowSeconds}`;
     let l = this.limiters.get(id);
     if (!l) {
@@ -62,19 +108,44 @@ export class RateLimiter {
         duration: limit.windowSeconds + 1,
         keyPrefix: this.options.keyPrefix ?? 'switchyard:rl',
       };
-      if (this.options.redis) {
-        l = new RateLimiterRedis({
-          ...opts,
-          storeClient: this.options.redis,
-          rejectIfRedisNotReady: true,
-          insuranceLimiter: new RateLimiterMemory(opts),
-        });
-      } else {
-        l = new RateLimiterMemory(opts);
-      }
+      l = {
+        memory: new RateLimiterMemory(opts),
+        ...(this.options.redis
+          ? {
+              store: new RateLimiterRedis({
+                ...opts,
+                storeClient: this.options.redis,
+                rejectIfRedisNotReady: true,
+              }),
+            }
+          : {}),
+      };
       this.limiters.set(id, l);
     }
     return l;
+  }
+
+  /** Consumes one point in Redis while it answers, else in memory; throws RateLimiterRes when over. */
+  private async consume(limit: RateLimitPlan, key: string): Promise<RateLimiterRes> {
+    const { store, memory } = this.limiter(limit);
+    if (store && this.breaker.tryStore()) {
+      try {
+        const res = await store.consume(key, 1);
+        this.breaker.succeeded();
+        return res;
+      } catch (e) {
+        if (e instanceof RateLimiterRes) {
+          this.breaker.succeeded();
+          throw e;
+        }
+        this.breaker.failed();
+        this.options.counters?.storeError(
+          TIMEOUT_MESSAGE.test(String((e as Error)?.message)) ? 'timeout' : 'unavailable',
+        );
+      }
+    }
+    if (store) this.options.counters?.fallback();
+    return memory.consume(key, 1);
   }
 
   /** The value a request is counted under, or undefined when it carries no such value (not limited). */
@@ -104,15 +175,15 @@ export class RateLimiter {
         if (value === undefined) return { limit, allowed: true, remaining: limit.limit, resetSeconds };
         const key = `${policy.namespace}/${policy.name}/${limit.name}/${windowStart}/${value}`;
         try {
-          const res = await this.limiter(limit).consume(key, 1);
+          const res = await this.consume(limit, key);
           return { limit, allowed: true, remaining: res.remainingPoints, resetSeconds };
         } catch (e) {
           if (e instanceof RateLimiterRes) {
             this.options.counters?.limited(policy, limit, limit.enforce);
             return { limit, allowed: !limit.enforce, remaining: 0, resetSeconds };
           }
-          // Neither Redis nor the insurance limiter answered: count it, let the request through.
-          this.options.counters?.storeError();
+          // Not even memory answered (a bug): let the request through rather than fail it.
+          this.options.counters?.storeError('unavailable');
           return { limit, allowed: true, remaining: limit.limit, resetSeconds };
         }
       }),

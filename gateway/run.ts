@@ -20,6 +20,8 @@ export interface RunGatewayOptions extends Omit<GatewayOptions, 'holder' | 'redi
   adminPort: number;
   host?: string;
   redisUrl?: string;
+  /** Bound on each Redis command (default 100 ms). */
+  redisCommandTimeoutMs?: number;
   logger: Logger;
   watch?: boolean;
 }
@@ -39,11 +41,19 @@ export class InvalidConfigError extends Error {
   }
 }
 
-export function connectRedis(url: string, logger: Logger): Redis {
+/** The longest a request waits for Redis: a stalled Redis then opens the limiter's breaker. */
+export const DEFAULT_REDIS_COMMAND_TIMEOUT_MS = 100;
+
+export function connectRedis(
+  url: string,
+  logger: Logger,
+  commandTimeoutMs = DEFAULT_REDIS_COMMAND_TIMEOUT_MS,
+): Redis {
   const redis = new Redis(url, {
-    // Fail fast while Redis is away, so the in-memory insurance limiter answers instead.
+    // Fail fast while Redis is away or stalled, so the in-memory limiter answers instead.
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
+    commandTimeout: commandTimeoutMs,
     connectTimeout: 1000,
     retryStrategy: (times) => Math.min(times * 200, 2000),
   });
@@ -109,7 +119,7 @@ export async function runGateway(opts: RunGatewayOptions): Promise<RunningGatewa
   }
   holder.apply(first, source ? 'kubernetes' : opts.config.join(','), new Date());
 
-  const redis = opts.redisUrl ? connectRedis(opts.redisUrl, logger) : undefined;
+  const redis = opts.redisUrl ? connectRedis(opts.redisUrl, logger, opts.redisCommandTimeoutMs) : undefined;
   // Wait (briefly) for Redis before taking traffic, so replicas count together from the first
   // request; if it is not there, start anyway and count in memory until it is.
   if (redis && !(await readyWithin(redis, 2000)))

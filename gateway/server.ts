@@ -8,7 +8,8 @@ import { type Duplex, PassThrough, type Readable } from 'node:stream';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { UPSTREAM_HEADER } from '../src/compiler/plan.js';
+import { tokenAudience } from '../src/compiler/names.js';
+import { type PolicyPlan, UPSTREAM_HEADER } from '../src/compiler/plan.js';
 import { ERROR_CODES } from '../src/core/errors.js';
 import { GatewayError } from './errors.js';
 import { type GatewayMetrics, gatewayMetrics } from './metrics.js';
@@ -18,13 +19,13 @@ import { forward, hasBody, UpstreamPools, upstreamRequestHeaders } from './proxy
 import { type Clock, RateLimiter, rateLimitHeaders } from './rate-limit.js';
 import { type Decision, decide, requestView } from './router.js';
 import { pickUpstream, type Snapshot } from './snapshot.js';
-import { claimHeaders, tokenVerifier } from './tokens.js';
+import { claimHeaders, TOKEN_COOKIE, TOKEN_QUERY, type TokenKeys, tokenVerifier } from './tokens.js';
 import { proxyUpgrade, refuseUpgrade } from './upgrade.js';
 
 export interface GatewayOptions {
   holder: PlanHolder;
-  /** HMAC key for intercept tokens (`requireToken`); without it token routes never match. */
-  interceptTokenSecret?: string;
+  /** HMAC keys for intercept tokens (`requireToken`); without one, token routes never match. */
+  interceptTokenKeys?: TokenKeys;
   logger: Logger;
   redis?: Redis;
   clock?: Clock;
@@ -47,6 +48,11 @@ export interface Gateway {
   metrics: GatewayMetrics;
   /** Stops accepting, lets requests in flight finish, then closes upstream pools. */
   close(): Promise<void>;
+}
+
+interface TokenExchange {
+  location: string;
+  cookie: string;
 }
 
 function sendError(res: ServerResponse, e: GatewayError): number {
@@ -83,27 +89,58 @@ export function createGateway(options: GatewayOptions): Gateway {
           limit: l.name,
           enforced: String(enforced),
         }),
-      storeError: () => metrics.rateLimitStoreErrors.inc(),
+      storeError: (reason) => metrics.rateLimitStoreErrors.inc({ reason }),
+      fallback: () => metrics.rateLimitFallbacks.inc(),
     },
   });
   let closing = false;
-  const claimNames = new WeakMap<Snapshot, Set<string>>();
-  const namesOf = (snapshot: Snapshot) => {
-    let names = claimNames.get(snapshot);
+  const claimNames = new WeakMap<PolicyPlan, Set<string>>();
+  const namesOf = (policy: PolicyPlan) => {
+    let names = claimNames.get(policy);
     if (!names) {
-      names = claimHeaders(snapshot.plan);
-      claimNames.set(snapshot, names);
+      names = claimHeaders(policy);
+      claimNames.set(policy, names);
     }
     return names;
   };
-  const tokens = tokenVerifier(options.interceptTokenSecret, () =>
-    holder.current ? namesOf(holder.current) : new Set(),
-  );
-  /** The request as the router sees it, with verified token claims when the plan asks for any. */
+  const tokens = tokenVerifier(options.interceptTokenKeys ?? {});
+  /**
+   * The request as the router sees it, with the claims of tokens minted for the policy that serves
+   * the host, when that policy asks for any.
+   */
   const viewOf = async (req: IncomingMessage, snapshot: Snapshot) => {
     const view = requestView(req.method ?? 'GET', req.headers);
-    if (namesOf(snapshot).size === 0) return view;
-    return requestView(view.method, req.headers, await tokens.claims(view.header));
+    const policy = snapshot.index.policyFor(view.authority);
+    if (!policy || namesOf(policy).size === 0) return view;
+    const audience = tokenAudience(policy.namespace, policy.name);
+    return requestView(view.method, req.headers, await tokens.claims(namesOf(policy), audience, view.header));
+  };
+
+  /**
+   * `?switchyard-token=<token>` on a host whose policy asks for tokens: a browser's way in. A valid
+   * token is answered with 303 to the same URL without it and a cookie for this host only; an
+   * invalid one with 401. Undefined: not such a request.
+   */
+  const exchangeToken = async (req: IncomingMessage): Promise<TokenExchange | GatewayError | undefined> => {
+    if (!req.url?.includes(`${TOKEN_QUERY}=`)) return undefined;
+    const snapshot = holder.current;
+    const policy = snapshot?.index.policyFor(req.headers.host ?? '');
+    if (!policy || namesOf(policy).size === 0) return undefined;
+    const url = new URL(req.url, 'http://gateway');
+    const token = url.searchParams.get(TOKEN_QUERY) ?? undefined;
+    const payload = await tokens.verify(token, tokenAudience(policy.namespace, policy.name));
+    if (!payload)
+      return new GatewayError(
+        'SY_GW_TOKEN_INVALID',
+        401,
+        `the ${TOKEN_QUERY} is not a valid intercept token for ${policy.namespace}/${policy.name} (forged, expired or minted for another policy): ask for a new one (switchyard token)`,
+      );
+    url.searchParams.delete(TOKEN_QUERY);
+    const maxAge = Math.max(0, (payload.exp as number) - Math.floor(Date.now() / 1000));
+    return {
+      location: `${url.pathname}${url.search}`,
+      cookie: `${TOKEN_COOKIE}=${token}; Path=/; Max-Age=${maxAge}; HttpOnly; Secure; SameSite=Lax`,
+    };
   };
 
   const traffic = Fastify({
@@ -180,6 +217,14 @@ export function createGateway(options: GatewayOptions): Gateway {
 
   async function handleTraffic(req: IncomingMessage, res: ServerResponse, clientIp: string): Promise<void> {
     const started = performance.now();
+    const exchanged = await exchangeToken(req);
+    if (exchanged) {
+      let status = 303;
+      if (exchanged instanceof GatewayError) status = sendError(res, exchanged);
+      else res.writeHead(303, { location: exchanged.location, 'set-cookie': exchanged.cookie }).end();
+      metrics.requests.inc({ policy: '', route: '', upstream: '', status });
+      return;
+    }
     const admitted = await admit(req, clientIp);
     if (admitted instanceof GatewayError) {
       const status = sendError(res, admitted);
@@ -231,8 +276,11 @@ export function createGateway(options: GatewayOptions): Gateway {
       path: req.url ?? '/',
       headers: upstreamRequestHeaders(req, clientIp),
     };
+    // A slot first: a body is buffered only for a copy that will be sent.
+    const slot = mirror.reserve();
+    if (!slot) return req;
     if (!hasBody(req)) {
-      mirror.send(copy);
+      slot.send(copy);
       return req;
     }
     const chunks: Buffer[] = [];
@@ -250,9 +298,13 @@ export function createGateway(options: GatewayOptions): Gateway {
       } else chunks.push(chunk);
     });
     req.once('end', () => {
-      if (tooBig) metrics.mirror.inc({ result: 'dropped' });
-      else mirror.send({ ...copy, body: Buffer.concat(chunks) });
+      if (tooBig) {
+        metrics.mirror.inc({ result: 'dropped' });
+        slot.release();
+      } else slot.send({ ...copy, body: Buffer.concat(chunks) });
     });
+    // Aborted before its end: nothing to copy, the slot goes back (a no-op after 'end').
+    req.once('close', () => slot.release());
     return primary;
   }
 

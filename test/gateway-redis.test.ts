@@ -135,4 +135,66 @@ describe.skipIf(skip)('rate limits in Redis', () => {
       await own.stop();
     }
   });
+
+  it('Redis that stalls (SIGSTOP) holds no request past the command timeout: none fails, none waits longer than the bound + 50 ms', async () => {
+    const own = await startRedis({ own: true });
+    const ns = `t-${randomUUID().slice(0, 8)}`;
+    const gw = await startTestGateway(
+      limited(ns, '    - {name: per-ip, key: {clientIp: {}}, limit: 1000000, window: 1m}', upstream.url),
+      { redisUrl: own.url, redisCommandTimeoutMs: STALL_BOUND_MS },
+    );
+    try {
+      const run = await steadyLoad(gw.base, 'api.test', 3000, () => {
+        own.pause?.();
+        return new Promise((r) => setTimeout(r, 1500)).then(() => own.resume?.());
+      });
+      console.log(
+        `redis SIGSTOP 1.5 s under load: ${run.requests} requests, ${run.failed} failed, slowest ${run.slowestMs.toFixed(1)} ms (bound ${STALL_BOUND_MS} ms + 50 ms)`,
+      );
+      expect(run.failed).toBe(0);
+      expect(run.requests).toBeGreaterThan(100);
+      expect(run.slowestMs).toBeLessThan(STALL_BOUND_MS + 50);
+      const metrics = (await send(gw.admin, { path: '/metrics' })).body;
+      expect(metrics).toMatch(/switchyard_gateway_rate_limit_store_errors_total\{reason="timeout"\} [1-9]/);
+      expect(metrics).toMatch(/switchyard_gateway_rate_limit_fallback_total [1-9]/);
+      // Redis is used again once it answers: the count there moved after the stall.
+      const { Redis } = await import('ioredis');
+      const client = new Redis(own.url);
+      try {
+        expect((await client.keys(`switchyard:rl:${ns}/*`)).length).toBeGreaterThan(0);
+      } finally {
+        client.disconnect();
+      }
+    } finally {
+      await gw.close();
+      await own.stop();
+    }
+  });
 });
+
+const STALL_BOUND_MS = 100;
+
+/**
+ * Eight clients sending requests back to back for `ms`, with `during` started after a third of it:
+ * how many were sent, how many did not get a 200, and the slowest.
+ */
+async function steadyLoad(base: string, host: string, ms: number, during: () => Promise<void>) {
+  let requests = 0;
+  let failed = 0;
+  let slowestMs = 0;
+  const until = performance.now() + ms;
+  const fault = new Promise((r) => setTimeout(r, ms / 3)).then(during);
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (performance.now() < until) {
+        const t = performance.now();
+        const r = await send(base, { host }).catch(() => undefined);
+        slowestMs = Math.max(slowestMs, performance.now() - t);
+        requests++;
+        if (r?.status !== 200) failed++;
+      }
+    }),
+  );
+  await fault;
+  return { requests, failed, slowestMs };
+}

@@ -315,6 +315,47 @@ describe('gateway mirror', () => {
       await Promise.all([v1.close(), shadow.close()]);
     }
   }, 60_000);
+
+  it('buffers a mirrored body only when a mirror slot is free: concurrent large POSTs beyond the cap are not held', async () => {
+    const v1 = await startUpstream('web/v1');
+    const shadow = await startUpstream('web/v2');
+    const gw = await startTestGateway(
+      policy('  mirror: {to: {version: v2}, percent: 100, methods: [POST], maxBodyBytes: 1048576}') +
+        gatewayConfig({ 'web/v1': v1.url, 'web/v2': shadow.url }),
+      { maxMirrorsInFlight: 2 },
+    );
+    const { request } = await import('node:http');
+    const url = new URL(gw.base);
+    // Five uploads that send half their body and wait: each would be buffered for its copy.
+    const uploads = Array.from({ length: 5 }, (_, i) => {
+      const req = request({
+        host: url.hostname,
+        port: url.port,
+        method: 'POST',
+        path: `/upload${i}`,
+        headers: { host: 'web.test', 'content-length': String(200_000) },
+      });
+      req.on('error', () => undefined);
+      req.write('x'.repeat(100_000));
+      return req;
+    });
+    try {
+      const metrics = async () => (await send(gw.admin, { path: '/metrics' })).body;
+      // Only two are buffered (two slots); three were dropped at once, before their bodies arrived.
+      await eventually(async () =>
+        /switchyard_gateway_mirror_total\{result="dropped"\} 3\n/.test(await metrics()),
+      );
+      expect(await metrics()).toMatch(/switchyard_gateway_mirror_in_flight 2\n/);
+      for (const u of uploads) u.end('x'.repeat(100_000));
+      await eventually(() => shadow.received.length === 2);
+      await eventually(async () => /switchyard_gateway_mirror_in_flight 0\n/.test(await metrics()));
+      expect(v1.received.filter((r) => r.url.startsWith('/upload'))).toHaveLength(5);
+    } finally {
+      for (const u of uploads) u.destroy();
+      await gw.close();
+      await Promise.all([v1.close(), shadow.close()]);
+    }
+  });
 });
 
 describe('gateway upstream failures', () => {

@@ -136,7 +136,28 @@ describe('render', () => {
     expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(
-      /^spec\.rateLimits: TrafficPolicy shop\/api has rate limits, but namespace shop is in ambient mode, where EnvoyFilters are silently ignored; .* \[SY_AMBIENT_UNSUPPORTED\]$/m,
+      /^.*rate-limits\.yaml:document 1: spec\.rateLimits: TrafficPolicy shop\/api has rate limits, but namespace shop is in ambient mode, where EnvoyFilters are silently ignored; .* \[SY_AMBIENT_UNSUPPORTED\]$/m,
+    );
+  });
+
+  it('preview URLs without an Istio Gateway: the file gateway accepts them, render refuses them naming the file', async () => {
+    const dir = tempFiles({
+      'web.yaml': `apiVersion: switchyard.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: web}
+spec: {service: web, port: 80, stable: v1, previews: {repository: acme/web, domain: preview.test}}
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: Preview
+metadata: {name: web-pr-1-abcdef1}
+spec: {policy: web, repository: acme/web, pullRequest: 1, commit: abcdef1}
+`,
+    });
+    expect((await cli('validate', '-f', dir)).code).toBe(0);
+    const r = await cli('render', '-f', dir);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(
+      /web\.yaml:document 1: spec\.previews\.domain: TrafficPolicy default\/web: preview URLs need an Istio Gateway in a mesh: set spec\.previews\.gateway or spec\.gateways .*\[SY_INVALID_VALUE\]$/m,
     );
   });
 

@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { kubeConfigFrom } from '../../controllers/kube.js';
 import { InvalidConfigError, type RunningGateway, runGateway } from '../../gateway/run.js';
+import { tokenKeyProblem } from '../../gateway/tokens.js';
+import { parseDurationMs } from '../core/duration.js';
 import { formatProblem, problem } from '../core/errors.js';
 import { createLogger } from '../core/logger.js';
 import { readSecret } from '../core/secrets.js';
@@ -15,6 +17,7 @@ export interface GatewayCliOptions {
   adminPort: string;
   host: string;
   redis?: string;
+  redisTimeout?: string;
   trustProxy?: string;
   mirrorHostSuffix?: string;
   logLevel: string;
@@ -58,7 +61,21 @@ export async function startGatewayFromCli(
   }
   try {
     const tp = trustProxy(opts.trustProxy);
-    const secret = readSecret(process.env, 'SWITCHYARD_INTERCEPT_TOKEN_SECRET');
+    const keys = {
+      current: readSecret(process.env, 'SWITCHYARD_INTERCEPT_TOKEN_SECRET'),
+      previous: readSecret(process.env, 'SWITCHYARD_INTERCEPT_TOKEN_SECRET_PREVIOUS'),
+    };
+    // A weak key would let anyone mint tokens: refuse to start rather than run with it.
+    const weak = (['current', 'previous'] as const).flatMap((k) => {
+      const key = keys[k];
+      const why = key ? tokenKeyProblem(key) : undefined;
+      return why ? [`SWITCHYARD_INTERCEPT_TOKEN_SECRET${k === 'previous' ? '_PREVIOUS' : ''} ${why}`] : [];
+    });
+    if (weak.length > 0) {
+      for (const w of weak) io.stderr(`${formatProblem(problem('SY_BAD_REQUEST', w))}\n`);
+      io.stderr('the gateway did not start: fix the key above\n');
+      return EXIT_INVALID;
+    }
     return await runGateway({
       config: opts.config,
       ...(opts.kube
@@ -74,9 +91,13 @@ export async function startGatewayFromCli(
       host: opts.host,
       logger,
       ...(opts.redis || process.env.REDIS_URL ? { redisUrl: opts.redis ?? process.env.REDIS_URL } : {}),
+      ...(opts.redisTimeout ? { redisCommandTimeoutMs: parseDurationMs(opts.redisTimeout) } : {}),
       ...(tp !== undefined ? { trustProxy: tp } : {}),
       ...(opts.mirrorHostSuffix ? { mirrorHostSuffix: opts.mirrorHostSuffix } : {}),
-      ...(secret ? { interceptTokenSecret: secret } : {}),
+      interceptTokenKeys: {
+        ...(keys.current ? { current: keys.current } : {}),
+        ...(keys.previous ? { previous: keys.previous } : {}),
+      },
     });
   } catch (e) {
     if (e instanceof InvalidConfigError) {

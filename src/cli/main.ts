@@ -3,7 +3,8 @@
  * problem: `file:document N: spec.path: what was expected`), 1 an internal failure. Never a stack
  * trace for bad input; SWITCHYARD_DEBUG=1 adds one for internal failures.
  */
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { parseDurationMs } from '../core/duration.js';
 import { formatProblem, problem } from '../core/errors.js';
 import { canaryAbortCommand, canaryPromoteCommand, canarySetCommand, canaryStatusCommand } from './canary.js';
 import { controllerCommand } from './controller.js';
@@ -21,6 +22,34 @@ import { tokenCommand } from './token.js';
 import { validateCommand } from './validate.js';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
+
+/**
+ * Number and duration flags are checked where they are parsed: a bad value exits 2 naming the
+ * flag (commander's "option '--port <port>' argument 'x' is invalid"), never a NaN port or a
+ * timer that overflows. Values stay strings for the commands that read them.
+ */
+function integerIn(min: number, max: number, what: string) {
+  return (value: string) => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || n < min || n > max)
+      throw new InvalidArgumentError(`expected ${what}, an integer from ${min} to ${max}.`);
+    return value;
+  };
+}
+const port = integerIn(0, 65535, 'a port');
+function durationUpTo(maxMs: number) {
+  return (value: string) => {
+    let ms: number;
+    try {
+      ms = parseDurationMs(value);
+    } catch {
+      throw new InvalidArgumentError('expected a duration such as 100ms, 15s or 1m.');
+    }
+    if (ms <= 0 || ms > maxMs)
+      throw new InvalidArgumentError(`expected a duration above 0 and at most ${maxMs / 1000}s.`);
+    return value;
+  };
+}
 
 function fileOption() {
   return new Option('-f, --file <path>', 'a YAML/JSON file or a folder of them (repeatable)')
@@ -95,12 +124,18 @@ export function buildProgram(io: CliIO, setExit: (code: number) => void): Comman
     .option('--kube', "follow the cluster's TrafficPolicies, Previews and per-version Services instead")
     .option('-n, --namespace <ns>', 'with --kube: only this namespace (repeatable; default all)', collect, [])
     .option('--kubeconfig <path>', 'with --kube: kubeconfig file (default: $KUBECONFIG or in-cluster)')
-    .option('-p, --port <port>', 'traffic port', '8080')
-    .option('--admin-port <port>', 'admin port: /healthz /readyz /metrics /plan', '9901')
+    .option('-p, --port <port>', 'traffic port', port, '8080')
+    .option('--admin-port <port>', 'admin port: /healthz /readyz /metrics /plan', port, '9901')
     .option('--host <address>', 'address to listen on', '0.0.0.0')
     .option(
       '--redis <url>',
       'count rate limits in Redis, shared by every replica (default: $REDIS_URL, else in memory)',
+    )
+    .option(
+      '--redis-timeout <duration>',
+      'the longest a request waits for Redis; past it, rate limits count in memory for a second',
+      durationUpTo(10_000),
+      '100ms',
     )
     .option(
       '--trust-proxy <value>',
@@ -116,8 +151,8 @@ export function buildProgram(io: CliIO, setExit: (code: number) => void): Comman
   program
     .command('demo')
     .description('run the gateway with three built-in upstreams and a demo policy; prints curl lines to try')
-    .option('-p, --port <port>', 'traffic port', '8080')
-    .option('--admin-port <port>', 'admin port', '9901')
+    .option('-p, --port <port>', 'traffic port', port, '8080')
+    .option('--admin-port <port>', 'admin port', port, '9901')
     .option('--log-level <level>', 'pino log level', process.env.SWITCHYARD_LOG_LEVEL ?? 'warn')
     .action(async (opts) => setExit(await demoCommand(opts, io)));
 
@@ -126,9 +161,11 @@ export function buildProgram(io: CliIO, setExit: (code: number) => void): Comman
     .description(
       'sign an intercept token for a requireToken route (key from SWITCHYARD_INTERCEPT_TOKEN_SECRET)',
     )
+    .requiredOption('--policy <name>', 'the TrafficPolicy the token is for (its audience)')
+    .option('-n, --namespace <ns>', 'the namespace of the policy', 'default')
     .option('--header <name>', 'the intercept header the token is sent in', 'x-switchyard-preview')
     .requiredOption('--value <value>', 'the value the token vouches for, e.g. pr-42')
-    .option('--ttl <duration>', 'how long the token is valid', '8h')
+    .option('--ttl <duration>', 'how long the token is valid (at most 168h)', '8h')
     .action(async (opts) => setExit(await tokenCommand(opts, io)));
 
   program
@@ -142,15 +179,25 @@ export function buildProgram(io: CliIO, setExit: (code: number) => void): Comman
     )
     .addOption(new Option('--mode <mode>', 'what to write').choices(['istio', 'gateway']).default('istio'))
     .option('-n, --namespace <ns>', 'watch only this namespace (repeatable; default all)', collect, [])
-    .option('-p, --port <port>', 'HTTP port: /healthz /readyz /metrics', '8081')
-    .option('--workers <n>', 'reconciles in flight per queue (policies, previews)', '8')
+    .option('-p, --port <port>', 'HTTP port: /healthz /readyz /metrics', port, '8081')
+    .option(
+      '--workers <n>',
+      'reconciles in flight per queue (policies, previews)',
+      integerIn(1, 256, 'a worker count'),
+      '8',
+    )
     .option('--no-leader-elect', 'do not campaign for the leader Lease (only for a single replica)')
     .option(
       '--lease-namespace <ns>',
       'namespace of the leader Lease',
       process.env.POD_NAMESPACE ?? 'switchyard-system',
     )
-    .option('--lease-duration <duration>', 'how long a Lease holds without renewal', '15s')
+    .option(
+      '--lease-duration <duration>',
+      'how long a Lease holds without renewal',
+      durationUpTo(300_000),
+      '15s',
+    )
     .option('--log-level <level>', 'pino log level', process.env.SWITCHYARD_LOG_LEVEL ?? 'info')
     .action(async (opts) => setExit(await controllerCommand(opts, io)));
 

@@ -1,6 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { renderIstio } from '../istio/render.js';
+import { DEFAULTS } from '../resources/schema.js';
 import { loadAndCompile, reportProblems } from './input.js';
 import { type CliIO, EXIT_OK } from './io.js';
 import { formatObjects } from './output.js';
@@ -14,10 +15,18 @@ export interface RenderOptions {
 }
 
 export async function renderCommand(opts: RenderOptions, io: CliIO): Promise<number> {
-  const { plan, problems } = await loadAndCompile(opts.file, opts.clusterDomain);
+  const { plan, problems, resources } = await loadAndCompile(opts.file, opts.clusterDomain);
   const failed = reportProblems(problems, io);
   if (failed !== undefined) return failed;
-  const rendered = renderIstio(plan, { ambientNamespaces: new Set(opts.ambientNamespace) });
+  const rendered = renderIstio(plan, {
+    ambientNamespaces: new Set(opts.ambientNamespace),
+    sourceOf: (p) => {
+      const found = resources.policies.find(
+        (r) => r.metadata.name === p.name && (r.metadata.namespace ?? DEFAULTS.namespace) === p.namespace,
+      );
+      return found && resources.sources.get(found);
+    },
+  });
   const renderFailed = reportProblems(rendered.problems, io);
   if (renderFailed !== undefined) return renderFailed;
   if (!opts.outDir) {

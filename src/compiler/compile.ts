@@ -142,10 +142,16 @@ class PolicyCompiler {
     return this.preview(entry);
   }
 
+  /** With `previews.requireToken`, the verified claim a preview route also needs. */
+  private tokenClaim(ref: string): Pick<RequestMatch, 'claims'> {
+    const header = this.policy.spec.previews?.header ?? DEFAULTS.previewHeader;
+    return this.policy.spec.previews?.requireToken ? { claims: { [header]: { exact: ref } } } : {};
+  }
+
   /** `x-switchyard-preview: <ref>` or the baggage member `switchyard-preview=<ref>`, or a verified claim. */
   private previewMatches(ref: string): RequestMatch[] {
     const header = this.policy.spec.previews?.header ?? DEFAULTS.previewHeader;
-    if (this.policy.spec.previews?.requireToken) return [{ claims: { [header]: { exact: ref } } }];
+    if (this.policy.spec.previews?.requireToken) return [this.tokenClaim(ref)];
     return [
       { headers: { [header]: { exact: ref } } },
       { headers: { baggage: baggageMemberRegex(DEFAULTS.previewBaggageKey, { exact: ref }) } },
@@ -189,10 +195,11 @@ class PolicyCompiler {
           return;
         }
         this.previewHosts.push(host);
+        // requireToken covers the preview URL too: the host alone proves nothing.
         routes.push({
           name: `preview-host-${ref}`,
           kind: 'preview-host',
-          matches: [{ authority: authorityMatch(host) }],
+          matches: [{ authority: authorityMatch(host), ...this.tokenClaim(ref) }],
           destinations: [{ ...this.preview(entry), weight: 100 }],
         });
       };

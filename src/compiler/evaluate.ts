@@ -42,9 +42,29 @@ export function matchRequest(m: RequestMatch, req: RequestView): boolean {
   return true;
 }
 
-/** The first route that matches (first match wins), or undefined. */
+const previewHostSets = new WeakMap<PolicyPlan, ReadonlySet<string>>();
+function previewHostsOf(policy: PolicyPlan): ReadonlySet<string> {
+  let set = previewHostSets.get(policy);
+  if (!set) {
+    set = new Set(policy.previewHosts);
+    previewHostSets.set(policy, set);
+  }
+  return set;
+}
+
+/**
+ * The first route that matches (first match wins), or undefined. A preview URL host is served by
+ * its preview-host routes alone (in Istio they are a VirtualService of their own): a request there
+ * that none of them admits (no token) gets no route, never the stable split.
+ */
 export function matchRoute(policy: PolicyPlan, req: RequestView): Route | undefined {
-  return policy.routes.find((r) => r.matches.length === 0 || r.matches.some((m) => matchRequest(m, req)));
+  const onPreviewHost =
+    policy.previewHosts.length > 0 && previewHostsOf(policy).has(hostWithoutPort(req.authority));
+  return policy.routes.find(
+    (r) =>
+      (r.kind === 'preview-host') === onPreviewHost &&
+      (r.matches.length === 0 || r.matches.some((m) => matchRequest(m, req))),
+  );
 }
 
 /** Picks by weight; `roll` is uniform in [0, 100). Zero-weight destinations are never picked. */

@@ -41,3 +41,11 @@ export function serviceHost(service: string, namespace: string, clusterDomain: s
 export function canaryRunId(namespace: string, policy: string, canaryVersion: string): string {
   return createHash('sha256').update(`${namespace}/${policy}/${canaryVersion}`).digest('hex').slice(0, 8);
 }
+
+/**
+ * The audience an intercept token is minted for: one policy (`shop/checkout`). A token for another
+ * policy's preview proves nothing here.
+ */
+export function tokenAudience(namespace: string, policy: string): string {
+  return `${namespace}/${policy}`;
+}

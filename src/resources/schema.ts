@@ -122,7 +122,10 @@ export const Mirror = Type.Object(
       Type.Number({ minimum: 0, maximum: 100, description: 'a percentage from 0 to 100' }),
     ),
     methods: Type.Optional(Type.Array(HttpMethod, { minItems: 1, uniqueItems: true })),
-    maxBodyBytes: Type.Optional(Type.Integer({ minimum: 0, description: 'a byte count' })),
+    // Each mirrored body is held in memory until it is copied: 10 MiB at most.
+    maxBodyBytes: Type.Optional(
+      Type.Integer({ minimum: 0, maximum: 10_485_760, description: 'a byte count, at most 10 MiB' }),
+    ),
   },
   closed,
 );

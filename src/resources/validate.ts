@@ -251,17 +251,85 @@ function checkPolicy(p: TrafficPolicy, source: Source): Problem[] {
       );
     }
   });
-  if (spec.previews?.domain && !spec.previews.gateway && !(spec.gateways && spec.gateways.length > 0)) {
-    out.push(
-      problem(
-        'SY_INVALID_VALUE',
-        'preview URLs need an Istio Gateway: set spec.previews.gateway or spec.gateways',
-        source,
-        'spec.previews.domain',
-      ),
-    );
-  }
+  out.push(...durationsOverMaximum(spec, source));
   return out;
+}
+
+const HOUR_MS = 3_600_000;
+/**
+ * Upper bounds on durations, each with the reason a person can act on. Without them a `timeout:
+ * 600h` overflowed Node's timer (2^31 ms) and failed every request, and a TTL of years kept a
+ * preview alive for good.
+ */
+const DURATION_MAXIMA: {
+  at: string;
+  maxMs: number;
+  why: string;
+  read(s: TrafficPolicy['spec']): string | undefined;
+}[] = [
+  {
+    at: 'spec.timeout',
+    maxMs: HOUR_MS,
+    why: 'longer requests belong on a streaming path',
+    read: (s) => s.timeout,
+  },
+  {
+    at: 'spec.retries.perTryTimeout',
+    maxMs: HOUR_MS,
+    why: 'a try cannot outlast the request',
+    read: (s) => s.retries?.perTryTimeout,
+  },
+  {
+    at: 'spec.canary.sticky.maxAge',
+    maxMs: 400 * 24 * HOUR_MS,
+    why: 'browsers keep a cookie at most 400 days',
+    read: (s) => s.canary?.sticky?.maxAge,
+  },
+  {
+    at: 'spec.previews.ttl',
+    maxMs: 90 * 24 * HOUR_MS,
+    why: 'a preview is not a release',
+    read: (s) => s.previews?.ttl,
+  },
+];
+const MAX_WINDOW_MS = 24 * HOUR_MS;
+
+function durationsOverMaximum(spec: TrafficPolicy['spec'], source: Source): Problem[] {
+  const over = (value: string, maxMs: number, why: string, at: string) =>
+    parseDurationMs(value) > maxMs
+      ? [
+          problem(
+            'SY_INVALID_VALUE',
+            `expected at most ${maxMs / HOUR_MS}h (${why}) (got ${value})`,
+            source,
+            at,
+          ),
+        ]
+      : [];
+  return [
+    ...DURATION_MAXIMA.flatMap((m) => {
+      const value = m.read(spec);
+      return value ? over(value, m.maxMs, m.why, m.at) : [];
+    }),
+    ...(spec.rateLimits ?? []).flatMap((rl, i) =>
+      over(rl.window, MAX_WINDOW_MS, 'counts live one window', `spec.rateLimits[${i}].window`),
+    ),
+  ];
+}
+
+/** A Preview's own TTL has the policy's maximum. */
+function checkPreview(p: Preview, source: Source): Problem[] {
+  const max = DURATION_MAXIMA.find((m) => m.at === 'spec.previews.ttl') as (typeof DURATION_MAXIMA)[number];
+  return p.spec.ttl && parseDurationMs(p.spec.ttl) > max.maxMs
+    ? [
+        problem(
+          'SY_INVALID_VALUE',
+          `expected at most ${max.maxMs / HOUR_MS}h (${max.why}) (got ${p.spec.ttl})`,
+          source,
+          'spec.ttl',
+        ),
+      ]
+    : [];
 }
 
 function describe(value: unknown): string {
@@ -309,6 +377,9 @@ export function readResources(documents: readonly RawDocument[]): {
       if (found.length > 0) continue;
       resources.policies.push(res as TrafficPolicy);
     } else {
+      const found = checkPreview(res as Preview, source);
+      problems.push(...found);
+      if (found.length > 0) continue;
       resources.previews.push(res as Preview);
     }
     resources.sources.set(res, source);

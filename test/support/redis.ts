@@ -9,6 +9,9 @@ export interface TestRedis {
   url: string;
   /** Kills a server started here (for the "Redis goes away" test); unavailable with REDIS_URL. */
   kill?(): Promise<void>;
+  /** SIGSTOP / SIGCONT a server started here: it keeps its connections and answers nothing. */
+  pause?(): void;
+  resume?(): void;
   stop(): Promise<void>;
 }
 
@@ -43,12 +46,17 @@ export async function startRedis(options: { own?: boolean } = {}): Promise<TestR
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   return {
     url,
+    pause: () => child.kill('SIGSTOP'),
+    resume: () => child.kill('SIGCONT'),
     kill: async () => {
       child.kill('SIGKILL');
       await exited;
     },
     stop: async () => {
-      if (child.exitCode === null) child.kill('SIGTERM');
+      if (child.exitCode === null) {
+        child.kill('SIGCONT'); // a stopped server cannot act on SIGTERM
+        child.kill('SIGTERM');
+      }
       await exited;
     },
   };

@@ -1,0 +1,135 @@
+/**
+ * Ownership on a real API server: Switchyard never writes over, or deletes, an object of a name it
+ * wants that it did not create for that owner. The owner gets `NameTaken` naming the object, and
+ * the object keeps its resourceVersion.
+ */
+import type { KubernetesObject } from '@kubernetes/client-node';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { Kube } from '../controllers/kube.js';
+import { reconcilePreview } from '../controllers/preview.js';
+import { reconcileTrafficPolicy } from '../controllers/traffic-policy.js';
+import { adminKube, applyRbac, createNamespace, stableWorkload } from './support/cluster.js';
+import { type Envtest, sharedEnvtest } from './support/envtest.js';
+
+const shared = await sharedEnvtest({ istio: true });
+const ns = 'trust-ownership';
+const API = 'switchyard.dev/v1alpha1';
+
+type Conditions = {
+  status?: {
+    phase?: string;
+    conditions?: { type: string; status: string; reason: string; message: string }[];
+  };
+};
+
+describe.skipIf(!shared)('Switchyard never takes over what it did not create', () => {
+  const env = shared as Envtest;
+  let kube: Kube;
+  const get = (apiVersion: string, kind: string, name: string) =>
+    kube.get<KubernetesObject & Conditions>({ apiVersion, kind, namespace: ns, name });
+  const versionOf = async (apiVersion: string, kind: string, name: string) =>
+    (await get(apiVersion, kind, name))?.metadata?.resourceVersion;
+  const policy = (name: string, spec: Record<string, unknown>) =>
+    kube.apply(
+      {
+        apiVersion: API,
+        kind: 'TrafficPolicy',
+        metadata: { name, namespace: ns },
+        spec: { port: 80, stable: 'v1', ...spec },
+      } as KubernetesObject,
+      'test',
+      true,
+    );
+
+  beforeAll(async () => {
+    kube = adminKube(env);
+    await applyRbac(kube);
+    await createNamespace(kube, ns);
+    await stableWorkload(kube, ns, 'checkout');
+    await policy('shop', { service: 'checkout', previews: { repository: 'acme/shop', image: 'img:{sha7}' } });
+  });
+
+  it('a Preview named like a production Service fails with NameTaken and leaves the Service alone, also when deleted', async () => {
+    // `checkout` is the team's Service; a Preview of that name would clone into Service `checkout`.
+    const before = await versionOf('v1', 'Service', 'checkout');
+    await kube.apply(
+      {
+        apiVersion: API,
+        kind: 'Preview',
+        metadata: { name: 'checkout', namespace: ns },
+        spec: { policy: 'shop', repository: 'acme/shop', pullRequest: 1, commit: 'abcdef1234' },
+      } as KubernetesObject,
+      'tenant-b',
+      true,
+    );
+    const result = await reconcilePreview(kube, ns, 'checkout');
+    expect(result?.phase).toBe('Failed');
+    expect(result?.reason).toBe('NameTaken');
+    const status = (await get(API, 'Preview', 'checkout'))?.status;
+    expect(status?.phase).toBe('Failed');
+    expect(status?.conditions?.[0]?.message).toContain(`Service ${ns}/checkout`);
+    expect(await versionOf('v1', 'Service', 'checkout')).toBe(before);
+    expect(await get('apps/v1', 'Deployment', 'checkout')).toBeUndefined(); // nothing half-written
+
+    await kube.delete({ apiVersion: API, kind: 'Preview', namespace: ns, name: 'checkout' });
+    await reconcilePreview(kube, ns, 'checkout'); // the finalizer's turn
+    expect(await get(API, 'Preview', 'checkout')).toBeUndefined();
+    expect(await versionOf('v1', 'Service', 'checkout')).toBe(before);
+  });
+
+  it('gateway mode: a per-version Service name that a team already uses is NameTaken, not forced over', async () => {
+    await kube.apply(
+      {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name: 'checkout--v2', namespace: ns },
+        spec: { selector: { app: 'someone-else' }, ports: [{ port: 80 }] },
+      } as KubernetesObject,
+      'team-a',
+      true,
+    );
+    const before = await versionOf('v1', 'Service', 'checkout--v2');
+    await policy('shop', { service: 'checkout', canary: { version: 'v2', weight: 10 } });
+    const result = await reconcileTrafficPolicy(kube, ns, 'shop', { mode: 'gateway' });
+    expect(result?.writes).toEqual([]);
+    const conflict = result?.conditions.find((c) => c.type === 'Conflict');
+    expect(conflict).toMatchObject({ status: 'True', reason: 'NameTaken' });
+    expect(conflict?.message).toContain(`Service ${ns}/checkout--v2`);
+    expect(result?.conditions.find((c) => c.type === 'Ready')).toMatchObject({
+      status: 'False',
+      reason: 'NameTaken',
+    });
+    expect(await versionOf('v1', 'Service', 'checkout--v2')).toBe(before);
+    // Not even v1's Service was written: a policy is written whole or not at all.
+    expect(await get('v1', 'Service', 'checkout--v1')).toBeUndefined();
+
+    // Once the name is free the policy writes, and then owns it.
+    await kube.delete({ apiVersion: 'v1', kind: 'Service', namespace: ns, name: 'checkout--v2' });
+    const next = await reconcileTrafficPolicy(kube, ns, 'shop', { mode: 'gateway' });
+    expect(next?.conditions.find((c) => c.type === 'Ready')?.status).toBe('True');
+    expect((await get('v1', 'Service', 'checkout--v2'))?.metadata?.ownerReferences?.[0]?.name).toBe('shop');
+  });
+
+  it('mesh mode: a DestinationRule of the policy name that Switchyard did not write is NameTaken', async () => {
+    await kube.apply(
+      {
+        apiVersion: 'networking.istio.io/v1',
+        kind: 'DestinationRule',
+        metadata: { name: 'cart', namespace: ns },
+        spec: { host: 'cart', trafficPolicy: { tls: { mode: 'ISTIO_MUTUAL' } } },
+      } as KubernetesObject,
+      'team-a',
+      true,
+    );
+    const before = await versionOf('networking.istio.io/v1', 'DestinationRule', 'cart');
+    await policy('cart', { service: 'checkout', hosts: ['cart.example.com'] });
+    const result = await reconcileTrafficPolicy(kube, ns, 'cart', { mode: 'istio' });
+    expect(result?.conditions.find((c) => c.type === 'Conflict')).toMatchObject({
+      status: 'True',
+      reason: 'NameTaken',
+    });
+    expect(result?.writes).toEqual([]);
+    expect(await versionOf('networking.istio.io/v1', 'DestinationRule', 'cart')).toBe(before);
+    expect(await get('networking.istio.io/v1', 'VirtualService', 'cart')).toBeUndefined();
+  });
+});
