@@ -20,6 +20,8 @@ export const REASON = {
   Expired: 'Expired',
   /** An object Switchyard would write exists and is not Switchyard's for this owner. */
   NameTaken: 'NameTaken',
+  /** A Preview's repository is not the one its policy takes previews of. */
+  RepositoryMismatch: 'RepositoryMismatch',
 } as const;
 
 export type Reason = (typeof REASON)[keyof typeof REASON];

@@ -14,8 +14,10 @@ import { GithubReporter, pullRequestKey, REPORT_FINALIZER } from '../previews/gi
 import { registerGithubWebhook } from '../previews/github-webhook.js';
 import { handleGithubEvent } from '../previews/handle-event.js';
 import { reportedPreview } from '../previews/pull-request-report.js';
+import { sameRepository } from '../src/compiler/compile.js';
 import type { Logger } from '../src/core/logger.js';
 import { MANAGED_BY, POLICY_LABEL } from '../src/istio/objects.js';
+import type { TrafficPolicy } from '../src/resources/schema.js';
 import { CachedKube } from './cached-kube.js';
 import { kubeEventRecorder } from './events.js';
 import { type ObjectInformer, watchObjects } from './informer.js';
@@ -51,6 +53,8 @@ export interface ControllerOptions {
   deliveries?: DeliveryLog;
   /** Tell GitHub about pull requests' previews: comment, commit status, deployments (issue 4). */
   github?: GithubClients;
+  /** How long a removed Preview waits for a GitHub outage to end before it is let go (default 24 h). */
+  githubHoldLimitMs?: number;
 }
 
 export interface RunningController {
@@ -108,7 +112,7 @@ function controllerMetrics() {
     }),
     githubReports: new Counter({
       name: 'switchyard_controller_github_reports_total',
-      help: 'Pull requests brought up to date on GitHub, by result: ok, retry (an outage, retried with backoff) or refused (by HTTP status: the App is not installed or lacks a permission)',
+      help: 'Pull requests brought up to date on GitHub, by result: ok, retry (an outage, retried with backoff), refused (by HTTP status: the App is not installed or lacks a permission) or hold-expired (a removed preview let go after the hold limit without telling GitHub)',
       labelNames: ['result', 'status'] as const,
       registers: [registry],
     }),
@@ -199,13 +203,36 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
             const policy = cached(policyInformers, object.metadata?.namespace).find(
               (x) => x.metadata?.name === object.spec?.policy,
             );
-            return { object, report: reportedPreview(object, policy as never) };
+            return {
+              object,
+              report: reportedPreview(object, policy as never),
+              ownRepository: sameRepository(
+                (policy as TrafficPolicy | undefined)?.spec?.previews?.repository,
+                repository,
+              ),
+            };
           }),
     },
     opts.github,
     githubLogger,
     (result, status) =>
       metrics.githubReports.inc({ result, status: status === undefined ? '' : String(status) }),
+    {
+      ...(opts.githubHoldLimitMs !== undefined ? { holdLimitMs: opts.githubHoldLimitMs } : {}),
+      onHoldExpired: async (preview) => {
+        metrics.githubReports.inc({ result: 'hold-expired', status: '' });
+        githubLogger.warn(
+          { preview: `${preview.metadata?.namespace}/${preview.metadata?.name}` },
+          'GitHub could not be told of a removed preview within the hold limit; it is let go',
+        );
+        await events.record(
+          preview,
+          'Warning',
+          'GitHubHoldExpired',
+          'GitHub was unreachable for the whole hold limit (--github-hold-limit); the preview is removed without telling GitHub: check SWITCHYARD_GITHUB_API_URL and the App',
+        );
+      },
+    },
   );
   const reportQueue = new WorkQueue(
     async (key) => {

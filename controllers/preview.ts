@@ -15,6 +15,7 @@
  * pull request, only the newest `maxPerPullRequest` (default 2) stay; older ones are deleted.
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
+import { sameRepository } from '../src/compiler/compile.js';
 import { latestRef, pinnedRef, previewHost } from '../src/compiler/names.js';
 import { parseDurationMs } from '../src/core/duration.js';
 import { PREVIEW_ROLE_LABEL } from '../src/istio/envoy-filter.js';
@@ -206,6 +207,12 @@ export async function reconcilePreview(
       'Failed',
       'PolicyNotFound',
       `no TrafficPolicy ${namespace}/${preview.spec.policy}: create it, or fix spec.policy`,
+    );
+  if (!sameRepository(policy.spec.previews?.repository, preview.spec.repository))
+    return finish(
+      'Failed',
+      REASON.RepositoryMismatch,
+      `spec.repository ${preview.spec.repository} is not the repository policy ${preview.spec.policy} takes previews of (${policy.spec.previews?.repository ?? 'none: spec.previews.repository is not set'}); nothing is deployed`,
     );
   const image = previewImage(preview, policy);
   if (!image)

@@ -124,7 +124,13 @@ export async function reconcileTrafficPolicy(
     previews: previews.filter((p) => p.spec.policy === name),
   });
   const missingPreviews = compiled.problems.filter((p) => p.code === 'SY_MISSING_PREVIEW');
-  problems.push(...compiled.problems.filter((p) => p.code !== 'SY_MISSING_PREVIEW'));
+  // A preview of another repository is left out and marked Failed by the preview reconciler; it
+  // never stops the policy (anyone can open a pull request).
+  problems.push(
+    ...compiled.problems.filter(
+      (p) => p.code !== 'SY_MISSING_PREVIEW' && p.code !== 'SY_REPOSITORY_MISMATCH',
+    ),
+  );
   const rendered = renderIstio(compiled.plan, { ambientNamespaces: new Set(ambient ? [namespace] : []) });
   // What Istio cannot carry (rate limits in ambient mode, preview URLs without a Gateway) is left
   // out and reported; the rest is written.

@@ -11,6 +11,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import { type Readable, Writable } from 'node:stream';
 import { Pool } from 'undici';
 import type { PolicyPlan } from '../src/compiler/plan.js';
+import type { ClientAddress } from './client-address.js';
 import { type GatewayError, isConnectFailure, isReset, upstreamError } from './errors.js';
 
 const HOP_BY_HOP = new Set([
@@ -62,18 +63,28 @@ function connectionTokens(headers: IncomingHttpHeaders): Set<string> {
   return new Set(typeof c === 'string' ? c.split(',').map((t) => t.trim().toLowerCase()) : []);
 }
 
+/** Headers only the gateway may set: a client's own copy is dropped. */
+const GATEWAY_ONLY = new Set(['x-switchyard-shadow']);
+const FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']);
+
+/**
+ * The headers an upstream gets. `x-forwarded-*` are kept (XFF appended to) only from a trusted
+ * proxy; from anyone else they are replaced by what the gateway saw (gateway/client-address.ts).
+ */
 export function upstreamRequestHeaders(
   req: IncomingMessage,
-  clientIp: string,
+  client: ClientAddress,
 ): Record<string, string | string[]> {
   const drop = connectionTokens(req.headers);
   const out: Record<string, string | string[]> = {};
   for (const [k, v] of Object.entries(req.headers)) {
-    if (v === undefined || HOP_BY_HOP.has(k) || drop.has(k)) continue;
+    if (v === undefined || HOP_BY_HOP.has(k) || drop.has(k) || GATEWAY_ONLY.has(k)) continue;
+    if (!client.viaTrustedProxy && FORWARDED.has(k)) continue;
     out[k] = v;
   }
-  const xff = req.headers['x-forwarded-for'];
-  out['x-forwarded-for'] = xff ? `${Array.isArray(xff) ? xff.join(', ') : xff}, ${clientIp}` : clientIp;
+  const peer = req.socket.remoteAddress ?? client.ip;
+  const xff = out['x-forwarded-for'];
+  out['x-forwarded-for'] = xff ? `${Array.isArray(xff) ? xff.join(', ') : xff}, ${peer}` : peer;
   out['x-forwarded-proto'] ??= 'http';
   if (req.headers.host) out['x-forwarded-host'] ??= req.headers.host;
   return out;
@@ -116,7 +127,7 @@ export interface ForwardInput {
   url: URL;
   upstream: string;
   policy: PolicyPlan;
-  clientIp: string;
+  client: ClientAddress;
   /** Added to the response: x-switchyard-upstream, set-cookie, ratelimit-*. */
   responseHeaders: Record<string, string | string[]>;
 }
@@ -144,7 +155,7 @@ export async function forward(pools: UpstreamPools, input: ForwardInput): Promis
     }
   };
   res.once('close', onClose);
-  const headers = upstreamRequestHeaders(req, input.clientIp);
+  const headers = upstreamRequestHeaders(req, input.client);
   const path =
     url.pathname === '/' ? (req.url ?? '/') : `${url.pathname.replace(/\/$/, '')}${req.url ?? '/'}`;
   try {

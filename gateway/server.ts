@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import { tokenAudience } from '../src/compiler/names.js';
 import { type PolicyPlan, UPSTREAM_HEADER } from '../src/compiler/plan.js';
 import { ERROR_CODES } from '../src/core/errors.js';
+import { type ClientAddress, clientAddressRule, type TrustProxy } from './client-address.js';
 import { GatewayError } from './errors.js';
 import { type GatewayMetrics, gatewayMetrics } from './metrics.js';
 import { Mirror } from './mirror.js';
@@ -30,8 +31,8 @@ export interface GatewayOptions {
   redis?: Redis;
   clock?: Clock;
   random?: () => number;
-  /** fastify's trustProxy: true, a hop count, or addresses/CIDRs whose x-forwarded-for is believed. */
-  trustProxy?: boolean | string | string[];
+  /** Whose x-forwarded-* are believed: true, a hop count, or addresses/CIDRs (gateway/client-address.ts). */
+  trustProxy?: TrustProxy;
   /** Appended to the Host of mirrored copies (Istio < 1.28 appended "-shadow"); default none. */
   mirrorHostSuffix?: string;
   maxMirrorsInFlight?: number;
@@ -72,6 +73,8 @@ function sendError(res: ServerResponse, e: GatewayError): number {
 export function createGateway(options: GatewayOptions): Gateway {
   const { holder, logger } = options;
   const random = options.random ?? Math.random;
+  // One rule for requests and upgrades: who the client is, and whose x-forwarded-* to believe.
+  const clientOf = clientAddressRule(options.trustProxy);
   const metrics = gatewayMetrics();
   const pools = new UpstreamPools({ keepAliveTimeoutMs: 30_000 });
   const mirror = new Mirror({
@@ -146,7 +149,6 @@ export function createGateway(options: GatewayOptions): Gateway {
   const traffic = Fastify({
     // fastify logs each request at info: too much for a proxy, so its logger starts at warn.
     loggerInstance: logger.child({ server: 'traffic' }, { level: 'warn' }) as FastifyBaseLogger,
-    trustProxy: options.trustProxy ?? false,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     serverFactory: (handler) =>
@@ -174,7 +176,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       await handleTraffic(
         request.raw as unknown as IncomingMessage,
         reply.raw as unknown as ServerResponse,
-        request.ip,
+        clientOf(request.raw as unknown as IncomingMessage),
       );
     },
   });
@@ -189,14 +191,17 @@ export function createGateway(options: GatewayOptions): Gateway {
    * One snapshot → the route's destination → its rate limits: what every request and every
    * upgrade goes through. Returns the error to answer with when the request goes no further.
    */
-  async function admit(req: IncomingMessage, clientIp: string): Promise<Admitted | GatewayError> {
+  async function admit(req: IncomingMessage, client: ClientAddress): Promise<Admitted | GatewayError> {
     const snapshot = holder.current;
     if (!snapshot) return new GatewayError('SY_GW_NO_POLICY', 503, 'no configuration loaded yet');
     const view = await viewOf(req, snapshot);
     const decision = decide(snapshot, view, random);
     if (decision instanceof GatewayError) return decision;
     const { policy, destination } = decision;
-    const verdicts = await limiter.check(policy, destination.role, { clientIp, header: view.header });
+    const verdicts = await limiter.check(policy, destination.role, {
+      clientIp: client.ip,
+      header: view.header,
+    });
     const limitHeaders = rateLimitHeaders(verdicts);
     const responseHeaders: Record<string, string | string[]> = {
       [UPSTREAM_HEADER]: destination.upstream,
@@ -215,7 +220,11 @@ export function createGateway(options: GatewayOptions): Gateway {
     return { decision, responseHeaders };
   }
 
-  async function handleTraffic(req: IncomingMessage, res: ServerResponse, clientIp: string): Promise<void> {
+  async function handleTraffic(
+    req: IncomingMessage,
+    res: ServerResponse,
+    client: ClientAddress,
+  ): Promise<void> {
     const started = performance.now();
     const exchanged = await exchangeToken(req);
     if (exchanged) {
@@ -225,7 +234,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       metrics.requests.inc({ policy: '', route: '', upstream: '', status });
       return;
     }
-    const admitted = await admit(req, clientIp);
+    const admitted = await admit(req, client);
     if (admitted instanceof GatewayError) {
       const status = sendError(res, admitted);
       metrics.requests.inc({
@@ -242,7 +251,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     if (route.mirror && random() * 100 < route.mirror.percent) {
       const snapshot = holder.current;
       const target = snapshot && pickUpstream(snapshot, policy.namespace, route.mirror.destination.upstream);
-      if (target instanceof URL) body = startMirror(req, target, route.mirror.maxBodyBytes, clientIp);
+      if (target instanceof URL) body = startMirror(req, target, route.mirror.maxBodyBytes, client);
     }
     const outcome = await forward(pools, {
       req,
@@ -251,7 +260,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       url,
       upstream: destination.upstream,
       policy,
-      clientIp,
+      client,
       responseHeaders: admitted.responseHeaders,
     });
     const status = outcome instanceof GatewayError ? sendError(res, outcome) : outcome;
@@ -269,12 +278,17 @@ export function createGateway(options: GatewayOptions): Gateway {
    * Copies the request; a body is captured as it streams to the primary, up to the cap. Returns
    * the stream the primary must read its body from.
    */
-  function startMirror(req: IncomingMessage, target: URL, maxBodyBytes: number, clientIp: string): Readable {
+  function startMirror(
+    req: IncomingMessage,
+    target: URL,
+    maxBodyBytes: number,
+    client: ClientAddress,
+  ): Readable {
     const copy = {
       url: target,
       method: req.method ?? 'GET',
       path: req.url ?? '/',
-      headers: upstreamRequestHeaders(req, clientIp),
+      headers: upstreamRequestHeaders(req, client),
     };
     // A slot first: a body is buffered only for a copy that will be sent.
     const slot = mirror.reserve();
@@ -321,8 +335,8 @@ export function createGateway(options: GatewayOptions): Gateway {
       refuseUpgrade(socket, new GatewayError('SY_GW_NO_POLICY', 503, 'shutting down'));
       return;
     }
-    const clientIp = req.socket.remoteAddress ?? '';
-    const admitted = await admit(req, clientIp);
+    const client = clientOf(req);
+    const admitted = await admit(req, client);
     if (admitted instanceof GatewayError) {
       refuseUpgrade(socket, admitted);
       return;
@@ -334,7 +348,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       head,
       url,
       upstream: destination.upstream,
-      clientIp,
+      client,
       timeoutMs: policy.timeoutMs ?? 15_000,
     });
     metrics.requests.inc({

@@ -3,9 +3,11 @@
  * are joined. undici's upgrade API performs the upstream handshake; the client gets the upstream's
  * 101 with `x-switchyard-upstream` added. Errors before the handshake get a status line and a reason.
  */
+
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { UPSTREAM_HEADER } from '../src/compiler/plan.js';
+import type { ClientAddress } from './client-address.js';
 import type { GatewayError } from './errors.js';
 import { upstreamError } from './errors.js';
 import type { UpstreamPools } from './proxy.js';
@@ -29,13 +31,13 @@ export async function proxyUpgrade(
     head: Buffer;
     url: URL;
     upstream: string;
-    clientIp: string;
+    client: ClientAddress;
     timeoutMs: number;
   },
 ): Promise<number> {
   const { req, socket, head, url } = input;
   const protocol = String(req.headers.upgrade ?? 'websocket');
-  const headers = upstreamRequestHeaders(req, input.clientIp);
+  const headers = upstreamRequestHeaders(req, input.client);
   try {
     const up = await pools.get(url).upgrade({
       path: req.url ?? '/',

@@ -8,6 +8,8 @@ import type { Redis } from 'ioredis';
 export interface DeliveryLog {
   /** True the first time `id` is seen within the TTL. */
   firstTime(id: string): Promise<boolean>;
+  /** Forgets `id`: its handling failed, so a redelivery must be acted on. */
+  forget(id: string): Promise<void>;
 }
 
 const TTL_S = 24 * 3600;
@@ -22,6 +24,9 @@ export function memoryDeliveryLog(now: () => number = Date.now, ttlS = TTL_S): D
       seen.set(id, t + ttlS * 1000);
       return true;
     },
+    async forget(id) {
+      seen.delete(id);
+    },
   };
 }
 
@@ -29,6 +34,9 @@ export function redisDeliveryLog(redis: Redis, ttlS = TTL_S): DeliveryLog {
   return {
     async firstTime(id) {
       return (await redis.set(`switchyard:github-delivery:${id}`, '1', 'EX', ttlS, 'NX')) === 'OK';
+    },
+    async forget(id) {
+      await redis.del(`switchyard:github-delivery:${id}`);
     },
   };
 }

@@ -30,8 +30,26 @@ const REFUSALS = new Set([401, 403, 404, 422]);
 export const pullRequestKey = (repository: string, pullRequest: number) => `${repository}#${pullRequest}`;
 
 export interface ReportSource {
-  /** The Previews of one pull request (deleted ones still held by a finalizer included). */
-  previews(repository: string, pullRequest: number): { object: KubernetesObject; report: ReportedPreview }[];
+  /**
+   * The Previews of one pull request (deleted ones still held by a finalizer included).
+   * `ownRepository`: the pull request's repository is the one the Preview's policy takes previews
+   * of. Only those are reported: a Preview naming another repository (anyone can write one) never
+   * makes Switchyard comment on, or set statuses in, that repository.
+   */
+  previews(
+    repository: string,
+    pullRequest: number,
+  ): { object: KubernetesObject; report: ReportedPreview; ownRepository: boolean }[];
+}
+
+export interface ReporterOptions {
+  /**
+   * How long a removed Preview is held for GitHub during an outage (default 24 h); past it, it is
+   * let go (`onHoldExpired`), so a wrong GitHub URL never blocks a namespace deletion for good.
+   */
+  holdLimitMs?: number;
+  onHoldExpired?(preview: KubernetesObject): Promise<void> | void;
+  now?(): number;
 }
 
 interface Delivered {
@@ -53,6 +71,7 @@ export class GithubReporter {
     private readonly logger: Logger,
     /** Counts each pull request brought up to date, or refused by GitHub (with the HTTP status). */
     private readonly count?: (result: 'ok' | 'refused', status?: number) => void,
+    private readonly options: ReporterOptions = {},
   ) {}
 
   /** Brings one pull request's GitHub view up to date; throws (to be retried) if GitHub fails. */
@@ -61,12 +80,14 @@ export class GithubReporter {
     const repository = key.slice(0, at);
     const pullRequest = Number(key.slice(at + 1));
     const previews = this.source.previews(repository, pullRequest);
+    const told = previews.filter((p) => p.ownRepository);
     // No Previews and nothing told yet: nothing to tell (a removed Preview is held until told).
     if (previews.length === 0 && !this.delivered.has(key)) return [];
     let writes: string[] = [];
-    if (this.github) {
+    let outage: unknown;
+    if (this.github && (told.length > 0 || this.delivered.has(key))) {
       try {
-        writes = await this.report(key, repository, pullRequest, previews);
+        writes = await this.report(key, repository, pullRequest, told);
         this.count?.('ok');
       } catch (e) {
         // An outage (5xx, network, rate limit) is retried with backoff by the caller. A refusal
@@ -74,17 +95,25 @@ export class GithubReporter {
         // waiting: it is logged, and a removed Preview is let go rather than held for ever (a
         // namespace being deleted would wait on it). The next change or resync tries again.
         const status = (e as { status?: number }).status;
-        if (status === undefined || !REFUSALS.has(status)) throw e;
-        this.count?.('refused', status);
-        this.logger.error(
-          { pullRequest: key, status, err: (e as Error).message },
-          'GitHub refused the report (check the App is installed on the repository with the permissions in the README); not retried until the next change',
-        );
+        if (status === undefined || !REFUSALS.has(status)) outage = e;
+        else {
+          this.count?.('refused', status);
+          this.logger.error(
+            { pullRequest: key, status, err: (e as Error).message },
+            'GitHub refused the report (check the App is installed on the repository with the permissions in the README); not retried until the next change',
+          );
+        }
       }
     }
-    for (const { object } of previews) {
+    const now = this.options.now?.() ?? Date.now();
+    const holdLimitMs = this.options.holdLimitMs ?? 24 * 3600_000;
+    for (const { object, ownRepository } of previews) {
       const finalizers = object.metadata?.finalizers ?? [];
       if (!object.metadata?.deletionTimestamp || !finalizers.includes(REPORT_FINALIZER)) continue;
+      // During an outage a removed Preview waits for GitHub, up to the hold limit.
+      const heldMs = now - new Date(object.metadata.deletionTimestamp).getTime();
+      if (outage && ownRepository && heldMs < holdLimitMs) continue;
+      if (outage && ownRepository) await this.options.onHoldExpired?.(object);
       // Optimistic: a 409 (the object moved on since the cache saw it) is retried with backoff.
       await this.kube.mergePatch(
         {
@@ -104,6 +133,7 @@ export class GithubReporter {
     }
     if (previews.length === 0) this.delivered.delete(key);
     if (writes.length > 0) this.logger.info({ pullRequest: key, writes }, 'reported to GitHub');
+    if (outage) throw outage;
     return writes;
   }
 

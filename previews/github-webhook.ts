@@ -4,7 +4,8 @@
  * 401 and nothing is done. A malformed body gets 400. An accepted delivery gets 202 at once and is
  * handled from a queue, so GitHub's 10-second timeout never depends on the cluster: one pull
  * request's deliveries in arrival order, different pull requests side by side. A delivery id
- * seen before (GitHub redelivers) is acknowledged and not acted on again.
+ * seen before (GitHub redelivers) is acknowledged and not acted on again, unless its handling
+ * failed: then its id is forgotten and a redelivery is handled.
  */
 import { Webhooks } from '@octokit/webhooks';
 import type { FastifyInstance } from 'fastify';
@@ -32,8 +33,11 @@ function keyedSerialQueue(limit: number) {
   const chains = new Map<string, Promise<void>>();
   const waiting: (() => void)[] = [];
   let running = 0;
-  const slot = () =>
-    running < limit ? (running++, Promise.resolve()) : new Promise<void>((r) => waiting.push(r));
+  const slot = () => {
+    if (running >= limit) return new Promise<void>((r) => waiting.push(r));
+    running++;
+    return Promise.resolve();
+  };
   // A freed slot goes straight to the next waiter.
   const release = () => {
     const next = waiting.shift();
@@ -102,14 +106,14 @@ export async function registerGithubWebhook(
       if (!(await opts.deliveries.firstTime(id)))
         return reply.code(202).send({ delivery: id, duplicate: true });
       queue.add(orderKey(name, payload), () =>
-        opts
-          .handle({ id, name, payload })
-          .catch((e) =>
-            opts.logger.error(
-              { delivery: id, event: name, err: (e as Error)?.message ?? String(e) },
-              'webhook delivery failed',
-            ),
-          ),
+        opts.handle({ id, name, payload }).catch(async (e) => {
+          // Not done: forget the id, so GitHub's "Redeliver" (or its own retry) is acted on.
+          await opts.deliveries.forget(id).catch(() => undefined);
+          opts.logger.error(
+            { delivery: id, event: name, err: (e as Error)?.message ?? String(e) },
+            'webhook delivery failed; a redelivery of it will be handled',
+          );
+        }),
       );
       return reply.code(202).send({ delivery: id, accepted: true });
     });

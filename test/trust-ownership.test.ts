@@ -77,6 +77,25 @@ describe.skipIf(!shared)('Switchyard never takes over what it did not create', (
     expect(await versionOf('v1', 'Service', 'checkout')).toBe(before);
   });
 
+  it("a Preview of another repository than its policy's fails with RepositoryMismatch and deploys nothing", async () => {
+    await kube.apply(
+      {
+        apiVersion: API,
+        kind: 'Preview',
+        metadata: { name: 'shop-pr-9-abcdef1', namespace: ns },
+        spec: { policy: 'shop', repository: 'someone/fork', pullRequest: 9, commit: 'abcdef1234' },
+      } as KubernetesObject,
+      'tenant-b',
+      true,
+    );
+    const result = await reconcilePreview(kube, ns, 'shop-pr-9-abcdef1');
+    expect(result).toMatchObject({ phase: 'Failed', reason: 'RepositoryMismatch' });
+    expect((await get(API, 'Preview', 'shop-pr-9-abcdef1'))?.status?.conditions?.[0]?.message).toContain(
+      'spec.repository someone/fork is not the repository policy shop takes previews of (acme/shop)',
+    );
+    expect(await get('apps/v1', 'Deployment', 'shop-pr-9-abcdef1')).toBeUndefined();
+  });
+
   it('gateway mode: a per-version Service name that a team already uses is NameTaken, not forced over', async () => {
     await kube.apply(
       {

@@ -144,6 +144,81 @@ describe('validate: invalid input', () => {
     expect(r.stdout).toBe('');
   });
 
+  it("durations and sizes have maxima: a timeout of 600h (which overflowed Node's timer) and the others", async () => {
+    const { dir, lines } = await invalid({
+      'p.yaml': policy(`  timeout: 600h
+  retries: {attempts: 2, perTryTimeout: 2h}
+  canary: {version: v2, weight: 10, sticky: {maxAge: 9999h}}
+  mirror: {to: {version: v2}, maxBodyBytes: 1073741824}
+  rateLimits: [{name: day, key: {route: {}}, limit: 1, window: 48h}]
+  previews: {repository: acme/shop, ttl: 10000h}`),
+      'q.yaml': `apiVersion: switchyard.dev/v1alpha1
+kind: Preview
+metadata: {name: checkout-pr-1-abcdef1, namespace: shop}
+spec: {policy: checkout, repository: acme/shop, pullRequest: 1, commit: abcdef1, ttl: 99999h}
+`,
+    });
+    const p = join(dir, 'p.yaml');
+    expect(lines).toEqual([
+      `${p}:document 1: spec.mirror.maxBodyBytes: expected a byte count, at most 10 MiB: must be at most 10485760 (got 1073741824) [SY_SCHEMA]`,
+      `${join(dir, 'q.yaml')}:document 1: spec.ttl: expected at most 2160h (a preview is not a release) (got 99999h) [SY_INVALID_VALUE]`,
+    ]);
+    const { lines: more } = await invalid({
+      'p.yaml': policy(`  timeout: 600h
+  retries: {attempts: 2, perTryTimeout: 2h}
+  canary: {version: v2, weight: 10, sticky: {maxAge: 9999h}}
+  rateLimits: [{name: day, key: {route: {}}, limit: 1, window: 48h}]
+  previews: {repository: acme/shop, ttl: 10000h}`),
+    });
+    expect(more.map((l) => l.replace(/^.*document 1: /, ''))).toEqual([
+      'spec.timeout: expected at most 1h (longer requests belong on a streaming path) (got 600h) [SY_INVALID_VALUE]',
+      'spec.retries.perTryTimeout: expected at most 1h (a try cannot outlast the request) (got 2h) [SY_INVALID_VALUE]',
+      'spec.canary.sticky.maxAge: expected at most 9600h (browsers keep a cookie at most 400 days) (got 9999h) [SY_INVALID_VALUE]',
+      'spec.previews.ttl: expected at most 2160h (a preview is not a release) (got 10000h) [SY_INVALID_VALUE]',
+      'spec.rateLimits[0].window: expected at most 24h (counts live one window) (got 48h) [SY_INVALID_VALUE]',
+    ]);
+  });
+
+  it("a Preview of another repository than its policy's is refused, not routed", async () => {
+    const { lines } = await invalid({
+      'p.yaml': `${policy('  previews: {repository: acme/shop}')}
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: Preview
+metadata: {name: checkout-pr-1-abcdef1, namespace: shop}
+spec: {policy: checkout, repository: evil/fork, pullRequest: 1, commit: abcdef1}
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: Preview
+metadata: {name: checkout-pr-2-abcdef2, namespace: shop}
+spec: {policy: checkout, repository: ACME/Shop, pullRequest: 2, commit: abcdef2}
+`,
+    });
+    expect(lines.map((l) => l.replace(/^.*p\.yaml:/, ''))).toEqual([
+      'document 2: spec.repository: Preview shop/checkout-pr-1-abcdef1 is of repository evil/fork, but TrafficPolicy shop/checkout takes previews of acme/shop only (spec.previews.repository) [SY_REPOSITORY_MISMATCH]',
+    ]);
+  });
+
+  it('number and duration flags are checked: a bad value exits 2 naming the flag', async () => {
+    for (const [args, flag] of [
+      [['gateway', '-c', '.', '--port', '99999'], "'-p, --port <port>' argument '99999'"],
+      [['gateway', '-c', '.', '--admin-port', 'x'], "'--admin-port <port>' argument 'x'"],
+      [['gateway', '-c', '.', '--redis-timeout', '0s'], "'--redis-timeout <duration>' argument '0s'"],
+      [['demo', '--port', '-1'], "'-p, --port <port>' argument '-1'"],
+      [['controller', '--workers', '0'], "'--workers <n>' argument '0'"],
+      [
+        ['gateway', '-c', '.', '--trust-proxy', '10.0.0.0/99'],
+        "'--trust-proxy <value>' argument '10.0.0.0/99'",
+      ],
+      [['controller', '--workers', '2.5'], "'--workers <n>' argument '2.5'"],
+      [['controller', '--lease-duration', 'forever'], "'--lease-duration <duration>' argument 'forever'"],
+    ] as const) {
+      const r = await cli(...args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toContain(`option ${flag} is invalid`);
+    }
+  });
+
   it('an unknown flag is invalid input (2), not a crash', async () => {
     const r = await cli('render', '--no-such-flag');
     expect(r.code).toBe(2);

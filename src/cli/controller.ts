@@ -22,6 +22,7 @@ export interface ControllerCliOptions {
   leaderElect: boolean;
   leaseNamespace: string;
   leaseDuration: string;
+  githubHoldLimit: string;
   logLevel: string;
 }
 
@@ -58,7 +59,8 @@ export async function controllerCommand(opts: ControllerCliOptions, io: CliIO): 
     ...(process.env.REDIS_URL
       ? { deliveries: redisDeliveryLog(connectRedis(process.env.REDIS_URL, logger)) }
       : {}),
-    workers: Math.max(1, Number(opts.workers) || 8),
+    workers: Number(opts.workers),
+    githubHoldLimitMs: parseDurationMs(opts.githubHoldLimit),
     ...(opts.leaderElect
       ? {
           leaderElection: {

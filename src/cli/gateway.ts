@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { kubeConfigFrom } from '../../controllers/kube.js';
+import type { TrustProxy } from '../../gateway/client-address.js';
 import { InvalidConfigError, type RunningGateway, runGateway } from '../../gateway/run.js';
 import { tokenKeyProblem } from '../../gateway/tokens.js';
 import { parseDurationMs } from '../core/duration.js';
@@ -42,10 +43,12 @@ export function waitForShutdown(
   });
 }
 
-function trustProxy(value: string | undefined): boolean | string | string[] | undefined {
+/** `--trust-proxy`: true/false, a hop count, or addresses/CIDRs separated by ",". */
+function trustProxy(value: string | undefined): TrustProxy | undefined {
   if (value === undefined) return undefined;
   if (value === 'true' || value === 'false') return value === 'true';
-  return value.includes(',') ? value.split(',').map((s) => s.trim()) : value;
+  if (/^\d+$/.test(value)) return Number(value);
+  return value.split(',').map((s) => s.trim());
 }
 
 export async function startGatewayFromCli(

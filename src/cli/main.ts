@@ -3,6 +3,7 @@
  * problem: `file:document N: spec.path: what was expected`), 1 an internal failure. Never a stack
  * trace for bad input; SWITCHYARD_DEBUG=1 adds one for internal failures.
  */
+import proxyAddr from '@fastify/proxy-addr';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { parseDurationMs } from '../core/duration.js';
 import { formatProblem, problem } from '../core/errors.js';
@@ -37,6 +38,17 @@ function integerIn(min: number, max: number, what: string) {
   };
 }
 const port = integerIn(0, 65535, 'a port');
+function trustProxyValue(value: string): string {
+  if (/^(true|false|\d+)$/.test(value)) return value;
+  try {
+    proxyAddr.compile(value.split(',').map((s) => s.trim()));
+  } catch (e) {
+    throw new InvalidArgumentError(
+      `expected true, a hop count, or addresses/CIDRs separated by "," (${(e as Error).message}).`,
+    );
+  }
+  return value;
+}
 function durationUpTo(maxMs: number) {
   return (value: string) => {
     let ms: number;
@@ -139,7 +151,8 @@ export function buildProgram(io: CliIO, setExit: (code: number) => void): Comman
     )
     .option(
       '--trust-proxy <value>',
-      'believe x-forwarded-for from these proxies: true, or addresses/CIDRs separated by ","',
+      'believe x-forwarded-* from these proxies: true, a hop count, or addresses/CIDRs separated by ","',
+      trustProxyValue,
     )
     .option(
       '--mirror-host-suffix <suffix>',
@@ -191,6 +204,12 @@ export function buildProgram(io: CliIO, setExit: (code: number) => void): Comman
       '--lease-namespace <ns>',
       'namespace of the leader Lease',
       process.env.POD_NAMESPACE ?? 'switchyard-system',
+    )
+    .option(
+      '--github-hold-limit <duration>',
+      'how long a removed preview waits for an unreachable GitHub before it is let go',
+      durationUpTo(30 * 24 * 3_600_000),
+      '24h',
     )
     .option(
       '--lease-duration <duration>',

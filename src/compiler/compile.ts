@@ -371,6 +371,11 @@ class PolicyCompiler {
   }
 }
 
+/** GitHub repository names are case-insensitive. */
+export function sameRepository(policyRepository: string | undefined, previewRepository: string): boolean {
+  return policyRepository !== undefined && policyRepository.toLowerCase() === previewRepository.toLowerCase();
+}
+
 export function compile(
   input: { policies: readonly TrafficPolicy[]; previews: readonly Preview[] },
   options: CompileOptions = {},
@@ -392,8 +397,23 @@ export function compile(
       );
     byPolicy.set(k, []);
   }
+  const policyByKey = new Map(policies.map((p) => [key(p.metadata.namespace, p.metadata.name), p]));
   input.previews.forEach((preview, order) => {
-    const list = byPolicy.get(key(preview.metadata.namespace, preview.spec.policy));
+    const policyKey = key(preview.metadata.namespace, preview.spec.policy);
+    const list = byPolicy.get(policyKey);
+    const wanted = policyByKey.get(policyKey)?.spec.previews?.repository;
+    if (list && !sameRepository(wanted, preview.spec.repository)) {
+      // A preview of another repository is never routed: anyone can open a pull request there.
+      problems.push(
+        problem(
+          'SY_REPOSITORY_MISMATCH',
+          `Preview ${key(preview.metadata.namespace, preview.metadata.name)} is of repository ${preview.spec.repository}, but TrafficPolicy ${policyKey} takes previews ${wanted ? `of ${wanted} only (spec.previews.repository)` : 'of no repository (spec.previews.repository is not set)'}`,
+          sourceOf(preview),
+          'spec.repository',
+        ),
+      );
+      return;
+    }
     if (!list) {
       problems.push(
         problem(

@@ -20,6 +20,8 @@ export const ERROR_CODES = {
   SY_NAME_TOO_LONG: 'a generated DNS name would be longer than 63 characters',
   SY_AMBIENT_UNSUPPORTED: 'an EnvoyFilter feature was asked for in an ambient-mode namespace',
   SY_BAD_REQUEST: 'a command-line argument is malformed',
+  SY_REPOSITORY_MISMATCH:
+    "a Preview's spec.repository is not its policy's spec.previews.repository; it gets no route",
   SY_GW_NO_UPSTREAM: 'a route of the gateway leads to an upstream key with no URL in GatewayConfig',
   SY_GW_NO_POLICY: 'the gateway got a request for a host no TrafficPolicy serves (404)',
   SY_GW_NO_ROUTE: 'no route of the policy matched the request (404)',
