@@ -22,6 +22,8 @@ export const REASON = {
   NameTaken: 'NameTaken',
   /** A Preview's repository is not the one its policy takes previews of. */
   RepositoryMismatch: 'RepositoryMismatch',
+  /** The API server refused a write for good (422): its message is in the condition. */
+  Rejected: 'Rejected',
 } as const;
 
 export type Reason = (typeof REASON)[keyof typeof REASON];

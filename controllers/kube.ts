@@ -51,6 +51,28 @@ export interface Kube {
   ): Promise<KubernetesObject>;
 }
 
+/**
+ * What the API server said, from a client-node error: its Status `message` (`namespaces "x" not
+ * found`, `Deployment.apps "x" is invalid: …`), else the error's own message.
+ */
+export function apiErrorMessage(e: unknown): string {
+  const err = e as { body?: unknown; message?: string };
+  try {
+    const body = typeof err.body === 'string' ? JSON.parse(err.body) : err.body;
+    const message = (body as { message?: unknown } | undefined)?.message;
+    if (typeof message === 'string') return message;
+  } catch {
+    // not a Status body
+  }
+  return err.message ?? String(e);
+}
+
+/** 422 (Invalid) or 400 (BadRequest): the same write will be refused again, whatever the wait. */
+export function isRejected(e: unknown): boolean {
+  const code = (e as { code?: number })?.code;
+  return code === 422 || code === 400;
+}
+
 function isNotFound(e: unknown): boolean {
   return (e as { code?: number })?.code === 404;
 }

@@ -8,7 +8,7 @@
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from '../src/core/logger.js';
-import type { Kube } from './kube.js';
+import { apiErrorMessage, type Kube } from './kube.js';
 
 export interface LeaderElectionOptions {
   namespace: string;
@@ -18,6 +18,8 @@ export interface LeaderElectionOptions {
   renewDeadlineMs?: number;
   retryPeriodMs?: number;
   now?: () => Date;
+  /** Each failed attempt to take or renew the Lease, with the API server's status code if any. */
+  onError?: (code: number | undefined) => void;
 }
 
 type Lease = KubernetesObject & {
@@ -110,6 +112,32 @@ export function electLeader(
     return true;
   };
 
+  /**
+   * A lost race for the Lease (409) is how election works and stays at debug. Anything else (the
+   * namespace missing, Forbidden, the API server away) would leave this replica a silent standby
+   * for good: it is logged at warn with the reason, once per new reason and then every minute.
+   */
+  let lastReason = '';
+  let lastWarned = 0;
+  const reportFailure = (e: unknown) => {
+    const err = e as { code?: number };
+    const reason = `${err.code ? `${err.code} ` : ''}${apiErrorMessage(e)}`;
+    options.onError?.(err.code);
+    if (err.code === 409) {
+      logger.debug({ reason }, 'lost a race for the lease');
+      return;
+    }
+    if (reason === lastReason && Date.now() - lastWarned < 60_000) return;
+    lastReason = reason;
+    lastWarned = Date.now();
+    logger.warn(
+      { lease: `${ref.namespace}/${ref.name}`, identity: options.identity, leader, reason },
+      leader
+        ? 'cannot renew the leader lease; leadership ends at the renew deadline'
+        : 'cannot take the leader lease: this replica stays a standby and writes nothing until it can',
+    );
+  };
+
   const loop = async () => {
     if (stopped) return;
     try {
@@ -123,7 +151,7 @@ export function electLeader(
         }
       }
     } catch (e) {
-      logger.debug({ err: (e as Error)?.message ?? String(e) }, 'lease update failed');
+      reportFailure(e);
     }
     if (leader && Date.now() - lastRenew > deadlineMs) {
       leader = false;

@@ -105,6 +105,12 @@ function controllerMetrics() {
       labelNames: ['method'] as const,
       registers: [registry],
     }),
+    leaseErrors: new Counter({
+      name: 'switchyard_controller_lease_errors_total',
+      help: 'Failed attempts to take or renew the leader Lease, by API status code (409: a lost race, normal; 403, 404: fix RBAC or the lease namespace)',
+      labelNames: ['code'] as const,
+      registers: [registry],
+    }),
     leader: new Gauge({
       name: 'switchyard_controller_leader',
       help: '1 while this replica holds the leader Lease',
@@ -436,13 +442,18 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   ready = true;
   // Keys queued while standing by are handled once this replica leads.
   const elector = opts.leaderElection
-    ? electLeader(live, opts.leaderElection, logger, () => {
-        metrics.leader.set(0);
-        queue.stop();
-        previewQueue.stop();
-        reportQueue.stop();
-        opts.onLeadershipLost?.();
-      })
+    ? electLeader(
+        live,
+        { ...opts.leaderElection, onError: (code) => metrics.leaseErrors.inc({ code: String(code ?? '') }) },
+        logger,
+        () => {
+          metrics.leader.set(0);
+          queue.stop();
+          previewQueue.stop();
+          reportQueue.stop();
+          opts.onLeadershipLost?.();
+        },
+      )
     : undefined;
   let running: Promise<unknown> | undefined;
   const lead = () => {

@@ -37,7 +37,7 @@ import {
 } from './apply.js';
 import { type ConditionValue, mergeConditions, REASON, type Reason } from './conditions.js';
 import { type EventRecorder, NO_EVENTS } from './events.js';
-import type { Kube } from './kube.js';
+import { apiErrorMessage, isRejected, type Kube } from './kube.js';
 
 export const PREVIEW_LABEL = 'switchyard.dev/preview';
 export const PREVIEW_FINALIZER = 'switchyard.dev/preview-cleanup';
@@ -308,6 +308,13 @@ export async function reconcilePreview(
     outcomes = await Promise.all(workload.map((o) => applyOwned(kube, o, { exact: false })));
   } catch (e) {
     if (e instanceof NameTakenError) return nameTaken([e.object]);
+    // Refused for good (an invalid image or env name): say why on the Preview, do not retry.
+    if (isRejected(e))
+      return finish(
+        'Failed',
+        REASON.Rejected,
+        `the API server refused the preview's workload: ${apiErrorMessage(e)}; fix the Preview (or the policy's previews.image)`,
+      );
     throw e;
   }
   for (const [i, o] of [deployment, previewService].entries()) {

@@ -28,7 +28,7 @@ import { readResources } from '../src/resources/validate.js';
 import { type ApplyOutcome, applyOwned, NameTakenError, ownedLike, takenNames } from './apply.js';
 import { CONDITION, type ConditionValue, mergeConditions, REASON } from './conditions.js';
 import { type EventRecorder, NO_EVENTS } from './events.js';
-import type { Kube } from './kube.js';
+import { apiErrorMessage, isRejected, type Kube } from './kube.js';
 
 export { FIELD_MANAGER } from './apply.js';
 export type ControllerMode = 'istio' | 'gateway';
@@ -274,6 +274,24 @@ export async function reconcileTrafficPolicy(
   } catch (e) {
     // Created by someone else between the check above and the write.
     if (e instanceof NameTakenError) return nameTaken([e.object]);
+    // Refused for good (422): shown on the policy instead of a retry loop that shows nothing.
+    if (isRejected(e)) {
+      cond(
+        CONDITION.Invalid,
+        'True',
+        REASON.Rejected,
+        `the API server refused a write: ${apiErrorMessage(e)}`,
+      );
+      cond(
+        CONDITION.Ready,
+        'False',
+        REASON.Rejected,
+        'not every object was written: see the Invalid condition',
+      );
+      const conditions = mergeConditions(previous, next, now());
+      await writeStatus(kube, live, conditions, [], events);
+      return { writes, reverted, conditions };
+    }
     throw e;
   }
   async function writeDesired() {

@@ -96,6 +96,29 @@ describe.skipIf(!shared)('Switchyard never takes over what it did not create', (
     expect(await get('apps/v1', 'Deployment', 'shop-pr-9-abcdef1')).toBeUndefined();
   });
 
+  it('a workload the API server refuses for good (422) fails the Preview with its message, instead of a silent retry loop', async () => {
+    await kube.apply(
+      {
+        apiVersion: API,
+        kind: 'Preview',
+        metadata: { name: 'shop-pr-10-abcdef1', namespace: ns },
+        spec: {
+          policy: 'shop',
+          repository: 'acme/shop',
+          pullRequest: 10,
+          commit: 'abcdef1234',
+          env: { 'BAD=NAME': 'x' },
+        },
+      } as KubernetesObject,
+      'tenant-b',
+      true,
+    );
+    const result = await reconcilePreview(kube, ns, 'shop-pr-10-abcdef1'); // returns: nothing to retry
+    expect(result).toMatchObject({ phase: 'Failed', reason: 'Rejected' });
+    const message = (await get(API, 'Preview', 'shop-pr-10-abcdef1'))?.status?.conditions?.[0]?.message;
+    expect(message).toMatch(/^the API server refused the preview's workload: Deployment\.apps "shop-pr-10-abcdef1" is invalid: .*env\[\d+\]\.name: Invalid value: "BAD=NAME"/);
+  });
+
   it('gateway mode: a per-version Service name that a team already uses is NameTaken, not forced over', async () => {
     await kube.apply(
       {
