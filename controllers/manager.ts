@@ -14,10 +14,11 @@ import { GithubReporter, pullRequestKey, REPORT_FINALIZER } from '../previews/gi
 import { registerGithubWebhook } from '../previews/github-webhook.js';
 import { handleGithubEvent } from '../previews/handle-event.js';
 import { reportedPreview } from '../previews/pull-request-report.js';
-import { sameRepository } from '../src/compiler/compile.js';
+import { policyHosts, sameRepository } from '../src/compiler/compile.js';
+import { HostClaims } from '../src/compiler/hosts.js';
 import type { Logger } from '../src/core/logger.js';
 import { MANAGED_BY, POLICY_LABEL } from '../src/istio/objects.js';
-import type { TrafficPolicy } from '../src/resources/schema.js';
+import { DEFAULTS, type TrafficPolicy } from '../src/resources/schema.js';
 import { CachedKube } from './cached-kube.js';
 import { kubeEventRecorder } from './events.js';
 import { type ObjectInformer, watchObjects } from './informer.js';
@@ -320,6 +321,24 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   const policyInformers = watch('switchyard.dev/v1alpha1', 'TrafficPolicy', 'trafficpolicies', (o, event) => {
     if (!changed('policy', o, event, meta(o))) return;
     queue.add(keyOf(o));
+    // A policy that goes or changes its hosts may free, or take, a host another policy claims.
+    // (A new one is the newest: it takes no host from anyone.)
+    if (event !== 'add') {
+      const tp = o as unknown as TrafficPolicy;
+      const claims = new HostClaims<string>(DEFAULTS.clusterDomain);
+      claims.claim('', policyHosts(tp, DEFAULTS.clusterDomain), o.metadata?.namespace ?? DEFAULTS.namespace);
+      for (const p of cached(policyInformers)) {
+        const other = p as unknown as TrafficPolicy;
+        if (
+          p !== o &&
+          claims.conflict(
+            policyHosts(other, DEFAULTS.clusterDomain),
+            other.metadata.namespace ?? DEFAULTS.namespace,
+          )
+        )
+          queue.add(keyOf(p));
+      }
+    }
     // Its previews read it (image template, TTL, limits), and may be waiting for it to exist.
     for (const p of cached(previewInformers, o.metadata?.namespace))
       if (p.spec?.policy === o.metadata?.name) previewQueue.add(keyOf(p));
@@ -400,8 +419,9 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     watch('networking.istio.io/v1alpha3', 'EnvoyFilter', 'envoyfilters', ownerOrNamesake);
     watch('networking.istio.io/v1', 'VirtualService', 'virtualservices', (o, event) => {
       if (o.metadata?.labels?.[MANAGED_BY] === 'switchyard') return ownerPolicy(o, event);
-      // A foreign VirtualService may start or stop a Conflict: look at every policy of its namespace.
-      for (const p of cached(policyInformers, o.metadata?.namespace)) queue.add(keyOf(p));
+      // A foreign VirtualService may start or stop a Conflict, in any namespace (it may be bound to
+      // a shared gateway): look at every policy. Foreign VirtualServices change rarely.
+      for (const p of cached(policyInformers)) queue.add(keyOf(p));
     });
   }
 

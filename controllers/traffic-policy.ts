@@ -18,12 +18,20 @@
  * the Service's pods with that version label), which `switchyard gateway --kube` routes to.
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { compile } from '../src/compiler/compile.js';
+import { compile, policyHosts } from '../src/compiler/compile.js';
+import { claimOrder, HostClaims } from '../src/compiler/hosts.js';
 import type { PolicyPlan } from '../src/compiler/plan.js';
 import { formatProblem, type Problem } from '../src/core/errors.js';
 import { type KubeObject, MANAGED_BY, POLICY_LABEL } from '../src/istio/objects.js';
 import { renderIstio } from '../src/istio/render.js';
-import { API_VERSION, GROUP, type Preview, type TrafficPolicy, VERSION } from '../src/resources/schema.js';
+import {
+  API_VERSION,
+  DEFAULTS,
+  GROUP,
+  type Preview,
+  type TrafficPolicy,
+  VERSION,
+} from '../src/resources/schema.js';
 import { readResources } from '../src/resources/validate.js';
 import { type ApplyOutcome, applyOwned, NameTakenError, ownedLike, takenNames } from './apply.js';
 import { CONDITION, type ConditionValue, mergeConditions, REASON } from './conditions.js';
@@ -192,24 +200,53 @@ export async function reconcileTrafficPolicy(
       metadata: { ...o.metadata, ownerReferences: [owner] },
     }));
   }
+  // A host another TrafficPolicy claimed first (older, then by namespace/name; any namespace) is
+  // that policy's: this one writes nothing and says so. The gateway's compiler decides the same way.
+  const claims = new HostClaims<TrafficPolicy>(DEFAULTS.clusterDomain);
+  const all = (await kube.list<TrafficPolicy & KubernetesObject>(API_VERSION, 'TrafficPolicy'))
+    .map((p) => JSON.parse(JSON.stringify(p)) as TrafficPolicy)
+    .sort(claimOrder);
+  for (const other of all) {
+    if (other.metadata.namespace === namespace && other.metadata.name === name) break;
+    claims.claim(
+      other,
+      policyHosts(other, DEFAULTS.clusterDomain),
+      other.metadata.namespace ?? DEFAULTS.namespace,
+    );
+  }
+  const held = claims.conflict(
+    policyHosts(resources.policies[0] as TrafficPolicy, DEFAULTS.clusterDomain),
+    namespace,
+  );
   // A host served by a VirtualService Switchyard does not own is left alone and reported.
   const desiredVs = desired.filter((o) => o.kind === 'VirtualService');
+  // Any namespace: a VirtualService elsewhere for the same host on the same gateway collides too.
   const foreign =
     mode === 'istio'
-      ? (await kube.list<Live>('networking.istio.io/v1', 'VirtualService', namespace)).filter(
+      ? (await kube.list<Live>('networking.istio.io/v1', 'VirtualService')).filter(
           (vs) => vs.metadata?.labels?.[MANAGED_BY] !== 'switchyard',
         )
       : [];
-  const conflicts: string[] = [];
+  const conflicts: string[] = held
+    ? [
+        `host ${held.mine} overlaps ${held.host}, which TrafficPolicy ${held.owner.metadata.namespace}/${held.owner.metadata.name} already serves (it is older, or first by name)`,
+      ]
+    : [];
   for (const vs of desiredVs) {
-    const hosts = new Set((vs.spec.hosts as string[]) ?? []);
-    for (const f of foreign) {
-      const shared = ((f.spec?.hosts as string[] | undefined) ?? []).filter((h) => hosts.has(h));
-      if (shared.length > 0)
-        conflicts.push(
-          `VirtualService ${namespace}/${f.metadata?.name} (not managed by Switchyard) already serves ${shared.join(', ')}`,
-        );
-    }
+    const mine = new HostClaims<Live>(DEFAULTS.clusterDomain);
+    // Whatever gateways either is bound to: several VirtualServices for one host are undefined
+    // behaviour in Istio, so any overlap is reported.
+    for (const f of foreign)
+      mine.claim(
+        f,
+        (f.spec?.hosts as string[] | undefined) ?? [],
+        f.metadata?.namespace ?? DEFAULTS.namespace,
+      );
+    const hit = mine.conflict((vs.spec.hosts as string[]) ?? [], namespace);
+    if (hit)
+      conflicts.push(
+        `VirtualService ${hit.owner.metadata?.namespace}/${hit.owner.metadata?.name} (not managed by Switchyard) already serves ${hit.host}, which overlaps ${hit.mine}`,
+      );
   }
   if (conflicts.length > 0) {
     cond(

@@ -169,8 +169,11 @@ export function kubeSource(options: KubeSourceOptions): KubeSource {
       requireUpstreams: false,
       // A preview that is not Ready yet is left out of the routes, as the controller does.
       ignore: new Set(['SY_MISSING_PREVIEW']),
+      // A policy that does not compile (a host another policy holds, two previews of one commit, a
+      // name too long) is left out; every other policy keeps being served and updated.
+      isolate: true,
     });
-    return { result, problems };
+    return { result, problems: [...problems, ...(result.ok ? (result.leftOut ?? []) : [])] };
   };
 
   return {

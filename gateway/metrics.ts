@@ -52,6 +52,11 @@ export function gatewayMetrics() {
       labelNames: ['result'] as const,
       registers: [registry],
     }),
+    leftOut: new Gauge({
+      name: 'switchyard_gateway_resources_left_out',
+      help: 'Problems that left a policy or preview out of the plan in force (--kube: one tenant mistake, the rest served); the log names each',
+      registers: [registry],
+    }),
     planGeneration: new Gauge({
       name: 'switchyard_gateway_plan_generation',
       help: 'Generation of the RoutePlan in force',

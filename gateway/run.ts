@@ -91,12 +91,14 @@ export async function runGateway(opts: RunGatewayOptions): Promise<RunningGatewa
       logger.error({ problems: text.split('\n') }, 'resources left out of the plan');
     lastSkipped = text;
   };
+  let firstLeftOut = 0;
   const source = opts.kube
     ? kubeSource({
         ...opts.kube,
         logger,
         onChange: (result, problems) => {
           logSkipped(problems);
+          gateway?.metrics.leftOut.set(problems.length);
           const applied = holder.apply(result, 'kubernetes', new Date());
           gateway?.metrics.reloads.inc({ result: applied ? 'success' : 'error' });
           if (!applied && !result.ok)
@@ -110,6 +112,7 @@ export async function runGateway(opts: RunGatewayOptions): Promise<RunningGatewa
   const first = source
     ? await source.start().then(({ result, problems }) => {
         logSkipped(problems);
+        firstLeftOut = problems.length;
         return result;
       })
     : await loadGatewayFiles(opts.config, ++generation, new Date());
@@ -125,6 +128,7 @@ export async function runGateway(opts: RunGatewayOptions): Promise<RunningGatewa
   if (redis && !(await readyWithin(redis, 2000)))
     logger.warn('redis not reachable at start; rate limits count in memory until it is');
   gateway = createGateway({ ...opts, holder, ...(redis ? { redis } : {}) });
+  gateway.metrics.leftOut.set(firstLeftOut);
   gateway.metrics.reloads.inc({ result: 'success' });
 
   const reload = async (): Promise<boolean> => {

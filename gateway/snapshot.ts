@@ -25,7 +25,14 @@ export interface Snapshot {
   generation: number;
 }
 
-export type BuildResult = { ok: true; snapshot: Snapshot } | { ok: false; problems: Problem[] };
+export type BuildResult =
+  | {
+      ok: true;
+      snapshot: Snapshot;
+      /** With `isolate`: what was left out of the plan, and why (one tenant's mistake). */
+      leftOut?: Problem[];
+    }
+  | { ok: false; problems: Problem[] };
 
 /** Compiles resources and checks that every destination and mirror has an upstream URL. */
 export function buildSnapshot(
@@ -38,10 +45,27 @@ export function buildSnapshot(
     requireUpstreams?: boolean;
     /** Problem codes that do not refuse the plan. */
     ignore?: ReadonlySet<string>;
+    /**
+     * Leave out each policy (with its previews) or preview a problem names, and serve the rest,
+     * instead of refusing the whole plan: for a cluster, where every team's objects share one
+     * gateway. Files are refused whole (a person is there to fix them).
+     */
+    isolate?: boolean;
   },
 ): BuildResult {
-  const compiled = compile(resources, { sources: resources.sources });
-  const problems = compiled.problems.filter((p) => !meta.ignore?.has(p.code));
+  let current = resources;
+  const leftOut: Problem[] = [];
+  let compiled = compile(current, { sources: current.sources });
+  let problems = compiled.problems.filter((p) => !meta.ignore?.has(p.code));
+  // Each round leaves out at least one resource, so this ends.
+  while (meta.isolate && problems.length > 0) {
+    const without = leaveOut(current, problems);
+    if (!without) break;
+    leftOut.push(...problems);
+    current = without;
+    compiled = compile(current, { sources: current.sources });
+    problems = compiled.problems.filter((p) => !meta.ignore?.has(p.code));
+  }
   // From files a missing URL is a mistake in the file; from Kubernetes, a version whose pods are
   // not ready yet (answered 503 until they are).
   for (const policy of meta.requireUpstreams === false ? [] : compiled.plan.policies) {
@@ -64,6 +88,7 @@ export function buildSnapshot(
   if (unique.length > 0) return { ok: false, problems: unique };
   return {
     ok: true,
+    ...(leftOut.length > 0 ? { leftOut } : {}),
     snapshot: {
       plan: compiled.plan,
       index: indexPlan(compiled.plan),
@@ -74,6 +99,28 @@ export function buildSnapshot(
       generation: meta.generation,
     },
   };
+}
+
+/**
+ * `resources` without the policies and previews that `problems` name (a policy takes its previews
+ * with it); undefined when no problem names one, so nothing can be left out.
+ */
+function leaveOut(resources: Resources, problems: readonly Problem[]): Resources | undefined {
+  const named = new Set(problems.flatMap((p) => (p.source ? [`${p.source.file}#${p.source.document}`] : [])));
+  const isNamed = (r: object) => {
+    const source = resources.sources.get(r);
+    return source !== undefined && named.has(`${source.file}#${source.document}`);
+  };
+  const policies = resources.policies.filter((p) => !isNamed(p));
+  const gone = new Set(
+    resources.policies.filter(isNamed).map((p) => `${p.metadata.namespace}/${p.metadata.name}`),
+  );
+  const previews = resources.previews.filter(
+    (p) => !isNamed(p) && !gone.has(`${p.metadata.namespace}/${p.spec.policy}`),
+  );
+  if (policies.length === resources.policies.length && previews.length === resources.previews.length)
+    return undefined;
+  return { ...resources, policies, previews };
 }
 
 /** GatewayConfig documents → upstream map; later documents override earlier keys. */

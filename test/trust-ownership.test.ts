@@ -116,7 +116,9 @@ describe.skipIf(!shared)('Switchyard never takes over what it did not create', (
     const result = await reconcilePreview(kube, ns, 'shop-pr-10-abcdef1'); // returns: nothing to retry
     expect(result).toMatchObject({ phase: 'Failed', reason: 'Rejected' });
     const message = (await get(API, 'Preview', 'shop-pr-10-abcdef1'))?.status?.conditions?.[0]?.message;
-    expect(message).toMatch(/^the API server refused the preview's workload: Deployment\.apps "shop-pr-10-abcdef1" is invalid: .*env\[\d+\]\.name: Invalid value: "BAD=NAME"/);
+    expect(message).toMatch(
+      /^the API server refused the preview's workload: Deployment\.apps "shop-pr-10-abcdef1" is invalid: .*env\[\d+\]\.name: Invalid value: "BAD=NAME"/,
+    );
   });
 
   it('gateway mode: a per-version Service name that a team already uses is NameTaken, not forced over', async () => {

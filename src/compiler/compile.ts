@@ -13,6 +13,7 @@ import {
   type Target,
   type TrafficPolicy,
 } from '../resources/schema.js';
+import { claimOrder, HostClaims } from './hosts.js';
 import { authorityMatch, baggageMemberRegex, methodMatch, type ValueMatch } from './matches.js';
 import { canaryRunId, latestRef, pinnedRef, previewHost, serviceHost } from './names.js';
 import type {
@@ -346,7 +347,7 @@ class PolicyCompiler {
       service: spec.service,
       port: spec.port,
       serviceHost: this.host,
-      hosts: spec.hosts ? [...spec.hosts] : [this.host],
+      hosts: policyHosts(this.policy, this.clusterDomain),
       hostAliases: spec.hosts ? [...spec.hosts] : shortNames,
       gateways: [...(spec.gateways ?? [])],
       previewHosts: [...this.previewHosts],
@@ -369,6 +370,13 @@ class PolicyCompiler {
     }
     return plan;
   }
+}
+
+/** The hosts a policy serves: `spec.hosts` when set (it replaces the default), else the Service's FQDN. */
+export function policyHosts(policy: TrafficPolicy, clusterDomain: string): string[] {
+  return policy.spec.hosts
+    ? [...policy.spec.hosts]
+    : [serviceHost(policy.spec.service, policy.metadata.namespace ?? DEFAULTS.namespace, clusterDomain)];
 }
 
 /** GitHub repository names are case-insensitive. */
@@ -430,30 +438,35 @@ export function compile(
   });
 
   const plans: PolicyPlan[] = [];
-  const hostOwner = new Map<string, string>();
   const seen = new Set<string>();
   for (const policy of policies) {
     const k = key(policy.metadata.namespace, policy.metadata.name);
     if (seen.has(k)) continue;
     seen.add(k);
     const c = new PolicyCompiler(policy, byPolicy.get(k) ?? [], clusterDomain, sourceOf(policy));
-    const plan = c.compile();
+    plans.push(c.compile());
     problems.push(...c.problems);
-    // Short names (`checkout`) are relative to a namespace, so only full hosts can conflict.
-    for (const h of [...plan.hosts, ...plan.previewHosts]) {
-      const owner = hostOwner.get(h);
-      if (owner && owner !== k)
-        problems.push(
-          problem(
-            'SY_HOST_CONFLICT',
-            `host ${h} is already served by TrafficPolicy ${owner}; a host belongs to one policy`,
-            sourceOf(policy),
-            'spec.hosts',
-          ),
-        );
-      else hostOwner.set(h, k);
+  }
+  // A host belongs to one policy: the first in claim order (oldest, then namespace/name); a later
+  // one that overlaps it, as Istio resolves hosts (short names, FQDNs, wildcards), is reported.
+  const claims = new HostClaims<PolicyPlan>(clusterDomain);
+  const planOf = new Map(plans.map((p) => [`${p.namespace}/${p.name}`, p]));
+  for (const policy of [...seen].map((k) => policyByKey.get(k) as TrafficPolicy).sort(claimOrder)) {
+    const plan = planOf.get(key(policy.metadata.namespace, policy.metadata.name)) as PolicyPlan;
+    const hosts = [...plan.hosts, ...plan.previewHosts];
+    const held = claims.conflict(hosts, plan.namespace);
+    if (!held) {
+      claims.claim(plan, hosts, plan.namespace);
+      continue;
     }
-    plans.push(plan);
+    problems.push(
+      problem(
+        'SY_HOST_CONFLICT',
+        `host ${held.mine} overlaps ${held.host}, which TrafficPolicy ${held.owner.namespace}/${held.owner.name} already serves (it is older, or first by name); a host belongs to one policy`,
+        sourceOf(policy),
+        'spec.hosts',
+      ),
+    );
   }
   return { plan: { policies: plans }, problems };
 }
