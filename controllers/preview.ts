@@ -264,10 +264,15 @@ export async function reconcilePreview(
       'StableNotFound',
       `Deployment ${namespace}/${stable.metadata?.name} has no container`,
     );
+  // The policy may narrow what a pull request's code runs with: other env, another ServiceAccount.
+  const removed = new Set(policy.spec.previews?.removeEnv ?? []);
+  const withoutRemoved = <T extends { env?: { name: string }[] }>(c: T): T =>
+    c.env ? { ...c, env: c.env.filter((e) => !removed.has(e.name)) } : c;
   const env = [
-    ...(first.env ?? []).filter((e) => !(e.name in (preview.spec.env ?? {}))),
+    ...(first.env ?? []).filter((e) => !(e.name in (preview.spec.env ?? {})) && !removed.has(e.name)),
     ...Object.entries(preview.spec.env ?? {}).map(([k, v]) => ({ name: k, value: v })),
   ];
+  const serviceAccountName = policy.spec.previews?.serviceAccountName;
   const deployment = {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
@@ -282,7 +287,12 @@ export async function reconcilePreview(
             ? { annotations: stable.spec.template.metadata.annotations }
             : {}),
         },
-        spec: { ...stable.spec.template.spec, containers: [{ ...first, image, env }, ...rest] },
+        spec: {
+          ...stable.spec.template.spec,
+          // Both names: a stored pod spec carries the deprecated alias too, and they must agree.
+          ...(serviceAccountName ? { serviceAccountName, serviceAccount: serviceAccountName } : {}),
+          containers: [{ ...first, image, env }, ...rest.map(withoutRemoved)],
+        },
       },
     },
   };

@@ -53,8 +53,17 @@ export class UpstreamPools {
 
   /** Lets requests in flight finish (undici's close, not destroy). */
   async close(): Promise<void> {
-    await Promise.all([...this.pools.values()].map((p) => p.close()));
+    const pools = [...this.pools.values()];
     this.pools.clear();
+    await Promise.all(pools.map((p) => p.close()));
+  }
+
+  /** Ends every upstream request at once (a drain's deadline). */
+  async destroy(): Promise<void> {
+    // Taken out of the map first, so a close() that runs meanwhile does not close them twice.
+    const pools = [...this.pools.values()];
+    this.pools.clear();
+    await Promise.all(pools.map((p) => p.destroy()));
   }
 }
 

@@ -19,6 +19,8 @@ export interface RunGatewayOptions extends Omit<GatewayOptions, 'holder' | 'redi
   port: number;
   adminPort: number;
   host?: string;
+  /** The admin port's address (default loopback: /plan and /metrics are not for everyone). */
+  adminHost?: string;
   redisUrl?: string;
   /** Bound on each Redis command (default 100 ms). */
   redisCommandTimeoutMs?: number;
@@ -150,7 +152,7 @@ export async function runGateway(opts: RunGatewayOptions): Promise<RunningGatewa
 
   const host = opts.host ?? '0.0.0.0';
   const trafficUrl = await gateway.traffic.listen({ port: opts.port, host });
-  const adminUrl = await gateway.admin.listen({ port: opts.adminPort, host });
+  const adminUrl = await gateway.admin.listen({ port: opts.adminPort, host: opts.adminHost ?? '127.0.0.1' });
   logger.info({ trafficUrl, adminUrl, redis: Boolean(redis) }, 'gateway listening');
   return {
     gateway,

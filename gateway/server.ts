@@ -41,6 +41,11 @@ export interface GatewayOptions {
   requestTimeoutMs?: number;
   maxHeaderSize?: number;
   keepAliveTimeoutMs?: number;
+  /**
+   * How long `close()` lets requests in flight and open WebSockets finish before closing them
+   * (default 20 s: under Kubernetes' 30 s grace period, after the manifests' 5 s preStop delay).
+   */
+  drainTimeoutMs?: number;
 }
 
 export interface Gateway {
@@ -97,6 +102,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     },
   });
   let closing = false;
+  /** Upgraded connections: the HTTP server no longer tracks them, so a drain must close them. */
+  const upgraded = new Set<Duplex>();
   const claimNames = new WeakMap<PolicyPlan, Set<string>>();
   const namesOf = (policy: PolicyPlan) => {
     let names = claimNames.get(policy);
@@ -342,6 +349,8 @@ export function createGateway(options: GatewayOptions): Gateway {
       return;
     }
     const { policy, route, destination, url } = admitted.decision;
+    upgraded.add(socket);
+    socket.once('close', () => upgraded.delete(socket));
     const status = await proxyUpgrade(pools, {
       req,
       socket,
@@ -408,7 +417,20 @@ export function createGateway(options: GatewayOptions): Gateway {
       // Keep-alive connections become idle as their last response ends; close them as they do,
       // or server.close() would wait for clients to hang up.
       const sweep = setInterval(() => traffic.server.closeIdleConnections(), 50);
-      await traffic.close().finally(() => clearInterval(sweep));
+      // At the deadline, whatever is still open (a hung request, a WebSocket) is closed.
+      const deadline = setTimeout(() => {
+        logger.warn(
+          { requests: 'closed', websockets: upgraded.size },
+          'drain deadline reached: closing the connections still open',
+        );
+        traffic.server.closeAllConnections();
+        for (const s of upgraded) s.destroy();
+        void pools.destroy();
+      }, options.drainTimeoutMs ?? 20_000);
+      await traffic.close().finally(() => {
+        clearInterval(sweep);
+        clearTimeout(deadline);
+      });
       await Promise.all([pools.close(), mirror.close()]);
       await admin.close();
     },

@@ -5,10 +5,14 @@
  */
 import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import WebSocket, { WebSocketServer } from 'ws';
 import { runDemo } from '../gateway/demo.js';
+import { runGateway } from '../gateway/run.js';
 import { createLogger } from '../src/core/logger.js';
 import { tempFiles } from './support/cli.js';
 import { eventually, gatewayConfig } from './support/gateway.js';
@@ -62,6 +66,90 @@ describe('gateway process', () => {
       await slow.close();
     }
   }, 30_000);
+
+  it('SIGTERM drain has a deadline: a hung request and an open WebSocket are closed at it, and it exits 0', async () => {
+    const hung = await startUpstream('web/v1', () => undefined); // never answers
+    const echo = createServer();
+    const wss = new WebSocketServer({ server: echo });
+    wss.on('connection', (ws) => ws.on('message', (m) => ws.send(m)));
+    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+    const port = await unusedPort();
+    const adminPort = await unusedPort();
+    const dir = tempFiles({
+      'gw.yaml': `apiVersion: switchyard.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: web}
+spec: {service: web, port: 80, hosts: [web.test], stable: v1, timeout: 1h}
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: chat}
+spec: {service: chat, port: 80, hosts: [chat.test], stable: v1}
+${gatewayConfig({ 'web/v1': hung.url, 'chat/v1': `http://127.0.0.1:${(echo.address() as AddressInfo).port}` })}`,
+    });
+    const gw = startProcess([
+      'gateway',
+      '-c',
+      join(dir, 'gw.yaml'),
+      '--port',
+      String(port),
+      '--admin-port',
+      String(adminPort),
+      '--host',
+      '127.0.0.1',
+      '--drain-timeout',
+      '1s',
+    ]);
+    try {
+      await eventually(
+        async () =>
+          (await send(`http://127.0.0.1:${adminPort}`, { path: '/readyz' }).catch(() => undefined))
+            ?.status === 200,
+        10_000,
+      );
+      const stuck = send(`http://127.0.0.1:${port}`, { host: 'web.test' }).catch((e: Error) => e);
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/`, { headers: { host: 'chat.test' } });
+      await new Promise((r, j) => ws.once('open', r).once('error', j));
+      const wsClosed = new Promise((r) => ws.once('close', r));
+      await eventually(() => hung.received.length >= 1);
+      const t = performance.now();
+      gw.child.kill('SIGTERM');
+      expect(await gw.exited, gw.output()).toBe(0);
+      const tookMs = performance.now() - t;
+      expect(tookMs).toBeGreaterThan(900); // it waited for them …
+      expect(tookMs).toBeLessThan(5000); // … until the deadline, not for ever
+      expect(await stuck).toBeInstanceOf(Error); // the hung request was closed
+      await wsClosed;
+      expect(gw.output()).toMatch(/drain deadline reached/);
+    } finally {
+      gw.child.kill('SIGKILL');
+      await hung.close();
+      wss.close();
+      echo.close();
+    }
+  }, 30_000);
+
+  it('the admin port listens on loopback unless told otherwise, wherever the traffic port listens', async () => {
+    const up = await startUpstream('web/v1');
+    const dir = tempFiles({
+      'gw.yaml': `apiVersion: switchyard.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: web}\nspec: {service: web, port: 80, hosts: [web.test], stable: v1}\n${gatewayConfig({ 'web/v1': up.url })}`,
+    });
+    const running = await runGateway({
+      config: [join(dir, 'gw.yaml')],
+      port: 0,
+      adminPort: 0,
+      host: '0.0.0.0',
+      logger: createLogger({ level: 'silent' }),
+    });
+    try {
+      expect(new URL(running.adminUrl).hostname).toBe('127.0.0.1');
+      expect((running.gateway.admin.server.address() as AddressInfo).address).toBe('127.0.0.1');
+      expect((running.gateway.traffic.server.address() as AddressInfo).address).toBe('0.0.0.0');
+    } finally {
+      await running.close();
+      await up.close();
+    }
+  });
 
   it('refuses to start on an invalid file: exit 2 and the problems', async () => {
     const dir = tempFiles({

@@ -19,6 +19,7 @@ type Obj = KubernetesObject & {
     template?: {
       spec?: {
         serviceAccountName?: string;
+        terminationGracePeriodSeconds?: number;
         containers: {
           image: string;
           args: string[];
@@ -26,6 +27,7 @@ type Obj = KubernetesObject & {
           readinessProbe?: unknown;
           livenessProbe?: unknown;
           resources?: { requests?: Record<string, string> };
+          lifecycle?: { preStop?: unknown };
         }[];
       };
     };
@@ -81,13 +83,40 @@ describe('switchyard install', () => {
         'Deployment/switchyard-gateway',
         'Service/switchyard-gateway',
         'PodDisruptionBudget/switchyard-gateway',
+        'NetworkPolicy/switchyard-gateway',
       ]),
     );
     expect(JSON.stringify(objects)).not.toContain('networking.istio.io');
     const deployments = objects.filter((o) => o.kind === 'Deployment');
     expect(deployments.map((d) => d.spec?.template?.spec?.containers[0]?.args)).toEqual([
       ['controller', '--mode', 'gateway', '--port', '8081'],
-      ['gateway', '--kube', '--port', '8080', '--admin-port', '9901'],
+      [
+        'gateway',
+        '--kube',
+        '--port',
+        '8080',
+        '--admin-port',
+        '9901',
+        '--admin-host',
+        '0.0.0.0',
+        '--drain-timeout',
+        '20s',
+      ],
+    ]);
+    // Endpoints go before the listener closes; the drain ends inside the grace period.
+    const pod = deployments[1]?.spec?.template?.spec;
+    expect(pod?.containers[0]?.lifecycle?.preStop).toEqual({ sleep: { seconds: 5 } });
+    expect(pod?.terminationGracePeriodSeconds).toBe(30);
+    // The admin port only for namespaces labelled for metrics.
+    const policy = objects.find((o) => o.kind === 'NetworkPolicy') as unknown as {
+      spec: { ingress: { ports: { port: string }[]; from?: unknown[] }[] };
+    };
+    expect(JSON.parse(JSON.stringify(policy.spec.ingress))).toEqual([
+      { ports: [{ port: 'http' }] },
+      {
+        ports: [{ port: 'admin' }],
+        _from: [{ namespaceSelector: { matchLabels: { 'switchyard.dev/metrics': 'allowed' } } }],
+      },
     ]);
     // The Redis URL comes from a Secret, not from args anyone can read with `ps`.
     expect(deployments[1]?.spec?.template?.spec?.containers[0]?.env).toEqual([

@@ -121,6 +121,81 @@ describe.skipIf(!shared)('Switchyard never takes over what it did not create', (
     );
   });
 
+  it("a policy can narrow what previews run with: another ServiceAccount, the stable pods' secrets removed from env", async () => {
+    const labels = { app: 'pay', version: 'v1' };
+    await kube.apply(
+      {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name: 'pay', namespace: ns },
+        spec: { selector: { app: 'pay' }, ports: [{ port: 80 }] },
+      } as KubernetesObject,
+      'test',
+      true,
+    );
+    await kube.apply(
+      {
+        apiVersion: 'apps/v1',
+        kind: 'Deployment',
+        metadata: { name: 'pay-v1', namespace: ns },
+        spec: {
+          selector: { matchLabels: labels },
+          template: {
+            metadata: { labels },
+            spec: {
+              serviceAccountName: 'pay-production',
+              containers: [
+                {
+                  name: 'pay',
+                  image: 'pay:v1',
+                  env: [
+                    { name: 'DB_PASSWORD', value: 'secret' },
+                    { name: 'LOG', value: 'info' },
+                  ],
+                },
+                { name: 'proxy', image: 'proxy:1', env: [{ name: 'DB_PASSWORD', value: 'secret' }] },
+              ],
+            },
+          },
+        },
+      } as KubernetesObject,
+      'test',
+      true,
+    );
+    await policy('pay', {
+      service: 'pay',
+      previews: {
+        repository: 'acme/pay',
+        image: 'pay:{sha7}',
+        serviceAccountName: 'preview-runner',
+        removeEnv: ['DB_PASSWORD'],
+      },
+    });
+    await kube.apply(
+      {
+        apiVersion: API,
+        kind: 'Preview',
+        metadata: { name: 'pay-pr-1-abcdef1', namespace: ns },
+        spec: { policy: 'pay', repository: 'acme/pay', pullRequest: 1, commit: 'abcdef1234' },
+      } as KubernetesObject,
+      'pr-bot',
+      true,
+    );
+    await reconcilePreview(kube, ns, 'pay-pr-1-abcdef1');
+    const clone = await kube.get<
+      KubernetesObject & {
+        spec: {
+          template: { spec: { serviceAccountName: string; containers: { env?: { name: string }[] }[] } };
+        };
+      }
+    >({ apiVersion: 'apps/v1', kind: 'Deployment', namespace: ns, name: 'pay-pr-1-abcdef1' });
+    expect(clone?.spec.template.spec.serviceAccountName).toBe('preview-runner');
+    expect(clone?.spec.template.spec.containers.map((c) => (c.env ?? []).map((e) => e.name))).toEqual([
+      ['LOG'],
+      [],
+    ]);
+  });
+
   it('gateway mode: a per-version Service name that a team already uses is NameTaken, not forced over', async () => {
     await kube.apply(
       {

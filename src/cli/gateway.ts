@@ -17,8 +17,10 @@ export interface GatewayCliOptions {
   port: string;
   adminPort: string;
   host: string;
+  adminHost: string;
   redis?: string;
   redisTimeout?: string;
+  drainTimeout?: string;
   trustProxy?: string;
   mirrorHostSuffix?: string;
   logLevel: string;
@@ -92,9 +94,11 @@ export async function startGatewayFromCli(
       port: Number(opts.port),
       adminPort: Number(opts.adminPort),
       host: opts.host,
+      adminHost: opts.adminHost,
       logger,
       ...(opts.redis || process.env.REDIS_URL ? { redisUrl: opts.redis ?? process.env.REDIS_URL } : {}),
       ...(opts.redisTimeout ? { redisCommandTimeoutMs: parseDurationMs(opts.redisTimeout) } : {}),
+      ...(opts.drainTimeout ? { drainTimeoutMs: parseDurationMs(opts.drainTimeout) } : {}),
       ...(tp !== undefined ? { trustProxy: tp } : {}),
       ...(opts.mirrorHostSuffix ? { mirrorHostSuffix: opts.mirrorHostSuffix } : {}),
       interceptTokenKeys: {

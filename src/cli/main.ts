@@ -138,7 +138,12 @@ export function buildProgram(io: CliIO, setExit: (code: number) => void): Comman
     .option('--kubeconfig <path>', 'with --kube: kubeconfig file (default: $KUBECONFIG or in-cluster)')
     .option('-p, --port <port>', 'traffic port', port, '8080')
     .option('--admin-port <port>', 'admin port: /healthz /readyz /metrics /plan', port, '9901')
-    .option('--host <address>', 'address to listen on', '0.0.0.0')
+    .option('--host <address>', 'address the traffic port listens on', '0.0.0.0')
+    .option(
+      '--admin-host <address>',
+      'address the admin port (/plan, /metrics) listens on: loopback unless set (a cluster sets 0.0.0.0 for probes)',
+      '127.0.0.1',
+    )
     .option(
       '--redis <url>',
       'count rate limits in Redis, shared by every replica (default: $REDIS_URL, else in memory)',
@@ -157,6 +162,12 @@ export function buildProgram(io: CliIO, setExit: (code: number) => void): Comman
     .option(
       '--mirror-host-suffix <suffix>',
       'append to the Host of mirrored copies (Istio before 1.28 used "-shadow")',
+    )
+    .option(
+      '--drain-timeout <duration>',
+      'on SIGTERM, how long requests in flight and WebSockets may finish before they are closed',
+      durationUpTo(600_000),
+      '20s',
     )
     .option('--log-level <level>', 'pino log level', process.env.SWITCHYARD_LOG_LEVEL ?? 'info')
     .action(async (opts) => setExit(await gatewayCommand(opts, io)));

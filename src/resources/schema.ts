@@ -196,6 +196,21 @@ export const PreviewSettings = Type.Object(
       Type.String({ minLength: 1, description: 'an Istio Gateway as namespace/name for preview URLs' }),
     ),
     requireToken: Type.Optional(Type.Boolean()),
+    // A preview runs code from a pull request: by default with the stable pod's identity, env and
+    // volumes (a clone). These narrow what it gets.
+    serviceAccountName: Type.Optional(
+      Type.String({
+        pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$',
+        maxLength: 253,
+        description: "the ServiceAccount previews run as, instead of the stable pods' one",
+      }),
+    ),
+    removeEnv: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, description: 'an environment variable name' }), {
+        uniqueItems: true,
+        description: 'environment variables the stable pods have that previews do not get',
+      }),
+    ),
   },
   closed,
 );
