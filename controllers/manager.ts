@@ -449,6 +449,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
           namespaces: opts.namespaces ?? [],
           logger: webhookLogger,
           holdForReport: Boolean(opts.github),
+          ...(opts.github ? { github: opts.github } : {}),
         });
       },
     });

@@ -20,6 +20,7 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { compile, policyHosts } from '../src/compiler/compile.js';
 import { claimOrder, HostClaims } from '../src/compiler/hosts.js';
+import { versionServiceName } from '../src/compiler/names.js';
 import type { PolicyPlan } from '../src/compiler/plan.js';
 import { formatProblem, type Problem } from '../src/core/errors.js';
 import { type KubeObject, MANAGED_BY, POLICY_LABEL } from '../src/istio/objects.js';
@@ -63,11 +64,6 @@ export interface ReconcileOptions {
   mode?: ControllerMode;
   events?: EventRecorder;
   now?: () => Date;
-}
-
-/** `checkout--v2`: the Service gateway mode writes for one version (cut to 63 characters). */
-export function versionServiceName(service: string, version: string): string {
-  return `${service}--${version}`.slice(0, 63).replace(/-+$/, '');
 }
 
 type Live = KubernetesObject & { spec?: Record<string, unknown> };

@@ -6,8 +6,11 @@ import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Kube } from '../controllers/kube.js';
 import type { Logger } from '../src/core/logger.js';
 import { API_VERSION, type Preview, type TrafficPolicy } from '../src/resources/schema.js';
+import type { GithubClients } from './github-client.js';
 import { REPORT_FINALIZER } from './github-reporter.js';
+import { renderRefusalComment, upsertPreviewComment } from './pr-comment.js';
 import {
+  forkRefusals,
   type PreviewAction,
   PULL_REQUEST_LABEL,
   type PullRequestEvent,
@@ -24,6 +27,8 @@ export async function handleGithubEvent(
     logger: Logger;
     /** GitHub is told of each Preview's removal before it goes (github-reporter.ts). */
     holdForReport?: boolean;
+    /** Where a pull request that gets no preview on purpose (a fork) is told why. */
+    github?: GithubClients;
   },
 ): Promise<PreviewAction[]> {
   if (event.name !== 'pull_request') return [];
@@ -54,11 +59,22 @@ export async function handleGithubEvent(
     } else
       await kube.delete({ apiVersion: API_VERSION, kind: 'Preview', namespace: a.namespace, name: a.name });
   }
+  const refused = forkRefusals(pr, policies as never);
+  if (refused.length > 0 && actions.length === 0 && options.github) {
+    const [owner, repo] = pr.repository.full_name.split('/') as [string, string];
+    const client = await options.github.forRepository(pr.repository.full_name);
+    await upsertPreviewComment(
+      client,
+      { owner, repo, pullRequest: pr.pull_request.number },
+      renderRefusalComment(refused),
+    );
+  }
   options.logger.info(
     {
       delivery: event.id,
       action: pr.action,
       pullRequest: `${pr.repository.full_name}#${pr.pull_request.number}`,
+      ...(refused.length > 0 ? { refused } : {}),
       previews: actions.map((a) =>
         a.kind === 'apply' ? `apply ${a.preview.metadata.name}` : `delete ${a.name}`,
       ),

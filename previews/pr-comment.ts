@@ -38,6 +38,17 @@ export function renderPreviewComment(lines: readonly PreviewLine[]): string {
   ].join('\n');
 }
 
+/** The comment when a pull request gets no preview on purpose (a fork): why, per policy. */
+export function renderRefusalComment(reasons: readonly string[]): string {
+  return [
+    COMMENT_MARKER,
+    '### Switchyard previews',
+    '',
+    'No preview was made for this pull request:',
+    ...reasons.map((r) => `- ${r}`),
+  ].join('\n');
+}
+
 /**
  * Creates the comment, or edits the one carrying the marker; returns its id. With the id known from
  * an earlier call it is edited directly (one request); if it was deleted meanwhile, found or made anew.

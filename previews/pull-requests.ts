@@ -22,10 +22,29 @@ export interface PullRequestEvent {
     number: number;
     draft?: boolean;
     updated_at: string;
-    head: { sha: string; ref: string };
+    head: { sha: string; ref: string; repo?: { full_name?: string } | null };
     base: { ref: string };
     labels?: { name: string }[];
+    /** OWNER, MEMBER, COLLABORATOR, CONTRIBUTOR, FIRST_TIME_CONTRIBUTOR, FIRST_TIMER or NONE. */
+    author_association?: string;
   };
+}
+
+/**
+ * Why a policy makes no preview of this pull request because it comes from a fork, or undefined.
+ * A fork's code is anyone's, and a preview runs it with the stable pods' identity: by default a
+ * fork gets none (`previews.forks: false`), unless its author's association is in `forkAuthors`.
+ * A head repository GitHub no longer knows (`repo: null`, a deleted fork) counts as a fork.
+ */
+export function forkRefusal(event: PullRequestEvent, policy: LivePolicy): string | undefined {
+  const head = event.pull_request.head.repo?.full_name;
+  const fromFork =
+    head === undefined ? event.pull_request.head.repo === null : head !== event.repository.full_name;
+  if (!fromFork || policy.spec.previews?.forks) return undefined;
+  const association = event.pull_request.author_association ?? 'NONE';
+  const allowed = (policy.spec.previews?.forkAuthors ?? []) as readonly string[];
+  if (allowed.includes(association)) return undefined;
+  return `this pull request comes from a fork (${head ?? 'a deleted repository'}) and its author is ${association}; previews of ${policy.metadata.namespace ?? 'default'}/${policy.metadata.name} run fork pull requests only for ${allowed.length > 0 ? allowed.join(', ') : 'no one'} (spec.previews.forks / forkAuthors)`;
 }
 
 type LivePolicy = Pick<TrafficPolicy, 'spec'> & { metadata: { name: string; namespace?: string } };
@@ -43,6 +62,17 @@ const OPENS = new Set(['opened', 'reopened', 'synchronize', 'ready_for_review'])
 function branchPattern(filter: string): RegExp {
   const escaped = filter.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replaceAll('*', '.*');
   return new RegExp(`^${escaped}$`);
+}
+
+/**
+ * The reasons this event opens no preview because the pull request comes from a fork, one per
+ * policy of the repository that would otherwise have made one (for the pull request comment).
+ */
+export function forkRefusals(event: PullRequestEvent, policies: readonly LivePolicy[]): string[] {
+  if (!OPENS.has(event.action)) return [];
+  return policies
+    .filter((p) => p.spec.previews?.repository === event.repository.full_name)
+    .flatMap((p) => forkRefusal(event, p) ?? []);
 }
 
 export function previewActions(
@@ -77,7 +107,8 @@ export function previewActions(
 
   if (event.action === 'closed') return removeAll(mine);
   const labelled = (pr.labels ?? []).some((l) => l.name === NO_PREVIEW_LABEL);
-  const optedOut = (p: LivePolicy) => labelled || (pr.draft && !p.spec.previews?.drafts) || !wanted(p);
+  const optedOut = (p: LivePolicy) =>
+    labelled || (pr.draft && !p.spec.previews?.drafts) || !wanted(p) || forkRefusal(event, p) !== undefined;
   if (event.action === 'labeled' || event.action === 'converted_to_draft')
     return removeAll(mine.filter(optedOut));
   if (!OPENS.has(event.action)) return [];

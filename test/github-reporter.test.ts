@@ -9,11 +9,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Kube } from '../controllers/kube.js';
 import { githubClients } from '../previews/github-client.js';
 import { GithubReporter, REPORT_FINALIZER } from '../previews/github-reporter.js';
+import { handleGithubEvent } from '../previews/handle-event.js';
 import { reportedPreview } from '../previews/pull-request-report.js';
 import { sameRepository } from '../src/compiler/compile.js';
 import { createLogger } from '../src/core/logger.js';
 import { adminKube, createNamespace } from './support/cluster.js';
 import { type Envtest, sharedEnvtest } from './support/envtest.js';
+import { examplesOf } from './support/github-deliveries.js';
 import { type GithubStandIn, startGithubStandIn } from './support/github-stand-in.js';
 
 const shared = await sharedEnvtest({ istio: false });
@@ -120,5 +122,38 @@ describe.skipIf(!shared)('GitHub reporter boundaries', () => {
     } finally {
       github.down = false;
     }
+  });
+
+  it('a pull request from a fork gets no Preview, and its comment says why', async () => {
+    const opened = structuredClone(examplesOf('pull_request').find((e) => e.action === 'opened')) as {
+      repository: { full_name: string };
+      pull_request: { number: number; head: { repo: { full_name: string } }; author_association: string };
+    };
+    opened.repository.full_name = 'acme/shop';
+    opened.pull_request.number = 77;
+    opened.pull_request.head.repo.full_name = 'mallory/shop';
+    opened.pull_request.author_association = 'NONE';
+    const actions = await handleGithubEvent(
+      kube,
+      { id: 'fork-1', name: 'pull_request', payload: opened },
+      {
+        namespaces: [ns],
+        logger: createLogger({ level: 'silent' }),
+        github: githubClients({
+          token: 't',
+          baseUrl: github.url,
+          retryAfterBaseValue: 1,
+          writeIntervalMs: 0,
+        }),
+      },
+    );
+    expect(actions).toEqual([]);
+    expect((await kube.list(API, 'Preview', ns)).map((p) => p.metadata?.name)).not.toContain(
+      expect.stringMatching(/pr-77/),
+    );
+    const comments = github.comments.get('acme/shop#77') ?? [];
+    expect(comments).toHaveLength(1);
+    expect(comments[0]?.body).toContain('No preview was made for this pull request:');
+    expect(comments[0]?.body).toContain('comes from a fork (mallory/shop) and its author is NONE');
   });
 });

@@ -1,6 +1,11 @@
 /** Which pull_request events write or delete Previews (the pure part of the PR bot). */
 import { describe, expect, it } from 'vitest';
-import { HEAD_UPDATED_AT, type PullRequestEvent, previewActions } from '../previews/pull-requests.js';
+import {
+  forkRefusals,
+  HEAD_UPDATED_AT,
+  type PullRequestEvent,
+  previewActions,
+} from '../previews/pull-requests.js';
 
 const policy = {
   metadata: { name: 'shop', namespace: 'team' },
@@ -110,5 +115,43 @@ describe('previewActions', () => {
         [existing as never],
       ),
     ).toEqual([]);
+  });
+
+  it('a pull request from a fork gets no preview unless the policy allows forks or its author', () => {
+    const fromFork = (association: string) =>
+      event('opened', {
+        head: {
+          sha: '7f3a2c1e9b0d4c2a8f6e5d4c3b2a1f0e9d8c7b6a',
+          ref: 'feature',
+          repo: { full_name: 'mallory/shop' },
+        },
+        author_association: association,
+      });
+    const withPreviews = (previews: Record<string, unknown>) =>
+      ({ ...policy, spec: { ...policy.spec, previews: { ...policy.spec.previews, ...previews } } }) as never;
+    expect(previewActions(fromFork('NONE'), [policy as never], [])).toEqual([]);
+    expect(forkRefusals(fromFork('NONE'), [policy as never])).toEqual([
+      'this pull request comes from a fork (mallory/shop) and its author is NONE; previews of team/shop run fork pull requests only for no one (spec.previews.forks / forkAuthors)',
+    ]);
+    expect(previewActions(fromFork('NONE'), [withPreviews({ forks: true })], [])).toHaveLength(1);
+    const members = withPreviews({ forkAuthors: ['OWNER', 'MEMBER'] });
+    expect(previewActions(fromFork('MEMBER'), [members], [])).toHaveLength(1);
+    expect(previewActions(fromFork('CONTRIBUTOR'), [members], [])).toEqual([]);
+    // A deleted fork (GitHub sends repo: null) is a fork too; the base repository itself is not.
+    expect(
+      previewActions(
+        event('opened', { head: { sha: 'abcdef1', ref: 'x', repo: null } }),
+        [policy as never],
+        [],
+      ),
+    ).toEqual([]);
+    expect(
+      previewActions(
+        event('opened', { head: { sha: 'abcdef1', ref: 'x', repo: { full_name: 'acme/shop' } } }),
+        [policy as never],
+        [],
+      ),
+    ).toHaveLength(1);
+    expect(forkRefusals(event('closed'), [policy as never])).toEqual([]);
   });
 });

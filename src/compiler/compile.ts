@@ -15,7 +15,7 @@ import {
 } from '../resources/schema.js';
 import { claimOrder, HostClaims } from './hosts.js';
 import { authorityMatch, baggageMemberRegex, methodMatch, type ValueMatch } from './matches.js';
-import { canaryRunId, latestRef, pinnedRef, previewHost, serviceHost } from './names.js';
+import { canaryRunId, latestRef, pinnedRef, previewHost, serviceHost, subsetName } from './names.js';
 import type {
   Destination,
   DestinationRole,
@@ -109,7 +109,7 @@ class PolicyCompiler {
       version,
       role: this.role(version),
       host: this.host,
-      subset: version,
+      subset: subsetName(version),
       port: this.policy.spec.port,
     };
   }
@@ -301,7 +301,22 @@ class PolicyCompiler {
     if (spec.mirror?.to.version) others.add(spec.mirror.to.version);
     const names = [spec.stable, ...(spec.canary ? [spec.canary.version] : [])];
     for (const n of [...others].sort()) if (!names.includes(n)) names.push(n);
-    return names.map((name) => ({ name, labels: { [label]: name } }));
+    const subsets = names.map((version) => ({ name: subsetName(version), labels: { [label]: version } }));
+    const seen = new Map<string, string>();
+    for (const [i, s] of subsets.entries()) {
+      const other = seen.get(s.name);
+      if (other !== undefined)
+        this.problems.push(
+          problem(
+            'SY_DUPLICATE',
+            `versions ${other} and ${names[i]} both become the Istio subset name ${s.name}; rename one`,
+            this.source,
+            'spec',
+          ),
+        );
+      seen.set(s.name, names[i] as string);
+    }
+    return subsets;
   }
 
   private rateLimits(): RateLimitPlan[] {

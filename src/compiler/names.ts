@@ -49,3 +49,30 @@ export function canaryRunId(namespace: string, policy: string, canaryVersion: st
 export function tokenAudience(namespace: string, policy: string): string {
   return `${namespace}/${policy}`;
 }
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const shortHash = (text: string) => createHash('sha256').update(text).digest('hex').slice(0, 6);
+
+/**
+ * A DNS-1123 label for a version, for Istio subset names: the version itself when it already is one
+ * (`v2`), else a readable form with a hash of the version as written (`1.27.3` → `1-27-3-<hash>`,
+ * `V2` → `v2-<hash>`), so two versions never share one.
+ */
+export function subsetName(version: string): string {
+  if (DNS_LABEL.test(version)) return version;
+  const readable = version
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '');
+  return `${readable.slice(0, MAX_DNS_LABEL - 7).replace(/-+$/, '')}-${shortHash(version)}`;
+}
+
+/**
+ * `checkout--v2`: the Service gateway mode writes for one version (a DNS-1035 label, as Service
+ * names are). Too long, it is cut and a hash of the whole name keeps it unique.
+ */
+export function versionServiceName(service: string, version: string): string {
+  const name = `${service}--${subsetName(version)}`;
+  if (name.length <= MAX_DNS_LABEL) return name;
+  return `${name.slice(0, MAX_DNS_LABEL - 7).replace(/-+$/, '')}-${shortHash(name)}`;
+}

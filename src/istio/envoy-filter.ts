@@ -50,7 +50,7 @@ function descriptor(rl: RateLimitPlan): Record<string, unknown> {
 
 function selector(policy: PolicyPlan, appliesTo: AppliesTo): Record<string, string> {
   const labels = { ...policy.workloadLabels };
-  const stable = policy.subsets[0]?.name;
+  const stable = policy.subsets[0]?.labels[policy.versionLabel];
   const canary = policy.routes
     .find((r) => r.kind === 'split')
     ?.destinations.find((d) => d.role === 'canary')?.version;

@@ -18,11 +18,16 @@ export const Duration = Type.String({
   description: 'a duration such as 500ms, 5s, 1m or 24h',
 });
 
-/** Versions become Istio subset names and Kubernetes label values, so the strictest of both. */
+/**
+ * A version is any legal Kubernetes label value (`v2`, `1.27.3`, `2025.03`, `v3.0.0-beta.2`): it is
+ * matched as a pod label. Names Istio or Kubernetes restrict further (subset names, per-version
+ * Services) are derived from it (src/compiler/names.ts).
+ */
 export const VersionName = Type.String({
-  pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$',
+  pattern: '^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$',
   maxLength: 63,
-  description: 'a version name: lowercase letters, digits and "-", at most 63 characters',
+  description:
+    'a version: a Kubernetes label value (letters, digits, "-", "_" and ".", starting and ending with a letter or digit, at most 63 characters)',
 });
 
 export const DnsLabel = Type.String({
@@ -188,6 +193,30 @@ export const PreviewSettings = Type.Object(
       ),
     ),
     drafts: Type.Optional(Type.Boolean({ description: 'draft pull requests get previews too' })),
+    // A fork's pull request is anyone's code: none get a preview unless the policy says so.
+    forks: Type.Optional(
+      Type.Boolean({ description: 'pull requests from forks get previews too (default false)' }),
+    ),
+    forkAuthors: Type.Optional(
+      Type.Array(
+        StringEnum(
+          [
+            'OWNER',
+            'MEMBER',
+            'COLLABORATOR',
+            'CONTRIBUTOR',
+            'FIRST_TIME_CONTRIBUTOR',
+            'FIRST_TIMER',
+            'NONE',
+          ] as const,
+          "a GitHub author association (the pull request's author_association)",
+        ),
+        {
+          uniqueItems: true,
+          description: 'authors whose pull requests from forks get previews even when forks is false',
+        },
+      ),
+    ),
     header: Type.Optional(HeaderName),
     ttl: Type.Optional(Duration),
     maxPerPullRequest: Type.Optional(Type.Integer({ minimum: 1, maximum: 20 })),
