@@ -24,6 +24,8 @@ export const REASON = {
   RepositoryMismatch: 'RepositoryMismatch',
   /** The API server refused a write for good (422): its message is in the condition. */
   Rejected: 'Rejected',
+  /** More pull requests want previews than the policy's previews.maxActive. */
+  LimitReached: 'LimitReached',
 } as const;
 
 export type Reason = (typeof REASON)[keyof typeof REASON];

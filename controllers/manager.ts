@@ -65,7 +65,10 @@ export interface RunningController {
   stop(): Promise<void>;
 }
 
-type Obj = KubernetesObject & { spec?: { policy?: string; repository?: string; pullRequest?: number } };
+type Obj = KubernetesObject & {
+  spec?: { policy?: string; repository?: string; pullRequest?: number };
+  status?: { phase?: string };
+};
 
 function controllerMetrics() {
   const registry = new Registry();
@@ -345,6 +348,11 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   });
   const previewInformers = watch('switchyard.dev/v1alpha1', 'Preview', 'previews', (o, event) => {
     if (changed('preview', o, event, meta(o))) previewQueue.add(keyOf(o));
+    // A preview that goes may free a place under its policy's previews.maxActive.
+    if (event === 'delete' || (event === 'update' && o.metadata?.deletionTimestamp))
+      for (const p of cached(previewInformers, o.metadata?.namespace))
+        if (p !== o && p.spec?.policy === o.spec?.policy && p.status?.phase === 'Failed')
+          previewQueue.add(keyOf(p));
     const pullRequest = reportKey(o);
     const shown = (o as { status?: { phase?: string; url?: string; intercept?: string } }).status;
     if (

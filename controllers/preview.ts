@@ -214,6 +214,27 @@ export async function reconcilePreview(
       REASON.RepositoryMismatch,
       `spec.repository ${preview.spec.repository} is not the repository policy ${preview.spec.policy} takes previews of (${policy.spec.previews?.repository ?? 'none: spec.previews.repository is not set'}); nothing is deployed`,
     );
+  // At most maxActive pull requests have previews: the ones that came first keep theirs, a further
+  // one is refused until one closes (retiring the oldest instead would let anyone who opens pull
+  // requests evict everyone else's previews).
+  const maxActive = policy.spec.previews?.maxActive;
+  if (maxActive !== undefined) {
+    const firstSeen = new Map<string, string>();
+    for (const p of await kube.list<LivePreview>(API_VERSION, 'Preview', namespace)) {
+      if (p.metadata?.deletionTimestamp || p.spec.policy !== preview.spec.policy) continue;
+      if (!sameRepository(policy.spec.previews?.repository, p.spec.repository)) continue;
+      const pr = `${p.spec.repository}#${p.spec.pullRequest}`;
+      const created = `${JSON.parse(JSON.stringify(p.metadata?.creationTimestamp ?? ''))}/${p.metadata?.name}`;
+      if (!firstSeen.has(pr) || created < (firstSeen.get(pr) as string)) firstSeen.set(pr, created);
+    }
+    const admitted = [...firstSeen.entries()].sort((a, b) => (a[1] < b[1] ? -1 : 1)).slice(0, maxActive);
+    if (!admitted.some(([pr]) => pr === `${preview.spec.repository}#${preview.spec.pullRequest}`))
+      return finish(
+        'Failed',
+        REASON.LimitReached,
+        `policy ${preview.spec.policy} runs previews for at most ${maxActive} pull requests at once (spec.previews.maxActive) and ${firstSeen.size} have some; this one is deployed when one of them closes`,
+      );
+  }
   const image = previewImage(preview, policy);
   if (!image)
     return finish(

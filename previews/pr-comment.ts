@@ -15,6 +15,8 @@ export interface PreviewLine {
   /** The header to send: `x-switchyard-preview`. */
   header: string;
   pullRequest: number;
+  /** Why a preview failed (its condition's message), shown beside the phase. */
+  detail?: string | undefined;
 }
 
 /** The comment: a table of each service's preview, with the intercept header to send. */
@@ -24,7 +26,8 @@ export function renderPreviewComment(lines: readonly PreviewLine[]): string {
     .map((l) => {
       const latest = `\`${l.header}: pr-${l.pullRequest}\``;
       const pinned = `\`${l.header}: pr-${l.pullRequest}-${l.commit.slice(0, 7)}\``;
-      return `| ${l.service} | \`${l.commit.slice(0, 7)}\` | ${l.phase} | ${l.url ? `<${l.url}>` : '-'} | ${latest} (this commit: ${pinned}) |`;
+      const phase = l.detail ? `${l.phase}: ${l.detail.replaceAll('|', '\\|')}` : l.phase;
+      return `| ${l.service} | \`${l.commit.slice(0, 7)}\` | ${phase} | ${l.url ? `<${l.url}>` : '-'} | ${latest} (this commit: ${pinned}) |`;
     });
   return [
     COMMENT_MARKER,

@@ -19,6 +19,8 @@ export interface ReportedPreview {
   header: string;
   /** Being deleted (closed pull request, superseded commit, TTL): shown as gone. */
   removed: boolean;
+  /** Why it failed, for the comment. */
+  detail?: string | undefined;
 }
 
 export interface PullRequestReport {
@@ -80,7 +82,7 @@ export function pullRequestReport(
 type PreviewObject = {
   metadata?: { name?: string; namespace?: string; deletionTimestamp?: unknown };
   spec?: { policy?: string; commit?: string };
-  status?: { phase?: string; url?: string; intercept?: string };
+  status?: { phase?: string; url?: string; intercept?: string; conditions?: { message?: string }[] };
 };
 
 /** A Preview as the report shows it: the service is its policy's, the header the one it was told to send. */
@@ -99,5 +101,6 @@ export function reportedPreview(
     url: preview.status?.url,
     header,
     removed: Boolean(preview.metadata?.deletionTimestamp),
+    ...(preview.status?.phase === 'Failed' ? { detail: preview.status.conditions?.[0]?.message } : {}),
   };
 }

@@ -37,6 +37,10 @@ describe('pull request comment', () => {
       '| checkout | `7f3a2c1` | Ready | <https://pr-42--checkout.preview.example.com> | `x-switchyard-preview: pr-42` (this commit: `x-switchyard-preview: pr-42-7f3a2c1`) |',
     );
     expect(renderPreviewComment([])).toContain('No preview is running for this pull request.');
+    // A failed preview says why (a | in the reason cannot break the table).
+    expect(
+      renderPreviewComment([{ ...line('7f3a2c1e9b', 'Failed'), detail: 'at most 1 pull request | at once' }]),
+    ).toContain('| checkout | `7f3a2c1` | Failed: at most 1 pull request \\| at once | - |');
   });
 
   it('keeps one comment per pull request, edited in place, and skips an unchanged body', async () => {

@@ -196,6 +196,38 @@ describe.skipIf(!shared)('Switchyard never takes over what it did not create', (
     ]);
   });
 
+  it('previews.maxActive: a pull request beyond the cap is refused (LimitReached) until one closes; others cannot fill it', async () => {
+    await stableWorkload(kube, ns, 'cap');
+    await policy('cap', {
+      service: 'cap',
+      previews: { repository: 'acme/cap', image: 'cap:{sha7}', maxActive: 1 },
+    });
+    const preview = (pr: number, repository = 'acme/cap') =>
+      kube.apply(
+        {
+          apiVersion: API,
+          kind: 'Preview',
+          metadata: { name: `cap-pr-${pr}-abcdef1`, namespace: ns },
+          spec: { policy: 'cap', repository, pullRequest: pr, commit: 'abcdef1234' },
+        } as KubernetesObject,
+        'pr-bot',
+        true,
+      );
+    await preview(9, 'mallory/fork'); // another repository's Preview takes no place
+    await preview(1);
+    await preview(2);
+    expect((await reconcilePreview(kube, ns, 'cap-pr-1-abcdef1'))?.phase).toBe('Deploying');
+    const refused = await reconcilePreview(kube, ns, 'cap-pr-2-abcdef1');
+    expect(refused).toMatchObject({ phase: 'Failed', reason: 'LimitReached' });
+    expect((await get(API, 'Preview', 'cap-pr-2-abcdef1'))?.status?.conditions?.[0]?.message).toMatch(
+      /at most 1 pull requests at once \(spec\.previews\.maxActive\)/,
+    );
+    expect(await get('apps/v1', 'Deployment', 'cap-pr-2-abcdef1')).toBeUndefined();
+    await kube.delete({ apiVersion: API, kind: 'Preview', namespace: ns, name: 'cap-pr-1-abcdef1' });
+    await reconcilePreview(kube, ns, 'cap-pr-1-abcdef1'); // its finalizer's turn
+    expect((await reconcilePreview(kube, ns, 'cap-pr-2-abcdef1'))?.phase).toBe('Deploying');
+  });
+
   it('gateway mode: a per-version Service name that a team already uses is NameTaken, not forced over', async () => {
     await kube.apply(
       {

@@ -220,6 +220,13 @@ export const PreviewSettings = Type.Object(
     header: Type.Optional(HeaderName),
     ttl: Type.Optional(Duration),
     maxPerPullRequest: Type.Optional(Type.Integer({ minimum: 1, maximum: 20 })),
+    maxActive: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 1000,
+        description: 'pull requests with previews at once; a further one is refused until one closes',
+      }),
+    ),
     domain: Type.Optional(HostName),
     gateway: Type.Optional(
       Type.String({ minLength: 1, description: 'an Istio Gateway as namespace/name for preview URLs' }),
