@@ -10,6 +10,7 @@
  * and no request waits for Redis; then one request at a time probes Redis until it answers again.
  * So at most the requests in flight when Redis stalls wait, each for at most the command timeout.
  */
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import {
   type RateLimiterAbstract,
@@ -49,7 +50,17 @@ export interface RateLimiterOptions {
   storeRetryMs?: number;
   /** Monotonic milliseconds, for the breaker (the window clock may be a test's fixed one). */
   monotonicNow?: () => number;
+  /**
+   * Distinct key values one limit counts separately per window and gateway process (default
+   * 10,000); values beyond share one count. Keys come from client headers and addresses: without a
+   * bound, a client sending a new value per request grows memory and Redis without end.
+   */
+  maxKeysPerWindow?: number;
 }
+
+/** What one limit's key values are counted under: long ones hashed, new ones past the cap pooled. */
+const OVERFLOW_KEY = '\u0000overflow';
+const MAX_KEY_VALUE_LENGTH = 64;
 
 /** Closed: use Redis. Open until `retryAt`: use memory. Then one probe at a time. */
 class StoreBreaker {
@@ -89,6 +100,8 @@ export class RateLimiter {
   private readonly limiters = new Map<string, { store?: RateLimiterAbstract; memory: RateLimiterAbstract }>();
   private readonly clock: Clock;
   private readonly breaker: StoreBreaker;
+  /** Per limit: the window counted now and the key values seen in it. */
+  private readonly seen = new Map<string, { windowStart: number; values: Set<string> }>();
 
   constructor(private readonly options: RateLimiterOptions = {}) {
     this.clock = options.clock ?? { now: () => Date.now() };
@@ -148,6 +161,26 @@ export class RateLimiter {
     return memory.consume(key, 1);
   }
 
+  /**
+   * The value as counted: at most 64 characters (a longer one is hashed), and one of at most
+   * `maxKeysPerWindow` per limit and window (later new values share the overflow count).
+   */
+  private boundedValue(limitId: string, windowStart: number, value: string): string {
+    const v =
+      value.length > MAX_KEY_VALUE_LENGTH
+        ? `sha256:${createHash('sha256').update(value).digest('hex').slice(0, 32)}`
+        : value;
+    let seen = this.seen.get(limitId);
+    if (!seen || seen.windowStart !== windowStart) {
+      seen = { windowStart, values: new Set() };
+      this.seen.set(limitId, seen);
+    }
+    if (seen.values.has(v)) return v;
+    if (seen.values.size >= (this.options.maxKeysPerWindow ?? 10_000)) return OVERFLOW_KEY;
+    seen.values.add(v);
+    return v;
+  }
+
   /** The value a request is counted under, or undefined when it carries no such value (not limited). */
   private keyValue(limit: RateLimitPlan, req: RequestKeys): string | undefined {
     switch (limit.key.type) {
@@ -173,7 +206,8 @@ export class RateLimiter {
         const windowStart = Math.floor(now / windowMs) * windowMs;
         const resetSeconds = Math.max(1, Math.ceil((windowStart + windowMs - now) / 1000));
         if (value === undefined) return { limit, allowed: true, remaining: limit.limit, resetSeconds };
-        const key = `${policy.namespace}/${policy.name}/${limit.name}/${windowStart}/${value}`;
+        const limitId = `${policy.namespace}/${policy.name}/${limit.name}`;
+        const key = `${limitId}/${windowStart}/${this.boundedValue(limitId, windowStart, value)}`;
         try {
           const res = await this.consume(limit, key);
           return { limit, allowed: true, remaining: res.remainingPoints, resetSeconds };

@@ -46,6 +46,8 @@ export interface GatewayOptions {
    * (default 20 s: under Kubernetes' 30 s grace period, after the manifests' 5 s preStop delay).
    */
   drainTimeoutMs?: number;
+  /** Distinct rate-limit key values counted apart per limit and window (gateway/rate-limit.ts). */
+  rateLimitMaxKeysPerWindow?: number;
 }
 
 export interface Gateway {
@@ -90,6 +92,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   const limiter = new RateLimiter({
     ...(options.redis ? { redis: options.redis } : {}),
     ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.rateLimitMaxKeysPerWindow ? { maxKeysPerWindow: options.rateLimitMaxKeysPerWindow } : {}),
     counters: {
       limited: (p, l, enforced) =>
         metrics.rateLimited.inc({

@@ -109,6 +109,34 @@ describe.skipIf(skip)('rate limits in Redis', () => {
     }
   });
 
+  it('key values from clients are bounded: long ones hashed, new ones past the per-window cap share one count', async () => {
+    const ns = `t-${randomUUID().slice(0, 8)}`;
+    const gw = await startTestGateway(
+      limited(ns, '    - {name: per-key, key: {header: x-api-key}, limit: 2, window: 1m}', upstream.url),
+      { redisUrl: redis.url, clock, rateLimitMaxKeysPerWindow: 3 },
+    );
+    const { Redis } = await import('ioredis');
+    const client = new Redis(redis.url);
+    try {
+      const status = async (key: string) =>
+        (await send(gw.base, { host: 'api.test', headers: { 'x-api-key': key } })).status;
+      // Three values get a count each (the third a hashed 2,000-character one).
+      expect([await status('k1'), await status('k2'), await status('x'.repeat(2000))]).toEqual([
+        200, 200, 200,
+      ]);
+      // A client rotating values past the cap shares one count, so it is limited anyway.
+      expect([await status('r1'), await status('r2'), await status('r3')]).toEqual([200, 200, 429]);
+      // Known values keep their own counts.
+      expect(await status('k1')).toBe(200);
+      const keys = await client.keys(`switchyard:rl:${ns}/*`);
+      expect(keys).toHaveLength(4); // k1, k2, the hash, and the shared overflow count
+      expect(Math.max(...keys.map((k) => k.length))).toBeLessThan(150);
+    } finally {
+      client.disconnect();
+      await gw.close();
+    }
+  });
+
   it('Redis dying mid-run causes no 5xx, and no request waits on Redis', async () => {
     const own = await startRedis({ own: true });
     const ns = `t-${randomUUID().slice(0, 8)}`;
