@@ -89,9 +89,15 @@ export class CachedKube implements Kube {
   ): Promise<T[]> {
     const wanted = terms(labelSelector);
     // The informer's selector must be implied by the one asked for (`k=v` implies `k`).
-    const cache = this.cachesFor(apiVersion, kind, namespace).find((c) =>
-      c.selector.every((t) => wanted.some((w) => w === t || w.startsWith(`${t}=`))),
-    );
+    const fits = (c: Cache) => c.selector.every((t) => wanted.some((w) => w === t || w.startsWith(`${t}=`)));
+    if (namespace === undefined) {
+      // Every namespace watched: the union of the per-namespace caches (a controller given -n
+      // knows those namespaces only), once each has listed.
+      const all = (this.caches.get(`${apiVersion}/${kind}`) ?? []).filter(fits);
+      if (all.length > 0 && all.every((c) => c.informer.synced()))
+        return all.flatMap((c) => c.informer.list()).filter((o) => matches(o, wanted)) as T[];
+    }
+    const cache = this.cachesFor(apiVersion, kind, namespace).find(fits);
     if (!cache || (namespace === undefined && cache.namespace !== undefined))
       return this.live.list<T>(apiVersion, kind, namespace, labelSelector);
     return cache.informer.list(namespace).filter((o) => matches(o, wanted)) as T[];

@@ -401,7 +401,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     const preview = o.metadata?.labels?.[PREVIEW_LABEL];
     if (preview && (event === 'delete' || foreign(o))) previewQueue.add(keyOf(o, preview));
     else if (o.metadata?.labels?.[VERSION_OF_LABEL]) ownerPolicy(o, event);
-    else if (event !== 'update') namesakePreview(o);
+    else if (!preview && event !== 'update') namesakePreview(o);
   });
   if (mode === 'istio') {
     // The ambient label decides whether EnvoyFilters can work: a change re-evaluates the policies.

@@ -150,6 +150,13 @@ export async function reconcileTrafficPolicy(
       ...(generation !== undefined ? { observedGeneration: generation } : {}),
     });
 
+  /** The one way out: the conditions gathered so far onto the status, and what was done. */
+  const finish = async (written: KubeObject[] = []): Promise<ReconcileResult> => {
+    const conditions = mergeConditions(previous, next, now());
+    await writeStatus(kube, live, conditions, written, events);
+    return { writes, reverted, conditions };
+  };
+
   if (problems.length > 0 || resources.policies.length === 0) {
     cond(
       CONDITION.Invalid,
@@ -163,9 +170,7 @@ export async function reconcileTrafficPolicy(
       REASON.InvalidSpec,
       'nothing was written: fix the spec (see the Invalid condition)',
     );
-    const conditions = mergeConditions(previous, next, now());
-    await writeStatus(kube, live, conditions, [], events);
-    return { writes, reverted, conditions };
+    return finish();
   }
 
   const owner = ownerReference(live);
@@ -185,9 +190,7 @@ export async function reconcileTrafficPolicy(
         `Service ${namespace}/${live.spec.service} (spec.service) is missing or has no selector: gateway mode selects each version's pods from it`,
       );
       cond(CONDITION.Invalid, 'False', REASON.Valid, 'the spec is valid');
-      const conditions = mergeConditions(previous, next, now());
-      await writeStatus(kube, live, conditions, [], events);
-      return { writes, reverted, conditions };
+      return finish();
     }
     desired = versionServices(compiled.plan.policies[0], service.spec, owner);
   } else {
@@ -199,8 +202,20 @@ export async function reconcileTrafficPolicy(
   // A host another TrafficPolicy claimed first (older, then by namespace/name; any namespace) is
   // that policy's: this one writes nothing and says so. The gateway's compiler decides the same way.
   const claims = new HostClaims<TrafficPolicy>(DEFAULTS.clusterDomain);
+  // Only what the claim order and the hosts need (no deep copy of every policy per reconcile).
   const all = (await kube.list<TrafficPolicy & KubernetesObject>(API_VERSION, 'TrafficPolicy'))
-    .map((p) => JSON.parse(JSON.stringify(p)) as TrafficPolicy)
+    .map((p) => {
+      const created = p.metadata?.creationTimestamp as unknown;
+      return {
+        ...p,
+        metadata: {
+          name: p.metadata?.name as string,
+          namespace: p.metadata?.namespace ?? DEFAULTS.namespace,
+          creationTimestamp:
+            created instanceof Date ? created.toISOString() : (created as string | undefined),
+        },
+      } as TrafficPolicy;
+    })
     .sort(claimOrder);
   for (const other of all) {
     if (other.metadata.namespace === namespace && other.metadata.name === name) break;
@@ -258,9 +273,7 @@ export async function reconcileTrafficPolicy(
       'routes were not written because of the Conflict condition',
     );
     cond(CONDITION.Invalid, 'False', REASON.Valid, 'the spec is valid');
-    const conditions = mergeConditions(previous, next, now());
-    await writeStatus(kube, live, conditions, [], events);
-    return { writes, reverted, conditions };
+    return finish();
   }
 
   // An object of a wanted name that is not this policy's (a team's own Service `checkout--v2`, a
@@ -270,9 +283,7 @@ export async function reconcileTrafficPolicy(
     cond(CONDITION.Conflict, 'True', REASON.NameTaken, message);
     cond(CONDITION.Ready, 'False', REASON.NameTaken, 'nothing was written because of the Conflict condition');
     cond(CONDITION.Invalid, 'False', REASON.Valid, 'the spec is valid');
-    const conditions = mergeConditions(previous, next, now());
-    await writeStatus(kube, live, conditions, [], events);
-    return { writes, reverted, conditions };
+    return finish();
   };
   const taken = await takenNames(kube, desired as KubernetesObject[]);
   if (taken.length > 0) return nameTaken(taken);
@@ -321,9 +332,7 @@ export async function reconcileTrafficPolicy(
         REASON.Rejected,
         'not every object was written: see the Invalid condition',
       );
-      const conditions = mergeConditions(previous, next, now());
-      await writeStatus(kube, live, conditions, [], events);
-      return { writes, reverted, conditions };
+      return finish();
     }
     throw e;
   }
@@ -402,9 +411,7 @@ export async function reconcileTrafficPolicy(
   } else {
     cond(CONDITION.Ready, 'True', REASON.Reconciled, `wrote ${desired.map(describe).join(', ')}`);
   }
-  const conditions = mergeConditions(previous, next, now());
-  await writeStatus(kube, live, conditions, desired, events);
-  return { writes, reverted, conditions };
+  return finish(desired);
 }
 
 type ServiceSpec = {

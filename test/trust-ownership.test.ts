@@ -283,4 +283,26 @@ describe.skipIf(!shared)('Switchyard never takes over what it did not create', (
     expect(await versionOf('networking.istio.io/v1', 'DestinationRule', 'cart')).toBe(before);
     expect(await get('networking.istio.io/v1', 'VirtualService', 'cart')).toBeUndefined();
   });
+
+  it('mesh mode: a foreign VirtualService in another namespace that spells the host as name.namespace is a Conflict', async () => {
+    await createNamespace(kube, 'trust-elsewhere');
+    await kube.apply(
+      {
+        apiVersion: 'networking.istio.io/v1',
+        kind: 'VirtualService',
+        metadata: { name: 'sneaky', namespace: 'trust-elsewhere' },
+        spec: { hosts: [`solo.${ns}`], http: [{ route: [{ destination: { host: 'elsewhere' } }] }] },
+      } as KubernetesObject,
+      'team-x',
+      true,
+    );
+    await policy('solo', { service: 'solo' }); // serves solo's FQDN
+    const result = await reconcileTrafficPolicy(kube, ns, 'solo', { mode: 'istio' });
+    expect(result?.writes).toEqual([]);
+    const conflict = result?.conditions.find((c) => c.type === 'Conflict');
+    expect(conflict).toMatchObject({ status: 'True', reason: 'Conflict' });
+    expect(conflict?.message).toContain(
+      `VirtualService trust-elsewhere/sneaky (not managed by Switchyard) already serves solo.${ns}, which overlaps solo.${ns}.svc.cluster.local`,
+    );
+  });
 });

@@ -224,6 +224,23 @@ describe.skipIf(!shared || !netns)('two tenants on one controller and one gatewa
     expect(await to({ 'x-switchyard-preview': await tokenFor(`${A}/shop`) })).toBe('shop/pr-1-abcdef1');
     expect(await versionsOfA()).toEqual(before);
 
+    // A gateway that starts while B's objects are there serves A all the same.
+    const fresh = await runGateway({
+      config: [],
+      kube: { kubeconfig: kubeConfigFrom(env.kubeconfigFor(GATEWAY_USER)), namespaces: [A, B] },
+      port: 0,
+      adminPort: 0,
+      host: '127.0.0.1',
+      logger: createLogger({ level: 'silent' }),
+    });
+    try {
+      expect(header(await send(fresh.trafficUrl, { host: 'shop.a.test' }), 'x-switchyard-upstream')).toBe(
+        'shop/v1',
+      );
+    } finally {
+      await fresh.close();
+    }
+
     // A still changes its own traffic: the gateway follows, B's objects in the cluster or not.
     await aPolicy(100);
     await reconcileTrafficPolicy(kube, A, 'shop', { mode: 'gateway' });
