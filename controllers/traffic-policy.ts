@@ -1,6 +1,6 @@
 /**
  * TrafficPolicy → Istio objects (mesh mode), one reconcile of one policy. Build, then write, then
- * prune, in the order DESIGN.md requires:
+ * prune, in this order (subsets before the routes that name them; docs/architecture.md):
  *   1. the DestinationRule with the union of the subsets in force and the ones wanted,
  *   2. the VirtualServices (now every subset they name exists),
  *   3. the EnvoyFilters,

@@ -2,7 +2,7 @@
  * `npm run bench:gateway`: the gateway against nginx (one worker each, keep-alive to the same
  * upstream) and against the upstream direct, measured in one run with wrk; then the latency the
  * gateway adds at half of its maximum load (autocannon at a fixed rate), the cost of mirroring to
- * a dead or slow shadow, and http-proxy against undici for the proxy hot path. Budgets (DESIGN.md):
+ * a dead or slow shadow, and http-proxy against undici for the proxy hot path. Budgets (load-tests/README.md):
  * gateway ≥ 0.5× nginx's requests/s; added p99 ≤ 2 ms at half load; mirroring p99 ≤ 1.1× none.
  * Installs nginx and wrk from Debian when missing.
  */

@@ -1,6 +1,6 @@
 /**
  * `npm run bench:render`: compile + render 1,000 TrafficPolicies with 5,000 Previews. Budget
- * (DESIGN.md): under 1 s on this machine, for the "typical" mix: every policy has a canary,
+ * (load-tests/README.md): under 1 s on this machine, for the "typical" mix: every policy has a canary,
  * three intercepts (header, regex, baggage → preview), two rate limits, timeouts, retries and
  * five previews with URLs; one in five has a sticky canary and another one in five a GET-only
  * mirror. The "stress" mix turns both on for every policy: a sticky canary needs a cookie route

@@ -1,4 +1,4 @@
-/** The W3C baggage parsing rules of DESIGN.md, and deterministic DNS-1123 names. */
+/** The W3C baggage parsing rules (docs/architecture.md, rule 2), and deterministic DNS-1123 names. */
 import { describe, expect, it } from 'vitest';
 import { matchString } from '../src/compiler/evaluate.js';
 import { baggageMemberRegex } from '../src/compiler/matches.js';

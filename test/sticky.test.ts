@@ -1,5 +1,5 @@
 /**
- * DESIGN.md rule 3, simulated on the compiled plan: 20,000 cookie-holding clients through a series
+ * docs/architecture.md rule 3, simulated on the compiled plan: 20,000 cookie-holding clients through a series
  * of weight changes. The canary's share of clients stays within 1 point of the weight, clients
  * move only in the direction of a change, at most once per change, and never flip back and forth.
  */

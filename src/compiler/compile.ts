@@ -2,7 +2,7 @@
  * compile(policies, previews) → RoutePlan. Pure and deterministic: the same resources give a
  * byte-identical plan whatever order they came in (policies sort by namespace/name, previews by
  * pull request and commit; "newest" is decided by creationTimestamp, then by input order, as
- * DESIGN.md says for files). Every routing rule of DESIGN.md lives here and nowhere else.
+ * the routing rules say for files). Every routing rule of docs/architecture.md lives here and nowhere else.
  */
 import { parseDurationMs } from '../core/duration.js';
 import { type Problem, problem, type Source } from '../core/errors.js';

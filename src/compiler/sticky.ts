@@ -1,5 +1,5 @@
 /**
- * The weight-aware sticky canary (DESIGN.md, rule 3). A client's cookie records which side it was
+ * The weight-aware sticky canary (docs/architecture.md, rule 3). A client's cookie records which side it was
  * put on and at which weight: `<run>.c<w>` (canary at weight w) or `<run>.s<w>` (stable at w).
  * With today's weight W:
  *   c<W> → canary, no cookie sent                     s<W> → stable, no cookie sent
@@ -11,7 +11,7 @@
  * clients stays W. Each class is a cookie-regex route, which Istio expresses natively; draws that
  * round to the same integer weight share one route.
  *
- * Change from DESIGN.md ("not re-sent while a client stays"): a client that stays is re-stamped
+ * Change from the first design ("not re-sent while a client stays"): a client that stays is re-stamped
  * once after a weight change. Without that, a client kept at c10 through a rise to 50 is not part
  * of the draw when the weight falls back to 45, and the canary keeps 48 % of clients instead of
  * 45 % (measured in test/sticky.test.ts). The cookie is still sent at most once per weight change.

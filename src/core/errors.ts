@@ -57,7 +57,7 @@ export function problem(code: ErrorCode, message: string, source?: Source, path?
   return p;
 }
 
-/** `file:document N: spec.path: what was expected` — the format of DESIGN.md's CLI contract. */
+/** `file:document N: spec.path: what was expected` — the format of the CLI contract (README, "CLI reference"). */
 export function formatProblem(p: Problem): string {
   const where = p.source ? `${p.source.file}:document ${p.source.document}: ` : '';
   const path = p.path ? `${p.path}: ` : '';
