@@ -7,16 +7,15 @@
  * Installs nginx and wrk from Debian when missing.
  */
 
-import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import {
   ensureTool,
   fixedRate,
   freePort,
+  startGatewayProcess,
   startNginx,
   startProcess,
-  tempDir,
   waitForHttp,
   wrk,
 } from './tools.js';
@@ -24,7 +23,6 @@ import {
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = 64;
 const HOST = 'bench.local';
-const ROOT = join(import.meta.dirname, '..');
 
 function benchPlan(
   upstream: string,
@@ -67,27 +65,7 @@ spec:
 }
 
 async function startGateway(yaml: string): Promise<{ url: string; stop: () => void }> {
-  const dir = tempDir('switchyard-bench-');
-  const file = join(dir, 'bench.yaml');
-  writeFileSync(file, yaml);
-  const port = await freePort();
-  const admin = await freePort();
-  const child = startProcess(process.execPath, [
-    join(ROOT, 'bin', 'switchyard.js'),
-    'gateway',
-    '-c',
-    file,
-    '--port',
-    String(port),
-    '--admin-port',
-    String(admin),
-    '--host',
-    '127.0.0.1',
-    '--log-level',
-    'warn',
-  ]);
-  const url = `http://127.0.0.1:${port}/`;
-  await waitForHttp(url, { host: HOST });
+  const { url, child } = await startGatewayProcess(yaml, HOST);
   return { url, stop: () => child.kill('SIGKILL') };
 }
 

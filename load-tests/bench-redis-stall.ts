@@ -6,10 +6,9 @@
  * on loopback. Installs redis-server from Debian when missing.
  */
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
-import { ensureTool, freePort, startProcess, tempDir, waitForHttp } from './tools.js';
+import { ensureTool, freePort, startGatewayProcess, startProcess } from './tools.js';
 
 const STALL_SECONDS = Number(process.env.STALL_SECONDS ?? 10);
 const RATE = Number(process.env.BENCH_RATE ?? 2000);
@@ -33,10 +32,11 @@ async function main(): Promise<number> {
   const upstream = createServer((_req, res) => res.end('ok\n'));
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
   const upstreamPort = (upstream.address() as { port: number }).port;
-  const dir = tempDir('switchyard-stall-');
-  const file = join(dir, 'gateway.yaml');
-  writeFileSync(
-    file,
+  const {
+    url,
+    adminUrl,
+    child: gateway,
+  } = await startGatewayProcess(
     `apiVersion: switchyard.dev/v1alpha1
 kind: TrafficPolicy
 metadata: {name: stall, namespace: bench}
@@ -54,45 +54,22 @@ metadata: {name: bench}
 spec:
   upstreams: {shop/v1: 'http://127.0.0.1:${upstreamPort}'}
 `,
+    HOST,
+    [
+      '--redis',
+      `redis://127.0.0.1:${redisPort}`,
+      '--redis-timeout',
+      `${TIMEOUT_MS}ms`,
+      '--log-level',
+      'error',
+    ],
   );
-  const port = await freePort();
-  const adminPort = await freePort();
-  const gateway = startProcess(process.execPath, [
-    join(ROOT, 'bin', 'switchyard.js'),
-    'gateway',
-    '-c',
-    file,
-    '--port',
-    String(port),
-    '--admin-port',
-    String(adminPort),
-    '--host',
-    '127.0.0.1',
-    '--redis',
-    `redis://127.0.0.1:${redisPort}`,
-    '--redis-timeout',
-    `${TIMEOUT_MS}ms`,
-    '--log-level',
-    'error',
-  ]);
   try {
-    await waitForHttp(`http://127.0.0.1:${port}/`, { host: HOST });
     const seconds = STALL_SECONDS + 10;
     const bin = join(ROOT, 'node_modules', '.bin', 'autocannon');
     const load = spawn(
       bin,
-      [
-        '-j',
-        '-c',
-        '16',
-        '-d',
-        String(seconds),
-        '-R',
-        String(RATE),
-        '-H',
-        `host=${HOST}`,
-        `http://127.0.0.1:${port}/`,
-      ],
+      ['-j', '-c', '16', '-d', String(seconds), '-R', String(RATE), '-H', `host=${HOST}`, url],
       { stdio: ['ignore', 'pipe', 'ignore'] },
     );
     let out = '';
@@ -113,7 +90,7 @@ spec:
       timeouts: number;
       non2xx: number;
     };
-    const metrics = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+    const metrics = await (await fetch(`${adminUrl}/metrics`)).text();
     const metric = (name: string) =>
       [...metrics.matchAll(new RegExp(`^${name}(\\{[^}]*\\})? (\\d+)`, 'gm'))]
         .map((m) => `${m[1] ?? ''} ${m[2]}`)

@@ -123,3 +123,36 @@ export function fixedRate(
   const j = JSON.parse(out) as { latency: { p50: number; p99: number }; requests: { average: number } };
   return { p50: j.latency.p50, p99: j.latency.p99, rps: j.requests.average };
 }
+
+/**
+ * `switchyard gateway` as its own process over one YAML file, on free loopback ports, once it
+ * answers for `host`: the URLs of its traffic and admin ports and the process.
+ */
+export async function startGatewayProcess(
+  yaml: string,
+  host: string,
+  extraArgs: string[] = [],
+): Promise<{ url: string; adminUrl: string; child: ChildProcess }> {
+  const file = join(tempDir('switchyard-bench-'), 'gateway.yaml');
+  writeFileSync(file, yaml);
+  const port = await freePort();
+  const admin = await freePort();
+  const child = startProcess(process.execPath, [
+    join(import.meta.dirname, '..', 'bin', 'switchyard.js'),
+    'gateway',
+    '-c',
+    file,
+    '--port',
+    String(port),
+    '--admin-port',
+    String(admin),
+    '--host',
+    '127.0.0.1',
+    '--log-level',
+    'warn',
+    ...extraArgs,
+  ]);
+  const url = `http://127.0.0.1:${port}/`;
+  await waitForHttp(url, { host });
+  return { url, adminUrl: `http://127.0.0.1:${admin}`, child };
+}

@@ -259,10 +259,8 @@ describe.skipIf(!shared)('PR bot: webhooks in, comment, statuses and deployments
   }, 120_000);
 
   it('a repository the App is not installed on: refused, counted, and a closed pull request still leaves nothing', async () => {
-    const payload = (action: string, minute: number) => ({
-      ...pullRequestEvent(action, 9, sha(9, 1), minute),
-      repository: { full_name: 'acme/not-installed' },
-    });
+    const payload = (action: string, minute: number) =>
+      pullRequestEvent(action, 9, sha(9, 1), minute, 'acme/not-installed');
     expect(await post(payload('opened', 0))).toBe(202);
     await eventually(async () => (await previews()).some((p) => p.name.startsWith('other-pr-9')), 10_000);
     const refused = async () =>

@@ -126,7 +126,7 @@ describe.skipIf(!shared)(
             const status = await postDelivery(
               controller.url,
               'pull_request',
-              { ...pullRequestEvent(action, n, sha(n, commit), round), repository: { full_name: REPO } },
+              pullRequestEvent(action, n, sha(n, commit), round, REPO),
               { id: `scale-${n}-${round}`, secret: SECRET },
             );
             expect(status).toBe(202);

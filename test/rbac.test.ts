@@ -203,8 +203,7 @@ describe.skipIf(!gate)('RBAC in deploy/install against the calls the controller 
       ['opened', 0],
       ['closed', 1],
     ] as const) {
-      const payload = pullRequestEvent(action, 2, sha(2, 1), minute);
-      payload.repository.full_name = 'acme/web';
+      const payload = pullRequestEvent(action, 2, sha(2, 1), minute, 'acme/web');
       const status = await postDelivery(controller.url, 'pull_request', payload, {
         id: `${mode}-${action}`,
         secret: WEBHOOK_SECRET,

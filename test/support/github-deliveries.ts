@@ -4,7 +4,11 @@ import { sign } from '@octokit/webhooks-methods';
 
 type PullRequestPayload = {
   action: string;
-  pull_request: { number: number; head: { sha: string }; updated_at: string };
+  pull_request: {
+    number: number;
+    head: { sha: string; repo: { full_name: string } | null };
+    updated_at: string;
+  };
   repository: { full_name: string };
 };
 export type Example = { action?: string; [k: string]: unknown };
@@ -19,9 +23,22 @@ const example = (action: string) =>
     examplesOf('pull_request').find((e) => e.action === action),
   ) as unknown as PullRequestPayload;
 
-/** The example payload for `action`, moved to another pull request, commit and time. */
-export function pullRequestEvent(action: string, number: number, sha: string, minute: number) {
+/**
+ * The example payload for `action`, moved to another pull request, commit and time, and with
+ * `repository` to another repository (the head branch with it: not a fork's pull request).
+ */
+export function pullRequestEvent(
+  action: string,
+  number: number,
+  sha: string,
+  minute: number,
+  repository?: string,
+) {
   const payload = example(action);
+  if (repository) {
+    payload.repository.full_name = repository;
+    if (payload.pull_request.head.repo) payload.pull_request.head.repo.full_name = repository;
+  }
   payload.pull_request.number = number;
   payload.pull_request.head.sha = sha;
   payload.pull_request.updated_at = new Date(Date.UTC(2026, 10, 23, 12, minute)).toISOString();
