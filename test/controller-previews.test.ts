@@ -162,20 +162,49 @@ describe.skipIf(!shared)('Preview lifecycle on a real API server', () => {
   });
 
   it('records an Event for each change it made', async () => {
-    const list = await admin.list<KubernetesObject & { reason: string; involvedObject: { kind: string } }>(
-      'v1',
-      'Event',
-      ns,
+    // Its own previews, so it does not depend on what the tests before it did.
+    const name = 'cart-pr-30-ddddddd';
+    await createPreview(name, 30, 'ddddddd4444', { ttl: '1h' });
+    const t0 = new Date();
+    await reconcile(name, t0);
+    await markAvailable(env, ns, name);
+    await reconcile(name, t0);
+    await reconcile(name, new Date(t0.getTime() + 61 * 60_000)); // expired
+    await reconcile(name); // removed
+    const superseded = ['cart-pr-31-e000001', 'cart-pr-31-e000002', 'cart-pr-31-e000003'];
+    for (const [i, n] of superseded.entries()) {
+      await createPreview(n, 31, `e00000${i + 1}`);
+      await new Promise((r) => setTimeout(r, 1100)); // creation times have one-second resolution
+    }
+    await reconcile(superseded[2] as string);
+    // A policy's first reconcile: one Created Event naming what it wrote.
+    await admin.apply(
+      {
+        apiVersion: API,
+        kind: 'TrafficPolicy',
+        metadata: { name: 'cart-events', namespace: ns },
+        spec: { service: 'cart', port: 80, hosts: ['events.cart.test'], stable: 'v1' },
+      } as KubernetesObject,
+      'test',
+      true,
     );
-    const reasons = new Set(list.map((e) => `${e.involvedObject.kind}/${e.reason}`));
-    for (const r of [
-      'TrafficPolicy/Created',
-      'Preview/DeploymentNotAvailable',
-      'Preview/DeploymentAvailable',
-      'Preview/Removed',
-      'Preview/Expired',
-      'Preview/Superseded',
-    ])
-      expect(reasons).toContain(r);
+    await reconcileTrafficPolicy(kube, ns, 'cart-events', { events: events() });
+    const list = await admin.list<
+      KubernetesObject & { reason: string; involvedObject: { kind: string; name: string } }
+    >('v1', 'Event', ns);
+    const reasons = (of: string) =>
+      new Set(
+        list.filter((e) => e.involvedObject.name === of).map((e) => `${e.involvedObject.kind}/${e.reason}`),
+      );
+    expect([...reasons(name)].sort()).toEqual(
+      [
+        'Preview/DeploymentAvailable',
+        'Preview/DeploymentNotAvailable',
+        'Preview/Expired',
+        'Preview/Removed',
+      ].sort(),
+    );
+    expect(reasons(superseded[0] as string)).toContain('Preview/Superseded');
+    expect(reasons('cart-events')).toContain('TrafficPolicy/Created');
   });
 });

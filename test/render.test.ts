@@ -70,9 +70,9 @@ describe('render', () => {
     for (const o of objects.filter(
       (x) => x.kind === 'VirtualService' && !x.metadata.name.endsWith('-previews'),
     )) {
-      expect(order.indexOf(`DestinationRule/${o.metadata.name}`)).toBeLessThan(
-        order.indexOf(`VirtualService/${o.metadata.name}`),
-      );
+      const dr = order.indexOf(`DestinationRule/${o.metadata.name}`);
+      expect(dr, `a DestinationRule for ${o.metadata.name}`).toBeGreaterThanOrEqual(0); // -1 is "missing", not "first"
+      expect(dr).toBeLessThan(order.indexOf(`VirtualService/${o.metadata.name}`));
     }
   });
 
