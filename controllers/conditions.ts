@@ -26,6 +26,14 @@ export const REASON = {
   Rejected: 'Rejected',
   /** More pull requests want previews than the policy's previews.maxActive. */
   LimitReached: 'LimitReached',
+  // Reasons of Events only (what happened, not a state):
+  Created: 'Created',
+  Updated: 'Updated',
+  Deleted: 'Deleted',
+  ForeignEditReverted: 'ForeignEditReverted',
+  Superseded: 'Superseded',
+  Removed: 'Removed',
+  GitHubHoldExpired: 'GitHubHoldExpired',
 } as const;
 
 export type Reason = (typeof REASON)[keyof typeof REASON];

@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from '../src/core/logger.js';
+import type { Reason } from './conditions.js';
 import type { Kube } from './kube.js';
 
 export const COMPONENT = 'switchyard-controller';
@@ -14,7 +15,7 @@ export interface EventRecorder {
   record(
     involved: KubernetesObject,
     type: 'Normal' | 'Warning',
-    reason: string,
+    reason: Reason,
     message: string,
   ): Promise<void>;
 }

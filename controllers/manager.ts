@@ -20,6 +20,7 @@ import type { Logger } from '../src/core/logger.js';
 import { MANAGED_BY, POLICY_LABEL } from '../src/istio/objects.js';
 import { DEFAULTS, type TrafficPolicy } from '../src/resources/schema.js';
 import { CachedKube } from './cached-kube.js';
+import { REASON } from './conditions.js';
 import { kubeEventRecorder } from './events.js';
 import { type ObjectInformer, watchObjects } from './informer.js';
 import { clientNodeKube, type Kube } from './kube.js';
@@ -238,7 +239,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
         await events.record(
           preview,
           'Warning',
-          'GitHubHoldExpired',
+          REASON.GitHubHoldExpired,
           'GitHub was unreachable for the whole hold limit (--github-hold-limit); the preview is removed without telling GitHub: check SWITCHYARD_GITHUB_API_URL and the App',
         );
       },

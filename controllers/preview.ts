@@ -197,7 +197,7 @@ export async function reconcilePreview(
     await events.record(
       old,
       'Normal',
-      'Superseded',
+      REASON.Superseded,
       `pull request #${old.spec.pullRequest} has ${siblings.length} previews; only the newest ${max} (maxPerPullRequest) stay`,
     );
   }
@@ -355,7 +355,7 @@ export async function reconcilePreview(
       await events.record(
         preview,
         'Warning',
-        'ForeignEditReverted',
+        REASON.ForeignEditReverted,
         `${o.kind} ${namespace}/${name} was edited outside Switchyard; the edit was reverted. Change the Preview instead`,
       );
   }
@@ -435,7 +435,7 @@ async function removePreview(
     true,
   );
   writes.push(`remove finalizer Preview ${namespace}/${name}`);
-  await options.events?.record(preview, 'Normal', 'Removed', 'routes, Deployment and Service removed');
+  await options.events?.record(preview, 'Normal', REASON.Removed, 'routes, Deployment and Service removed');
 }
 
 async function writePreviewStatus(

@@ -306,7 +306,7 @@ export async function reconcileTrafficPolicy(
       await events.record(
         live,
         'Warning',
-        'ForeignEditReverted',
+        REASON.ForeignEditReverted,
         `${describe(o)} was edited outside Switchyard; the edit was reverted. Change the TrafficPolicy instead`,
       );
     } else {
@@ -381,12 +381,12 @@ export async function reconcileTrafficPolicy(
       changes.Deleted.push(`${kind} ${namespace}/${o.metadata?.name}`);
     }
   }
-  for (const [reason, objects] of Object.entries(changes))
+  for (const [reason, objects] of Object.entries(changes) as [keyof typeof changes, string[]][])
     if (objects.length > 0)
       await events.record(
         live,
         'Normal',
-        reason,
+        REASON[reason],
         `${reason.toLowerCase()} ${objects.join(', ')}${reason === 'Deleted' ? ' (no longer wanted)' : ''}`,
       );
 

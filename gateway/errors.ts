@@ -6,14 +6,32 @@
 import { UPSTREAM_HEADER } from '../src/compiler/plan.js';
 import { ERROR_CODES, type ErrorCode } from '../src/core/errors.js';
 
+/** The HTTP status of each error the data plane answers with: one code, one status. */
+export const GATEWAY_STATUS = {
+  SY_GW_NO_POLICY: 404,
+  SY_GW_NO_ROUTE: 404,
+  SY_GW_TOKEN_INVALID: 401,
+  SY_GW_RATE_LIMITED: 429,
+  SY_GW_BAD_REQUEST: 400,
+  SY_GW_NOT_READY: 503,
+  SY_GW_NO_UPSTREAM: 503,
+  SY_GW_UPSTREAM_UNAVAILABLE: 503,
+  SY_GW_UPSTREAM_FAILED: 502,
+  SY_GW_UPSTREAM_TIMEOUT: 504,
+  SY_INTERNAL: 500,
+} as const satisfies Partial<Record<ErrorCode, number>>;
+
+export type GatewayErrorCode = keyof typeof GATEWAY_STATUS;
+
 export class GatewayError extends Error {
+  readonly status: number;
   constructor(
-    readonly code: ErrorCode,
-    readonly status: number,
+    readonly code: GatewayErrorCode,
     message: string,
     readonly headers: Record<string, string> = {},
   ) {
     super(message);
+    this.status = GATEWAY_STATUS[code];
   }
 
   body(): string {
@@ -50,7 +68,6 @@ export function upstreamError(e: unknown, upstream: string, url: URL, timedOut: 
   if (timedOut || TIMEOUT_CODES.has(code)) {
     return new GatewayError(
       'SY_GW_UPSTREAM_TIMEOUT',
-      504,
       `upstream ${upstream} (${url.origin}) did not answer in time (${code})`,
       headers,
     );
@@ -58,14 +75,12 @@ export function upstreamError(e: unknown, upstream: string, url: URL, timedOut: 
   if (CONNECT_CODES.has(code)) {
     return new GatewayError(
       'SY_GW_UPSTREAM_UNAVAILABLE',
-      503,
       `upstream ${upstream} (${url.origin}) is unavailable: ${code}`,
       headers,
     );
   }
   return new GatewayError(
     'SY_GW_UPSTREAM_FAILED',
-    502,
     `upstream ${upstream} (${url.origin}) failed: ${code}`,
     headers,
   );

@@ -42,12 +42,11 @@ export function decide(snapshot: Snapshot, req: RequestView, random: () => numbe
   if (!policy)
     return new GatewayError(
       'SY_GW_NO_POLICY',
-      404,
       `no TrafficPolicy serves host ${JSON.stringify(req.authority)}`,
     );
   const route = matchRoute(policy, req);
   if (!route)
-    return new GatewayError('SY_GW_NO_ROUTE', 404, `no route of ${policy.namespace}/${policy.name} matches`);
+    return new GatewayError('SY_GW_NO_ROUTE', `no route of ${policy.namespace}/${policy.name} matches`);
   const destination =
     route.destinations.length === 1
       ? (route.destinations[0] as WeightedDestination)
@@ -56,7 +55,6 @@ export function decide(snapshot: Snapshot, req: RequestView, random: () => numbe
   if (!(url instanceof URL)) {
     return new GatewayError(
       'SY_GW_NO_UPSTREAM',
-      503,
       url
         ? `upstream ${destination.upstream} has no ready endpoint`
         : `no URL for upstream ${destination.upstream}`,

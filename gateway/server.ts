@@ -16,7 +16,7 @@ import { GatewayError } from './errors.js';
 import { type GatewayMetrics, gatewayMetrics } from './metrics.js';
 import { Mirror } from './mirror.js';
 import type { PlanHolder } from './plan-holder.js';
-import { forward, hasBody, UpstreamPools, upstreamRequestHeaders } from './proxy.js';
+import { DEFAULT_TIMEOUT_MS, forward, hasBody, UpstreamPools, upstreamRequestHeaders } from './proxy.js';
 import { type Clock, RateLimiter, rateLimitHeaders } from './rate-limit.js';
 import { type Decision, decide, requestView } from './router.js';
 import { pickUpstream, type Snapshot } from './snapshot.js';
@@ -145,7 +145,6 @@ export function createGateway(options: GatewayOptions): Gateway {
     if (!payload)
       return new GatewayError(
         'SY_GW_TOKEN_INVALID',
-        401,
         `the ${TOKEN_QUERY} is not a valid intercept token for ${policy.namespace}/${policy.name} (forged, expired or minted for another policy): ask for a new one (switchyard token)`,
       );
     url.searchParams.delete(TOKEN_QUERY);
@@ -203,7 +202,7 @@ export function createGateway(options: GatewayOptions): Gateway {
    */
   async function admit(req: IncomingMessage, client: ClientAddress): Promise<Admitted | GatewayError> {
     const snapshot = holder.current;
-    if (!snapshot) return new GatewayError('SY_GW_NO_POLICY', 503, 'no configuration loaded yet');
+    if (!snapshot) return new GatewayError('SY_GW_NOT_READY', 'no configuration loaded yet');
     const view = await viewOf(req, snapshot);
     const decision = decide(snapshot, view, random);
     if (decision instanceof GatewayError) return decision;
@@ -221,7 +220,6 @@ export function createGateway(options: GatewayOptions): Gateway {
     if (refused.length > 0) {
       return new GatewayError(
         'SY_GW_RATE_LIMITED',
-        429,
         `rate limit ${refused.join(', ')} of ${policy.namespace}/${policy.name} exceeded; retry in ${limitHeaders['retry-after']}s`,
         responseHeaders as Record<string, string>,
       );
@@ -342,7 +340,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     socket.on('error', () => undefined);
     if (closing) {
-      refuseUpgrade(socket, new GatewayError('SY_GW_NO_POLICY', 503, 'shutting down'));
+      refuseUpgrade(socket, new GatewayError('SY_GW_NOT_READY', 'shutting down'));
       return;
     }
     const client = clientOf(req);
@@ -361,7 +359,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       url,
       upstream: destination.upstream,
       client,
-      timeoutMs: policy.timeoutMs ?? 15_000,
+      timeoutMs: policy.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     });
     metrics.requests.inc({
       policy: `${policy.namespace}/${policy.name}`,
@@ -373,7 +371,7 @@ export function createGateway(options: GatewayOptions): Gateway {
 
   traffic.setErrorHandler((err, _request, reply) => {
     logger.error({ err }, 'unexpected error in the traffic handler');
-    const e = new GatewayError('SY_INTERNAL', 500, 'internal error in the gateway');
+    const e = new GatewayError('SY_INTERNAL', 'internal error in the gateway');
     if (!reply.sent)
       reply.code(500).header('x-switchyard-error', e.code).type('application/json').send(e.body());
   });

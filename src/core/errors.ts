@@ -24,6 +24,7 @@ export const ERROR_CODES = {
     "a Preview's spec.repository is not its policy's spec.previews.repository; it gets no route",
   SY_GW_NO_UPSTREAM: 'a route of the gateway leads to an upstream key with no URL in GatewayConfig',
   SY_GW_NO_POLICY: 'the gateway got a request for a host no TrafficPolicy serves (404)',
+  SY_GW_NOT_READY: 'the gateway has no configuration loaded yet, or is shutting down (503)',
   SY_GW_NO_ROUTE: 'no route of the policy matched the request (404)',
   SY_GW_RATE_LIMITED: 'a rate limit refused the request (429)',
   SY_GW_UPSTREAM_UNAVAILABLE: 'the upstream refused the connection or could not be reached (503)',
