@@ -28,8 +28,11 @@ import { createTestNetns, type NetnsUpstream, type TestNetns, testNetnsAvailable
 
 const shared = await sharedEnvtest({ istio: false });
 const netns = testNetnsAvailable();
-if (shared && !netns && process.env.CI)
-  throw new Error('CI=true, but network namespaces cannot be made here (needs root and ip)');
+if (shared && !netns) {
+  if (process.env.CI)
+    throw new Error('CI=true, but network namespaces cannot be made here (needs root and ip)');
+  console.warn('skipping the two-tenant test: it needs root and `ip netns` for its test hosts');
+}
 const A = 'tenant-a';
 const B = 'tenant-b';
 const API = 'switchyard.dev/v1alpha1';
