@@ -5,13 +5,13 @@ import { kubeConfigFrom } from '../../controllers/kube.js';
 import { startController } from '../../controllers/manager.js';
 import { connectRedis } from '../../gateway/run.js';
 import { redisDeliveryLog } from '../../previews/delivery-log.js';
-import { githubAuthFromEnv, githubClients } from '../../previews/github-client.js';
+import { githubClients } from '../../previews/github-client.js';
 import { parseDurationMs } from '../core/duration.js';
 import { formatProblem, problem } from '../core/errors.js';
 import { createLogger } from '../core/logger.js';
-import { readSecret } from '../core/secrets.js';
 import { waitForShutdown } from './gateway.js';
 import { type CliIO, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK } from './io.js';
+import type { Settings } from './settings.js';
 
 export interface ControllerCliOptions {
   kubeconfig?: string;
@@ -26,7 +26,11 @@ export interface ControllerCliOptions {
   logLevel: string;
 }
 
-export async function controllerCommand(opts: ControllerCliOptions, io: CliIO): Promise<number> {
+export async function controllerCommand(
+  opts: ControllerCliOptions,
+  io: CliIO,
+  settings: Settings,
+): Promise<number> {
   let leaseMs: number;
   try {
     leaseMs = parseDurationMs(opts.leaseDuration);
@@ -40,8 +44,8 @@ export async function controllerCommand(opts: ControllerCliOptions, io: CliIO): 
   const kubeconfig = kubeConfigFrom(opts.kubeconfig ? readFileSync(opts.kubeconfig, 'utf8') : undefined);
   const logger = createLogger({ level: opts.logLevel });
   // From the environment or a mounted file, never a flag (flags show in `ps`).
-  const githubWebhookSecret = readSecret(process.env, 'SWITCHYARD_GITHUB_WEBHOOK_SECRET');
-  const github = githubAuthFromEnv(process.env);
+  const githubWebhookSecret = settings.githubWebhookSecret();
+  const github = settings.github();
   if (github && 'code' in github) {
     io.stderr(`${formatProblem(github)}\n`);
     return EXIT_INVALID;
@@ -56,9 +60,7 @@ export async function controllerCommand(opts: ControllerCliOptions, io: CliIO): 
     ...(githubWebhookSecret ? { githubWebhookSecret } : {}),
     ...(github ? { github: githubClients(github) } : {}),
     // Redeliveries are recognised by every replica when the delivery ids are kept in Redis.
-    ...(process.env.REDIS_URL
-      ? { deliveries: redisDeliveryLog(connectRedis(process.env.REDIS_URL, logger)) }
-      : {}),
+    ...(settings.redisUrl ? { deliveries: redisDeliveryLog(connectRedis(settings.redisUrl, logger)) } : {}),
     workers: Number(opts.workers),
     githubHoldLimitMs: parseDurationMs(opts.githubHoldLimit),
     ...(opts.leaderElect

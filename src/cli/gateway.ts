@@ -6,8 +6,8 @@ import { tokenKeyProblem } from '../../gateway/tokens.js';
 import { parseDurationMs } from '../core/duration.js';
 import { formatProblem, problem } from '../core/errors.js';
 import { createLogger } from '../core/logger.js';
-import { readSecret } from '../core/secrets.js';
 import { type CliIO, EXIT_INVALID, EXIT_OK } from './io.js';
+import type { Settings } from './settings.js';
 
 export interface GatewayCliOptions {
   config: string[];
@@ -56,6 +56,7 @@ function trustProxy(value: string | undefined): TrustProxy | undefined {
 export async function startGatewayFromCli(
   opts: GatewayCliOptions,
   io: CliIO,
+  settings: Settings,
 ): Promise<RunningGateway | number> {
   const logger = createLogger({ level: opts.logLevel });
   if (opts.kube ? opts.config.length > 0 : opts.config.length === 0) {
@@ -66,10 +67,7 @@ export async function startGatewayFromCli(
   }
   try {
     const tp = trustProxy(opts.trustProxy);
-    const keys = {
-      current: readSecret(process.env, 'SWITCHYARD_INTERCEPT_TOKEN_SECRET'),
-      previous: readSecret(process.env, 'SWITCHYARD_INTERCEPT_TOKEN_SECRET_PREVIOUS'),
-    };
+    const keys = settings.interceptTokenKeys();
     // A weak key would let anyone mint tokens: refuse to start rather than run with it.
     const weak = (['current', 'previous'] as const).flatMap((k) => {
       const key = keys[k];
@@ -96,7 +94,7 @@ export async function startGatewayFromCli(
       host: opts.host,
       adminHost: opts.adminHost,
       logger,
-      ...(opts.redis || process.env.REDIS_URL ? { redisUrl: opts.redis ?? process.env.REDIS_URL } : {}),
+      ...(opts.redis || settings.redisUrl ? { redisUrl: opts.redis ?? settings.redisUrl } : {}),
       ...(opts.redisTimeout ? { redisCommandTimeoutMs: parseDurationMs(opts.redisTimeout) } : {}),
       ...(opts.drainTimeout ? { drainTimeoutMs: parseDurationMs(opts.drainTimeout) } : {}),
       ...(tp !== undefined ? { trustProxy: tp } : {}),
@@ -116,8 +114,12 @@ export async function startGatewayFromCli(
   }
 }
 
-export async function gatewayCommand(opts: GatewayCliOptions, io: CliIO): Promise<number> {
-  const running = await startGatewayFromCli(opts, io);
+export async function gatewayCommand(
+  opts: GatewayCliOptions,
+  io: CliIO,
+  settings: Settings,
+): Promise<number> {
+  const running = await startGatewayFromCli(opts, io, settings);
   if (typeof running === 'number') return running;
   await waitForShutdown(running, (m) => io.stderr(`${m}\n`));
   return EXIT_OK;

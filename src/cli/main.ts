@@ -18,6 +18,7 @@ import { interceptAddCommand, interceptListCommand, interceptRemoveCommand } fro
 import { type CliIO, EXIT_INTERNAL, EXIT_INVALID, processIO } from './io.js';
 import { previewDeleteCommand, previewListCommand } from './previews.js';
 import { renderCommand } from './render.js';
+import { readSettings, type Settings } from './settings.js';
 import { statusCommand } from './status.js';
 import { tokenCommand } from './token.js';
 import { validateCommand } from './validate.js';
@@ -74,12 +75,16 @@ function outputOption(choices: string[], fallback: string) {
   return new Option('-o, --output <format>', 'output format').choices(choices).default(fallback);
 }
 
-export function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
+export function buildProgram(
+  io: CliIO,
+  setExit: (code: number) => void,
+  settings: Settings = readSettings(process.env),
+): Command {
   const program = new Command('switchyard')
     .description(
       'Previews, intercepts, canaries and rate limits for Kubernetes, with Istio or without a mesh',
     )
-    .version(process.env.npm_package_version ?? '0.1.0')
+    .version(settings.version)
     .exitOverride()
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
     .showHelpAfterError('(run with --help for usage)');
@@ -169,15 +174,15 @@ export function buildProgram(io: CliIO, setExit: (code: number) => void): Comman
       durationUpTo(600_000),
       '20s',
     )
-    .option('--log-level <level>', 'pino log level', process.env.SWITCHYARD_LOG_LEVEL ?? 'info')
-    .action(async (opts) => setExit(await gatewayCommand(opts, io)));
+    .option('--log-level <level>', 'pino log level', settings.logLevel ?? 'info')
+    .action(async (opts) => setExit(await gatewayCommand(opts, io, settings)));
 
   program
     .command('demo')
     .description('run the gateway with three built-in upstreams and a demo policy; prints curl lines to try')
     .option('-p, --port <port>', 'traffic port', port, '8080')
     .option('--admin-port <port>', 'admin port', port, '9901')
-    .option('--log-level <level>', 'pino log level', process.env.SWITCHYARD_LOG_LEVEL ?? 'warn')
+    .option('--log-level <level>', 'pino log level', settings.logLevel ?? 'warn')
     .action(async (opts) => setExit(await demoCommand(opts, io)));
 
   program
@@ -190,7 +195,7 @@ export function buildProgram(io: CliIO, setExit: (code: number) => void): Comman
     .option('--header <name>', 'the intercept header the token is sent in', 'x-switchyard-preview')
     .requiredOption('--value <value>', 'the value the token vouches for, e.g. pr-42')
     .option('--ttl <duration>', 'how long the token is valid (at most 168h)', '8h')
-    .action(async (opts) => setExit(await tokenCommand(opts, io)));
+    .action(async (opts) => setExit(await tokenCommand(opts, io, settings)));
 
   program
     .command('controller')
@@ -214,7 +219,7 @@ export function buildProgram(io: CliIO, setExit: (code: number) => void): Comman
     .option(
       '--lease-namespace <ns>',
       'namespace of the leader Lease',
-      process.env.POD_NAMESPACE ?? 'switchyard-system',
+      settings.podNamespace ?? 'switchyard-system',
     )
     .option(
       '--github-hold-limit <duration>',
@@ -228,8 +233,8 @@ export function buildProgram(io: CliIO, setExit: (code: number) => void): Comman
       durationUpTo(300_000),
       '15s',
     )
-    .option('--log-level <level>', 'pino log level', process.env.SWITCHYARD_LOG_LEVEL ?? 'info')
-    .action(async (opts) => setExit(await controllerCommand(opts, io)));
+    .option('--log-level <level>', 'pino log level', settings.logLevel ?? 'info')
+    .action(async (opts) => setExit(await controllerCommand(opts, io, settings)));
 
   const canary = program
     .command('canary')
@@ -344,9 +349,14 @@ export function buildProgram(io: CliIO, setExit: (code: number) => void): Comman
 
 export async function runCli(argv: readonly string[], io: CliIO): Promise<number> {
   let code = 0;
-  const program = buildProgram(io, (c) => {
-    code = c;
-  });
+  const settings = readSettings(process.env);
+  const program = buildProgram(
+    io,
+    (c) => {
+      code = c;
+    },
+    settings,
+  );
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return code;
@@ -358,7 +368,7 @@ export async function runCli(argv: readonly string[], io: CliIO): Promise<number
     io.stderr(
       `${formatProblem(problem('SY_INTERNAL', `internal error: ${e instanceof Error ? e.message : String(e)}`))}\n`,
     );
-    if (process.env.SWITCHYARD_DEBUG && e instanceof Error && e.stack) io.stderr(`${e.stack}\n`);
+    if (settings.debug && e instanceof Error && e.stack) io.stderr(`${e.stack}\n`);
     return EXIT_INTERNAL;
   }
 }

@@ -2,15 +2,17 @@ import { MAX_TOKEN_LIFETIME_SECONDS, signInterceptToken, tokenKeyProblem } from 
 import { tokenAudience } from '../compiler/names.js';
 import { parseDurationMs } from '../core/duration.js';
 import { formatProblem, problem } from '../core/errors.js';
-import { readSecret } from '../core/secrets.js';
+
 import { type CliIO, EXIT_INVALID, EXIT_OK } from './io.js';
+import type { Settings } from './settings.js';
 
 /** Signs a token for one policy's intercept or preview (see gateway/tokens.ts for what it proves). */
 export async function tokenCommand(
   opts: { header: string; value: string; ttl: string; policy: string; namespace: string },
   io: CliIO,
+  settings: Settings,
 ): Promise<number> {
-  const secret = readSecret(process.env, 'SWITCHYARD_INTERCEPT_TOKEN_SECRET');
+  const secret = settings.interceptTokenKeys().current;
   const bad = (m: string) => {
     io.stderr(`${formatProblem(problem('SY_BAD_REQUEST', m))}\n`);
     return EXIT_INVALID;

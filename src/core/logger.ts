@@ -7,7 +7,7 @@ export function createLogger(
   return pino(
     {
       name: options.name ?? 'switchyard',
-      level: options.level ?? process.env.SWITCHYARD_LOG_LEVEL ?? 'info',
+      level: options.level ?? 'info',
     },
     (options.destination ?? process.stderr) as never,
   );
