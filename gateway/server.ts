@@ -116,6 +116,18 @@ export function createGateway(options: GatewayOptions): Gateway {
     }
     return names;
   };
+  // Whether any policy of a snapshot reads tokens: without one (the common case) a request pays no
+  // second host lookup for them.
+  const tokenSnapshots = new WeakMap<Snapshot, boolean>();
+  const usesTokens = (snapshot: Snapshot) => {
+    let uses = tokenSnapshots.get(snapshot);
+    if (uses === undefined) {
+      uses = snapshot.plan.policies.some((p) => namesOf(p).size > 0);
+      tokenSnapshots.set(snapshot, uses);
+    }
+    return uses;
+  };
+  const tokenQuery = `${TOKEN_QUERY}=`;
   const tokens = tokenVerifier(options.interceptTokenKeys ?? {});
   /**
    * The request as the router sees it, with the claims of tokens minted for the policy that serves
@@ -123,6 +135,7 @@ export function createGateway(options: GatewayOptions): Gateway {
    */
   const viewOf = async (req: IncomingMessage, snapshot: Snapshot) => {
     const view = requestView(req.method ?? 'GET', req.headers);
+    if (!usesTokens(snapshot)) return view;
     const policy = snapshot.index.policyFor(view.authority);
     if (!policy || namesOf(policy).size === 0) return view;
     const audience = tokenAudience(policy.namespace, policy.name);
@@ -135,9 +148,9 @@ export function createGateway(options: GatewayOptions): Gateway {
    * invalid one with 401. Undefined: not such a request.
    */
   const exchangeToken = async (req: IncomingMessage): Promise<TokenExchange | GatewayError | undefined> => {
-    if (!req.url?.includes(`${TOKEN_QUERY}=`)) return undefined;
     const snapshot = holder.current;
-    const policy = snapshot?.index.policyFor(req.headers.host ?? '');
+    if (!snapshot || !usesTokens(snapshot) || !req.url?.includes(tokenQuery)) return undefined;
+    const policy = snapshot.index.policyFor(req.headers.host ?? '');
     if (!policy || namesOf(policy).size === 0) return undefined;
     const url = new URL(req.url, 'http://gateway');
     const token = url.searchParams.get(TOKEN_QUERY) ?? undefined;
