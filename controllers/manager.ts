@@ -8,31 +8,33 @@
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { CachedKube } from '../kube/cached-kube.js';
+import { clientNodeKube, type Kube } from '../kube/client.js';
+import { kubeEventRecorder } from '../kube/events.js';
+import { type ObjectInformer, watchObjects } from '../kube/informer.js';
+import { electLeader, type LeaderElectionOptions } from '../kube/leader.js';
+import { WorkQueue } from '../kube/work-queue.js';
 import { type DeliveryLog, memoryDeliveryLog } from '../previews/delivery-log.js';
 import type { GithubClients } from '../previews/github-client.js';
-import { GithubReporter, pullRequestKey, REPORT_FINALIZER } from '../previews/github-reporter.js';
+import { GithubReporter, pullRequestKey } from '../previews/github-reporter.js';
 import { registerGithubWebhook } from '../previews/github-webhook.js';
 import { handleGithubEvent } from '../previews/handle-event.js';
 import { reportedPreview } from '../previews/pull-request-report.js';
 import { policyHosts, sameRepository } from '../src/compiler/compile.js';
 import { HostClaims } from '../src/compiler/hosts.js';
 import type { Logger } from '../src/core/logger.js';
-import { MANAGED_BY, POLICY_LABEL } from '../src/istio/objects.js';
-import { DEFAULTS, type TrafficPolicy } from '../src/resources/schema.js';
-import { CachedKube } from './cached-kube.js';
-import { REASON } from './conditions.js';
-import { kubeEventRecorder } from './events.js';
-import { type ObjectInformer, watchObjects } from './informer.js';
-import { clientNodeKube, type Kube } from './kube.js';
-import { electLeader, type LeaderElectionOptions } from './leader.js';
-import { deploymentAvailable, PREVIEW_LABEL, reconcilePreview } from './preview.js';
+import { REASON } from '../src/resources/conditions.js';
 import {
-  type ControllerMode,
-  FIELD_MANAGER,
-  reconcileTrafficPolicy,
+  MANAGED_BY,
+  MANAGED_BY_VALUE,
+  POLICY_LABEL,
+  PREVIEW_LABEL,
+  REPORT_FINALIZER,
   VERSION_OF_LABEL,
-} from './traffic-policy.js';
-import { WorkQueue } from './work-queue.js';
+} from '../src/resources/labels.js';
+import { DEFAULTS, type TrafficPolicy } from '../src/resources/schema.js';
+import { deploymentAvailable, reconcilePreview } from './preview.js';
+import { type ControllerMode, FIELD_MANAGER, reconcileTrafficPolicy } from './traffic-policy.js';
 
 export interface ControllerOptions {
   kubeconfig: KubeConfig;
@@ -387,7 +389,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   // writes (every field owned by Switchyard's manager) do not.
   const ownerPolicy = (o: Obj, event: 'add' | 'update' | 'delete') => {
     const owner =
-      o.metadata?.labels?.[MANAGED_BY] === 'switchyard' ? o.metadata.labels[POLICY_LABEL] : undefined;
+      o.metadata?.labels?.[MANAGED_BY] === MANAGED_BY_VALUE ? o.metadata.labels[POLICY_LABEL] : undefined;
     if (owner && (event === 'delete' || foreign(o))) queue.add(keyOf(o, owner));
   };
   /** A foreign object named like a Preview came or went: the Preview's NameTaken may change. */
@@ -420,14 +422,14 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     // Every DestinationRule and EnvoyFilter is cached, not only Switchyard's: one of a wanted name
     // that is someone else's must be seen (NameTaken), and its removal lets the policy write again.
     const ownerOrNamesake = (o: Obj, event: 'add' | 'update' | 'delete') => {
-      if (o.metadata?.labels?.[MANAGED_BY] === 'switchyard') return ownerPolicy(o, event);
+      if (o.metadata?.labels?.[MANAGED_BY] === MANAGED_BY_VALUE) return ownerPolicy(o, event);
       for (const p of cached(policyInformers, o.metadata?.namespace))
         if (o.metadata?.name?.startsWith(p.metadata?.name ?? '\0')) queue.add(keyOf(p));
     };
     watch('networking.istio.io/v1', 'DestinationRule', 'destinationrules', ownerOrNamesake);
     watch('networking.istio.io/v1alpha3', 'EnvoyFilter', 'envoyfilters', ownerOrNamesake);
     watch('networking.istio.io/v1', 'VirtualService', 'virtualservices', (o, event) => {
-      if (o.metadata?.labels?.[MANAGED_BY] === 'switchyard') return ownerPolicy(o, event);
+      if (o.metadata?.labels?.[MANAGED_BY] === MANAGED_BY_VALUE) return ownerPolicy(o, event);
       // A foreign VirtualService may start or stop a Conflict, in any namespace (it may be bound to
       // a shared gateway): look at every policy. Foreign VirtualServices change rarely.
       for (const p of cached(policyInformers)) queue.add(keyOf(p));

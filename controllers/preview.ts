@@ -15,10 +15,27 @@
  * pull request, only the newest `maxPerPullRequest` (default 2) stay; older ones are deleted.
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
+import {
+  type ApplyOutcome,
+  applyOwned,
+  FIELD_MANAGER,
+  NameTakenError,
+  ownedLike,
+  takenNames,
+} from '../kube/apply.js';
+import { apiErrorMessage, isRejected, type Kube } from '../kube/client.js';
+import { type EventRecorder, NO_EVENTS } from '../kube/events.js';
 import { sameRepository } from '../src/compiler/compile.js';
 import { latestRef, pinnedRef, previewHost } from '../src/compiler/names.js';
 import { parseDurationMs } from '../src/core/duration.js';
-import { PREVIEW_ROLE_LABEL } from '../src/istio/envoy-filter.js';
+import { type ConditionValue, mergeConditions, REASON, type Reason } from '../src/resources/conditions.js';
+import {
+  MANAGED_BY,
+  MANAGED_BY_VALUE,
+  PREVIEW_FINALIZER,
+  PREVIEW_LABEL,
+  PREVIEW_ROLE_LABEL,
+} from '../src/resources/labels.js';
 import {
   API_VERSION,
   DEFAULTS,
@@ -27,20 +44,7 @@ import {
   type TrafficPolicy,
   VERSION,
 } from '../src/resources/schema.js';
-import {
-  type ApplyOutcome,
-  applyOwned,
-  FIELD_MANAGER,
-  NameTakenError,
-  ownedLike,
-  takenNames,
-} from './apply.js';
-import { type ConditionValue, mergeConditions, REASON, type Reason } from './conditions.js';
-import { type EventRecorder, NO_EVENTS } from './events.js';
-import { apiErrorMessage, isRejected, type Kube } from './kube.js';
 
-export const PREVIEW_LABEL = 'switchyard.dev/preview';
-export const PREVIEW_FINALIZER = 'switchyard.dev/preview-cleanup';
 /** setTimeout's limit: a requeue further out is re-armed by the resync. */
 const MAX_REQUEUE_MS = 2 ** 31 - 1;
 
@@ -271,7 +275,7 @@ export async function reconcilePreview(
 
   const ref = pinnedRef(preview.spec.pullRequest, preview.spec.commit);
   const owner = previewOwner(name, preview.metadata?.uid as string);
-  const labels = { 'app.kubernetes.io/managed-by': 'switchyard', [PREVIEW_LABEL]: name };
+  const labels = { [MANAGED_BY]: MANAGED_BY_VALUE, [PREVIEW_LABEL]: name };
   const podLabels = {
     ...(stable.spec.template.metadata?.labels ?? {}),
     [versionLabel]: ref,
@@ -420,7 +424,7 @@ async function removePreview(
       kind,
       namespace,
       name,
-      labels: { 'app.kubernetes.io/managed-by': 'switchyard', [PREVIEW_LABEL]: name },
+      labels: { [MANAGED_BY]: MANAGED_BY_VALUE, [PREVIEW_LABEL]: name },
     });
     // Only what this Preview made: never a same-named object it was refused (NameTaken).
     if (!live?.metadata?.labels || live.metadata.labels[PREVIEW_LABEL] !== name) continue;

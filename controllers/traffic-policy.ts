@@ -18,13 +18,24 @@
  * the Service's pods with that version label), which `switchyard gateway --kube` routes to.
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
+import { type ApplyOutcome, applyOwned, NameTakenError, ownedLike, takenNames } from '../kube/apply.js';
+import { apiErrorMessage, isRejected, type Kube } from '../kube/client.js';
+import { type EventRecorder, NO_EVENTS } from '../kube/events.js';
 import { compile, policyHosts } from '../src/compiler/compile.js';
 import { claimOrder, HostClaims } from '../src/compiler/hosts.js';
 import { versionServiceName } from '../src/compiler/names.js';
 import type { PolicyPlan } from '../src/compiler/plan.js';
 import { formatProblem, type Problem } from '../src/core/errors.js';
-import { type KubeObject, MANAGED_BY, POLICY_LABEL } from '../src/istio/objects.js';
+import type { KubeObject } from '../src/istio/objects.js';
 import { renderIstio } from '../src/istio/render.js';
+import { CONDITION, type ConditionValue, mergeConditions, REASON } from '../src/resources/conditions.js';
+import {
+  DATAPLANE_MODE_LABEL,
+  MANAGED_BY,
+  POLICY_LABEL,
+  VERSION_LABEL,
+  VERSION_OF_LABEL,
+} from '../src/resources/labels.js';
 import {
   API_VERSION,
   DEFAULTS,
@@ -34,17 +45,9 @@ import {
   VERSION,
 } from '../src/resources/schema.js';
 import { readResources } from '../src/resources/validate.js';
-import { type ApplyOutcome, applyOwned, NameTakenError, ownedLike, takenNames } from './apply.js';
-import { CONDITION, type ConditionValue, mergeConditions, REASON } from './conditions.js';
-import { type EventRecorder, NO_EVENTS } from './events.js';
-import { apiErrorMessage, isRejected, type Kube } from './kube.js';
 
-export { FIELD_MANAGER } from './apply.js';
+export { FIELD_MANAGER } from '../kube/apply.js';
 export type ControllerMode = 'istio' | 'gateway';
-/** The version a gateway-mode Service selects. */
-export const VERSION_LABEL = 'switchyard.dev/version';
-/** Which Service the version Service belongs to (for `gateway --kube`). */
-export const VERSION_OF_LABEL = 'switchyard.dev/version-of';
 const GATEWAY_KINDS = [['v1', 'Service']] as const;
 const ISTIO_KINDS = [
   ['networking.istio.io/v1', 'VirtualService'],
@@ -121,7 +124,7 @@ export async function reconcileTrafficPolicy(
     mode === 'istio'
       ? await kube.get<KubernetesObject>({ apiVersion: 'v1', kind: 'Namespace', name: namespace })
       : undefined;
-  const ambient = nsObject?.metadata?.labels?.['istio.io/dataplane-mode'] === 'ambient';
+  const ambient = nsObject?.metadata?.labels?.[DATAPLANE_MODE_LABEL] === 'ambient';
 
   const compiled = compile({
     policies: resources.policies,

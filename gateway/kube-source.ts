@@ -9,12 +9,18 @@
  * answers 503 with that reason instead of a connection error.
  */
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
-import { type ObjectInformer, watchObjects } from '../controllers/informer.js';
-import { PREVIEW_LABEL } from '../controllers/preview.js';
-import { VERSION_LABEL, VERSION_OF_LABEL } from '../controllers/traffic-policy.js';
+import { type ObjectInformer, watchObjects } from '../kube/informer.js';
 import { pinnedRef } from '../src/compiler/names.js';
 import type { Problem } from '../src/core/errors.js';
 import type { Logger } from '../src/core/logger.js';
+import {
+  MANAGED_BY,
+  MANAGED_BY_VALUE,
+  PREVIEW_LABEL,
+  SERVICE_NAME_LABEL,
+  VERSION_LABEL,
+  VERSION_OF_LABEL,
+} from '../src/resources/labels.js';
 import { DEFAULTS, type Preview, type TrafficPolicy } from '../src/resources/schema.js';
 import { readResources } from '../src/resources/validate.js';
 import { type BuildResult, buildSnapshot } from './snapshot.js';
@@ -101,7 +107,7 @@ export function kubeSource(options: KubeSourceOptions): KubeSource {
     );
   const policies = informers<Obj>('switchyard.dev/v1alpha1', 'TrafficPolicy', 'trafficpolicies');
   const previews = informers<Obj>('switchyard.dev/v1alpha1', 'Preview', 'previews');
-  const services = informers<Obj>('v1', 'Service', 'services', 'app.kubernetes.io/managed-by=switchyard');
+  const services = informers<Obj>('v1', 'Service', 'services', `${MANAGED_BY}=${MANAGED_BY_VALUE}`);
   const slices = informers<Obj>('discovery.k8s.io/v1', 'EndpointSlice', 'endpointslices');
   const all = [...policies, ...previews, ...services, ...slices];
   const items = <T>(list: ObjectInformer<Obj>[]) => list.flatMap((i) => i.list()) as unknown as T[];
@@ -128,7 +134,7 @@ export function kubeSource(options: KubeSourceOptions): KubeSource {
 
     const sliceBy = new Map<string, EndpointSlice[]>();
     for (const s of items<EndpointSlice>(slices)) {
-      const svc = s.metadata?.labels?.['kubernetes.io/service-name'];
+      const svc = s.metadata?.labels?.[SERVICE_NAME_LABEL];
       if (!svc) continue;
       const key = `${s.metadata?.namespace}/${svc}`;
       sliceBy.set(key, [...(sliceBy.get(key) ?? []), s]);

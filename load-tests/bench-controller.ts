@@ -15,7 +15,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KubernetesObject } from '@kubernetes/client-node';
-import type { Kube } from '../controllers/kube.js';
+import type { Kube } from '../kube/client.js';
 import { adminKube, applyRbac, CONTROLLER_USER } from '../test/support/cluster.js';
 import { envtestGate, startEnvtestWithCrds } from '../test/support/envtest.js';
 import { startProcess } from '../test/support/process.js';

@@ -13,16 +13,15 @@
  * does not hold removed Previews.
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
-import type { Kube } from '../controllers/kube.js';
+import type { Kube } from '../kube/client.js';
 import type { Logger } from '../src/core/logger.js';
+import { REPORT_FINALIZER } from '../src/resources/labels.js';
 import { API_VERSION } from '../src/resources/schema.js';
 import { setPreviewStatus } from './commit-status.js';
 import { createDeployment, findDeployment, setDeploymentStatus } from './deployments.js';
 import type { GithubClients } from './github-client.js';
 import { upsertPreviewComment } from './pr-comment.js';
 import { pullRequestReport, type ReportedPreview } from './pull-request-report.js';
-
-export const REPORT_FINALIZER = 'switchyard.dev/github-report';
 
 /** GitHub answers that waiting will not change: bad credentials, no access, not installed, invalid. */
 const REFUSALS = new Set([401, 403, 404, 422]);

@@ -3,19 +3,13 @@
  * pull_request events act; ping, push and every other event are acknowledged and ignored.
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
-import type { Kube } from '../controllers/kube.js';
+import type { Kube } from '../kube/client.js';
 import type { Logger } from '../src/core/logger.js';
+import { PULL_REQUEST_LABEL, REPORT_FINALIZER } from '../src/resources/labels.js';
 import { API_VERSION, type Preview, type TrafficPolicy } from '../src/resources/schema.js';
 import type { GithubClients } from './github-client.js';
-import { REPORT_FINALIZER } from './github-reporter.js';
 import { renderRefusalComment, upsertPreviewComment } from './pr-comment.js';
-import {
-  forkRefusals,
-  type PreviewAction,
-  PULL_REQUEST_LABEL,
-  type PullRequestEvent,
-  previewActions,
-} from './pull-requests.js';
+import { forkRefusals, type PreviewAction, type PullRequestEvent, previewActions } from './pull-requests.js';
 
 export const GITHUB_FIELD_MANAGER = 'switchyard-github';
 

@@ -6,14 +6,13 @@
  * order) changes nothing, so an out-of-order synchronize never moves a pull request back.
  */
 import { previewName } from '../src/compiler/names.js';
+import {
+  HEAD_UPDATED_AT,
+  NO_PREVIEW_LABEL,
+  POLICY_LABEL,
+  PULL_REQUEST_LABEL,
+} from '../src/resources/labels.js';
 import { API_VERSION, type Preview, type TrafficPolicy } from '../src/resources/schema.js';
-
-/** Labels that find a pull request's Previews (label values cannot hold the repository's "/"). */
-export const PULL_REQUEST_LABEL = 'switchyard.dev/pull-request';
-export const POLICY_LABEL = 'switchyard.dev/policy';
-/** The event time (pull_request.updated_at) a Preview was written for. */
-export const HEAD_UPDATED_AT = 'switchyard.dev/head-updated-at';
-export const NO_PREVIEW_LABEL = 'no-preview';
 
 export interface PullRequestEvent {
   action: string;

@@ -7,8 +7,8 @@
 import { join } from 'node:path';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { Kube } from '../controllers/kube.js';
-import { patchPolicySpec, readPolicy } from '../src/cli/kube-cli.js';
+import { patchPolicySpec, readPolicy } from '../cli/kube-cli.js';
+import type { Kube } from '../kube/client.js';
 import { cli, tempFiles } from './support/cli.js';
 import { adminKube, createNamespace } from './support/cluster.js';
 import { type Envtest, sharedEnvtest } from './support/envtest.js';

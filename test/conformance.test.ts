@@ -6,7 +6,7 @@
 
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { loadAndCompile } from '../src/cli/input.js';
+import { loadAndCompile } from '../cli/input.js';
 import { cli, EXAMPLES } from './support/cli.js';
 import { CONFORMANCE_TABLE } from './support/conformance-table.js';
 import { evaluateVirtualServices } from './support/virtual-service-eval.js';

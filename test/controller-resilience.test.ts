@@ -8,7 +8,7 @@
 import { join } from 'node:path';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Kube } from '../controllers/kube.js';
+import type { Kube } from '../kube/client.js';
 import { tempFiles } from './support/cli.js';
 import {
   adminKube,

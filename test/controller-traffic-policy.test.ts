@@ -7,8 +7,8 @@
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clientNodeKube, type Kube, kubeConfigFrom } from '../controllers/kube.js';
 import { reconcileTrafficPolicy } from '../controllers/traffic-policy.js';
+import { clientNodeKube, type Kube, kubeConfigFrom } from '../kube/client.js';
 import { cli, tempFiles } from './support/cli.js';
 import { type Envtest, sharedEnvtest } from './support/envtest.js';
 

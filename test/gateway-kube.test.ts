@@ -7,9 +7,9 @@
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Kube, kubeConfigFrom } from '../controllers/kube.js';
 import { reconcileTrafficPolicy } from '../controllers/traffic-policy.js';
 import { type RunningGateway, runGateway } from '../gateway/run.js';
+import { type Kube, kubeConfigFrom } from '../kube/client.js';
 import { createLogger } from '../src/core/logger.js';
 import { adminKube, applyRbac, createNamespace, GATEWAY_USER, stableWorkload } from './support/cluster.js';
 import { type Envtest, sharedEnvtest } from './support/envtest.js';

@@ -6,13 +6,14 @@
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Kube } from '../controllers/kube.js';
+import type { Kube } from '../kube/client.js';
 import { githubClients } from '../previews/github-client.js';
-import { GithubReporter, REPORT_FINALIZER } from '../previews/github-reporter.js';
+import { GithubReporter } from '../previews/github-reporter.js';
 import { handleGithubEvent } from '../previews/handle-event.js';
 import { reportedPreview } from '../previews/pull-request-report.js';
 import { sameRepository } from '../src/compiler/compile.js';
 import { createLogger } from '../src/core/logger.js';
+import { REPORT_FINALIZER } from '../src/resources/labels.js';
 import { adminKube, createNamespace } from './support/cluster.js';
 import { type Envtest, sharedEnvtest } from './support/envtest.js';
 import { examplesOf } from './support/github-deliveries.js';

@@ -9,7 +9,7 @@ import type { KubernetesObject } from '@kubernetes/client-node';
 import { sign } from '@octokit/webhooks-methods';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Kube } from '../controllers/kube.js';
+import type { Kube } from '../kube/client.js';
 import { memoryDeliveryLog } from '../previews/delivery-log.js';
 import { registerGithubWebhook, WEBHOOK_PATH } from '../previews/github-webhook.js';
 import { handleGithubEvent } from '../previews/handle-event.js';

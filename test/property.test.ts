@@ -5,7 +5,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { toYamlDocuments } from '../src/cli/output.js';
+import { toYamlDocuments } from '../cli/output.js';
 import { compile } from '../src/compiler/compile.js';
 import { explainRequest, requestFrom } from '../src/compiler/explain.js';
 import { renderIstio } from '../src/istio/render.js';

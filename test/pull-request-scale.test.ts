@@ -8,12 +8,12 @@
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Kube } from '../controllers/kube.js';
-import { kubeConfigFrom } from '../controllers/kube.js';
 import { type RunningController, startController } from '../controllers/manager.js';
-import { PREVIEW_LABEL } from '../controllers/preview.js';
+import type { Kube } from '../kube/client.js';
+import { kubeConfigFrom } from '../kube/client.js';
 import { githubClients } from '../previews/github-client.js';
 import { createLogger } from '../src/core/logger.js';
+import { PREVIEW_LABEL } from '../src/resources/labels.js';
 import {
   adminKube,
   applyRbac,

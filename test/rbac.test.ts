@@ -10,10 +10,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type KubernetesObject, loadAllYaml } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Kube } from '../controllers/kube.js';
-import { kubeConfigFrom } from '../controllers/kube.js';
 import { type RunningController, startController } from '../controllers/manager.js';
 import type { ControllerMode } from '../controllers/traffic-policy.js';
+import type { Kube } from '../kube/client.js';
+import { kubeConfigFrom } from '../kube/client.js';
 import { githubClients } from '../previews/github-client.js';
 import { createLogger } from '../src/core/logger.js';
 import {

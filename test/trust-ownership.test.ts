@@ -5,9 +5,9 @@
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { Kube } from '../controllers/kube.js';
 import { reconcilePreview } from '../controllers/preview.js';
 import { reconcileTrafficPolicy } from '../controllers/traffic-policy.js';
+import type { Kube } from '../kube/client.js';
 import { adminKube, applyRbac, createNamespace, stableWorkload } from './support/cluster.js';
 import { type Envtest, sharedEnvtest } from './support/envtest.js';
 

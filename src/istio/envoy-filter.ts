@@ -7,6 +7,7 @@
  * dynamic descriptors (an entry with no value), which need Envoy ≥ 1.34 (Istio ≥ 1.26).
  */
 import type { PolicyPlan, RateLimitPlan } from '../compiler/plan.js';
+import { PREVIEW_ROLE_LABEL } from '../resources/labels.js';
 import type { AppliesTo } from '../resources/schema.js';
 import { type KubeObject, NETWORKING_V1ALPHA3, objectMeta } from './objects.js';
 
@@ -16,8 +17,6 @@ const LOCAL_RATELIMIT_TYPE =
 const TYPED_STRUCT = 'type.googleapis.com/udpa.type.v1.TypedStruct';
 /** Distinct header values / client IPs each Envoy keeps a bucket for (Envoy's default is 20). */
 export const MAX_DYNAMIC_DESCRIPTORS = 10_000;
-/** The label the preview controller puts on preview pods, so `appliesTo: previews` can select them. */
-export const PREVIEW_ROLE_LABEL = 'switchyard.dev/role';
 
 function percent(value: number) {
   return { default_value: { numerator: value, denominator: 'HUNDRED' } };

@@ -1,10 +1,9 @@
 /** Metadata every object Switchyard writes carries, and the API versions it writes them as. */
 import type { PolicyPlan } from '../compiler/plan.js';
+import { MANAGED_BY, MANAGED_BY_VALUE, POLICY_LABEL } from '../resources/labels.js';
 
 export const NETWORKING_V1 = 'networking.istio.io/v1';
 export const NETWORKING_V1ALPHA3 = 'networking.istio.io/v1alpha3';
-export const MANAGED_BY = 'app.kubernetes.io/managed-by';
-export const POLICY_LABEL = 'switchyard.dev/policy';
 export { UPSTREAM_HEADER } from '../compiler/plan.js';
 
 export interface KubeObject {
@@ -18,6 +17,6 @@ export function objectMeta(policy: PolicyPlan, name: string): KubeObject['metada
   return {
     name,
     namespace: policy.namespace,
-    labels: { [MANAGED_BY]: 'switchyard', [POLICY_LABEL]: policy.name },
+    labels: { [MANAGED_BY]: MANAGED_BY_VALUE, [POLICY_LABEL]: policy.name },
   };
 }

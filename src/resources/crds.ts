@@ -5,6 +5,7 @@
  * controller validates with `validate.ts` as well.
  */
 import type { TSchema } from '@sinclair/typebox';
+import { MANAGED_BY_VALUE, PART_OF } from './labels.js';
 import {
   GROUP,
   PreviewSpec,
@@ -81,7 +82,7 @@ function crd(input: CrdInput): Record<string, unknown> {
   return {
     apiVersion: 'apiextensions.k8s.io/v1',
     kind: 'CustomResourceDefinition',
-    metadata: { name: `${input.plural}.${GROUP}`, labels: { 'app.kubernetes.io/part-of': 'switchyard' } },
+    metadata: { name: `${input.plural}.${GROUP}`, labels: { [PART_OF]: MANAGED_BY_VALUE } },
     spec: {
       group: GROUP,
       names: {

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AppsV1Api, type KubernetesObject, loadAllYaml } from '@kubernetes/client-node';
-import { clientNodeKube, type Kube, kubeConfigFrom } from '../../controllers/kube.js';
+import { clientNodeKube, type Kube, kubeConfigFrom } from '../../kube/client.js';
 import type { Envtest } from './envtest.js';
 
 export const CONTROLLER_USER = 'system:serviceaccount:switchyard-system:switchyard';

@@ -270,7 +270,7 @@ export async function startEnvtestWithCrds(
 ): Promise<Envtest> {
   const env = await startEnvtest(gate.assets, options);
   const { customResourceDefinitions } = await import('../../src/resources/crds.js');
-  const { toYamlDocuments } = await import('../../src/cli/output.js');
+  const { toYamlDocuments } = await import('../../cli/output.js');
   await installCrds(env.adminKubeconfig, [
     toYamlDocuments(customResourceDefinitions()),
     ...(gate.istio ? [readFileSync(gate.istio, 'utf8')] : []),

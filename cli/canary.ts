@@ -6,9 +6,9 @@
  * `status` shows the target next to the split in force, read back from the VirtualService.
  */
 import { stringify } from 'yaml';
-import type { Kube } from '../../controllers/kube.js';
-import { UPSTREAM_HEADER } from '../compiler/plan.js';
-import { API_VERSION } from '../resources/schema.js';
+import type { Kube } from '../kube/client.js';
+import { UPSTREAM_HEADER } from '../src/compiler/plan.js';
+import { API_VERSION } from '../src/resources/schema.js';
 import { type CliIO, EXIT_OK } from './io.js';
 import {
   invalid,

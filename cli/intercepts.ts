@@ -3,8 +3,8 @@
  * changed in place on the cluster's TrafficPolicy (validated first; a concurrent change fails
  * rather than being overwritten). Intercepts are tried in order; `add` appends.
  */
-import type { Kube } from '../../controllers/kube.js';
-import type { TrafficPolicy } from '../resources/schema.js';
+import type { Kube } from '../kube/client.js';
+import type { TrafficPolicy } from '../src/resources/schema.js';
 import { type CliIO, EXIT_OK } from './io.js';
 import {
   invalid,

@@ -3,9 +3,9 @@
  * rest of the code is handed what it needs. Secrets come only from here (`NAME` or `NAME_FILE`),
  * never from flags.
  */
-import { type GithubClientOptions, githubAuthFromEnv } from '../../previews/github-client.js';
-import type { Problem } from '../core/errors.js';
-import { readSecret } from '../core/secrets.js';
+import { type GithubClientOptions, githubAuthFromEnv } from '../previews/github-client.js';
+import type { Problem } from '../src/core/errors.js';
+import { readSecret } from '../src/core/secrets.js';
 
 export interface Settings {
   /** SWITCHYARD_LOG_LEVEL: the default of every `--log-level`. */

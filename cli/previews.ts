@@ -1,7 +1,7 @@
 /** `switchyard preview list|delete`: the running previews, as the PR bot and the controller see them. */
 import type { KubernetesObject } from '@kubernetes/client-node';
-import type { Kube } from '../../controllers/kube.js';
-import { API_VERSION, type Preview } from '../resources/schema.js';
+import type { Kube } from '../kube/client.js';
+import { API_VERSION, type Preview } from '../src/resources/schema.js';
 import { type CliIO, EXIT_OK } from './io.js';
 import { age, invalid, type KubeCliOptions, kubeFromCli, printTable } from './kube-cli.js';
 

@@ -1,9 +1,9 @@
 /** The pipeline every offline command shares: paths → documents → resources → RoutePlan. */
-import { compile } from '../compiler/compile.js';
-import type { RoutePlan } from '../compiler/plan.js';
-import { formatProblem, type Problem } from '../core/errors.js';
-import { loadPaths } from '../resources/load.js';
-import { type Resources, readResources } from '../resources/validate.js';
+import { compile } from '../src/compiler/compile.js';
+import type { RoutePlan } from '../src/compiler/plan.js';
+import { formatProblem, type Problem } from '../src/core/errors.js';
+import { loadPaths } from '../src/resources/load.js';
+import { type Resources, readResources } from '../src/resources/validate.js';
 import { type CliIO, EXIT_INVALID } from './io.js';
 
 export interface Compiled {

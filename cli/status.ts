@@ -3,8 +3,8 @@
  * intercepts, previews with phase and URL, and the conditions the controller reported.
  */
 import { stringify } from 'yaml';
-import type { Kube } from '../../controllers/kube.js';
-import { API_VERSION } from '../resources/schema.js';
+import type { Kube } from '../kube/client.js';
+import { API_VERSION } from '../src/resources/schema.js';
 import { describeIntercept } from './intercepts.js';
 import { type CliIO, EXIT_OK } from './io.js';
 import { type KubeCliOptions, kubeFromCli, type LivePolicy } from './kube-cli.js';

@@ -8,7 +8,7 @@
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from '../src/core/logger.js';
-import { apiErrorMessage, type Kube } from './kube.js';
+import { apiErrorMessage, type Kube } from './client.js';
 
 export interface LeaderElectionOptions {
   namespace: string;

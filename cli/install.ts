@@ -8,7 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { customResourceDefinitions } from '../resources/crds.js';
+import { customResourceDefinitions } from '../src/resources/crds.js';
 import { type CliIO, EXIT_OK } from './io.js';
 import { formatObjects } from './output.js';
 

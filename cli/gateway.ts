@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
-import { kubeConfigFrom } from '../../controllers/kube.js';
-import type { TrustProxy } from '../../gateway/client-address.js';
-import { InvalidConfigError, type RunningGateway, runGateway } from '../../gateway/run.js';
-import { tokenKeyProblem } from '../../gateway/tokens.js';
-import { parseDurationMs } from '../core/duration.js';
-import { formatProblem, problem } from '../core/errors.js';
-import { createLogger } from '../core/logger.js';
+import type { TrustProxy } from '../gateway/client-address.js';
+import { InvalidConfigError, type RunningGateway, runGateway } from '../gateway/run.js';
+import { tokenKeyProblem } from '../gateway/tokens.js';
+import { kubeConfigFrom } from '../kube/client.js';
+import { parseDurationMs } from '../src/core/duration.js';
+import { formatProblem, problem } from '../src/core/errors.js';
+import { createLogger } from '../src/core/logger.js';
 import { type CliIO, EXIT_INVALID, EXIT_OK } from './io.js';
 import type { Settings } from './settings.js';
 

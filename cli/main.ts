@@ -5,8 +5,8 @@
  */
 import proxyAddr from '@fastify/proxy-addr';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { parseDurationMs } from '../core/duration.js';
-import { formatProblem, problem } from '../core/errors.js';
+import { parseDurationMs } from '../src/core/duration.js';
+import { formatProblem, problem } from '../src/core/errors.js';
 import { canaryAbortCommand, canaryPromoteCommand, canarySetCommand, canaryStatusCommand } from './canary.js';
 import { controllerCommand } from './controller.js';
 import { crdsCommand } from './crds.js';

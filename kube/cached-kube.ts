@@ -8,8 +8,8 @@
  * object or loses a status write with 409, retried; the watch event that follows re-queues.
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
+import type { Kube } from './client.js';
 import type { ObjectInformer } from './informer.js';
-import type { Kube } from './kube.js';
 
 interface Cache {
   informer: ObjectInformer<KubernetesObject>;

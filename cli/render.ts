@@ -1,7 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { renderIstio } from '../istio/render.js';
-import { DEFAULTS } from '../resources/schema.js';
+import { renderIstio } from '../src/istio/render.js';
+import { DEFAULTS } from '../src/resources/schema.js';
 import { loadAndCompile, reportProblems } from './input.js';
 import { type CliIO, EXIT_OK } from './io.js';
 import { formatObjects } from './output.js';

@@ -15,10 +15,10 @@
  */
 import { createHash } from 'node:crypto';
 import type { KubernetesObject } from '@kubernetes/client-node';
-import type { Kube } from './kube.js';
+import { APPLIED_HASH } from '../src/resources/labels.js';
+import type { Kube } from './client.js';
 
 export const FIELD_MANAGER = 'switchyard';
-export const APPLIED_HASH = 'switchyard.dev/applied-hash';
 
 export type ApplyOutcome = 'unchanged' | 'created' | 'updated' | 'reverted';
 

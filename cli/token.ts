@@ -1,7 +1,7 @@
-import { MAX_TOKEN_LIFETIME_SECONDS, signInterceptToken, tokenKeyProblem } from '../../gateway/tokens.js';
-import { tokenAudience } from '../compiler/names.js';
-import { parseDurationMs } from '../core/duration.js';
-import { formatProblem, problem } from '../core/errors.js';
+import { MAX_TOKEN_LIFETIME_SECONDS, signInterceptToken, tokenKeyProblem } from '../gateway/tokens.js';
+import { tokenAudience } from '../src/compiler/names.js';
+import { parseDurationMs } from '../src/core/duration.js';
+import { formatProblem, problem } from '../src/core/errors.js';
 
 import { type CliIO, EXIT_INVALID, EXIT_OK } from './io.js';
 import type { Settings } from './settings.js';
