@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { startController } from '../controllers/manager.js';
 import { connectRedis } from '../gateway/run.js';
 import { kubeConfigFrom } from '../kube/client.js';
 import { redisDeliveryLog } from '../previews/delivery-log.js';
@@ -12,6 +11,7 @@ import { createLogger } from '../src/core/logger.js';
 import { waitForShutdown } from './gateway.js';
 import { type CliIO, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK } from './io.js';
 import type { Settings } from './settings.js';
+import { startController } from './start-controller.js';
 
 export interface ControllerCliOptions {
   kubeconfig?: string;

@@ -7,7 +7,7 @@ import { createWriteStream } from 'node:fs';
 import { AppsV1Api } from '@kubernetes/client-node';
 import { sign } from '@octokit/webhooks-methods';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RunningController, startController } from '../controllers/manager.js';
+import { type RunningController, startController } from '../cli/start-controller.js';
 import { clientNodeKube, type Kube, kubeConfigFrom } from '../kube/client.js';
 import { createLogger } from '../src/core/logger.js';
 import { applyRbac } from './support/cluster.js';

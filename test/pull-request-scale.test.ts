@@ -8,7 +8,7 @@
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RunningController, startController } from '../controllers/manager.js';
+import { type RunningController, startController } from '../cli/start-controller.js';
 import type { Kube } from '../kube/client.js';
 import { kubeConfigFrom } from '../kube/client.js';
 import { githubClients } from '../previews/github-client.js';

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type KubernetesObject, loadAllYaml } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RunningController, startController } from '../controllers/manager.js';
+import { type RunningController, startController } from '../cli/start-controller.js';
 import type { ControllerMode } from '../controllers/traffic-policy.js';
 import type { Kube } from '../kube/client.js';
 import { kubeConfigFrom } from '../kube/client.js';

@@ -1,0 +1,245 @@
+/**
+ * The controllers on a Manager (kube/manager.ts): their watches only enqueue a key
+ * (sample-controller); one work queue reconciles TrafficPolicies and one Previews, one at a time
+ * per key, and a resync re-queues everything. With leader election on (the default in a cluster),
+ * the informers of every replica stay warm but only the leader's queues run: a standby writes
+ * nothing.
+ */
+import { Counter, Histogram } from 'prom-client';
+import { FIELD_MANAGER } from '../kube/apply.js';
+import { kubeEventRecorder } from '../kube/events.js';
+import { ChangeFilter, keyOf, type Manager, type WatchEvent, type WatchedObject } from '../kube/manager.js';
+import { policyHosts } from '../src/compiler/compile.js';
+import { HostClaims } from '../src/compiler/hosts.js';
+import {
+  MANAGED_BY,
+  MANAGED_BY_VALUE,
+  POLICY_LABEL,
+  PREVIEW_LABEL,
+  VERSION_OF_LABEL,
+} from '../src/resources/labels.js';
+import { DEFAULTS, type TrafficPolicy } from '../src/resources/schema.js';
+import { deploymentAvailable, reconcilePreview } from './preview.js';
+import { type ControllerMode, reconcileTrafficPolicy } from './traffic-policy.js';
+
+export interface ControllersOptions {
+  mode?: ControllerMode;
+  /** Reconciles in flight per queue (policies, previews); each key is handled by one at a time. */
+  workers?: number;
+}
+
+function reconcileMetrics(manager: Manager) {
+  const registers = [manager.registry];
+  return {
+    errors: new Counter({
+      name: 'switchyard_controller_reconcile_errors_total',
+      help: 'Failed reconciles (retried with backoff) by HTTP status from the API server: 409 is a lost optimistic-concurrency race, 403 a missing permission',
+      labelNames: ['code'] as const,
+      registers,
+    }),
+    reconciles: new Counter({
+      name: 'switchyard_controller_reconciles_total',
+      help: 'Reconciles by result',
+      labelNames: ['result'] as const,
+      registers,
+    }),
+    duration: new Histogram({
+      name: 'switchyard_controller_reconcile_duration_seconds',
+      help: 'Time per reconcile',
+      registers,
+    }),
+    writes: new Counter({
+      name: 'switchyard_controller_writes_total',
+      help: 'Objects applied or deleted',
+      labelNames: ['kind', 'verb'] as const,
+      registers,
+    }),
+    reverted: new Counter({
+      name: 'switchyard_controller_foreign_edits_reverted_total',
+      help: 'Owned objects found edited by someone else and reverted, by kind',
+      labelNames: ['kind'] as const,
+      registers,
+    }),
+  };
+}
+
+/** Adds the TrafficPolicy and Preview controllers, their watches and their resync, to `manager`. */
+export function setupControllers(manager: Manager, opts: ControllersOptions = {}): void {
+  const { kube, logger } = manager;
+  const metrics = reconcileMetrics(manager);
+  const mode = opts.mode ?? 'istio';
+  const events = kubeEventRecorder(kube, logger);
+
+  /** A queue whose failures are counted by API status and logged; successes are timed and counted. */
+  const queueFor = (
+    resource: 'policy' | 'preview',
+    reconcile: (
+      namespace: string,
+      name: string,
+    ) => Promise<{ writes: string[]; reverted?: string[]; requeueAfterMs?: number } | undefined>,
+  ) =>
+    manager.queue(
+      async (key) => {
+        const [namespace, name] = key.split('/') as [string, string];
+        const end = metrics.duration.startTimer();
+        const result = await reconcile(namespace, name);
+        end();
+        metrics.reconciles.inc({ result: 'success' });
+        const writes = result?.writes ?? [];
+        for (const w of writes) {
+          const [verb, kind] = w.split(' ') as [string, string];
+          metrics.writes.inc({ kind, verb });
+        }
+        for (const r of result?.reverted ?? []) metrics.reverted.inc({ kind: r.split(' ')[0] as string });
+        if (writes.length > 0)
+          logger.info({ [resource]: key, writes, reverted: result?.reverted ?? [] }, 'reconciled');
+        return result?.requeueAfterMs;
+      },
+      (key, error, attempt) => {
+        metrics.reconciles.inc({ result: 'error' });
+        metrics.errors.inc({ code: String((error as { code?: number })?.code ?? 'other') });
+        logger.warn(
+          { [resource]: key, attempt, err: error instanceof Error ? error.message : String(error) },
+          'reconcile failed; retrying with backoff',
+        );
+      },
+      opts.workers ?? 8,
+    );
+  const reconcilePolicy = (ns: string, name: string) =>
+    reconcileTrafficPolicy(kube, ns, name, { mode, events });
+  const queue = queueFor('policy', reconcilePolicy);
+  const previewQueue = queueFor('preview', (ns, name) =>
+    reconcilePreview(kube, ns, name, { events, rewriteRoutes: reconcilePolicy }),
+  );
+
+  const filter = new ChangeFilter();
+  /** Some field of the object's spec or metadata is set by a manager other than Switchyard. */
+  const foreign = (o: WatchedObject) =>
+    (o.metadata?.managedFields ?? []).some((m) => m.manager !== FIELD_MANAGER && m.subresource !== 'status');
+  // Finalizers matter once the object is being deleted; before that, the only one is our own.
+  const meta = (o: WatchedObject) => [
+    o.metadata?.generation,
+    o.metadata?.labels,
+    o.metadata?.annotations,
+    o.metadata?.deletionTimestamp ? o.metadata.finalizers : undefined,
+  ];
+  const policies = manager.watch(
+    { apiVersion: 'switchyard.dev/v1alpha1', kind: 'TrafficPolicy', plural: 'trafficpolicies' },
+    (o, event) => {
+      if (!filter.changed('policy', o, event, meta(o))) return;
+      queue.add(keyOf(o));
+      // A policy that goes or changes its hosts may free, or take, a host another policy claims.
+      // (A new one is the newest: it takes no host from anyone.)
+      if (event !== 'add') {
+        const tp = o as unknown as TrafficPolicy;
+        const claims = new HostClaims<string>(DEFAULTS.clusterDomain);
+        claims.claim(
+          '',
+          policyHosts(tp, DEFAULTS.clusterDomain),
+          o.metadata?.namespace ?? DEFAULTS.namespace,
+        );
+        for (const p of policies.list()) {
+          const other = p as unknown as TrafficPolicy;
+          if (
+            p !== o &&
+            claims.conflict(
+              policyHosts(other, DEFAULTS.clusterDomain),
+              other.metadata.namespace ?? DEFAULTS.namespace,
+            )
+          )
+            queue.add(keyOf(p));
+        }
+      }
+      // Its previews read it (image template, TTL, limits), and may be waiting for it to exist.
+      for (const p of previews.list(o.metadata?.namespace))
+        if (p.spec?.policy === o.metadata?.name) previewQueue.add(keyOf(p));
+    },
+  );
+  const previews = manager.watch(
+    { apiVersion: 'switchyard.dev/v1alpha1', kind: 'Preview', plural: 'previews' },
+    (o, event) => {
+      if (filter.changed('preview', o, event, meta(o))) previewQueue.add(keyOf(o));
+      // A preview that goes may free a place under its policy's previews.maxActive.
+      if (event === 'delete' || (event === 'update' && o.metadata?.deletionTimestamp))
+        for (const p of previews.list(o.metadata?.namespace))
+          if (p !== o && p.spec?.policy === o.spec?.policy && p.status?.phase === 'Failed')
+            previewQueue.add(keyOf(p));
+      // The policy routes Ready previews: whether one is Ready matters to it, the rest of its status not.
+      const ready = o.status?.phase === 'Ready';
+      if (
+        o.spec?.policy &&
+        filter.changed('preview-ready', o, event, [o.spec, ready, Boolean(o.metadata?.deletionTimestamp)])
+      )
+        queue.add(keyOf(o, o.spec.policy));
+    },
+  );
+  /** A foreign object named like a Preview came or went: the Preview's NameTaken may change. */
+  const namesakePreview = (o: WatchedObject) => {
+    if (previews.get(o.metadata?.name as string, o.metadata?.namespace)) previewQueue.add(keyOf(o));
+  };
+  // Every Deployment is cached (a preview clones its stable one from the cache); a preview's
+  // Deployment reports readiness, and a change re-evaluates its Preview.
+  manager.watch({ apiVersion: 'apps/v1', kind: 'Deployment', plural: 'deployments' }, (o, event) => {
+    const preview = o.metadata?.labels?.[PREVIEW_LABEL];
+    // A new Deployment is not available yet: the preview is told when that changes.
+    const available = `${deploymentAvailable(o)}/${(o as { status?: { availableReplicas?: number } }).status?.availableReplicas ?? 0}`;
+    const was =
+      filter.swap(`deployment/${keyOf(o)}`, event === 'delete' ? undefined : available) ?? 'false/0';
+    if (preview && (event === 'delete' || foreign(o) || available !== was))
+      previewQueue.add(keyOf(o, preview));
+    else if (!preview && event !== 'update') namesakePreview(o);
+  });
+  // Owned objects: a change by someone else re-queues their policy, which reverts it; our own
+  // writes (every field owned by Switchyard's manager) do not.
+  const ownerPolicy = (o: WatchedObject, event: WatchEvent) => {
+    const owner =
+      o.metadata?.labels?.[MANAGED_BY] === MANAGED_BY_VALUE ? o.metadata.labels[POLICY_LABEL] : undefined;
+    if (owner && (event === 'delete' || foreign(o))) queue.add(keyOf(o, owner));
+  };
+  // Every Service is cached (a policy's is read on each preview reconcile); those Switchyard
+  // writes (a preview's, and in gateway mode one per version) are kept as written.
+  manager.watch({ apiVersion: 'v1', kind: 'Service', plural: 'services' }, (o, event) => {
+    const preview = o.metadata?.labels?.[PREVIEW_LABEL];
+    if (preview && (event === 'delete' || foreign(o))) previewQueue.add(keyOf(o, preview));
+    else if (o.metadata?.labels?.[VERSION_OF_LABEL]) ownerPolicy(o, event);
+    else if (!preview && event !== 'update') namesakePreview(o);
+  });
+  if (mode === 'istio') {
+    // The ambient label decides whether EnvoyFilters can work: a change re-evaluates the policies.
+    manager.watch(
+      { apiVersion: 'v1', kind: 'Namespace', plural: 'namespaces', clusterScoped: true },
+      (o, event) => {
+        if (event === 'add' || !filter.changed('namespace', o, event, o.metadata?.labels)) return;
+        for (const p of policies.list(o.metadata?.name)) queue.add(keyOf(p));
+      },
+    );
+    // Every DestinationRule and EnvoyFilter is cached, not only Switchyard's: one of a wanted name
+    // that is someone else's must be seen (NameTaken), and its removal lets the policy write again.
+    const ownerOrNamesake = (o: WatchedObject, event: WatchEvent) => {
+      if (o.metadata?.labels?.[MANAGED_BY] === MANAGED_BY_VALUE) return ownerPolicy(o, event);
+      for (const p of policies.list(o.metadata?.namespace))
+        if (o.metadata?.name?.startsWith(p.metadata?.name ?? '\0')) queue.add(keyOf(p));
+    };
+    manager.watch(
+      { apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', plural: 'destinationrules' },
+      ownerOrNamesake,
+    );
+    manager.watch(
+      { apiVersion: 'networking.istio.io/v1alpha3', kind: 'EnvoyFilter', plural: 'envoyfilters' },
+      ownerOrNamesake,
+    );
+    manager.watch(
+      { apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', plural: 'virtualservices' },
+      (o, event) => {
+        if (o.metadata?.labels?.[MANAGED_BY] === MANAGED_BY_VALUE) return ownerPolicy(o, event);
+        // A foreign VirtualService may start or stop a Conflict, in any namespace (it may be bound
+        // to a shared gateway): look at every policy. Foreign VirtualServices change rarely.
+        for (const p of policies.list()) queue.add(keyOf(p));
+      },
+    );
+  }
+  manager.onResync(() => {
+    for (const p of policies.list()) queue.add(keyOf(p));
+    for (const p of previews.list()) previewQueue.add(keyOf(p));
+  });
+}

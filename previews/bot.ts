@@ -1,0 +1,154 @@
+/**
+ * The PR bot on a Manager (kube/manager.ts): `POST /webhooks/github` writes Previews, and a work
+ * queue of its own tells GitHub about them, so a GitHub outage backs off there and holds up
+ * nothing else. It reads the same Preview and TrafficPolicy caches as the controllers.
+ */
+import { Counter } from 'prom-client';
+import { kubeEventRecorder } from '../kube/events.js';
+import { ChangeFilter, type Manager, type WatchedObject } from '../kube/manager.js';
+import { sameRepository } from '../src/compiler/compile.js';
+import { REASON } from '../src/resources/conditions.js';
+import { REPORT_FINALIZER } from '../src/resources/labels.js';
+import type { TrafficPolicy } from '../src/resources/schema.js';
+import { type DeliveryLog, memoryDeliveryLog } from './delivery-log.js';
+import type { GithubClients } from './github-client.js';
+import { GithubReporter, pullRequestKey } from './github-reporter.js';
+import { registerGithubWebhook } from './github-webhook.js';
+import { handleGithubEvent } from './handle-event.js';
+import { reportedPreview } from './pull-request-report.js';
+
+export interface PreviewBotOptions {
+  /** The namespaces the controller watches (empty: all): where the bot writes Previews. */
+  namespaces?: string[];
+  /** Serve `POST /webhooks/github` with this webhook secret. */
+  githubWebhookSecret?: string;
+  /** Where deliveries already taken are remembered (shared by replicas); default: in memory. */
+  deliveries?: DeliveryLog;
+  /** Tell GitHub about pull requests' previews: comment, commit status, deployments. */
+  github?: GithubClients;
+  /** How long a removed Preview waits for a GitHub outage to end before it is let go (default 24 h). */
+  githubHoldLimitMs?: number;
+  workers?: number;
+}
+
+/**
+ * Adds the bot to `manager`. Without GitHub credentials it still releases the report finalizer of
+ * Previews it wrote earlier, so they can go.
+ */
+export async function setupPreviewBot(manager: Manager, opts: PreviewBotOptions = {}): Promise<void> {
+  const { kube, logger: parent } = manager;
+  const logger = parent.child({ part: 'github' });
+  const events = kubeEventRecorder(kube, parent);
+  const reports = new Counter({
+    name: 'switchyard_controller_github_reports_total',
+    help: 'Pull requests brought up to date on GitHub, by result: ok, retry (an outage, retried with backoff), refused (by HTTP status: the App is not installed or lacks a permission) or hold-expired (a removed preview let go after the hold limit without telling GitHub)',
+    labelNames: ['result', 'status'] as const,
+    registers: [manager.registry],
+  });
+
+  const reporter = new GithubReporter(
+    kube,
+    {
+      previews: (repository, pullRequest) =>
+        previews
+          .list()
+          .filter((p) => p.spec?.repository === repository && p.spec?.pullRequest === pullRequest)
+          .map((object) => {
+            const policy = policies.get(object.spec?.policy ?? '', object.metadata?.namespace) as
+              | TrafficPolicy
+              | undefined;
+            return {
+              object,
+              report: reportedPreview(object, policy as never),
+              ownRepository: sameRepository(policy?.spec?.previews?.repository, repository),
+            };
+          }),
+    },
+    opts.github,
+    logger,
+    (result, status) => reports.inc({ result, status: status === undefined ? '' : String(status) }),
+    {
+      ...(opts.githubHoldLimitMs !== undefined ? { holdLimitMs: opts.githubHoldLimitMs } : {}),
+      onHoldExpired: async (preview) => {
+        reports.inc({ result: 'hold-expired', status: '' });
+        logger.warn(
+          { preview: `${preview.metadata?.namespace}/${preview.metadata?.name}` },
+          'GitHub could not be told of a removed preview within the hold limit; it is let go',
+        );
+        await events.record(
+          preview,
+          'Warning',
+          REASON.GitHubHoldExpired,
+          'GitHub was unreachable for the whole hold limit (--github-hold-limit); the preview is removed without telling GitHub: check SWITCHYARD_GITHUB_API_URL and the App',
+        );
+      },
+    },
+  );
+  const queue = manager.queue(
+    async (key) => {
+      await reporter.sync(key);
+      return undefined;
+    },
+    (key, error, attempt) => {
+      reports.inc({
+        result: 'retry',
+        status: String(
+          (error as { status?: number; code?: number }).status ?? (error as { code?: number }).code ?? '',
+        ),
+      });
+      logger.warn(
+        { pullRequest: key, attempt, err: error instanceof Error ? error.message : String(error) },
+        'GitHub report failed; retrying with backoff',
+      );
+    },
+    opts.workers ?? 8,
+  );
+  /** The pull request a Preview reports to, when GitHub is to hear of it. */
+  const reportKey = (o: WatchedObject) =>
+    o.spec?.repository &&
+    o.spec.pullRequest !== undefined &&
+    (opts.github || o.metadata?.finalizers?.includes(REPORT_FINALIZER))
+      ? pullRequestKey(o.spec.repository, o.spec.pullRequest)
+      : undefined;
+
+  const filter = new ChangeFilter();
+  const policies = manager.watch(
+    { apiVersion: 'switchyard.dev/v1alpha1', kind: 'TrafficPolicy', plural: 'trafficpolicies' },
+    () => undefined,
+  );
+  const previews = manager.watch(
+    { apiVersion: 'switchyard.dev/v1alpha1', kind: 'Preview', plural: 'previews' },
+    (o, event) => {
+      const pullRequest = reportKey(o);
+      const shown = (o as { status?: { phase?: string; url?: string; intercept?: string } }).status;
+      const finalizers = o.metadata?.deletionTimestamp ? o.metadata.finalizers : undefined;
+      if (
+        pullRequest &&
+        filter.changed('preview-report', o, event, [shown?.phase, shown?.url, shown?.intercept, finalizers])
+      )
+        queue.add(pullRequest);
+    },
+  );
+  manager.onResync(() => {
+    for (const p of previews.list()) {
+      const pullRequest = reportKey(p);
+      if (pullRequest) queue.add(pullRequest);
+    }
+  });
+
+  if (opts.githubWebhookSecret) {
+    await registerGithubWebhook(manager.http, {
+      secret: opts.githubWebhookSecret,
+      deliveries: opts.deliveries ?? memoryDeliveryLog(),
+      logger,
+      handle: async (event) => {
+        await handleGithubEvent(manager.live, event, {
+          namespaces: opts.namespaces ?? [],
+          logger,
+          holdForReport: Boolean(opts.github),
+          ...(opts.github ? { github: opts.github } : {}),
+        });
+      },
+    });
+  }
+}
