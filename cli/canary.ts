@@ -3,11 +3,12 @@
  * its own field manager (switchyard-cli), so it composes with GitOps owners of the rest of the spec;
  * `promote` (the canary becomes stable) and `abort` (weight 0, stickiness cleared) change several
  * fields at once, with a merge patch that fails rather than overwrite a concurrent change;
- * `status` shows the target next to the split in force, read back from the VirtualService.
+ * `status` shows the target next to the split in force, as the backend that carries the policy
+ * out reports it (Istio: read back from the VirtualService; gateway: what `gateway --kube` serves).
  */
 import { stringify } from 'yaml';
 import type { Kube } from '../kube/client.js';
-import { UPSTREAM_HEADER } from '../src/compiler/plan.js';
+import { backendOfStatus, type ControllerMode } from '../controllers/backends/index.js';
 import { API_VERSION } from '../src/resources/schema.js';
 import { type CliIO, EXIT_OK } from './io.js';
 import {
@@ -96,8 +97,11 @@ export interface CanaryStatus {
   stable: string;
   canary: string | null;
   targetWeight: number;
-  /** Canary weight of the split route in force, or null when it cannot be read (no VirtualService yet). */
+  /** Canary weight of the split in force, or null when none is (`note` says why). */
   observedWeight: number | null;
+  /** What carries the policy out: `istio` or `gateway`. */
+  backend?: ControllerMode;
+  note?: string;
   ready: string;
 }
 
@@ -109,46 +113,34 @@ export async function canaryStatusCommand(
 ): Promise<number> {
   const policy = await readPolicy(kube, opts.namespace, name);
   if (!policy) return noPolicy(io, opts.namespace, name);
-  type Vs = {
-    spec?: {
-      http?: {
-        name: string;
-        route: { weight?: number; headers?: { response?: { set?: Record<string, string> } } }[];
-      }[];
-    };
-  };
-  const vs = await kube.get<Vs & { apiVersion: string; kind: string }>({
-    apiVersion: 'networking.istio.io/v1',
-    kind: 'VirtualService',
-    namespace: opts.namespace,
-    name,
-  });
-  const split = vs?.spec?.http?.find((r) => r.name === 'split');
-  const canaryUpstream = policy.spec.canary
-    ? `${policy.spec.service}/${policy.spec.canary.version}`
-    : undefined;
-  const observed = split
-    ? (split.route.find((d) => d.headers?.response?.set?.[UPSTREAM_HEADER] === canaryUpstream)?.weight ?? 0)
-    : null;
+  // Asked of the backend that wrote the policy's objects (Istio or the Node gateway).
+  const backend = backendOfStatus(policy.status);
+  const inForce = backend
+    ? await backend.splitInForce(kube, policy)
+    : { canaryWeight: null, note: 'not reconciled yet' };
   const ready = policy.status?.conditions?.find((c) => c.type === 'Ready');
   const status: CanaryStatus = {
     policy: `${opts.namespace}/${name}`,
     stable: policy.spec.stable,
     canary: policy.spec.canary?.version ?? null,
     targetWeight: policy.spec.canary?.weight ?? 0,
-    observedWeight: observed,
+    observedWeight: inForce.canaryWeight,
+    ...(backend ? { backend: backend.mode } : {}),
+    ...(inForce.note ? { note: inForce.note } : {}),
     ready: ready ? `${ready.status} (${ready.reason}): ${ready.message}` : 'Unknown: not reconciled yet',
   };
   if (opts.output === 'json') io.stdout(`${JSON.stringify(status, null, 2)}\n`);
   else if (opts.output === 'yaml') io.stdout(stringify(status));
   else {
-    const inForce =
-      status.observedWeight === null ? 'unknown (no VirtualService yet)' : `${status.observedWeight}%`;
+    const observed =
+      status.observedWeight === null ? `unknown (${status.note})` : `${status.observedWeight}%`;
+    const note = status.observedWeight !== null && status.note ? ` (${status.note})` : '';
     const lines = [
       `policy:    ${status.policy}`,
       `stable:    ${status.stable}`,
       `canary:    ${status.canary ?? '(none)'}`,
-      `weight:    target ${status.targetWeight}%, in force ${inForce}`,
+      `weight:    target ${status.targetWeight}%, in force ${observed}${note}`,
+      ...(status.backend ? [`backend:   ${status.backend}`] : []),
       `ready:     ${status.ready}`,
     ];
     io.stdout(`${lines.join('\n')}\n`);

@@ -1,11 +1,9 @@
 /**
- * TrafficPolicy → Istio objects (mesh mode), one reconcile of one policy. Build, then write, then
- * prune, in this order (subsets before the routes that name them; docs/architecture.md):
- *   1. the DestinationRule with the union of the subsets in force and the ones wanted,
- *   2. the VirtualServices (now every subset they name exists),
- *   3. the EnvoyFilters,
- *   4. the DestinationRule with only the subsets wanted (no VirtualService names the others now),
- *   5. owned objects no longer wanted are deleted.
+ * TrafficPolicy → what its backend writes (backends/: Istio objects, or one Service per version
+ * for the Node gateway), one reconcile of one policy, as one pipeline: read and compile; ask the
+ * backend what it wants; stop at a host another policy holds, a foreign object serving the host,
+ * or a name taken; write in the backend's order; prune what is no longer wanted; write the status
+ * (the one way out, `finish`).
  * Writes are server-side apply with one field manager, forced, and only when the live object
  * differs (controllers/apply.ts): a foreign edit to an object Switchyard owns is reverted on the next
  * reconcile, counted and reported as an Event. Server-side apply rather than update-with-retry:
@@ -13,9 +11,6 @@
  * fields other managers own (labels a GitOps tool adds) alone. A VirtualService for one of the
  * policy's hosts that Switchyard does not own is never touched: the policy gets a Conflict
  * condition naming it.
- *
- * Gateway mode writes no Istio objects: one Service per version (`<service>--<version>`, selecting
- * the Service's pods with that version label), which `switchyard gateway --kube` routes to.
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { type ApplyOutcome, applyOwned, NameTakenError, ownedLike, takenNames } from '../kube/apply.js';
@@ -23,19 +18,11 @@ import { apiErrorMessage, isRejected, type Kube } from '../kube/client.js';
 import { type EventRecorder, NO_EVENTS } from '../kube/events.js';
 import { compile, policyHosts } from '../src/compiler/compile.js';
 import { claimOrder, HostClaims } from '../src/compiler/hosts.js';
-import { versionServiceName } from '../src/compiler/names.js';
 import type { PolicyPlan } from '../src/compiler/plan.js';
 import { formatProblem, type Problem } from '../src/core/errors.js';
 import type { KubeObject } from '../src/istio/objects.js';
-import { renderIstio } from '../src/istio/render.js';
 import { CONDITION, type ConditionValue, mergeConditions, REASON } from '../src/resources/conditions.js';
-import {
-  DATAPLANE_MODE_LABEL,
-  MANAGED_BY,
-  POLICY_LABEL,
-  VERSION_LABEL,
-  VERSION_OF_LABEL,
-} from '../src/resources/labels.js';
+import { MANAGED_BY, MANAGED_BY_VALUE, POLICY_LABEL } from '../src/resources/labels.js';
 import {
   API_VERSION,
   DEFAULTS,
@@ -46,14 +33,9 @@ import {
 } from '../src/resources/schema.js';
 import { readResources } from '../src/resources/validate.js';
 
-export { FIELD_MANAGER } from '../kube/apply.js';
-export type ControllerMode = 'istio' | 'gateway';
-const GATEWAY_KINDS = [['v1', 'Service']] as const;
-const ISTIO_KINDS = [
-  ['networking.istio.io/v1', 'VirtualService'],
-  ['networking.istio.io/v1', 'DestinationRule'],
-  ['networking.istio.io/v1alpha3', 'EnvoyFilter'],
-] as const;
+import { type Backend, backendFor, type ControllerMode } from './backends/index.js';
+
+export type { ControllerMode } from './backends/index.js';
 
 export interface ReconcileResult {
   /** What was changed, in order: "apply VirtualService shop/checkout", "delete …". */
@@ -65,6 +47,8 @@ export interface ReconcileResult {
 
 export interface ReconcileOptions {
   mode?: ControllerMode;
+  /** What carries the policy out; default: the backend of `mode`. */
+  backend?: Backend;
   events?: EventRecorder;
   now?: () => Date;
 }
@@ -94,7 +78,7 @@ export async function reconcileTrafficPolicy(
 ): Promise<ReconcileResult | undefined> {
   const now = options.now ?? (() => new Date());
   const events = options.events ?? NO_EVENTS;
-  const mode = options.mode ?? 'istio';
+  const backend = options.backend ?? backendFor(options.mode ?? 'istio');
   const live = await kube.get<TrafficPolicy & KubernetesObject>({
     apiVersion: API_VERSION,
     kind: 'TrafficPolicy',
@@ -119,13 +103,6 @@ export async function reconcileTrafficPolicy(
     .filter((p) => !p.metadata?.deletionTimestamp && p.spec.policy === name)
     .map((p) => JSON.parse(JSON.stringify(p)) as Preview) // Dates → the RFC 3339 strings the compiler orders
     .map((p) => (p.status?.phase ? p : { ...p, status: { ...p.status, phase: 'Pending' as const } }));
-  // Ambient mode matters only to the Istio objects.
-  const nsObject =
-    mode === 'istio'
-      ? await kube.get<KubernetesObject>({ apiVersion: 'v1', kind: 'Namespace', name: namespace })
-      : undefined;
-  const ambient = nsObject?.metadata?.labels?.[DATAPLANE_MODE_LABEL] === 'ambient';
-
   const compiled = compile({
     policies: resources.policies,
     previews: previews.filter((p) => p.spec.policy === name),
@@ -138,11 +115,6 @@ export async function reconcileTrafficPolicy(
       (p) => p.code !== 'SY_MISSING_PREVIEW' && p.code !== 'SY_REPOSITORY_MISMATCH',
     ),
   );
-  const rendered = renderIstio(compiled.plan, { ambientNamespaces: new Set(ambient ? [namespace] : []) });
-  // What Istio cannot carry (rate limits in ambient mode, preview URLs without a Gateway) is left
-  // out and reported; the rest is written.
-  const renderProblems = mode === 'istio' ? rendered.problems : [];
-
   const next: Omit<ConditionValue, 'lastTransitionTime'>[] = [];
   const cond = (type: string, status: 'True' | 'False', reason: ConditionValue['reason'], message: string) =>
     next.push({
@@ -156,7 +128,7 @@ export async function reconcileTrafficPolicy(
   /** The one way out: the conditions gathered so far onto the status, and what was done. */
   const finish = async (written: KubeObject[] = []): Promise<ReconcileResult> => {
     const conditions = mergeConditions(previous, next, now());
-    await writeStatus(kube, live, conditions, written, events);
+    await writeStatus(kube, live, conditions, written, events, backend);
     return { writes, reverted, conditions };
   };
 
@@ -177,31 +149,20 @@ export async function reconcileTrafficPolicy(
   }
 
   const owner = ownerReference(live);
-  let desired: KubeObject[];
-  if (mode === 'gateway') {
-    const service = await kube.get<KubernetesObject & { spec?: ServiceSpec }>({
-      apiVersion: 'v1',
-      kind: 'Service',
-      namespace,
-      name: live.spec.service,
-    });
-    if (!service?.spec?.selector) {
-      cond(
-        CONDITION.Ready,
-        'False',
-        REASON.StableNotFound,
-        `Service ${namespace}/${live.spec.service} (spec.service) is missing or has no selector: gateway mode selects each version's pods from it`,
-      );
-      cond(CONDITION.Invalid, 'False', REASON.Valid, 'the spec is valid');
-      return finish();
-    }
-    desired = versionServices(compiled.plan.policies[0], service.spec, owner);
-  } else {
-    desired = rendered.objects.map((o) => ({
-      ...o,
-      metadata: { ...o.metadata, ownerReferences: [owner] },
-    }));
+  const plan = compiled.plan.policies[0] as PolicyPlan;
+  const wanted = await backend.desired(kube, plan, namespace);
+  if (!wanted.ok) {
+    cond(CONDITION.Ready, 'False', wanted.reason, wanted.message);
+    cond(CONDITION.Invalid, 'False', REASON.Valid, 'the spec is valid');
+    return finish();
   }
+  // What the backend cannot carry (rate limits in ambient mode, preview URLs without a Gateway) is
+  // left out and reported; the rest is written.
+  const renderProblems = wanted.problems;
+  const desired: KubeObject[] = wanted.objects.map((o) => ({
+    ...o,
+    metadata: { ...o.metadata, ownerReferences: [owner] },
+  }));
   // A host another TrafficPolicy claimed first (older, then by namespace/name; any namespace) is
   // that policy's: this one writes nothing and says so. The gateway's compiler decides the same way.
   const claims = new HostClaims<TrafficPolicy>(DEFAULTS.clusterDomain);
@@ -232,36 +193,13 @@ export async function reconcileTrafficPolicy(
     policyHosts(resources.policies[0] as TrafficPolicy, DEFAULTS.clusterDomain),
     namespace,
   );
-  // A host served by a VirtualService Switchyard does not own is left alone and reported.
-  const desiredVs = desired.filter((o) => o.kind === 'VirtualService');
-  // Any namespace: a VirtualService elsewhere for the same host on the same gateway collides too.
-  const foreign =
-    mode === 'istio'
-      ? (await kube.list<Live>('networking.istio.io/v1', 'VirtualService')).filter(
-          (vs) => vs.metadata?.labels?.[MANAGED_BY] !== 'switchyard',
-        )
-      : [];
   const conflicts: string[] = held
     ? [
         `host ${held.mine} overlaps ${held.host}, which TrafficPolicy ${held.owner.metadata.namespace}/${held.owner.metadata.name} already serves (it is older, or first by name)`,
       ]
     : [];
-  for (const vs of desiredVs) {
-    const mine = new HostClaims<Live>(DEFAULTS.clusterDomain);
-    // Whatever gateways either is bound to: several VirtualServices for one host are undefined
-    // behaviour in Istio, so any overlap is reported.
-    for (const f of foreign)
-      mine.claim(
-        f,
-        (f.spec?.hosts as string[] | undefined) ?? [],
-        f.metadata?.namespace ?? DEFAULTS.namespace,
-      );
-    const hit = mine.conflict((vs.spec.hosts as string[]) ?? [], namespace);
-    if (hit)
-      conflicts.push(
-        `VirtualService ${hit.owner.metadata?.namespace}/${hit.owner.metadata?.name} (not managed by Switchyard) already serves ${hit.host}, which overlaps ${hit.mine}`,
-      );
-  }
+  // A host served by an object Switchyard does not own is left alone and reported.
+  conflicts.push(...(await backend.foreignConflicts(kube, desired, namespace)));
   if (conflicts.length > 0) {
     cond(
       CONDITION.Conflict,
@@ -293,14 +231,13 @@ export async function reconcileTrafficPolicy(
 
   // One Event per kind of change and reconcile (Events are writes too), naming every object.
   const changes = { Created: [] as string[], Updated: [] as string[], Deleted: [] as string[] };
-  const applyAll = async (objects: (KubeObject | Live)[], note = '') => {
+  const applyAll = async (objects: KubeObject[], note = '') => {
     // Written together (they do not depend on each other), reported in order.
     const outcomes = await Promise.all(
       objects.map((o) => applyOwned(kube, o as KubernetesObject, { exact: o.kind !== 'Service' })),
     );
     for (const [i, o] of objects.entries()) await report(o, outcomes[i] as ApplyOutcome, note);
   };
-  const apply = (o: KubeObject | Live, note = '') => applyAll([o], note);
   const report = async (o: KubeObject | Live, outcome: ApplyOutcome, note: string) => {
     if (outcome === 'unchanged') return;
     writes.push(`apply ${describe(o)}${note}`);
@@ -317,7 +254,7 @@ export async function reconcileTrafficPolicy(
     }
   };
   try {
-    await writeDesired();
+    await backend.write(kube, desired, applyAll);
   } catch (e) {
     // Created by someone else between the check above and the write.
     if (e instanceof NameTakenError) return nameTaken([e.object]);
@@ -339,42 +276,14 @@ export async function reconcileTrafficPolicy(
     }
     throw e;
   }
-  async function writeDesired() {
-    if (mode === 'gateway') {
-      await applyAll(desired);
-    } else {
-      const dr = desired.find((o) => o.kind === 'DestinationRule') as KubeObject;
-      const liveDr = await kube.get<Live>({
-        apiVersion: dr.apiVersion,
-        kind: dr.kind,
-        namespace,
-        name: dr.metadata.name,
-        labels: dr.metadata.labels,
-      });
-      const wanted = (dr.spec.subsets as { name: string }[]).map((s) => s.name);
-      const inForce = ((liveDr?.spec?.subsets as { name: string }[] | undefined) ?? []).filter(
-        (s) => !wanted.includes(s.name),
-      );
-      if (inForce.length > 0)
-        await apply(
-          { ...dr, spec: { ...dr.spec, subsets: [...(dr.spec.subsets as object[]), ...inForce] } },
-          ' (subsets wanted and in force)',
-        );
-      else await apply(dr);
-      // Once the subsets exist, the VirtualServices and EnvoyFilters do not depend on each other.
-      await applyAll(desired.filter((x) => x.kind === 'VirtualService' || x.kind === 'EnvoyFilter'));
-      if (inForce.length > 0) await apply(dr, ' (subsets no longer used removed)');
-    }
-  }
-
   // Prune what this policy owned and no longer wants (VirtualServices before what they refer to).
   const keep = new Set(desired.map((o) => `${o.kind}/${o.metadata.name}`));
-  for (const [apiVersion, kind] of mode === 'gateway' ? GATEWAY_KINDS : ISTIO_KINDS) {
+  for (const { apiVersion, kind } of backend.ownedKinds) {
     for (const o of await kube.list<Live>(
       apiVersion,
       kind,
       namespace,
-      `${MANAGED_BY}=switchyard,${POLICY_LABEL}=${name}`,
+      `${MANAGED_BY}=${MANAGED_BY_VALUE},${POLICY_LABEL}=${name}`,
     )) {
       if (keep.has(`${kind}/${o.metadata?.name}`)) continue;
       // Labels can be copied; only what this policy controls is deleted.
@@ -417,58 +326,13 @@ export async function reconcileTrafficPolicy(
   return finish(desired);
 }
 
-type ServiceSpec = {
-  selector?: Record<string, string>;
-  ports?: { name?: string; port: number; targetPort?: number | string; protocol?: string }[];
-};
-
-/**
- * Gateway mode: a Service per version the policy routes or mirrors to (previews have their own),
- * selecting the Service's pods that carry that version label, with the Service's ports.
- */
-function versionServices(
-  plan: PolicyPlan | undefined,
-  service: ServiceSpec,
-  owner: ReturnType<typeof ownerReference>,
-): KubeObject[] {
-  if (!plan) return [];
-  const versions = new Set<string>();
-  for (const route of plan.routes) {
-    for (const d of [...route.destinations, ...(route.mirror ? [route.mirror.destination] : [])])
-      if (d.role !== 'preview') versions.add(d.version);
-  }
-  return [...versions].sort().map((version) => ({
-    apiVersion: 'v1',
-    kind: 'Service',
-    metadata: {
-      name: versionServiceName(plan.service, version),
-      namespace: plan.namespace,
-      labels: {
-        [MANAGED_BY]: 'switchyard',
-        [POLICY_LABEL]: plan.name,
-        [VERSION_OF_LABEL]: plan.service,
-        [VERSION_LABEL]: version,
-      },
-      ownerReferences: [owner],
-    },
-    spec: {
-      selector: { ...service.selector, [plan.versionLabel]: version },
-      ports: (service.ports ?? []).map((p) => ({
-        ...(p.name ? { name: p.name } : {}),
-        port: p.port,
-        ...(p.targetPort !== undefined ? { targetPort: p.targetPort } : {}),
-        protocol: p.protocol ?? 'TCP',
-      })),
-    },
-  }));
-}
-
 async function writeStatus(
   kube: Kube,
   live: KubernetesObject,
   conditions: ConditionValue[],
   written: KubeObject[],
   events: EventRecorder,
+  backend: Backend,
 ): Promise<void> {
   const before = (live as { status?: { conditions?: ConditionValue[] } }).status?.conditions ?? [];
   const body = {
@@ -476,6 +340,7 @@ async function writeStatus(
     status: {
       ...(live.metadata?.generation !== undefined ? { observedGeneration: live.metadata.generation } : {}),
       conditions,
+      backend: backend.mode,
       written: written.map((o) => ({ apiVersion: o.apiVersion, kind: o.kind, name: o.metadata.name })),
     },
   };

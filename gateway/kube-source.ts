@@ -10,7 +10,7 @@
  */
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import { type ObjectInformer, watchObjects } from '../kube/informer.js';
-import { pinnedRef } from '../src/compiler/names.js';
+import { namespacedUpstreamKey, pinnedRef, upstreamKey } from '../src/compiler/names.js';
 import type { Problem } from '../src/core/errors.js';
 import type { Logger } from '../src/core/logger.js';
 import {
@@ -157,14 +157,20 @@ export function kubeSource(options: KubeSourceOptions): KubeSource {
           (p) => (p.metadata.namespace ?? DEFAULTS.namespace) === ns && p.spec.service === versionOf,
         );
         if (policy)
-          upstreams.set(`${ns}/${versionOf}/${version}`, endpointUrls(svc, policy.spec.port, endpoints));
+          upstreams.set(
+            namespacedUpstreamKey(ns, upstreamKey(versionOf, version)),
+            endpointUrls(svc, policy.spec.port, endpoints),
+          );
         continue;
       }
       const preview = previewBy.get(`${ns}/${labels[PREVIEW_LABEL]}`);
       const policy = preview && policyBy.get(`${ns}/${preview.spec.policy}`);
       if (preview && policy)
         upstreams.set(
-          `${ns}/${policy.spec.service}/${pinnedRef(preview.spec.pullRequest, preview.spec.commit)}`,
+          namespacedUpstreamKey(
+            ns,
+            upstreamKey(policy.spec.service, pinnedRef(preview.spec.pullRequest, preview.spec.commit)),
+          ),
           endpointUrls(svc, policy.spec.port, endpoints),
         );
     }

@@ -5,6 +5,7 @@
  */
 import { compile } from '../src/compiler/compile.js';
 import { indexPlan, type PlanIndex } from '../src/compiler/evaluate.js';
+import { namespacedUpstreamKey } from '../src/compiler/names.js';
 import type { RoutePlan } from '../src/compiler/plan.js';
 import { type Problem, problem } from '../src/core/errors.js';
 import type { Resources } from '../src/resources/validate.js';
@@ -141,7 +142,7 @@ export function pickUpstream(snapshot: Snapshot, namespace: string, key: string)
   // Files: one URL under the plain key, no string built per request.
   const plain = snapshot.upstreams.get(key);
   if (plain && plain.length === 1) return plain[0];
-  const namespaced = `${namespace}/${key}`;
+  const namespaced = namespacedUpstreamKey(namespace, key);
   const list = snapshot.upstreams.get(namespaced) ?? plain;
   if (!list) return undefined;
   if (list.length <= 1) return list[0] ?? [];

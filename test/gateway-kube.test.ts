@@ -5,12 +5,15 @@
  * the ready endpoints, picking up a TrafficPolicy change within one second. No endpoint controller
  * runs here: the test writes the EndpointSlices, as kube-controller-manager would.
  */
+
+import { join } from 'node:path';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reconcileTrafficPolicy } from '../controllers/traffic-policy.js';
 import { type RunningGateway, runGateway } from '../gateway/run.js';
 import { type Kube, kubeConfigFrom } from '../kube/client.js';
 import { createLogger } from '../src/core/logger.js';
+import { cli, tempFiles } from './support/cli.js';
 import { adminKube, applyRbac, createNamespace, GATEWAY_USER, stableWorkload } from './support/cluster.js';
 import { type Envtest, sharedEnvtest } from './support/envtest.js';
 import { header, send } from './support/http.js';
@@ -172,6 +175,52 @@ describe.skipIf(!shared || !netns)('gateway mode: per-version Services and gatew
     }
     expect(elapsed).toBeLessThan(1000);
     console.info(`gateway --kube: policy change to first request routed by it: ${elapsed} ms`);
+  });
+
+  it('canary status shows the split the gateway serves, and agrees with the traffic', async () => {
+    const kubeconfig = join(tempFiles({ kubeconfig: env.adminKubeconfig }), 'kubeconfig');
+    const status = async () =>
+      JSON.parse(
+        (await cli('canary', 'status', 'shop', '-n', ns, '--kubeconfig', kubeconfig, '-o', 'json')).stdout,
+      );
+    // The gateway serves the spec as it is now (no push from the controller): 100 %, then 0 %.
+    expect(await status()).toMatchObject({ backend: 'gateway', targetWeight: 100, observedWeight: 100 });
+    expect(await upstreamOf()).toBe('shop/v2');
+    await applyPolicy(0);
+    expect(await status()).toMatchObject({ backend: 'gateway', targetWeight: 0, observedWeight: 0 });
+    const start = Date.now();
+    while ((await upstreamOf()) !== 'shop/v1' && Date.now() - start < 5000)
+      await new Promise((r) => setTimeout(r, 20));
+    expect(await upstreamOf()).toBe('shop/v1');
+    const text = (await cli('canary', 'status', 'shop', '-n', ns, '--kubeconfig', kubeconfig)).stdout;
+    expect(text).toMatch(/weight: +target 0%, in force 0%\nbackend: +gateway\n/);
+    // A policy the gateway leaves out (its host is shop's, which is older) has no split in force.
+    await admin.apply(
+      {
+        apiVersion: API,
+        kind: 'TrafficPolicy',
+        metadata: { name: 'shop-copy', namespace: ns },
+        spec: {
+          service: 'shop',
+          port: 80,
+          hosts: ['shop.test'],
+          stable: 'v1',
+          canary: { version: 'v3', weight: 50 },
+        },
+      } as KubernetesObject,
+      'someone-else',
+      true,
+    );
+    await reconcileTrafficPolicy(kube, ns, 'shop-copy', { mode: 'gateway' });
+    const copy = JSON.parse(
+      (await cli('canary', 'status', 'shop-copy', '-n', ns, '--kubeconfig', kubeconfig, '-o', 'json')).stdout,
+    );
+    expect(copy).toMatchObject({ backend: 'gateway', targetWeight: 50, observedWeight: null });
+    expect(copy.note).toMatch(
+      /^not served by the gateway: host shop.test overlaps shop.test, which TrafficPolicy gateway-mode\/shop already serves/,
+    );
+    expect(await upstreamOf()).toBe('shop/v1');
+    await admin.delete({ apiVersion: API, kind: 'TrafficPolicy', namespace: ns, name: 'shop-copy' });
   });
 
   it('answers 503 with the reason when a version has no ready endpoint', async () => {

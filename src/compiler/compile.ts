@@ -15,7 +15,15 @@ import {
 } from '../resources/schema.js';
 import { claimOrder, HostClaims } from './hosts.js';
 import { authorityMatch, baggageMemberRegex, methodMatch, type ValueMatch } from './matches.js';
-import { canaryRunId, latestRef, pinnedRef, previewHost, serviceHost, subsetName } from './names.js';
+import {
+  canaryRunId,
+  latestRef,
+  pinnedRef,
+  previewHost,
+  serviceHost,
+  subsetName,
+  upstreamKey,
+} from './names.js';
 import type {
   Destination,
   DestinationRole,
@@ -105,7 +113,7 @@ class PolicyCompiler {
 
   private version(version: string): Destination {
     return {
-      upstream: `${this.policy.spec.service}/${version}`,
+      upstream: upstreamKey(this.policy.spec.service, version),
       version,
       role: this.role(version),
       host: this.host,
@@ -117,7 +125,7 @@ class PolicyCompiler {
   private preview(entry: PreviewEntry): Destination {
     const pinned = pinnedRef(entry.preview.spec.pullRequest, entry.preview.spec.commit);
     return {
-      upstream: `${this.policy.spec.service}/${pinned}`,
+      upstream: upstreamKey(this.policy.spec.service, pinned),
       version: pinned,
       role: 'preview',
       host: serviceHost(entry.preview.metadata.name, this.ns, this.clusterDomain),
@@ -367,6 +375,8 @@ class PolicyCompiler {
       gateways: [...(spec.gateways ?? [])],
       previewHosts: [...this.previewHosts],
       versionLabel: spec.versionLabel ?? DEFAULTS.versionLabel,
+      stable: spec.stable,
+      ...(spec.canary ? { canary: { version: spec.canary.version, weight: spec.canary.weight } } : {}),
       workloadLabels: spec.workloadLabels ? { ...spec.workloadLabels } : { app: spec.service },
       subsets: this.subsets(),
       routes,

@@ -33,6 +33,19 @@ export function previewHost(ref: string, policy: string, domain: string): string
   return label.length > MAX_DNS_LABEL ? undefined : `${label}.${domain}`;
 }
 
+/**
+ * `checkout/v2`: names one destination, in the `x-switchyard-upstream` response header and as a
+ * GatewayConfig upstream key (a preview's version is its pinned reference).
+ */
+export function upstreamKey(service: string, version: string): string {
+  return `${service}/${version}`;
+}
+
+/** `shop/checkout/v2`: an upstream key in a gateway that serves several namespaces (`--kube`). */
+export function namespacedUpstreamKey(namespace: string, key: string): string {
+  return `${namespace}/${key}`;
+}
+
 export function serviceHost(service: string, namespace: string, clusterDomain: string): string {
   return `${service}.${namespace}.svc.${clusterDomain}`;
 }

@@ -101,6 +101,10 @@ export interface PolicyPlan {
   previewHosts: string[];
   previewGateway?: string;
   versionLabel: string;
+  /** The version that takes what the canary does not. */
+  stable: string;
+  /** The canary version and its share of the split (absent: no canary). */
+  canary?: { version: string; weight: number };
   /** Labels that select the Service's pods (EnvoyFilter workload selectors). */
   workloadLabels: Record<string, string>;
   subsets: Subset[];

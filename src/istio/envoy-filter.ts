@@ -49,12 +49,8 @@ function descriptor(rl: RateLimitPlan): Record<string, unknown> {
 
 function selector(policy: PolicyPlan, appliesTo: AppliesTo): Record<string, string> {
   const labels = { ...policy.workloadLabels };
-  const stable = policy.subsets[0]?.labels[policy.versionLabel];
-  const canary = policy.routes
-    .find((r) => r.kind === 'split')
-    ?.destinations.find((d) => d.role === 'canary')?.version;
-  if (appliesTo === 'stable' && stable) labels[policy.versionLabel] = stable;
-  if (appliesTo === 'canary' && canary) labels[policy.versionLabel] = canary;
+  if (appliesTo === 'stable') labels[policy.versionLabel] = policy.stable;
+  if (appliesTo === 'canary' && policy.canary) labels[policy.versionLabel] = policy.canary.version;
   if (appliesTo === 'previews') labels[PREVIEW_ROLE_LABEL] = 'preview';
   return labels;
 }

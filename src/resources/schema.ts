@@ -296,6 +296,8 @@ export const Condition = Type.Object({
 export const TrafficPolicyStatus = Type.Object({
   observedGeneration: Type.Optional(Type.Integer()),
   conditions: Type.Optional(Type.Array(Condition)),
+  /** What carries the policy out: the controller's --mode when it last reconciled it. */
+  backend: Type.Optional(StringEnum(['istio', 'gateway'] as const, 'istio or gateway')),
   written: Type.Optional(
     Type.Array(Type.Object({ apiVersion: Type.String(), kind: Type.String(), name: Type.String() })),
   ),

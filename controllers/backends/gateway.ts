@@ -1,0 +1,115 @@
+/**
+ * Gateway mode: no Istio objects; one Service per version the policy routes or mirrors to
+ * (`<service>--<version>`, selecting the Service's pods that carry that version label, with its
+ * ports), which `switchyard gateway --kube` sends requests to. The gateway reads the policies
+ * themselves and compiles them as the controller does, within milliseconds of a change.
+ */
+import type { KubernetesObject } from '@kubernetes/client-node';
+import { compile } from '../../src/compiler/compile.js';
+import { versionServiceName } from '../../src/compiler/names.js';
+import type { PolicyPlan } from '../../src/compiler/plan.js';
+import type { KubeObject } from '../../src/istio/objects.js';
+import { CONDITION, REASON } from '../../src/resources/conditions.js';
+import {
+  MANAGED_BY,
+  MANAGED_BY_VALUE,
+  POLICY_LABEL,
+  VERSION_LABEL,
+  VERSION_OF_LABEL,
+} from '../../src/resources/labels.js';
+import { DEFAULTS } from '../../src/resources/schema.js';
+import { readResources } from '../../src/resources/validate.js';
+import type { Backend } from './backend.js';
+
+type ServiceSpec = {
+  selector?: Record<string, string>;
+  ports?: { name?: string; port: number; targetPort?: number | string; protocol?: string }[];
+};
+
+/** The versions a plan routes or mirrors to (previews have their own Services). */
+function routedVersions(plan: PolicyPlan): string[] {
+  const versions = new Set<string>();
+  for (const route of plan.routes)
+    for (const d of [...route.destinations, ...(route.mirror ? [route.mirror.destination] : [])])
+      if (d.role !== 'preview') versions.add(d.version);
+  return [...versions].sort();
+}
+
+function versionServices(plan: PolicyPlan, service: ServiceSpec): KubeObject[] {
+  return routedVersions(plan).map((version) => ({
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: {
+      name: versionServiceName(plan.service, version),
+      namespace: plan.namespace,
+      labels: {
+        [MANAGED_BY]: MANAGED_BY_VALUE,
+        [POLICY_LABEL]: plan.name,
+        [VERSION_OF_LABEL]: plan.service,
+        [VERSION_LABEL]: version,
+      },
+    },
+    spec: {
+      selector: { ...service.selector, [plan.versionLabel]: version },
+      ports: (service.ports ?? []).map((p) => ({
+        ...(p.name ? { name: p.name } : {}),
+        port: p.port,
+        ...(p.targetPort !== undefined ? { targetPort: p.targetPort } : {}),
+        protocol: p.protocol ?? 'TCP',
+      })),
+    },
+  }));
+}
+
+export const gatewayBackend: Backend = {
+  mode: 'gateway',
+  ownedKinds: [{ apiVersion: 'v1', kind: 'Service' }],
+
+  async desired(kube, plan, namespace) {
+    const service = await kube.get<KubernetesObject & { spec?: ServiceSpec }>({
+      apiVersion: 'v1',
+      kind: 'Service',
+      namespace,
+      name: plan.service,
+    });
+    if (!service?.spec?.selector)
+      return {
+        ok: false,
+        reason: REASON.StableNotFound,
+        message: `Service ${namespace}/${plan.service} (spec.service) is missing or has no selector: gateway mode selects each version's pods from it`,
+      };
+    return { ok: true, objects: versionServices(plan, service.spec), problems: [] };
+  },
+
+  // The gateway routes by host itself: only other policies can claim a host (checked by the caller).
+  foreignConflicts: async () => [],
+
+  async write(_kube, objects, apply) {
+    await apply([...objects]);
+  },
+
+  async splitInForce(kube, policy) {
+    const namespace = policy.metadata.namespace ?? DEFAULTS.namespace;
+    // The gateway leaves out a policy that does not validate or whose host another policy holds,
+    // and serves every other one as its spec says now.
+    const conflict = policy.status?.conditions?.find((c) => c.type === CONDITION.Conflict && c.status === 'True');
+    if (conflict) return { canaryWeight: null, note: `not served by the gateway: ${conflict.message}` };
+    const { resources } = readResources([
+      {
+        source: { file: `${namespace}/${policy.metadata.name}`, document: 1 },
+        value: JSON.parse(JSON.stringify(policy)), // client-node hands out Dates
+      },
+    ]);
+    const plan = compile({ policies: resources.policies, previews: [] }).plan.policies[0];
+    if (!plan) return { canaryWeight: null, note: 'not served by the gateway: the policy does not validate' };
+    if (!plan.canary) return { canaryWeight: 0 };
+    const name = versionServiceName(plan.service, plan.canary.version);
+    const written = await kube.get({ apiVersion: 'v1', kind: 'Service', namespace, name });
+    return {
+      canaryWeight: plan.canary.weight,
+      ...(written || plan.canary.weight === 0
+        ? {}
+        : { note: `Service ${namespace}/${name} is not written yet: the canary's share answers 503` }),
+    };
+  },
+};
