@@ -7,8 +7,8 @@
  * out reports it (Istio: read back from the VirtualService; gateway: what `gateway --kube` serves).
  */
 import { stringify } from 'yaml';
-import type { Kube } from '../kube/client.js';
 import { backendOfStatus, type ControllerMode } from '../controllers/backends/index.js';
+import type { Kube } from '../kube/client.js';
 import { API_VERSION } from '../src/resources/schema.js';
 import { type CliIO, EXIT_OK } from './io.js';
 import {

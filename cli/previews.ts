@@ -1,6 +1,8 @@
 /** `switchyard preview list|delete`: the running previews, as the PR bot and the controller see them. */
+
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Kube } from '../kube/client.js';
+import { sha7 } from '../src/compiler/names.js';
 import { API_VERSION, type Preview } from '../src/resources/schema.js';
 import { type CliIO, EXIT_OK } from './io.js';
 import { age, invalid, type KubeCliOptions, kubeFromCli, printTable } from './kube-cli.js';
@@ -64,7 +66,7 @@ export async function previewListCommand(
       r.name,
       r.repository,
       `#${r.pullRequest}`,
-      r.commit.slice(0, 7),
+      sha7(r.commit),
       r.phase,
       r.url ?? '-',
       age(r.createdAt ?? undefined, now),

@@ -2,8 +2,10 @@
  * `switchyard status`: every TrafficPolicy of a namespace at a glance: stable, canary and weight,
  * intercepts, previews with phase and URL, and the conditions the controller reported.
  */
+
 import { stringify } from 'yaml';
 import type { Kube } from '../kube/client.js';
+import { sha7 } from '../src/compiler/names.js';
 import { API_VERSION } from '../src/resources/schema.js';
 import { describeIntercept } from './intercepts.js';
 import { type CliIO, EXIT_OK } from './io.js';
@@ -72,7 +74,7 @@ export async function statusCommand(
           s.previews.length === 0
             ? '(none)'
             : s.previews
-                .map((p) => `#${p.pullRequest} ${p.commit.slice(0, 7)} ${p.phase}${p.url ? ` ${p.url}` : ''}`)
+                .map((p) => `#${p.pullRequest} ${sha7(p.commit)} ${p.phase}${p.url ? ` ${p.url}` : ''}`)
                 .join('\n               ')
         }`,
         ...s.conditions.map((c) => `  ${`${c.type}:`.padEnd(12)} ${c.status} (${c.reason}) ${c.message}`),

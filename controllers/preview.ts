@@ -26,7 +26,8 @@ import {
 import { apiErrorMessage, isRejected, type Kube } from '../kube/client.js';
 import { type EventRecorder, NO_EVENTS } from '../kube/events.js';
 import { sameRepository } from '../src/compiler/compile.js';
-import { latestRef, pinnedRef, previewHost } from '../src/compiler/names.js';
+import { latestRef, pinnedRef, previewHost, sha7 } from '../src/compiler/names.js';
+import { compareAge } from '../src/compiler/preview-age.js';
 import { parseDurationMs } from '../src/core/duration.js';
 import { type ConditionValue, mergeConditions, REASON, type Reason } from '../src/resources/conditions.js';
 import {
@@ -101,9 +102,7 @@ function previewOwner(name: string, uid = '') {
 export function previewImage(preview: Preview, policy: TrafficPolicy): string | undefined {
   if (preview.spec.image) return preview.spec.image;
   const template = policy.spec.previews?.image;
-  return template
-    ?.replaceAll('{sha7}', preview.spec.commit.slice(0, 7))
-    .replaceAll('{sha}', preview.spec.commit);
+  return template?.replaceAll('{sha7}', sha7(preview.spec.commit)).replaceAll('{sha}', preview.spec.commit);
 }
 
 export async function reconcilePreview(
@@ -398,10 +397,9 @@ export function deploymentAvailable(d: KubernetesObject, replicas = 1): boolean 
   );
 }
 
-/** Newest first: by creation time, then by name (creation times have one-second resolution). */
+/** Newest first (preview-age.ts); the same age, by name, as the API server lists them. */
 function newestFirst(a: LivePreview, b: LivePreview): number {
-  const t = (p: LivePreview) => new Date(p.metadata?.creationTimestamp ?? 0).getTime();
-  return t(b) - t(a) || String(b.metadata?.name).localeCompare(String(a.metadata?.name));
+  return compareAge(b, a) || String(b.metadata?.name).localeCompare(String(a.metadata?.name));
 }
 
 /** Routes first, then the workload, then the finalizer. */

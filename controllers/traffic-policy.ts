@@ -16,6 +16,7 @@ import type { KubernetesObject } from '@kubernetes/client-node';
 import { type ApplyOutcome, applyOwned, NameTakenError, ownedLike, takenNames } from '../kube/apply.js';
 import { apiErrorMessage, isRejected, type Kube } from '../kube/client.js';
 import { type EventRecorder, NO_EVENTS } from '../kube/events.js';
+import { CLUSTER_TOLERATED, clusterPreviews } from '../src/compiler/cluster.js';
 import { compile, policyHosts } from '../src/compiler/compile.js';
 import { claimOrder, HostClaims } from '../src/compiler/hosts.js';
 import type { PolicyPlan } from '../src/compiler/plan.js';
@@ -96,25 +97,12 @@ export async function reconcileTrafficPolicy(
     { source: { file: `${namespace}/${name}`, document: 1 }, value: JSON.parse(JSON.stringify(live)) },
   ]); // client-node hands out Dates; the schema reads JSON
   const problems: Problem[] = [...invalid];
-  // Only Ready previews route. In a cluster a Preview with no status yet is Pending (in a file,
-  // the compiler takes no status as Ready: files describe what is deployed).
-  // A Preview being deleted loses its routes first (its finalizer removes the workload after).
   const previews = (await kube.list<Preview & KubernetesObject>(API_VERSION, 'Preview', namespace))
-    .filter((p) => !p.metadata?.deletionTimestamp && p.spec.policy === name)
-    .map((p) => JSON.parse(JSON.stringify(p)) as Preview) // Dates → the RFC 3339 strings the compiler orders
-    .map((p) => (p.status?.phase ? p : { ...p, status: { ...p.status, phase: 'Pending' as const } }));
-  const compiled = compile({
-    policies: resources.policies,
-    previews: previews.filter((p) => p.spec.policy === name),
-  });
+    .filter((p) => p.spec.policy === name)
+    .map((p) => JSON.parse(JSON.stringify(p)) as Preview & KubernetesObject); // Dates → RFC 3339 strings
+  const compiled = compile({ policies: resources.policies, previews: clusterPreviews(previews) });
   const missingPreviews = compiled.problems.filter((p) => p.code === 'SY_MISSING_PREVIEW');
-  // A preview of another repository is left out and marked Failed by the preview reconciler; it
-  // never stops the policy (anyone can open a pull request).
-  problems.push(
-    ...compiled.problems.filter(
-      (p) => p.code !== 'SY_MISSING_PREVIEW' && p.code !== 'SY_REPOSITORY_MISMATCH',
-    ),
-  );
+  problems.push(...compiled.problems.filter((p) => !CLUSTER_TOLERATED.has(p.code)));
   const next: Omit<ConditionValue, 'lastTransitionTime'>[] = [];
   const cond = (type: string, status: 'True' | 'False', reason: ConditionValue['reason'], message: string) =>
     next.push({

@@ -10,6 +10,7 @@
  */
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import { type ObjectInformer, watchObjects } from '../kube/informer.js';
+import { CLUSTER_TOLERATED, clusterPreviews } from '../src/compiler/cluster.js';
 import { namespacedUpstreamKey, pinnedRef, upstreamKey } from '../src/compiler/names.js';
 import type { Problem } from '../src/core/errors.js';
 import type { Logger } from '../src/core/logger.js';
@@ -116,7 +117,7 @@ export function kubeSource(options: KubeSourceOptions): KubeSource {
   const build = (): { result: BuildResult; problems: Problem[] } => {
     const docs = [
       ...items<TrafficPolicy & KubernetesObject>(policies),
-      ...items<Preview & KubernetesObject>(previews).filter((p) => !p.metadata?.deletionTimestamp),
+      ...clusterPreviews(items<Preview & KubernetesObject>(previews)),
     ].map((o, i) => {
       const value = json<Record<string, unknown>>(o);
       delete (value.metadata as Record<string, unknown>).managedFields;
@@ -128,9 +129,6 @@ export function kubeSource(options: KubeSourceOptions): KubeSource {
     // One team's invalid policy must not take everyone's routes down: it is left out (the
     // controller reports it on the policy's status), the rest are served.
     const { resources, problems } = readResources(docs);
-    resources.previews = resources.previews.map((p) =>
-      p.status?.phase ? p : { ...p, status: { ...p.status, phase: 'Pending' as const } },
-    );
 
     const sliceBy = new Map<string, EndpointSlice[]>();
     for (const s of items<EndpointSlice>(slices)) {
@@ -179,8 +177,8 @@ export function kubeSource(options: KubeSourceOptions): KubeSource {
       generation: ++generation,
       now: new Date(),
       requireUpstreams: false,
-      // A preview that is not Ready yet is left out of the routes, as the controller does.
-      ignore: new Set(['SY_MISSING_PREVIEW']),
+      // What the controller tolerates too: a preview not Ready yet, one of another repository.
+      ignore: CLUSTER_TOLERATED,
       // A policy that does not compile (a host another policy holds, two previews of one commit, a
       // name too long) is left out; every other policy keeps being served and updated.
       isolate: true,

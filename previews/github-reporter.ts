@@ -12,8 +12,10 @@
  * by GitHub (401/403/404/422: a configuration problem, not an outage) is logged and counted, and
  * does not hold removed Previews.
  */
+
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Kube } from '../kube/client.js';
+import { sha7 } from '../src/compiler/names.js';
 import type { Logger } from '../src/core/logger.js';
 import { REPORT_FINALIZER } from '../src/resources/labels.js';
 import { API_VERSION } from '../src/resources/schema.js';
@@ -186,7 +188,7 @@ export class GithubReporter {
       if (delivered.statuses.get(s.commit) === text) continue;
       await setPreviewStatus(github, { owner, repo, commit: s.commit }, { ...s, message: s.description });
       delivered.statuses.set(s.commit, text);
-      writes.push(`status ${s.commit.slice(0, 7)} ${s.phase}`);
+      writes.push(`status ${sha7(s.commit)} ${s.phase}`);
     }
 
     if (delivered.comment?.body !== wanted.comment) {

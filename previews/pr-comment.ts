@@ -3,6 +3,7 @@
  * on every change, never a new comment per push. The body is rendered from the pull request's
  * previews (a pure function); writing it goes through Octokit (previews/github-client.ts).
  */
+import { latestRef, pinnedRef, sha7 } from '../src/compiler/names.js';
 import type { GithubClient } from './github-client.js';
 
 export const COMMENT_MARKER = '<!-- switchyard:previews -->';
@@ -24,10 +25,10 @@ export function renderPreviewComment(lines: readonly PreviewLine[]): string {
   const rows = [...lines]
     .sort((a, b) => a.service.localeCompare(b.service) || a.commit.localeCompare(b.commit))
     .map((l) => {
-      const latest = `\`${l.header}: pr-${l.pullRequest}\``;
-      const pinned = `\`${l.header}: pr-${l.pullRequest}-${l.commit.slice(0, 7)}\``;
+      const latest = `\`${l.header}: ${latestRef(l.pullRequest)}\``;
+      const pinned = `\`${l.header}: ${pinnedRef(l.pullRequest, l.commit)}\``;
       const phase = l.detail ? `${l.phase}: ${l.detail.replaceAll('|', '\\|')}` : l.phase;
-      return `| ${l.service} | \`${l.commit.slice(0, 7)}\` | ${phase} | ${l.url ? `<${l.url}>` : '-'} | ${latest} (this commit: ${pinned}) |`;
+      return `| ${l.service} | \`${sha7(l.commit)}\` | ${phase} | ${l.url ? `<${l.url}>` : '-'} | ${latest} (this commit: ${pinned}) |`;
     });
   return [
     COMMENT_MARKER,

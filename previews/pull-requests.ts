@@ -5,7 +5,9 @@
  * `maxPerPullRequest`. An event older than the newest one already acted on (GitHub does not promise
  * order) changes nothing, so an out-of-order synchronize never moves a pull request back.
  */
+
 import { previewName } from '../src/compiler/names.js';
+import { eventTime } from '../src/compiler/preview-age.js';
 import {
   HEAD_UPDATED_AT,
   NO_PREVIEW_LABEL,
@@ -115,10 +117,7 @@ export function previewActions(
   return mine
     .filter((p) => !optedOut(p))
     .flatMap((p) => {
-      const newest = ofThisPr(p)
-        .map((x) => x.metadata.annotations?.[HEAD_UPDATED_AT] ?? '')
-        .sort()
-        .at(-1);
+      const newest = ofThisPr(p).map(eventTime).sort().at(-1);
       if (newest && newest > pr.updated_at) return []; // an older event, arriving late
       const namespace = p.metadata.namespace ?? 'default';
       return [

@@ -92,7 +92,9 @@ export const gatewayBackend: Backend = {
     const namespace = policy.metadata.namespace ?? DEFAULTS.namespace;
     // The gateway leaves out a policy that does not validate or whose host another policy holds,
     // and serves every other one as its spec says now.
-    const conflict = policy.status?.conditions?.find((c) => c.type === CONDITION.Conflict && c.status === 'True');
+    const conflict = policy.status?.conditions?.find(
+      (c) => c.type === CONDITION.Conflict && c.status === 'True',
+    );
     if (conflict) return { canaryWeight: null, note: `not served by the gateway: ${conflict.message}` };
     const { resources } = readResources([
       {

@@ -11,5 +11,7 @@ export function backendFor(mode: ControllerMode): Backend {
 
 /** The backend that reconciled a policy, from its status; undefined before the first reconcile. */
 export function backendOfStatus(status: { backend?: string } | undefined): Backend | undefined {
-  return status?.backend === 'istio' || status?.backend === 'gateway' ? backendFor(status.backend) : undefined;
+  return status?.backend === 'istio' || status?.backend === 'gateway'
+    ? backendFor(status.backend)
+    : undefined;
 }

@@ -1,8 +1,8 @@
 /**
  * compile(policies, previews) → RoutePlan. Pure and deterministic: the same resources give a
  * byte-identical plan whatever order they came in (policies sort by namespace/name, previews by
- * pull request and commit; "newest" is decided by creationTimestamp, then by input order, as
- * the routing rules say for files). Every routing rule of docs/architecture.md lives here and nowhere else.
+ * pull request and commit; "newest" is decided by preview-age.ts, then by input order, as the
+ * routing rules say for files). Every routing rule of docs/architecture.md lives here and nowhere else.
  */
 import { parseDurationMs } from '../core/duration.js';
 import { type Problem, problem, type Source } from '../core/errors.js';
@@ -35,6 +35,7 @@ import type {
   RoutePlan,
   Subset,
 } from './plan.js';
+import { compareAge } from './preview-age.js';
 import { drawDestinations, stickyRoutes } from './sticky.js';
 
 export interface CompileOptions {
@@ -61,11 +62,9 @@ interface PreviewEntry {
   order: number;
 }
 
-function byNewest(a: PreviewEntry, b: PreviewEntry): number {
-  const ta = a.preview.metadata.creationTimestamp ?? '';
-  const tb = b.preview.metadata.creationTimestamp ?? '';
-  if (ta !== tb) return ta < tb ? -1 : 1;
-  return a.order - b.order;
+/** Older first (preview-age.ts), then by input order. */
+function byAge(a: PreviewEntry, b: PreviewEntry): number {
+  return compareAge(a.preview, b.preview) || a.order - b.order;
 }
 
 function compareText(a: string, b: string): number {
@@ -89,7 +88,7 @@ class PolicyCompiler {
   ) {
     this.ns = policy.metadata.namespace ?? DEFAULTS.namespace;
     this.host = serviceHost(policy.spec.service, this.ns, clusterDomain);
-    for (const entry of [...previews].sort(byNewest)) {
+    for (const entry of [...previews].sort(byAge)) {
       if (this.pinned.has(entry.ref)) {
         this.problems.push(
           problem(

@@ -3,6 +3,11 @@ import { createHash } from 'node:crypto';
 
 export const MAX_DNS_LABEL = 63;
 
+/** `text` cut to `max` characters (a DNS label's 63 by default), without a trailing "-" left by the cut. */
+export function cutName(text: string, max = MAX_DNS_LABEL): string {
+  return text.slice(0, max).replace(/-+$/, '');
+}
+
 export function sha7(commit: string): string {
   return commit.toLowerCase().slice(0, 7);
 }
@@ -23,8 +28,7 @@ export function latestRef(pullRequest: number): string {
  */
 export function previewName(policy: string, pullRequest: number, commit: string): string {
   const suffix = `-${pinnedRef(pullRequest, commit)}`;
-  const head = policy.slice(0, MAX_DNS_LABEL - suffix.length).replace(/-+$/, '');
-  return `${head}${suffix}`;
+  return `${cutName(policy, MAX_DNS_LABEL - suffix.length)}${suffix}`;
 }
 
 /** `pr-42--checkout.preview.example.com`, or undefined when the first label would exceed 63 characters. */
@@ -77,7 +81,7 @@ export function subsetName(version: string): string {
     .toLowerCase()
     .replace(/[^a-z0-9]+/g, '-')
     .replace(/^-+|-+$/g, '');
-  return `${readable.slice(0, MAX_DNS_LABEL - 7).replace(/-+$/, '')}-${shortHash(version)}`;
+  return `${cutName(readable, MAX_DNS_LABEL - 7)}-${shortHash(version)}`;
 }
 
 /**
@@ -87,5 +91,5 @@ export function subsetName(version: string): string {
 export function versionServiceName(service: string, version: string): string {
   const name = `${service}--${subsetName(version)}`;
   if (name.length <= MAX_DNS_LABEL) return name;
-  return `${name.slice(0, MAX_DNS_LABEL - 7).replace(/-+$/, '')}-${shortHash(name)}`;
+  return `${cutName(name, MAX_DNS_LABEL - 7)}-${shortHash(name)}`;
 }

@@ -4,6 +4,7 @@
  * has exactly one VirtualService and neither set of hosts is exposed on the other's gateways.
  */
 
+import { cutName } from '../compiler/names.js';
 import type {
   Destination,
   PolicyPlan,
@@ -110,7 +111,7 @@ function renderRoute(parts: Parts, r: Route): Record<string, unknown> {
 }
 
 export function previewVirtualServiceName(policy: PolicyPlan): string {
-  return `${policy.name}-previews`.slice(0, 63).replace(/-+$/, '');
+  return cutName(`${policy.name}-previews`);
 }
 
 export function renderVirtualServices(policy: PolicyPlan): KubeObject[] {
