@@ -3,7 +3,7 @@
  * reads one snapshot, asks the router for a destination, counts rate limits, starts a mirror copy
  * and proxies. Clients, Redis, the clock and randomness are handed in.
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, METHODS, type ServerResponse } from 'node:http';
 import { type Duplex, PassThrough, type Readable } from 'node:stream';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
@@ -190,8 +190,13 @@ export function createGateway(options: GatewayOptions): Gateway {
   traffic.removeAllContentTypeParsers();
   traffic.addContentTypeParser('*', (_req, _payload, done) => done(null));
 
+  // Every method Node parses is routed (by the split when nothing else matches), as Envoy does;
+  // CONNECT is a tunnel, not a request to route.
+  for (const method of METHODS)
+    if (method !== 'CONNECT' && !traffic.supportedMethods.includes(method))
+      traffic.addHttpMethod(method, { hasBody: true });
   traffic.route({
-    method: ['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE', 'POST', 'PATCH'],
+    method: traffic.supportedMethods.filter((m) => m !== 'CONNECT'),
     url: '*',
     handler: async (request, reply) => {
       reply.hijack();

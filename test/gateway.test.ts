@@ -117,6 +117,15 @@ describe('gateway routing', () => {
     expect(got?.headers['keep-alive']).toBeUndefined();
   });
 
+  it('routes methods beyond the common eight (WebDAV, PURGE) by the split, as Envoy does', async () => {
+    for (const method of ['PROPFIND', 'PURGE', 'REPORT']) {
+      const r = await send(gw.base, { host: 'web.test', method, path: '/files/' });
+      expect(r.status).toBe(200);
+      expect(header(r, 'x-switchyard-upstream')).toBe('web/v1');
+      expect(v1.received.at(-1)).toMatchObject({ method, url: '/files/' });
+    }
+  });
+
   it('answers 404 with a reason for a host no policy serves, and reaches no upstream', async () => {
     const before = v1.received.length;
     const r = await send(gw.base, { host: 'other.test' });

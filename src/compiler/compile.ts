@@ -8,6 +8,7 @@ import { parseDurationMs } from '../core/duration.js';
 import { type Problem, problem, type Source } from '../core/errors.js';
 import {
   DEFAULTS,
+  HTTP_METHODS,
   type Intercept,
   type Preview,
   type Target,
@@ -49,7 +50,6 @@ export interface CompileResult {
   problems: Problem[];
 }
 
-const ALL_METHODS = ['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE', 'POST', 'PATCH'];
 
 /** A Preview routes only when Ready; one read from a file (no status) describes what is deployed. */
 export function isReady(p: Preview): boolean {
@@ -238,7 +238,7 @@ class PolicyCompiler {
     if (!m) return undefined;
     const destination = this.target(m.to, 'spec.mirror.to');
     if (!destination) return undefined;
-    const methods = ALL_METHODS.filter((x) => (m.methods ?? DEFAULTS.mirrorMethods).includes(x as never));
+    const methods = HTTP_METHODS.filter((x) => (m.methods ?? DEFAULTS.mirrorMethods).includes(x));
     return {
       plan: {
         destination,
@@ -285,7 +285,7 @@ class PolicyCompiler {
     }
     const mirror = this.mirror();
     if (!mirror) return routes;
-    if (mirror.methods.length === ALL_METHODS.length)
+    if (mirror.methods.length === HTTP_METHODS.length)
       return routes.map((r) => ({ ...r, mirror: mirror.plan }));
     // Only some methods are mirrored: a method-matched copy of each route carries the mirror.
     const method = methodMatch(mirror.methods);

@@ -115,10 +115,9 @@ function StringEnum<T extends string>(values: readonly T[], description: string)
   return Type.Unsafe<T>({ type: 'string', enum: [...values], description });
 }
 
-export const HttpMethod = StringEnum(
-  ['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE', 'POST', 'PATCH'] as const,
-  'an HTTP method in capitals',
-);
+/** The methods a mirror may copy (`spec.mirror.methods`). */
+export const HTTP_METHODS = ['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE', 'POST', 'PATCH'] as const;
+export const HttpMethod = StringEnum(HTTP_METHODS, 'an HTTP method in capitals');
 
 export const Mirror = Type.Object(
   {
