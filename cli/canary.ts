@@ -8,25 +8,26 @@
  */
 import { stringify } from 'yaml';
 import { backendOfStatus, type ControllerMode } from '../controllers/backends/index.js';
-import type { Kube } from '../kube/client.js';
 import { API_VERSION } from '../src/resources/schema.js';
-import { type CliIO, EXIT_OK } from './io.js';
+import { EXIT_OK } from './io.js';
 import {
+  changePolicy,
   invalid,
-  type KubeCliOptions,
   kubeFromCli,
+  type NamedArgCommand,
+  type NamedCommand,
   noPolicy,
-  patchPolicySpec,
   readPolicy,
+  type ShowCommand,
 } from './kube-cli.js';
 
-export async function canarySetCommand(
-  name: string,
-  weightText: string,
-  opts: Omit<KubeCliOptions, 'output'>,
-  io: CliIO,
-  kube: Kube = kubeFromCli(opts),
-): Promise<number> {
+export const canarySetCommand: NamedArgCommand = async (
+  name,
+  weightText,
+  opts,
+  io,
+  kube = kubeFromCli(opts),
+) => {
   const weight = Number(weightText);
   if (!/^[0-9]+$/.test(weightText) || weight > 100)
     return invalid(io, `weight: expected an integer from 0 to 100 (got ${JSON.stringify(weightText)})`);
@@ -51,46 +52,31 @@ export async function canarySetCommand(
     `${opts.namespace}/${name}: canary ${policy.spec.canary.version} weight ${policy.spec.canary.weight} -> ${weight}\n`,
   );
   return EXIT_OK;
-}
+};
 
 /** The canary becomes stable; the canary section goes (stickiness with it). */
-export async function canaryPromoteCommand(
-  name: string,
-  opts: Omit<KubeCliOptions, 'output'>,
-  io: CliIO,
-  kube: Kube = kubeFromCli(opts),
-): Promise<number> {
-  const policy = await readPolicy(kube, opts.namespace, name);
-  if (!policy) return noPolicy(io, opts.namespace, name);
-  const canary = policy.spec.canary?.version;
-  if (!canary) return invalid(io, `TrafficPolicy ${opts.namespace}/${name} has no canary to promote`);
-  const failed = await patchPolicySpec(kube, policy, { stable: canary, canary: null }, io);
-  if (failed !== undefined) return failed;
-  io.stdout(
-    `${opts.namespace}/${name}: ${canary} promoted to stable (was ${policy.spec.stable}); no canary now\n`,
-  );
-  return EXIT_OK;
-}
+export const canaryPromoteCommand: NamedCommand = (name, opts, io, kube = kubeFromCli(opts)) =>
+  changePolicy(kube, { namespace: opts.namespace, name }, io, (policy) => {
+    const canary = policy.spec.canary?.version;
+    if (!canary) return { refused: `TrafficPolicy ${opts.namespace}/${name} has no canary to promote` };
+    return {
+      patch: { stable: canary, canary: null },
+      done: `${canary} promoted to stable (was ${policy.spec.stable}); no canary now`,
+    };
+  });
 
 /** All traffic back to stable: weight 0, and sticky cookies no longer hold clients on the canary. */
-export async function canaryAbortCommand(
-  name: string,
-  opts: Omit<KubeCliOptions, 'output'>,
-  io: CliIO,
-  kube: Kube = kubeFromCli(opts),
-): Promise<number> {
-  const policy = await readPolicy(kube, opts.namespace, name);
-  if (!policy) return noPolicy(io, opts.namespace, name);
-  const canary = policy.spec.canary;
-  if (!canary?.version) return invalid(io, `TrafficPolicy ${opts.namespace}/${name} has no canary to abort`);
-  const { sticky: _dropped, ...rest } = canary;
-  const failed = await patchPolicySpec(kube, policy, { canary: { ...rest, weight: 0, sticky: null } }, io);
-  if (failed !== undefined) return failed;
-  io.stdout(
-    `${opts.namespace}/${name}: canary ${canary.version} aborted: weight ${canary.weight} -> 0${canary.sticky ? ', sticky cookies cleared' : ''}\n`,
-  );
-  return EXIT_OK;
-}
+export const canaryAbortCommand: NamedCommand = (name, opts, io, kube = kubeFromCli(opts)) =>
+  changePolicy(kube, { namespace: opts.namespace, name }, io, (policy) => {
+    const canary = policy.spec.canary;
+    if (!canary?.version)
+      return { refused: `TrafficPolicy ${opts.namespace}/${name} has no canary to abort` };
+    const { sticky: _dropped, ...rest } = canary;
+    return {
+      patch: { canary: { ...rest, weight: 0, sticky: null } },
+      done: `canary ${canary.version} aborted: weight ${canary.weight} -> 0${canary.sticky ? ', sticky cookies cleared' : ''}`,
+    };
+  });
 
 export interface CanaryStatus {
   policy: string;
@@ -105,12 +91,7 @@ export interface CanaryStatus {
   ready: string;
 }
 
-export async function canaryStatusCommand(
-  name: string,
-  opts: KubeCliOptions,
-  io: CliIO,
-  kube: Kube = kubeFromCli(opts),
-): Promise<number> {
+export const canaryStatusCommand: ShowCommand = async (name, opts, io, kube = kubeFromCli(opts)) => {
   const policy = await readPolicy(kube, opts.namespace, name);
   if (!policy) return noPolicy(io, opts.namespace, name);
   // Asked of the backend that wrote the policy's objects (Istio or the Node gateway).
@@ -146,4 +127,4 @@ export async function canaryStatusCommand(
     io.stdout(`${lines.join('\n')}\n`);
   }
   return EXIT_OK;
-}
+};

@@ -1,19 +1,15 @@
-/**
- * `switchyard intercept add|remove|list POLICY`: a tester's route to another version or a preview,
- * changed in place on the cluster's TrafficPolicy (validated first; a concurrent change fails
- * rather than being overwritten). Intercepts are tried in order; `add` appends.
- */
-import type { Kube } from '../kube/client.js';
 import type { TrafficPolicy } from '../src/resources/schema.js';
 import { type CliIO, EXIT_OK } from './io.js';
 import {
+  changePolicy,
   invalid,
   type KubeCliOptions,
   kubeFromCli,
+  type NamedArgCommand,
   noPolicy,
-  patchPolicySpec,
   printTable,
   readPolicy,
+  type ShowCommand,
 } from './kube-cli.js';
 
 type Intercept = NonNullable<TrafficPolicy['spec']['intercepts']>[number];
@@ -39,13 +35,13 @@ function exactlyOne(io: CliIO, what: string, values: Record<string, unknown>): s
   return (given[0] as [string, unknown])[0];
 }
 
-export async function interceptAddCommand(
-  policyName: string,
-  name: string,
-  opts: InterceptAddOptions,
-  io: CliIO,
-  kube: Kube = kubeFromCli(opts),
-): Promise<number> {
+export const interceptAddCommand: NamedArgCommand<InterceptAddOptions> = async (
+  policyName,
+  name,
+  opts,
+  io,
+  kube = kubeFromCli(opts),
+) => {
   const on = exactlyOne(io, 'what to match', { '--header': opts.header, '--baggage': opts.baggage });
   if (typeof on === 'number') return on;
   const how = exactlyOne(io, 'how to match', {
@@ -59,14 +55,6 @@ export async function interceptAddCommand(
     '--to-preview': opts.toPreview,
   });
   if (typeof to === 'number') return to;
-  const policy = await readPolicy(kube, opts.namespace, policyName);
-  if (!policy) return noPolicy(io, opts.namespace, policyName);
-  const existing = policy.spec.intercepts ?? [];
-  if (existing.some((i) => i.name === name))
-    return invalid(
-      io,
-      `TrafficPolicy ${opts.namespace}/${policyName} already has an intercept ${name}: remove it first`,
-    );
   const intercept = {
     name,
     match: {
@@ -78,33 +66,35 @@ export async function interceptAddCommand(
     to: opts.toVersion !== undefined ? { version: opts.toVersion } : { preview: opts.toPreview },
     ...(opts.requireToken ? { requireToken: true } : {}),
   } as Intercept;
-  const failed = await patchPolicySpec(kube, policy, { intercepts: [...existing, intercept] }, io);
-  if (failed !== undefined) return failed;
-  io.stdout(`${opts.namespace}/${policyName}: intercept ${name} added (${describeIntercept(intercept)})\n`);
-  return EXIT_OK;
-}
+  return changePolicy(kube, { namespace: opts.namespace, name: policyName }, io, (policy) => {
+    const existing = policy.spec.intercepts ?? [];
+    if (existing.some((i) => i.name === name))
+      return {
+        refused: `TrafficPolicy ${opts.namespace}/${policyName} already has an intercept ${name}: remove it first`,
+      };
+    return {
+      patch: { intercepts: [...existing, intercept] },
+      done: `intercept ${name} added (${describeIntercept(intercept)})`,
+    };
+  });
+};
 
-export async function interceptRemoveCommand(
-  policyName: string,
-  name: string,
-  opts: Omit<KubeCliOptions, 'output'>,
-  io: CliIO,
-  kube: Kube = kubeFromCli(opts),
-): Promise<number> {
-  const policy = await readPolicy(kube, opts.namespace, policyName);
-  if (!policy) return noPolicy(io, opts.namespace, policyName);
-  const existing = policy.spec.intercepts ?? [];
-  if (!existing.some((i) => i.name === name))
-    return invalid(
-      io,
-      `TrafficPolicy ${opts.namespace}/${policyName} has no intercept ${name} (it has: ${existing.map((i) => i.name).join(', ') || 'none'})`,
-    );
-  const rest = existing.filter((i) => i.name !== name);
-  const failed = await patchPolicySpec(kube, policy, { intercepts: rest.length > 0 ? rest : null }, io);
-  if (failed !== undefined) return failed;
-  io.stdout(`${opts.namespace}/${policyName}: intercept ${name} removed\n`);
-  return EXIT_OK;
-}
+export const interceptRemoveCommand: NamedArgCommand = (
+  policyName,
+  name,
+  opts,
+  io,
+  kube = kubeFromCli(opts),
+) =>
+  changePolicy(kube, { namespace: opts.namespace, name: policyName }, io, (policy) => {
+    const existing = policy.spec.intercepts ?? [];
+    if (!existing.some((i) => i.name === name))
+      return {
+        refused: `TrafficPolicy ${opts.namespace}/${policyName} has no intercept ${name} (it has: ${existing.map((i) => i.name).join(', ') || 'none'})`,
+      };
+    const rest = existing.filter((i) => i.name !== name);
+    return { patch: { intercepts: rest.length > 0 ? rest : null }, done: `intercept ${name} removed` };
+  });
 
 /** `header x-user = alice -> v3`, `baggage tenant ~ beta-.* -> preview pr-42 (token)`. */
 export function describeIntercept(i: Intercept): string {
@@ -119,12 +109,7 @@ export function describeIntercept(i: Intercept): string {
   return `${on} ${how} -> ${to}${i.requireToken ? ' (token)' : ''}`;
 }
 
-export async function interceptListCommand(
-  policyName: string,
-  opts: KubeCliOptions,
-  io: CliIO,
-  kube: Kube = kubeFromCli(opts),
-): Promise<number> {
+export const interceptListCommand: ShowCommand = async (policyName, opts, io, kube = kubeFromCli(opts)) => {
   const policy = await readPolicy(kube, opts.namespace, policyName);
   if (!policy) return noPolicy(io, opts.namespace, policyName);
   const intercepts = policy.spec.intercepts ?? [];
@@ -139,4 +124,4 @@ export async function interceptListCommand(
     }),
   );
   return EXIT_OK;
-}
+};

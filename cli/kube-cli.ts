@@ -10,13 +10,33 @@ import { clientNodeKube, type Kube, kubeConfigFrom } from '../kube/client.js';
 import { formatProblem, problem } from '../src/core/errors.js';
 import { API_VERSION, type TrafficPolicy } from '../src/resources/schema.js';
 import { readResources } from '../src/resources/validate.js';
-import { type CliIO, EXIT_INVALID } from './io.js';
+import { type CliIO, EXIT_INVALID, EXIT_OK } from './io.js';
 
 export interface KubeCliOptions {
   namespace: string;
   kubeconfig?: string;
   output: string;
 }
+
+/** A command on one named object: `switchyard canary promote NAME -n NS`. */
+export type NamedCommand<O = Omit<KubeCliOptions, 'output'>> = (
+  name: string,
+  opts: O,
+  io: CliIO,
+  kube?: Kube,
+) => Promise<number>;
+
+/** A command on one named object with one more argument: `switchyard canary set NAME WEIGHT`. */
+export type NamedArgCommand<O = Omit<KubeCliOptions, 'output'>> = (
+  name: string,
+  arg: string,
+  opts: O,
+  io: CliIO,
+  kube?: Kube,
+) => Promise<number>;
+
+/** A command on one named object that prints it (`-o text|json|yaml`). */
+export type ShowCommand = NamedCommand<KubeCliOptions>;
 
 export function kubeFromCli(opts: { kubeconfig?: string }): Kube {
   return clientNodeKube(kubeConfigFrom(opts.kubeconfig ? readFileSync(opts.kubeconfig, 'utf8') : undefined));
@@ -80,6 +100,29 @@ export async function patchPolicySpec(
     { metadata: { resourceVersion: live.metadata.resourceVersion }, spec: changes },
   );
   return undefined;
+}
+
+/** What a change to a policy is: the spec patch and the line printed once it is written, or why not. */
+export type PolicyChange = { patch: Record<string, unknown>; done: string } | { refused: string };
+
+/**
+ * Reads the policy, asks `change` what to do with it, and writes that (patchPolicySpec): the steps
+ * every command that edits a policy takes, each with its error for a person.
+ */
+export async function changePolicy(
+  kube: Kube,
+  at: { namespace: string; name: string },
+  io: CliIO,
+  change: (policy: LivePolicy) => PolicyChange,
+): Promise<number> {
+  const policy = await readPolicy(kube, at.namespace, at.name);
+  if (!policy) return noPolicy(io, at.namespace, at.name);
+  const c = change(policy);
+  if ('refused' in c) return invalid(io, c.refused);
+  const failed = await patchPolicySpec(kube, policy, c.patch, io);
+  if (failed !== undefined) return failed;
+  io.stdout(`${at.namespace}/${at.name}: ${c.done}\n`);
+  return EXIT_OK;
 }
 
 /** RFC 7386, as the API server applies it: null removes, objects merge, everything else replaces. */

@@ -50,6 +50,10 @@ function trustProxyValue(value: string): string {
   }
   return value;
 }
+/** `--<name> <duration>`, checked above 0 and at most `maxMs`. */
+function durationOption(flags: string, description: string, maxMs: number, fallback: string) {
+  return new Option(flags, description).argParser(durationUpTo(maxMs)).default(fallback);
+}
 function durationUpTo(maxMs: number) {
   return (value: string) => {
     let ms: number;
@@ -153,11 +157,13 @@ export function buildProgram(
       '--redis <url>',
       'count rate limits in Redis, shared by every replica (default: $REDIS_URL, else in memory)',
     )
-    .option(
-      '--redis-timeout <duration>',
-      'the longest a request waits for Redis; past it, rate limits count in memory for a second',
-      durationUpTo(10_000),
-      '100ms',
+    .addOption(
+      durationOption(
+        '--redis-timeout <duration>',
+        'the longest a request waits for Redis; past it, rate limits count in memory for a second',
+        10_000,
+        '100ms',
+      ),
     )
     .option(
       '--trust-proxy <value>',
@@ -168,11 +174,13 @@ export function buildProgram(
       '--mirror-host-suffix <suffix>',
       'append to the Host of mirrored copies (Istio before 1.28 used "-shadow")',
     )
-    .option(
-      '--drain-timeout <duration>',
-      'on SIGTERM, how long requests in flight and WebSockets may finish before they are closed',
-      durationUpTo(600_000),
-      '20s',
+    .addOption(
+      durationOption(
+        '--drain-timeout <duration>',
+        'on SIGTERM, how long requests in flight and WebSockets may finish before they are closed',
+        600_000,
+        '20s',
+      ),
     )
     .option('--log-level <level>', 'pino log level', settings.logLevel ?? 'info')
     .action(async (opts) => setExit(await gatewayCommand(opts, io, settings)));
@@ -221,17 +229,16 @@ export function buildProgram(
       'namespace of the leader Lease',
       settings.podNamespace ?? 'switchyard-system',
     )
-    .option(
-      '--github-hold-limit <duration>',
-      'how long a removed preview waits for an unreachable GitHub before it is let go',
-      durationUpTo(30 * 24 * 3_600_000),
-      '24h',
+    .addOption(
+      durationOption(
+        '--github-hold-limit <duration>',
+        'how long a removed preview waits for an unreachable GitHub before it is let go',
+        30 * 24 * 3_600_000,
+        '24h',
+      ),
     )
-    .option(
-      '--lease-duration <duration>',
-      'how long a Lease holds without renewal',
-      durationUpTo(300_000),
-      '15s',
+    .addOption(
+      durationOption('--lease-duration <duration>', 'how long a Lease holds without renewal', 300_000, '15s'),
     )
     .option('--log-level <level>', 'pino log level', settings.logLevel ?? 'info')
     .action(async (opts) => setExit(await controllerCommand(opts, io, settings)));

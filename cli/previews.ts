@@ -5,7 +5,7 @@ import type { Kube } from '../kube/client.js';
 import { sha7 } from '../src/compiler/names.js';
 import { API_VERSION, type Preview } from '../src/resources/schema.js';
 import { type CliIO, EXIT_OK } from './io.js';
-import { age, invalid, type KubeCliOptions, kubeFromCli, printTable } from './kube-cli.js';
+import { age, invalid, type KubeCliOptions, kubeFromCli, type NamedCommand, printTable } from './kube-cli.js';
 
 type LivePreview = Preview & KubernetesObject;
 
@@ -75,12 +75,7 @@ export async function previewListCommand(
   return EXIT_OK;
 }
 
-export async function previewDeleteCommand(
-  name: string,
-  opts: Omit<KubeCliOptions, 'output'>,
-  io: CliIO,
-  kube: Kube = kubeFromCli(opts),
-): Promise<number> {
+export const previewDeleteCommand: NamedCommand = async (name, opts, io, kube = kubeFromCli(opts)) => {
   const ref = { apiVersion: API_VERSION, kind: 'Preview', namespace: opts.namespace, name };
   if (!(await kube.get(ref)))
     return invalid(
@@ -92,4 +87,4 @@ export async function previewDeleteCommand(
     `${opts.namespace}/${name}: deleted; the controller removes its routes, then its Deployment and Service\n`,
   );
   return EXIT_OK;
-}
+};

@@ -14,6 +14,7 @@
  * spec.ttl, else the policy's previews.ttl, else 72h) and is deleted. Of the previews of one
  * pull request, only the newest `maxPerPullRequest` (default 2) stay; older ones are deleted.
  */
+
 import type { KubernetesObject } from '@kubernetes/client-node';
 import {
   type ApplyOutcome,
@@ -24,7 +25,6 @@ import {
   takenNames,
 } from '../kube/apply.js';
 import { apiErrorMessage, isRejected, type Kube } from '../kube/client.js';
-import { type EventRecorder, NO_EVENTS } from '../kube/events.js';
 import { sameRepository } from '../src/compiler/compile.js';
 import { latestRef, pinnedRef, previewHost, sha7 } from '../src/compiler/names.js';
 import { compareAge } from '../src/compiler/preview-age.js';
@@ -40,11 +40,11 @@ import {
 import {
   API_VERSION,
   DEFAULTS,
-  GROUP,
   type Preview,
+  RESOURCE,
   type TrafficPolicy,
-  VERSION,
 } from '../src/resources/schema.js';
+import { type ReconcileContext, type Reconciler, reconcilerOf } from './reconcile.js';
 
 /** setTimeout's limit: a requeue further out is re-armed by the resync. */
 const MAX_REQUEUE_MS = 2 ** 31 - 1;
@@ -80,9 +80,7 @@ export interface PreviewResult {
   requeueAfterMs?: number;
 }
 
-export interface PreviewReconcileOptions {
-  now?: () => Date;
-  events?: EventRecorder;
+export interface PreviewReconcileOptions extends ReconcileContext {
   /** Rewrites the routes of a policy; called before a preview's workload is removed. */
   rewriteRoutes?: (namespace: string, policy: string) => Promise<unknown>;
 }
@@ -105,288 +103,291 @@ export function previewImage(preview: Preview, policy: TrafficPolicy): string | 
   return template?.replaceAll('{sha7}', sha7(preview.spec.commit)).replaceAll('{sha}', preview.spec.commit);
 }
 
-export async function reconcilePreview(
-  kube: Kube,
-  namespace: string,
-  name: string,
-  options: PreviewReconcileOptions = {},
-): Promise<PreviewResult | undefined> {
-  const now = options.now ?? (() => new Date());
-  const events = options.events ?? NO_EVENTS;
-  let preview = await kube.get<LivePreview>({ apiVersion: API_VERSION, kind: 'Preview', namespace, name });
-  if (!preview) return undefined;
-  const writes: string[] = [];
-  if (preview.metadata?.deletionTimestamp) {
-    await removePreview(kube, preview, options, writes);
-    return { writes };
-  }
-  if (!preview.metadata?.finalizers?.includes(PREVIEW_FINALIZER)) {
-    // The status written below must carry the resourceVersion this write leaves.
-    preview = await kube.apply<LivePreview>(
-      {
+export const reconcilePreview: Reconciler<PreviewReconcileOptions, PreviewResult> = reconcilerOf(
+  RESOURCE.Preview,
+  async (
+    kube,
+    found: LivePreview,
+    { namespace, name },
+    options: PreviewReconcileOptions & Required<ReconcileContext>,
+  ) => {
+    const { now, events } = options;
+    let preview = found;
+    const writes: string[] = [];
+    if (preview.metadata?.deletionTimestamp) {
+      await removePreview(kube, preview, options, writes);
+      return { writes };
+    }
+    if (!preview.metadata?.finalizers?.includes(PREVIEW_FINALIZER)) {
+      // The status written below must carry the resourceVersion this write leaves.
+      preview = await kube.apply<LivePreview>(
+        {
+          apiVersion: API_VERSION,
+          kind: 'Preview',
+          metadata: { name, namespace, finalizers: [PREVIEW_FINALIZER] },
+        },
+        FIELD_MANAGER,
+        true,
+      );
+      writes.push(`add finalizer Preview ${namespace}/${name}`);
+    }
+    let requeueAfterMs: number | undefined;
+    const previousPhase = (preview.status as { phase?: PreviewPhase } | undefined)?.phase;
+    const finish = async (
+      phase: PreviewPhase,
+      reason: Reason,
+      message: string,
+      extra: Record<string, string> = {},
+    ): Promise<PreviewResult> => {
+      await writePreviewStatus(kube, preview, phase, reason, message, { ...lifetime, ...extra }, now());
+      if (phase !== previousPhase)
+        await events.record(
+          preview,
+          phase === 'Failed' || phase === 'Expired' ? 'Warning' : 'Normal',
+          reason,
+          `${phase}: ${message}`,
+        );
+      return { phase, reason, writes, ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };
+    };
+
+    const policy = await kube.get<TrafficPolicy & KubernetesObject>({
+      apiVersion: API_VERSION,
+      kind: 'TrafficPolicy',
+      namespace,
+      name: preview.spec.policy,
+    });
+
+    // The TTL counts from the last spec change: a new generation restarts it.
+    const status = preview.status as { observedGeneration?: number; updatedAt?: string } | undefined;
+    const updatedAt =
+      status?.updatedAt && status.observedGeneration === preview.metadata?.generation
+        ? status.updatedAt
+        : now().toISOString();
+    const ttl = preview.spec.ttl ?? policy?.spec.previews?.ttl ?? DEFAULTS.previewTtl;
+    const expiresAt = new Date(Date.parse(updatedAt) + parseDurationMs(ttl)).toISOString();
+    const lifetime = { updatedAt, expiresAt };
+    const left = Date.parse(expiresAt) - now().getTime();
+    if (left <= 0) {
+      await finish('Expired', REASON.Expired, `no change for ${ttl} (the TTL): the preview is removed`);
+      await kube.delete({ apiVersion: API_VERSION, kind: 'Preview', namespace, name });
+      writes.push(`delete Preview ${namespace}/${name} (expired)`);
+      return { phase: 'Expired', reason: REASON.Expired, writes };
+    }
+    requeueAfterMs = Math.min(left, MAX_REQUEUE_MS);
+
+    // Only the newest maxPerPullRequest previews of a pull request stay.
+    const max = policy?.spec.previews?.maxPerPullRequest ?? DEFAULTS.maxPerPullRequest;
+    const siblings = (await kube.list<LivePreview>(API_VERSION, 'Preview', namespace))
+      .filter(
+        (p) =>
+          !p.metadata?.deletionTimestamp &&
+          p.spec.policy === preview.spec.policy &&
+          p.spec.repository === preview.spec.repository &&
+          p.spec.pullRequest === preview.spec.pullRequest,
+      )
+      .sort(newestFirst);
+    const superseded = siblings.slice(max);
+    for (const old of superseded) {
+      await kube.delete({
         apiVersion: API_VERSION,
         kind: 'Preview',
-        metadata: { name, namespace, finalizers: [PREVIEW_FINALIZER] },
-      },
-      FIELD_MANAGER,
-      true,
-    );
-    writes.push(`add finalizer Preview ${namespace}/${name}`);
-  }
-  let requeueAfterMs: number | undefined;
-  const previousPhase = (preview.status as { phase?: PreviewPhase } | undefined)?.phase;
-  const finish = async (
-    phase: PreviewPhase,
-    reason: Reason,
-    message: string,
-    extra: Record<string, string> = {},
-  ): Promise<PreviewResult> => {
-    await writePreviewStatus(kube, preview, phase, reason, message, { ...lifetime, ...extra }, now());
-    if (phase !== previousPhase)
+        namespace,
+        name: old.metadata?.name as string,
+      });
+      writes.push(`delete Preview ${namespace}/${old.metadata?.name} (superseded)`);
       await events.record(
-        preview,
-        phase === 'Failed' || phase === 'Expired' ? 'Warning' : 'Normal',
-        reason,
-        `${phase}: ${message}`,
+        old,
+        'Normal',
+        REASON.Superseded,
+        `pull request #${old.spec.pullRequest} has ${siblings.length} previews; only the newest ${max} (maxPerPullRequest) stay`,
       );
-    return { phase, reason, writes, ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };
-  };
-
-  const policy = await kube.get<TrafficPolicy & KubernetesObject>({
-    apiVersion: API_VERSION,
-    kind: 'TrafficPolicy',
-    namespace,
-    name: preview.spec.policy,
-  });
-
-  // The TTL counts from the last spec change: a new generation restarts it.
-  const status = preview.status as { observedGeneration?: number; updatedAt?: string } | undefined;
-  const updatedAt =
-    status?.updatedAt && status.observedGeneration === preview.metadata?.generation
-      ? status.updatedAt
-      : now().toISOString();
-  const ttl = preview.spec.ttl ?? policy?.spec.previews?.ttl ?? DEFAULTS.previewTtl;
-  const expiresAt = new Date(Date.parse(updatedAt) + parseDurationMs(ttl)).toISOString();
-  const lifetime = { updatedAt, expiresAt };
-  const left = Date.parse(expiresAt) - now().getTime();
-  if (left <= 0) {
-    await finish('Expired', REASON.Expired, `no change for ${ttl} (the TTL): the preview is removed`);
-    await kube.delete({ apiVersion: API_VERSION, kind: 'Preview', namespace, name });
-    writes.push(`delete Preview ${namespace}/${name} (expired)`);
-    return { phase: 'Expired', reason: REASON.Expired, writes };
-  }
-  requeueAfterMs = Math.min(left, MAX_REQUEUE_MS);
-
-  // Only the newest maxPerPullRequest previews of a pull request stay.
-  const max = policy?.spec.previews?.maxPerPullRequest ?? DEFAULTS.maxPerPullRequest;
-  const siblings = (await kube.list<LivePreview>(API_VERSION, 'Preview', namespace))
-    .filter(
-      (p) =>
-        !p.metadata?.deletionTimestamp &&
-        p.spec.policy === preview.spec.policy &&
-        p.spec.repository === preview.spec.repository &&
-        p.spec.pullRequest === preview.spec.pullRequest,
-    )
-    .sort(newestFirst);
-  const superseded = siblings.slice(max);
-  for (const old of superseded) {
-    await kube.delete({
-      apiVersion: API_VERSION,
-      kind: 'Preview',
-      namespace,
-      name: old.metadata?.name as string,
-    });
-    writes.push(`delete Preview ${namespace}/${old.metadata?.name} (superseded)`);
-    await events.record(
-      old,
-      'Normal',
-      REASON.Superseded,
-      `pull request #${old.spec.pullRequest} has ${siblings.length} previews; only the newest ${max} (maxPerPullRequest) stay`,
-    );
-  }
-  if (superseded.some((p) => p.metadata?.name === name)) return { writes };
-  if (!policy)
-    return finish(
-      'Failed',
-      'PolicyNotFound',
-      `no TrafficPolicy ${namespace}/${preview.spec.policy}: create it, or fix spec.policy`,
-    );
-  if (!sameRepository(policy.spec.previews?.repository, preview.spec.repository))
-    return finish(
-      'Failed',
-      REASON.RepositoryMismatch,
-      `spec.repository ${preview.spec.repository} is not the repository policy ${preview.spec.policy} takes previews of (${policy.spec.previews?.repository ?? 'none: spec.previews.repository is not set'}); nothing is deployed`,
-    );
-  // At most maxActive pull requests have previews: the ones that came first keep theirs, a further
-  // one is refused until one closes (retiring the oldest instead would let anyone who opens pull
-  // requests evict everyone else's previews).
-  const maxActive = policy.spec.previews?.maxActive;
-  if (maxActive !== undefined) {
-    const firstSeen = new Map<string, string>();
-    for (const p of await kube.list<LivePreview>(API_VERSION, 'Preview', namespace)) {
-      if (p.metadata?.deletionTimestamp || p.spec.policy !== preview.spec.policy) continue;
-      if (!sameRepository(policy.spec.previews?.repository, p.spec.repository)) continue;
-      const pr = `${p.spec.repository}#${p.spec.pullRequest}`;
-      const created = `${JSON.parse(JSON.stringify(p.metadata?.creationTimestamp ?? ''))}/${p.metadata?.name}`;
-      if (!firstSeen.has(pr) || created < (firstSeen.get(pr) as string)) firstSeen.set(pr, created);
     }
-    const admitted = [...firstSeen.entries()].sort((a, b) => (a[1] < b[1] ? -1 : 1)).slice(0, maxActive);
-    if (!admitted.some(([pr]) => pr === `${preview.spec.repository}#${preview.spec.pullRequest}`))
+    if (superseded.some((p) => p.metadata?.name === name)) return { writes };
+    if (!policy)
       return finish(
         'Failed',
-        REASON.LimitReached,
-        `policy ${preview.spec.policy} runs previews for at most ${maxActive} pull requests at once (spec.previews.maxActive) and ${firstSeen.size} have some; this one is deployed when one of them closes`,
+        'PolicyNotFound',
+        `no TrafficPolicy ${namespace}/${preview.spec.policy}: create it, or fix spec.policy`,
       );
-  }
-  const image = previewImage(preview, policy);
-  if (!image)
-    return finish(
-      'Failed',
-      'NoImage',
-      `neither spec.image nor the policy's spec.previews.image is set: set one (a template may use {sha})`,
-    );
-  const service = await kube.get<Service>({
-    apiVersion: 'v1',
-    kind: 'Service',
-    namespace,
-    name: policy.spec.service,
-  });
-  if (!service?.spec.selector)
-    return finish(
-      'Failed',
-      'StableNotFound',
-      `Service ${namespace}/${policy.spec.service} (spec.service of the policy) is missing or has no selector`,
-    );
-  const versionLabel = policy.spec.versionLabel ?? DEFAULTS.versionLabel;
-  // Found by what its pods carry (a Deployment's own labels often differ from its pods').
-  const wanted = { ...service.spec.selector, [versionLabel]: policy.spec.stable };
-  const stable = (await kube.list<Deployment>('apps/v1', 'Deployment', namespace)).find((d) => {
-    const labels = d.spec.template.metadata?.labels ?? {};
-    return !d.metadata?.labels?.[PREVIEW_LABEL] && Object.entries(wanted).every(([k, v]) => labels[k] === v);
-  });
-  if (!stable) {
-    return finish(
-      'Failed',
-      'StableNotFound',
-      `no Deployment whose pods carry ${selectorString({ ...service.spec.selector, [versionLabel]: policy.spec.stable })}: the preview is cloned from the stable version`,
-    );
-  }
+    if (!sameRepository(policy.spec.previews?.repository, preview.spec.repository))
+      return finish(
+        'Failed',
+        REASON.RepositoryMismatch,
+        `spec.repository ${preview.spec.repository} is not the repository policy ${preview.spec.policy} takes previews of (${policy.spec.previews?.repository ?? 'none: spec.previews.repository is not set'}); nothing is deployed`,
+      );
+    // At most maxActive pull requests have previews: the ones that came first keep theirs, a further
+    // one is refused until one closes (retiring the oldest instead would let anyone who opens pull
+    // requests evict everyone else's previews).
+    const maxActive = policy.spec.previews?.maxActive;
+    if (maxActive !== undefined) {
+      const firstSeen = new Map<string, string>();
+      for (const p of await kube.list<LivePreview>(API_VERSION, 'Preview', namespace)) {
+        if (p.metadata?.deletionTimestamp || p.spec.policy !== preview.spec.policy) continue;
+        if (!sameRepository(policy.spec.previews?.repository, p.spec.repository)) continue;
+        const pr = `${p.spec.repository}#${p.spec.pullRequest}`;
+        const created = `${JSON.parse(JSON.stringify(p.metadata?.creationTimestamp ?? ''))}/${p.metadata?.name}`;
+        if (!firstSeen.has(pr) || created < (firstSeen.get(pr) as string)) firstSeen.set(pr, created);
+      }
+      const admitted = [...firstSeen.entries()].sort((a, b) => (a[1] < b[1] ? -1 : 1)).slice(0, maxActive);
+      if (!admitted.some(([pr]) => pr === `${preview.spec.repository}#${preview.spec.pullRequest}`))
+        return finish(
+          'Failed',
+          REASON.LimitReached,
+          `policy ${preview.spec.policy} runs previews for at most ${maxActive} pull requests at once (spec.previews.maxActive) and ${firstSeen.size} have some; this one is deployed when one of them closes`,
+        );
+    }
+    const image = previewImage(preview, policy);
+    if (!image)
+      return finish(
+        'Failed',
+        'NoImage',
+        `neither spec.image nor the policy's spec.previews.image is set: set one (a template may use {sha})`,
+      );
+    const service = await kube.get<Service>({
+      apiVersion: 'v1',
+      kind: 'Service',
+      namespace,
+      name: policy.spec.service,
+    });
+    if (!service?.spec.selector)
+      return finish(
+        'Failed',
+        'StableNotFound',
+        `Service ${namespace}/${policy.spec.service} (spec.service of the policy) is missing or has no selector`,
+      );
+    const versionLabel = policy.spec.versionLabel ?? DEFAULTS.versionLabel;
+    // Found by what its pods carry (a Deployment's own labels often differ from its pods').
+    const wanted = { ...service.spec.selector, [versionLabel]: policy.spec.stable };
+    const stable = (await kube.list<Deployment>('apps/v1', 'Deployment', namespace)).find((d) => {
+      const labels = d.spec.template.metadata?.labels ?? {};
+      return (
+        !d.metadata?.labels?.[PREVIEW_LABEL] && Object.entries(wanted).every(([k, v]) => labels[k] === v)
+      );
+    });
+    if (!stable) {
+      return finish(
+        'Failed',
+        'StableNotFound',
+        `no Deployment whose pods carry ${selectorString({ ...service.spec.selector, [versionLabel]: policy.spec.stable })}: the preview is cloned from the stable version`,
+      );
+    }
 
-  const ref = pinnedRef(preview.spec.pullRequest, preview.spec.commit);
-  const owner = previewOwner(name, preview.metadata?.uid as string);
-  const labels = { [MANAGED_BY]: MANAGED_BY_VALUE, [PREVIEW_LABEL]: name };
-  const podLabels = {
-    ...(stable.spec.template.metadata?.labels ?? {}),
-    [versionLabel]: ref,
-    [PREVIEW_ROLE_LABEL]: 'preview',
-    [PREVIEW_LABEL]: name,
-  };
-  const [first, ...rest] = stable.spec.template.spec.containers;
-  if (!first)
-    return finish(
-      'Failed',
-      'StableNotFound',
-      `Deployment ${namespace}/${stable.metadata?.name} has no container`,
-    );
-  // The policy may narrow what a pull request's code runs with: other env, another ServiceAccount.
-  const removed = new Set(policy.spec.previews?.removeEnv ?? []);
-  const withoutRemoved = <T extends { env?: { name: string }[] }>(c: T): T =>
-    c.env ? { ...c, env: c.env.filter((e) => !removed.has(e.name)) } : c;
-  const env = [
-    ...(first.env ?? []).filter((e) => !(e.name in (preview.spec.env ?? {})) && !removed.has(e.name)),
-    ...Object.entries(preview.spec.env ?? {}).map(([k, v]) => ({ name: k, value: v })),
-  ];
-  const serviceAccountName = policy.spec.previews?.serviceAccountName;
-  const deployment = {
-    apiVersion: 'apps/v1',
-    kind: 'Deployment',
-    metadata: { name, namespace, labels, ownerReferences: [owner] },
-    spec: {
-      replicas: preview.spec.replicas ?? 1,
-      selector: { matchLabels: { [PREVIEW_LABEL]: name } },
-      template: {
-        metadata: {
-          labels: podLabels,
-          ...(stable.spec.template.metadata?.annotations
-            ? { annotations: stable.spec.template.metadata.annotations }
-            : {}),
-        },
-        spec: {
-          ...stable.spec.template.spec,
-          // Both names: a stored pod spec carries the deprecated alias too, and they must agree.
-          ...(serviceAccountName ? { serviceAccountName, serviceAccount: serviceAccountName } : {}),
-          containers: [{ ...first, image, env }, ...rest.map(withoutRemoved)],
+    const ref = pinnedRef(preview.spec.pullRequest, preview.spec.commit);
+    const owner = previewOwner(name, preview.metadata?.uid as string);
+    const labels = { [MANAGED_BY]: MANAGED_BY_VALUE, [PREVIEW_LABEL]: name };
+    const podLabels = {
+      ...(stable.spec.template.metadata?.labels ?? {}),
+      [versionLabel]: ref,
+      [PREVIEW_ROLE_LABEL]: 'preview',
+      [PREVIEW_LABEL]: name,
+    };
+    const [first, ...rest] = stable.spec.template.spec.containers;
+    if (!first)
+      return finish(
+        'Failed',
+        'StableNotFound',
+        `Deployment ${namespace}/${stable.metadata?.name} has no container`,
+      );
+    // The policy may narrow what a pull request's code runs with: other env, another ServiceAccount.
+    const removed = new Set(policy.spec.previews?.removeEnv ?? []);
+    const withoutRemoved = <T extends { env?: { name: string }[] }>(c: T): T =>
+      c.env ? { ...c, env: c.env.filter((e) => !removed.has(e.name)) } : c;
+    const env = [
+      ...(first.env ?? []).filter((e) => !(e.name in (preview.spec.env ?? {})) && !removed.has(e.name)),
+      ...Object.entries(preview.spec.env ?? {}).map(([k, v]) => ({ name: k, value: v })),
+    ];
+    const serviceAccountName = policy.spec.previews?.serviceAccountName;
+    const deployment = {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name, namespace, labels, ownerReferences: [owner] },
+      spec: {
+        replicas: preview.spec.replicas ?? 1,
+        selector: { matchLabels: { [PREVIEW_LABEL]: name } },
+        template: {
+          metadata: {
+            labels: podLabels,
+            ...(stable.spec.template.metadata?.annotations
+              ? { annotations: stable.spec.template.metadata.annotations }
+              : {}),
+          },
+          spec: {
+            ...stable.spec.template.spec,
+            // Both names: a stored pod spec carries the deprecated alias too, and they must agree.
+            ...(serviceAccountName ? { serviceAccountName, serviceAccount: serviceAccountName } : {}),
+            containers: [{ ...first, image, env }, ...rest.map(withoutRemoved)],
+          },
         },
       },
-    },
-  };
-  const previewService = {
-    apiVersion: 'v1',
-    kind: 'Service',
-    metadata: { name, namespace, labels, ownerReferences: [owner] },
-    spec: { selector: { [PREVIEW_LABEL]: name }, ports: (service.spec.ports ?? []).map((p) => ({ ...p })) },
-  };
-  // A Deployment or Service of this name that is not this Preview's is never written over.
-  const workload = [deployment, previewService] as KubernetesObject[];
-  const nameTaken = (taken: string[]) =>
-    finish(
-      'Failed',
-      REASON.NameTaken,
-      `${taken.join(' and ')} already exists and does not belong to this Preview; it is left untouched: rename the Preview`,
-    );
-  const taken = await takenNames(kube, workload);
-  if (taken.length > 0) return nameTaken(taken);
-  // Independent of each other: written together, one round trip instead of two.
-  let outcomes: ApplyOutcome[];
-  try {
-    outcomes = await Promise.all(workload.map((o) => applyOwned(kube, o, { exact: false })));
-  } catch (e) {
-    if (e instanceof NameTakenError) return nameTaken([e.object]);
-    // Refused for good (an invalid image or env name): say why on the Preview, do not retry.
-    if (isRejected(e))
-      return finish(
+    };
+    const previewService = {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name, namespace, labels, ownerReferences: [owner] },
+      spec: { selector: { [PREVIEW_LABEL]: name }, ports: (service.spec.ports ?? []).map((p) => ({ ...p })) },
+    };
+    // A Deployment or Service of this name that is not this Preview's is never written over.
+    const workload = [deployment, previewService] as KubernetesObject[];
+    const nameTaken = (taken: string[]) =>
+      finish(
         'Failed',
-        REASON.Rejected,
-        `the API server refused the preview's workload: ${apiErrorMessage(e)}; fix the Preview (or the policy's previews.image)`,
+        REASON.NameTaken,
+        `${taken.join(' and ')} already exists and does not belong to this Preview; it is left untouched: rename the Preview`,
       );
-    throw e;
-  }
-  for (const [i, o] of [deployment, previewService].entries()) {
-    const outcome = outcomes[i];
-    if (outcome !== 'unchanged') writes.push(`apply ${o.kind} ${namespace}/${name}`);
-    if (outcome === 'reverted')
-      await events.record(
-        preview,
-        'Warning',
-        REASON.ForeignEditReverted,
-        `${o.kind} ${namespace}/${name} was edited outside Switchyard; the edit was reverted. Change the Preview instead`,
-      );
-  }
+    const taken = await takenNames(kube, workload);
+    if (taken.length > 0) return nameTaken(taken);
+    // Independent of each other: written together, one round trip instead of two.
+    let outcomes: ApplyOutcome[];
+    try {
+      outcomes = await Promise.all(workload.map((o) => applyOwned(kube, o, { exact: false })));
+    } catch (e) {
+      if (e instanceof NameTakenError) return nameTaken([e.object]);
+      // Refused for good (an invalid image or env name): say why on the Preview, do not retry.
+      if (isRejected(e))
+        return finish(
+          'Failed',
+          REASON.Rejected,
+          `the API server refused the preview's workload: ${apiErrorMessage(e)}; fix the Preview (or the policy's previews.image)`,
+        );
+      throw e;
+    }
+    for (const [i, o] of [deployment, previewService].entries()) {
+      const outcome = outcomes[i];
+      if (outcome !== 'unchanged') writes.push(`apply ${o.kind} ${namespace}/${name}`);
+      if (outcome === 'reverted')
+        await events.record(
+          preview,
+          'Warning',
+          REASON.ForeignEditReverted,
+          `${o.kind} ${namespace}/${name} was edited outside Switchyard; the edit was reverted. Change the Preview instead`,
+        );
+    }
 
-  const live = await kube.get<Deployment>({
-    apiVersion: 'apps/v1',
-    kind: 'Deployment',
-    namespace,
-    name,
-    labels,
-  });
-  const available = live && deploymentAvailable(live, preview.spec.replicas ?? 1);
-  if (!available)
-    return finish(
-      'Deploying',
-      'DeploymentNotAvailable',
-      `Deployment ${namespace}/${name} is not available yet (image ${image})`,
-    );
-  const header = policy.spec.previews?.header ?? DEFAULTS.previewHeader;
-  const domain = policy.spec.previews?.domain;
-  const host = domain
-    ? previewHost(latestRef(preview.spec.pullRequest), policy.metadata?.name as string, domain)
-    : undefined;
-  return finish('Ready', 'DeploymentAvailable', `serving ${image}`, {
-    intercept: `${header}: ${latestRef(preview.spec.pullRequest)}`,
-    ...(host ? { url: `https://${host}` } : {}),
-  });
-}
+    const live = await kube.get<Deployment>({
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      namespace,
+      name,
+      labels,
+    });
+    const available = live && deploymentAvailable(live, preview.spec.replicas ?? 1);
+    if (!available)
+      return finish(
+        'Deploying',
+        'DeploymentNotAvailable',
+        `Deployment ${namespace}/${name} is not available yet (image ${image})`,
+      );
+    const header = policy.spec.previews?.header ?? DEFAULTS.previewHeader;
+    const domain = policy.spec.previews?.domain;
+    const host = domain
+      ? previewHost(latestRef(preview.spec.pullRequest), policy.metadata?.name as string, domain)
+      : undefined;
+    return finish('Ready', 'DeploymentAvailable', `serving ${image}`, {
+      intercept: `${header}: ${latestRef(preview.spec.pullRequest)}`,
+      ...(host ? { url: `https://${host}` } : {}),
+    });
+  },
+);
 
 /** The Deployment reports itself Available with at least `replicas` (default 1) available. */
 export function deploymentAvailable(d: KubernetesObject, replicas = 1): boolean {
@@ -474,5 +475,6 @@ async function writePreviewStatus(
     conditions,
   };
   if (JSON.stringify(preview.status) === JSON.stringify(status)) return;
-  await kube.replaceStatus(GROUP, VERSION, 'previews', { ...preview, status } as KubernetesObject);
+  const { group, version, plural } = RESOURCE.Preview;
+  await kube.replaceStatus(group, version, plural, { ...preview, status } as KubernetesObject);
 }

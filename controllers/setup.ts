@@ -18,7 +18,7 @@ import {
   PREVIEW_LABEL,
   VERSION_OF_LABEL,
 } from '../src/resources/labels.js';
-import { DEFAULTS, type TrafficPolicy } from '../src/resources/schema.js';
+import { DEFAULTS, RESOURCE, type TrafficPolicy } from '../src/resources/schema.js';
 import { deploymentAvailable, reconcilePreview } from './preview.js';
 import { type ControllerMode, reconcileTrafficPolicy } from './traffic-policy.js';
 
@@ -123,56 +123,46 @@ export function setupControllers(manager: Manager, opts: ControllersOptions = {}
     o.metadata?.annotations,
     o.metadata?.deletionTimestamp ? o.metadata.finalizers : undefined,
   ];
-  const policies = manager.watch(
-    { apiVersion: 'switchyard.dev/v1alpha1', kind: 'TrafficPolicy', plural: 'trafficpolicies' },
-    (o, event) => {
-      if (!filter.changed('policy', o, event, meta(o))) return;
-      queue.add(keyOf(o));
-      // A policy that goes or changes its hosts may free, or take, a host another policy claims.
-      // (A new one is the newest: it takes no host from anyone.)
-      if (event !== 'add') {
-        const tp = o as unknown as TrafficPolicy;
-        const claims = new HostClaims<string>(DEFAULTS.clusterDomain);
-        claims.claim(
-          '',
-          policyHosts(tp, DEFAULTS.clusterDomain),
-          o.metadata?.namespace ?? DEFAULTS.namespace,
-        );
-        for (const p of policies.list()) {
-          const other = p as unknown as TrafficPolicy;
-          if (
-            p !== o &&
-            claims.conflict(
-              policyHosts(other, DEFAULTS.clusterDomain),
-              other.metadata.namespace ?? DEFAULTS.namespace,
-            )
+  const policies = manager.watch(RESOURCE.TrafficPolicy, (o, event) => {
+    if (!filter.changed('policy', o, event, meta(o))) return;
+    queue.add(keyOf(o));
+    // A policy that goes or changes its hosts may free, or take, a host another policy claims.
+    // (A new one is the newest: it takes no host from anyone.)
+    if (event !== 'add') {
+      const tp = o as unknown as TrafficPolicy;
+      const claims = new HostClaims<string>(DEFAULTS.clusterDomain);
+      claims.claim('', policyHosts(tp, DEFAULTS.clusterDomain), o.metadata?.namespace ?? DEFAULTS.namespace);
+      for (const p of policies.list()) {
+        const other = p as unknown as TrafficPolicy;
+        if (
+          p !== o &&
+          claims.conflict(
+            policyHosts(other, DEFAULTS.clusterDomain),
+            other.metadata.namespace ?? DEFAULTS.namespace,
           )
-            queue.add(keyOf(p));
-        }
+        )
+          queue.add(keyOf(p));
       }
-      // Its previews read it (image template, TTL, limits), and may be waiting for it to exist.
+    }
+    // Its previews read it (image template, TTL, limits), and may be waiting for it to exist.
+    for (const p of previews.list(o.metadata?.namespace))
+      if (p.spec?.policy === o.metadata?.name) previewQueue.add(keyOf(p));
+  });
+  const previews = manager.watch(RESOURCE.Preview, (o, event) => {
+    if (filter.changed('preview', o, event, meta(o))) previewQueue.add(keyOf(o));
+    // A preview that goes may free a place under its policy's previews.maxActive.
+    if (event === 'delete' || (event === 'update' && o.metadata?.deletionTimestamp))
       for (const p of previews.list(o.metadata?.namespace))
-        if (p.spec?.policy === o.metadata?.name) previewQueue.add(keyOf(p));
-    },
-  );
-  const previews = manager.watch(
-    { apiVersion: 'switchyard.dev/v1alpha1', kind: 'Preview', plural: 'previews' },
-    (o, event) => {
-      if (filter.changed('preview', o, event, meta(o))) previewQueue.add(keyOf(o));
-      // A preview that goes may free a place under its policy's previews.maxActive.
-      if (event === 'delete' || (event === 'update' && o.metadata?.deletionTimestamp))
-        for (const p of previews.list(o.metadata?.namespace))
-          if (p !== o && p.spec?.policy === o.spec?.policy && p.status?.phase === 'Failed')
-            previewQueue.add(keyOf(p));
-      // The policy routes Ready previews: whether one is Ready matters to it, the rest of its status not.
-      const ready = o.status?.phase === 'Ready';
-      if (
-        o.spec?.policy &&
-        filter.changed('preview-ready', o, event, [o.spec, ready, Boolean(o.metadata?.deletionTimestamp)])
-      )
-        queue.add(keyOf(o, o.spec.policy));
-    },
-  );
+        if (p !== o && p.spec?.policy === o.spec?.policy && p.status?.phase === 'Failed')
+          previewQueue.add(keyOf(p));
+    // The policy routes Ready previews: whether one is Ready matters to it, the rest of its status not.
+    const ready = o.status?.phase === 'Ready';
+    if (
+      o.spec?.policy &&
+      filter.changed('preview-ready', o, event, [o.spec, ready, Boolean(o.metadata?.deletionTimestamp)])
+    )
+      queue.add(keyOf(o, o.spec.policy));
+  });
   /** A foreign object named like a Preview came or went: the Preview's NameTaken may change. */
   const namesakePreview = (o: WatchedObject) => {
     if (previews.get(o.metadata?.name as string, o.metadata?.namespace)) previewQueue.add(keyOf(o));

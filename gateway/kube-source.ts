@@ -22,7 +22,7 @@ import {
   VERSION_LABEL,
   VERSION_OF_LABEL,
 } from '../src/resources/labels.js';
-import { DEFAULTS, type Preview, type TrafficPolicy } from '../src/resources/schema.js';
+import { DEFAULTS, type Preview, RESOURCE, type TrafficPolicy } from '../src/resources/schema.js';
 import { readResources } from '../src/resources/validate.js';
 import { type BuildResult, buildSnapshot } from './snapshot.js';
 
@@ -106,8 +106,16 @@ export function kubeSource(options: KubeSourceOptions): KubeSource {
         () => stopped,
       ),
     );
-  const policies = informers<Obj>('switchyard.dev/v1alpha1', 'TrafficPolicy', 'trafficpolicies');
-  const previews = informers<Obj>('switchyard.dev/v1alpha1', 'Preview', 'previews');
+  const policies = informers<Obj>(
+    RESOURCE.TrafficPolicy.apiVersion,
+    RESOURCE.TrafficPolicy.kind,
+    RESOURCE.TrafficPolicy.plural,
+  );
+  const previews = informers<Obj>(
+    RESOURCE.Preview.apiVersion,
+    RESOURCE.Preview.kind,
+    RESOURCE.Preview.plural,
+  );
   const services = informers<Obj>('v1', 'Service', 'services', `${MANAGED_BY}=${MANAGED_BY_VALUE}`);
   const slices = informers<Obj>('discovery.k8s.io/v1', 'EndpointSlice', 'endpointslices');
   const all = [...policies, ...previews, ...services, ...slices];

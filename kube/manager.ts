@@ -50,8 +50,6 @@ export interface ManagerOptions {
   leaderElection?: LeaderElectionOptions;
   /** Called when the Lease is lost (the CLI exits, as client-go's controllers do). */
   onLeadershipLost?: () => void;
-  /** Prefix of the manager's own metric names (API requests, leader, queue depth, lease errors). */
-  metricsPrefix?: string;
 }
 
 export interface Manager {
@@ -128,7 +126,7 @@ function managerMetrics(prefix: string) {
 
 export function createManager(opts: ManagerOptions): Manager {
   const { kubeconfig, logger } = opts;
-  const metrics = managerMetrics(opts.metricsPrefix ?? 'switchyard_controller');
+  const metrics = managerMetrics('switchyard_controller');
   const live = countRequests(clientNodeKube(kubeconfig), (method) => metrics.requests.inc({ method }));
   const kube = new CachedKube(live);
   const namespaces = opts.namespaces && opts.namespaces.length > 0 ? opts.namespaces : [undefined];

@@ -9,7 +9,7 @@ import { ChangeFilter, type Manager, type WatchedObject } from '../kube/manager.
 import { sameRepository } from '../src/compiler/compile.js';
 import { REASON } from '../src/resources/conditions.js';
 import { REPORT_FINALIZER } from '../src/resources/labels.js';
-import type { TrafficPolicy } from '../src/resources/schema.js';
+import { RESOURCE, type TrafficPolicy } from '../src/resources/schema.js';
 import { type DeliveryLog, memoryDeliveryLog } from './delivery-log.js';
 import type { GithubClients } from './github-client.js';
 import { GithubReporter, pullRequestKey } from './github-reporter.js';
@@ -112,23 +112,17 @@ export async function setupPreviewBot(manager: Manager, opts: PreviewBotOptions 
       : undefined;
 
   const filter = new ChangeFilter();
-  const policies = manager.watch(
-    { apiVersion: 'switchyard.dev/v1alpha1', kind: 'TrafficPolicy', plural: 'trafficpolicies' },
-    () => undefined,
-  );
-  const previews = manager.watch(
-    { apiVersion: 'switchyard.dev/v1alpha1', kind: 'Preview', plural: 'previews' },
-    (o, event) => {
-      const pullRequest = reportKey(o);
-      const shown = (o as { status?: { phase?: string; url?: string; intercept?: string } }).status;
-      const finalizers = o.metadata?.deletionTimestamp ? o.metadata.finalizers : undefined;
-      if (
-        pullRequest &&
-        filter.changed('preview-report', o, event, [shown?.phase, shown?.url, shown?.intercept, finalizers])
-      )
-        queue.add(pullRequest);
-    },
-  );
+  const policies = manager.watch(RESOURCE.TrafficPolicy, () => undefined);
+  const previews = manager.watch(RESOURCE.Preview, (o, event) => {
+    const pullRequest = reportKey(o);
+    const shown = (o as { status?: { phase?: string; url?: string; intercept?: string } }).status;
+    const finalizers = o.metadata?.deletionTimestamp ? o.metadata.finalizers : undefined;
+    if (
+      pullRequest &&
+      filter.changed('preview-report', o, event, [shown?.phase, shown?.url, shown?.intercept, finalizers])
+    )
+      queue.add(pullRequest);
+  });
   manager.onResync(() => {
     for (const p of previews.list()) {
       const pullRequest = reportKey(p);

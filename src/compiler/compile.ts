@@ -50,7 +50,6 @@ export interface CompileResult {
   problems: Problem[];
 }
 
-
 /** A Preview routes only when Ready; one read from a file (no status) describes what is deployed. */
 export function isReady(p: Preview): boolean {
   return p.status?.phase === undefined || p.status.phase === 'Ready';

@@ -10,6 +10,7 @@ import {
   GROUP,
   PreviewSpec,
   PreviewStatus,
+  RESOURCE,
   TrafficPolicySpec,
   TrafficPolicyStatus,
   VERSION,
@@ -127,8 +128,7 @@ function crd(input: CrdInput): Record<string, unknown> {
 export function customResourceDefinitions(): Record<string, unknown>[] {
   return [
     crd({
-      kind: 'TrafficPolicy',
-      plural: 'trafficpolicies',
+      ...RESOURCE.TrafficPolicy,
       shortNames: ['tp', 'tpol'],
       spec: TrafficPolicySpec,
       status: TrafficPolicyStatus,
@@ -146,8 +146,7 @@ export function customResourceDefinitions(): Record<string, unknown>[] {
       ],
     }),
     crd({
-      kind: 'Preview',
-      plural: 'previews',
+      ...RESOURCE.Preview,
       shortNames: ['pv'],
       spec: PreviewSpec,
       status: PreviewStatus,

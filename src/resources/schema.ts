@@ -10,49 +10,62 @@ export const GROUP = 'switchyard.dev';
 export const VERSION = 'v1alpha1';
 export const API_VERSION = `${GROUP}/${VERSION}`;
 
+/** How the API server names each resource: what watches, lists and status writes say. */
+export const RESOURCE = {
+  TrafficPolicy: {
+    group: GROUP,
+    version: VERSION,
+    apiVersion: API_VERSION,
+    kind: 'TrafficPolicy',
+    plural: 'trafficpolicies',
+  },
+  Preview: { group: GROUP, version: VERSION, apiVersion: API_VERSION, kind: 'Preview', plural: 'previews' },
+} as const;
+
 const closed = { additionalProperties: false } as const;
 
+/** A string matching `pattern`, described for the person whose value does not. */
+function Text(pattern: string, description: string, maxLength?: number) {
+  return Type.String({ pattern, ...(maxLength !== undefined ? { maxLength } : {}), description });
+}
+
 /** A Go-style duration limited to the units people use for traffic: 500ms, 5s, 1m, 24h, 1h30m. */
-export const Duration = Type.String({
-  pattern: '^([0-9]+(ms|s|m|h))+$',
-  description: 'a duration such as 500ms, 5s, 1m or 24h',
-});
+export const Duration = Text('^([0-9]+(ms|s|m|h))+$', 'a duration such as 500ms, 5s, 1m or 24h');
 
 /**
  * A version is any legal Kubernetes label value (`v2`, `1.27.3`, `2025.03`, `v3.0.0-beta.2`): it is
  * matched as a pod label. Names Istio or Kubernetes restrict further (subset names, per-version
  * Services) are derived from it (src/compiler/names.ts).
  */
-export const VersionName = Type.String({
-  pattern: '^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$',
-  maxLength: 63,
-  description:
-    'a version: a Kubernetes label value (letters, digits, "-", "_" and ".", starting and ending with a letter or digit, at most 63 characters)',
-});
+export const VersionName = Text(
+  '^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$',
+  'a version: a Kubernetes label value (letters, digits, "-", "_" and ".", starting and ending with a letter or digit, at most 63 characters)',
+  63,
+);
 
-export const DnsLabel = Type.String({
-  pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$',
-  maxLength: 63,
-  description: 'a DNS-1123 label: lowercase letters, digits and "-", at most 63 characters',
-});
+export const DnsLabel = Text(
+  '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$',
+  'a DNS-1123 label: lowercase letters, digits and "-", at most 63 characters',
+  63,
+);
 
 /** Lowercase because Istio requires it and HTTP/2 sends header names lowercased anyway. */
-export const HeaderName = Type.String({
-  pattern: "^[a-z0-9!#$%&'*+.^_`|~-]+$",
-  description: 'a lowercase HTTP header name such as x-debug-user',
-});
+export const HeaderName = Text(
+  "^[a-z0-9!#$%&'*+.^_`|~-]+$",
+  'a lowercase HTTP header name such as x-debug-user',
+);
 
 /** W3C baggage key: an RFC 7230 token (no spaces, no separators). */
-export const BaggageKey = Type.String({
-  pattern: "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$",
-  description: "a W3C baggage key: letters, digits and !#$%&'*+-.^_`|~, no spaces",
-});
+export const BaggageKey = Text(
+  "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$",
+  "a W3C baggage key: letters, digits and !#$%&'*+-.^_`|~, no spaces",
+);
 
-export const HostName = Type.String({
-  pattern: '^(\\*\\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$',
-  maxLength: 253,
-  description: 'a lowercase DNS host name such as shop.example.com (a leading "*." is allowed)',
-});
+export const HostName = Text(
+  '^(\\*\\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$',
+  'a lowercase DNS host name such as shop.example.com (a leading "*." is allowed)',
+  253,
+);
 
 /** Where matching traffic goes: a version of the service, or a preview (`pr-42` or `pr-42-7f3a2c1`). */
 export const Target = Type.Object(
