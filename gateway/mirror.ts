@@ -4,7 +4,10 @@
  * at most `maxInFlight` copies are buffered or in flight at once (more are dropped and counted),
  * bodies over the cap are not copied, and each copy has its own short timeout.
  */
+import type { IncomingMessage } from 'node:http';
+import { PassThrough, type Readable } from 'node:stream';
 import { Pool } from 'undici';
+import { hasBody } from './proxy.js';
 
 export interface MirrorCopy {
   url: URL;
@@ -61,6 +64,44 @@ export class Mirror {
         this.inFlight--;
       },
     };
+  }
+
+  /**
+   * Copies a request on its way to the primary: its head at once, a body captured as it streams to
+   * the primary, up to `maxBodyBytes` (a larger one is not copied). Returns the stream the primary
+   * must read its body from.
+   */
+  tee(req: IncomingMessage, copy: Omit<MirrorCopy, 'body'>, maxBodyBytes: number): Readable {
+    // A slot first: a body is buffered only for a copy that will be sent.
+    const slot = this.reserve();
+    if (!slot) return req;
+    if (!hasBody(req)) {
+      slot.send(copy);
+      return req;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooBig = false;
+    // The primary reads from `primary`; listening to 'data' on req alone would let chunks flow past it.
+    const primary = new PassThrough();
+    req.pipe(primary);
+    req.on('data', (chunk: Buffer) => {
+      if (tooBig) return;
+      size += chunk.length;
+      if (size > maxBodyBytes) {
+        tooBig = true;
+        chunks.length = 0;
+      } else chunks.push(chunk);
+    });
+    req.once('end', () => {
+      if (tooBig) {
+        this.options.onResult?.('dropped');
+        slot.release();
+      } else slot.send({ ...copy, body: Buffer.concat(chunks) });
+    });
+    // Aborted before its end: nothing to copy, the slot goes back (a no-op after 'end').
+    req.once('close', () => slot.release());
+    return primary;
   }
 
   private start(copy: MirrorCopy): void {
