@@ -1,0 +1,44 @@
+/** The layering of docs/architecture.md holds, and the check would see a breach. */
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { folderImports, layerBreaches } from './support/layers.js';
+
+const root = join(import.meta.dirname, '..');
+
+describe('import layers', () => {
+  it('the core imports nothing above it; controllers, gateway and previews not one another; no folder imports one that imports it back', () => {
+    expect(layerBreaches(root)).toEqual([]);
+    // The check reads the real tree: the CLI composes the three parts.
+    const edges = folderImports(root).map((e) => `${e.from.split('/')[0]}->${e.to.split('/')[0]}`);
+    for (const edge of [
+      'cli->controllers',
+      'cli->gateway',
+      'cli->previews',
+      'controllers->kube',
+      'kube->src',
+    ])
+      expect(edges).toContain(edge);
+  });
+
+  it('reports an import across the layers, and two folders importing each other', () => {
+    const tree = mkdtempSync(join(tmpdir(), 'switchyard-layers-'));
+    const file = (path: string, text: string) => {
+      mkdirSync(join(tree, path, '..'), { recursive: true });
+      writeFileSync(join(tree, path), text);
+    };
+    file('src/compiler/a.ts', "import { b } from '../istio/b.js';\n");
+    file(
+      'src/istio/b.ts',
+      "import { a } from '../compiler/a.js';\nimport { g } from '../../gateway/g.js';\n",
+    );
+    file('gateway/g.ts', "import { p } from '../previews/p.js';\n");
+    file('previews/p.ts', 'export const p = 1;\n');
+    expect(layerBreaches(tree).sort()).toEqual([
+      'gateway/ may not import previews/: gateway/g.ts imports ../previews/p.js',
+      'src/ may not import gateway/: src/istio/b.ts imports ../../gateway/g.js',
+      'src/compiler/ and src/istio/ import each other: src/compiler/a.ts imports ../istio/b.js',
+    ]);
+  });
+});
