@@ -30,7 +30,7 @@ type Manifest = {
   };
 };
 
-/** deploy/install of this package (dist/src/cli or src/cli, two or three levels up). */
+/** deploy/install of this package (dist/cli or cli, one or two levels up). */
 export function installDir(from = import.meta.dirname): string {
   for (let dir = from; dir !== dirname(dir); dir = dirname(dir)) {
     const candidate = join(dir, 'deploy', 'install');

@@ -5,7 +5,7 @@
  * or a name taken; write in the backend's order; prune what is no longer wanted; write the status
  * (the one way out, `finish`).
  * Writes are server-side apply with one field manager, forced, and only when the live object
- * differs (controllers/apply.ts): a foreign edit to an object Switchyard owns is reverted on the next
+ * differs (kube/apply.ts): a foreign edit to an object Switchyard owns is reverted on the next
  * reconcile, counted and reported as an Event. Server-side apply rather than update-with-retry:
  * it needs no read-modify-write loop, never loses a race to a stale resourceVersion, and leaves the
  * fields other managers own (labels a GitOps tool adds) alone. A VirtualService for one of the
