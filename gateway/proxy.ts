@@ -29,6 +29,11 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 /** Envoy's default route timeout. */
 export const DEFAULT_TIMEOUT_MS = 15_000;
 
+/** How long a request of `policy` may take: its timeout, else Envoy's default. */
+export function routeTimeoutMs(policy: Pick<PolicyPlan, 'timeoutMs'>): number {
+  return policy.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+}
+
 export interface PoolOptions {
   connections?: number;
   keepAliveTimeoutMs?: number;
@@ -156,7 +161,7 @@ export async function forward(pools: UpstreamPools, input: ForwardInput): Promis
   const timer = setTimeout(() => {
     timedOut = true;
     abort.emit('abort');
-  }, policy.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+  }, routeTimeoutMs(policy));
   const onClose = () => {
     if (!res.writableFinished) {
       clientGone = true;
@@ -181,8 +186,8 @@ export async function forward(pools: UpstreamPools, input: ForwardInput): Promis
             headers,
             body: body ? (input.body ?? req) : null,
             signal: abort,
-            headersTimeout: retries?.perTryTimeoutMs ?? policy.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-            bodyTimeout: policy.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+            headersTimeout: retries?.perTryTimeoutMs ?? routeTimeoutMs(policy),
+            bodyTimeout: routeTimeoutMs(policy),
           },
           ({ statusCode, headers: upstreamHeaders }) => {
             if (attempt < attempts && retryableStatus(statusCode, on)) {

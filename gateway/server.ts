@@ -18,7 +18,7 @@ import { GatewayError } from './errors.js';
 import { type GatewayMetrics, gatewayMetrics } from './metrics.js';
 import { Mirror } from './mirror.js';
 import type { PlanHolder } from './plan-holder.js';
-import { DEFAULT_TIMEOUT_MS, forward, UpstreamPools, upstreamRequestHeaders } from './proxy.js';
+import { forward, routeTimeoutMs, UpstreamPools, upstreamRequestHeaders } from './proxy.js';
 import { type Clock, RateLimiter } from './rate-limit.js';
 import { requestTokens } from './request-tokens.js';
 import { pickUpstream } from './snapshot.js';
@@ -186,7 +186,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       url,
       upstream: destination.upstream,
       client,
-      timeoutMs: policy.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      timeoutMs: routeTimeoutMs(policy),
     });
     metrics.requests.inc({
       policy: `${policy.namespace}/${policy.name}`,
