@@ -1,0 +1,317 @@
+/**
+ * A real Istio control plane and real Envoy for the tests: istiod (`pilot-discovery`) reading the
+ * envtest API server, and Envoy proxies (an ingress gateway, sidecars) taking their configuration
+ * from it over xDS, each a child process of the test run. Binaries come from MESH_ASSETS, or are
+ * built or fetched once by test/mesh/build.sh into .cache/mesh. Where that is impossible (no Go),
+ * the caller skips with one line; under CI=true their absence is a failure.
+ *
+ * Upstream Envoy is not Istio's proxy build: istiod is told not to use Istio's own filters
+ * (metadata exchange, ALPN) and mTLS is off, so every listener and cluster it sends is one that
+ * upstream Envoy accepts. Any configuration Envoy still rejects (a NACK) is counted by `rejected`.
+ */
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { unusedPort } from './upstreams.js';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+
+export const MESH_SKIP_REASON =
+  'skipping the mesh tests: set MESH_ASSETS to a folder with pilot-discovery and envoy, or install Go so test/mesh/build.sh can build istiod and fetch Envoy';
+
+/** The folder with pilot-discovery and envoy, building them when needed; undefined when impossible. */
+export function meshAssets(): string | undefined {
+  const fromEnv = process.env.MESH_ASSETS;
+  if (fromEnv && existsSync(join(fromEnv, 'pilot-discovery')) && existsSync(join(fromEnv, 'envoy')))
+    return fromEnv;
+  if (spawnSync('go', ['version']).status !== 0) return undefined;
+  return execFileSync('bash', [join(ROOT, 'test', 'mesh', 'build.sh')], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  }).trim();
+}
+
+async function waitFor(check: () => Promise<boolean>, what: string, ms: number): Promise<void> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (await check().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what} did not become ready in ${ms} ms`);
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
+  child.kill('SIGKILL');
+}
+
+/** The last lines a child wrote, for the error when it fails. */
+function captureOutput(child: ChildProcess): () => string {
+  const lines: string[] = [];
+  const keep = (d: Buffer) => {
+    lines.push(...String(d).split('\n').filter(Boolean));
+    if (lines.length > 400) lines.splice(0, lines.length - 400);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  return () => lines.join('\n');
+}
+
+export interface Istiod {
+  xdsAddress: string;
+  /** istiod's recent log lines (a NACK shows there as "ACK ERROR"). */
+  log(): string;
+  stop(): Promise<void>;
+}
+
+/** istiod on loopback ports, reading the API server of `kubeconfig` (a kubeconfig's text). */
+export async function startIstiod(assets: string, kubeconfig: string): Promise<Istiod> {
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-istiod-'));
+  const [xds, http, https, monitoring] = await Promise.all([
+    unusedPort(),
+    unusedPort(),
+    unusedPort(),
+    unusedPort(),
+  ]);
+  writeFileSync(join(dir, 'kubeconfig'), kubeconfig);
+  writeFileSync(
+    join(dir, 'mesh.yaml'),
+    [
+      'rootNamespace: istio-system',
+      'trustDomain: cluster.local',
+      // Without istio-agent nothing serves certificates: mTLS clusters would wait for them forever.
+      'enableAutoMtls: false',
+      'outboundTrafficPolicy: {mode: REGISTRY_ONLY}',
+      `defaultConfig: {discoveryAddress: "127.0.0.1:${xds}"}`,
+      '',
+    ].join('\n'),
+  );
+  writeFileSync(join(dir, 'networks.yaml'), '');
+  const child = spawn(
+    join(assets, 'pilot-discovery'),
+    [
+      'discovery',
+      '--kubeconfig',
+      join(dir, 'kubeconfig'),
+      '--meshConfig',
+      join(dir, 'mesh.yaml'),
+      '--networksConfig',
+      join(dir, 'networks.yaml'),
+      '--domain',
+      'cluster.local',
+      '--clusterID',
+      'Kubernetes',
+      '--grpcAddr',
+      `127.0.0.1:${xds}`,
+      '--httpAddr',
+      `127.0.0.1:${http}`,
+      '--httpsAddr',
+      `127.0.0.1:${https}`,
+      '--monitoringAddr',
+      `127.0.0.1:${monitoring}`,
+      '--secureGRPCAddr',
+      '',
+      '--ctrlz_port',
+      '0',
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        PATH: process.env.PATH,
+        POD_NAMESPACE: 'istio-system',
+        POD_NAME: 'istiod-test',
+        REVISION: 'default',
+        ISTIOD_CUSTOM_HOST: 'istiod.istio-system.svc',
+        PILOT_ENABLE_GATEWAY_API: 'false',
+        PILOT_ENABLE_ALPHA_GATEWAY_API: 'false',
+        PILOT_ENABLE_GATEWAY_API_DEPLOYMENT_CONTROLLER: 'false',
+        PILOT_ENABLE_GATEWAY_API_STATUS: 'false',
+        VALIDATION_WEBHOOK_CONFIG_NAME: '',
+        INJECTION_WEBHOOK_CONFIG_NAME: '',
+        PILOT_ENABLE_STATUS: 'false',
+        ENABLE_CA_SERVER: 'false',
+        PILOT_ENABLE_ANALYSIS: 'false',
+        // Istio's own filters are not in upstream Envoy: a listener naming them would be NACKed.
+        PILOT_ENABLE_METADATA_EXCHANGE: 'false',
+        PILOT_ENABLE_ALPN_FILTER: 'false',
+        // Push a change within milliseconds instead of istiod's 100 ms debounce.
+        PILOT_DEBOUNCE_AFTER: '10ms',
+      },
+    },
+  );
+  const log = captureOutput(child);
+  const exited = new Promise<never>((_, reject) =>
+    child.once('exit', (code) => reject(new Error(`istiod exited (${code}):\n${log()}`))),
+  );
+  exited.catch(() => undefined);
+  await Promise.race([
+    waitFor(async () => (await fetch(`http://127.0.0.1:${http}/ready`)).ok, 'istiod', 60_000),
+    exited,
+  ]);
+  return {
+    xdsAddress: `127.0.0.1:${xds}`,
+    log,
+    async stop() {
+      await stopChild(child);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface EnvoyOptions {
+  /** `router`: a gateway proxy (listens where Istio Gateways bound to its labels say); `sidecar`. */
+  role: 'router' | 'sidecar';
+  name: string;
+  namespace: string;
+  labels: Record<string, string>;
+  /** The proxy's own address as istiod sees it. */
+  ip?: string;
+}
+
+export interface Envoy {
+  adminUrl: string;
+  /** Configuration updates Envoy refused (NACKs), summed over every xDS stream. */
+  rejected(): Promise<number>;
+  /** One stat's value (`cluster.x.upstream_rq_total`), or 0 when Envoy has none by that name. */
+  stat(name: string): Promise<number>;
+  log(): string;
+  stop(): Promise<void>;
+}
+
+/** An Envoy that gets its configuration from `istiod` as the proxy `options` describe. */
+export async function startEnvoy(assets: string, istiod: Istiod, options: EnvoyOptions): Promise<Envoy> {
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-envoy-'));
+  const admin = await unusedPort();
+  const ip = options.ip ?? '127.0.0.1';
+  const pod = `${options.name}-${randomBytes(3).toString('hex')}`;
+  const [xdsHost, xdsPort] = istiod.xdsAddress.split(':') as [string, string];
+  const http2 = {
+    'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+      '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+      explicit_http_config: { http2_protocol_options: {} },
+    },
+  };
+  const bootstrap = {
+    node: {
+      id: `${options.role}~${ip}~${pod}.${options.namespace}~${options.namespace}.svc.cluster.local`,
+      cluster: `${options.name}.${options.namespace}`,
+      metadata: {
+        NAMESPACE: options.namespace,
+        NAME: pod,
+        CLUSTER_ID: 'Kubernetes',
+        MESH_ID: 'cluster.local',
+        ISTIO_VERSION: '1.31.0',
+        INSTANCE_IPS: ip,
+        LABELS: options.labels,
+        WORKLOAD_NAME: options.name,
+        SERVICE_ACCOUNT: 'default',
+        ...(options.role === 'sidecar' ? { INTERCEPTION_MODE: 'NONE' } : {}),
+      },
+    },
+    admin: { address: { socket_address: { address: '127.0.0.1', port_value: admin } } },
+    dynamic_resources: {
+      ads_config: {
+        api_type: 'GRPC',
+        transport_api_version: 'V3',
+        grpc_services: [{ envoy_grpc: { cluster_name: 'xds-grpc' } }],
+      },
+      cds_config: { ads: {}, resource_api_version: 'V3' },
+      lds_config: { ads: {}, resource_api_version: 'V3' },
+    },
+    static_resources: {
+      clusters: [
+        {
+          name: 'xds-grpc',
+          type: 'STATIC',
+          connect_timeout: '1s',
+          load_assignment: {
+            cluster_name: 'xds-grpc',
+            endpoints: [
+              {
+                lb_endpoints: [
+                  {
+                    endpoint: {
+                      address: { socket_address: { address: xdsHost, port_value: Number(xdsPort) } },
+                    },
+                  },
+                ],
+              },
+            ],
+          },
+          typed_extension_protocol_options: http2,
+        },
+        {
+          // istiod's clusters name it; nothing serves it (mTLS is off).
+          name: 'sds-grpc',
+          type: 'STATIC',
+          connect_timeout: '1s',
+          load_assignment: {
+            cluster_name: 'sds-grpc',
+            endpoints: [
+              { lb_endpoints: [{ endpoint: { address: { pipe: { path: join(dir, 'no-sds.sock') } } } }] },
+            ],
+          },
+          typed_extension_protocol_options: http2,
+        },
+      ],
+    },
+  };
+  writeFileSync(join(dir, 'bootstrap.json'), JSON.stringify(bootstrap));
+  const child = spawn(
+    join(assets, 'envoy'),
+    [
+      '-c',
+      join(dir, 'bootstrap.json'),
+      '--disable-hot-restart',
+      '--concurrency',
+      '1',
+      '--log-level',
+      'warn',
+      '--drain-time-s',
+      '1',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const log = captureOutput(child);
+  const exited = new Promise<never>((_, reject) =>
+    child.once('exit', (code) => reject(new Error(`envoy ${options.name} exited (${code}):\n${log()}`))),
+  );
+  exited.catch(() => undefined);
+  const adminUrl = `http://127.0.0.1:${admin}`;
+  await Promise.race([
+    waitFor(
+      async () => (await (await fetch(`${adminUrl}/ready`)).text()).trim() === 'LIVE',
+      `envoy ${options.name}`,
+      30_000,
+    ),
+    exited,
+  ]);
+  const stats = async (filter: string) =>
+    (await (await fetch(`${adminUrl}/stats?filter=${encodeURIComponent(filter)}`)).text())
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => line.split(': ') as [string, string]);
+  return {
+    adminUrl,
+    async rejected() {
+      const counters = await stats('update_rejected$');
+      // Envoy always has the CDS and LDS counters: none found means the stats were not read.
+      if (counters.length < 2) throw new Error(`no update_rejected stats from ${adminUrl}`);
+      return counters.reduce((n, [, v]) => n + Number(v), 0);
+    },
+    async stat(name) {
+      const hit = (await stats(`^${name.replaceAll('.', '\\.')}$`))[0];
+      return hit ? Number(hit[1]) : 0;
+    },
+    log,
+    async stop() {
+      await stopChild(child);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
