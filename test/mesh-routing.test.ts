@@ -12,149 +12,127 @@ import { parseAllDocuments } from 'yaml';
 import type { Kube } from '../kube/client.js';
 import { cli, tempFiles } from './support/cli.js';
 import { adminKube, createNamespace } from './support/cluster.js';
-import { type Envtest, envtestGate, startEnvtestWithCrds } from './support/envtest.js';
+import { type Envtest, startEnvtestWithCrds } from './support/envtest.js';
 import { header, send } from './support/http.js';
-import {
-  type Envoy,
-  type Istiod,
-  MESH_SKIP_REASON,
-  meshAssets,
-  startEnvoy,
-  startIstiod,
-} from './support/mesh.js';
-import { createTestNetns, type NetnsUpstream, type TestNetns, testNetnsAvailable } from './support/netns.js';
+import { type Envoy, type Istiod, meshTestGate, startEnvoy, startIstiod } from './support/mesh.js';
+import { createTestNetns, type NetnsUpstream, type TestNetns } from './support/netns.js';
 import { unusedPort } from './support/upstreams.js';
 
-const gate = envtestGate({ istio: true });
-const assets = gate ? meshAssets() : undefined;
-const netns = testNetnsAvailable();
-const missing = !assets
-  ? MESH_SKIP_REASON
-  : !netns
-    ? 'skipping the mesh tests: their test hosts need root and `ip netns`'
-    : undefined;
-if (gate && missing) {
-  if (process.env.CI) throw new Error(`CI=true, but ${missing}`);
-  console.warn(missing);
-}
+const gate = meshTestGate();
 
 const ns = 'shop';
 const VERSIONS = ['v1', 'v2', 'v3'] as const;
 
-describe.skipIf(!gate || missing !== undefined)(
-  'Istio for real: rendered objects through istiod and Envoy',
-  () => {
-    let env: Envtest;
-    let admin: Kube;
-    let istiod: Istiod;
-    let ingress: Envoy;
-    let hosts: TestNetns;
-    let port: number;
-    const upstreams: Record<string, NetnsUpstream> = {};
+describe.skipIf(!gate)('Istio for real: rendered objects through istiod and Envoy', () => {
+  let env: Envtest;
+  let admin: Kube;
+  let istiod: Istiod;
+  let ingress: Envoy;
+  let hosts: TestNetns;
+  let port: number;
+  const upstreams: Record<string, NetnsUpstream> = {};
 
-    const apply = (o: object) => admin.apply(o as KubernetesObject, 'mesh-test', true);
+  const apply = (o: object) => admin.apply(o as KubernetesObject, 'mesh-test', true);
 
-    /** A Service `web` whose pods are the test hosts, one Pod (labels only) and EndpointSlice each. */
-    async function workload() {
+  /** A Service `web` whose pods are the test hosts, one Pod (labels only) and EndpointSlice each. */
+  async function workload() {
+    await apply({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'web', namespace: ns },
+      spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 'http' }] },
+    });
+    for (const v of VERSIONS) {
+      const u = upstreams[v] as NetnsUpstream;
+      const pod = `web-${v}`;
+      // Istio selects subsets by the labels of the Pod an endpoint names; the Pod never runs.
       await apply({
         apiVersion: 'v1',
-        kind: 'Service',
-        metadata: { name: 'web', namespace: ns },
-        spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 'http' }] },
-      });
-      for (const v of VERSIONS) {
-        const u = upstreams[v] as NetnsUpstream;
-        const pod = `web-${v}`;
-        // Istio selects subsets by the labels of the Pod an endpoint names; the Pod never runs.
-        await apply({
-          apiVersion: 'v1',
-          kind: 'Pod',
-          metadata: { name: pod, namespace: ns, labels: { app: 'web', version: v } },
-          spec: {
-            containers: [{ name: 'web', image: 'web', ports: [{ name: 'http', containerPort: u.port }] }],
-          },
-        });
-        await apply({
-          apiVersion: 'discovery.k8s.io/v1',
-          kind: 'EndpointSlice',
-          metadata: { name: `web-${v}`, namespace: ns, labels: { 'kubernetes.io/service-name': 'web' } },
-          addressType: 'IPv4',
-          ports: [{ name: 'http', port: u.port, protocol: 'TCP' }],
-          endpoints: [
-            {
-              addresses: [u.address],
-              conditions: { ready: true },
-              targetRef: { kind: 'Pod', name: pod, namespace: ns },
-            },
-          ],
-        });
-      }
-    }
-
-    /** `switchyard render` of `policy`, applied as a person (or GitOps) would apply its output. */
-    async function renderAndApply(policy: string) {
-      const dir = tempFiles({ 'policy.yaml': policy });
-      const rendered = await cli('render', '-f', join(dir, 'policy.yaml'));
-      expect(rendered.stderr).toBe('');
-      const objects = parseAllDocuments(rendered.stdout).map((d) => d.toJSON() as KubernetesObject);
-      for (const o of objects) await apply(o);
-      return objects;
-    }
-
-    const through = (headers: Record<string, string> = {}, host = 'web.test') =>
-      send(`http://127.0.0.1:${port}`, { host, headers });
-
-    /** Waits until Envoy routes `host` as expected (istiod pushes within milliseconds). */
-    async function routed(expected: string, headers: Record<string, string> = {}) {
-      const until = Date.now() + 20_000;
-      for (;;) {
-        const r = await through(headers).catch(() => undefined);
-        if (r && header(r, 'x-switchyard-upstream') === expected) return r;
-        if (Date.now() > until)
-          throw new Error(
-            `Envoy never routed to ${expected}; last: ${r?.status} ${r?.body}\n${ingress.log()}`,
-          );
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-
-    beforeAll(async () => {
-      env = await startEnvtestWithCrds(gate as NonNullable<typeof gate>);
-      admin = adminKube(env);
-      await createNamespace(admin, 'istio-system');
-      await createNamespace(admin, ns);
-      hosts = await createTestNetns();
-      for (const v of VERSIONS) upstreams[v] = await hosts.startUpstream(`web/${v}`);
-      await workload();
-      port = await unusedPort();
-      await apply({
-        apiVersion: 'networking.istio.io/v1',
-        kind: 'Gateway',
-        metadata: { name: 'ingress', namespace: 'istio-system' },
+        kind: 'Pod',
+        metadata: { name: pod, namespace: ns, labels: { app: 'web', version: v } },
         spec: {
-          selector: { istio: 'ingressgateway' },
-          servers: [{ port: { number: port, name: 'http', protocol: 'HTTP' }, hosts: ['*/*'] }],
+          containers: [{ name: 'web', image: 'web', ports: [{ name: 'http', containerPort: u.port }] }],
         },
       });
-      istiod = await startIstiod(assets as string, env.adminKubeconfig);
-      ingress = await startEnvoy(assets as string, istiod, {
-        role: 'router',
-        name: 'ingress',
-        namespace: 'istio-system',
-        labels: { istio: 'ingressgateway' },
+      await apply({
+        apiVersion: 'discovery.k8s.io/v1',
+        kind: 'EndpointSlice',
+        metadata: { name: `web-${v}`, namespace: ns, labels: { 'kubernetes.io/service-name': 'web' } },
+        addressType: 'IPv4',
+        ports: [{ name: 'http', port: u.port, protocol: 'TCP' }],
+        endpoints: [
+          {
+            addresses: [u.address],
+            conditions: { ready: true },
+            targetRef: { kind: 'Pod', name: pod, namespace: ns },
+          },
+        ],
       });
-    }, 120_000);
+    }
+  }
 
-    afterAll(async () => {
-      await ingress?.stop();
-      await istiod?.stop();
-      await Promise.all(Object.values(upstreams).map((u) => u.close()));
-      await hosts?.close();
-      await env?.stop();
+  /** `switchyard render` of `policy`, applied as a person (or GitOps) would apply its output. */
+  async function renderAndApply(policy: string) {
+    const dir = tempFiles({ 'policy.yaml': policy });
+    const rendered = await cli('render', '-f', join(dir, 'policy.yaml'));
+    expect(rendered.stderr).toBe('');
+    const objects = parseAllDocuments(rendered.stdout).map((d) => d.toJSON() as KubernetesObject);
+    for (const o of objects) await apply(o);
+    return objects;
+  }
+
+  const through = (headers: Record<string, string> = {}, host = 'web.test') =>
+    send(`http://127.0.0.1:${port}`, { host, headers });
+
+  /** Waits until Envoy routes `host` as expected (istiod pushes within milliseconds). */
+  async function routed(expected: string, headers: Record<string, string> = {}) {
+    const until = Date.now() + 20_000;
+    for (;;) {
+      const r = await through(headers).catch(() => undefined);
+      if (r && header(r, 'x-switchyard-upstream') === expected) return r;
+      if (Date.now() > until)
+        throw new Error(`Envoy never routed to ${expected}; last: ${r?.status} ${r?.body}\n${ingress.log()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  beforeAll(async () => {
+    env = await startEnvtestWithCrds((gate as NonNullable<typeof gate>).envtest);
+    admin = adminKube(env);
+    await createNamespace(admin, 'istio-system');
+    await createNamespace(admin, ns);
+    hosts = await createTestNetns();
+    for (const v of VERSIONS) upstreams[v] = await hosts.startUpstream(`web/${v}`);
+    await workload();
+    port = await unusedPort();
+    await apply({
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'Gateway',
+      metadata: { name: 'ingress', namespace: 'istio-system' },
+      spec: {
+        selector: { istio: 'ingressgateway' },
+        servers: [{ port: { number: port, name: 'http', protocol: 'HTTP' }, hosts: ['*/*'] }],
+      },
     });
+    istiod = await startIstiod((gate as NonNullable<typeof gate>).assets, env.adminKubeconfig);
+    ingress = await startEnvoy((gate as NonNullable<typeof gate>).assets, istiod, {
+      role: 'router',
+      name: 'ingress',
+      namespace: 'istio-system',
+      labels: { istio: 'ingressgateway' },
+    });
+  }, 120_000);
 
-    it('routes header and baggage intercepts and the split to the test hosts the policy names', async () => {
-      await renderAndApply(`apiVersion: switchyard.dev/v1alpha1
+  afterAll(async () => {
+    await ingress?.stop();
+    await istiod?.stop();
+    await Promise.all(Object.values(upstreams).map((u) => u.close()));
+    await hosts?.close();
+    await env?.stop();
+  });
+
+  it('routes header and baggage intercepts and the split to the test hosts the policy names', async () => {
+    await renderAndApply(`apiVersion: switchyard.dev/v1alpha1
 kind: TrafficPolicy
 metadata: {name: web, namespace: ${ns}}
 spec:
@@ -175,27 +153,27 @@ spec:
       match: {baggage: tenant, exact: acme}
       to: {version: v3}
 `);
-      const r = await routed('web/v1');
-      expect(r.body).toBe('web/v1'); // the v1 test host itself answered
-      const cases: [Record<string, string>, string][] = [
-        [{ 'x-user': 'alice' }, 'web/v3'],
-        [{ 'x-user': 'alice2' }, 'web/v1'],
-        [{ 'x-user': 'qa-bob' }, 'web/v2'],
-        [{ baggage: 'k=1, tenant = acme;p=2' }, 'web/v3'],
-        [{ baggage: 'tenant=acme-2' }, 'web/v1'],
-      ];
-      for (const [headers, expected] of cases) {
-        const reply = await through(headers);
-        expect({ headers, upstream: header(reply, 'x-switchyard-upstream'), body: reply.body }).toEqual({
-          headers,
-          upstream: expected,
-          body: expected,
-        });
-      }
-    });
+    const r = await routed('web/v1');
+    expect(r.body).toBe('web/v1'); // the v1 test host itself answered
+    const cases: [Record<string, string>, string][] = [
+      [{ 'x-user': 'alice' }, 'web/v3'],
+      [{ 'x-user': 'alice2' }, 'web/v1'],
+      [{ 'x-user': 'qa-bob' }, 'web/v2'],
+      [{ baggage: 'k=1, tenant = acme;p=2' }, 'web/v3'],
+      [{ baggage: 'tenant=acme-2' }, 'web/v1'],
+    ];
+    for (const [headers, expected] of cases) {
+      const reply = await through(headers);
+      expect({ headers, upstream: header(reply, 'x-switchyard-upstream'), body: reply.body }).toEqual({
+        headers,
+        upstream: expected,
+        body: expected,
+      });
+    }
+  });
 
-    it('moves the split when the canary weight changes, and Envoy accepted every update', async () => {
-      await renderAndApply(`apiVersion: switchyard.dev/v1alpha1
+  it('moves the split when the canary weight changes, and Envoy accepted every update', async () => {
+    await renderAndApply(`apiVersion: switchyard.dev/v1alpha1
 kind: TrafficPolicy
 metadata: {name: web, namespace: ${ns}}
 spec:
@@ -206,10 +184,9 @@ spec:
   stable: v1
   canary: {version: v2, weight: 100}
 `);
-      await routed('web/v2');
-      expect((await through({ 'x-user': 'alice' })).body).toBe('web/v2'); // the intercept is gone
-      expect(await ingress.rejected()).toBe(0);
-      expect(istiod.log()).not.toMatch(/ACK ERROR/);
-    });
-  },
-);
+    await routed('web/v2');
+    expect((await through({ 'x-user': 'alice' })).body).toBe('web/v2'); // the intercept is gone
+    expect(await ingress.rejected()).toBe(0);
+    expect(istiod.log()).not.toMatch(/ACK ERROR/);
+  });
+});

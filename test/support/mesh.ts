@@ -14,6 +14,8 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { envtestGate } from './envtest.js';
+import { testNetnsAvailable } from './netns.js';
 import { unusedPort } from './upstreams.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -31,6 +33,30 @@ export function meshAssets(): string | undefined {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
   }).trim();
+}
+
+/**
+ * Whether a test file can run the mesh: an API server with Istio's CRDs, the mesh binaries, and
+ * network namespaces for its test hosts. Without them it is skipped with one line; under CI=true
+ * that is a failure.
+ */
+export function meshTestGate():
+  | { envtest: NonNullable<ReturnType<typeof envtestGate>>; assets: string }
+  | undefined {
+  const envtest = envtestGate({ istio: true });
+  if (!envtest) return undefined;
+  const assets = meshAssets();
+  const missing = !assets
+    ? MESH_SKIP_REASON
+    : !testNetnsAvailable()
+      ? 'skipping the mesh tests: their test hosts need root and `ip netns`'
+      : undefined;
+  if (missing && process.env.CI) throw new Error(`CI=true, but ${missing}`);
+  if (missing) {
+    console.warn(missing);
+    return undefined;
+  }
+  return { envtest, assets: assets as string };
 }
 
 async function waitFor(check: () => Promise<boolean>, what: string, ms: number): Promise<void> {
@@ -305,7 +331,7 @@ export async function startEnvoy(assets: string, istiod: Istiod, options: EnvoyO
       return counters.reduce((n, [, v]) => n + Number(v), 0);
     },
     async stat(name) {
-      const hit = (await stats(`^${name.replaceAll('.', '\\.')}$`))[0];
+      const hit = (await stats(`^${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`))[0];
       return hit ? Number(hit[1]) : 0;
     },
     log,

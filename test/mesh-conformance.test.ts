@@ -1,0 +1,256 @@
+/**
+ * The conformance table through real Envoy: `switchyard render` of deploy/examples goes to an API
+ * server, istiod configures an ingress gateway Envoy (the examples' `istio-system/public` and
+ * `istio-system/previews` Gateways) and a client sidecar (for the in-mesh hosts), and every row is
+ * sent through the proxy that would carry it. Each upstream key is its own test host in a network
+ * namespace this run made, so the answer proves where the request went; the same rows run through
+ * `explain` (conformance.test.ts) and the Node gateway (gateway-conformance.test.ts). Envoy must
+ * accept everything istiod sends (no NACK).
+ */
+import { randomInt } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { KubernetesObject } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse, parseAllDocuments } from 'yaml';
+import type { Kube } from '../kube/client.js';
+import { cli, EXAMPLES } from './support/cli.js';
+import { adminKube, createNamespace } from './support/cluster.js';
+import { CONFORMANCE_TABLE, type ConformanceRow } from './support/conformance-table.js';
+import { type Envtest, startEnvtestWithCrds } from './support/envtest.js';
+import { header, send } from './support/http.js';
+import { type Envoy, type Istiod, meshTestGate, startEnvoy, startIstiod } from './support/mesh.js';
+import { createTestNetns, type NetnsUpstream, type TestNetns } from './support/netns.js';
+import { unusedPort } from './support/upstreams.js';
+
+const gate = meshTestGate();
+const ns = 'shop';
+const SERVICE_PORT = 8080; // every example's spec.port
+const VERSIONS: Record<string, string[]> = {
+  cart: ['v1', 'v2', 'v3'],
+  search: ['v1', 'v2'],
+  payments: ['v1', 'v2'],
+  catalog: ['v1', 'v2'],
+  recommendations: ['v1', 'v2'],
+  api: ['v1', 'v2'],
+  checkout: ['v1', 'v2'],
+};
+/** The examples' mirror percentage (deploy/examples/mirror.yaml), which Envoy applies at random. */
+const MIRROR_PERCENT = (
+  parse(readFileSync(join(EXAMPLES, 'mirror.yaml'), 'utf8')) as { spec: { mirror: { percent: number } } }
+).spec.mirror.percent;
+const PREVIEWS = ['checkout-pr-42-7f3a2c1', 'checkout-pr-42-1b2c3d4', 'checkout-pr-7-0a1b2c3'];
+/** The upstream key a preview's test host answers as (`checkout/pr-42-7f3a2c1`). */
+const previewKey = (name: string) => `checkout/${name.slice('checkout-'.length)}`;
+
+describe.skipIf(!gate)('conformance through real Envoy (istiod + gateway and sidecar proxies)', () => {
+  const { envtest, assets } = gate as NonNullable<typeof gate>;
+  let env: Envtest;
+  let admin: Kube;
+  let istiod: Istiod;
+  let ingress: Envoy;
+  let sidecar: Envoy;
+  let hosts: TestNetns;
+  let ingressPort: number;
+  /** The client sidecar's egress listener for the Services' port, on a loopback address of its own. */
+  const sidecarBind = `127.${randomInt(1, 255)}.${randomInt(1, 255)}.${randomInt(2, 255)}`;
+  const upstreams: NetnsUpstream[] = [];
+
+  const apply = (o: object) => admin.apply(o as KubernetesObject, 'mesh-test', true);
+
+  /** A Service and, per test host, a Pod (labels only: Istio selects subsets by them) and its EndpointSlice. */
+  async function service(
+    name: string,
+    selector: Record<string, string>,
+    pods: { labels: Record<string, string>; host: NetnsUpstream }[],
+  ) {
+    await apply({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name, namespace: ns },
+      spec: { selector, ports: [{ name: 'http', port: SERVICE_PORT, targetPort: 'http' }] },
+    });
+    for (const [i, { labels, host }] of pods.entries()) {
+      const pod = `${name}-${i}`;
+      await apply({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: pod, namespace: ns, labels },
+        spec: {
+          containers: [{ name: 'app', image: 'app', ports: [{ name: 'http', containerPort: host.port }] }],
+        },
+      });
+      await apply({
+        apiVersion: 'discovery.k8s.io/v1',
+        kind: 'EndpointSlice',
+        metadata: { name: pod, namespace: ns, labels: { 'kubernetes.io/service-name': name } },
+        addressType: 'IPv4',
+        ports: [{ name: 'http', port: host.port, protocol: 'TCP' }],
+        endpoints: [
+          {
+            addresses: [host.address],
+            conditions: { ready: true },
+            targetRef: { kind: 'Pod', name: pod, namespace: ns },
+          },
+        ],
+      });
+    }
+  }
+
+  /** Where a row's request goes: the ingress gateway for external hosts, the client sidecar for the mesh's. */
+  const proxyFor = (row: ConformanceRow) =>
+    row.host.endsWith('.svc.cluster.local')
+      ? `http://${sidecarBind}:${SERVICE_PORT}`
+      : `http://127.0.0.1:${ingressPort}`;
+
+  beforeAll(async () => {
+    env = await startEnvtestWithCrds(envtest);
+    admin = adminKube(env);
+    for (const n of ['istio-system', ns, 'client']) await createNamespace(admin, n);
+    hosts = await createTestNetns();
+    for (const [svc, versions] of Object.entries(VERSIONS)) {
+      const pods = [];
+      for (const v of versions) {
+        const host = await hosts.startUpstream(`${svc}/${v}`);
+        upstreams.push(host);
+        pods.push({ labels: { app: svc, version: v }, host });
+      }
+      await service(svc, { app: svc }, pods);
+    }
+    for (const name of PREVIEWS) {
+      const host = await hosts.startUpstream(previewKey(name));
+      upstreams.push(host);
+      await service(name, { 'switchyard.dev/preview': name }, [
+        { labels: { 'switchyard.dev/preview': name }, host },
+      ]);
+    }
+    ingressPort = await unusedPort();
+    const gateway = (name: string, hostsOf: string[]) =>
+      apply({
+        apiVersion: 'networking.istio.io/v1',
+        kind: 'Gateway',
+        metadata: { name, namespace: 'istio-system' },
+        spec: {
+          selector: { istio: 'ingressgateway' },
+          servers: [
+            { port: { number: ingressPort, name: `http-${name}`, protocol: 'HTTP' }, hosts: hostsOf },
+          ],
+        },
+      });
+    await gateway('public', ['*/shop.example.com', '*/payments.example.com']);
+    await gateway('previews', ['*/*.preview.example.com']);
+    // The client's sidecar: no iptables, an egress listener on its own loopback address.
+    await apply({
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'Sidecar',
+      metadata: { name: 'client', namespace: 'client' },
+      spec: {
+        workloadSelector: { labels: { app: 'client' } },
+        egress: [
+          {
+            port: { number: SERVICE_PORT, protocol: 'HTTP', name: 'http' },
+            bind: sidecarBind,
+            captureMode: 'NONE',
+            hosts: [`${ns}/*`],
+          },
+        ],
+      },
+    });
+    const rendered = await cli('render', '-f', EXAMPLES);
+    expect(rendered.stderr).toBe('');
+    for (const d of parseAllDocuments(rendered.stdout)) await apply(d.toJSON());
+    istiod = await startIstiod(assets, env.adminKubeconfig);
+    ingress = await startEnvoy(assets, istiod, {
+      role: 'router',
+      name: 'ingress',
+      namespace: 'istio-system',
+      labels: { istio: 'ingressgateway' },
+    });
+    sidecar = await startEnvoy(assets, istiod, {
+      role: 'sidecar',
+      name: 'client',
+      namespace: 'client',
+      labels: { app: 'client' },
+    });
+    // Ready when both proxies route a row each.
+    const until = Date.now() + 30_000;
+    for (const [base, host, key] of [
+      [`http://127.0.0.1:${ingressPort}`, 'payments.example.com:443', 'payments/'],
+      [`http://${sidecarBind}:${SERVICE_PORT}`, 'cart.shop.svc.cluster.local', 'cart/v1'],
+    ] as const) {
+      for (;;) {
+        const r = await send(base, { host }).catch(() => undefined);
+        if (r && (header(r, 'x-switchyard-upstream') ?? '').startsWith(key)) break;
+        if (Date.now() > until)
+          throw new Error(
+            `${host} was never routed (last: ${r?.status} ${r?.body})\n${ingress.log()}\n${sidecar.log()}`,
+          );
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }, 180_000);
+
+  afterAll(async () => {
+    await sidecar?.stop();
+    await ingress?.stop();
+    await istiod?.stop();
+    await Promise.all(upstreams.map((u) => u.close()));
+    await hosts?.close();
+    await env?.stop();
+  });
+
+  it.each(CONFORMANCE_TABLE)('$name', async (row) => {
+    const allowed = Object.keys(row.expect);
+    // As in the gateway's conformance test: enough requests that a destination of 10 % or more
+    // is missed with a chance under one in a million.
+    const smallest = Math.min(...allowed.map((k) => row.expect[k] ?? 0).filter((w) => w >= 10)) / 100;
+    // A mirrored row copies `percent` of its requests at random: 400 of them give a count whose
+    // bounds (6 standard deviations) exclude none and all.
+    const n =
+      row.mirrored !== undefined
+        ? 400
+        : allowed.length > 1
+          ? Math.ceil(Math.log(1e-6) / Math.log(1 - smallest))
+          : 1;
+    const shadow = 'cluster.outbound|8080|v2|recommendations.shop.svc.cluster.local;.upstream_rq_total';
+    const copiesBefore = row.mirrored === undefined ? 0 : await sidecar.stat(shadow);
+    const seen = new Set<string>();
+    for (let i = 0; i < n; i++) {
+      const r = await send(proxyFor(row), {
+        host: row.host,
+        method: row.method ?? 'GET',
+        headers: row.headers ?? {},
+      });
+      if (allowed.length === 0) {
+        expect(r.status).toBe(404);
+        continue;
+      }
+      const upstream = header(r, 'x-switchyard-upstream') as string;
+      expect({ status: r.status, upstream }).toEqual({ status: 200, upstream: expect.toBeOneOf(allowed) });
+      expect(r.body).toBe(upstream); // the test host the header names answered
+      seen.add(upstream);
+    }
+    if (allowed.length > 1)
+      expect([...seen].sort()).toEqual(allowed.filter((k) => (row.expect[k] ?? 0) >= 10).sort());
+    if (row.mirrored !== undefined) {
+      const mean = (n * MIRROR_PERCENT) / 100;
+      const spread = 6 * Math.sqrt(mean * (1 - MIRROR_PERCENT / 100));
+      const [low, high] = row.mirrored ? [Math.max(1, mean - spread), mean + spread] : [0, 0];
+      // Copies go out after the primaries: wait until the count is within bounds and settles.
+      const until = Date.now() + 5000;
+      let copies = (await sidecar.stat(shadow)) - copiesBefore;
+      while (Date.now() < until && copies < low) {
+        await new Promise((r) => setTimeout(r, 50));
+        copies = (await sidecar.stat(shadow)) - copiesBefore;
+      }
+      expect(copies).toBeGreaterThanOrEqual(low);
+      expect(copies).toBeLessThanOrEqual(high);
+    }
+  });
+
+  it('Envoy accepted every update istiod sent', async () => {
+    expect(await ingress.rejected()).toBe(0);
+    expect(await sidecar.rejected()).toBe(0);
+    expect(istiod.log()).not.toMatch(/ACK ERROR/);
+  });
+});
