@@ -11,17 +11,21 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import type { Kube } from '../kube/client.js';
 import { cli, tempFiles } from './support/cli.js';
-import { adminKube, createNamespace } from './support/cluster.js';
+import { adminKube, applyRbac, CONTROLLER_USER, createNamespace, markAvailable } from './support/cluster.js';
 import { type Envtest, startEnvtestWithCrds } from './support/envtest.js';
+import { eventually } from './support/gateway.js';
 import { header, send } from './support/http.js';
 import { type Envoy, type Istiod, meshTestGate, startEnvoy, startIstiod } from './support/mesh.js';
 import { createTestNetns, type NetnsUpstream, type TestNetns } from './support/netns.js';
+import { type Started, startProcess } from './support/process.js';
 import { unusedPort } from './support/upstreams.js';
 
 const gate = meshTestGate();
 
 const ns = 'shop';
 const VERSIONS = ['v1', 'v2', 'v3'] as const;
+const PREVIEW = 'web-pr-42-7f3a2c1';
+const COMMIT = '7f3a2c1d9e8b7a6f5e4d3c2b1a0f9e8d7c6b5a49';
 
 describe.skipIf(!gate)('Istio for real: rendered objects through istiod and Envoy', () => {
   let env: Envtest;
@@ -30,9 +34,12 @@ describe.skipIf(!gate)('Istio for real: rendered objects through istiod and Envo
   let ingress: Envoy;
   let hosts: TestNetns;
   let port: number;
+  let controller: Started | undefined;
   const upstreams: Record<string, NetnsUpstream> = {};
 
   const apply = (o: object) => admin.apply(o as KubernetesObject, 'mesh-test', true);
+  /** What `renderAndApply` wrote, so the controller's test can start from a clean namespace. */
+  const rendered: KubernetesObject[] = [];
 
   /** A Service `web` whose pods are the test hosts, one Pod (labels only) and EndpointSlice each. */
   async function workload() {
@@ -74,10 +81,11 @@ describe.skipIf(!gate)('Istio for real: rendered objects through istiod and Envo
   /** `switchyard render` of `policy`, applied as a person (or GitOps) would apply its output. */
   async function renderAndApply(policy: string) {
     const dir = tempFiles({ 'policy.yaml': policy });
-    const rendered = await cli('render', '-f', join(dir, 'policy.yaml'));
-    expect(rendered.stderr).toBe('');
-    const objects = parseAllDocuments(rendered.stdout).map((d) => d.toJSON() as KubernetesObject);
+    const output = await cli('render', '-f', join(dir, 'policy.yaml'));
+    expect(output.stderr).toBe('');
+    const objects = parseAllDocuments(output.stdout).map((d) => d.toJSON() as KubernetesObject);
     for (const o of objects) await apply(o);
+    rendered.push(...objects);
     return objects;
   }
 
@@ -103,6 +111,7 @@ describe.skipIf(!gate)('Istio for real: rendered objects through istiod and Envo
     await createNamespace(admin, ns);
     hosts = await createTestNetns();
     for (const v of VERSIONS) upstreams[v] = await hosts.startUpstream(`web/${v}`);
+    upstreams.preview = await hosts.startUpstream('web/pr-42-7f3a2c1');
     await workload();
     port = await unusedPort();
     await apply({
@@ -124,6 +133,8 @@ describe.skipIf(!gate)('Istio for real: rendered objects through istiod and Envo
   }, 120_000);
 
   afterAll(async () => {
+    if (controller && controller.child.exitCode === null) controller.child.kill('SIGTERM');
+    await controller?.exited;
     await ingress?.stop();
     await istiod?.stop();
     await Promise.all(Object.values(upstreams).map((u) => u.close()));
@@ -189,4 +200,109 @@ spec:
     expect(await ingress.rejected()).toBe(0);
     expect(istiod.log()).not.toMatch(/ACK ERROR/);
   });
+
+  it('the controller in mesh mode: `canary set` moves the split Envoy serves; a Ready Preview is reachable by its header', async () => {
+    // Start clean: the objects rendered above are not the controller's (no controller reference).
+    for (const o of rendered)
+      await admin.delete({
+        apiVersion: o.apiVersion as string,
+        kind: o.kind as string,
+        namespace: ns,
+        name: o.metadata?.name as string,
+      });
+    await applyRbac(admin);
+    // The stable Deployment a preview is cloned from (no kubelet runs it: the test hosts answer).
+    await apply({
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'web-v1', namespace: ns },
+      spec: {
+        selector: { matchLabels: { app: 'web', version: 'v1' } },
+        template: {
+          metadata: { labels: { app: 'web', version: 'v1' } },
+          spec: { containers: [{ name: 'web', image: 'ghcr.io/acme/web:v1' }] },
+        },
+      },
+    });
+    const kubeconfig = join(tempFiles({ kubeconfig: env.kubeconfigFor(CONTROLLER_USER) }), 'kubeconfig');
+    const metricsPort = await unusedPort();
+    controller = startProcess(
+      [
+        'controller',
+        '--kubeconfig',
+        kubeconfig,
+        '--mode',
+        'istio',
+        '-n',
+        ns,
+        '--no-leader-elect',
+        '--port',
+        String(metricsPort),
+      ],
+      { SWITCHYARD_LOG_LEVEL: process.env.SWITCHYARD_TEST_LOG ?? 'warn' },
+    );
+    await apply({
+      apiVersion: 'switchyard.dev/v1alpha1',
+      kind: 'TrafficPolicy',
+      metadata: { name: 'web', namespace: ns },
+      spec: {
+        service: 'web',
+        port: 80,
+        hosts: ['web.test'],
+        gateways: ['istio-system/ingress'],
+        stable: 'v1',
+        canary: { version: 'v2', weight: 0 },
+        previews: { repository: 'acme/web', image: 'ghcr.io/acme/web:{sha}' },
+      },
+    });
+    await routed('web/v1').catch((e) => {
+      throw new Error(`${e.message}\ncontroller:\n${controller?.output()}`);
+    });
+
+    // The release engineer's command; then Envoy's split, sampled.
+    const kubeconfigFile = join(tempFiles({ kubeconfig: env.adminKubeconfig }), 'kubeconfig');
+    const set = await cli('canary', 'set', 'web', '30', '-n', ns, '--kubeconfig', kubeconfigFile);
+    expect(set.code).toBe(0);
+    const returned = performance.now();
+    await routed('web/v2');
+    const propagation = performance.now() - returned;
+    const n = 1000;
+    let canary = 0;
+    for (let i = 0; i < n; i++) if (header(await through(), 'x-switchyard-upstream') === 'web/v2') canary++;
+    // 30 % of 1,000 draws: 5 standard deviations (±7.2 points) make a false failure negligible.
+    const sd = Math.sqrt((0.3 * 0.7) / n);
+    expect(canary / n).toBeGreaterThan(0.3 - 5 * sd);
+    expect(canary / n).toBeLessThan(0.3 + 5 * sd);
+    console.info(
+      `mesh: canary set 30 returned -> Envoy routing by it in ${propagation.toFixed(0)} ms (controller, API server, istiod, Envoy); ${canary} of ${n} requests on the canary`,
+    );
+
+    // A Preview: the controller deploys it; once its Deployment is available it is Ready and routed.
+    await apply({
+      apiVersion: 'switchyard.dev/v1alpha1',
+      kind: 'Preview',
+      metadata: { name: PREVIEW, namespace: ns },
+      spec: { policy: 'web', repository: 'acme/web', pullRequest: 42, commit: COMMIT },
+    });
+    await eventually(
+      () => admin.get({ apiVersion: 'apps/v1', kind: 'Deployment', namespace: ns, name: PREVIEW }),
+      20_000,
+    );
+    await markAvailable(env, ns, PREVIEW);
+    const preview = upstreams.preview as NetnsUpstream;
+    await apply({
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: { name: PREVIEW, namespace: ns, labels: { 'kubernetes.io/service-name': PREVIEW } },
+      addressType: 'IPv4',
+      ports: [{ name: 'http', port: preview.port, protocol: 'TCP' }],
+      endpoints: [{ addresses: [preview.address], conditions: { ready: true } }],
+    });
+    const reply = await routed('web/pr-42-7f3a2c1', { 'x-switchyard-preview': 'pr-42' });
+    expect(reply.body).toBe('web/pr-42-7f3a2c1'); // the preview's own test host answered
+    expect(header(await through({ 'x-switchyard-preview': 'pr-43' }), 'x-switchyard-upstream')).toMatch(
+      /^web\/v[12]$/,
+    );
+    expect(await ingress.rejected()).toBe(0);
+  }, 90_000);
 });
