@@ -225,8 +225,10 @@ export class RateLimiter {
   }
 }
 
-/** The IETF draft `ratelimit-*` headers for the most restrictive verdict, and `retry-after` when refused. */
-export function rateLimitHeaders(verdicts: readonly LimitVerdict[]): Record<string, string> {
+/** The IETF draft `ratelimit-*` headers for the most restrictive enforced verdict, and `retry-after` when refused. */
+export function rateLimitHeaders(all: readonly LimitVerdict[]): Record<string, string> {
+  // A dry run (enforce: false) only counts: it tells the client nothing.
+  const verdicts = all.filter((v) => v.limit.enforce);
   if (verdicts.length === 0) return {};
   const refused = verdicts.filter((v) => !v.allowed);
   const pick = (refused.length > 0 ? refused : verdicts).reduce((a, b) =>

@@ -82,7 +82,7 @@ describe.skipIf(skip)('rate limits in Redis', () => {
     }
   });
 
-  it('enforce: false counts would-be 429s and refuses no one', async () => {
+  it('enforce: false counts would-be 429s, refuses no one and sends no rate-limit headers', async () => {
     const ns = `t-${randomUUID().slice(0, 8)}`;
     const gw = await startTestGateway(
       limited(
@@ -100,6 +100,11 @@ describe.skipIf(skip)('rate limits in Redis', () => {
         Array.from({ length: 12 }, () => send(gw.base, { host: 'api.test' })),
       );
       expect(replies.every((r) => r.status === 200)).toBe(true);
+      // A dry run tells clients nothing (no ratelimit-remaining: 0 on requests it lets through).
+      for (const r of replies)
+        expect(
+          Object.keys(r.headers).filter((h) => h.startsWith('ratelimit') || h === 'retry-after'),
+        ).toEqual([]);
       const metrics = (await send(gw.admin, { path: '/metrics' })).body;
       expect(metrics).toContain(
         `switchyard_gateway_rate_limited_total{policy="${ns}/api",limit="shadow",enforced="false"} 7`,

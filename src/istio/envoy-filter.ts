@@ -26,6 +26,14 @@ function bucket(limit: number, windowSeconds: number) {
   return { max_tokens: limit, tokens_per_fill: limit, fill_interval: `${windowSeconds}s` };
 }
 
+/**
+ * Envoy refills a bucket gradually (one token every window/limit), so a refused client may retry
+ * after that long; of several limits in one filter, the slowest to refill.
+ */
+function retryAfterSeconds(limits: readonly RateLimitPlan[]): number {
+  return Math.max(...limits.map((rl) => Math.ceil(rl.windowSeconds / rl.limit)));
+}
+
 function action(rl: RateLimitPlan): Record<string, unknown> {
   switch (rl.key.type) {
     case 'header':
@@ -76,7 +84,18 @@ function renderGroup(
     filter_enforced: { runtime_key: `${statPrefix}_enforced`, ...percent(enforce ? 100 : 0) },
     always_consume_default_token_bucket: false,
     max_dynamic_descriptors: MAX_DYNAMIC_DESCRIPTORS,
-    enable_x_ratelimit_headers: 'DRAFT_VERSION_03',
+    // No x-ratelimit-* headers: Envoy would send the catch-all bucket's 4294967295 on requests no
+    // limit matches, and a dry run's counts to clients it never refuses. A 429 says when to retry.
+    ...(enforce
+      ? {
+          response_headers_to_add: [
+            {
+              append_action: 'OVERWRITE_IF_EXISTS_OR_ADD',
+              header: { key: 'retry-after', value: String(retryAfterSeconds(limits)) },
+            },
+          ],
+        }
+      : {}),
     descriptors: limits.map(descriptor),
   };
   return {

@@ -314,7 +314,13 @@ export async function startEnvoy(assets: string, istiod: Istiod, options: EnvoyO
       async () => (await (await fetch(`${adminUrl}/ready`)).text()).trim() === 'LIVE',
       `envoy ${options.name}`,
       30_000,
-    ),
+    ).catch(async (e: Error) => {
+      const state = await (await fetch(`${adminUrl}/ready`)).text().catch(() => 'no answer');
+      const initializing = await (await fetch(`${adminUrl}/init_dump`)).text().catch(() => '');
+      throw new Error(
+        `${e.message} (state ${state.trim()}; waiting for: ${initializing})\n${log()}\nistiod:\n${istiod.log()}`,
+      );
+    }),
     exited,
   ]);
   const stats = async (filter: string) =>
