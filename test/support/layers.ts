@@ -7,7 +7,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 
-export const PARTS = ['src', 'kube', 'controllers', 'gateway', 'previews', 'cli'] as const;
+export const PARTS = ['src', 'kube', 'controllers', 'gateway', 'previews', 'cli', 'sdk'] as const;
 type Part = (typeof PARTS)[number];
 
 /** Which parts each part may import (itself aside). */
@@ -18,6 +18,8 @@ export const MAY_IMPORT: Record<Part, readonly Part[]> = {
   gateway: ['src', 'kube'],
   previews: ['src', 'kube'],
   cli: ['src', 'kube', 'controllers', 'gateway', 'previews'],
+  // What service authors import into their own services: nothing of Switchyard's.
+  sdk: [],
 };
 
 function sourceFiles(dir: string): string[] {

@@ -28,8 +28,15 @@ export interface TestNetns {
   hostAddress: string;
   /** A new address inside the namespace, for one test host. */
   addAddress(): string;
-  /** An upstream process in the namespace that answers with `name`. */
-  startUpstream(name: string, address?: string): Promise<NetnsUpstream>;
+  /**
+   * An upstream process in the namespace that answers with `name`; `program` runs another script
+   * of test/support instead (it gets `name address ...args` and prints its port).
+   */
+  startUpstream(
+    name: string,
+    address?: string,
+    program?: { script: string; args: string[] },
+  ): Promise<NetnsUpstream>;
   close(): Promise<void>;
 }
 
@@ -64,7 +71,11 @@ export async function createTestNetns(): Promise<TestNetns> {
     name,
     hostAddress: `${prefix}.1`,
     addAddress,
-    async startUpstream(upstreamName, address = addAddress()) {
+    async startUpstream(
+      upstreamName,
+      address = addAddress(),
+      program = { script: 'netns-upstream.mjs', args: [] },
+    ) {
       const child = spawn(
         'ip',
         [
@@ -72,9 +83,10 @@ export async function createTestNetns(): Promise<TestNetns> {
           'exec',
           name,
           process.execPath,
-          join(import.meta.dirname, 'netns-upstream.mjs'),
+          join(import.meta.dirname, program.script),
           upstreamName,
           address,
+          ...program.args,
         ],
         { stdio: ['ignore', 'pipe', 'inherit'] },
       );
