@@ -90,6 +90,7 @@ function captureOutput(child: ChildProcess): () => string {
 
 export interface Istiod {
   xdsAddress: string;
+  pid: number;
   /** istiod's recent log lines (a NACK shows there as "ACK ERROR"). */
   log(): string;
   stop(): Promise<void>;
@@ -181,6 +182,7 @@ export async function startIstiod(assets: string, kubeconfig: string): Promise<I
   ]);
   return {
     xdsAddress: `127.0.0.1:${xds}`,
+    pid: child.pid as number,
     log,
     async stop() {
       await stopChild(child);
@@ -201,6 +203,7 @@ export interface EnvoyOptions {
 
 export interface Envoy {
   adminUrl: string;
+  pid: number;
   /** Configuration updates Envoy refused (NACKs), summed over every xDS stream. */
   rejected(): Promise<number>;
   /** One stat's value (`cluster.x.upstream_rq_total`), or 0 when Envoy has none by that name. */
@@ -330,6 +333,7 @@ export async function startEnvoy(assets: string, istiod: Istiod, options: EnvoyO
       .map((line) => line.split(': ') as [string, string]);
   return {
     adminUrl,
+    pid: child.pid as number,
     async rejected() {
       const counters = await stats('update_rejected$');
       // Envoy always has the CDS and LDS counters: none found means the stats were not read.
