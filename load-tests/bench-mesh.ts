@@ -13,7 +13,7 @@ import { renderIstio } from '../src/istio/render.js';
 import { readResources } from '../src/resources/validate.js';
 import { adminKube, createNamespace } from '../test/support/cluster.js';
 import { envtestGate, startEnvtestWithCrds } from '../test/support/envtest.js';
-import { meshAssets, startEnvoy, startIstiod } from '../test/support/mesh.js';
+import { ingressGateway, meshAssets, startEnvoy, startIstiod } from '../test/support/mesh.js';
 import { unusedPort } from '../test/support/upstreams.js';
 import { benchDocuments, POLICIES } from './mix.js';
 
@@ -40,25 +40,9 @@ try {
   const namespaces = new Set(['istio-system', ...objects.map((o) => o.metadata.namespace)]);
   for (const ns of namespaces) await createNamespace(admin, ns);
   const port = await unusedPort();
-  for (const name of ['public', 'previews'])
-    await admin.apply(
-      {
-        apiVersion: 'networking.istio.io/v1',
-        kind: 'Gateway',
-        metadata: { name, namespace: 'istio-system' },
-        spec: {
-          selector: { istio: 'ingressgateway' },
-          servers: [
-            {
-              port: { number: port, name: `http-${name}`, protocol: 'HTTP' },
-              hosts: [name === 'public' ? '*/*.example.com' : '*/*.preview.example.com'],
-            },
-          ],
-        },
-      } as KubernetesObject,
-      'bench',
-      true,
-    );
+  const apply = (o: object) => admin.apply(o as KubernetesObject, 'bench', true);
+  await ingressGateway(apply, 'public', port, ['*/*.example.com']);
+  await ingressGateway(apply, 'previews', port, ['*/*.preview.example.com']);
   const istiod = await startIstiod(assets, env.adminKubeconfig);
   const envoy = await startEnvoy(assets, istiod, {
     role: 'router',

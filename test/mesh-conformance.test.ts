@@ -19,7 +19,15 @@ import { adminKube, createNamespace } from './support/cluster.js';
 import { CONFORMANCE_TABLE, type ConformanceRow } from './support/conformance-table.js';
 import { type Envtest, startEnvtestWithCrds } from './support/envtest.js';
 import { header, send } from './support/http.js';
-import { type Envoy, type Istiod, meshTestGate, startEnvoy, startIstiod } from './support/mesh.js';
+import {
+  type Envoy,
+  type Istiod,
+  ingressGateway,
+  meshTestGate,
+  serviceWithEndpoints,
+  startEnvoy,
+  startIstiod,
+} from './support/mesh.js';
 import { createTestNetns, type NetnsUpstream, type TestNetns } from './support/netns.js';
 import { unusedPort } from './support/upstreams.js';
 
@@ -58,44 +66,11 @@ describe.skipIf(!gate)('conformance through real Envoy (istiod + gateway and sid
 
   const apply = (o: object) => admin.apply(o as KubernetesObject, 'mesh-test', true);
 
-  /** A Service and, per test host, a Pod (labels only: Istio selects subsets by them) and its EndpointSlice. */
-  async function service(
+  const service = (
     name: string,
     selector: Record<string, string>,
     pods: { labels: Record<string, string>; host: NetnsUpstream }[],
-  ) {
-    await apply({
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: { name, namespace: ns },
-      spec: { selector, ports: [{ name: 'http', port: SERVICE_PORT, targetPort: 'http' }] },
-    });
-    for (const [i, { labels, host }] of pods.entries()) {
-      const pod = `${name}-${i}`;
-      await apply({
-        apiVersion: 'v1',
-        kind: 'Pod',
-        metadata: { name: pod, namespace: ns, labels },
-        spec: {
-          containers: [{ name: 'app', image: 'app', ports: [{ name: 'http', containerPort: host.port }] }],
-        },
-      });
-      await apply({
-        apiVersion: 'discovery.k8s.io/v1',
-        kind: 'EndpointSlice',
-        metadata: { name: pod, namespace: ns, labels: { 'kubernetes.io/service-name': name } },
-        addressType: 'IPv4',
-        ports: [{ name: 'http', port: host.port, protocol: 'TCP' }],
-        endpoints: [
-          {
-            addresses: [host.address],
-            conditions: { ready: true },
-            targetRef: { kind: 'Pod', name: pod, namespace: ns },
-          },
-        ],
-      });
-    }
-  }
+  ) => serviceWithEndpoints(apply, { namespace: ns, name, port: SERVICE_PORT, selector }, pods);
 
   /** Where a row's request goes: the ingress gateway for external hosts, the client sidecar for the mesh's. */
   const proxyFor = (row: ConformanceRow) =>
@@ -125,18 +100,7 @@ describe.skipIf(!gate)('conformance through real Envoy (istiod + gateway and sid
       ]);
     }
     ingressPort = await unusedPort();
-    const gateway = (name: string, hostsOf: string[]) =>
-      apply({
-        apiVersion: 'networking.istio.io/v1',
-        kind: 'Gateway',
-        metadata: { name, namespace: 'istio-system' },
-        spec: {
-          selector: { istio: 'ingressgateway' },
-          servers: [
-            { port: { number: ingressPort, name: `http-${name}`, protocol: 'HTTP' }, hosts: hostsOf },
-          ],
-        },
-      });
+    const gateway = (name: string, hostsOf: string[]) => ingressGateway(apply, name, ingressPort, hostsOf);
     await gateway('public', ['*/shop.example.com', '*/payments.example.com']);
     await gateway('previews', ['*/*.preview.example.com']);
     // The client's sidecar: no iptables, an egress listener on its own loopback address.

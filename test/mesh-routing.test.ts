@@ -15,7 +15,15 @@ import { adminKube, applyRbac, CONTROLLER_USER, createNamespace, markAvailable }
 import { type Envtest, startEnvtestWithCrds } from './support/envtest.js';
 import { eventually } from './support/gateway.js';
 import { header, send } from './support/http.js';
-import { type Envoy, type Istiod, meshTestGate, startEnvoy, startIstiod } from './support/mesh.js';
+import {
+  type Envoy,
+  type Istiod,
+  ingressGateway,
+  meshTestGate,
+  serviceWithEndpoints,
+  startEnvoy,
+  startIstiod,
+} from './support/mesh.js';
 import { createTestNetns, type NetnsUpstream, type TestNetns } from './support/netns.js';
 import { type Started, startProcess } from './support/process.js';
 import { unusedPort } from './support/upstreams.js';
@@ -41,42 +49,13 @@ describe.skipIf(!gate)('Istio for real: rendered objects through istiod and Envo
   /** What `renderAndApply` wrote, so the controller's test can start from a clean namespace. */
   const rendered: KubernetesObject[] = [];
 
-  /** A Service `web` whose pods are the test hosts, one Pod (labels only) and EndpointSlice each. */
-  async function workload() {
-    await apply({
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: { name: 'web', namespace: ns },
-      spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 'http' }] },
-    });
-    for (const v of VERSIONS) {
-      const u = upstreams[v] as NetnsUpstream;
-      const pod = `web-${v}`;
-      // Istio selects subsets by the labels of the Pod an endpoint names; the Pod never runs.
-      await apply({
-        apiVersion: 'v1',
-        kind: 'Pod',
-        metadata: { name: pod, namespace: ns, labels: { app: 'web', version: v } },
-        spec: {
-          containers: [{ name: 'web', image: 'web', ports: [{ name: 'http', containerPort: u.port }] }],
-        },
-      });
-      await apply({
-        apiVersion: 'discovery.k8s.io/v1',
-        kind: 'EndpointSlice',
-        metadata: { name: `web-${v}`, namespace: ns, labels: { 'kubernetes.io/service-name': 'web' } },
-        addressType: 'IPv4',
-        ports: [{ name: 'http', port: u.port, protocol: 'TCP' }],
-        endpoints: [
-          {
-            addresses: [u.address],
-            conditions: { ready: true },
-            targetRef: { kind: 'Pod', name: pod, namespace: ns },
-          },
-        ],
-      });
-    }
-  }
+  /** A Service `web` whose pods are the test hosts of its versions. */
+  const workload = () =>
+    serviceWithEndpoints(
+      apply,
+      { namespace: ns, name: 'web', port: 80, selector: { app: 'web' } },
+      VERSIONS.map((v) => ({ labels: { app: 'web', version: v }, host: upstreams[v] as NetnsUpstream })),
+    );
 
   /** `switchyard render` of `policy`, applied as a person (or GitOps) would apply its output. */
   async function renderAndApply(policy: string) {
@@ -114,15 +93,7 @@ describe.skipIf(!gate)('Istio for real: rendered objects through istiod and Envo
     upstreams.preview = await hosts.startUpstream('web/pr-42-7f3a2c1');
     await workload();
     port = await unusedPort();
-    await apply({
-      apiVersion: 'networking.istio.io/v1',
-      kind: 'Gateway',
-      metadata: { name: 'ingress', namespace: 'istio-system' },
-      spec: {
-        selector: { istio: 'ingressgateway' },
-        servers: [{ port: { number: port, name: 'http', protocol: 'HTTP' }, hosts: ['*/*'] }],
-      },
-    });
+    await ingressGateway(apply, 'ingress', port, ['*/*']);
     istiod = await startIstiod((gate as NonNullable<typeof gate>).assets, env.adminKubeconfig);
     ingress = await startEnvoy((gate as NonNullable<typeof gate>).assets, istiod, {
       role: 'router',

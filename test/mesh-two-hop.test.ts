@@ -13,7 +13,15 @@ import { cli, tempFiles } from './support/cli.js';
 import { adminKube, createNamespace } from './support/cluster.js';
 import { type Envtest, startEnvtestWithCrds } from './support/envtest.js';
 import { header, send } from './support/http.js';
-import { type Envoy, type Istiod, meshTestGate, startEnvoy, startIstiod } from './support/mesh.js';
+import {
+  type Envoy,
+  type Istiod,
+  ingressGateway,
+  meshTestGate,
+  serviceWithEndpoints,
+  startEnvoy,
+  startIstiod,
+} from './support/mesh.js';
 import { createTestNetns, type NetnsUpstream, type TestNetns } from './support/netns.js';
 import { unusedPort } from './support/upstreams.js';
 
@@ -59,43 +67,12 @@ describe.skipIf(!gate)('intercepts across two hops (A → B) through real Envoy'
   const processes: NetnsUpstream[] = [];
   const apply = (o: object) => admin.apply(o as KubernetesObject, 'mesh-test', true);
 
-  /** A Service with one Pod (labels only) and one EndpointSlice per test host. */
-  async function service(
+  const service = (
     name: string,
     selector: Record<string, string>,
     labels: Record<string, string>,
     host: NetnsUpstream,
-  ) {
-    await apply({
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: { name, namespace: ns },
-      spec: { selector, ports: [{ name: 'http', port: PORT, targetPort: 'http' }] },
-    });
-    const pod = `${name}-${host.name.replace(/[^a-z0-9]+/g, '-')}`;
-    await apply({
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: { name: pod, namespace: ns, labels },
-      spec: {
-        containers: [{ name: 'app', image: 'app', ports: [{ name: 'http', containerPort: host.port }] }],
-      },
-    });
-    await apply({
-      apiVersion: 'discovery.k8s.io/v1',
-      kind: 'EndpointSlice',
-      metadata: { name: pod, namespace: ns, labels: { 'kubernetes.io/service-name': name } },
-      addressType: 'IPv4',
-      ports: [{ name: 'http', port: host.port, protocol: 'TCP' }],
-      endpoints: [
-        {
-          addresses: [host.address],
-          conditions: { ready: true },
-          targetRef: { kind: 'Pod', name: pod, namespace: ns },
-        },
-      ],
-    });
-  }
+  ) => serviceWithEndpoints(apply, { namespace: ns, name, port: PORT, selector }, [{ labels, host }]);
 
   const callA = (headers: Record<string, string> = {}, path = '/') =>
     send(`http://127.0.0.1:${ingressPort}`, { host: 'a.test', path, headers });
@@ -123,15 +100,7 @@ describe.skipIf(!gate)('intercepts across two hops (A → B) through real Envoy'
       preview,
     );
     ingressPort = await unusedPort();
-    await apply({
-      apiVersion: 'networking.istio.io/v1',
-      kind: 'Gateway',
-      metadata: { name: 'ingress', namespace: 'istio-system' },
-      spec: {
-        selector: { istio: 'ingressgateway' },
-        servers: [{ port: { number: ingressPort, name: 'http', protocol: 'HTTP' }, hosts: ['*/a.test'] }],
-      },
-    });
+    await ingressGateway(apply, 'ingress', ingressPort, ['*/a.test']);
     await apply({
       apiVersion: 'networking.istio.io/v1',
       kind: 'Sidecar',

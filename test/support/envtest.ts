@@ -13,16 +13,23 @@ import { unusedPort } from './upstreams.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
-/** The folder with kube-apiserver and etcd, building them when needed; undefined when impossible. */
-export function envtestAssets(): string | undefined {
-  const fromEnv = process.env.KUBEBUILDER_ASSETS;
-  if (fromEnv && existsSync(join(fromEnv, 'kube-apiserver')) && existsSync(join(fromEnv, 'etcd')))
-    return fromEnv;
+/**
+ * A folder of test-only binaries: the one `variable` names when it holds every file, else the one
+ * `script` builds (once, cached; it prints the folder); undefined when Go is missing to build it.
+ */
+export function testBinaries(variable: string, files: string[], script: string): string | undefined {
+  const fromEnv = process.env[variable];
+  if (fromEnv && files.every((f) => existsSync(join(fromEnv, f)))) return fromEnv;
   if (spawnSync('go', ['version']).status !== 0) return undefined;
-  return execFileSync('bash', [join(ROOT, 'test', 'envtest', 'build.sh')], {
+  return execFileSync('bash', [join(ROOT, script)], {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
   }).trim();
+}
+
+/** The folder with kube-apiserver and etcd, building them when needed; undefined when impossible. */
+export function envtestAssets(): string | undefined {
+  return testBinaries('KUBEBUILDER_ASSETS', ['kube-apiserver', 'etcd'], 'test/envtest/build.sh');
 }
 
 export const ENVTEST_SKIP_REASON =
@@ -49,7 +56,8 @@ export interface Envtest {
   stop(): Promise<void>;
 }
 
-async function stopChild(child: ChildProcess): Promise<void> {
+/** SIGTERM, then SIGKILL after 5 s. */
+export async function stopChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((r) => child.once('exit', r));
   child.kill('SIGTERM');
@@ -57,7 +65,8 @@ async function stopChild(child: ChildProcess): Promise<void> {
   child.kill('SIGKILL');
 }
 
-async function waitFor(check: () => Promise<boolean>, what: string, ms: number): Promise<void> {
+/** Polls `check` every 100 ms until it holds; fails naming `what` after `ms`. */
+export async function waitFor(check: () => Promise<boolean>, what: string, ms: number): Promise<void> {
   const until = Date.now() + ms;
   while (Date.now() < until) {
     if (await check().catch(() => false)) return;

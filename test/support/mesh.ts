@@ -9,30 +9,21 @@
  * (metadata exchange, ALPN) and mTLS is off, so every listener and cluster it sends is one that
  * upstream Envoy accepts. Any configuration Envoy still rejects (a NACK) is counted by `rejected`.
  */
-import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { envtestGate } from './envtest.js';
+import { envtestGate, stopChild, testBinaries, waitFor } from './envtest.js';
 import { testNetnsAvailable } from './netns.js';
 import { unusedPort } from './upstreams.js';
-
-const ROOT = join(import.meta.dirname, '..', '..');
 
 export const MESH_SKIP_REASON =
   'skipping the mesh tests: set MESH_ASSETS to a folder with pilot-discovery and envoy, or install Go so test/mesh/build.sh can build istiod and fetch Envoy';
 
 /** The folder with pilot-discovery and envoy, building them when needed; undefined when impossible. */
 export function meshAssets(): string | undefined {
-  const fromEnv = process.env.MESH_ASSETS;
-  if (fromEnv && existsSync(join(fromEnv, 'pilot-discovery')) && existsSync(join(fromEnv, 'envoy')))
-    return fromEnv;
-  if (spawnSync('go', ['version']).status !== 0) return undefined;
-  return execFileSync('bash', [join(ROOT, 'test', 'mesh', 'build.sh')], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-  }).trim();
+  return testBinaries('MESH_ASSETS', ['pilot-discovery', 'envoy'], 'test/mesh/build.sh');
 }
 
 /**
@@ -59,21 +50,63 @@ export function meshTestGate():
   return { envtest, assets: assets as string };
 }
 
-async function waitFor(check: () => Promise<boolean>, what: string, ms: number): Promise<void> {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    if (await check().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 100));
+/** What a mesh test writes with: an admin client's server-side apply. */
+type Apply = (o: object) => Promise<unknown>;
+
+/**
+ * A Service and, per test host, a Pod (labels only: Istio selects subsets by the labels of the Pod
+ * an endpoint names; the Pod never runs) and an EndpointSlice pointing at the host.
+ */
+export async function serviceWithEndpoints(
+  apply: Apply,
+  service: { namespace: string; name: string; port: number; selector: Record<string, string> },
+  pods: { labels: Record<string, string>; host: { address: string; port: number } }[],
+): Promise<void> {
+  const { namespace, name } = service;
+  await apply({
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name, namespace },
+    spec: { selector: service.selector, ports: [{ name: 'http', port: service.port, targetPort: 'http' }] },
+  });
+  for (const [i, { labels, host }] of pods.entries()) {
+    const pod = `${name}-${i}`;
+    await apply({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: pod, namespace, labels },
+      spec: {
+        containers: [{ name: 'app', image: 'app', ports: [{ name: 'http', containerPort: host.port }] }],
+      },
+    });
+    await apply({
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: { name: pod, namespace, labels: { 'kubernetes.io/service-name': name } },
+      addressType: 'IPv4',
+      ports: [{ name: 'http', port: host.port, protocol: 'TCP' }],
+      endpoints: [
+        {
+          addresses: [host.address],
+          conditions: { ready: true },
+          targetRef: { kind: 'Pod', name: pod, namespace },
+        },
+      ],
+    });
   }
-  throw new Error(`${what} did not become ready in ${ms} ms`);
 }
 
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
-  child.kill('SIGKILL');
+/** An Istio Gateway in istio-system for the test's ingress Envoy (labels `istio: ingressgateway`). */
+export function ingressGateway(apply: Apply, name: string, port: number, hosts: string[]): Promise<unknown> {
+  return apply({
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'Gateway',
+    metadata: { name, namespace: 'istio-system' },
+    spec: {
+      selector: { istio: 'ingressgateway' },
+      servers: [{ port: { number: port, name: `http-${name}`, protocol: 'HTTP' }, hosts }],
+    },
+  });
 }
 
 /** The last lines a child wrote, for the error when it fails. */
