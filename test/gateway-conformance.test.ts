@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXAMPLE_FILES, EXAMPLES } from './support/cli.js';
-import { CONFORMANCE_TABLE } from './support/conformance-table.js';
+import { CONFORMANCE_TABLE, cookieProblem } from './support/conformance-table.js';
 import { gatewayConfig, startTestGateway, type TestGateway } from './support/gateway.js';
 import { send } from './support/http.js';
 import { startUpstream, type TestUpstream } from './support/upstreams.js';
@@ -86,6 +86,7 @@ describe('conformance: the live gateway agrees with the table', () => {
       expect(allowed).toContain(upstream);
       // The server that answered is the one the header names.
       expect(JSON.parse(r.body).upstream).toBe(upstream);
+      expect(cookieProblem(row, upstream, r.headers['set-cookie'])).toBeUndefined();
       seen.add(upstream);
     }
     if (allowed.length > 1)

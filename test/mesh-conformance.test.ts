@@ -16,7 +16,7 @@ import { parse, parseAllDocuments } from 'yaml';
 import type { Kube } from '../kube/client.js';
 import { cli, EXAMPLES } from './support/cli.js';
 import { adminKube, createNamespace } from './support/cluster.js';
-import { CONFORMANCE_TABLE, type ConformanceRow } from './support/conformance-table.js';
+import { CONFORMANCE_TABLE, type ConformanceRow, cookieProblem } from './support/conformance-table.js';
 import { type Envtest, startEnvtestWithCrds } from './support/envtest.js';
 import { header, send } from './support/http.js';
 import {
@@ -192,6 +192,7 @@ describe.skipIf(!gate)('conformance through real Envoy (istiod + gateway and sid
       const upstream = header(r, 'x-switchyard-upstream') as string;
       expect({ status: r.status, upstream }).toEqual({ status: 200, upstream: expect.toBeOneOf(allowed) });
       expect(r.body).toBe(upstream); // the test host the header names answered
+      expect(cookieProblem(row, upstream, r.headers['set-cookie'])).toBeUndefined();
       seen.add(upstream);
     }
     if (allowed.length > 1)

@@ -16,6 +16,30 @@ export interface ConformanceRow {
   /** upstream → weight the user expects; {} means no route (404). */
   expect: Record<string, number>;
   mirrored?: boolean;
+  /**
+   * Sticky rows: true when every answer sets the canary cookie stamped with the side it went to at
+   * the current weight (a new client, a move, a re-stamp); false when it sets none (a client kept).
+   */
+  stamps?: boolean;
+}
+
+/** The sticky canary cookie an answer from `upstream` must set on a row that stamps (catalog at 30 %). */
+export function stampedCookie(upstream: string): string {
+  return `switchyard-canary=${run}.${upstream === 'catalog/v2' ? 'c' : 's'}30;`;
+}
+
+/** Checks the Set-Cookie of an answer against the row; a row without `stamps` is not checked. */
+export function cookieProblem(
+  row: ConformanceRow,
+  upstream: string,
+  setCookie: string | string[] | undefined,
+): string | undefined {
+  if (row.stamps === undefined) return undefined;
+  const sticky = [setCookie ?? []].flat().filter((c) => c.startsWith('switchyard-canary='));
+  if (!row.stamps) return sticky.length === 0 ? undefined : `set ${sticky.join(' | ')} on a client it keeps`;
+  return sticky.length === 1 && sticky[0]?.startsWith(stampedCookie(upstream))
+    ? undefined
+    : `expected one cookie starting ${stampedCookie(upstream)}, got ${JSON.stringify(sticky)}`;
 }
 
 export const CONFORMANCE_TABLE: ConformanceRow[] = [
@@ -120,36 +144,42 @@ export const CONFORMANCE_TABLE: ConformanceRow[] = [
     name: 'sticky: a new client draws at W',
     host: FQDN('catalog'),
     expect: { 'catalog/v1': 70, 'catalog/v2': 30 },
+    stamps: true,
   },
   {
     name: 'sticky: canary at W stays',
     host: FQDN('catalog'),
     headers: { cookie: `a=1; switchyard-canary=${run}.c30` },
     expect: { 'catalog/v2': 100 },
+    stamps: false,
   },
   {
     name: 'sticky: stable at W stays',
     host: FQDN('catalog'),
     headers: { cookie: `switchyard-canary=${run}.s30; b=2` },
     expect: { 'catalog/v1': 100 },
+    stamps: false,
   },
   {
     name: 'sticky: canary at 50 draws down',
     host: FQDN('catalog'),
     headers: { cookie: `switchyard-canary=${run}.c50` },
     expect: { 'catalog/v1': 40, 'catalog/v2': 60 },
+    stamps: true,
   },
   {
     name: 'sticky: stable at 10 draws up',
     host: FQDN('catalog'),
     headers: { cookie: `switchyard-canary=${run}.s10` },
     expect: { 'catalog/v1': 78, 'catalog/v2': 22 },
+    stamps: true,
   },
   {
     name: "sticky: another run's cookie is new",
     host: FQDN('catalog'),
     headers: { cookie: 'switchyard-canary=00000000.c30' },
     expect: { 'catalog/v1': 70, 'catalog/v2': 30 },
+    stamps: true,
   },
   {
     name: 'mirror copies GET',
