@@ -381,5 +381,11 @@ export async function runCli(argv: readonly string[], io: CliIO): Promise<number
 }
 
 export async function main(): Promise<void> {
+  // A reader that stops early (`switchyard render | head`) closes the pipe: stop quietly, as Unix
+  // tools do, instead of an unhandled EPIPE.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
   process.exitCode = await runCli(process.argv.slice(2), processIO());
 }
