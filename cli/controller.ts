@@ -12,8 +12,9 @@ import { waitForShutdown } from './gateway.js';
 import { type CliIO, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK } from './io.js';
 import type { Settings } from './settings.js';
 import { startController } from './start-controller.js';
+import { type TokenAuthenticationFlags, tokenAuthenticationOf } from './token.js';
 
-export interface ControllerCliOptions {
+export interface ControllerCliOptions extends TokenAuthenticationFlags {
   kubeconfig?: string;
   mode: 'istio' | 'gateway';
   namespace: string[];
@@ -50,6 +51,8 @@ export async function controllerCommand(
     io.stderr(`${formatProblem(github)}\n`);
     return EXIT_INVALID;
   }
+  const tokens = opts.mode === 'istio' ? tokenAuthenticationOf(opts, io, settings) : undefined;
+  if (typeof tokens === 'number') return tokens;
   let lost = false;
   const running = await startController({
     kubeconfig,
@@ -62,6 +65,7 @@ export async function controllerCommand(
     // Redeliveries are recognised by every replica when the delivery ids are kept in Redis.
     ...(settings.redisUrl ? { deliveries: redisDeliveryLog(connectRedis(settings.redisUrl, logger)) } : {}),
     workers: Number(opts.workers),
+    tokenAuthentication: { namespace: opts.istioRootNamespace, ...(tokens ? { tokens } : {}) },
     githubHoldLimitMs: parseDurationMs(opts.githubHoldLimit),
     ...(opts.leaderElect
       ? {

@@ -1,13 +1,13 @@
 import { readFileSync } from 'node:fs';
 import type { TrustProxy } from '../gateway/client-address.js';
 import { InvalidConfigError, type RunningGateway, runGateway } from '../gateway/run.js';
-import { tokenKeyProblem } from '../gateway/tokens.js';
 import { kubeConfigFrom } from '../kube/client.js';
 import { parseDurationMs } from '../src/core/duration.js';
 import { formatProblem, problem } from '../src/core/errors.js';
 import { createLogger } from '../src/core/logger.js';
 import { type CliIO, EXIT_INVALID, EXIT_OK } from './io.js';
 import type { Settings } from './settings.js';
+import { readTokenJwks } from './token.js';
 
 export interface GatewayCliOptions {
   config: string[];
@@ -23,6 +23,7 @@ export interface GatewayCliOptions {
   drainTimeout?: string;
   trustProxy?: string;
   mirrorHostSuffix?: string;
+  tokenJwks?: string;
   logLevel: string;
 }
 
@@ -67,17 +68,10 @@ export async function startGatewayFromCli(
   }
   try {
     const tp = trustProxy(opts.trustProxy);
-    const keys = settings.interceptTokenKeys();
-    // A weak key would let anyone mint tokens: refuse to start rather than run with it.
-    const weak = (['current', 'previous'] as const).flatMap((k) => {
-      const key = keys[k];
-      const why = key ? tokenKeyProblem(key) : undefined;
-      return why ? [`SWITCHYARD_INTERCEPT_TOKEN_SECRET${k === 'previous' ? '_PREVIOUS' : ''} ${why}`] : [];
-    });
-    if (weak.length > 0) {
-      for (const w of weak) io.stderr(`${formatProblem(problem('SY_BAD_REQUEST', w))}\n`);
-      io.stderr('the gateway did not start: fix the key above\n');
-      return EXIT_INVALID;
+    const jwks = readTokenJwks(opts.tokenJwks, io, settings);
+    if (typeof jwks === 'number') {
+      io.stderr('the gateway did not start: fix the token keys above\n');
+      return jwks;
     }
     return await runGateway({
       config: opts.config,
@@ -99,10 +93,7 @@ export async function startGatewayFromCli(
       ...(opts.drainTimeout ? { drainTimeoutMs: parseDurationMs(opts.drainTimeout) } : {}),
       ...(tp !== undefined ? { trustProxy: tp } : {}),
       ...(opts.mirrorHostSuffix ? { mirrorHostSuffix: opts.mirrorHostSuffix } : {}),
-      interceptTokenKeys: {
-        ...(keys.current ? { current: keys.current } : {}),
-        ...(keys.previous ? { previous: keys.previous } : {}),
-      },
+      ...(jwks ? { tokenJwks: jwks } : {}),
     });
   } catch (e) {
     if (e instanceof InvalidConfigError) {

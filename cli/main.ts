@@ -7,6 +7,10 @@ import proxyAddr from '@fastify/proxy-addr';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { parseDurationMs } from '../src/core/duration.js';
 import { formatProblem, problem } from '../src/core/errors.js';
+import {
+  DEFAULT_ISTIO_ROOT_NAMESPACE,
+  DEFAULT_TOKEN_GATEWAY_SELECTOR,
+} from '../src/istio/request-authentication.js';
 import { canaryAbortCommand, canaryPromoteCommand, canarySetCommand, canaryStatusCommand } from './canary.js';
 import { controllerCommand } from './controller.js';
 import { crdsCommand } from './crds.js';
@@ -20,7 +24,7 @@ import { previewDeleteCommand, previewListCommand } from './previews.js';
 import { renderCommand } from './render.js';
 import { readSettings, type Settings } from './settings.js';
 import { statusCommand } from './status.js';
-import { tokenCommand } from './token.js';
+import { tokenCommand, tokenJwksCommand, tokenKeyCommand } from './token.js';
 import { validateCommand } from './validate.js';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -79,6 +83,26 @@ function outputOption(choices: string[], fallback: string) {
   return new Option('-o, --output <format>', 'output format').choices(choices).default(fallback);
 }
 
+/** Mesh mode's RequestAuthentication for requireToken (cli/token.ts), for render and the controller. */
+function tokenAuthenticationOptions(c: Command, verb: string): void {
+  c.option(
+    '--token-jwks <file>',
+    `public keys (JWKS, from switchyard token-jwks) for intercept tokens: ${verb} the RequestAuthentication that has the ingress gateway verify them`,
+  )
+    .option(
+      '--istio-root-namespace <ns>',
+      "Istio's root namespace, where that RequestAuthentication lives",
+      DEFAULT_ISTIO_ROOT_NAMESPACE,
+    )
+    .option(
+      '--token-gateway-selector <labels>',
+      'labels of the ingress gateway pods that verify tokens (key=value, comma-separated)',
+      Object.entries(DEFAULT_TOKEN_GATEWAY_SELECTOR)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(','),
+    );
+}
+
 export function buildProgram(
   io: CliIO,
   setExit: (code: number) => void,
@@ -93,7 +117,7 @@ export function buildProgram(
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
     .showHelpAfterError('(run with --help for usage)');
 
-  program
+  const render = program
     .command('render')
     .description(
       'compile TrafficPolicies and Previews into Istio objects (VirtualService, DestinationRule, EnvoyFilter)',
@@ -110,8 +134,9 @@ export function buildProgram(
       collect,
       [],
     )
-    .option('--cluster-domain <domain>', 'the cluster DNS domain', 'cluster.local')
-    .action(async (opts) => setExit(await renderCommand(opts, io)));
+    .option('--cluster-domain <domain>', 'the cluster DNS domain', 'cluster.local');
+  tokenAuthenticationOptions(render, 'also write');
+  render.action(async (opts) => setExit(await renderCommand(opts, io, settings)));
 
   program
     .command('validate')
@@ -182,6 +207,10 @@ export function buildProgram(
         '20s',
       ),
     )
+    .option(
+      '--token-jwks <file>',
+      'public keys (JWKS, from switchyard token-jwks) that intercept tokens are verified with; without it, token routes never match',
+    )
     .option('--log-level <level>', 'pino log level', settings.logLevel ?? 'info')
     .action(async (opts) => setExit(await gatewayCommand(opts, io, settings)));
 
@@ -195,9 +224,7 @@ export function buildProgram(
 
   program
     .command('token')
-    .description(
-      'sign an intercept token for a requireToken route (key from SWITCHYARD_INTERCEPT_TOKEN_SECRET)',
-    )
+    .description('sign an intercept token for a requireToken route (key from SWITCHYARD_INTERCEPT_TOKEN_KEY)')
     .requiredOption('--policy <name>', 'the TrafficPolicy the token is for (its audience)')
     .option('-n, --namespace <ns>', 'the namespace of the policy', 'default')
     .option('--header <name>', 'the intercept header the token is sent in', 'x-switchyard-preview')
@@ -206,6 +233,20 @@ export function buildProgram(
     .action(async (opts) => setExit(await tokenCommand(opts, io, settings)));
 
   program
+    .command('token-key')
+    .description('print a new private key (PEM) for signing intercept tokens: keep it secret')
+    .addOption(
+      new Option('--algorithm <alg>', 'the signature algorithm').choices(['ES256', 'EdDSA']).default('ES256'),
+    )
+    .action((opts) => setExit(tokenKeyCommand(opts, io)));
+
+  program
+    .command('token-jwks')
+    .description('print the public keys of these key files (PEM) as the JWKS gateways verify tokens with')
+    .argument('<key-file...>', 'the current key first, then keys still accepted during a rotation')
+    .action(async (files) => setExit(await tokenJwksCommand(files, io)));
+
+  const controller = program
     .command('controller')
     .description(
       'run in the cluster: TrafficPolicies into Istio objects or per-version Services, Previews into Deployments',
@@ -240,8 +281,9 @@ export function buildProgram(
     .addOption(
       durationOption('--lease-duration <duration>', 'how long a Lease holds without renewal', 300_000, '15s'),
     )
-    .option('--log-level <level>', 'pino log level', settings.logLevel ?? 'info')
-    .action(async (opts) => setExit(await controllerCommand(opts, io, settings)));
+    .option('--log-level <level>', 'pino log level', settings.logLevel ?? 'info');
+  tokenAuthenticationOptions(controller, 'keep');
+  controller.action(async (opts) => setExit(await controllerCommand(opts, io, settings)));
 
   const canary = program
     .command('canary')

@@ -1,10 +1,13 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { renderIstio } from '../src/istio/render.js';
+import { renderTokenAuthentication } from '../src/istio/request-authentication.js';
 import { DEFAULTS } from '../src/resources/schema.js';
 import { loadAndCompile, reportProblems } from './input.js';
 import { type CliIO, EXIT_OK } from './io.js';
 import { formatObjects } from './output.js';
+import type { Settings } from './settings.js';
+import { type TokenAuthenticationFlags, tokenAuthenticationOf } from './token.js';
 
 export interface RenderOptions {
   file: string[];
@@ -14,7 +17,11 @@ export interface RenderOptions {
   clusterDomain?: string;
 }
 
-export async function renderCommand(opts: RenderOptions, io: CliIO): Promise<number> {
+export interface RenderCliOptions extends RenderOptions, TokenAuthenticationFlags {}
+
+export async function renderCommand(opts: RenderCliOptions, io: CliIO, settings: Settings): Promise<number> {
+  const tokens = tokenAuthenticationOf(opts, io, settings);
+  if (typeof tokens === 'number') return tokens;
   const { plan, problems, resources } = await loadAndCompile(opts.file, opts.clusterDomain);
   const failed = reportProblems(problems, io);
   if (failed !== undefined) return failed;
@@ -29,6 +36,9 @@ export async function renderCommand(opts: RenderOptions, io: CliIO): Promise<num
   });
   const renderFailed = reportProblems(rendered.problems, io);
   if (renderFailed !== undefined) return renderFailed;
+  // The installation's one RequestAuthentication, for requireToken routes (the controller keeps it
+  // in a cluster; GitOps applies it from here).
+  if (tokens) rendered.objects.unshift(renderTokenAuthentication(tokens));
   if (!opts.outDir) {
     io.stdout(formatObjects(rendered.objects, opts.output));
     return EXIT_OK;

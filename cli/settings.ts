@@ -18,11 +18,21 @@ export interface Settings {
   podNamespace?: string;
   version: string;
   // Secrets are read when a command asks for them (a `_FILE` may be mounted for one command only).
-  interceptTokenKeys(): { current?: string; previous?: string };
+  /** The PEM `switchyard token` signs with. */
+  interceptTokenKey(): string | undefined;
+  /** Set when a variable of the retired HS256 tokens is still set: what to do instead. */
+  retiredTokenSecret(): string | undefined;
   githubWebhookSecret(): string | undefined;
   /** The GitHub App or token, or the problem with a half-configured App. */
   github(): GithubClientOptions | Problem | undefined;
 }
+
+const RETIRED_TOKEN_VARIABLES = [
+  'SWITCHYARD_INTERCEPT_TOKEN_SECRET',
+  'SWITCHYARD_INTERCEPT_TOKEN_SECRET_FILE',
+  'SWITCHYARD_INTERCEPT_TOKEN_SECRET_PREVIOUS',
+  'SWITCHYARD_INTERCEPT_TOKEN_SECRET_PREVIOUS_FILE',
+];
 
 export function readSettings(env: NodeJS.ProcessEnv): Settings {
   return {
@@ -31,10 +41,12 @@ export function readSettings(env: NodeJS.ProcessEnv): Settings {
     ...(env.REDIS_URL ? { redisUrl: env.REDIS_URL } : {}),
     ...(env.POD_NAMESPACE ? { podNamespace: env.POD_NAMESPACE } : {}),
     version: env.npm_package_version ?? '0.1.0',
-    interceptTokenKeys() {
-      const current = readSecret(env, 'SWITCHYARD_INTERCEPT_TOKEN_SECRET');
-      const previous = readSecret(env, 'SWITCHYARD_INTERCEPT_TOKEN_SECRET_PREVIOUS');
-      return { ...(current ? { current } : {}), ...(previous ? { previous } : {}) };
+    interceptTokenKey: () => readSecret(env, 'SWITCHYARD_INTERCEPT_TOKEN_KEY'),
+    retiredTokenSecret() {
+      const set = RETIRED_TOKEN_VARIABLES.filter((v) => env[v]);
+      return set.length > 0
+        ? `${set.join(', ')}: HS256 intercept tokens with a shared secret were replaced by ES256/EdDSA keys, so that Istio's gateway can verify tokens with a public key. Make a key with \`switchyard token-key\`, give it to \`switchyard token\` as SWITCHYARD_INTERCEPT_TOKEN_KEY, give its public JWKS (\`switchyard token-jwks\`) to the gateway and the controller with --token-jwks, and unset ${set.join(', ')} (tokens signed with the old secret no longer open anything)`
+        : undefined;
     },
     githubWebhookSecret: () => readSecret(env, 'SWITCHYARD_GITHUB_WEBHOOK_SECRET'),
     github: () => githubAuthFromEnv(env),

@@ -20,12 +20,15 @@ import {
 } from '../src/resources/labels.js';
 import { DEFAULTS, RESOURCE, type TrafficPolicy } from '../src/resources/schema.js';
 import { deploymentAvailable, reconcilePreview } from './preview.js';
+import { setupTokenAuthentication, type TokenAuthenticationSetup } from './token-authentication.js';
 import { type ControllerMode, reconcileTrafficPolicy } from './traffic-policy.js';
 
 export interface ControllersOptions {
   mode?: ControllerMode;
   /** Reconciles in flight per queue (policies, previews); each key is handled by one at a time. */
   workers?: number;
+  /** Mesh mode: the RequestAuthentication for intercept tokens (token-authentication.ts). */
+  tokenAuthentication?: TokenAuthenticationSetup;
 }
 
 function reconcileMetrics(manager: Manager) {
@@ -195,6 +198,7 @@ export function setupControllers(manager: Manager, opts: ControllersOptions = {}
     else if (!preview && event !== 'update') namesakePreview(o);
   });
   if (mode === 'istio') {
+    setupTokenAuthentication(manager, opts.tokenAuthentication ?? {});
     // The ambient label decides whether EnvoyFilters can work: a change re-evaluates the policies.
     manager.watch(
       { apiVersion: 'v1', kind: 'Namespace', plural: 'namespaces', clusterScoped: true },

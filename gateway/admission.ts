@@ -31,6 +31,7 @@ export function admission(parts: {
     const snapshot = holder.current;
     if (!snapshot) return new GatewayError('SY_GW_NOT_READY', 'no configuration loaded yet');
     const view = await tokens.viewOf(req, snapshot);
+    if (view instanceof GatewayError) return view;
     const decision = decide(snapshot, view, random);
     if (decision instanceof GatewayError) return decision;
     const { policy, destination } = decision;

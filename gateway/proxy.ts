@@ -11,6 +11,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import { type Readable, Writable } from 'node:stream';
 import { Pool } from 'undici';
 import type { PolicyPlan } from '../src/compiler/plan.js';
+import { TOKEN_HEADER } from '../src/tokens/intercept-token.js';
 import type { ClientAddress } from './client-address.js';
 import { type GatewayError, isConnectFailure, isReset, upstreamError } from './errors.js';
 
@@ -77,8 +78,11 @@ function connectionTokens(headers: IncomingHttpHeaders): Set<string> {
   return new Set(typeof c === 'string' ? c.split(',').map((t) => t.trim().toLowerCase()) : []);
 }
 
-/** Headers only the gateway may set: a client's own copy is dropped. */
-const GATEWAY_ONLY = new Set(['x-switchyard-shadow']);
+/**
+ * Headers only the gateway may set (a client's own copy is dropped), and the intercept token, which
+ * is for the gateway alone (Envoy's jwt_authn drops it too).
+ */
+const GATEWAY_ONLY = new Set(['x-switchyard-shadow', TOKEN_HEADER]);
 const FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']);
 
 /**

@@ -1,17 +1,28 @@
 /**
- * Intercept tokens as the traffic path reads them: the claims of the tokens a request carries,
- * verified for the policy that serves its host (only when that policy asks for any), and the
- * browser's way in (`?switchyard-token=` traded for a host-only cookie).
+ * Intercept tokens as the traffic path reads them (src/tokens/intercept-token.ts): a token in the
+ * `x-switchyard-token` header or the `switchyard-token` cookie is verified as Envoy's jwt_authn
+ * filter does at an Istio ingress gateway, so both answer alike: no token, no claims; a token that
+ * fails (forged, expired, another issuer) is refused with 401 whatever the host; a valid one gives
+ * its claims to the routes of the policy it was minted for (`aud`) and to no other. And the
+ * browser's way in: `?switchyard-token=` on a preview URL traded for a host-only cookie.
  */
 import type { IncomingMessage } from 'node:http';
 import type { RequestView } from '../src/compiler/evaluate.js';
 import { tokenAudience } from '../src/compiler/names.js';
 import type { PolicyPlan } from '../src/compiler/plan.js';
+import {
+  stringClaims,
+  TOKEN_COOKIE,
+  TOKEN_HEADER,
+  TOKEN_QUERY,
+  tokenIsFor,
+  tokenVerifier,
+} from '../src/tokens/intercept-token.js';
+import type { TokenJwks } from '../src/tokens/keys.js';
 import { GatewayError } from './errors.js';
 import type { PlanHolder } from './plan-holder.js';
 import { requestView } from './router.js';
 import type { Snapshot } from './snapshot.js';
-import { claimHeaders, TOKEN_COOKIE, TOKEN_QUERY, type TokenKeys, tokenVerifier } from './tokens.js';
 
 export interface TokenExchange {
   location: string;
@@ -19,72 +30,81 @@ export interface TokenExchange {
 }
 
 export interface RequestTokens {
-  /** The request as the router sees it, with the verified claims it carries for its policy. */
-  viewOf(req: IncomingMessage, snapshot: Snapshot): Promise<RequestView>;
   /**
-   * `?switchyard-token=<token>` on a host whose policy asks for tokens: a valid token is answered
-   * with 303 to the same URL without it and a cookie for this host only, an invalid one with 401.
-   * Undefined: not such a request.
+   * The request as the router sees it, with the verified claims of its token when the token was
+   * minted for the policy serving its host; a GatewayError (401) when it carries a token that fails.
+   */
+  viewOf(req: IncomingMessage, snapshot: Snapshot): Promise<RequestView | GatewayError>;
+  /**
+   * `?switchyard-token=<token>` on a host whose policy asks for tokens: a valid token for that
+   * policy is answered with 303 to the same URL without it and a cookie for this host only, any
+   * other with 401. Undefined: not such a request.
    */
   exchange(req: IncomingMessage): Promise<TokenExchange | GatewayError | undefined>;
 }
 
-export function requestTokens(holder: PlanHolder, keys: TokenKeys): RequestTokens {
-  const tokens = tokenVerifier(keys);
-  const claimNames = new WeakMap<PolicyPlan, Set<string>>();
-  const namesOf = (policy: PolicyPlan) => {
-    let names = claimNames.get(policy);
-    if (!names) {
-      names = claimHeaders(policy);
-      claimNames.set(policy, names);
-    }
-    return names;
-  };
-  // Whether any policy of a snapshot reads tokens: without one (the common case) a request pays no
-  // second host lookup for them.
-  const tokenSnapshots = new WeakMap<Snapshot, boolean>();
-  const usesTokens = (snapshot: Snapshot) => {
-    let uses = tokenSnapshots.get(snapshot);
-    if (uses === undefined) {
-      uses = snapshot.plan.policies.some((p) => namesOf(p).size > 0);
-      tokenSnapshots.set(snapshot, uses);
-    }
-    return uses;
-  };
+/** The value of one cookie in a Cookie header, or undefined. */
+export function cookieValue(header: string | undefined, name: string): string | undefined {
+  for (const part of header?.split(';') ?? []) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
+}
+
+/** Whether any route of the policy reads token claims. */
+function readsTokens(policy: PolicyPlan): boolean {
+  return policy.routes.some((r) => r.matches.some((m) => m.claims !== undefined));
+}
+
+const invalid = (where: string) =>
+  new GatewayError(
+    'SY_GW_TOKEN_INVALID',
+    `the ${where} is not a valid intercept token (forged, expired, or signed by a key this gateway does not trust): ask for a new one (switchyard token)`,
+    { 'www-authenticate': 'Bearer realm="switchyard", error="invalid_token"' },
+  );
+
+/** Without keys (`jwks` undefined) tokens are not read at all, as in a mesh with no RequestAuthentication. */
+export function requestTokens(holder: PlanHolder, jwks: TokenJwks | undefined): RequestTokens {
+  const tokens = jwks && jwks.keys.length > 0 ? tokenVerifier(jwks) : undefined;
   const tokenQuery = `${TOKEN_QUERY}=`;
 
   return {
     async viewOf(req, snapshot) {
       const view = requestView(req.method ?? 'GET', req.headers);
-      if (!usesTokens(snapshot)) return view;
+      if (!tokens) return view;
+      const fromHeader = view.header(TOKEN_HEADER);
+      const token = fromHeader ?? cookieValue(view.header('cookie'), TOKEN_COOKIE);
+      if (token === undefined) return view;
+      const payload = await tokens.verify(token);
+      if (!payload)
+        return invalid(fromHeader !== undefined ? `${TOKEN_HEADER} header` : `${TOKEN_COOKIE} cookie`);
       const policy = snapshot.index.policyFor(view.authority);
-      if (!policy || namesOf(policy).size === 0) return view;
-      const audience = tokenAudience(policy.namespace, policy.name);
-      return requestView(
-        view.method,
-        req.headers,
-        await tokens.claims(namesOf(policy), audience, view.header),
-      );
+      if (!policy || !tokenIsFor(payload, tokenAudience(policy.namespace, policy.name))) return view;
+      return requestView(view.method, req.headers, stringClaims(payload));
     },
 
     async exchange(req) {
       const snapshot = holder.current;
-      if (!snapshot || !usesTokens(snapshot) || !req.url?.includes(tokenQuery)) return undefined;
+      if (!tokens || !snapshot || !req.url?.includes(tokenQuery)) return undefined;
       const policy = snapshot.index.policyFor(req.headers.host ?? '');
-      if (!policy || namesOf(policy).size === 0) return undefined;
+      if (!policy || !readsTokens(policy)) return undefined;
       const url = new URL(req.url, 'http://gateway');
-      const token = url.searchParams.get(TOKEN_QUERY) ?? undefined;
-      const payload = await tokens.verify(token, tokenAudience(policy.namespace, policy.name));
-      if (!payload)
+      const token = url.searchParams.get(TOKEN_QUERY) ?? '';
+      const payload = await tokens.verify(token);
+      if (!payload || !tokenIsFor(payload, tokenAudience(policy.namespace, policy.name)))
         return new GatewayError(
           'SY_GW_TOKEN_INVALID',
           `the ${TOKEN_QUERY} is not a valid intercept token for ${policy.namespace}/${policy.name} (forged, expired or minted for another policy): ask for a new one (switchyard token)`,
         );
       url.searchParams.delete(TOKEN_QUERY);
-      const maxAge = Math.max(0, (payload.exp as number) - Math.floor(Date.now() / 1000));
+      const lifetime =
+        typeof payload.exp === 'number'
+          ? `; Max-Age=${Math.max(0, payload.exp - Math.floor(Date.now() / 1000))}`
+          : '';
       return {
         location: `${url.pathname}${url.search}`,
-        cookie: `${TOKEN_COOKIE}=${token}; Path=/; Max-Age=${maxAge}; HttpOnly; Secure; SameSite=Lax`,
+        cookie: `${TOKEN_COOKIE}=${token}; Path=/${lifetime}; HttpOnly; Secure; SameSite=Lax`,
       };
     },
   };

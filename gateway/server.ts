@@ -11,6 +11,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { UPSTREAM_HEADER } from '../src/compiler/plan.js';
+import type { TokenJwks } from '../src/tokens/keys.js';
 import { adminServer } from './admin.js';
 import { admission } from './admission.js';
 import { clientAddressRule, type TrustProxy } from './client-address.js';
@@ -22,14 +23,13 @@ import { forward, routeTimeoutMs, UpstreamPools, upstreamRequestHeaders } from '
 import { type Clock, RateLimiter } from './rate-limit.js';
 import { requestTokens } from './request-tokens.js';
 import { pickUpstream } from './snapshot.js';
-import type { TokenKeys } from './tokens.js';
 import { type ServerLimits, trafficServer } from './traffic-server.js';
 import { proxyUpgrade, refuseUpgrade } from './upgrade.js';
 
 export interface GatewayOptions extends ServerLimits {
   holder: PlanHolder;
-  /** HMAC keys for intercept tokens (`requireToken`); without one, token routes never match. */
-  interceptTokenKeys?: TokenKeys;
+  /** Public keys of intercept tokens (`requireToken`); without them, token routes never match. */
+  tokenJwks?: TokenJwks;
   logger: Logger;
   redis?: Redis;
   clock?: Clock;
@@ -97,7 +97,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       fallback: () => metrics.rateLimitFallbacks.inc(),
     },
   });
-  const tokens = requestTokens(holder, options.interceptTokenKeys ?? {});
+  const tokens = requestTokens(holder, options.tokenJwks);
   const admit = admission({ holder, tokens, limiter, random });
   let closing = false;
   /** Upgraded connections: the HTTP server no longer tracks them, so a drain must close them. */

@@ -8,12 +8,12 @@
 import { join } from 'node:path';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseAllDocuments } from 'yaml';
+import { parseAllDocuments, stringify } from 'yaml';
 import type { Kube } from '../kube/client.js';
 import { cli, tempFiles } from './support/cli.js';
 import { adminKube, applyRbac, CONTROLLER_USER, createNamespace, markAvailable } from './support/cluster.js';
 import { type Envtest, startEnvtestWithCrds } from './support/envtest.js';
-import { eventually } from './support/gateway.js';
+import { eventually, gatewayConfig, startTestGateway } from './support/gateway.js';
 import { header, send } from './support/http.js';
 import {
   type Envoy,
@@ -26,6 +26,13 @@ import {
 } from './support/mesh.js';
 import { createTestNetns, type NetnsUpstream, type TestNetns } from './support/netns.js';
 import { type Started, startProcess } from './support/process.js';
+import {
+  type MintOptions,
+  mint,
+  mintForeignIssuer,
+  type TestTokenKeys,
+  testTokenKeys,
+} from './support/tokens.js';
 import { unusedPort } from './support/upstreams.js';
 
 const gate = meshTestGate();
@@ -44,6 +51,7 @@ describe.skipIf(!gate)('Istio for real: rendered objects through istiod and Envo
   let port: number;
   let controller: Started | undefined;
   const upstreams: Record<string, NetnsUpstream> = {};
+  let keys: TestTokenKeys;
 
   const apply = (o: object) => admin.apply(o as KubernetesObject, 'mesh-test', true);
   /** What `renderAndApply` wrote, so the controller's test can start from a clean namespace. */
@@ -84,6 +92,7 @@ describe.skipIf(!gate)('Istio for real: rendered objects through istiod and Envo
   }
 
   beforeAll(async () => {
+    keys = await testTokenKeys();
     env = await startEnvtestWithCrds((gate as NonNullable<typeof gate>).envtest);
     admin = adminKube(env);
     await createNamespace(admin, 'istio-system');
@@ -209,6 +218,9 @@ spec:
         '--no-leader-elect',
         '--port',
         String(metricsPort),
+        // The installation's token keys: the controller keeps the RequestAuthentication (last test).
+        '--token-jwks',
+        join(tempFiles({ 'jwks.json': JSON.stringify(keys.jwks) }), 'jwks.json'),
       ],
       { SWITCHYARD_LOG_LEVEL: process.env.SWITCHYARD_TEST_LOG ?? 'warn' },
     );
@@ -229,6 +241,17 @@ spec:
     await routed('web/v1').catch((e) => {
       throw new Error(`${e.message}\ncontroller:\n${controller?.output()}`);
     });
+    // The controller's RequestAuthentication adds a filter to the gateway's listener, which Envoy
+    // replaces by draining the old one (closing its idle connections): wait for that to be over
+    // before sampling, as a client that does not retry would see a closed connection.
+    const until = Date.now() + 20_000;
+    while ((await through({ 'x-switchyard-token': 'not-a-token' }).catch(() => undefined))?.status !== 401) {
+      if (Date.now() > until)
+        throw new Error(`the RequestAuthentication never reached Envoy\n${controller?.output()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    while ((await ingress.stat('listener_manager.total_filter_chains_draining')) > 0)
+      await new Promise((r) => setTimeout(r, 100));
 
     // The release engineer's command; then Envoy's split, sampled.
     const kubeconfigFile = join(tempFiles({ kubeconfig: env.adminKubeconfig }), 'kubeconfig');
@@ -276,4 +299,125 @@ spec:
     );
     expect(await ingress.rejected()).toBe(0);
   }, 90_000);
+
+  it('requireToken through Envoy: the controller keeps the RequestAuthentication, and Envoy and the Node gateway give every token the same answer', async () => {
+    expect(controller, 'the controller test ran first').toBeDefined();
+    const ra = await eventually(
+      () =>
+        admin.get({
+          apiVersion: 'security.istio.io/v1',
+          kind: 'RequestAuthentication',
+          namespace: 'istio-system',
+          name: 'switchyard-intercept-tokens',
+        }),
+      20_000,
+    );
+    expect(ra.metadata?.labels?.['app.kubernetes.io/managed-by']).toBe('switchyard');
+    const spec = {
+      service: 'web',
+      port: 80,
+      hosts: ['web.test'],
+      gateways: ['istio-system/ingress'],
+      stable: 'v1',
+      canary: { version: 'v2', weight: 0 },
+      intercepts: [
+        {
+          name: 'debug',
+          match: { header: 'x-debug', exact: 'alice' },
+          to: { version: 'v3' },
+          requireToken: true,
+        },
+      ],
+      previews: { repository: 'acme/web', image: 'ghcr.io/acme/web:{sha}', requireToken: true },
+    };
+    await apply({
+      apiVersion: 'switchyard.dev/v1alpha1',
+      kind: 'TrafficPolicy',
+      metadata: { name: 'web', namespace: ns },
+      spec,
+    });
+    // The plain header no longer opens the preview once the token routes are in force.
+    const until = Date.now() + 20_000;
+    while (header(await through({ 'x-switchyard-preview': 'pr-42' }), 'x-switchyard-upstream') !== 'web/v1') {
+      if (Date.now() > until) throw new Error(`the token routes never took effect\n${controller?.output()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+
+    // The Node gateway: the same policy and Preview from files, the same test hosts, the same keys.
+    const node = await startTestGateway(
+      `${stringify({ apiVersion: 'switchyard.dev/v1alpha1', kind: 'TrafficPolicy', metadata: { name: 'web', namespace: ns }, spec })}
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: Preview
+metadata: {name: ${PREVIEW}, namespace: ${ns}}
+spec: {policy: web, repository: acme/web, pullRequest: 42, commit: ${COMMIT}}
+${gatewayConfig({
+  ...Object.fromEntries(VERSIONS.map((v) => [`web/${v}`, (upstreams[v] as NetnsUpstream).url])),
+  'web/pr-42-7f3a2c1': (upstreams.preview as NetnsUpstream).url,
+})}`,
+      { tokenJwks: keys.jwks },
+    );
+    try {
+      const audience = `${ns}/web`;
+      const token = (o: Partial<MintOptions> = {}) =>
+        mint({ value: 'pr-42', audience, key: keys.current, ...o });
+      const T = 'x-switchyard-token';
+      const cases: [string, Record<string, string>][] = [
+        ['no token', { 'x-switchyard-preview': 'pr-42' }],
+        ['valid (ES256)', { [T]: await token() }],
+        ['valid, in the cookie', { cookie: `a=1; switchyard-token=${await token()}` }],
+        ['valid, previous key (EdDSA)', { [T]: await token({ key: keys.previous }) }],
+        ['intercept token', { [T]: await token({ header: 'x-debug', value: 'alice' }) }],
+        ['intercept token, wrong value', { [T]: await token({ header: 'x-debug', value: 'bob' }) }],
+        ['for another policy', { [T]: await token({ audience: `${ns}/other` }) }],
+        ['expired 30 s ago (within clock skew)', { [T]: await token({ ttlSeconds: -30 }) }],
+        ['expired', { [T]: await token({ ttlSeconds: -300 }) }],
+        [
+          'forged (a trusted kid, another key)',
+          { [T]: await token({ key: keys.stranger, kid: keys.current.kid }) },
+        ],
+        ['unknown key', { [T]: await token({ key: keys.stranger }) }],
+        ['another issuer', { [T]: await mintForeignIssuer({ value: 'pr-42', audience, key: keys.current }) }],
+        ['not a JWT', { [T]: 'pr-42' }],
+      ];
+      const answer = async (base: string, headers: Record<string, string>) => {
+        const r = await send(base, { host: 'web.test', headers });
+        return {
+          status: r.status,
+          // Envoy adds the matched route's response headers to its own 401 as well, so there
+          // x-switchyard-upstream names the route, not where the request went (nowhere).
+          upstream: r.status === 200 ? (header(r, 'x-switchyard-upstream') ?? null) : null,
+          challenge: /error="invalid_token"/.test(header(r, 'www-authenticate') ?? ''),
+          tokenForwarded: (header(r, 'x-upstream-request-headers') ?? '').split(',').includes(T),
+        };
+      };
+      const envoy: Record<string, unknown> = {};
+      const gateway: Record<string, unknown> = {};
+      for (const [name, headers] of cases) {
+        envoy[name] = await answer(`http://127.0.0.1:${port}`, headers);
+        gateway[name] = await answer(node.base, headers);
+      }
+      const ok = (upstream: string) => ({ status: 200, upstream, challenge: false, tokenForwarded: false });
+      const refused = { status: 401, upstream: null, challenge: true, tokenForwarded: false };
+      expect(envoy).toEqual({
+        'no token': ok('web/v1'),
+        'valid (ES256)': ok('web/pr-42-7f3a2c1'),
+        'valid, in the cookie': ok('web/pr-42-7f3a2c1'),
+        'valid, previous key (EdDSA)': ok('web/pr-42-7f3a2c1'),
+        'intercept token': ok('web/v3'),
+        'intercept token, wrong value': ok('web/v1'),
+        'for another policy': ok('web/v1'),
+        'expired 30 s ago (within clock skew)': ok('web/pr-42-7f3a2c1'),
+        expired: refused,
+        'forged (a trusted kid, another key)': refused,
+        'unknown key': refused,
+        'another issuer': refused,
+        'not a JWT': refused,
+      });
+      expect(gateway).toEqual(envoy);
+      expect(await ingress.rejected()).toBe(0);
+    } finally {
+      await node.close();
+    }
+  }, 60_000);
 });

@@ -16,6 +16,7 @@ import type { Kube } from '../kube/client.js';
 import { kubeConfigFrom } from '../kube/client.js';
 import { githubClients } from '../previews/github-client.js';
 import { createLogger } from '../src/core/logger.js';
+import type { TokenAuthenticationOptions } from '../src/istio/request-authentication.js';
 import {
   adminKube,
   applyRbac,
@@ -28,6 +29,7 @@ import { type AuditEvent, type Envtest, envtestGate, startEnvtestWithCrds } from
 import { eventually } from './support/gateway.js';
 import { postDelivery, pullRequestEvent, sha } from './support/github-deliveries.js';
 import { type GithubStandIn, startGithubStandIn } from './support/github-stand-in.js';
+import { testTokenKeys } from './support/tokens.js';
 
 const gate = envtestGate({ istio: true });
 const WEBHOOK_SECRET = 'rbac webhook secret';
@@ -78,25 +80,36 @@ describe.skipIf(!gate)('RBAC in deploy/install against the calls the controller 
   async function lifecycle(mode: ControllerMode, ns: string) {
     await createNamespace(admin, ns);
     await stableWorkload(admin, ns, 'web');
-    const controller = await startController({
-      kubeconfig: kubeConfigFrom(env.kubeconfigFor(CONTROLLER_USER)),
-      logger: createLogger({ level: process.env.SWITCHYARD_TEST_LOG ?? 'silent' }),
-      mode,
-      namespaces: [ns],
-      port: 0,
-      host: '127.0.0.1',
-      githubWebhookSecret: WEBHOOK_SECRET,
-      github: githubClients({ token: 'rbac-test', baseUrl: github.url }),
-      leaderElection: {
-        namespace: 'switchyard-system',
-        name: `switchyard-controller-${mode}`,
-        identity: `rbac-test-${mode}`,
-        leaseDurationMs: 3000,
-        renewDeadlineMs: 2000,
-        retryPeriodMs: 400,
-      },
-    });
+    const start = (tokens?: TokenAuthenticationOptions) =>
+      startController({
+        kubeconfig: kubeConfigFrom(env.kubeconfigFor(CONTROLLER_USER)),
+        logger: createLogger({ level: process.env.SWITCHYARD_TEST_LOG ?? 'silent' }),
+        mode,
+        namespaces: [ns],
+        port: 0,
+        host: '127.0.0.1',
+        githubWebhookSecret: WEBHOOK_SECRET,
+        github: githubClients({ token: 'rbac-test', baseUrl: github.url }),
+        leaderElection: {
+          namespace: 'switchyard-system',
+          name: `switchyard-controller-${mode}`,
+          identity: `rbac-test-${mode}`,
+          leaseDurationMs: 3000,
+          renewDeadlineMs: 2000,
+          retryPeriodMs: 400,
+        },
+        ...(tokens ? { tokenAuthentication: { tokens } } : {}),
+      });
+    // Mesh mode with token keys: the RequestAuthentication is written (and removed further down).
+    const controller = await start(mode === 'istio' ? { jwks: (await testTokenKeys()).jwks } : undefined);
     controllers.push(controller);
+    const tokenAuthentication = {
+      apiVersion: 'security.istio.io/v1',
+      kind: 'RequestAuthentication',
+      namespace: 'istio-system',
+      name: 'switchyard-intercept-tokens',
+    };
+    if (mode === 'istio') await eventually(() => admin.get(tokenAuthentication), 10_000);
     const get = <T extends KubernetesObject>(apiVersion: string, kind: string, name: string) =>
       admin.get<T>({ apiVersion, kind, namespace: ns, name });
     const policy = (spec: Record<string, unknown>, annotations: Record<string, string> = {}) =>
@@ -214,6 +227,13 @@ describe.skipIf(!gate)('RBAC in deploy/install against the calls the controller 
     await eventually(async () => (await get(API, 'Preview', bot)) === undefined, 15_000);
     expect(github.comments.get('acme/web#2')?.[0]?.body).toContain('No preview is running');
     await controller.stop(); // releases the Lease
+    if (mode === 'istio') {
+      // Started again without keys: the RequestAuthentication goes, and no token opens anything.
+      const keyless = await start();
+      controllers.push(keyless);
+      await eventually(async () => (await admin.get(tokenAuthentication)) === undefined, 10_000);
+      await keyless.stop();
+    }
   }
 
   beforeAll(async () => {

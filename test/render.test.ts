@@ -7,6 +7,7 @@ import { parseAllDocuments } from 'yaml';
 import { cli, EXAMPLES, tempFiles } from './support/cli.js';
 import { checkIstioRules } from './support/istio-rules.js';
 import { istioCrdsPath, validateWithCrdFile, validateWithModels } from './support/istio-schemas.js';
+import { testTokenKeys } from './support/tokens.js';
 
 type Obj = {
   apiVersion: string;
@@ -44,6 +45,65 @@ describe('render', () => {
   it("every example object keeps Istio's documented rules", async () => {
     const { objects } = await renderExamples();
     expect(checkIstioRules(objects)).toEqual([]);
+  });
+
+  it('with --token-jwks, writes the RequestAuthentication first; token routes match its verified claims; all validate', async () => {
+    const keys = await testTokenKeys();
+    const dir = tempFiles({
+      'jwks.json': JSON.stringify(keys.jwks),
+      'web.yaml': `apiVersion: switchyard.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: web, namespace: shop}
+spec:
+  service: web
+  port: 80
+  hosts: [web.test]
+  gateways: [istio-system/ingress]
+  stable: v1
+  intercepts: [{name: debug, match: {header: x-debug, exact: alice}, to: {version: v2}, requireToken: true}]
+`,
+    });
+    const r = await cli(
+      'render',
+      '-f',
+      join(dir, 'web.yaml'),
+      '--token-jwks',
+      join(dir, 'jwks.json'),
+      '--token-gateway-selector',
+      'app=edge,istio=ingressgateway',
+    );
+    expect(r.stderr).toBe('');
+    const objects = parseAllDocuments(r.stdout).map((d) => d.toJS()) as Obj[];
+    const [ra] = objects as unknown as {
+      kind: string;
+      metadata: { namespace: string };
+      spec: { selector: object; jwtRules: { jwks: string; fromHeaders: object; fromCookies: object }[] };
+    }[];
+    expect(ra?.kind).toBe('RequestAuthentication');
+    expect(ra?.metadata.namespace).toBe('istio-system');
+    expect(ra?.spec.selector).toEqual({ matchLabels: { app: 'edge', istio: 'ingressgateway' } });
+    const rule = ra?.spec.jwtRules[0];
+    expect(JSON.parse(rule?.jwks ?? '{}')).toEqual(keys.jwks);
+    // Never Authorization: that header is the applications'.
+    expect(rule?.fromHeaders).toEqual([{ name: 'x-switchyard-token' }]);
+    expect(rule?.fromCookies).toEqual(['switchyard-token']);
+    const vs = objects.find((o) => o.kind === 'VirtualService') as unknown as {
+      spec: { http: { name: string; match?: { headers: Record<string, object> }[] }[] };
+    };
+    expect(vs.spec.http.find((h) => h.name === 'intercept-debug')?.match?.[0]?.headers).toEqual({
+      '@request.auth.claims.iss': { exact: 'switchyard' },
+      '@request.auth.claims.aud': { exact: 'shop/web' },
+      '@request.auth.claims.x-debug': { exact: 'alice' },
+    });
+    for (const o of objects) {
+      expect(() => validateWithModels(o), `${o.kind} ${o.metadata.name}`).not.toThrow();
+      const crds = istioCrdsPath();
+      if (crds) expect(validateWithCrdFile(o, crds), `${o.kind} ${o.metadata.name}`).toEqual([]);
+    }
+
+    const bad = await cli('render', '-f', join(dir, 'web.yaml'), '--token-jwks', join(dir, 'web.yaml'));
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--token-jwks .*web\.yaml: \(document\): expected a JWKS in JSON/);
   });
 
   it('labels every object with managed-by and its policy, and names every route', async () => {

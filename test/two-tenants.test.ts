@@ -11,7 +11,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reconcilePreview } from '../controllers/preview.js';
 import { reconcileTrafficPolicy } from '../controllers/traffic-policy.js';
 import { type RunningGateway, runGateway } from '../gateway/run.js';
-import { signInterceptToken } from '../gateway/tokens.js';
 import { type Kube, kubeConfigFrom } from '../kube/client.js';
 import { createLogger } from '../src/core/logger.js';
 import {
@@ -25,6 +24,7 @@ import {
 import { type Envtest, sharedEnvtest } from './support/envtest.js';
 import { header, send } from './support/http.js';
 import { createTestNetns, type NetnsUpstream, type TestNetns, testNetnsAvailable } from './support/netns.js';
+import { mint, type TestTokenKeys, testTokenKeys } from './support/tokens.js';
 
 const shared = await sharedEnvtest({ istio: false });
 const netns = testNetnsAvailable();
@@ -36,7 +36,6 @@ if (shared && !netns) {
 const A = 'tenant-a';
 const B = 'tenant-b';
 const API = 'switchyard.dev/v1alpha1';
-const KEY = 'two-tenants-token-key-0123456789abcdef';
 const COMMIT = 'abcdef1234567890abcdef1234567890abcdef12';
 type Status = {
   status?: {
@@ -125,7 +124,9 @@ describe.skipIf(!shared || !netns)('two tenants on one controller and one gatewa
     return out;
   };
 
+  let keys: TestTokenKeys;
   beforeAll(async () => {
+    keys = await testTokenKeys();
     kube = adminKube(env);
     await applyRbac(kube);
     hosts = await createTestNetns();
@@ -157,7 +158,7 @@ describe.skipIf(!shared || !netns)('two tenants on one controller and one gatewa
       port: 0,
       adminPort: 0,
       host: '127.0.0.1',
-      interceptTokenKeys: { current: KEY },
+      tokenJwks: keys.jwks,
       logger: createLogger({ level: process.env.SWITCHYARD_TEST_LOG ?? 'silent' }),
     });
   });
@@ -168,10 +169,9 @@ describe.skipIf(!shared || !netns)('two tenants on one controller and one gatewa
   });
 
   it("B's attempts are refused with reasons, and A's objects and traffic are untouched", async () => {
-    const tokenFor = (audience: string) =>
-      signInterceptToken(KEY, { header: 'x-switchyard-preview', value: 'pr-1', audience }, 600);
+    const tokenFor = (audience: string) => mint({ value: 'pr-1', audience, key: keys.current });
     expect(await to()).toBe('shop/v1');
-    expect(await to({ 'x-switchyard-preview': await tokenFor(`${A}/shop`) })).toBe('shop/pr-1-abcdef1');
+    expect(await to({ 'x-switchyard-token': await tokenFor(`${A}/shop`) })).toBe('shop/pr-1-abcdef1');
     const before = await versionsOfA();
 
     // B: a Preview named like A's Service (B may create Previews in A's namespace, as a PR bot can).
@@ -223,8 +223,8 @@ describe.skipIf(!shared || !netns)('two tenants on one controller and one gatewa
       await new Promise((r) => setTimeout(r, 25));
     }
     for (let i = 0; i < 5; i++) expect(await to()).toBe('shop/v1');
-    expect(await to({ 'x-switchyard-preview': await tokenFor(`${B}/grab`) })).toBe('shop/v1');
-    expect(await to({ 'x-switchyard-preview': await tokenFor(`${A}/shop`) })).toBe('shop/pr-1-abcdef1');
+    expect(await to({ 'x-switchyard-token': await tokenFor(`${B}/grab`) })).toBe('shop/v1');
+    expect(await to({ 'x-switchyard-token': await tokenFor(`${A}/shop`) })).toBe('shop/pr-1-abcdef1');
     expect(await versionsOfA()).toEqual(before);
 
     // A gateway that starts while B's objects are there serves A all the same.

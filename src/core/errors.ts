@@ -32,7 +32,7 @@ export const ERROR_CODES = {
   SY_GW_UPSTREAM_TIMEOUT: 'the upstream did not answer within the timeout (504)',
   SY_GW_BAD_REQUEST: 'the request is malformed (400)',
   SY_GW_TOKEN_INVALID:
-    'a preview URL was opened with a switchyard-token that is forged, expired or minted for another policy (401)',
+    'a request carried an intercept token that is forged or expired, or a preview URL was opened with one minted for another policy (401)',
   SY_INTERNAL: 'an unexpected failure inside Switchyard (a bug: please report it)',
 } as const;
 
@@ -56,6 +56,12 @@ export function problem(code: ErrorCode, message: string, source?: Source, path?
   if (source) p.source = source;
   if (path) p.path = path;
   return p;
+}
+
+/** Whether a value returned as "result or problem" is the problem. */
+export function isProblem(v: unknown): v is Problem {
+  const code = (v as Partial<Problem> | undefined)?.code;
+  return typeof code === 'string' && code in ERROR_CODES && typeof (v as Problem).message === 'string';
 }
 
 /** `file:document N: spec.path: what was expected` — the format of the CLI contract (README, "CLI reference"). */

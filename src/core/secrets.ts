@@ -5,9 +5,8 @@
 import { readFileSync } from 'node:fs';
 
 export const SECRET_VARIABLES = {
-  SWITCHYARD_INTERCEPT_TOKEN_SECRET: 'HMAC key (at least 32 bytes) that signs intercept tokens (HS256 JWTs)',
-  SWITCHYARD_INTERCEPT_TOKEN_SECRET_PREVIOUS:
-    'the key before a rotation: tokens it signed are still accepted (never used to sign)',
+  SWITCHYARD_INTERCEPT_TOKEN_KEY:
+    'the private key (PEM, EC P-256 or Ed25519) `switchyard token` signs intercept tokens with; gateways and the controller hold only its public key (--token-jwks)',
   SWITCHYARD_GITHUB_WEBHOOK_SECRET:
     "the GitHub App's webhook secret: the controller serves POST /webhooks/github when it is set",
   SWITCHYARD_GITHUB_APP_PRIVATE_KEY:

@@ -4,7 +4,7 @@
  * has exactly one VirtualService and neither set of hosts is exposed on the other's gateways.
  */
 
-import { cutName } from '../compiler/names.js';
+import { cutName, tokenAudience } from '../compiler/names.js';
 import type {
   Destination,
   PolicyPlan,
@@ -14,6 +14,7 @@ import type {
   WeightedDestination,
 } from '../compiler/plan.js';
 import { toProtoDuration } from '../core/duration.js';
+import { TOKEN_ISSUER } from '../tokens/intercept-token.js';
 import { type KubeObject, NETWORKING_V1, objectMeta, UPSTREAM_HEADER } from './objects.js';
 
 function msToDuration(ms: number): string {
@@ -24,14 +25,22 @@ function stringMatch(m: StringMatch): Record<string, string> {
   return { ...m };
 }
 
-function renderMatch(m: RequestMatch): Record<string, unknown> {
+/** Claims are read from a token verified at the gateway (src/istio/request-authentication.ts). */
+const CLAIM = (name: string) => `@request.auth.claims.${name}`;
+
+function renderMatch(m: RequestMatch, audience: string): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   if (m.authority) out.authority = stringMatch(m.authority);
   if (m.method) out.method = stringMatch(m.method);
   const headers: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(m.headers ?? {})) headers[k] = stringMatch(v);
-  // Istio reads verified JWT claims through this pseudo-header (gateways only).
-  for (const [k, v] of Object.entries(m.claims ?? {})) headers[`@request.auth.claims.${k}`] = stringMatch(v);
+  if (m.claims) {
+    // The token must be Switchyard's and minted for this policy: the gateway's Envoy verifies
+    // every policy's tokens (and any other issuer's) with one filter.
+    headers[CLAIM('iss')] = { exact: TOKEN_ISSUER };
+    headers[CLAIM('aud')] = { exact: audience };
+    for (const [k, v] of Object.entries(m.claims)) headers[CLAIM(k)] = stringMatch(v);
+  }
   if (Object.keys(headers).length > 0) out.headers = headers;
   return out;
 }
@@ -47,8 +56,10 @@ class Parts {
   private readonly lists = new WeakMap<readonly WeightedDestination[], readonly unknown[]>();
   readonly timeout: string | undefined;
   readonly retries: Readonly<Record<string, unknown>> | undefined;
+  readonly audience: string;
 
   constructor(policy: PolicyPlan) {
+    this.audience = tokenAudience(policy.namespace, policy.name);
     this.timeout = policy.timeoutMs === undefined ? undefined : msToDuration(policy.timeoutMs);
     if (policy.retries) {
       const retries: Record<string, unknown> = { attempts: policy.retries.attempts };
@@ -99,7 +110,7 @@ function deepFreeze<T extends object>(o: T): Readonly<T> {
 
 function renderRoute(parts: Parts, r: Route): Record<string, unknown> {
   const out: Record<string, unknown> = { name: r.name };
-  if (r.matches.length > 0) out.match = r.matches.map(renderMatch);
+  if (r.matches.length > 0) out.match = r.matches.map((m) => renderMatch(m, parts.audience));
   out.route = parts.routeDestinations(r.destinations);
   if (r.mirror) {
     out.mirror = parts.destination(r.mirror.destination);

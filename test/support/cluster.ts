@@ -21,7 +21,11 @@ export function adminKube(env: Envtest): Kube {
 export async function applyRbac(admin: Kube): Promise<void> {
   for (const file of ['rbac.yaml', 'rbac-istio.yaml', 'rbac-gateway.yaml']) {
     const text = readFileSync(join(ROOT, 'deploy', 'install', file), 'utf8');
-    for (const doc of loadAllYaml(text) as KubernetesObject[]) await admin.apply(doc, 'test', true);
+    for (const doc of loadAllYaml(text) as KubernetesObject[]) {
+      // A Role in Istio's root namespace needs that namespace.
+      if (doc.metadata?.namespace) await createNamespace(admin, doc.metadata.namespace);
+      await admin.apply(doc, 'test', true);
+    }
   }
 }
 

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { DestinationRule } from '@kubernetes-models/istio/networking.istio.io/v1/DestinationRule';
 import { VirtualService } from '@kubernetes-models/istio/networking.istio.io/v1/VirtualService';
 import { EnvoyFilter } from '@kubernetes-models/istio/networking.istio.io/v1alpha3/EnvoyFilter';
+import { RequestAuthentication } from '@kubernetes-models/istio/security.istio.io/v1/RequestAuthentication';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { parseAllDocuments } from 'yaml';
 
@@ -16,6 +17,7 @@ const MODELS: Record<string, new (data: never) => Model> = {
   'networking.istio.io/v1/VirtualService': VirtualService as never,
   'networking.istio.io/v1/DestinationRule': DestinationRule as never,
   'networking.istio.io/v1alpha3/EnvoyFilter': EnvoyFilter as never,
+  'security.istio.io/v1/RequestAuthentication': RequestAuthentication as never,
 };
 
 /** Throws with the model's own message when an object does not validate. */
