@@ -96,6 +96,10 @@ function renderGroup(
           ],
         }
       : {}),
+    // The actions that make each request's descriptors live in the filter's own config (Envoy
+    // ≥ 1.33): Envoy 1.40 warns that descriptors fed by the route's `rate_limits` will stop working,
+    // and the route's list is shared by every filter patched into it.
+    rate_limits: limits.map((rl) => ({ actions: [action(rl)] })),
     descriptors: limits.map(descriptor),
   };
   return {
@@ -139,7 +143,6 @@ function renderGroup(
           patch: {
             operation: 'MERGE',
             value: {
-              route: { rate_limits: limits.map((rl) => ({ actions: [action(rl)] })) },
               typed_per_filter_config: {
                 [`${LOCAL_RATELIMIT}.${name}`]: {
                   '@type': TYPED_STRUCT,
