@@ -9,8 +9,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { customResourceDefinitions } from '../src/resources/crds.js';
+import type { TokenJwks } from '../src/tokens/keys.js';
 import { type CliIO, EXIT_OK } from './io.js';
 import { formatObjects } from './output.js';
+import type { Settings } from './settings.js';
+import { readTokenJwks } from './token.js';
 
 export type InstallMode = 'istio' | 'gateway';
 
@@ -19,15 +22,19 @@ export interface InstallOptions {
   image?: string;
   /** A Secret whose key `url` holds the Redis URL (never in args, where `ps` shows it). */
   redisSecret?: string;
+  /** The public keys of intercept tokens, as a JWKS file (`switchyard token-jwks`). */
+  tokenJwks?: string;
   output: string;
 }
 
+const TOKEN_JWKS_CONFIGMAP = 'switchyard-token-jwks';
+const TOKEN_JWKS_DIR = '/etc/switchyard/tokens';
+
+type Container = { image?: string; args?: string[]; env?: object[]; volumeMounts?: object[] };
 type Manifest = {
   kind: string;
   metadata: { name: string };
-  spec?: {
-    template?: { spec?: { containers?: { image?: string; args?: string[]; env?: object[] }[] } };
-  };
+  spec?: { template?: { spec?: { containers?: Container[]; volumes?: object[] } } };
 };
 
 /** deploy/install of this package (dist/cli or cli, one or two levels up). */
@@ -45,7 +52,42 @@ function readManifests(file: string): Manifest[] {
     .filter((d): d is Manifest => d !== null);
 }
 
-export function installManifests(opts: Omit<InstallOptions, 'output'>): object[] {
+/**
+ * The token JWKS as a ConfigMap, mounted into whichever part verifies tokens: the controller in mesh
+ * mode (it keeps the RequestAuthentication), the gateway without a mesh. Public keys only: a
+ * ConfigMap is fine, and `--token-jwks` refuses a file with a private key.
+ */
+function withTokenJwks(objects: Manifest[], mode: InstallMode, jwks: TokenJwks): object[] {
+  const verifier = mode === 'istio' ? 'switchyard-controller' : 'switchyard-gateway';
+  const deployment = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === verifier);
+  const pod = deployment?.spec?.template?.spec;
+  const container = pod?.containers?.[0];
+  if (!pod || !container) throw new Error(`deploy/install has no ${verifier} Deployment`);
+  container.args = [...(container.args ?? []), '--token-jwks', `${TOKEN_JWKS_DIR}/jwks.json`];
+  container.volumeMounts = [
+    ...(container.volumeMounts ?? []),
+    { name: 'token-jwks', mountPath: TOKEN_JWKS_DIR, readOnly: true },
+  ];
+  pod.volumes = [...(pod.volumes ?? []), { name: 'token-jwks', configMap: { name: TOKEN_JWKS_CONFIGMAP } }];
+  return [
+    {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: {
+        name: TOKEN_JWKS_CONFIGMAP,
+        namespace: 'switchyard-system',
+        labels: { 'app.kubernetes.io/part-of': 'switchyard' },
+      },
+      data: { 'jwks.json': `${JSON.stringify(jwks, null, 2)}\n` },
+    },
+    ...objects,
+  ];
+}
+
+export function installManifests(
+  opts: Omit<InstallOptions, 'output' | 'tokenJwks'>,
+  jwks?: TokenJwks,
+): object[] {
   const files = [
     'rbac.yaml',
     opts.mode === 'istio' ? 'rbac-istio.yaml' : 'rbac-gateway.yaml',
@@ -65,10 +107,12 @@ export function installManifests(opts: Omit<InstallOptions, 'output'>): object[]
         { name: 'REDIS_URL', valueFrom: { secretKeyRef: { name: opts.redisSecret, key: 'url' } } },
       ];
   }
-  return [...customResourceDefinitions(), ...objects];
+  return [...customResourceDefinitions(), ...(jwks ? withTokenJwks(objects, opts.mode, jwks) : objects)];
 }
 
-export function installCommand(opts: InstallOptions, io: CliIO): number {
-  io.stdout(formatObjects(installManifests(opts), opts.output));
+export function installCommand(opts: InstallOptions, io: CliIO, settings: Settings): number {
+  const jwks = readTokenJwks(opts.tokenJwks, io, settings);
+  if (typeof jwks === 'number') return jwks;
+  io.stdout(formatObjects(installManifests(opts, jwks), opts.output));
   return EXIT_OK;
 }

@@ -384,8 +384,12 @@ export function buildProgram(
       '--redis-secret <name>',
       "gateway mode: a Secret whose key 'url' is the Redis URL for shared rate limits",
     )
+    .option(
+      '--token-jwks <file>',
+      'public keys of intercept tokens (switchyard token-jwks): a ConfigMap mounted into the controller (istio) or the gateway',
+    )
     .addOption(outputOption(['yaml', 'json'], 'yaml'))
-    .action((opts) => setExit(installCommand(opts, io)));
+    .action((opts) => setExit(installCommand(opts, io, settings)));
 
   program
     .command('crds')

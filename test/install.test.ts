@@ -7,9 +7,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KubeConfig, type KubernetesObject, KubernetesObjectApi, loadAllYaml } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { cli } from './support/cli.js';
+import { cli, tempFiles } from './support/cli.js';
 import { adminKube, createNamespace } from './support/cluster.js';
 import { type Envtest, sharedEnvtest } from './support/envtest.js';
+import { testTokenKeys } from './support/tokens.js';
 
 const shared = await sharedEnvtest({ istio: false });
 const INSTALL = join(import.meta.dirname, '..', 'deploy', 'install');
@@ -124,6 +125,39 @@ describe('switchyard install', () => {
     ]);
   });
 
+  it('--token-jwks: the public keys as a ConfigMap, mounted into the part that verifies tokens', async () => {
+    const keys = await testTokenKeys();
+    const file = join(tempFiles({ 'jwks.json': JSON.stringify(keys.jwks) }), 'jwks.json');
+    for (const [mode, verifier] of [
+      ['istio', 'switchyard-controller'],
+      ['gateway', 'switchyard-gateway'],
+    ] as const) {
+      const objects = await manifest('--mode', mode, '--token-jwks', file);
+      const map = objects.find((o) => o.kind === 'ConfigMap') as unknown as { data: Record<string, string> };
+      expect(JSON.parse(map.data['jwks.json'] as string)).toEqual(keys.jwks);
+      for (const d of objects.filter((o) => o.kind === 'Deployment')) {
+        const pod = d.spec?.template?.spec as unknown as {
+          containers: { args: string[]; volumeMounts?: { mountPath: string }[] }[];
+          volumes?: { configMap?: { name: string } }[];
+        };
+        const verifies = d.metadata?.name === verifier;
+        expect(pod.containers[0]?.args.includes('--token-jwks'), d.metadata?.name).toBe(verifies);
+        if (!verifies) continue;
+        const at = pod.containers[0]?.args.indexOf('--token-jwks') as number;
+        const path = pod.containers[0]?.args[at + 1] as string;
+        expect(pod.containers[0]?.volumeMounts?.some((m) => path.startsWith(`${m.mountPath}/`))).toBe(true);
+        expect(pod.volumes?.some((v) => v.configMap?.name === 'switchyard-token-jwks')).toBe(true);
+      }
+    }
+    const leaked = join(
+      tempFiles({ 'jwks.json': JSON.stringify({ keys: [{ ...keys.jwks.keys[0], d: 'x' }] }) }),
+      'jwks.json',
+    );
+    const refused = await cli('install', '--token-jwks', leaked);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/keys\[0\]\.d: this is a private key/);
+  });
+
   describe.skipIf(!shared)('on a real API server', () => {
     it.each([
       'istio',
@@ -131,10 +165,14 @@ describe('switchyard install', () => {
     ])('the %s manifest is accepted (server-side apply, dryRun=All)', async (mode) => {
       const env = shared as Envtest;
       await createNamespace(adminKube(env), 'switchyard-system');
+      // Mesh mode's token Role lives in Istio's root namespace, which an Istio install has.
+      await createNamespace(adminKube(env), 'istio-system');
       const kc = new KubeConfig();
       kc.loadFromString(env.adminKubeconfig);
       const api = KubernetesObjectApi.makeApiClient(kc);
-      const objects = await manifest('--mode', mode);
+      const keys = await testTokenKeys();
+      const jwks = join(tempFiles({ 'jwks.json': JSON.stringify(keys.jwks) }), 'jwks.json');
+      const objects = await manifest('--mode', mode, '--token-jwks', jwks);
       for (const o of objects) {
         const applied = await api.patch(
           o,
