@@ -1,8 +1,10 @@
 /**
  * The proxy hot path on undici: a keep-alive Pool per upstream origin, bodies streamed both ways,
  * hop-by-hop headers dropped, `x-forwarded-*` added, the original Host kept (as Envoy does), and
- * the policy's timeout and retries (idempotent requests without a body only, since a streamed
- * body cannot be sent twice). undici's stream API was chosen over http-proxy (and over undici's
+ * the policy's timeout and retries. As Envoy, any method is retried, a body included: a body of
+ * known length up to RETRY_BODY_LIMIT is read whole first and sent again on each try (Envoy keeps
+ * one in its buffer up to the same 1 MiB and stops retrying past it); a larger or chunked one
+ * streams through and is not retried. Tried against Envoy in test/mesh-routing.test.ts. undici's stream API was chosen over http-proxy (and over undici's
  * request API) by measurement: load-tests/README.md.
  */
 
@@ -26,7 +28,8 @@ const HOP_BY_HOP = new Set([
   'transfer-encoding',
   'upgrade',
 ]);
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+/** Envoy's default per-connection buffer limit, which bounds the body it keeps for a retry. */
+export const RETRY_BODY_LIMIT = 1024 * 1024;
 /** Envoy's default route timeout. */
 export const DEFAULT_TIMEOUT_MS = 15_000;
 
@@ -156,7 +159,7 @@ export async function forward(pools: UpstreamPools, input: ForwardInput): Promis
   const method = req.method ?? 'GET';
   const body = hasBody(req);
   const retries = policy.retries;
-  const attempts = 1 + (retries && IDEMPOTENT.has(method) && !body ? retries.attempts : 0);
+  const attempts = 1 + (retries && (!body || replayable(req)) ? retries.attempts : 0);
   const on = retries?.on ?? [];
   // undici takes an EventEmitter as its signal: far cheaper per request than an AbortController.
   const abort = new EventEmitter();
@@ -177,6 +180,15 @@ export async function forward(pools: UpstreamPools, input: ForwardInput): Promis
   const path =
     url.pathname === '/' ? (req.url ?? '/') : `${url.pathname.replace(/\/$/, '')}${req.url ?? '/'}`;
   try {
+    let payload: Readable | Buffer | null = body ? (input.body ?? req) : null;
+    if (payload && attempts > 1) {
+      try {
+        payload = await readWhole(payload, abort);
+      } catch (e) {
+        if (clientGone) return CLIENT_GONE;
+        return upstreamError(e, input.upstream, url, timedOut);
+      }
+    }
     for (let attempt = 1; ; attempt++) {
       let status = 0;
       let retry = false;
@@ -188,7 +200,7 @@ export async function forward(pools: UpstreamPools, input: ForwardInput): Promis
             path,
             method: method as never,
             headers,
-            body: body ? (input.body ?? req) : null,
+            body: payload,
             signal: abort,
             headersTimeout: retries?.perTryTimeoutMs ?? routeTimeoutMs(policy),
             bodyTimeout: routeTimeoutMs(policy),
@@ -225,6 +237,35 @@ export async function forward(pools: UpstreamPools, input: ForwardInput): Promis
     clearTimeout(timer);
     res.off('close', onClose);
   }
+}
+
+/** A body that may be kept for a retry: a known length within RETRY_BODY_LIMIT. */
+function replayable(req: IncomingMessage): boolean {
+  const length = Number(req.headers['content-length']);
+  return req.headers['transfer-encoding'] === undefined && length >= 0 && length <= RETRY_BODY_LIMIT;
+}
+
+/** The whole body (bounded by its content-length), or a rejection when the request is aborted. */
+function readWhole(body: Readable, abort: EventEmitter): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const stop = () => {
+      const e = new Error('the request body did not arrive before the route timeout');
+      (e as { code?: string }).code = 'UND_ERR_BODY_TIMEOUT';
+      body.destroy();
+      reject(e);
+    };
+    abort.once('abort', stop);
+    body.on('data', (c: Buffer) => chunks.push(c));
+    body.once('error', (e) => {
+      abort.off('abort', stop);
+      reject(e);
+    });
+    body.once('end', () => {
+      abort.off('abort', stop);
+      resolve(Buffer.concat(chunks));
+    });
+  });
 }
 
 /** Where the body of an answer that will be retried goes. */

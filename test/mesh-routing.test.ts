@@ -79,6 +79,22 @@ describe.skipIf(!gate)('Istio for real: rendered objects through istiod and Envo
   const through = (headers: Record<string, string> = {}, host = 'web.test') =>
     send(`http://127.0.0.1:${port}`, { host, headers });
 
+  /** The Node gateway with the same policy and Preview from files, the same test hosts and keys. */
+  const nodeGatewayTwin = (spec: object) =>
+    startTestGateway(
+      `${stringify({ apiVersion: 'switchyard.dev/v1alpha1', kind: 'TrafficPolicy', metadata: { name: 'web', namespace: ns }, spec })}
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: Preview
+metadata: {name: ${PREVIEW}, namespace: ${ns}}
+spec: {policy: web, repository: acme/web, pullRequest: 42, commit: ${COMMIT}}
+${gatewayConfig({
+  ...Object.fromEntries(VERSIONS.map((v) => [`web/${v}`, (upstreams[v] as NetnsUpstream).url])),
+  'web/pr-42-7f3a2c1': (upstreams.preview as NetnsUpstream).url,
+})}`,
+      { tokenJwks: keys.jwks },
+    );
+
   /** Waits until Envoy routes `host` as expected (istiod pushes within milliseconds). */
   async function routed(expected: string, headers: Record<string, string> = {}) {
     const until = Date.now() + 20_000;
@@ -343,20 +359,7 @@ spec:
       await new Promise((r) => setTimeout(r, 100));
     }
 
-    // The Node gateway: the same policy and Preview from files, the same test hosts, the same keys.
-    const node = await startTestGateway(
-      `${stringify({ apiVersion: 'switchyard.dev/v1alpha1', kind: 'TrafficPolicy', metadata: { name: 'web', namespace: ns }, spec })}
----
-apiVersion: switchyard.dev/v1alpha1
-kind: Preview
-metadata: {name: ${PREVIEW}, namespace: ${ns}}
-spec: {policy: web, repository: acme/web, pullRequest: 42, commit: ${COMMIT}}
-${gatewayConfig({
-  ...Object.fromEntries(VERSIONS.map((v) => [`web/${v}`, (upstreams[v] as NetnsUpstream).url])),
-  'web/pr-42-7f3a2c1': (upstreams.preview as NetnsUpstream).url,
-})}`,
-      { tokenJwks: keys.jwks },
-    );
+    const node = await nodeGatewayTwin(spec);
     try {
       const audience = `${ns}/web`;
       const token = (o: Partial<MintOptions> = {}) =>
@@ -420,4 +423,93 @@ ${gatewayConfig({
       await node.close();
     }
   }, 60_000);
+
+  it('timeouts and retries: Envoy and the Node gateway time out, retry and give up alike', async () => {
+    expect(controller, 'the controller test ran first').toBeDefined();
+    const base = {
+      service: 'web',
+      port: 80,
+      hosts: ['web.test'],
+      gateways: ['istio-system/ingress'],
+      stable: 'v1',
+      canary: { version: 'v2', weight: 0 },
+      previews: { repository: 'acme/web', image: 'ghcr.io/acme/web:{sha}' },
+    };
+    const outcome = async (base: string, headers: Record<string, string>, method = 'GET') => {
+      const started = performance.now();
+      const r = await send(base, {
+        host: 'web.test',
+        headers,
+        method,
+        ...(method === 'POST' ? { body: 'x' } : {}),
+      });
+      return {
+        status: r.status,
+        attempts: Number(header(r, 'x-upstream-attempt') ?? 0),
+        ms: performance.now() - started,
+      };
+    };
+    const configs: { name: string; spec: object; cases: [string, Record<string, string>, string?][] }[] = [
+      {
+        name: 'no timeout or retries set',
+        spec: base,
+        cases: [
+          ['answers', {}],
+          ['a 503 is not retried', { 'x-test-fail': '503-once/1/503' }],
+        ],
+      },
+      {
+        name: 'timeout 400ms, 2 retries on 5xx',
+        spec: { ...base, timeout: '400ms', retries: { attempts: 2, on: ['5xx'] } },
+        cases: [
+          ['answers', {}],
+          ['too slow: 504 at the timeout', { 'x-test-delay-ms': '1500' }],
+          ['a 503 then success', { 'x-test-fail': '503-once/1/503' }],
+          ['a 500 then success', { 'x-test-fail': '500-once/1/500' }],
+          ['503 on every try: the third answer stands', { 'x-test-fail': 'always/9/503' }],
+          ['a 404 is not retried', { 'x-test-fail': '404-once/1/404' }],
+          ['a POST with a body, 503 once', { 'x-test-fail': 'post/1/503' }, 'POST'],
+        ],
+      },
+    ];
+    const differences: string[] = [];
+    for (const config of configs) {
+      await apply({
+        apiVersion: 'switchyard.dev/v1alpha1',
+        kind: 'TrafficPolicy',
+        metadata: { name: 'web', namespace: ns },
+        spec: config.spec,
+      });
+      const node = await nodeGatewayTwin(config.spec);
+      try {
+        // In force in Envoy once the route's timeout is what the config says.
+        const want = (config.spec as { timeout?: string }).timeout;
+        await eventually(async () => {
+          const dump = await (
+            await fetch(`${ingress.adminUrl}/config_dump?resource=dynamic_route_configs`)
+          ).text();
+          const timeouts = [...dump.matchAll(/"timeout": "([\d.]+s)"/g)].map((m) => m[1]);
+          return want ? timeouts.includes('0.400s') : !timeouts.includes('0.400s');
+        }, 20_000);
+        for (const [name, headers, method] of config.cases) {
+          const tagged = (who: string) =>
+            headers['x-test-fail']
+              ? { ...headers, 'x-test-fail': `${config.name}:${who}:${headers['x-test-fail']}` }
+              : headers;
+          const envoy = await outcome(`http://127.0.0.1:${port}`, tagged('envoy'), method);
+          const gateway = await outcome(node.base, tagged('node'), method);
+          const same = envoy.status === gateway.status && envoy.attempts === gateway.attempts;
+          const timing = name.startsWith('too slow') && (envoy.ms > 1200 || gateway.ms > 1200);
+          if (!same || timing)
+            differences.push(
+              `${config.name} / ${name}: Envoy ${envoy.status} after ${envoy.attempts} attempt(s) in ${envoy.ms.toFixed(0)} ms, gateway ${gateway.status} after ${gateway.attempts} in ${gateway.ms.toFixed(0)} ms`,
+            );
+        }
+      } finally {
+        await node.close();
+      }
+    }
+    expect(differences).toEqual([]);
+    expect(await ingress.rejected()).toBe(0);
+  }, 90_000);
 });
