@@ -218,8 +218,11 @@ export async function startIstiod(assets: string, kubeconfig: string): Promise<I
     pid: child.pid as number,
     log,
     async stop() {
+      // Every mesh test fails on a refused update, whether or not it asked: checked at stop.
+      const refused = /ACK ERROR/.test(log());
       await stopChild(child);
       rmSync(dir, { recursive: true, force: true });
+      if (refused) throw new Error(`a proxy refused configuration istiod pushed (ACK ERROR):\n${log()}`);
     },
   };
 }
@@ -364,23 +367,28 @@ export async function startEnvoy(assets: string, istiod: Istiod, options: EnvoyO
       .split('\n')
       .filter(Boolean)
       .map((line) => line.split(': ') as [string, string]);
+  const rejected = async () => {
+    const counters = await stats('update_rejected$');
+    // Envoy always has the CDS and LDS counters: none found means the stats were not read.
+    if (counters.length < 2) throw new Error(`no update_rejected stats from ${adminUrl}`);
+    return counters.reduce((n, [, v]) => n + Number(v), 0);
+  };
   return {
     adminUrl,
     pid: child.pid as number,
-    async rejected() {
-      const counters = await stats('update_rejected$');
-      // Envoy always has the CDS and LDS counters: none found means the stats were not read.
-      if (counters.length < 2) throw new Error(`no update_rejected stats from ${adminUrl}`);
-      return counters.reduce((n, [, v]) => n + Number(v), 0);
-    },
+    rejected,
     async stat(name) {
       const hit = (await stats(`^${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`))[0];
       return hit ? Number(hit[1]) : 0;
     },
     log,
     async stop() {
+      // Every mesh test fails on a NACK, whether or not it asked: checked at stop.
+      const refused = child.exitCode === null ? await rejected().catch(() => 0) : 0;
       await stopChild(child);
       rmSync(dir, { recursive: true, force: true });
+      if (refused > 0)
+        throw new Error(`Envoy ${options.name} refused ${refused} configuration update(s) (NACK):\n${log()}`);
     },
   };
 }
