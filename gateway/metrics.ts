@@ -13,8 +13,8 @@ export function gatewayMetrics() {
     }),
     duration: new Histogram({
       name: 'switchyard_gateway_request_duration_seconds',
-      help: 'Time to the response headers, by policy',
-      labelNames: ['policy'] as const,
+      help: 'Time to the response headers, by policy and destination (a canary analysis compares versions)',
+      labelNames: ['policy', 'upstream'] as const,
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [registry],
     }),

@@ -161,7 +161,10 @@ export function createGateway(options: GatewayOptions): Gateway {
       );
     }
     metrics.requests.inc({ policy: policyName, route: route.name, upstream: destination.upstream, status });
-    metrics.duration.observe({ policy: policyName }, (performance.now() - started) / 1000);
+    metrics.duration.observe(
+      { policy: policyName, upstream: destination.upstream },
+      (performance.now() - started) / 1000,
+    );
   }
 
   async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {

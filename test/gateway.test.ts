@@ -157,6 +157,10 @@ describe('gateway routing', () => {
     expect(await dest({ 'x-user': 'alice' })).toBe('web/v3'); // the old plan still serves
     const metrics = (await send(gw.admin, { path: '/metrics' })).body;
     expect(metrics).toMatch(/switchyard_gateway_config_reloads_total\{result="error"\} [1-9]/);
+    // Latency by destination too, so a canary analysis can compare versions.
+    expect(metrics).toMatch(
+      /switchyard_gateway_request_duration_seconds_count\{policy="test\/web",upstream="web\/v3"\} [1-9]/,
+    );
 
     gw.write(policy('  canary: {version: v2, weight: 100}') + gatewayConfig(upstreamMap));
     await eventually(async () => (await dest({})) === 'web/v2');
