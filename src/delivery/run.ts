@@ -1,0 +1,334 @@
+/**
+ * A progressive canary run (docs/architecture.md, "Progressive delivery"), as a pure function of
+ * the policy's canary spec, the run's state as last written to `status.canary`, the clock, and,
+ * when the run asks for one, an analysis of metrics. The controller does the I/O: it reads the
+ * metrics the run asks for, writes the state back, records the events and promotes. Because the
+ * whole state is in the status, a restarted controller or a new leader continues the run where it
+ * was: a step is entered once (its weight and start time are written together) and left once.
+ *
+ * Rules, as Argo Rollouts' and Flagger's users expect them:
+ * - each step holds its weight for `pause` (or until `switchyard canary resume` when it has none);
+ * - with an analysis, metrics are read every `analysis.interval`; a step ends only when its hold
+ *   is over and the newest analysis read during it passed;
+ * - a metric outside its threshold range, or one that cannot be read, is a failure; at
+ *   `failureLimit` failures in the run the canary is rolled back (weight 0);
+ * - no data is neither: a canary that gets no traffic does not advance, and the status says so;
+ * - after the last step the run is promoted (`autoPromote`) or holds for `canary promote`;
+ * - a new canary version starts a new run.
+ */
+import { parseDurationMs } from '../core/duration.js';
+
+export type RunPhase = 'Progressing' | 'Paused' | 'Succeeded' | 'RolledBack';
+
+export interface Threshold {
+  min?: number;
+  max?: number;
+}
+
+export type Verdict = 'pass' | 'fail' | 'no-data' | 'error';
+
+export interface MetricReading {
+  name: string;
+  /** A number, null when the query returned no data, or why it could not be read. */
+  value: number | null | { error: string };
+  threshold: Threshold;
+}
+
+export interface JudgedMetric {
+  name: string;
+  value?: number;
+  threshold: string;
+  verdict: Verdict;
+  error?: string;
+}
+
+export interface CanaryRun {
+  /** The canary version this run is for; another version starts a new run. */
+  version: string;
+  phase: RunPhase;
+  /** Index into the steps; steps.length once every step has passed. */
+  step: number;
+  weight: number;
+  startedAt: string;
+  stepStartedAt: string;
+  failures: number;
+  /** Every weight the run has set, in order of first use (sticky cookie classes need them). */
+  weightsUsed: number[];
+  /** One sentence: why it moved or why it waits. */
+  message: string;
+  lastAnalysis?: { at: string; passed: boolean; metrics: JudgedMetric[] };
+}
+
+export interface CanaryRunSpec {
+  version: string;
+  weight?: number;
+  steps?: { weight: number; pause?: string }[];
+  stepWeight?: number;
+  maxWeight?: number;
+  interval?: string;
+  analysis?: {
+    interval: string;
+    failureLimit?: number;
+    metrics: { name: string; thresholdRange: Threshold }[];
+  };
+  autoPromote?: boolean;
+}
+
+export const DEFAULT_FAILURE_LIMIT = 2;
+
+export type RunEvent =
+  | { type: 'Started'; message: string }
+  | { type: 'StepAdvanced'; message: string }
+  | { type: 'AnalysisFailed'; message: string }
+  | { type: 'NoData'; message: string }
+  | { type: 'RolledBack'; message: string }
+  | { type: 'Promoted'; message: string }
+  | { type: 'Completed'; message: string };
+
+export interface Tick {
+  /** The state to write (the same object when nothing changed). */
+  run: CanaryRun;
+  events: RunEvent[];
+  /** Read the analysis metrics and call again with them. */
+  needsAnalysis: boolean;
+  /** Make the canary the stable version (autoPromote after the last step). */
+  promote: boolean;
+  /** When to look again; undefined: only a spec change or `canary resume` moves the run. */
+  nextCheckMs?: number;
+}
+
+export interface Step {
+  weight: number;
+  /** How long the weight is held; undefined: until `switchyard canary resume`. */
+  pauseMs?: number;
+}
+
+/** Whether the canary is moved by a run (steps or their short form) rather than by hand. */
+export function isProgressive(c: CanaryRunSpec): boolean {
+  return c.steps !== undefined || c.stepWeight !== undefined;
+}
+
+/** The steps of a run: as written, or stepWeight, 2 × stepWeight … maxWeight, each held `interval`. */
+export function stepsOf(c: CanaryRunSpec): Step[] {
+  if (c.steps)
+    return c.steps.map((s) =>
+      s.pause ? { weight: s.weight, pauseMs: parseDurationMs(s.pause) } : { weight: s.weight },
+    );
+  if (c.stepWeight === undefined) return [];
+  const max = c.maxWeight ?? 100;
+  const pauseMs = c.interval ? parseDurationMs(c.interval) : undefined;
+  const out: Step[] = [];
+  for (let w = c.stepWeight; w < max; w += c.stepWeight)
+    out.push({ weight: w, ...(pauseMs !== undefined ? { pauseMs } : {}) });
+  out.push({ weight: max, ...(pauseMs !== undefined ? { pauseMs } : {}) });
+  return out;
+}
+
+/** The weight in force: the run's while one is under way for this version, else the spec's. */
+export function effectiveCanaryWeight(c: CanaryRunSpec, run: CanaryRun | undefined): number {
+  if (!isProgressive(c)) return c.weight ?? 0;
+  if (!run || run.version !== c.version) return 0;
+  if (run.phase === 'RolledBack') return 0;
+  return run.weight;
+}
+
+export function describeThreshold(t: Threshold): string {
+  if (t.min !== undefined && t.max !== undefined) return `${t.min}..${t.max}`;
+  if (t.min !== undefined) return `>= ${t.min}`;
+  return `<= ${t.max}`;
+}
+
+export function judge(m: MetricReading): JudgedMetric {
+  const threshold = describeThreshold(m.threshold);
+  if (m.value === null) return { name: m.name, threshold, verdict: 'no-data' };
+  if (typeof m.value === 'object') return { name: m.name, threshold, verdict: 'error', error: m.value.error };
+  const v = m.value;
+  const ok =
+    (m.threshold.min === undefined || v >= m.threshold.min) &&
+    (m.threshold.max === undefined || v <= m.threshold.max);
+  return { name: m.name, value: v, threshold, verdict: ok ? 'pass' : 'fail' };
+}
+
+const round = (v: number) => Math.round(v * 1000) / 1000;
+
+function sayMetric(m: JudgedMetric): string {
+  if (m.verdict === 'error') return `${m.name} could not be read (${m.error})`;
+  if (m.verdict === 'no-data') return `${m.name} has no data`;
+  return `${m.name} ${round(m.value as number)} (threshold ${m.threshold})`;
+}
+
+const ms = (iso: string) => Date.parse(iso);
+
+function enterStep(run: CanaryRun, index: number, steps: Step[], now: number, message: string): CanaryRun {
+  const step = steps[index] as Step;
+  return {
+    ...run,
+    phase: step.pauseMs === undefined ? 'Paused' : 'Progressing',
+    step: index,
+    weight: step.weight,
+    stepStartedAt: new Date(now).toISOString(),
+    weightsUsed: run.weightsUsed.includes(step.weight) ? run.weightsUsed : [...run.weightsUsed, step.weight],
+    message,
+  };
+}
+
+function stepLabel(index: number, steps: Step[]): string {
+  const s = steps[index] as Step;
+  return `step ${index + 1} of ${steps.length} (${s.weight}%)`;
+}
+
+/**
+ * One look at the run. Call with no analysis first; when `needsAnalysis` comes back, read the
+ * metrics and call again with them (same `now`). `resumeStep` is the step a person resumed (the
+ * value of `switchyard canary resume`): it moves a paused run on only from that step.
+ */
+export function runTick(input: {
+  canary: CanaryRunSpec;
+  run: CanaryRun | undefined;
+  now: number;
+  analysis?: MetricReading[];
+  resumeStep?: number;
+}): Tick {
+  const { canary, now } = input;
+  const steps = stepsOf(canary);
+  const events: RunEvent[] = [];
+  const tick = (run: CanaryRun, extra: Partial<Tick> = {}): Tick => ({
+    run,
+    events,
+    needsAnalysis: false,
+    promote: false,
+    ...extra,
+  });
+
+  // A new version (or none yet): a new run from the first step.
+  let run = input.run;
+  if (!run || run.version !== canary.version) {
+    const iso = new Date(now).toISOString();
+    const fresh: CanaryRun = {
+      version: canary.version,
+      phase: 'Progressing',
+      step: 0,
+      weight: 0,
+      startedAt: iso,
+      stepStartedAt: iso,
+      failures: 0,
+      weightsUsed: [],
+      message: '',
+    };
+    run = enterStep(fresh, 0, steps, now, `started: ${stepLabel(0, steps)}`);
+    events.push({ type: 'Started', message: `canary ${canary.version}: ${run.message}` });
+    return tick(run, { nextCheckMs: nextCheck(canary, run, steps, now) });
+  }
+  if (run.phase === 'Succeeded' || run.phase === 'RolledBack') return tick(run);
+
+  const analysis = canary.analysis;
+  const intervalMs = analysis ? parseDurationMs(analysis.interval) : undefined;
+  const analysedAt =
+    run.lastAnalysis && ms(run.lastAnalysis.at) >= ms(run.stepStartedAt)
+      ? ms(run.lastAnalysis.at)
+      : undefined;
+  const due = intervalMs !== undefined && now >= (analysedAt ?? ms(run.stepStartedAt)) + intervalMs;
+  if (due && !input.analysis) return tick(run, { needsAnalysis: true });
+
+  if (due && input.analysis) {
+    const metrics = input.analysis.map(judge);
+    const bad = metrics.filter((m) => m.verdict === 'fail' || m.verdict === 'error');
+    const quiet = metrics.filter((m) => m.verdict === 'no-data');
+    const passed = bad.length === 0 && quiet.length === 0;
+    run = { ...run, lastAnalysis: { at: new Date(now).toISOString(), passed, metrics } };
+    if (bad.length > 0) {
+      const failures = run.failures + 1;
+      const limit = analysis?.failureLimit ?? DEFAULT_FAILURE_LIMIT;
+      const why = bad.map(sayMetric).join('; ');
+      events.push({
+        type: 'AnalysisFailed',
+        message: `${stepLabel(run.step, steps)}: ${why} (failure ${failures} of ${limit})`,
+      });
+      if (failures >= limit) {
+        run = {
+          ...run,
+          failures,
+          phase: 'RolledBack',
+          weight: 0,
+          message: `rolled back at ${stepLabel(run.step, steps)}: ${why}; ${failures} failed analyses reached the limit of ${limit}`,
+        };
+        events.push({ type: 'RolledBack', message: `canary ${canary.version}: ${run.message}` });
+        return tick(run);
+      }
+      run = {
+        ...run,
+        failures,
+        message: `${stepLabel(run.step, steps)}: ${why} (failure ${failures} of ${limit})`,
+      };
+    } else if (quiet.length > 0) {
+      run = {
+        ...run,
+        message: `${stepLabel(run.step, steps)}: not advancing: ${quiet.map(sayMetric).join('; ')} (does the canary get traffic?)`,
+      };
+      events.push({ type: 'NoData', message: run.message });
+    } else {
+      run = {
+        ...run,
+        message: `${stepLabel(run.step, steps)}: analysis passed (${metrics.map(sayMetric).join('; ')})`,
+      };
+    }
+  }
+
+  // Is the step over?
+  const step = steps[run.step];
+  const held = now - ms(run.stepStartedAt);
+  const lastPassed =
+    run.lastAnalysis !== undefined &&
+    ms(run.lastAnalysis.at) >= ms(run.stepStartedAt) &&
+    run.lastAnalysis.passed;
+  const resumed = input.resumeStep === run.step;
+  const over =
+    step === undefined
+      ? false
+      : step.pauseMs === undefined
+        ? resumed
+        : held >= step.pauseMs && (analysis === undefined || lastPassed);
+  if (!over) return tick(run, { nextCheckMs: nextCheck(canary, run, steps, now) });
+
+  const next = run.step + 1;
+  if (next < steps.length) {
+    run = enterStep(run, next, steps, now, `${stepLabel(run.step, steps)} passed: ${stepLabel(next, steps)}`);
+    events.push({ type: 'StepAdvanced', message: `canary ${canary.version}: ${run.message}` });
+    return tick(run, { nextCheckMs: nextCheck(canary, run, steps, now) });
+  }
+  if (canary.autoPromote) {
+    run = {
+      ...run,
+      phase: 'Succeeded',
+      step: steps.length,
+      weight: 100,
+      message: `every step passed: ${canary.version} promoted`,
+    };
+    events.push({ type: 'Promoted', message: `canary ${canary.version}: ${run.message}` });
+    return tick(run, { promote: true });
+  }
+  run = {
+    ...run,
+    phase: 'Paused',
+    step: steps.length,
+    message: `every step passed: holding at ${run.weight}% for \`switchyard canary promote\``,
+  };
+  events.push({ type: 'Completed', message: `canary ${canary.version}: ${run.message}` });
+  return tick(run);
+}
+
+/** When the run next needs a look: its next analysis, or the end of its step's hold. */
+function nextCheck(canary: CanaryRunSpec, run: CanaryRun, steps: Step[], now: number): number | undefined {
+  const times: number[] = [];
+  const start = ms(run.stepStartedAt);
+  if (canary.analysis) {
+    const interval = parseDurationMs(canary.analysis.interval);
+    const last = run.lastAnalysis && ms(run.lastAnalysis.at) >= start ? ms(run.lastAnalysis.at) : start;
+    times.push(last + interval);
+  }
+  // A hold already over waits on the analysis (or a person), not on the clock.
+  const step = steps[run.step];
+  if (step?.pauseMs !== undefined && start + step.pauseMs > now) times.push(start + step.pauseMs);
+  if (times.length === 0) return undefined;
+  return Math.max(0, Math.min(...times) - now);
+}
