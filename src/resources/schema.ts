@@ -114,67 +114,11 @@ export const StickyCookie = Type.Object(
   closed,
 );
 
-const Weight = Type.Integer({ minimum: 0, maximum: 100, description: 'an integer from 0 to 100' });
-
-/** One weight of a progressive run, held for `pause` (or until `switchyard canary resume`). */
-export const CanaryStep = Type.Object(
-  {
-    weight: Weight,
-    pause: Type.Optional(Duration),
-  },
-  closed,
-);
-
-export const ThresholdRange = Type.Object(
-  {
-    min: Type.Optional(Type.Number({ description: 'the lowest passing value' })),
-    max: Type.Optional(Type.Number({ description: 'the highest passing value' })),
-  },
-  closed,
-);
-
-/** The metrics Switchyard knows how to query for either backend (src/delivery/queries.ts). */
-export const BUILTIN_METRICS = ['request-success-rate', 'request-duration'] as const;
-
-export const AnalysisMetric = Type.Object(
-  {
-    name: Text('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', 'a metric name (lowercase letters, digits and "-")'),
-    query: Type.Optional(
-      Type.String({
-        minLength: 1,
-        description:
-          'PromQL giving one number; {{namespace}}, {{policy}}, {{service}}, {{stable}}, {{canary}} and {{interval}} are replaced. Absent: a built-in metric (request-success-rate, request-duration)',
-      }),
-    ),
-    thresholdRange: ThresholdRange,
-  },
-  closed,
-);
-
-export const CanaryAnalysis = Type.Object(
-  {
-    interval: Duration,
-    failureLimit: Type.Optional(
-      Type.Integer({ minimum: 1, maximum: 100, description: 'failed analyses that roll the run back (default 2)' }),
-    ),
-    metrics: Type.Array(AnalysisMetric, { minItems: 1, maxItems: 10 }),
-  },
-  closed,
-);
-
 export const Canary = Type.Object(
   {
     version: VersionName,
-    /** The weight by hand; ignored while a progressive run (steps) decides it. */
-    weight: Type.Optional(Weight),
+    weight: Type.Integer({ minimum: 0, maximum: 100, description: 'an integer from 0 to 100' }),
     sticky: Type.Optional(StickyCookie),
-    steps: Type.Optional(Type.Array(CanaryStep, { minItems: 1, maxItems: 50 })),
-    /** The short form of steps: stepWeight, 2 × stepWeight … up to maxWeight, each held `interval`. */
-    stepWeight: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, description: 'an integer from 1 to 100' })),
-    maxWeight: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, description: 'an integer from 1 to 100' })),
-    interval: Type.Optional(Duration),
-    analysis: Type.Optional(CanaryAnalysis),
-    autoPromote: Type.Optional(Type.Boolean({ description: 'promote when the last step passes (default: hold)' })),
   },
   closed,
 );
