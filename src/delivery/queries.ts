@@ -1,0 +1,65 @@
+/**
+ * The PromQL a canary analysis reads (src/delivery/run.ts judges the numbers). Built-in metrics
+ * exist for both backends and measure the canary version only, over the analysis interval:
+ * - `request-success-rate`: the percentage of its requests not answered 5xx;
+ * - `request-duration`: the 99th percentile of its latency, in milliseconds.
+ * Gateway mode reads the Node gateway's own series (`switchyard_gateway_*`, labelled by policy and
+ * upstream); mesh mode reads Istio's standard metrics (`istio_requests_total`,
+ * `istio_request_duration_milliseconds`, as reported by the destination's sidecar). A custom
+ * query may use the placeholders below. Every value put into a query is a DNS label or version
+ * name from a validated policy, so it cannot break out of its label matcher.
+ */
+
+export type MetricsBackend = 'gateway' | 'istio';
+
+export interface QueryContext {
+  namespace: string;
+  policy: string;
+  service: string;
+  stable: string;
+  canary: string;
+  /** A Prometheus range, e.g. 30s or 1m. */
+  interval: string;
+}
+
+const PLACEHOLDERS: Record<string, (c: QueryContext) => string> = {
+  namespace: (c) => c.namespace,
+  policy: (c) => c.policy,
+  service: (c) => c.service,
+  stable: (c) => c.stable,
+  canary: (c) => c.canary,
+  interval: (c) => c.interval,
+};
+
+/** A custom query with `{{namespace}}`, `{{policy}}`, `{{service}}`, `{{stable}}`, `{{canary}}` and `{{interval}}` filled in. */
+export function fillQuery(query: string, c: QueryContext): string {
+  return query.replace(/\{\{\s*(\w+)\s*\}\}/g, (whole, name: string) => PLACEHOLDERS[name]?.(c) ?? whole);
+}
+
+function gatewaySelector(c: QueryContext): string {
+  return `policy="${c.namespace}/${c.policy}",upstream="${c.service}/${c.canary}"`;
+}
+
+function istioSelector(c: QueryContext): string {
+  return `reporter="destination",destination_workload_namespace="${c.namespace}",destination_service_name="${c.service}",destination_version="${c.canary}"`;
+}
+
+/** The query of a built-in metric, or undefined for a name that is not one. */
+export function builtinQuery(name: string, backend: MetricsBackend, c: QueryContext): string | undefined {
+  const range = `[${c.interval}]`;
+  if (name === 'request-success-rate') {
+    const [series, selector, code] =
+      backend === 'gateway'
+        ? ['switchyard_gateway_requests_total', gatewaySelector(c), 'status']
+        : ['istio_requests_total', istioSelector(c), 'response_code'];
+    // `or vector(0)`: a canary answering nothing but 5xx has no series of good answers, and must
+    // read as 0 %, not as no data.
+    return `100 * (sum(rate(${series}{${selector},${code}!~"5.."}${range})) or vector(0)) / sum(rate(${series}{${selector}}${range}))`;
+  }
+  if (name === 'request-duration') {
+    return backend === 'gateway'
+      ? `1000 * histogram_quantile(0.99, sum by (le) (rate(switchyard_gateway_request_duration_seconds_bucket{${gatewaySelector(c)}}${range})))`
+      : `histogram_quantile(0.99, sum by (le) (rate(istio_request_duration_milliseconds_bucket{${istioSelector(c)}}${range})))`;
+  }
+  return undefined;
+}
