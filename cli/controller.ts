@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { prometheusReader } from '../controllers/delivery/prometheus.js';
 import { connectRedis } from '../gateway/run.js';
 import { kubeConfigFrom } from '../kube/client.js';
 import { redisDeliveryLog } from '../previews/delivery-log.js';
@@ -24,6 +25,7 @@ export interface ControllerCliOptions extends TokenAuthenticationFlags {
   leaseNamespace: string;
   leaseDuration: string;
   githubHoldLimit: string;
+  prometheus?: string;
   logLevel: string;
 }
 
@@ -65,6 +67,7 @@ export async function controllerCommand(
     // Redeliveries are recognised by every replica when the delivery ids are kept in Redis.
     ...(settings.redisUrl ? { deliveries: redisDeliveryLog(connectRedis(settings.redisUrl, logger)) } : {}),
     workers: Number(opts.workers),
+    ...(opts.prometheus ? { metrics: prometheusReader(opts.prometheus) } : {}),
     tokenAuthentication: { namespace: opts.istioRootNamespace, ...(tokens ? { tokens } : {}) },
     githubHoldLimitMs: parseDurationMs(opts.githubHoldLimit),
     ...(opts.leaderElect

@@ -281,6 +281,10 @@ export function buildProgram(
     .addOption(
       durationOption('--lease-duration <duration>', 'how long a Lease holds without renewal', 300_000, '15s'),
     )
+    .option(
+      '--prometheus <url>',
+      'the Prometheus whose HTTP API progressive canary runs read their analysis from (e.g. http://prometheus.monitoring:9090)',
+    )
     .option('--log-level <level>', 'pino log level', settings.logLevel ?? 'info');
   tokenAuthenticationOptions(controller, 'keep');
   controller.action(async (opts) => setExit(await controllerCommand(opts, io, settings)));

@@ -36,7 +36,7 @@ export async function policyStatuses(kube: Kube, namespace: string): Promise<Pol
       canary: p.spec.canary
         ? {
             version: p.spec.canary.version,
-            weight: p.spec.canary.weight,
+            weight: p.spec.canary.weight ?? 0,
             sticky: Boolean(p.spec.canary.sticky),
           }
         : null,

@@ -19,6 +19,8 @@ import {
   VERSION_OF_LABEL,
 } from '../src/resources/labels.js';
 import { DEFAULTS, RESOURCE, type TrafficPolicy } from '../src/resources/schema.js';
+import { reconcileCanaryRun } from './canary-run.js';
+import type { MetricsReader } from './delivery/prometheus.js';
 import { deploymentAvailable, reconcilePreview } from './preview.js';
 import { setupTokenAuthentication, type TokenAuthenticationSetup } from './token-authentication.js';
 import { type ControllerMode, reconcileTrafficPolicy } from './traffic-policy.js';
@@ -29,6 +31,8 @@ export interface ControllersOptions {
   workers?: number;
   /** Mesh mode: the RequestAuthentication for intercept tokens (token-authentication.ts). */
   tokenAuthentication?: TokenAuthenticationSetup;
+  /** Where progressive canary runs read their analysis metrics (--prometheus). */
+  metrics?: MetricsReader;
 }
 
 function reconcileMetrics(manager: Manager) {
@@ -75,7 +79,7 @@ export function setupControllers(manager: Manager, opts: ControllersOptions = {}
 
   /** A queue whose failures are counted by API status and logged; successes are timed and counted. */
   const queueFor = (
-    resource: 'policy' | 'preview',
+    resource: 'policy' | 'preview' | 'canary',
     reconcile: (
       namespace: string,
       name: string,
@@ -115,6 +119,20 @@ export function setupControllers(manager: Manager, opts: ControllersOptions = {}
     reconcilePreview(kube, ns, name, { events, rewriteRoutes: reconcilePolicy }),
   );
 
+  // Progressive canaries: a run moves on its own clock (requeued when it next needs a look); a
+  // change of the weight in force re-writes the policy's routes.
+  const canaryQueue = queueFor('canary', async (ns, name) => {
+    const result = await reconcileCanaryRun(kube, ns, name, {
+      events,
+      backend: mode === 'gateway' ? 'gateway' : 'istio',
+      ...(opts.metrics ? { metrics: opts.metrics } : {}),
+    });
+    if (result.weightChanged) queue.add(`${ns}/${name}`);
+    return result.requeueAfterMs === undefined
+      ? undefined
+      : { writes: [], requeueAfterMs: result.requeueAfterMs };
+  });
+
   const filter = new ChangeFilter();
   /** Some field of the object's spec or metadata is set by a manager other than Switchyard. */
   const foreign = (o: WatchedObject) =>
@@ -129,6 +147,7 @@ export function setupControllers(manager: Manager, opts: ControllersOptions = {}
   const policies = manager.watch(RESOURCE.TrafficPolicy, (o, event) => {
     if (!filter.changed('policy', o, event, meta(o))) return;
     queue.add(keyOf(o));
+    if (event !== 'delete') canaryQueue.add(keyOf(o));
     // A policy that goes or changes its hosts may free, or take, a host another policy claims.
     // (A new one is the newest: it takes no host from anyone.)
     if (event !== 'add') {
@@ -233,7 +252,10 @@ export function setupControllers(manager: Manager, opts: ControllersOptions = {}
     );
   }
   manager.onResync(() => {
-    for (const p of policies.list()) queue.add(keyOf(p));
+    for (const p of policies.list()) {
+      queue.add(keyOf(p));
+      canaryQueue.add(keyOf(p));
+    }
     for (const p of previews.list()) previewQueue.add(keyOf(p));
   });
 }

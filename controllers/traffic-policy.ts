@@ -325,6 +325,7 @@ async function writeStatus(
   backend: Backend,
 ): Promise<void> {
   const before = (live as { status?: { conditions?: ConditionValue[] } }).status?.conditions ?? [];
+  const liveCanary = (live as { status?: { canary?: unknown } }).status?.canary;
   const body = {
     ...live,
     status: {
@@ -332,6 +333,8 @@ async function writeStatus(
       conditions,
       backend: backend.mode,
       written: written.map((o) => ({ apiVersion: o.apiVersion, kind: o.kind, name: o.metadata.name })),
+      // A progressive run's state is the run controller's (canary-run.ts): kept as it is.
+      ...(liveCanary ? { canary: liveCanary } : {}),
     },
   };
   if (JSON.stringify((live as { status?: unknown }).status) === JSON.stringify(body.status)) return;

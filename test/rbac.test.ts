@@ -197,6 +197,14 @@ describe.skipIf(!gate)('RBAC in deploy/install against the calls the controller 
       );
       return s?.spec.ports.length === 2;
     }, 10_000);
+    // A progressive canary (no analysis) passes its one step and is promoted by the controller.
+    await policy({ canary: { version: 'v2', steps: [{ weight: 50, pause: '1s' }], autoPromote: true } });
+    await eventually(
+      async () =>
+        (await get<KubernetesObject & { spec: { stable: string } }>(API, 'TrafficPolicy', 'web'))?.spec
+          .stable === 'v2',
+      15_000,
+    );
     // No canary and no rate limit any more: a subset and a Service go, an EnvoyFilter is deleted.
     await policy({});
     const gone =

@@ -27,6 +27,71 @@ async function invalid(files: Record<string, string>) {
 }
 
 describe('validate: invalid input', () => {
+  it('a progressive canary: each mistake named at its field', async () => {
+    const cases: [string, string][] = [
+      [
+        '  canary: {version: v2, steps: [{weight: 10}], stepWeight: 10, interval: 1m}',
+        'spec.canary: give steps, or stepWeight with interval (and maxWeight), not both [SY_ONE_OF]',
+      ],
+      [
+        '  canary: {version: v2, stepWeight: 10}',
+        'spec.canary.interval: stepWeight needs interval: how long each step holds its weight [SY_INVALID_VALUE]',
+      ],
+      [
+        '  canary: {version: v2, stepWeight: 30, maxWeight: 20, interval: 1m}',
+        'spec.canary.maxWeight: expected at least stepWeight (30) [SY_INVALID_VALUE]',
+      ],
+      [
+        '  canary: {version: v2, weight: 5, analysis: {interval: 1m, metrics: [{name: request-success-rate, thresholdRange: {min: 99}}]}}',
+        'spec.canary.analysis: an analysis judges the steps of a run: add steps (or stepWeight) [SY_INVALID_VALUE]',
+      ],
+      [
+        '  canary: {version: v2, steps: [{weight: 10, pause: 1m}], weight: 5}',
+        'spec.canary.weight: a progressive run sets the weight itself: remove weight (or remove the steps to set it by hand) [SY_INVALID_VALUE]',
+      ],
+      [
+        '  canary: {version: v2, steps: [{weight: 10, pause: 1m}], analysis: {interval: 30s, metrics: [{name: error-budget, thresholdRange: {max: 1}}]}}',
+        'spec.canary.analysis.metrics[0].query: error-budget is not a built-in metric (request-success-rate, request-duration): give its query [SY_INVALID_VALUE]',
+      ],
+      [
+        '  canary: {version: v2, steps: [{weight: 10, pause: 1m}], analysis: {interval: 30s, metrics: [{name: request-duration, thresholdRange: {}}]}}',
+        'spec.canary.analysis.metrics[0].thresholdRange: expected min, max or both [SY_INVALID_VALUE]',
+      ],
+      [
+        '  canary: {version: v2, steps: [{weight: 10, pause: 1m}], analysis: {interval: 500ms, metrics: [{name: request-duration, thresholdRange: {max: 500}}]}}',
+        'spec.canary.analysis.interval: expected at least 1s (got 500ms): Prometheus needs samples in it [SY_INVALID_VALUE]',
+      ],
+      [
+        '  canary: {version: v2, steps: [{weight: 10, pause: 2d}]}',
+        'spec.canary.steps[0].pause: expected a duration such as 500ms, 5s, 1m or 24h',
+      ],
+      [
+        '  canary: {version: v2, steps: [{weight: 10, pause: 25h}]}',
+        'spec.canary.steps[0].pause: expected at most 24h (a step is held at most a day) (got 25h) [SY_INVALID_VALUE]',
+      ],
+    ];
+    for (const [spec, line] of cases) {
+      const { dir, lines } = await invalid({ 'p.yaml': policy(spec) });
+      expect(lines.map((l) => l.replace(`${join(dir, 'p.yaml')}:document 1: `, ''))).toContainEqual(
+        expect.stringContaining(line),
+      );
+    }
+    const ok = await cli(
+      'validate',
+      '-f',
+      join(
+        tempFiles({
+          'p.yaml': policy(
+            '  canary: {version: v2, stepWeight: 20, maxWeight: 60, interval: 1m, autoPromote: true, analysis: {interval: 30s, failureLimit: 2, metrics: [{name: request-success-rate, thresholdRange: {min: 99}}, {name: request-duration, thresholdRange: {max: 500}}, {name: saturation, query: "max(cpu{ns=\\"{{namespace}}\\"})", thresholdRange: {max: 0.8}}]}}',
+          ),
+        }),
+        'p.yaml',
+      ),
+    );
+    expect(ok.stderr).toBe('');
+    expect(ok.code).toBe(0);
+  });
+
   it('a weight of 140', async () => {
     const { dir, lines } = await invalid({ 'p.yaml': policy('  canary: {version: v2, weight: 140}') });
     expect(lines).toEqual([
@@ -37,10 +102,11 @@ describe('validate: invalid input', () => {
   it('an unknown field names the field and the ones expected', async () => {
     const { dir, lines } = await invalid({ 'p.yaml': policy('  canary: {version: v2, wieght: 10}') });
     expect(lines).toContain(
-      `${join(dir, 'p.yaml')}:document 1: spec.canary.wieght: unknown field (expected one of: version, weight, sticky) [SY_SCHEMA]`,
+      `${join(dir, 'p.yaml')}:document 1: spec.canary.wieght: unknown field (expected one of: version, weight, sticky, steps, stepWeight, maxWeight, interval, analysis, autoPromote) [SY_SCHEMA]`,
     );
-    expect(lines).toContain(
-      `${join(dir, 'p.yaml')}:document 1: spec.canary.weight: required field is missing [SY_SCHEMA]`,
+    const missing = await invalid({ 'p.yaml': policy('  canary: {version: v2}') });
+    expect(missing.lines).toContain(
+      `${join(missing.dir, 'p.yaml')}:document 1: spec.canary.weight: required field is missing (a weight from 0 to 100, or steps for a progressive run) [SY_SCHEMA]`,
     );
   });
 

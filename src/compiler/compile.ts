@@ -6,6 +6,7 @@
  */
 import { parseDurationMs } from '../core/duration.js';
 import { type Problem, problem, type Source } from '../core/errors.js';
+import { effectiveCanaryWeight } from '../delivery/run.js';
 import {
   DEFAULTS,
   HTTP_METHODS,
@@ -248,6 +249,12 @@ class PolicyCompiler {
     };
   }
 
+  /** The weight in force: the spec's, or a progressive run's as its status says (src/delivery/run.ts). */
+  private get canaryWeight(): number {
+    const canary = this.policy.spec.canary;
+    return canary ? effectiveCanaryWeight(canary, this.policy.status?.canary) : 0;
+  }
+
   /** The stable/canary routes (sticky classes, then the weighted split), with the mirror attached. */
   private splitRoutes(): Route[] {
     const spec = this.policy.spec;
@@ -256,7 +263,7 @@ class PolicyCompiler {
     if (!spec.canary) {
       routes = [{ name: 'split', kind: 'split', matches: [], destinations: [{ ...stable, weight: 100 }] }];
     } else if (!spec.canary.sticky) {
-      const w = spec.canary.weight;
+      const w = this.canaryWeight;
       routes = [
         {
           name: 'split',
@@ -270,7 +277,7 @@ class PolicyCompiler {
       ];
     } else {
       const sticky = {
-        weight: spec.canary.weight,
+        weight: this.canaryWeight,
         run: canaryRunId(this.ns, this.policy.metadata.name, spec.canary.version),
         cookie: spec.canary.sticky.cookie ?? DEFAULTS.stickyCookie,
         maxAgeSeconds: Math.floor(parseDurationMs(spec.canary.sticky.maxAge ?? DEFAULTS.stickyMaxAge) / 1000),
@@ -374,7 +381,7 @@ class PolicyCompiler {
       previewHosts: [...this.previewHosts],
       versionLabel: spec.versionLabel ?? DEFAULTS.versionLabel,
       stable: spec.stable,
-      ...(spec.canary ? { canary: { version: spec.canary.version, weight: spec.canary.weight } } : {}),
+      ...(spec.canary ? { canary: { version: spec.canary.version, weight: this.canaryWeight } } : {}),
       workloadLabels: spec.workloadLabels ? { ...spec.workloadLabels } : { app: spec.service },
       subsets: this.subsets(),
       routes,

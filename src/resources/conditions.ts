@@ -34,6 +34,14 @@ export const REASON = {
   Superseded: 'Superseded',
   Removed: 'Removed',
   GitHubHoldExpired: 'GitHubHoldExpired',
+  // A progressive canary run's transitions (src/delivery/run.ts):
+  CanaryStarted: 'CanaryStarted',
+  CanaryStepAdvanced: 'CanaryStepAdvanced',
+  CanaryAnalysisFailed: 'CanaryAnalysisFailed',
+  CanaryNoData: 'CanaryNoData',
+  CanaryRolledBack: 'CanaryRolledBack',
+  CanaryPromoted: 'CanaryPromoted',
+  CanaryCompleted: 'CanaryCompleted',
 } as const;
 
 export type Reason = (typeof REASON)[keyof typeof REASON];

@@ -30,6 +30,12 @@ export const HEAD_UPDATED_AT = 'switchyard.dev/head-updated-at';
 export const APPLIED_HASH = 'switchyard.dev/applied-hash';
 
 /** Finalizer: a Preview's Deployment and Service are removed before it goes. */
+/**
+ * On a TrafficPolicy: the step (1-based) a person resumed with `switchyard canary resume`; a run
+ * paused at that step moves on, one paused at another ignores it.
+ */
+export const CANARY_RESUME_ANNOTATION = 'switchyard.dev/canary-resume';
+
 export const PREVIEW_FINALIZER = 'switchyard.dev/preview-cleanup';
 /** Finalizer: GitHub is told a preview went before it goes. */
 export const REPORT_FINALIZER = 'switchyard.dev/github-report';

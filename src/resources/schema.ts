@@ -114,11 +114,71 @@ export const StickyCookie = Type.Object(
   closed,
 );
 
+const Weight = Type.Integer({ minimum: 0, maximum: 100, description: 'an integer from 0 to 100' });
+
+/** One weight of a progressive run, held for `pause` (absent: until `switchyard canary resume`). */
+export const CanaryStep = Type.Object({ weight: Weight, pause: Type.Optional(Duration) }, closed);
+
+export const ThresholdRange = Type.Object(
+  {
+    min: Type.Optional(Type.Number({ description: 'the lowest passing value' })),
+    max: Type.Optional(Type.Number({ description: 'the highest passing value' })),
+  },
+  closed,
+);
+
+/** Metrics Switchyard can query for either backend without a `query` (src/delivery/queries.ts). */
+export const BUILTIN_METRICS = ['request-success-rate', 'request-duration'] as const;
+
+export const AnalysisMetric = Type.Object(
+  {
+    name: Text('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', 'a metric name (lowercase letters, digits and "-")', 63),
+    query: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 4096,
+        description:
+          'PromQL giving one number; {{namespace}}, {{policy}}, {{service}}, {{stable}}, {{canary}} and {{interval}} are filled in. Without it the name must be a built-in: request-success-rate (percent) or request-duration (p99, ms)',
+      }),
+    ),
+    thresholdRange: ThresholdRange,
+  },
+  closed,
+);
+
+export const CanaryAnalysis = Type.Object(
+  {
+    interval: Duration,
+    failureLimit: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 100,
+        description: 'failed analyses that roll the run back (default 2)',
+      }),
+    ),
+    metrics: Type.Array(AnalysisMetric, { minItems: 1, maxItems: 10 }),
+  },
+  closed,
+);
+
 export const Canary = Type.Object(
   {
     version: VersionName,
-    weight: Type.Integer({ minimum: 0, maximum: 100, description: 'an integer from 0 to 100' }),
+    /** The weight set by hand; a progressive run (steps) decides it instead. */
+    weight: Type.Optional(Weight),
     sticky: Type.Optional(StickyCookie),
+    steps: Type.Optional(Type.Array(CanaryStep, { minItems: 1, maxItems: 50 })),
+    stepWeight: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 100, description: 'an integer from 1 to 100' }),
+    ),
+    maxWeight: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 100, description: 'an integer from 1 to 100' }),
+    ),
+    interval: Type.Optional(Duration),
+    analysis: Type.Optional(CanaryAnalysis),
+    autoPromote: Type.Optional(
+      Type.Boolean({ description: 'promote when the last step passes (default: hold)' }),
+    ),
   },
   closed,
 );
@@ -305,6 +365,36 @@ export const Condition = Type.Object({
   lastTransitionTime: Type.String(),
 });
 
+export const CANARY_RUN_PHASES = ['Progressing', 'Paused', 'Succeeded', 'RolledBack'] as const;
+
+/** A progressive run's whole state (src/delivery/run.ts): a new leader continues from it. */
+export const CanaryRunStatus = Type.Object({
+  version: Type.String(),
+  phase: StringEnum(CANARY_RUN_PHASES, 'Progressing, Paused, Succeeded or RolledBack'),
+  step: Type.Integer(),
+  weight: Type.Integer(),
+  startedAt: Type.String(),
+  stepStartedAt: Type.String(),
+  failures: Type.Integer(),
+  weightsUsed: Type.Array(Type.Integer()),
+  message: Type.String(),
+  lastAnalysis: Type.Optional(
+    Type.Object({
+      at: Type.String(),
+      passed: Type.Boolean(),
+      metrics: Type.Array(
+        Type.Object({
+          name: Type.String(),
+          value: Type.Optional(Type.Number()),
+          threshold: Type.String(),
+          verdict: StringEnum(['pass', 'fail', 'no-data', 'error'] as const, 'pass, fail, no-data or error'),
+          error: Type.Optional(Type.String()),
+        }),
+      ),
+    }),
+  ),
+});
+
 export const TrafficPolicyStatus = Type.Object({
   observedGeneration: Type.Optional(Type.Integer()),
   conditions: Type.Optional(Type.Array(Condition)),
@@ -313,6 +403,7 @@ export const TrafficPolicyStatus = Type.Object({
   written: Type.Optional(
     Type.Array(Type.Object({ apiVersion: Type.String(), kind: Type.String(), name: Type.String() })),
   ),
+  canary: Type.Optional(CanaryRunStatus),
 });
 
 export const PreviewPhase = StringEnum(

@@ -11,6 +11,7 @@ import { re2SyntaxError } from '../core/regex.js';
 import type { RawDocument } from './load.js';
 import {
   API_VERSION,
+  BUILTIN_METRICS,
   DEFAULTS,
   type GatewayConfig,
   GatewayConfigSchema,
@@ -144,6 +145,61 @@ function exactlyOne(
   }
 }
 
+/** What a progressive run needs beyond its schema (src/delivery/run.ts). */
+function checkCanaryRun(c: NonNullable<TrafficPolicy['spec']['canary']>, source: Source): Problem[] {
+  const out: Problem[] = [];
+  const at = 'spec.canary';
+  const bad = (path: string, message: string) =>
+    out.push(problem('SY_INVALID_VALUE', message, source, `${at}.${path}`));
+  if (c.steps && (c.stepWeight !== undefined || c.maxWeight !== undefined || c.interval !== undefined))
+    out.push(
+      problem('SY_ONE_OF', 'give steps, or stepWeight with interval (and maxWeight), not both', source, at),
+    );
+  if (c.stepWeight !== undefined && c.interval === undefined)
+    bad('interval', 'stepWeight needs interval: how long each step holds its weight');
+  if (c.stepWeight === undefined && (c.maxWeight !== undefined || (c.interval !== undefined && !c.steps)))
+    bad('stepWeight', 'maxWeight and interval describe steps of stepWeight: set stepWeight');
+  if (c.stepWeight !== undefined && c.maxWeight !== undefined && c.maxWeight < c.stepWeight)
+    bad('maxWeight', `expected at least stepWeight (${c.stepWeight})`);
+  const progressive = c.steps !== undefined || c.stepWeight !== undefined;
+  if (c.analysis && !progressive)
+    bad('analysis', 'an analysis judges the steps of a run: add steps (or stepWeight)');
+  if (c.autoPromote !== undefined && !progressive)
+    bad('autoPromote', 'promotes at the end of a run: add steps (or stepWeight)');
+  if (!progressive && c.weight === undefined)
+    out.push(
+      problem(
+        'SY_SCHEMA',
+        'required field is missing (a weight from 0 to 100, or steps for a progressive run)',
+        source,
+        `${at}.weight`,
+      ),
+    );
+  if (progressive && c.weight !== undefined)
+    bad(
+      'weight',
+      'a progressive run sets the weight itself: remove weight (or remove the steps to set it by hand)',
+    );
+  c.analysis?.metrics.forEach((m, i) => {
+    const path = `analysis.metrics[${i}]`;
+    if (m.query === undefined && !(BUILTIN_METRICS as readonly string[]).includes(m.name))
+      bad(
+        `${path}.query`,
+        `${m.name} is not a built-in metric (${BUILTIN_METRICS.join(', ')}): give its query`,
+      );
+    const { min, max } = m.thresholdRange;
+    if (min === undefined && max === undefined) bad(`${path}.thresholdRange`, 'expected min, max or both');
+    if (min !== undefined && max !== undefined && min > max)
+      bad(`${path}.thresholdRange`, `min ${min} is above max ${max}`);
+  });
+  if (c.analysis && parseDurationMs(c.analysis.interval) < 1000)
+    bad(
+      'analysis.interval',
+      `expected at least 1s (got ${c.analysis.interval}): Prometheus needs samples in it`,
+    );
+  return out;
+}
+
 /** W3C baggage values are baggage-octets: printable ASCII without space, `"`, `,`, `;` and `\`. */
 const BAGGAGE_VALUE = /^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]+$/;
 
@@ -160,6 +216,7 @@ function checkPolicy(p: TrafficPolicy, source: Source): Problem[] {
       ),
     );
   }
+  if (spec.canary) out.push(...checkCanaryRun(spec.canary, source));
   const names = new Set<string>();
   (spec.intercepts ?? []).forEach((ic, i) => {
     const at = `spec.intercepts[${i}]`;
@@ -286,6 +343,18 @@ const DURATION_MAXIMA: {
     read: (s) => s.canary?.sticky?.maxAge,
   },
   {
+    at: 'spec.canary.interval',
+    maxMs: 24 * HOUR_MS,
+    why: 'a step is held at most a day',
+    read: (s) => s.canary?.interval,
+  },
+  {
+    at: 'spec.canary.analysis.interval',
+    maxMs: HOUR_MS,
+    why: 'metrics are read at least hourly',
+    read: (s) => s.canary?.analysis?.interval,
+  },
+  {
     at: 'spec.previews.ttl',
     maxMs: 90 * 24 * HOUR_MS,
     why: 'a preview is not a release',
@@ -307,6 +376,11 @@ function durationsOverMaximum(spec: TrafficPolicy['spec'], source: Source): Prob
         ]
       : [];
   return [
+    ...(spec.canary?.steps ?? []).flatMap((step, i) =>
+      step.pause
+        ? over(step.pause, 24 * HOUR_MS, 'a step is held at most a day', `spec.canary.steps[${i}].pause`)
+        : [],
+    ),
     ...DURATION_MAXIMA.flatMap((m) => {
       const value = m.read(spec);
       return value ? over(value, m.maxMs, m.why, m.at) : [];

@@ -3,11 +3,13 @@
 // (`x-upstream-request-headers`) and how many requests of the same `x-test-fail` key it has seen
 // (`x-upstream-attempt`), and prints its port once listening. Test behaviours, by request header:
 // `x-test-delay-ms: N` answers after N ms; `x-test-fail: <key>/<n>/<status>` answers <status> to
-// the first <n> requests carrying that key (a retry sees the next attempt).
+// the first <n> requests carrying that key (a retry sees the next attempt). A third argument N
+// makes every Nth request answer 500 (a canary that fails a share of its traffic).
 import { createServer } from 'node:http';
 
-const [name, address] = process.argv.slice(2);
+const [name, address, failEvery] = process.argv.slice(2);
 const attempts = new Map();
+let served = 0;
 const server = createServer((req, res) => {
   req.resume();
   req.on('end', () => {
@@ -16,9 +18,11 @@ const server = createServer((req, res) => {
     if (key) attempts.set(key, attempt);
     const answer = () => {
       if (res.destroyed) return;
+      served++;
       const failing = key && attempt <= Number(failures);
+      const broken = failEvery && served % Number(failEvery) === 0;
       res
-        .writeHead(failing ? Number(status) : 200, {
+        .writeHead(failing ? Number(status) : broken ? 500 : 200, {
           'x-upstream-name': name,
           'x-upstream-request-headers': Object.keys(req.headers).join(','),
           'x-upstream-attempt': String(attempt),

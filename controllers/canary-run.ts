@@ -1,0 +1,121 @@
+/**
+ * The progressive canary of one TrafficPolicy, moved on (src/delivery/run.ts decides, this does the
+ * I/O): the run's state is read from and written to `status.canary`, the analysis metrics are read
+ * from Prometheus when the run asks, each transition is an Event, and the end of a successful run
+ * with `autoPromote` makes the canary the stable version (the merge patch `canary promote` makes).
+ * The weight itself is not written into the spec: the compiler reads it from the status (both
+ * backends), so a GitOps owner of the spec never fights the run. The caller re-reconciles the
+ * policy's routes when the weight in force changes, and looks again after `requeueAfterMs`.
+ */
+import type { KubernetesObject } from '@kubernetes/client-node';
+import type { Kube } from '../kube/client.js';
+import type { EventRecorder } from '../kube/events.js';
+import { builtinQuery, fillQuery, type MetricsBackend } from '../src/delivery/queries.js';
+import {
+  type CanaryRun,
+  effectiveCanaryWeight,
+  isProgressive,
+  type MetricReading,
+  runTick,
+} from '../src/delivery/run.js';
+import { REASON } from '../src/resources/conditions.js';
+import { CANARY_RESUME_ANNOTATION } from '../src/resources/labels.js';
+import { RESOURCE, type TrafficPolicy } from '../src/resources/schema.js';
+import type { MetricsReader } from './delivery/prometheus.js';
+
+export interface CanaryRunOptions {
+  events: EventRecorder;
+  /** Where analysis metrics are read (the controller's --prometheus); absent: every read fails. */
+  metrics?: MetricsReader;
+  backend: MetricsBackend;
+  now?: () => number;
+}
+
+export interface CanaryRunResult {
+  requeueAfterMs?: number;
+  /** The weight in force changed: the policy's routes must be written again. */
+  weightChanged: boolean;
+  promoted: boolean;
+}
+
+type LivePolicy = TrafficPolicy & KubernetesObject & { status?: { canary?: CanaryRun } };
+
+const WARNINGS = new Set(['AnalysisFailed', 'RolledBack', 'NoData']);
+
+export async function reconcileCanaryRun(
+  kube: Kube,
+  namespace: string,
+  name: string,
+  opts: CanaryRunOptions,
+): Promise<CanaryRunResult> {
+  const idle: CanaryRunResult = { weightChanged: false, promoted: false };
+  const ref = {
+    apiVersion: RESOURCE.TrafficPolicy.apiVersion,
+    kind: RESOURCE.TrafficPolicy.kind,
+    namespace,
+    name,
+  };
+  const live = await kube.get<LivePolicy>(ref);
+  if (!live || live.metadata?.deletionTimestamp) return idle;
+  const canary = live.spec.canary;
+  const run = live.status?.canary;
+  const { group, version, plural } = RESOURCE.TrafficPolicy;
+  if (!canary) return idle; // the last run stays in the status as what happened (promoted, say)
+  if (!isProgressive(canary)) {
+    // Weights set by hand again: the run's state goes.
+    if (run) {
+      const { canary: _gone, ...status } = live.status ?? {};
+      await kube.replaceStatus(group, version, plural, { ...live, status } as KubernetesObject);
+    }
+    return { ...idle, weightChanged: run !== undefined };
+  }
+  const now = (opts.now ?? Date.now)();
+  const resumed = Number(live.metadata?.annotations?.[CANARY_RESUME_ANNOTATION]);
+  const resumeStep = Number.isInteger(resumed) && resumed > 0 ? resumed - 1 : undefined;
+  const input = { canary, run, now, ...(resumeStep !== undefined ? { resumeStep } : {}) };
+  let tick = runTick(input);
+  if (tick.needsAnalysis) tick = runTick({ ...input, analysis: await readMetrics(live, opts) });
+
+  if (JSON.stringify(tick.run) !== JSON.stringify(run))
+    await kube.replaceStatus(group, version, plural, {
+      ...live,
+      status: { ...(live.status ?? {}), canary: tick.run },
+    } as KubernetesObject);
+  for (const e of tick.events)
+    await opts.events.record(
+      live,
+      WARNINGS.has(e.type) ? 'Warning' : 'Normal',
+      REASON[`Canary${e.type}`],
+      e.message,
+    );
+  if (tick.promote) await kube.mergePatch(ref, { spec: { stable: canary.version, canary: null } });
+  return {
+    ...(tick.nextCheckMs !== undefined ? { requeueAfterMs: tick.nextCheckMs } : {}),
+    weightChanged: effectiveCanaryWeight(canary, run) !== effectiveCanaryWeight(canary, tick.run),
+    promoted: tick.promote,
+  };
+}
+
+async function readMetrics(live: LivePolicy, opts: CanaryRunOptions): Promise<MetricReading[]> {
+  const canary = live.spec.canary as NonNullable<LivePolicy['spec']['canary']>;
+  const analysis = canary.analysis as NonNullable<typeof canary.analysis>;
+  const context = {
+    namespace: live.metadata?.namespace as string,
+    policy: live.metadata?.name as string,
+    service: live.spec.service,
+    stable: live.spec.stable,
+    canary: canary.version,
+    interval: analysis.interval,
+  };
+  return Promise.all(
+    analysis.metrics.map(async (m): Promise<MetricReading> => {
+      const query = m.query ? fillQuery(m.query, context) : builtinQuery(m.name, opts.backend, context);
+      const value: MetricReading['value'] = !opts.metrics
+        ? { error: 'the controller has no --prometheus to read metrics from' }
+        : query === undefined
+          ? { error: `${m.name} is not a built-in metric` }
+          : await opts.metrics.read(query);
+      return { name: m.name, value, threshold: m.thresholdRange };
+    }),
+  );
+}

@@ -1,0 +1,235 @@
+/**
+ * Progressive delivery end to end in gateway mode (issue 15, acceptance 1): the controller (as its
+ * ServiceAccount, with --prometheus) and `gateway --kube` on a real API server, real upstream
+ * processes in a network namespace, a load generator sending steady traffic, and a real Prometheus
+ * scraping the gateway. A healthy canary walks every step and is promoted with no request failed;
+ * a canary whose upstream answers 500 to a fifth of its requests is rolled back within
+ * failureLimit analyses, and the status names the metric, its value and the threshold.
+ */
+import type { KubernetesObject } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RunningController, startController } from '../cli/start-controller.js';
+import { prometheusReader } from '../controllers/delivery/prometheus.js';
+import { type RunningGateway, runGateway } from '../gateway/run.js';
+import { type Kube, kubeConfigFrom } from '../kube/client.js';
+import { createLogger } from '../src/core/logger.js';
+import type { CanaryRun } from '../src/delivery/run.js';
+import {
+  adminKube,
+  applyRbac,
+  CONTROLLER_USER,
+  createNamespace,
+  GATEWAY_USER,
+  stableWorkload,
+} from './support/cluster.js';
+import { type Envtest, sharedEnvtest } from './support/envtest.js';
+import { eventually } from './support/gateway.js';
+import { header, send } from './support/http.js';
+import { createTestNetns, type NetnsUpstream, type TestNetns, testNetnsAvailable } from './support/netns.js';
+import { prometheusGate, startPrometheus, type TestPrometheus } from './support/prometheus.js';
+
+const shared = await sharedEnvtest({ istio: false });
+const netns = testNetnsAvailable();
+if (shared && !netns && process.env.CI)
+  throw new Error('CI=true, but network namespaces cannot be made here');
+const prometheus = shared && netns ? prometheusGate() : false;
+const ns = 'progressive';
+const API = 'switchyard.dev/v1alpha1';
+const INTERVAL_S = 2;
+const FAILURE_LIMIT = 2;
+
+type Policy = KubernetesObject & {
+  spec: { stable: string; canary?: object };
+  status?: { canary?: CanaryRun };
+};
+
+describe.skipIf(!shared || !netns || !prometheus)(
+  'progressive canary, gateway mode, judged by Prometheus',
+  () => {
+    const env = shared as Envtest;
+    let admin: Kube;
+    let hosts: TestNetns;
+    let controller: RunningController;
+    let gateway: RunningGateway;
+    let prom: TestPrometheus;
+    const upstreams: Record<string, NetnsUpstream> = {};
+    /** The load generator: every answer's status and upstream, until stopped. */
+    const answers: { status: number; upstream: string | undefined; at: number }[] = [];
+    let loading = true;
+    let load: Promise<void>;
+
+    const canary = (version: string) => ({
+      version,
+      steps: [
+        { weight: 20, pause: `${2 * INTERVAL_S}s` },
+        { weight: 60, pause: `${2 * INTERVAL_S}s` },
+      ],
+      analysis: {
+        interval: `${INTERVAL_S}s`,
+        failureLimit: FAILURE_LIMIT,
+        metrics: [{ name: 'request-success-rate', thresholdRange: { min: 95 } }],
+      },
+      autoPromote: true,
+    });
+    const applyPolicy = (stable: string, canaryVersion?: string) =>
+      admin.apply(
+        {
+          apiVersion: API,
+          kind: 'TrafficPolicy',
+          metadata: { name: 'shop', namespace: ns },
+          spec: {
+            service: 'shop',
+            port: 80,
+            hosts: ['shop.test'],
+            stable,
+            ...(canaryVersion ? { canary: canary(canaryVersion) } : {}),
+          },
+        } as KubernetesObject,
+        'release-engineer',
+        true,
+      );
+    const policy = () =>
+      admin.get<Policy>({ apiVersion: API, kind: 'TrafficPolicy', namespace: ns, name: 'shop' });
+    /** What kube-controller-manager would write for the controller's per-version Service. */
+    const endpoints = (version: string) =>
+      admin.apply(
+        {
+          apiVersion: 'discovery.k8s.io/v1',
+          kind: 'EndpointSlice',
+          metadata: {
+            name: `shop--${version}-x`,
+            namespace: ns,
+            labels: { 'kubernetes.io/service-name': `shop--${version}` },
+          },
+          addressType: 'IPv4',
+          ports: [{ name: 'http', port: (upstreams[version] as NetnsUpstream).port, protocol: 'TCP' }],
+          endpoints: [
+            { addresses: [(upstreams[version] as NetnsUpstream).address], conditions: { ready: true } },
+          ],
+        } as KubernetesObject,
+        'endpointslice-controller',
+        true,
+      );
+    const events = async (reason: string) =>
+      (await admin.list<KubernetesObject & { reason?: string; message?: string }>('v1', 'Event', ns))
+        .filter((e) => e.reason === reason)
+        .map((e) => e.message ?? '');
+
+    beforeAll(async () => {
+      admin = adminKube(env);
+      await applyRbac(admin);
+      await createNamespace(admin, ns);
+      await stableWorkload(admin, ns, 'shop');
+      hosts = await createTestNetns();
+      upstreams.v1 = await hosts.startUpstream('shop/v1');
+      upstreams.v2 = await hosts.startUpstream('shop/v2');
+      // v3 fails every fifth request.
+      upstreams.v3 = await hosts.startUpstream('shop/v3', undefined, {
+        script: 'netns-upstream.mjs',
+        args: ['5'],
+      });
+      const logger = createLogger({ level: process.env.SWITCHYARD_TEST_LOG ?? 'silent' });
+      gateway = await runGateway({
+        config: [],
+        kube: { kubeconfig: kubeConfigFrom(env.kubeconfigFor(GATEWAY_USER)), namespaces: [ns] },
+        port: 0,
+        adminPort: 0,
+        host: '127.0.0.1',
+        logger,
+      });
+      prom = await startPrometheus({
+        scrapeIntervalMs: 500,
+        targets: [{ job: 'gateway', address: new URL(gateway.adminUrl).host, path: '/metrics' }],
+      });
+      await prom.targetsUp();
+      controller = await startController({
+        kubeconfig: kubeConfigFrom(env.kubeconfigFor(CONTROLLER_USER)),
+        logger,
+        mode: 'gateway',
+        namespaces: [ns],
+        port: 0,
+        host: '127.0.0.1',
+        metrics: prometheusReader(prom.url),
+      });
+      for (const v of ['v1', 'v2', 'v3']) await endpoints(v);
+      // The service as it runs before the release: v1 only, served by the gateway.
+      await applyPolicy('v1');
+      await eventually(
+        async () => (await send(gateway.trafficUrl, { host: 'shop.test' })).body === 'shop/v1',
+        20_000,
+      );
+      load = (async () => {
+        while (loading) {
+          const r = await send(gateway.trafficUrl, { host: 'shop.test' }).catch(() => ({
+            status: 0,
+            headers: {},
+            body: '',
+          }));
+          answers.push({ status: r.status, upstream: header(r, 'x-switchyard-upstream'), at: Date.now() });
+          await new Promise((r) => setTimeout(r, 5));
+        }
+      })();
+    }, 60_000);
+
+    afterAll(async () => {
+      loading = false;
+      await load;
+      await controller?.stop();
+      await gateway?.close();
+      await prom?.stop();
+      await Promise.all(Object.values(upstreams).map((u) => u.close()));
+      await hosts?.close();
+    });
+
+    it('a healthy canary walks every step and is promoted, with no request failed by Switchyard', async () => {
+      await applyPolicy('v1', 'v2');
+      const started = Date.now();
+      const done = await eventually(async () => {
+        const p = await policy();
+        return p?.spec.stable === 'v2' && !p.spec.canary ? p : undefined;
+      }, 60_000);
+      const run = done.status?.canary as CanaryRun;
+      expect(run).toMatchObject({ version: 'v2', phase: 'Succeeded', weightsUsed: [20, 60] });
+      expect(await events('CanaryStepAdvanced')).toEqual([
+        expect.stringMatching(/step 1 of 2 \(20%\) passed: step 2 of 2 \(60%\)/),
+      ]);
+      expect(await events('CanaryPromoted')).toEqual([
+        expect.stringMatching(/every step passed: v2 promoted/),
+      ]);
+      const during = answers.filter((a) => a.at >= started);
+      expect(during.length).toBeGreaterThan(100);
+      expect(during.filter((a) => a.status !== 200)).toEqual([]);
+      // The canary got traffic at its steps, and everything once promoted.
+      expect(during.some((a) => a.upstream === 'shop/v2')).toBe(true);
+      await eventually(
+        async () => (await send(gateway.trafficUrl, { host: 'shop.test' })).body.includes('shop/v2'),
+        10_000,
+      );
+    }, 90_000);
+
+    it('a canary failing a fifth of its requests is rolled back within failureLimit analyses, naming metric, value and threshold', async () => {
+      await applyPolicy('v2', 'v3');
+      const applied = Date.now();
+      const rolledBack = await eventually(async () => {
+        const p = await policy();
+        return p?.status?.canary?.version === 'v3' && p.status.canary.phase === 'RolledBack' ? p : undefined;
+      }, 60_000);
+      const tookMs = Date.now() - applied;
+      const run = rolledBack.status?.canary as CanaryRun;
+      expect(run.weight).toBe(0);
+      expect(run.failures).toBe(FAILURE_LIMIT);
+      expect(run.message).toMatch(
+        /^rolled back at step 1 of 2 \(20%\): request-success-rate \d+(\.\d+)? \(threshold >= 95\); 2 failed analyses reached the limit of 2$/,
+      );
+      // The first analysis comes one interval after the run starts; each failure one interval apart.
+      expect(tookMs).toBeLessThan((FAILURE_LIMIT + 2) * INTERVAL_S * 1000);
+      expect(await events('CanaryRolledBack')).toEqual([expect.stringContaining('request-success-rate')]);
+      // All traffic back on the stable version; the spec still names the canary (a person decides).
+      await eventually(async () => {
+        const recent = answers.slice(-20);
+        return recent.length === 20 && recent.every((a) => a.upstream === 'shop/v2');
+      }, 10_000);
+      expect(rolledBack.spec.stable).toBe('v2');
+    }, 90_000);
+  },
+);
