@@ -8,8 +8,11 @@
  */
 import { stringify } from 'yaml';
 import { backendOfStatus, type ControllerMode } from '../controllers/backends/index.js';
+import type { Kube } from '../kube/client.js';
+import { type CanaryRun, isProgressive, stepsOf } from '../src/delivery/run.js';
+import { CANARY_ABORT_ANNOTATION, CANARY_RESUME_ANNOTATION } from '../src/resources/labels.js';
 import { API_VERSION } from '../src/resources/schema.js';
-import { EXIT_OK } from './io.js';
+import { type CliIO, EXIT_OK } from './io.js';
 import {
   changePolicy,
   invalid,
@@ -38,6 +41,11 @@ export const canarySetCommand: NamedArgCommand = async (
       io,
       `TrafficPolicy ${opts.namespace}/${name} has no canary: set spec.canary.version first`,
     );
+  if (isProgressive(policy.spec.canary))
+    return invalid(
+      io,
+      `TrafficPolicy ${opts.namespace}/${name}: canary ${policy.spec.canary.version} is moved by its steps; use canary resume or abort (or remove the steps to set weights by hand)`,
+    );
   await kube.apply(
     {
       apiVersion: API_VERSION,
@@ -65,9 +73,60 @@ export const canaryPromoteCommand: NamedCommand = (name, opts, io, kube = kubeFr
     };
   });
 
+/** Asks the controller for a change to a progressive run, by an annotation it watches. */
+async function askRun(
+  kube: Kube,
+  at: { namespace: string; name: string },
+  io: CliIO,
+  annotation: string,
+  value: string,
+  done: string,
+): Promise<number> {
+  await kube.mergePatch(
+    { apiVersion: API_VERSION, kind: 'TrafficPolicy', namespace: at.namespace, name: at.name },
+    { metadata: { annotations: { [annotation]: value } } },
+  );
+  io.stdout(`${at.namespace}/${at.name}: ${done}\n`);
+  return EXIT_OK;
+}
+
+/** A progressive run paused at a step without a pause moves on to the next step. */
+export const canaryResumeCommand: NamedCommand = async (name, opts, io, kube = kubeFromCli(opts)) => {
+  const policy = await readPolicy(kube, opts.namespace, name);
+  if (!policy) return noPolicy(io, opts.namespace, name);
+  const canary = policy.spec.canary;
+  const run = (policy.status as { canary?: CanaryRun } | undefined)?.canary;
+  if (!canary || !isProgressive(canary) || !run || run.version !== canary.version)
+    return invalid(io, `TrafficPolicy ${opts.namespace}/${name} has no progressive canary run to resume`);
+  if (run.phase !== 'Paused' || run.step >= stepsOf(canary).length)
+    return invalid(
+      io,
+      `canary ${run.version} is ${run.phase} at ${run.weight}%: nothing to resume (${run.message})`,
+    );
+  return askRun(
+    kube,
+    { namespace: opts.namespace, name },
+    io,
+    CANARY_RESUME_ANNOTATION,
+    String(run.step + 1),
+    `canary ${run.version} resumed from step ${run.step + 1} (${run.weight}%)`,
+  );
+};
+
 /** All traffic back to stable: weight 0, and sticky cookies no longer hold clients on the canary. */
-export const canaryAbortCommand: NamedCommand = (name, opts, io, kube = kubeFromCli(opts)) =>
-  changePolicy(kube, { namespace: opts.namespace, name }, io, (policy) => {
+export const canaryAbortCommand: NamedCommand = async (name, opts, io, kube = kubeFromCli(opts)) => {
+  const live = await readPolicy(kube, opts.namespace, name);
+  const progressive = live?.spec.canary && isProgressive(live.spec.canary) ? live.spec.canary : undefined;
+  if (progressive)
+    return askRun(
+      kube,
+      { namespace: opts.namespace, name },
+      io,
+      CANARY_ABORT_ANNOTATION,
+      progressive.version,
+      `canary ${progressive.version}: abort asked; the controller rolls the run back to weight 0`,
+    );
+  return changePolicy(kube, { namespace: opts.namespace, name }, io, (policy) => {
     const canary = policy.spec.canary;
     if (!canary?.version)
       return { refused: `TrafficPolicy ${opts.namespace}/${name} has no canary to abort` };
@@ -77,6 +136,7 @@ export const canaryAbortCommand: NamedCommand = (name, opts, io, kube = kubeFrom
       done: `canary ${canary.version} aborted: weight ${canary.weight} -> 0${canary.sticky ? ', sticky cookies cleared' : ''}`,
     };
   });
+};
 
 export interface CanaryStatus {
   policy: string;

@@ -11,7 +11,13 @@ import {
   DEFAULT_ISTIO_ROOT_NAMESPACE,
   DEFAULT_TOKEN_GATEWAY_SELECTOR,
 } from '../src/istio/request-authentication.js';
-import { canaryAbortCommand, canaryPromoteCommand, canarySetCommand, canaryStatusCommand } from './canary.js';
+import {
+  canaryAbortCommand,
+  canaryPromoteCommand,
+  canaryResumeCommand,
+  canarySetCommand,
+  canaryStatusCommand,
+} from './canary.js';
 import { controllerCommand } from './controller.js';
 import { crdsCommand } from './crds.js';
 import { demoCommand } from './demo.js';
@@ -320,9 +326,17 @@ export function buildProgram(
   kubeOptions(
     canary
       .command('abort')
-      .description('all traffic back to stable: weight 0, sticky cookies no longer hold clients')
+      .description(
+        'all traffic back to stable: weight 0, sticky cookies no longer hold clients (a progressive run is rolled back)',
+      )
       .argument('<policy>'),
   ).action(async (policy, opts) => setExit(await canaryAbortCommand(policy, opts, io)));
+  kubeOptions(
+    canary
+      .command('resume')
+      .description('move a progressive run paused at a step without a pause on to its next step')
+      .argument('<policy>'),
+  ).action(async (policy, opts) => setExit(await canaryResumeCommand(policy, opts, io)));
 
   const intercept = program
     .command('intercept')

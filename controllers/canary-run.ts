@@ -19,7 +19,7 @@ import {
   runTick,
 } from '../src/delivery/run.js';
 import { REASON } from '../src/resources/conditions.js';
-import { CANARY_RESUME_ANNOTATION } from '../src/resources/labels.js';
+import { CANARY_ABORT_ANNOTATION, CANARY_RESUME_ANNOTATION } from '../src/resources/labels.js';
 import { RESOURCE, type TrafficPolicy } from '../src/resources/schema.js';
 import type { MetricsReader } from './delivery/prometheus.js';
 
@@ -72,7 +72,8 @@ export async function reconcileCanaryRun(
   const now = (opts.now ?? Date.now)();
   const resumed = Number(live.metadata?.annotations?.[CANARY_RESUME_ANNOTATION]);
   const resumeStep = Number.isInteger(resumed) && resumed > 0 ? resumed - 1 : undefined;
-  const input = { canary, run, now, ...(resumeStep !== undefined ? { resumeStep } : {}) };
+  const abort = live.metadata?.annotations?.[CANARY_ABORT_ANNOTATION] === canary.version;
+  const input = { canary, run, now, abort, ...(resumeStep !== undefined ? { resumeStep } : {}) };
   let tick = runTick(input);
   if (tick.needsAnalysis) tick = runTick({ ...input, analysis: await readMetrics(live, opts) });
 

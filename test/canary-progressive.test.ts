@@ -6,6 +6,7 @@
  * a canary whose upstream answers 500 to a fifth of its requests is rolled back within
  * failureLimit analyses, and the status names the metric, its value and the threshold.
  */
+import { join } from 'node:path';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningController, startController } from '../cli/start-controller.js';
@@ -14,6 +15,7 @@ import { type RunningGateway, runGateway } from '../gateway/run.js';
 import { type Kube, kubeConfigFrom } from '../kube/client.js';
 import { createLogger } from '../src/core/logger.js';
 import type { CanaryRun } from '../src/delivery/run.js';
+import { cli, tempFiles } from './support/cli.js';
 import {
   adminKube,
   applyRbac,
@@ -232,6 +234,54 @@ describe.skipIf(!shared || !netns || !prometheus)(
         return recent.length === 20 && recent.every((a) => a.upstream === 'shop/v2');
       }, 10_000);
       expect(rolledBack.spec.stable).toBe('v2');
+    }, 90_000);
+
+    it('from the CLI: a pause-less step waits for `canary resume`; `canary abort` rolls a run back; `canary set` refuses', async () => {
+      const kubeconfig = join(tempFiles({ kubeconfig: env.adminKubeconfig }), 'kubeconfig');
+      const canaryCli = (...args: string[]) =>
+        cli('canary', ...args, 'shop', '-n', ns, '--kubeconfig', kubeconfig);
+      const current = async () => (await policy())?.status?.canary;
+      // stable is v2 now; v1 comes back as a canary held at 30 % until a person resumes it.
+      await admin.apply(
+        {
+          apiVersion: API,
+          kind: 'TrafficPolicy',
+          metadata: { name: 'shop', namespace: ns },
+          spec: {
+            service: 'shop',
+            port: 80,
+            hosts: ['shop.test'],
+            stable: 'v2',
+            canary: { version: 'v1', steps: [{ weight: 30 }, { weight: 70 }], autoPromote: false },
+          },
+        } as KubernetesObject,
+        'release-engineer',
+        true,
+      );
+      await eventually(async () => {
+        const r = await current();
+        return r?.version === 'v1' && r.phase === 'Paused';
+      }, 20_000);
+      const set = await cli('canary', 'set', 'shop', '50', '-n', ns, '--kubeconfig', kubeconfig);
+      expect(set.code).toBe(2);
+      expect(set.stderr).toMatch(/is moved by its steps; use canary resume or abort/);
+      const resumed = await canaryCli('resume');
+      expect(resumed.stdout).toMatch(/canary v1 resumed from step 1 \(30%\)/);
+      await eventually(async () => (await current())?.weight === 70, 20_000);
+      expect((await current())?.phase).toBe('Paused');
+      const aborted = await canaryCli('abort');
+      expect(aborted.code).toBe(0);
+      await eventually(async () => (await current())?.phase === 'RolledBack', 20_000);
+      expect((await current())?.message).toMatch(
+        /aborted at step 2 of 2 \(70%\) by `switchyard canary abort`/,
+      );
+      await eventually(async () => {
+        const recent = answers.slice(-20);
+        return recent.length === 20 && recent.every((a) => a.upstream === 'shop/v2');
+      }, 10_000);
+      const again = await canaryCli('resume');
+      expect(again.code).toBe(2);
+      expect(again.stderr).toMatch(/canary v1 is RolledBack at 0%: nothing to resume/);
     }, 90_000);
   },
 );

@@ -189,6 +189,14 @@ describe('progressive canary run', () => {
     expect(entered).toEqual([0, 1, 2]);
   });
 
+  it('`canary abort` rolls a run back at once, whatever its step', () => {
+    const started = runTick({ canary: spec(), run: undefined, now: T0 }).run;
+    const t = runTick({ canary: spec(), run: started, now: T0 + 1000, abort: true });
+    expect(t.run).toMatchObject({ phase: 'RolledBack', weight: 0 });
+    expect(t.run.message).toBe('aborted at step 1 of 2 (10%) by `switchyard canary abort`');
+    expect(t.events.map((e) => e.type)).toEqual(['RolledBack']);
+  });
+
   it('a new canary version starts a new run; a manual canary keeps its own weight', () => {
     const done = simulate(spec(), healthy).run;
     const fresh = runTick({ canary: spec({ version: 'v3' }), run: done, now: T0 + 999_000 });

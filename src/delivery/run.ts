@@ -188,6 +188,8 @@ export function runTick(input: {
   now: number;
   analysis?: MetricReading[];
   resumeStep?: number;
+  /** `switchyard canary abort` was asked for this run's version. */
+  abort?: boolean;
 }): Tick {
   const { canary, now } = input;
   const steps = stepsOf(canary);
@@ -220,6 +222,16 @@ export function runTick(input: {
     return tick(run, { nextCheckMs: nextCheck(canary, run, steps, now) });
   }
   if (run.phase === 'Succeeded' || run.phase === 'RolledBack') return tick(run);
+  if (input.abort) {
+    run = {
+      ...run,
+      phase: 'RolledBack',
+      weight: 0,
+      message: `aborted at ${stepLabel(run.step, steps)} by \`switchyard canary abort\``,
+    };
+    events.push({ type: 'RolledBack', message: `canary ${canary.version}: ${run.message}` });
+    return tick(run);
+  }
 
   const analysis = canary.analysis;
   const intervalMs = analysis ? parseDurationMs(analysis.interval) : undefined;

@@ -35,6 +35,8 @@ export const APPLIED_HASH = 'switchyard.dev/applied-hash';
  * paused at that step moves on, one paused at another ignores it.
  */
 export const CANARY_RESUME_ANNOTATION = 'switchyard.dev/canary-resume';
+/** On a TrafficPolicy: the canary version `switchyard canary abort` rolled back (that run only). */
+export const CANARY_ABORT_ANNOTATION = 'switchyard.dev/canary-abort';
 
 export const PREVIEW_FINALIZER = 'switchyard.dev/preview-cleanup';
 /** Finalizer: GitHub is told a preview went before it goes. */
