@@ -23,6 +23,7 @@ import {
   createNamespace,
   GATEWAY_USER,
   stableWorkload,
+  writeEndpoints,
 } from './support/cluster.js';
 import { type Envtest, sharedEnvtest } from './support/envtest.js';
 import { eventually } from './support/gateway.js';
@@ -82,7 +83,7 @@ describe.skipIf(!shared || !netns || !prometheus)(
           spec: {
             service: 'shop',
             port: 80,
-            hosts: ['shop.test'],
+            hosts: ['progressive.test'],
             stable,
             ...(canaryVersion ? { canary: canary(canaryVersion) } : {}),
           },
@@ -94,24 +95,7 @@ describe.skipIf(!shared || !netns || !prometheus)(
       admin.get<Policy>({ apiVersion: API, kind: 'TrafficPolicy', namespace: ns, name: 'shop' });
     /** What kube-controller-manager would write for the controller's per-version Service. */
     const endpoints = (version: string) =>
-      admin.apply(
-        {
-          apiVersion: 'discovery.k8s.io/v1',
-          kind: 'EndpointSlice',
-          metadata: {
-            name: `shop--${version}-x`,
-            namespace: ns,
-            labels: { 'kubernetes.io/service-name': `shop--${version}` },
-          },
-          addressType: 'IPv4',
-          ports: [{ name: 'http', port: (upstreams[version] as NetnsUpstream).port, protocol: 'TCP' }],
-          endpoints: [
-            { addresses: [(upstreams[version] as NetnsUpstream).address], conditions: { ready: true } },
-          ],
-        } as KubernetesObject,
-        'endpointslice-controller',
-        true,
-      );
+      writeEndpoints(admin, ns, `shop--${version}`, [upstreams[version] as NetnsUpstream]);
     const events = async (reason: string) =>
       (await admin.list<KubernetesObject & { reason?: string; message?: string }>('v1', 'Event', ns))
         .filter((e) => e.reason === reason)
@@ -157,12 +141,12 @@ describe.skipIf(!shared || !netns || !prometheus)(
       // The service as it runs before the release: v1 only, served by the gateway.
       await applyPolicy('v1');
       await eventually(
-        async () => (await send(gateway.trafficUrl, { host: 'shop.test' })).body === 'shop/v1',
+        async () => (await send(gateway.trafficUrl, { host: 'progressive.test' })).body === 'shop/v1',
         20_000,
       );
       load = (async () => {
         while (loading) {
-          const r = await send(gateway.trafficUrl, { host: 'shop.test' }).catch(() => ({
+          const r = await send(gateway.trafficUrl, { host: 'progressive.test' }).catch(() => ({
             status: 0,
             headers: {},
             body: '',
@@ -204,7 +188,7 @@ describe.skipIf(!shared || !netns || !prometheus)(
       // The canary got traffic at its steps, and everything once promoted.
       expect(during.some((a) => a.upstream === 'shop/v2')).toBe(true);
       await eventually(
-        async () => (await send(gateway.trafficUrl, { host: 'shop.test' })).body.includes('shop/v2'),
+        async () => (await send(gateway.trafficUrl, { host: 'progressive.test' })).body.includes('shop/v2'),
         10_000,
       );
     }, 90_000);
@@ -250,7 +234,7 @@ describe.skipIf(!shared || !netns || !prometheus)(
           spec: {
             service: 'shop',
             port: 80,
-            hosts: ['shop.test'],
+            hosts: ['progressive.test'],
             stable: 'v2',
             canary: { version: 'v1', steps: [{ weight: 30 }, { weight: 70 }], autoPromote: false },
           },

@@ -14,7 +14,14 @@ import { type RunningGateway, runGateway } from '../gateway/run.js';
 import { type Kube, kubeConfigFrom } from '../kube/client.js';
 import { createLogger } from '../src/core/logger.js';
 import { cli, tempFiles } from './support/cli.js';
-import { adminKube, applyRbac, createNamespace, GATEWAY_USER, stableWorkload } from './support/cluster.js';
+import {
+  adminKube,
+  applyRbac,
+  createNamespace,
+  GATEWAY_USER,
+  stableWorkload,
+  writeEndpoints,
+} from './support/cluster.js';
 import { type Envtest, sharedEnvtest } from './support/envtest.js';
 import { header, send } from './support/http.js';
 import { createTestNetns, type NetnsUpstream, type TestNetns, testNetnsAvailable } from './support/netns.js';
@@ -62,22 +69,7 @@ describe.skipIf(!shared || !netns)('gateway mode: per-version Services and gatew
     );
   /** What the endpoint controller would write for `service`: the given upstreams, ready or not. */
   const endpoints = (service: string, backends: NetnsUpstream[], ready = true) =>
-    admin.apply(
-      {
-        apiVersion: 'discovery.k8s.io/v1',
-        kind: 'EndpointSlice',
-        metadata: {
-          name: `${service}-abcde`,
-          namespace: ns,
-          labels: { 'kubernetes.io/service-name': service },
-        },
-        addressType: 'IPv4',
-        ports: [{ name: 'http', port: Number(new URL(backends[0]?.url as string).port), protocol: 'TCP' }],
-        endpoints: backends.map((b) => ({ addresses: [b.address], conditions: { ready } })),
-      } as KubernetesObject,
-      'endpointslice-controller',
-      true,
-    );
+    writeEndpoints(admin, ns, service, backends, ready);
   const upstreamOf = async (headers: Record<string, string> = {}) =>
     header(await send(gateway.trafficUrl, { host: 'shop.test', headers }), 'x-switchyard-upstream');
   /** Which test host answered (the version's pod), by the name it answers with. */

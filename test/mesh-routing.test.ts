@@ -41,6 +41,16 @@ const ns = 'shop';
 const VERSIONS = ['v1', 'v2', 'v3'] as const;
 const PREVIEW = 'web-pr-42-7f3a2c1';
 const COMMIT = '7f3a2c1d9e8b7a6f5e4d3c2b1a0f9e8d7c6b5a49';
+/** The policy the controller runs in the tests below (each adds to it). */
+const WEB_SPEC = {
+  service: 'web',
+  port: 80,
+  hosts: ['web.test'],
+  gateways: ['istio-system/ingress'],
+  stable: 'v1',
+  canary: { version: 'v2', weight: 0 },
+  previews: { repository: 'acme/web', image: 'ghcr.io/acme/web:{sha}' },
+};
 
 describe.skipIf(!gate)('Istio for real: rendered objects through istiod and Envoy', () => {
   let env: Envtest;
@@ -244,15 +254,7 @@ spec:
       apiVersion: 'switchyard.dev/v1alpha1',
       kind: 'TrafficPolicy',
       metadata: { name: 'web', namespace: ns },
-      spec: {
-        service: 'web',
-        port: 80,
-        hosts: ['web.test'],
-        gateways: ['istio-system/ingress'],
-        stable: 'v1',
-        canary: { version: 'v2', weight: 0 },
-        previews: { repository: 'acme/web', image: 'ghcr.io/acme/web:{sha}' },
-      },
+      spec: WEB_SPEC,
     });
     await routed('web/v1').catch((e) => {
       throw new Error(`${e.message}\ncontroller:\n${controller?.output()}`);
@@ -330,12 +332,7 @@ spec:
     );
     expect(ra.metadata?.labels?.['app.kubernetes.io/managed-by']).toBe('switchyard');
     const spec = {
-      service: 'web',
-      port: 80,
-      hosts: ['web.test'],
-      gateways: ['istio-system/ingress'],
-      stable: 'v1',
-      canary: { version: 'v2', weight: 0 },
+      ...WEB_SPEC,
       intercepts: [
         {
           name: 'debug',
@@ -344,7 +341,7 @@ spec:
           requireToken: true,
         },
       ],
-      previews: { repository: 'acme/web', image: 'ghcr.io/acme/web:{sha}', requireToken: true },
+      previews: { ...WEB_SPEC.previews, requireToken: true },
     };
     await apply({
       apiVersion: 'switchyard.dev/v1alpha1',
@@ -426,15 +423,7 @@ spec:
 
   it('timeouts and retries: Envoy and the Node gateway time out, retry and give up alike', async () => {
     expect(controller, 'the controller test ran first').toBeDefined();
-    const base = {
-      service: 'web',
-      port: 80,
-      hosts: ['web.test'],
-      gateways: ['istio-system/ingress'],
-      stable: 'v1',
-      canary: { version: 'v2', weight: 0 },
-      previews: { repository: 'acme/web', image: 'ghcr.io/acme/web:{sha}' },
-    };
+    const base = WEB_SPEC;
     const outcome = async (base: string, headers: Record<string, string>, method = 'GET') => {
       const started = performance.now();
       const r = await send(base, {

@@ -86,3 +86,28 @@ export async function markAvailable(env: Envtest, namespace: string, name: strin
     },
   });
 }
+
+/**
+ * What the endpoint controller would write for `service`: one EndpointSlice with these test hosts
+ * (one port: the first host's), ready or not.
+ */
+export function writeEndpoints(
+  kube: Kube,
+  namespace: string,
+  service: string,
+  hosts: { address: string; port: number }[],
+  ready = true,
+): Promise<KubernetesObject> {
+  return kube.apply(
+    {
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: { name: `${service}-abcde`, namespace, labels: { 'kubernetes.io/service-name': service } },
+      addressType: 'IPv4',
+      ports: [{ name: 'http', port: hosts[0]?.port, protocol: 'TCP' }],
+      endpoints: hosts.map((h) => ({ addresses: [h.address], conditions: { ready } })),
+    } as KubernetesObject,
+    'endpointslice-controller',
+    true,
+  );
+}
