@@ -103,6 +103,10 @@ describe('progressive canary run', () => {
     expect(run.weightsUsed).toEqual([10, 50]);
     expect(events.map((e) => e.type)).toEqual(['Started', 'StepAdvanced', 'Promoted']);
     expect(now - T0).toBe(60_000); // two holds of 30 s, no time lost between them
+    // A promotion that did not land (the write failed) is asked for again, with no second event.
+    const again = runTick({ canary: spec(), run, now: now + 1000 });
+    expect(again.promote).toBe(true);
+    expect(again.events).toEqual([]);
     expect(run.lastAnalysis?.metrics).toEqual([
       { name: 'request-success-rate', value: 99.9, threshold: '>= 99', verdict: 'pass' },
       { name: 'request-duration', value: 120, threshold: '<= 500', verdict: 'pass' },

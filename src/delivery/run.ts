@@ -221,7 +221,10 @@ export function runTick(input: {
     events.push({ type: 'Started', message: `canary ${canary.version}: ${run.message}` });
     return tick(run, { nextCheckMs: nextCheck(canary, run, steps, now) });
   }
-  if (run.phase === 'Succeeded' || run.phase === 'RolledBack') return tick(run);
+  // Succeeded but the spec still names the canary: the promotion did not land yet (a failed write,
+  // a lost leader); asking again is harmless, as the promotion is idempotent.
+  if (run.phase === 'Succeeded') return tick(run, { promote: true });
+  if (run.phase === 'RolledBack') return tick(run);
   if (input.abort) {
     run = {
       ...run,
