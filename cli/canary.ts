@@ -9,7 +9,7 @@
 import { stringify } from 'yaml';
 import { backendOfStatus, type ControllerMode } from '../controllers/backends/index.js';
 import type { Kube } from '../kube/client.js';
-import { type CanaryRun, isProgressive, stepsOf } from '../src/delivery/run.js';
+import { type CanaryRun, effectiveCanaryWeight, isProgressive, stepsOf } from '../src/delivery/run.js';
 import { CANARY_ABORT_ANNOTATION, CANARY_RESUME_ANNOTATION } from '../src/resources/labels.js';
 import { API_VERSION } from '../src/resources/schema.js';
 import { type CliIO, EXIT_OK } from './io.js';
@@ -149,6 +149,16 @@ export interface CanaryStatus {
   backend?: ControllerMode;
   note?: string;
   ready: string;
+  /** A progressive canary's run, as the controller last wrote it (status.canary). */
+  run?: {
+    phase: string;
+    step: number;
+    steps: number;
+    weight: number;
+    failures: number;
+    message: string;
+    lastAnalysis?: CanaryRun['lastAnalysis'];
+  };
 }
 
 export const canaryStatusCommand: ShowCommand = async (name, opts, io, kube = kubeFromCli(opts)) => {
@@ -160,15 +170,31 @@ export const canaryStatusCommand: ShowCommand = async (name, opts, io, kube = ku
     ? await backend.splitInForce(kube, policy)
     : { canaryWeight: null, note: 'not reconciled yet' };
   const ready = policy.status?.conditions?.find((c) => c.type === 'Ready');
+  const canary = policy.spec.canary;
+  const run = (policy.status as { canary?: CanaryRun } | undefined)?.canary;
+  const current = canary && run?.version === canary.version ? run : undefined;
   const status: CanaryStatus = {
     policy: `${opts.namespace}/${name}`,
     stable: policy.spec.stable,
-    canary: policy.spec.canary?.version ?? null,
-    targetWeight: policy.spec.canary?.weight ?? 0,
+    canary: canary?.version ?? null,
+    targetWeight: canary ? effectiveCanaryWeight(canary, run) : 0,
     observedWeight: inForce.canaryWeight,
     ...(backend ? { backend: backend.mode } : {}),
     ...(inForce.note ? { note: inForce.note } : {}),
     ready: ready ? `${ready.status} (${ready.reason}): ${ready.message}` : 'Unknown: not reconciled yet',
+    ...(canary && current
+      ? {
+          run: {
+            phase: current.phase,
+            step: Math.min(current.step + 1, stepsOf(canary).length),
+            steps: stepsOf(canary).length,
+            weight: current.weight,
+            failures: current.failures,
+            message: current.message,
+            ...(current.lastAnalysis ? { lastAnalysis: current.lastAnalysis } : {}),
+          },
+        }
+      : {}),
   };
   if (opts.output === 'json') io.stdout(`${JSON.stringify(status, null, 2)}\n`);
   else if (opts.output === 'yaml') io.stdout(stringify(status));
@@ -183,6 +209,15 @@ export const canaryStatusCommand: ShowCommand = async (name, opts, io, kube = ku
       `weight:    target ${status.targetWeight}%, in force ${observed}${note}`,
       ...(status.backend ? [`backend:   ${status.backend}`] : []),
       `ready:     ${status.ready}`,
+      ...(status.run
+        ? [
+            `run:       ${status.run.phase}, step ${status.run.step} of ${status.run.steps} at ${status.run.weight}%, ${status.run.failures} failed analyses: ${status.run.message}`,
+            ...(status.run.lastAnalysis?.metrics ?? []).map(
+              (m) =>
+                `  ${m.name.padEnd(22)} ${m.value === undefined ? '-' : String(Math.round(m.value * 1000) / 1000)} (threshold ${m.threshold}) ${m.verdict}${m.error ? `: ${m.error}` : ''}`,
+            ),
+          ]
+        : []),
     ];
     io.stdout(`${lines.join('\n')}\n`);
   }

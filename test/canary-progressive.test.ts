@@ -211,7 +211,13 @@ describe.skipIf(!shared || !netns || !prometheus)(
       // clock, analyses come an interval apart, the first one interval after the start (one more
       // when Prometheus has no sample of the new canary yet), plus a loaded machine's slack.
       expect(tookMs).toBeLessThan((FAILURE_LIMIT + 2) * INTERVAL_S * 1000 + 4000);
-      expect(await events('CanaryRolledBack')).toEqual([expect.stringContaining('request-success-rate')]);
+      // The Event follows the status write.
+      expect(
+        await eventually(async () => {
+          const found = await events('CanaryRolledBack');
+          return found.length > 0 ? found : undefined;
+        }, 10_000),
+      ).toEqual([expect.stringContaining('request-success-rate')]);
       // All traffic back on the stable version; the spec still names the canary (a person decides).
       await eventually(async () => {
         const recent = answers.slice(-20);
@@ -253,6 +259,17 @@ describe.skipIf(!shared || !netns || !prometheus)(
       expect(resumed.stdout).toMatch(/canary v1 resumed from step 1 \(30%\)/);
       await eventually(async () => (await current())?.weight === 70, 20_000);
       expect((await current())?.phase).toBe('Paused');
+      const shown = await canaryCli('status');
+      expect(shown.stdout).toMatch(/weight:\s+target 70%/);
+      expect(shown.stdout).toMatch(
+        /run:\s+Paused, step 2 of 2 at 70%, 0 failed analyses: step 1 of 2 \(30%\) passed: step 2 of 2 \(70%\)/,
+      );
+      const json = JSON.parse((await canaryCli('status', '-o', 'json')).stdout);
+      expect(json).toMatchObject({
+        canary: 'v1',
+        targetWeight: 70,
+        run: { phase: 'Paused', step: 2, steps: 2, weight: 70 },
+      });
       const aborted = await canaryCli('abort');
       expect(aborted.code).toBe(0);
       await eventually(async () => (await current())?.phase === 'RolledBack', 20_000);
