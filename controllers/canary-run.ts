@@ -36,6 +36,8 @@ export interface CanaryRunResult {
   /** The weight in force changed: the policy's routes must be written again. */
   weightChanged: boolean;
   promoted: boolean;
+  /** The run as written (for the canary gauges); undefined for a policy without one. */
+  run?: CanaryRun;
 }
 
 type LivePolicy = TrafficPolicy & KubernetesObject & { status?: { canary?: CanaryRun } };
@@ -94,6 +96,7 @@ export async function reconcileCanaryRun(
     ...(tick.nextCheckMs !== undefined ? { requeueAfterMs: tick.nextCheckMs } : {}),
     weightChanged: effectiveCanaryWeight(canary, run) !== effectiveCanaryWeight(canary, tick.run),
     promoted: tick.promote,
+    run: tick.run,
   };
 }
 

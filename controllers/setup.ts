@@ -5,7 +5,7 @@
  * the informers of every replica stay warm but only the leader's queues run: a standby writes
  * nothing.
  */
-import { Counter, Histogram } from 'prom-client';
+import { Counter, Gauge, Histogram } from 'prom-client';
 import { FIELD_MANAGER } from '../kube/apply.js';
 import { kubeEventRecorder } from '../kube/events.js';
 import { ChangeFilter, keyOf, type Manager, type WatchEvent, type WatchedObject } from '../kube/manager.js';
@@ -18,7 +18,7 @@ import {
   PREVIEW_LABEL,
   VERSION_OF_LABEL,
 } from '../src/resources/labels.js';
-import { DEFAULTS, RESOURCE, type TrafficPolicy } from '../src/resources/schema.js';
+import { CANARY_RUN_PHASES, DEFAULTS, RESOURCE, type TrafficPolicy } from '../src/resources/schema.js';
 import { reconcileCanaryRun } from './canary-run.js';
 import type { MetricsReader } from './delivery/prometheus.js';
 import { deploymentAvailable, reconcilePreview } from './preview.js';
@@ -59,6 +59,18 @@ function reconcileMetrics(manager: Manager) {
       name: 'switchyard_controller_writes_total',
       help: 'Objects applied or deleted',
       labelNames: ['kind', 'verb'] as const,
+      registers,
+    }),
+    canaryWeight: new Gauge({
+      name: 'switchyard_canary_weight',
+      help: 'The weight a progressive canary run has set, by policy (namespace/name) and canary version',
+      labelNames: ['policy', 'version'] as const,
+      registers,
+    }),
+    canaryPhase: new Gauge({
+      name: 'switchyard_canary_phase',
+      help: 'A progressive canary run by phase: 1 for the phase it is in, 0 for the others',
+      labelNames: ['policy', 'version', 'phase'] as const,
       registers,
     }),
     reverted: new Counter({
@@ -128,6 +140,12 @@ export function setupControllers(manager: Manager, opts: ControllersOptions = {}
       ...(opts.metrics ? { metrics: opts.metrics } : {}),
     });
     if (result.weightChanged) queue.add(`${ns}/${name}`);
+    if (result.run) {
+      const labels = { policy: `${ns}/${name}`, version: result.run.version };
+      metrics.canaryWeight.set(labels, result.run.weight);
+      for (const phase of CANARY_RUN_PHASES)
+        metrics.canaryPhase.set({ ...labels, phase }, phase === result.run.phase ? 1 : 0);
+    }
     return result.requeueAfterMs === undefined
       ? undefined
       : { writes: [], requeueAfterMs: result.requeueAfterMs };

@@ -182,6 +182,15 @@ describe.skipIf(!shared || !netns || !prometheus)(
       expect(await events('CanaryPromoted')).toEqual([
         expect.stringMatching(/every step passed: v2 promoted/),
       ]);
+      // Gauges for dashboards, from the controller's /metrics.
+      const metrics = await (await fetch(`${controller.url}/metrics`)).text();
+      expect(metrics).toContain('switchyard_canary_weight{policy="progressive/shop",version="v2"} 100');
+      expect(metrics).toContain(
+        'switchyard_canary_phase{policy="progressive/shop",version="v2",phase="Succeeded"} 1',
+      );
+      expect(metrics).toContain(
+        'switchyard_canary_phase{policy="progressive/shop",version="v2",phase="Progressing"} 0',
+      );
       const during = answers.filter((a) => a.at >= started);
       expect(during.length).toBeGreaterThan(100);
       expect(during.filter((a) => a.status !== 200)).toEqual([]);
