@@ -9,6 +9,7 @@
 import { stringify } from 'yaml';
 import { backendOfStatus, type ControllerMode } from '../controllers/backends/index.js';
 import type { Kube } from '../kube/client.js';
+import { parseDurationMs } from '../src/core/duration.js';
 import { type CanaryRun, effectiveCanaryWeight, isProgressive, stepsOf } from '../src/delivery/run.js';
 import { CANARY_ABORT_ANNOTATION, CANARY_RESUME_ANNOTATION } from '../src/resources/labels.js';
 import { API_VERSION } from '../src/resources/schema.js';
@@ -223,3 +224,62 @@ export const canaryStatusCommand: ShowCommand = async (name, opts, io, kube = ku
   }
   return EXIT_OK;
 };
+
+/** `canary watch` ended with the run rolled back: pipelines waiting on a release can tell. */
+export const EXIT_ROLLED_BACK = 3;
+
+const BAR = 20;
+function progressBar(step: number, steps: number): string {
+  const done = steps === 0 ? 0 : Math.round((BAR * Math.min(step, steps)) / steps);
+  return `[${'#'.repeat(done)}${'.'.repeat(BAR - done)}]`;
+}
+
+/**
+ * Follows a progressive run until it ends, a line per change (time, phase, a bar of the steps, the
+ * weight, the sentence, then the last analysis): exit 0 when it is promoted (or every step passed
+ * and it holds for `canary promote`), EXIT_ROLLED_BACK when it is rolled back, 2 when the policy
+ * has no progressive canary. A run paused at a step without a pause is waited on.
+ */
+export async function canaryWatchCommand(
+  name: string,
+  opts: { namespace: string; kubeconfig?: string; interval: string },
+  io: CliIO,
+  kube: Kube = kubeFromCli(opts),
+  sleep = (ms: number) => new Promise((r) => setTimeout(r, ms)),
+): Promise<number> {
+  const every = Math.max(100, parseDurationMs(opts.interval));
+  let last = '';
+  let version: string | undefined;
+  for (;;) {
+    const policy = await readPolicy(kube, opts.namespace, name);
+    if (!policy) return noPolicy(io, opts.namespace, name);
+    const canary = policy.spec.canary;
+    const run = (policy.status as { canary?: CanaryRun } | undefined)?.canary;
+    version ??= canary?.version;
+    // Promoted: the canary has left the spec, and the run for its version says so.
+    if (!canary && run && run.version === version && run.phase === 'Succeeded') {
+      io.stdout(
+        `${new Date().toISOString().slice(11, 19)}  Succeeded  ${run.version} is stable now: ${run.message}\n`,
+      );
+      return EXIT_OK;
+    }
+    if (!canary || !isProgressive(canary))
+      return invalid(io, `TrafficPolicy ${opts.namespace}/${name} has no progressive canary to watch`);
+    const steps = stepsOf(canary).length;
+    const current = run?.version === canary.version ? run : undefined;
+    const line = current
+      ? `${current.phase.padEnd(11)} ${progressBar(current.step + (current.phase === 'Succeeded' ? 1 : 0), steps)} ${String(current.weight).padStart(3)}%  ${current.message}${(
+          current.lastAnalysis?.metrics ?? []
+        )
+          .map((m) => `\n    ${m.name} ${m.value ?? '-'} (threshold ${m.threshold}) ${m.verdict}`)
+          .join('')}`
+      : `Waiting     ${progressBar(0, steps)}   0%  the controller has not started the run of ${canary.version} yet`;
+    if (line !== last) {
+      io.stdout(`${new Date().toISOString().slice(11, 19)}  ${line}\n`);
+      last = line;
+    }
+    if (current?.phase === 'RolledBack') return EXIT_ROLLED_BACK;
+    if (current?.phase === 'Paused' && current.step >= steps) return EXIT_OK;
+    await sleep(every);
+  }
+}

@@ -17,6 +17,7 @@ import {
   canaryResumeCommand,
   canarySetCommand,
   canaryStatusCommand,
+  canaryWatchCommand,
 } from './canary.js';
 import { controllerCommand } from './controller.js';
 import { crdsCommand } from './crds.js';
@@ -331,6 +332,15 @@ export function buildProgram(
       )
       .argument('<policy>'),
   ).action(async (policy, opts) => setExit(await canaryAbortCommand(policy, opts, io)));
+  kubeOptions(
+    canary
+      .command('watch')
+      .description(
+        'follow a progressive run until it ends: exit 0 when promoted (or every step passed), 3 when rolled back',
+      )
+      .argument('<policy>')
+      .addOption(durationOption('--interval <duration>', 'how often to look', 60_000, '1s')),
+  ).action(async (policy, opts) => setExit(await canaryWatchCommand(policy, opts, io)));
   kubeOptions(
     canary
       .command('resume')
