@@ -74,6 +74,14 @@ export const canaryPromoteCommand: NamedCommand = (name, opts, io, kube = kubeFr
     };
   });
 
+/** The progressive run the controller last wrote (status.canary), if any. */
+const runOf = (policy: { status?: unknown }): CanaryRun | undefined =>
+  (policy.status as { canary?: CanaryRun } | undefined)?.canary;
+
+/** One metric of an analysis, as `status` and `watch` print it. */
+const describeMetric = (m: NonNullable<CanaryRun['lastAnalysis']>['metrics'][number]) =>
+  `${m.name} ${m.value === undefined ? '-' : Math.round(m.value * 1000) / 1000} (threshold ${m.threshold}) ${m.verdict}${m.error ? `: ${m.error}` : ''}`;
+
 /** Asks the controller for a change to a progressive run, by an annotation it watches. */
 async function askRun(
   kube: Kube,
@@ -96,7 +104,7 @@ export const canaryResumeCommand: NamedCommand = async (name, opts, io, kube = k
   const policy = await readPolicy(kube, opts.namespace, name);
   if (!policy) return noPolicy(io, opts.namespace, name);
   const canary = policy.spec.canary;
-  const run = (policy.status as { canary?: CanaryRun } | undefined)?.canary;
+  const run = runOf(policy);
   if (!canary || !isProgressive(canary) || !run || run.version !== canary.version)
     return invalid(io, `TrafficPolicy ${opts.namespace}/${name} has no progressive canary run to resume`);
   if (run.phase !== 'Paused' || run.step >= stepsOf(canary).length)
@@ -172,7 +180,7 @@ export const canaryStatusCommand: ShowCommand = async (name, opts, io, kube = ku
     : { canaryWeight: null, note: 'not reconciled yet' };
   const ready = policy.status?.conditions?.find((c) => c.type === 'Ready');
   const canary = policy.spec.canary;
-  const run = (policy.status as { canary?: CanaryRun } | undefined)?.canary;
+  const run = runOf(policy);
   const current = canary && run?.version === canary.version ? run : undefined;
   const status: CanaryStatus = {
     policy: `${opts.namespace}/${name}`,
@@ -213,10 +221,7 @@ export const canaryStatusCommand: ShowCommand = async (name, opts, io, kube = ku
       ...(status.run
         ? [
             `run:       ${status.run.phase}, step ${status.run.step} of ${status.run.steps} at ${status.run.weight}%, ${status.run.failures} failed analyses: ${status.run.message}`,
-            ...(status.run.lastAnalysis?.metrics ?? []).map(
-              (m) =>
-                `  ${m.name.padEnd(22)} ${m.value === undefined ? '-' : String(Math.round(m.value * 1000) / 1000)} (threshold ${m.threshold}) ${m.verdict}${m.error ? `: ${m.error}` : ''}`,
-            ),
+            ...(status.run.lastAnalysis?.metrics ?? []).map((m) => `  ${describeMetric(m)}`),
           ]
         : []),
     ];
@@ -254,7 +259,7 @@ export async function canaryWatchCommand(
     const policy = await readPolicy(kube, opts.namespace, name);
     if (!policy) return noPolicy(io, opts.namespace, name);
     const canary = policy.spec.canary;
-    const run = (policy.status as { canary?: CanaryRun } | undefined)?.canary;
+    const run = runOf(policy);
     version ??= canary?.version;
     // Promoted: the canary has left the spec, and the run for its version says so.
     if (!canary && run && run.version === version && run.phase === 'Succeeded') {
@@ -268,10 +273,10 @@ export async function canaryWatchCommand(
     const steps = stepsOf(canary).length;
     const current = run?.version === canary.version ? run : undefined;
     const line = current
-      ? `${current.phase.padEnd(11)} ${progressBar(current.step + (current.phase === 'Succeeded' ? 1 : 0), steps)} ${String(current.weight).padStart(3)}%  ${current.message}${(
+      ? `${current.phase.padEnd(11)} ${progressBar(current.step, steps)} ${String(current.weight).padStart(3)}%  ${current.message}${(
           current.lastAnalysis?.metrics ?? []
         )
-          .map((m) => `\n    ${m.name} ${m.value ?? '-'} (threshold ${m.threshold}) ${m.verdict}`)
+          .map((m) => `\n    ${describeMetric(m)}`)
           .join('')}`
       : `Waiting     ${progressBar(0, steps)}   0%  the controller has not started the run of ${canary.version} yet`;
     if (line !== last) {

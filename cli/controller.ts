@@ -7,7 +7,7 @@ import { kubeConfigFrom } from '../kube/client.js';
 import { redisDeliveryLog } from '../previews/delivery-log.js';
 import { githubClients } from '../previews/github-client.js';
 import { parseDurationMs } from '../src/core/duration.js';
-import { formatProblem, problem } from '../src/core/errors.js';
+import { formatProblem, isProblem, problem } from '../src/core/errors.js';
 import { createLogger } from '../src/core/logger.js';
 import { waitForShutdown } from './gateway.js';
 import { type CliIO, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK } from './io.js';
@@ -49,7 +49,7 @@ export async function controllerCommand(
   // From the environment or a mounted file, never a flag (flags show in `ps`).
   const githubWebhookSecret = settings.githubWebhookSecret();
   const github = settings.github();
-  if (github && 'code' in github) {
+  if (isProblem(github)) {
     io.stderr(`${formatProblem(github)}\n`);
     return EXIT_INVALID;
   }

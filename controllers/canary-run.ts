@@ -35,7 +35,6 @@ export interface CanaryRunResult {
   requeueAfterMs?: number;
   /** The weight in force changed: the policy's routes must be written again. */
   weightChanged: boolean;
-  promoted: boolean;
   /** The run as written (for the canary gauges); undefined for a policy without one. */
   run?: CanaryRun;
 }
@@ -50,7 +49,7 @@ export async function reconcileCanaryRun(
   name: string,
   opts: CanaryRunOptions,
 ): Promise<CanaryRunResult> {
-  const idle: CanaryRunResult = { weightChanged: false, promoted: false };
+  const idle: CanaryRunResult = { weightChanged: false };
   const ref = {
     apiVersion: RESOURCE.TrafficPolicy.apiVersion,
     kind: RESOURCE.TrafficPolicy.kind,
@@ -95,7 +94,6 @@ export async function reconcileCanaryRun(
   return {
     ...(tick.nextCheckMs !== undefined ? { requeueAfterMs: tick.nextCheckMs } : {}),
     weightChanged: effectiveCanaryWeight(canary, run) !== effectiveCanaryWeight(canary, tick.run),
-    promoted: tick.promote,
     run: tick.run,
   };
 }

@@ -136,7 +136,7 @@ export function setupControllers(manager: Manager, opts: ControllersOptions = {}
   const canaryQueue = queueFor('canary', async (ns, name) => {
     const result = await reconcileCanaryRun(kube, ns, name, {
       events,
-      backend: mode === 'gateway' ? 'gateway' : 'istio',
+      backend: mode,
       ...(opts.metrics ? { metrics: opts.metrics } : {}),
     });
     if (result.weightChanged) queue.add(`${ns}/${name}`);

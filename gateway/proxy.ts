@@ -4,8 +4,9 @@
  * the policy's timeout and retries. As Envoy, any method is retried, a body included: a body of
  * known length up to RETRY_BODY_LIMIT is read whole first and sent again on each try (Envoy keeps
  * one in its buffer up to the same 1 MiB and stops retrying past it); a larger or chunked one
- * streams through and is not retried. Tried against Envoy in test/mesh-routing.test.ts. undici's stream API was chosen over http-proxy (and over undici's
- * request API) by measurement: load-tests/README.md.
+ * streams through and is not retried (tried against Envoy in test/mesh-routing.test.ts).
+ * undici's stream API was chosen over http-proxy (and over undici's request API) by measurement:
+ * load-tests/README.md.
  */
 
 import { EventEmitter } from 'node:events';

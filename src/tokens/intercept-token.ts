@@ -18,7 +18,13 @@
  * skew. A token that fails is refused with 401 wherever it is sent; a valid one counts only on the
  * routes of the policy its `aud` names.
  */
-import { type JWTPayload, jwtVerify, SignJWT } from 'jose';
+import {
+  decodeProtectedHeader,
+  type JWTPayload,
+  jwtVerify,
+  type ProtectedHeaderParameters,
+  SignJWT,
+} from 'jose';
 import type { SigningKey, TokenJwks } from './keys.js';
 
 export const TOKEN_ISSUER = 'switchyard';
@@ -56,9 +62,9 @@ export async function signInterceptToken(
 const looksLikeJwt = (t: string): boolean => t.length < 8192 && t.split('.').length === 3;
 
 /** The header of a JWT, or undefined when it is not one. */
-function protectedHeader(token: string): { kid?: unknown; alg?: unknown } | undefined {
+function protectedHeader(token: string): ProtectedHeaderParameters | undefined {
   try {
-    return JSON.parse(Buffer.from(token.split('.')[0] as string, 'base64url').toString('utf8'));
+    return decodeProtectedHeader(token);
   } catch {
     return undefined;
   }
