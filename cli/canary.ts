@@ -11,7 +11,11 @@ import { backendOfStatus, type ControllerMode } from '../controllers/backends/in
 import type { Kube } from '../kube/client.js';
 import { parseDurationMs } from '../src/core/duration.js';
 import { type CanaryRun, effectiveCanaryWeight, isProgressive, stepsOf } from '../src/delivery/run.js';
-import { CANARY_ABORT_ANNOTATION, CANARY_RESUME_ANNOTATION } from '../src/resources/labels.js';
+import {
+  CANARY_ABORT_ANNOTATION,
+  CANARY_PAUSE_ANNOTATION,
+  CANARY_RESUME_ANNOTATION,
+} from '../src/resources/labels.js';
 import { API_VERSION } from '../src/resources/schema.js';
 import { type CliIO, EXIT_OK } from './io.js';
 import {
@@ -82,32 +86,48 @@ const runOf = (policy: { status?: unknown }): CanaryRun | undefined =>
 const describeMetric = (m: NonNullable<CanaryRun['lastAnalysis']>['metrics'][number]) =>
   `${m.name} ${m.value === undefined ? '-' : Math.round(m.value * 1000) / 1000} (threshold ${m.threshold}) ${m.verdict}${m.error ? `: ${m.error}` : ''}`;
 
-/** Asks the controller for a change to a progressive run, by an annotation it watches. */
+/** Asks the controller for a change to a progressive run, by annotations it watches (null removes one). */
 async function askRun(
   kube: Kube,
   at: { namespace: string; name: string },
   io: CliIO,
-  annotation: string,
-  value: string,
+  annotations: Record<string, string | null>,
   done: string,
 ): Promise<number> {
   await kube.mergePatch(
     { apiVersion: API_VERSION, kind: 'TrafficPolicy', namespace: at.namespace, name: at.name },
-    { metadata: { annotations: { [annotation]: value } } },
+    { metadata: { annotations } },
   );
   io.stdout(`${at.namespace}/${at.name}: ${done}\n`);
   return EXIT_OK;
 }
 
-/** A progressive run paused at a step without a pause moves on to the next step. */
-export const canaryResumeCommand: NamedCommand = async (name, opts, io, kube = kubeFromCli(opts)) => {
-  const policy = await readPolicy(kube, opts.namespace, name);
-  if (!policy) return noPolicy(io, opts.namespace, name);
+/** The run of the policy's progressive canary now, or why there is none to act on. */
+async function currentRun(
+  kube: Kube,
+  namespace: string,
+  name: string,
+  verb: string,
+): Promise<{ run: CanaryRun; steps: number } | { refused: string } | undefined> {
+  const policy = await readPolicy(kube, namespace, name);
+  if (!policy) return undefined;
   const canary = policy.spec.canary;
   const run = runOf(policy);
   if (!canary || !isProgressive(canary) || !run || run.version !== canary.version)
-    return invalid(io, `TrafficPolicy ${opts.namespace}/${name} has no progressive canary run to resume`);
-  if (run.phase !== 'Paused' || run.step >= stepsOf(canary).length)
+    return { refused: `TrafficPolicy ${namespace}/${name} has no progressive canary run to ${verb}` };
+  return { run, steps: stepsOf(canary).length };
+}
+
+/**
+ * A run held by `canary pause`, or paused at a step without a pause, moves on: the hold is lifted,
+ * and a step without a pause ends (the annotation names the run and step, so it moves nothing else).
+ */
+export const canaryResumeCommand: NamedCommand = async (name, opts, io, kube = kubeFromCli(opts)) => {
+  const found = await currentRun(kube, opts.namespace, name, 'resume');
+  if (!found) return noPolicy(io, opts.namespace, name);
+  if ('refused' in found) return invalid(io, found.refused);
+  const { run, steps } = found;
+  if (run.phase !== 'Paused' || run.step >= steps)
     return invalid(
       io,
       `canary ${run.version} is ${run.phase} at ${run.weight}%: nothing to resume (${run.message})`,
@@ -116,9 +136,28 @@ export const canaryResumeCommand: NamedCommand = async (name, opts, io, kube = k
     kube,
     { namespace: opts.namespace, name },
     io,
-    CANARY_RESUME_ANNOTATION,
-    String(run.step + 1),
+    { [CANARY_PAUSE_ANNOTATION]: null, [CANARY_RESUME_ANNOTATION]: `${run.version}@${run.step + 1}` },
     `canary ${run.version} resumed from step ${run.step + 1} (${run.weight}%)`,
+  );
+};
+
+/** Holds a progressive run at its step until `canary resume` (its analyses go on). */
+export const canaryPauseCommand: NamedCommand = async (name, opts, io, kube = kubeFromCli(opts)) => {
+  const found = await currentRun(kube, opts.namespace, name, 'pause');
+  if (!found) return noPolicy(io, opts.namespace, name);
+  if ('refused' in found) return invalid(io, found.refused);
+  const { run, steps } = found;
+  if ((run.phase !== 'Progressing' && run.phase !== 'Paused') || run.step >= steps)
+    return invalid(
+      io,
+      `canary ${run.version} is ${run.phase} at ${run.weight}%: nothing to pause (${run.message})`,
+    );
+  return askRun(
+    kube,
+    { namespace: opts.namespace, name },
+    io,
+    { [CANARY_PAUSE_ANNOTATION]: run.version },
+    `canary ${run.version}: pause asked; the run holds at step ${run.step + 1} (${run.weight}%) until \`canary resume\``,
   );
 };
 
@@ -131,8 +170,7 @@ export const canaryAbortCommand: NamedCommand = async (name, opts, io, kube = ku
       kube,
       { namespace: opts.namespace, name },
       io,
-      CANARY_ABORT_ANNOTATION,
-      progressive.version,
+      { [CANARY_ABORT_ANNOTATION]: progressive.version },
       `canary ${progressive.version}: abort asked; the controller rolls the run back to weight 0`,
     );
   return changePolicy(kube, { namespace: opts.namespace, name }, io, (policy) => {
@@ -232,6 +270,8 @@ export const canaryStatusCommand: ShowCommand = async (name, opts, io, kube = ku
 
 /** `canary watch` ended with the run rolled back: pipelines waiting on a release can tell. */
 export const EXIT_ROLLED_BACK = 3;
+/** `canary watch` ended with a run that cannot be judged (Failed: the controller has no Prometheus). */
+export const EXIT_RUN_FAILED = 4;
 
 const BAR = 20;
 function progressBar(step: number, steps: number): string {
@@ -242,8 +282,8 @@ function progressBar(step: number, steps: number): string {
 /**
  * Follows a progressive run until it ends, a line per change (time, phase, a bar of the steps, the
  * weight, the sentence, then the last analysis): exit 0 when it is promoted (or every step passed
- * and it holds for `canary promote`), EXIT_ROLLED_BACK when it is rolled back, 2 when the policy
- * has no progressive canary. A run paused at a step without a pause is waited on.
+ * and it holds for `canary promote`), EXIT_ROLLED_BACK when it is rolled back, EXIT_RUN_FAILED when
+ * it cannot be judged, 2 when the policy has no progressive canary. A paused run is waited on.
  */
 export async function canaryWatchCommand(
   name: string,
@@ -284,6 +324,7 @@ export async function canaryWatchCommand(
       last = line;
     }
     if (current?.phase === 'RolledBack') return EXIT_ROLLED_BACK;
+    if (current?.phase === 'Failed') return EXIT_RUN_FAILED;
     if (current?.phase === 'Paused' && current.step >= steps) return EXIT_OK;
     await sleep(every);
   }

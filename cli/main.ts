@@ -13,6 +13,7 @@ import {
 } from '../src/istio/request-authentication.js';
 import {
   canaryAbortCommand,
+  canaryPauseCommand,
   canaryPromoteCommand,
   canaryResumeCommand,
   canarySetCommand,
@@ -344,9 +345,15 @@ export function buildProgram(
   kubeOptions(
     canary
       .command('resume')
-      .description('move a progressive run paused at a step without a pause on to its next step')
+      .description('move a progressive run on: lift a `canary pause`, or end a step without a pause')
       .argument('<policy>'),
   ).action(async (policy, opts) => setExit(await canaryResumeCommand(policy, opts, io)));
+  kubeOptions(
+    canary
+      .command('pause')
+      .description('hold a progressive run at its step until `canary resume` (analyses go on)')
+      .argument('<policy>'),
+  ).action(async (policy, opts) => setExit(await canaryPauseCommand(policy, opts, io)));
 
   const intercept = program
     .command('intercept')

@@ -19,7 +19,11 @@ import {
   runTick,
 } from '../src/delivery/run.js';
 import { REASON } from '../src/resources/conditions.js';
-import { CANARY_ABORT_ANNOTATION, CANARY_RESUME_ANNOTATION } from '../src/resources/labels.js';
+import {
+  CANARY_ABORT_ANNOTATION,
+  CANARY_PAUSE_ANNOTATION,
+  CANARY_RESUME_ANNOTATION,
+} from '../src/resources/labels.js';
 import { RESOURCE, type TrafficPolicy } from '../src/resources/schema.js';
 import type { MetricsReader } from './delivery/prometheus.js';
 
@@ -41,7 +45,7 @@ export interface CanaryRunResult {
 
 type LivePolicy = TrafficPolicy & KubernetesObject & { status?: { canary?: CanaryRun } };
 
-const WARNINGS = new Set(['AnalysisFailed', 'RolledBack', 'NoData']);
+const WARNINGS = new Set(['AnalysisFailed', 'RolledBack', 'NoData', 'Failed']);
 
 export async function reconcileCanaryRun(
   kube: Kube,
@@ -71,10 +75,19 @@ export async function reconcileCanaryRun(
     return { ...idle, weightChanged: run !== undefined };
   }
   const now = (opts.now ?? Date.now)();
-  const resumed = Number(live.metadata?.annotations?.[CANARY_RESUME_ANNOTATION]);
-  const resumeStep = Number.isInteger(resumed) && resumed > 0 ? resumed - 1 : undefined;
-  const abort = live.metadata?.annotations?.[CANARY_ABORT_ANNOTATION] === canary.version;
-  const input = { canary, run, now, abort, ...(resumeStep !== undefined ? { resumeStep } : {}) };
+  const annotations = live.metadata?.annotations ?? {};
+  const resumeStep = resumedStep(annotations[CANARY_RESUME_ANNOTATION], canary.version);
+  const input = {
+    canary,
+    run,
+    now,
+    abort: annotations[CANARY_ABORT_ANNOTATION] === canary.version,
+    paused: annotations[CANARY_PAUSE_ANNOTATION] === canary.version,
+    ...(resumeStep !== undefined ? { resumeStep } : {}),
+    ...(canary.analysis && !opts.metrics
+      ? { cannotJudge: 'the canary has an analysis, but the controller has no --prometheus to read it from' }
+      : {}),
+  };
   let tick = runTick(input);
   if (tick.needsAnalysis) tick = runTick({ ...input, analysis: await readMetrics(live, opts) });
 
@@ -98,6 +111,14 @@ export async function reconcileCanaryRun(
   };
 }
 
+/** The step (0-based) `canary resume` moved on, from `<version>@<step>`, for this run's version only. */
+function resumedStep(value: string | undefined, version: string): number | undefined {
+  const at = value?.lastIndexOf('@') ?? -1;
+  if (!value || at < 0 || value.slice(0, at) !== version) return undefined;
+  const step = Number(value.slice(at + 1));
+  return Number.isInteger(step) && step > 0 ? step - 1 : undefined;
+}
+
 async function readMetrics(live: LivePolicy, opts: CanaryRunOptions): Promise<MetricReading[]> {
   const canary = live.spec.canary as NonNullable<LivePolicy['spec']['canary']>;
   const analysis = canary.analysis as NonNullable<typeof canary.analysis>;
@@ -113,7 +134,7 @@ async function readMetrics(live: LivePolicy, opts: CanaryRunOptions): Promise<Me
     analysis.metrics.map(async (m): Promise<MetricReading> => {
       const query = m.query ? fillQuery(m.query, context) : builtinQuery(m.name, opts.backend, context);
       const value: MetricReading['value'] = !opts.metrics
-        ? { error: 'the controller has no --prometheus to read metrics from' }
+        ? { error: 'the controller has no --prometheus to read metrics from' } // the run is Failed before
         : query === undefined
           ? { error: `${m.name} is not a built-in metric` }
           : await opts.metrics.read(query);

@@ -3,9 +3,10 @@
  * (load-tests/README.md): under 1 s on this machine, for the "typical" mix: every policy has a canary,
  * three intercepts (header, regex, baggage → preview), two rate limits, timeouts, retries and
  * five previews with URLs; one in five has a sticky canary and another one in five a GET-only
- * mirror. The "stress" mix turns both on for every policy: a sticky canary needs a cookie route
- * per draw probability (about 100 at mid weights) and a method-limited mirror doubles every
- * route, so it renders ~160 routes per policy; it is printed beside the budget, not judged by it.
+ * mirror. The "stress" mix turns both on for every policy, each canary a progressive run (whose
+ * sticky cookie classes are only the weights the run used; one weighted by hand needs about 100 at
+ * mid weights) and a method-limited mirror doubling every route; it is printed beside the budget,
+ * not judged by it.
  * Prints the median and best of several runs after a warm-up; exits 1 when "typical" is over.
  */
 import { performance } from 'node:perf_hooks';

@@ -2,10 +2,30 @@
  * The benches' policy mix (load-tests/README.md): 1,000 TrafficPolicies in 20 namespaces, each
  * bound to the `istio-system/public` Gateway with five Previews. "typical": every policy has a
  * canary, three intercepts, two rate limits, timeouts, retries and preview URLs; one in five a
- * sticky canary, another one in five a GET-only mirror. "stress": sticky and mirror everywhere.
+ * sticky canary (weighted by hand), another one in five a GET-only mirror. "stress": a mirror and
+ * a sticky canary everywhere, each canary a progressive run at one of its five steps (its cookie
+ * classes are the weights the run used).
  */
 export const POLICIES = 1000;
 const PREVIEWS_PER_POLICY = 5;
+
+const STICKY = { cookie: 'switchyard-canary', maxAge: '24h' };
+const RUN_STEPS = [5, 10, 25, 50, 75];
+
+/** A progressive run's status at a step (as the controller writes it). */
+function runAt(step: number) {
+  return {
+    version: 'v2',
+    phase: 'Progressing',
+    step,
+    weight: RUN_STEPS[step],
+    startedAt: '2026-11-29T00:00:00Z',
+    stepStartedAt: '2026-11-29T00:00:00Z',
+    failures: 0,
+    weightsUsed: RUN_STEPS.slice(0, step + 1),
+    message: '',
+  };
+}
 
 export function benchDocuments(stress: boolean): unknown[] {
   const docs: unknown[] = [];
@@ -21,11 +41,9 @@ export function benchDocuments(stress: boolean): unknown[] {
         hosts: [`${name}.example.com`],
         gateways: ['istio-system/public'],
         stable: 'v1',
-        canary: {
-          version: 'v2',
-          weight: (i * 7) % 101,
-          ...(stress || i % 5 === 0 ? { sticky: { cookie: 'switchyard-canary', maxAge: '24h' } } : {}),
-        },
+        canary: stress
+          ? { version: 'v2', steps: RUN_STEPS.map((weight) => ({ weight, pause: '5m' })), sticky: STICKY }
+          : { version: 'v2', weight: (i * 7) % 101, ...(i % 5 === 0 ? { sticky: STICKY } : {}) },
         intercepts: [
           { name: 'debug', match: { header: 'x-debug-user', exact: 'alice' }, to: { version: 'v3' } },
           {
@@ -50,6 +68,7 @@ export function benchDocuments(stress: boolean): unknown[] {
           gateway: 'istio-system/previews',
         },
       },
+      ...(stress ? { status: { canary: runAt(i % RUN_STEPS.length) } } : {}),
     });
     for (let j = 0; j < PREVIEWS_PER_POLICY; j++) {
       const commit = `${(i * 16 + j).toString(16).padStart(7, '0')}${'a'.repeat(33)}`;

@@ -4,7 +4,9 @@
  * processes in a network namespace, a load generator sending steady traffic, and a real Prometheus
  * scraping the gateway. A healthy canary walks every step and is promoted with no request failed;
  * a canary whose upstream answers 500 to a fifth of its requests is rolled back within
- * failureLimit analyses, and the status names the metric, its value and the threshold.
+ * failureLimit analyses, and the status names the metric, its value and the threshold
+ * (acceptance 1). A sticky run holds the share of distinct clients on the canary at each step's
+ * weight, and no client moves back (acceptance 3).
  */
 import { join } from 'node:path';
 import type { KubernetesObject } from '@kubernetes/client-node';
@@ -117,6 +119,7 @@ describe.skipIf(!shared || !netns || !prometheus)(
         script: 'netns-upstream.mjs',
         args: ['5'],
       });
+      upstreams.v4 = await hosts.startUpstream('shop/v4');
       const logger = createLogger({ level: process.env.SWITCHYARD_TEST_LOG ?? 'silent' });
       gateway = await runGateway({
         config: [],
@@ -140,7 +143,7 @@ describe.skipIf(!shared || !netns || !prometheus)(
         host: '127.0.0.1',
         metrics: prometheusReader(prom.url),
       });
-      for (const v of ['v1', 'v2', 'v3']) await endpoints(v);
+      for (const v of ['v1', 'v2', 'v3', 'v4']) await endpoints(v);
       // The service as it runs before the release: v1 only, served by the gateway.
       await applyPolicy('v1');
       await eventually(
@@ -253,7 +256,7 @@ describe.skipIf(!shared || !netns || !prometheus)(
       expect(rolledBack.spec.stable).toBe('v2');
     }, 90_000);
 
-    it('from the CLI: a pause-less step waits for `canary resume`; `canary abort` rolls a run back; `canary set` refuses', async () => {
+    it('from the CLI: a pause-less step waits for `canary resume`; `canary pause` holds a run; `canary abort` rolls it back; `canary set` refuses', async () => {
       const kubeconfig = join(tempFiles({ kubeconfig: env.adminKubeconfig }), 'kubeconfig');
       const canaryCli = (...args: string[]) =>
         cli('canary', ...args, 'shop', '-n', ns, '--kubeconfig', kubeconfig);
@@ -282,6 +285,12 @@ describe.skipIf(!shared || !netns || !prometheus)(
       const set = await cli('canary', 'set', 'shop', '50', '-n', ns, '--kubeconfig', kubeconfig);
       expect(set.code).toBe(2);
       expect(set.stderr).toMatch(/is moved by its steps; use canary resume or abort/);
+      // Held by a person, then moved on.
+      const paused = await canaryCli('pause');
+      expect(paused.stdout).toMatch(/canary v1: pause asked; the run holds at step 1 \(30%\)/);
+      await eventually(async () => (await current())?.pausedAt !== undefined, 20_000);
+      expect((await current())?.message).toMatch(/^step 1 of 2 \(30%\): paused by `switchyard canary pause`/);
+      await eventually(async () => (await events('CanaryPaused')).length === 1, 10_000);
       const resumed = await canaryCli('resume');
       expect(resumed.stdout).toMatch(/canary v1 resumed from step 1 \(30%\)/);
       await eventually(async () => (await current())?.weight === 70, 20_000);
@@ -297,6 +306,7 @@ describe.skipIf(!shared || !netns || !prometheus)(
         targetWeight: 70,
         run: { phase: 'Paused', step: 2, steps: 2, weight: 70 },
       });
+      expect((await current())?.pausedAt).toBeUndefined();
       const aborted = await canaryCli('abort');
       expect(aborted.code).toBe(0);
       await eventually(async () => (await current())?.phase === 'RolledBack', 20_000);
@@ -310,6 +320,92 @@ describe.skipIf(!shared || !netns || !prometheus)(
       const again = await canaryCli('resume');
       expect(again.code).toBe(2);
       expect(again.stderr).toMatch(/canary v1 is RolledBack at 0%: nothing to resume/);
+      const pauseAgain = await canaryCli('pause');
+      expect(pauseAgain.code).toBe(2);
+      expect(pauseAgain.stderr).toMatch(/canary v1 is RolledBack at 0%: nothing to pause/);
     }, 90_000);
+
+    it('a sticky run: the share of distinct clients on the canary within 2 points of each step, and no client moves back', async () => {
+      const STEPS = [10, 30, 60];
+      const CLIENTS = 10_000;
+      const cookieName = 'shop-canary';
+      await admin.apply(
+        {
+          apiVersion: API,
+          kind: 'TrafficPolicy',
+          metadata: { name: 'shop', namespace: ns },
+          spec: {
+            service: 'shop',
+            port: 80,
+            hosts: ['progressive.test'],
+            stable: 'v2',
+            // Steps without a pause: each held until resumed, so every client is asked at each.
+            canary: {
+              version: 'v4',
+              steps: STEPS.map((weight) => ({ weight })),
+              sticky: { cookie: cookieName },
+              autoPromote: false,
+            },
+          },
+        } as KubernetesObject,
+        'release-engineer',
+        true,
+      );
+      const clients = Array.from({ length: CLIENTS }, () => ({ cookie: '', sides: [] as string[] }));
+      /** The canary weight the gateway serves for the policy, from its admin /plan. */
+      const served = async () => {
+        const body = (await (await fetch(`${gateway.adminUrl}/plan`)).json()) as {
+          plan: {
+            policies: { name: string; namespace: string; canary?: { version: string; weight: number } }[];
+          };
+        };
+        const p = body.plan.policies.find((x) => x.namespace === ns && x.name === 'shop');
+        return p?.canary?.version === 'v4' ? p.canary.weight : undefined;
+      };
+      for (const [i, weight] of STEPS.entries()) {
+        await eventually(async () => {
+          const run = (await policy())?.status?.canary;
+          return run?.version === 'v4' && run.step === i && run.phase === 'Paused';
+        }, 20_000);
+        await eventually(async () => (await served()) === weight, 20_000);
+        // Every client asks once, 64 at a time, keeping the cookie it is given.
+        let next = 0;
+        await Promise.all(
+          Array.from({ length: 64 }, async () => {
+            while (next < clients.length) {
+              const c = clients[next++] as (typeof clients)[number];
+              const r = await send(gateway.trafficUrl, {
+                host: 'progressive.test',
+                headers: c.cookie ? { cookie: c.cookie } : {},
+              });
+              const set = header(r, 'set-cookie');
+              if (set) c.cookie = set.split(';')[0] as string;
+              c.sides.push(header(r, 'x-switchyard-upstream') === 'shop/v4' ? 'canary' : 'stable');
+            }
+          }),
+        );
+        const share = (100 * clients.filter((c) => c.sides[i] === 'canary').length) / CLIENTS;
+        expect(
+          Math.abs(share - weight),
+          `canary share ${share}% at step ${i + 1} (${weight}%)`,
+        ).toBeLessThanOrEqual(2);
+        if (i < STEPS.length - 1)
+          expect(
+            (await cli('canary', 'resume', 'shop', '-n', ns, '--kubeconfig', adminKubeconfig())).code,
+          ).toBe(0);
+      }
+      // Once on the canary, a client stays there through every later step.
+      const movedBack = clients.filter((c) => {
+        const joined = c.sides.indexOf('canary');
+        return joined !== -1 && c.sides.slice(joined).includes('stable');
+      });
+      expect(movedBack.length).toBe(0);
+      // The gateway served only the run's weights' cookie classes (two routes at most per weight).
+      const body = (await (await fetch(`${gateway.adminUrl}/plan`)).json()) as {
+        plan: { policies: { name: string; routes: { kind: string }[] }[] };
+      };
+      const routes = body.plan.policies.find((x) => x.name === 'shop')?.routes ?? [];
+      expect(routes.filter((r) => r.kind === 'sticky').length).toBeLessThanOrEqual(2 * STEPS.length);
+    }, 180_000);
   },
 );

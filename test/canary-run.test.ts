@@ -44,7 +44,7 @@ type Readings = (weight: number, at: number) => (number | null | { error: string
 function simulate(
   canary: CanaryRunSpec,
   readings: Readings,
-  opts: { until?: number; resumeAt?: Record<number, number> } = {},
+  opts: { until?: number; resumeAt?: Record<number, number>; pausedBetween?: [number, number] } = {},
 ) {
   let run: CanaryRun | undefined;
   let now = T0;
@@ -56,7 +56,9 @@ function simulate(
       run && resume[run.step] !== undefined && now >= T0 + (resume[run.step] as number)
         ? run.step
         : undefined;
-    let t = runTick({ canary, run, now, ...(resumeStep !== undefined ? { resumeStep } : {}) });
+    const [from, to] = opts.pausedBetween ?? [Number.POSITIVE_INFINITY, 0];
+    const paused = now >= T0 + from && now < T0 + to;
+    let t = runTick({ canary, run, now, paused, ...(resumeStep !== undefined ? { resumeStep } : {}) });
     if (t.needsAnalysis) {
       const values = readings(t.run.weight, now);
       const analysis: MetricReading[] = (canary.analysis?.metrics ?? []).map((m, k) => ({
@@ -64,7 +66,14 @@ function simulate(
         value: values[k] ?? null,
         threshold: m.thresholdRange,
       }));
-      t = runTick({ canary, run, now, analysis, ...(resumeStep !== undefined ? { resumeStep } : {}) });
+      t = runTick({
+        canary,
+        run,
+        now,
+        paused,
+        analysis,
+        ...(resumeStep !== undefined ? { resumeStep } : {}),
+      });
       expect(t.needsAnalysis).toBe(false);
     }
     ticks.push(t);
@@ -164,6 +173,57 @@ describe('progressive canary run', () => {
     expect(resumed.run.phase).toBe('Succeeded');
   });
 
+  it('`canary pause` holds a run at its step (analyses go on) until resumed; a step ends no sooner than its hold', () => {
+    // Paused 5 s into step 1 (30 s hold), resumed at 100 s.
+    const { weights, run, events, ticks } = simulate(spec(), healthy, { pausedBetween: [5_000, 100_000] });
+    expect(weights).toEqual([10, 50, 100]);
+    expect(run.phase).toBe('Succeeded');
+    expect(events.map((e) => e.type)).toEqual(['Started', 'Paused', 'Resumed', 'StepAdvanced', 'Promoted']);
+    const held = ticks.filter((t) => t.run.phase === 'Paused');
+    expect(held.length).toBeGreaterThan(3);
+    expect(held.every((t) => t.run.step === 0 && t.run.weight === 10)).toBe(true);
+    expect(held[0]?.run.message).toMatch(/^step 1 of 2 \(10%\): paused by `switchyard canary pause`/);
+    // Analyses went on while it was held.
+    const analysed = new Set(held.map((t) => t.run.lastAnalysis?.at));
+    expect(analysed.size).toBeGreaterThan(3);
+    // Held since the first look after the pause (the next analysis, at 10 s), and no longer after.
+    expect(held.at(-1)?.run.pausedAt).toBe(new Date(T0 + 10_000).toISOString());
+    expect(run.pausedAt).toBeUndefined();
+  });
+
+  it('a paused run still rolls back when its analyses fail', () => {
+    const { run, events } = simulate(spec(), () => [50, 120], { pausedBetween: [0, 1_000_000] });
+    expect(run).toMatchObject({ phase: 'RolledBack', weight: 0, step: 0 });
+    expect(events.map((e) => e.type)).toEqual([
+      'Started',
+      'AnalysisFailed',
+      'Paused',
+      'AnalysisFailed',
+      'RolledBack',
+    ]);
+  });
+
+  it('a run that cannot be judged is Failed at weight 0, and starts afresh once it can be', () => {
+    const why = 'the controller has no --prometheus';
+    const failed = runTick({ canary: spec(), run: undefined, now: T0, cannotJudge: why });
+    expect(failed.run).toMatchObject({ version: 'v2', phase: 'Failed', weight: 0 });
+    expect(failed.run.message).toBe(`cannot be judged, so not started (weight 0): ${why}`);
+    expect(failed.events.map((e) => e.type)).toEqual(['Failed']);
+    expect(effectiveCanaryWeight(spec(), failed.run)).toBe(0);
+    // Looked at again: the same state, no second event.
+    const again = runTick({ canary: spec(), run: failed.run, now: T0 + 5_000, cannotJudge: why });
+    expect(again.run).toBe(failed.run);
+    expect(again.events).toEqual([]);
+    // Mid-run: the canary's traffic stops.
+    const running = runTick({ canary: spec(), run: undefined, now: T0 }).run;
+    const stopped = runTick({ canary: spec(), run: running, now: T0 + 1_000, cannotJudge: why });
+    expect(stopped.run).toMatchObject({ phase: 'Failed', weight: 0, weightsUsed: [10] });
+    // Prometheus given: a new run from the first step.
+    const fresh = runTick({ canary: spec(), run: stopped.run, now: T0 + 9_000 });
+    expect(fresh.run).toMatchObject({ phase: 'Progressing', step: 0, weight: 10, failures: 0 });
+    expect(fresh.events.map((e) => e.type)).toEqual(['Started']);
+  });
+
   it('continued from its written state (a restarted controller), a run neither repeats nor skips a step', () => {
     const canary = spec();
     let now = T0;
@@ -199,6 +259,11 @@ describe('progressive canary run', () => {
     expect(t.run).toMatchObject({ phase: 'RolledBack', weight: 0 });
     expect(t.run.message).toBe('aborted at step 1 of 2 (10%) by `switchyard canary abort`');
     expect(t.events.map((e) => e.type)).toEqual(['RolledBack']);
+    // Also once every step passed, holding for `canary promote`.
+    const holding = simulate(spec({ autoPromote: false }), healthy).run;
+    const late = runTick({ canary: spec(), run: holding, now: T0 + 999_000, abort: true });
+    expect(late.run).toMatchObject({ phase: 'RolledBack', weight: 0 });
+    expect(late.run.message).toBe('aborted at the end of its 2 steps (50%) by `switchyard canary abort`');
   });
 
   it('a new canary version starts a new run; a manual canary keeps its own weight', () => {

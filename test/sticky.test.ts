@@ -20,6 +20,7 @@ function mulberry32(seed: number): () => number {
 }
 
 function policy(weight: number, canary = 'v2'): TrafficPolicy {
+  if (run) return progressivePolicy(run.steps, weight, canary);
   return {
     apiVersion: 'switchyard.dev/v1alpha1',
     kind: 'TrafficPolicy',
@@ -31,6 +32,43 @@ function policy(weight: number, canary = 'v2'): TrafficPolicy {
       canary: { version: canary, weight, sticky: { cookie: 'sy', maxAge: '1h' } },
     },
   };
+}
+
+/** When set, rounds compile a progressive run at the given weight (its steps so far used). */
+let run: { steps: number[] } | undefined;
+
+function progressivePolicy(steps: number[], weight: number, canary: string): TrafficPolicy {
+  const at = steps.indexOf(weight);
+  const used = weight === 0 ? steps : steps.slice(0, at + 1);
+  const now = new Date().toISOString();
+  return {
+    apiVersion: 'switchyard.dev/v1alpha1',
+    kind: 'TrafficPolicy',
+    metadata: { name: 'catalog', namespace: 'shop' },
+    spec: {
+      service: 'catalog',
+      port: 8080,
+      stable: 'v1',
+      canary: {
+        version: canary,
+        steps: steps.map((w) => ({ weight: w, pause: '1m' })),
+        sticky: { cookie: 'sy', maxAge: '1h' },
+      },
+    },
+    status: {
+      canary: {
+        version: canary,
+        phase: weight === 0 ? 'RolledBack' : 'Progressing',
+        step: weight === 0 ? steps.length - 1 : at,
+        weight,
+        startedAt: now,
+        stepStartedAt: now,
+        failures: 0,
+        weightsUsed: used,
+        message: '',
+      },
+    },
+  } as TrafficPolicy;
 }
 
 interface Client {
@@ -82,6 +120,47 @@ describe('sticky canary (rule 3)', () => {
       const again = round(clients, weight, random);
       expect(again.moves, `moves on a second round at ${weight}`).toBe(0);
       previous = weight;
+    }
+  });
+
+  it("a progressive run: cookie classes only for the run's weights, the share exact at every step, new clients included", () => {
+    const steps = [5, 10, 25, 50, 75];
+    run = { steps };
+    try {
+      const random = mulberry32(11);
+      const clients: Client[] = Array.from({ length: 12_000 }, () => ({}));
+      const seen = new Map<Client, string[]>();
+      for (const weight of steps) {
+        // New clients arrive at every step.
+        clients.push(...Array.from({ length: 2000 }, () => ({})));
+        const first = round(clients, weight, random);
+        expect(first.down, `no one leaves the canary at ${weight}`).toBe(0);
+        expect(round(clients, weight, random).moves).toBe(0);
+        const share = (100 * clients.filter((c) => c.side === 'canary').length) / clients.length;
+        expect(Math.abs(share - weight), `share ${share} at step ${weight}`).toBeLessThanOrEqual(1);
+        for (const c of clients) seen.set(c, [...(seen.get(c) ?? []), c.side as string]);
+        // The routes: two at most per weight the run used, where a canary weighted by hand needs
+        // classes for every weight.
+        const sticky = (p: TrafficPolicy) =>
+          compile({ policies: [p], previews: [] }).plan.policies[0]?.routes.filter((r) => r.kind === 'sticky')
+            .length ?? 0;
+        const used = steps.indexOf(weight) + 1;
+        expect(sticky(policy(weight))).toBeLessThanOrEqual(2 * used);
+        run = undefined;
+        expect(sticky(policy(weight))).toBeGreaterThan(20);
+        run = { steps };
+      }
+      // No client went back and forth: once on the canary, it stayed.
+      const flipped = [...seen.values()].filter((sides) => {
+        const joined = sides.indexOf('canary');
+        return joined !== -1 && sides.slice(joined).includes('stable');
+      });
+      expect(flipped).toEqual([]);
+      // Rolled back: every client on the stable version.
+      round(clients, 0, random);
+      expect(clients.every((c) => c.side === 'stable')).toBe(true);
+    } finally {
+      run = undefined;
     }
   });
 

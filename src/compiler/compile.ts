@@ -6,7 +6,7 @@
  */
 import { parseDurationMs } from '../core/duration.js';
 import { type Problem, problem, type Source } from '../core/errors.js';
-import { effectiveCanaryWeight } from '../delivery/run.js';
+import { effectiveCanaryWeight, isProgressive } from '../delivery/run.js';
 import {
   DEFAULTS,
   HTTP_METHODS,
@@ -255,6 +255,14 @@ class PolicyCompiler {
     return canary ? effectiveCanaryWeight(canary, this.policy.status?.canary) : 0;
   }
 
+  /** A progressive run's weights so far (sticky cookie classes need only these); none by hand. */
+  private runWeights(): { weightsUsed?: readonly number[] } {
+    const canary = this.policy.spec.canary;
+    if (!canary || !isProgressive(canary)) return {};
+    const run = this.policy.status?.canary;
+    return { weightsUsed: run?.version === canary.version ? run.weightsUsed : [] };
+  }
+
   /** The stable/canary routes (sticky classes, then the weighted split), with the mirror attached. */
   private splitRoutes(): Route[] {
     const spec = this.policy.spec;
@@ -283,6 +291,7 @@ class PolicyCompiler {
         maxAgeSeconds: Math.floor(parseDurationMs(spec.canary.sticky.maxAge ?? DEFAULTS.stickyMaxAge) / 1000),
         stable,
         canary: this.version(spec.canary.version),
+        ...this.runWeights(),
       };
       routes = [
         ...stickyRoutes(sticky),

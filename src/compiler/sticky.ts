@@ -27,6 +27,13 @@ export interface StickyInput {
   maxAgeSeconds: number;
   stable: Destination;
   canary: Destination;
+  /**
+   * The weights a client's cookie can carry: every weight a progressive run has set (its
+   * `status.canary.weightsUsed`), or undefined for a canary weighted by hand (any of 0–100).
+   * A run's cookies name the run, so only its own weights need a class: a run of three steps
+   * renders a handful of sticky routes instead of two hundred.
+   */
+  weightsUsed?: readonly number[];
 }
 
 export function stickyCookieValue(run: string, side: 'c' | 's', weight: number): string {
@@ -57,7 +64,10 @@ function stampsOf(s: StickyInput): { c: string; s: string } {
   return stamps;
 }
 
-function range(from: number, to: number): number[] {
+/** The cookie weights from `from` to `to` (inclusive) a client can carry. */
+function range(s: StickyInput, from: number, to: number): number[] {
+  if (s.weightsUsed)
+    return [...new Set(s.weightsUsed)].filter((w) => w >= from && w <= to).sort((a, b) => a - b);
   const out: number[] = [];
   for (let i = from; i <= to; i++) out.push(i);
   return out;
@@ -92,17 +102,17 @@ export function stickyRoutes(s: StickyInput): Route[] {
   if (W > 0) route('sticky-canary', 'c', [W], [{ ...s.canary, weight: 100 }]);
   if (W < 100) route('sticky-stable', 's', [W], [{ ...s.stable, weight: 100 }]);
   // Stamped at another weight but on the side that grew: stay, and re-stamp once at W.
-  route('sticky-canary-restamp', 'c', range(1, W - 1), [
+  route('sticky-canary-restamp', 'c', range(s, 1, W - 1), [
     { ...s.canary, weight: 100, setCookie: stampsOf(s).c },
   ]);
-  route('sticky-stable-restamp', 's', range(W + 1, 99), [
+  route('sticky-stable-restamp', 's', range(s, W + 1, 99), [
     { ...s.stable, weight: 100, setCookie: stampsOf(s).s },
   ]);
   // On the side that shrank: draw once.
-  for (const [p, ws] of groupByDraw(range(W + 1, 100), (w) => (100 * W) / w)) {
+  for (const [p, ws] of groupByDraw(range(s, W + 1, 100), (w) => (100 * W) / w)) {
     route(`sticky-down-${p}`, 'c', ws, drawDestinations(s, p));
   }
-  for (const [p, ws] of groupByDraw(range(0, W - 1), (w) => (100 * (W - w)) / (100 - w))) {
+  for (const [p, ws] of groupByDraw(range(s, 0, W - 1), (w) => (100 * (W - w)) / (100 - w))) {
     route(`sticky-up-${p}`, 's', ws, drawDestinations(s, p));
   }
   return routes;

@@ -14,11 +14,16 @@
  *   `failureLimit` failures in the run the canary is rolled back (weight 0);
  * - no data is neither: a canary that gets no traffic does not advance, and the status says so;
  * - after the last step the run is promoted (`autoPromote`) or holds for `canary promote`;
+ * - `switchyard canary pause` holds the run at its step (analyses go on, and can still roll it
+ *   back) until `canary resume`; a step's hold counts from its start, paused or not;
+ * - a run that cannot be judged at all (an analysis, but no Prometheus to read it from) is
+ *   `Failed` at weight 0 rather than exposing users to a canary nobody can judge; it starts
+ *   afresh once it can be;
  * - a new canary version starts a new run.
  */
 import { parseDurationMs } from '../core/duration.js';
 
-export type RunPhase = 'Progressing' | 'Paused' | 'Succeeded' | 'RolledBack';
+export type RunPhase = 'Progressing' | 'Paused' | 'Succeeded' | 'RolledBack' | 'Failed';
 
 export interface Threshold {
   min?: number;
@@ -56,6 +61,8 @@ export interface CanaryRun {
   weightsUsed: number[];
   /** One sentence: why it moved or why it waits. */
   message: string;
+  /** When `switchyard canary pause` held the run (absent: not held by a person). */
+  pausedAt?: string;
   lastAnalysis?: { at: string; passed: boolean; metrics: JudgedMetric[] };
 }
 
@@ -83,7 +90,10 @@ export type RunEvent =
   | { type: 'NoData'; message: string }
   | { type: 'RolledBack'; message: string }
   | { type: 'Promoted'; message: string }
-  | { type: 'Completed'; message: string };
+  | { type: 'Completed'; message: string }
+  | { type: 'Paused'; message: string }
+  | { type: 'Resumed'; message: string }
+  | { type: 'Failed'; message: string };
 
 export interface Tick {
   /** The state to write (the same object when nothing changed). */
@@ -128,7 +138,7 @@ export function stepsOf(c: CanaryRunSpec): Step[] {
 export function effectiveCanaryWeight(c: CanaryRunSpec, run: CanaryRun | undefined): number {
   if (!isProgressive(c)) return c.weight ?? 0;
   if (!run || run.version !== c.version) return 0;
-  if (run.phase === 'RolledBack') return 0;
+  if (run.phase === 'RolledBack' || run.phase === 'Failed') return 0;
   return run.weight;
 }
 
@@ -159,6 +169,8 @@ function sayMetric(m: JudgedMetric): string {
 
 const ms = (iso: string) => Date.parse(iso);
 
+const PAUSED_BY = 'paused by `switchyard canary pause` (analyses go on; `canary resume` moves on)';
+
 function enterStep(run: CanaryRun, index: number, steps: Step[], now: number, message: string): CanaryRun {
   const step = steps[index] as Step;
   return {
@@ -173,7 +185,8 @@ function enterStep(run: CanaryRun, index: number, steps: Step[], now: number, me
 }
 
 function stepLabel(index: number, steps: Step[]): string {
-  const s = steps[index] as Step;
+  const s = steps[index];
+  if (!s) return `the end of its ${steps.length} steps (${steps.at(-1)?.weight ?? 0}%)`;
   return `step ${index + 1} of ${steps.length} (${s.weight}%)`;
 }
 
@@ -190,6 +203,10 @@ export function runTick(input: {
   resumeStep?: number;
   /** `switchyard canary abort` was asked for this run's version. */
   abort?: boolean;
+  /** `switchyard canary pause` holds this run's version at its step. */
+  paused?: boolean;
+  /** Why the run cannot be judged at all (no Prometheus to read its analysis from). */
+  cannotJudge?: string;
 }): Tick {
   const { canary, now } = input;
   const steps = stepsOf(canary);
@@ -202,9 +219,32 @@ export function runTick(input: {
     ...extra,
   });
 
-  // A new version (or none yet): a new run from the first step.
   let run = input.run;
-  if (!run || run.version !== canary.version) {
+  if (input.cannotJudge !== undefined && run?.phase !== 'Succeeded' && run?.phase !== 'RolledBack') {
+    const message = `cannot be judged, so not started (weight 0): ${input.cannotJudge}`;
+    if (run?.version === canary.version && run.phase === 'Failed' && run.message === message)
+      return tick(run);
+    const iso = new Date(now).toISOString();
+    const failed: CanaryRun = {
+      ...(run?.version === canary.version
+        ? run
+        : {
+            version: canary.version,
+            step: 0,
+            startedAt: iso,
+            stepStartedAt: iso,
+            failures: 0,
+            weightsUsed: [],
+          }),
+      phase: 'Failed',
+      weight: 0,
+      message,
+    };
+    events.push({ type: 'Failed', message: `canary ${canary.version}: ${message}` });
+    return tick(failed);
+  }
+  // A new version (or none yet), or one that can be judged again: a new run from the first step.
+  if (!run || run.version !== canary.version || run.phase === 'Failed') {
     const iso = new Date(now).toISOString();
     const fresh: CanaryRun = {
       version: canary.version,
@@ -289,8 +329,26 @@ export function runTick(input: {
     }
   }
 
-  // Is the step over?
   const step = steps[run.step];
+  const atStep = run.step < steps.length;
+  if (input.paused && atStep) {
+    const pausedAt = run.pausedAt ?? new Date(now).toISOString();
+    run = { ...run, phase: 'Paused', pausedAt, message: `${stepLabel(run.step, steps)}: ${PAUSED_BY}` };
+    if (!input.run?.pausedAt)
+      events.push({ type: 'Paused', message: `canary ${canary.version}: ${run.message}` });
+    return tick(run, { nextCheckMs: nextCheck(canary, run, steps, now) });
+  }
+  if (run.pausedAt !== undefined) {
+    const { pausedAt: _over, ...unpaused } = run;
+    run = {
+      ...unpaused,
+      phase: step?.pauseMs === undefined ? 'Paused' : 'Progressing',
+      message: `${stepLabel(run.step, steps)}: resumed`,
+    };
+    events.push({ type: 'Resumed', message: `canary ${canary.version}: ${run.message}` });
+  }
+
+  // Is the step over?
   const held = now - ms(run.stepStartedAt);
   const lastPassed =
     run.lastAnalysis !== undefined &&

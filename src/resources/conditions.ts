@@ -42,6 +42,9 @@ export const REASON = {
   CanaryRolledBack: 'CanaryRolledBack',
   CanaryPromoted: 'CanaryPromoted',
   CanaryCompleted: 'CanaryCompleted',
+  CanaryPaused: 'CanaryPaused',
+  CanaryResumed: 'CanaryResumed',
+  CanaryFailed: 'CanaryFailed',
 } as const;
 
 export type Reason = (typeof REASON)[keyof typeof REASON];

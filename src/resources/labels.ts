@@ -29,15 +29,18 @@ export const HEAD_UPDATED_AT = 'switchyard.dev/head-updated-at';
 /** Annotation: a hash of what Switchyard last applied, to tell its own writes from others'. */
 export const APPLIED_HASH = 'switchyard.dev/applied-hash';
 
-/** Finalizer: a Preview's Deployment and Service are removed before it goes. */
 /**
- * On a TrafficPolicy: the step (1-based) a person resumed with `switchyard canary resume`; a run
- * paused at that step moves on, one paused at another ignores it.
+ * On a TrafficPolicy: `<version>@<step>`, the run and step (1-based) a person resumed with
+ * `switchyard canary resume`; that run, paused at that step, moves on. Naming the version keeps
+ * an earlier run's resume from moving a new run on.
  */
 export const CANARY_RESUME_ANNOTATION = 'switchyard.dev/canary-resume';
+/** On a TrafficPolicy: the canary version `switchyard canary pause` holds at its step. */
+export const CANARY_PAUSE_ANNOTATION = 'switchyard.dev/canary-pause';
 /** On a TrafficPolicy: the canary version `switchyard canary abort` rolled back (that run only). */
 export const CANARY_ABORT_ANNOTATION = 'switchyard.dev/canary-abort';
 
+/** Finalizer: a Preview's Deployment and Service are removed before it goes. */
 export const PREVIEW_FINALIZER = 'switchyard.dev/preview-cleanup';
 /** Finalizer: GitHub is told a preview went before it goes. */
 export const REPORT_FINALIZER = 'switchyard.dev/github-report';

@@ -365,12 +365,12 @@ export const Condition = Type.Object({
   lastTransitionTime: Type.String(),
 });
 
-export const CANARY_RUN_PHASES = ['Progressing', 'Paused', 'Succeeded', 'RolledBack'] as const;
+export const CANARY_RUN_PHASES = ['Progressing', 'Paused', 'Succeeded', 'RolledBack', 'Failed'] as const;
 
 /** A progressive run's whole state (src/delivery/run.ts): a new leader continues from it. */
 export const CanaryRunStatus = Type.Object({
   version: Type.String(),
-  phase: StringEnum(CANARY_RUN_PHASES, 'Progressing, Paused, Succeeded or RolledBack'),
+  phase: StringEnum(CANARY_RUN_PHASES, 'Progressing, Paused, Succeeded, RolledBack or Failed'),
   step: Type.Integer(),
   weight: Type.Integer(),
   startedAt: Type.String(),
@@ -378,6 +378,7 @@ export const CanaryRunStatus = Type.Object({
   failures: Type.Integer(),
   weightsUsed: Type.Array(Type.Integer()),
   message: Type.String(),
+  pausedAt: Type.Optional(Type.String()),
   lastAnalysis: Type.Optional(
     Type.Object({
       at: Type.String(),
