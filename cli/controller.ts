@@ -26,6 +26,7 @@ export interface ControllerCliOptions extends TokenAuthenticationFlags {
   leaseDuration: string;
   githubHoldLimit: string;
   prometheus?: string;
+  meshMetrics: 'istio' | 'envoy';
   logLevel: string;
 }
 
@@ -68,6 +69,7 @@ export async function controllerCommand(
     ...(settings.redisUrl ? { deliveries: redisDeliveryLog(connectRedis(settings.redisUrl, logger)) } : {}),
     workers: Number(opts.workers),
     ...(opts.prometheus ? { metrics: prometheusReader(opts.prometheus) } : {}),
+    meshMetrics: opts.meshMetrics,
     tokenAuthentication: { namespace: opts.istioRootNamespace, ...(tokens ? { tokens } : {}) },
     githubHoldLimitMs: parseDurationMs(opts.githubHoldLimit),
     ...(opts.leaderElect

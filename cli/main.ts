@@ -293,6 +293,14 @@ export function buildProgram(
       '--prometheus <url>',
       'the Prometheus whose HTTP API progressive canary runs read their analysis from (e.g. http://prometheus.monitoring:9090)',
     )
+    .addOption(
+      new Option(
+        '--mesh-metrics <series>',
+        "mesh mode: the built-in analysis metrics read Istio's standard metrics (istio) or the proxies' own Envoy cluster statistics (envoy)",
+      )
+        .choices(['istio', 'envoy'])
+        .default('istio'),
+    )
     .option('--log-level <level>', 'pino log level', settings.logLevel ?? 'info');
   tokenAuthenticationOptions(controller, 'keep');
   controller.action(async (opts) => setExit(await controllerCommand(opts, io, settings)));

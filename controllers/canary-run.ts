@@ -126,6 +126,7 @@ async function readMetrics(live: LivePolicy, opts: CanaryRunOptions): Promise<Me
     namespace: live.metadata?.namespace as string,
     policy: live.metadata?.name as string,
     service: live.spec.service,
+    port: live.spec.port,
     stable: live.spec.stable,
     canary: canary.version,
     interval: analysis.interval,

@@ -33,6 +33,8 @@ export interface ControllersOptions {
   tokenAuthentication?: TokenAuthenticationSetup;
   /** Where progressive canary runs read their analysis metrics (--prometheus). */
   metrics?: MetricsReader;
+  /** Mesh mode: which series the built-in metrics read, Istio's standard ones or Envoy's own. */
+  meshMetrics?: 'istio' | 'envoy';
 }
 
 function reconcileMetrics(manager: Manager) {
@@ -136,7 +138,7 @@ export function setupControllers(manager: Manager, opts: ControllersOptions = {}
   const canaryQueue = queueFor('canary', async (ns, name) => {
     const result = await reconcileCanaryRun(kube, ns, name, {
       events,
-      backend: mode,
+      backend: mode === 'gateway' ? 'gateway' : (opts.meshMetrics ?? 'istio'),
       ...(opts.metrics ? { metrics: opts.metrics } : {}),
     });
     if (result.weightChanged) queue.add(`${ns}/${name}`);

@@ -29,6 +29,7 @@ describe.skipIf(!gate)('canary analysis against a real Prometheus', () => {
     namespace: 'shop',
     policy: 'web',
     service: 'web',
+    port: 80,
     stable: 'v1',
     canary,
     interval: '1m',

@@ -2,14 +2,15 @@
  * A progressive run survives its controller (issue 15, acceptance 2): the controller process is
  * killed (SIGKILL) in the middle of a run and started again; the run continues from its step, with
  * no step entered twice or skipped and each step held its full pause (checked from the status seen
- * along the way and from the Events), because the whole state is in `status.canary`.
+ * along the way and from the Events), because the whole state is in `status.canary`. A run that
+ * a controller without Prometheus cannot judge is Failed at weight 0.
  */
 import { join } from 'node:path';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Kube } from '../kube/client.js';
 import type { CanaryRun } from '../src/delivery/run.js';
-import { tempFiles } from './support/cli.js';
+import { cli, tempFiles } from './support/cli.js';
 import { adminKube, applyRbac, CONTROLLER_USER, createNamespace, stableWorkload } from './support/cluster.js';
 import { type Envtest, sharedEnvtest } from './support/envtest.js';
 import { eventually } from './support/gateway.js';
@@ -133,4 +134,56 @@ describe.skipIf(!shared)('a progressive run across a controller restart', () => 
       events.filter((e) => e.reason === reason).reduce((n, e) => n + (e.count ?? 1), 0);
     expect([count('CanaryStarted'), count('CanaryStepAdvanced'), count('CanaryPromoted')]).toEqual([1, 2, 1]);
   }, 120_000);
+
+  it('a run with an analysis under a controller without --prometheus is Failed at weight 0, and `canary watch` exits 4', async () => {
+    // The controller started above has no --prometheus.
+    await admin.apply(
+      {
+        apiVersion: API,
+        kind: 'TrafficPolicy',
+        metadata: { name: 'judged', namespace: ns },
+        spec: {
+          service: 'judged',
+          port: 80,
+          hosts: ['judged.restart.test'],
+          stable: 'v1',
+          canary: {
+            version: 'v2',
+            steps: [{ weight: 10, pause: '1m' }],
+            analysis: {
+              interval: '10s',
+              metrics: [{ name: 'request-success-rate', thresholdRange: { min: 99 } }],
+            },
+          },
+        },
+      } as KubernetesObject,
+      'release-engineer',
+      true,
+    );
+    const failed = await eventually(async () => {
+      const run = (
+        await admin.get<Policy>({ apiVersion: API, kind: 'TrafficPolicy', namespace: ns, name: 'judged' })
+      )?.status?.canary;
+      return run?.phase === 'Failed' ? run : undefined;
+    }, 30_000);
+    expect(failed).toMatchObject({ version: 'v2', weight: 0, weightsUsed: [] });
+    expect(failed.message).toBe(
+      'cannot be judged, so not started (weight 0): the canary has an analysis, but the controller has no --prometheus to read it from',
+    );
+    const kubeconfig = join(tempFiles({ kubeconfig: env.adminKubeconfig }), 'kubeconfig');
+    const watch = await cli('canary', 'watch', 'judged', '-n', ns, '--kubeconfig', kubeconfig);
+    expect(watch.code).toBe(4);
+    expect(watch.stdout).toMatch(/Failed +\[\.{20}\] +0% {2}cannot be judged/);
+    const events = await eventually(async () => {
+      const found = (
+        await admin.list<KubernetesObject & { reason?: string; type?: string; message?: string }>(
+          'v1',
+          'Event',
+          ns,
+        )
+      ).filter((e) => e.reason === 'CanaryFailed');
+      return found.length > 0 ? found : undefined;
+    }, 10_000);
+    expect(events).toEqual([expect.objectContaining({ type: 'Warning' })]);
+  }, 60_000);
 });

@@ -5,17 +5,27 @@
  * - `request-duration`: the 99th percentile of its latency, in milliseconds.
  * Gateway mode reads the Node gateway's own series (`switchyard_gateway_*`, labelled by policy and
  * upstream); mesh mode reads Istio's standard metrics (`istio_requests_total`,
- * `istio_request_duration_milliseconds`, as reported by the destination's sidecar). A custom
- * query may use the placeholders below. Every value put into a query is a DNS label or version
- * name from a validated policy, so it cannot break out of its label matcher.
+ * `istio_request_duration_milliseconds`, as reported by the destination's sidecar) or, with
+ * `controller --mesh-metrics envoy`, Envoy's own per-cluster statistics of the proxies that carry
+ * the traffic (`envoy_cluster_upstream_rq`, `envoy_cluster_upstream_rq_time`): each subset is its
+ * own Envoy cluster, `outbound|<port>|<subset>|<service FQDN>`, labelled `cluster_name`,
+ * `response_code` and `response_code_class` by the stats tags of Istio's proxy bootstrap. Those
+ * need no Istio stats filter, so they work where the standard metrics are off (and in any proxy
+ * built from upstream Envoy that carries Istio's tags). A custom query may use the placeholders
+ * below. Every value put into a query is a DNS label or version name from a validated policy, so
+ * it cannot break out of its label matcher.
  */
+import { serviceHost, subsetName } from '../compiler/names.js';
+import { DEFAULTS } from '../resources/schema.js';
 
-export type MetricsBackend = 'gateway' | 'istio';
+export type MetricsBackend = 'gateway' | 'istio' | 'envoy';
 
 export interface QueryContext {
   namespace: string;
   policy: string;
   service: string;
+  /** The Service port the policy routes (Envoy's cluster names carry it). */
+  port: number;
   stable: string;
   canary: string;
   /** A Prometheus range, e.g. 30s or 1m. */
@@ -26,12 +36,13 @@ const PLACEHOLDERS: Record<string, (c: QueryContext) => string> = {
   namespace: (c) => c.namespace,
   policy: (c) => c.policy,
   service: (c) => c.service,
+  port: (c) => String(c.port),
   stable: (c) => c.stable,
   canary: (c) => c.canary,
   interval: (c) => c.interval,
 };
 
-/** A custom query with `{{namespace}}`, `{{policy}}`, `{{service}}`, `{{stable}}`, `{{canary}}` and `{{interval}}` filled in. */
+/** A custom query with `{{namespace}}`, `{{policy}}`, `{{service}}`, `{{port}}`, `{{stable}}`, `{{canary}}` and `{{interval}}` filled in. */
 export function fillQuery(query: string, c: QueryContext): string {
   return query.replace(/\{\{\s*(\w+)\s*\}\}/g, (whole, name: string) => PLACEHOLDERS[name]?.(c) ?? whole);
 }
@@ -44,9 +55,26 @@ function istioSelector(c: QueryContext): string {
   return `reporter="destination",destination_workload_namespace="${c.namespace}",destination_service_name="${c.service}",destination_version="${c.canary}"`;
 }
 
+/** The canary subset's Envoy cluster, as istiod names it. */
+function envoySelector(c: QueryContext): string {
+  const host = serviceHost(c.service, c.namespace, DEFAULTS.clusterDomain);
+  return `cluster_name="outbound|${c.port}|${subsetName(c.canary)}|${host}"`;
+}
+
+function envoyQuery(name: string, c: QueryContext, range: string): string | undefined {
+  const selector = envoySelector(c);
+  if (name === 'request-success-rate')
+    // Envoy counts each answer twice under one name, by code and by class: count the classes.
+    return `100 * (1 - ((sum(rate(envoy_cluster_upstream_rq{${selector},response_code_class="5xx"}${range})) or vector(0)) / sum(rate(envoy_cluster_upstream_rq{${selector},response_code_class!=""}${range}))))`;
+  if (name === 'request-duration')
+    return `histogram_quantile(0.99, sum by (le) (rate(envoy_cluster_upstream_rq_time_bucket{${selector}}${range})))`;
+  return undefined;
+}
+
 /** The query of a built-in metric, or undefined for a name that is not one. */
 export function builtinQuery(name: string, backend: MetricsBackend, c: QueryContext): string | undefined {
   const range = `[${c.interval}]`;
+  if (backend === 'envoy') return envoyQuery(name, c, range);
   if (name === 'request-success-rate') {
     const [series, selector, code] =
       backend === 'gateway'

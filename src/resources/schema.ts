@@ -138,7 +138,7 @@ export const AnalysisMetric = Type.Object(
         minLength: 1,
         maxLength: 4096,
         description:
-          'PromQL giving one number; {{namespace}}, {{policy}}, {{service}}, {{stable}}, {{canary}} and {{interval}} are filled in. Without it the name must be a built-in: request-success-rate (percent) or request-duration (p99, ms)',
+          'PromQL giving one number; {{namespace}}, {{policy}}, {{service}}, {{port}}, {{stable}}, {{canary}} and {{interval}} are filled in. Without it the name must be a built-in: request-success-rate (percent) or request-duration (p99, ms)',
       }),
     ),
     thresholdRange: ThresholdRange,

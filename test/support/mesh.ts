@@ -279,6 +279,20 @@ export async function startEnvoy(assets: string, istiod: Istiod, options: EnvoyO
       },
     },
     admin: { address: { socket_address: { address: '127.0.0.1', port_value: admin } } },
+    // The stats tags of Istio's proxy bootstrap (tools/packaging/common/envoy_bootstrap.json in
+    // istio/istio) that name per-cluster series in /stats/prometheus: istiod gives each cluster the
+    // stat name `<cluster>;`, so `cluster_name` is the whole name, dots and all.
+    stats_config: {
+      use_all_default_tags: false,
+      stats_tags: [
+        { tag_name: 'cluster_name', regex: '^cluster(\\.(.+);)' },
+        { tag_name: 'response_code', regex: '_rq(_(\\d{3}))$' },
+        { tag_name: 'response_code_class', regex: '_rq(_(\\dxx))$' },
+      ],
+    },
+    // Envoy merges histograms (request times) at each stats flush, 5 s by default: the tests'
+    // analysis intervals are seconds long, so it flushes twice a second here.
+    stats_flush_interval: '0.5s',
     dynamic_resources: {
       ads_config: {
         api_type: 'GRPC',
