@@ -19,6 +19,7 @@ import {
 import { API_VERSION } from '../src/resources/schema.js';
 import { type CliIO, EXIT_OK } from './io.js';
 import {
+  alignedRows,
   changePolicy,
   invalid,
   kubeFromCli,
@@ -85,6 +86,21 @@ const runOf = (policy: { status?: unknown }): CanaryRun | undefined =>
 /** One metric of an analysis, as `status` and `watch` print it. */
 const describeMetric = (m: NonNullable<CanaryRun['lastAnalysis']>['metrics'][number]) =>
   `${m.name} ${m.value === undefined ? '-' : Math.round(m.value * 1000) / 1000} (threshold ${m.threshold}) ${m.verdict}${m.error ? `: ${m.error}` : ''}`;
+
+/** The last analysis as a table under the run: metric, value, threshold, verdict. */
+function analysisTable(analysis: CanaryRun['lastAnalysis']): string[] {
+  if (!analysis) return [];
+  const rows = analysis.metrics.map((m) => [
+    m.name,
+    m.value === undefined ? '-' : String(Math.round(m.value * 1000) / 1000),
+    m.threshold,
+    m.error ? `${m.verdict}: ${m.error}` : m.verdict,
+  ]);
+  return [
+    `analysis:  ${analysis.at}, ${analysis.passed ? 'passed' : 'not passed'}`,
+    ...alignedRows(['METRIC', 'VALUE', 'THRESHOLD', 'VERDICT'], rows).map((l) => `           ${l}`),
+  ];
+}
 
 /** Asks the controller for a change to a progressive run, by annotations it watches (null removes one). */
 async function askRun(
@@ -259,7 +275,7 @@ export const canaryStatusCommand: ShowCommand = async (name, opts, io, kube = ku
       ...(status.run
         ? [
             `run:       ${status.run.phase}, step ${status.run.step} of ${status.run.steps} at ${status.run.weight}%, ${status.run.failures} failed analyses: ${status.run.message}`,
-            ...(status.run.lastAnalysis?.metrics ?? []).map((m) => `  ${describeMetric(m)}`),
+            ...analysisTable(status.run.lastAnalysis),
           ]
         : []),
     ];

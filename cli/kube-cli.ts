@@ -149,13 +149,18 @@ export function printTable(
     io.stdout(output === 'json' ? `${JSON.stringify(data, null, 2)}\n` : stringify(data));
     return;
   }
+  io.stdout(`${alignedRows(header, rows).join('\n')}\n`);
+}
+
+/** The header and rows as lines of columns two spaces apart. */
+export function alignedRows(header: string[], rows: string[][]): string[] {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) =>
     cells
       .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
       .join('  ')
       .trimEnd();
-  io.stdout(`${[line(header), ...rows.map(line)].join('\n')}\n`);
+  return [line(header), ...rows.map(line)];
 }
 
 /** `5m`, `3h`, `2d`: how long ago, as kubectl prints ages. */

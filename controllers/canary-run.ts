@@ -10,6 +10,7 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Kube } from '../kube/client.js';
 import type { EventRecorder } from '../kube/events.js';
+import { serviceHost, subsetName } from '../src/compiler/names.js';
 import { builtinQuery, fillQuery, type MetricsBackend } from '../src/delivery/queries.js';
 import {
   type CanaryRun,
@@ -24,7 +25,7 @@ import {
   CANARY_PAUSE_ANNOTATION,
   CANARY_RESUME_ANNOTATION,
 } from '../src/resources/labels.js';
-import { RESOURCE, type TrafficPolicy } from '../src/resources/schema.js';
+import { DEFAULTS, RESOURCE, type TrafficPolicy } from '../src/resources/schema.js';
 import type { MetricsReader } from './delivery/prometheus.js';
 
 export interface CanaryRunOptions {
@@ -127,6 +128,8 @@ async function readMetrics(live: LivePolicy, opts: CanaryRunOptions): Promise<Me
     policy: live.metadata?.name as string,
     service: live.spec.service,
     port: live.spec.port,
+    canarySubset: subsetName(canary.version),
+    serviceFqdn: serviceHost(live.spec.service, live.metadata?.namespace as string, DEFAULTS.clusterDomain),
     stable: live.spec.stable,
     canary: canary.version,
     interval: analysis.interval,

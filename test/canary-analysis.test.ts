@@ -30,6 +30,8 @@ describe.skipIf(!gate)('canary analysis against a real Prometheus', () => {
     policy: 'web',
     service: 'web',
     port: 80,
+    canarySubset: canary,
+    serviceFqdn: 'web.shop.svc.cluster.local',
     stable: 'v1',
     canary,
     interval: '1m',

@@ -8,6 +8,7 @@
  * test host answers 500 to a fifth of requests is rolled back, the status naming the metric,
  * its value and the threshold.
  */
+import { join } from 'node:path';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningController, startController } from '../cli/start-controller.js';
@@ -15,6 +16,7 @@ import { prometheusReader } from '../controllers/delivery/prometheus.js';
 import { type Kube, kubeConfigFrom } from '../kube/client.js';
 import { createLogger } from '../src/core/logger.js';
 import type { CanaryRun } from '../src/delivery/run.js';
+import { cli, tempFiles } from './support/cli.js';
 import { adminKube, applyRbac, CONTROLLER_USER, createNamespace } from './support/cluster.js';
 import { type Envtest, startEnvtestWithCrds } from './support/envtest.js';
 import { eventually } from './support/gateway.js';
@@ -246,6 +248,13 @@ describe.skipIf(!gate || !prometheus)(
         const recent = answers.slice(-20);
         return recent.length === 20 && recent.every((a) => a.upstream === 'shop/v2');
       }, 20_000);
+      // The release engineer's view: the run and its last analysis as a table.
+      const kubeconfig = join(tempFiles({ kubeconfig: env.adminKubeconfig }), 'kubeconfig');
+      const shown = (await cli('canary', 'status', 'shop', '-n', ns, '--kubeconfig', kubeconfig)).stdout;
+      expect(shown).toMatch(/run:\s+RolledBack, step [12] of 2 at 0%, 2 failed analyses: rolled back/);
+      expect(shown).toMatch(
+        /analysis: {2}\S+, not passed\n {11}METRIC {16}VALUE +THRESHOLD +VERDICT\n {11}request-success-rate {2}[\d.]+ +>= 95 +fail\n {11}request-duration +\S+ +<= 500 +(pass|no-data)\n/,
+      );
       expect(await ingress.rejected()).toBe(0);
     }, 90_000);
   },

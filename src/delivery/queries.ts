@@ -15,9 +15,6 @@
  * below. Every value put into a query is a DNS label or version name from a validated policy, so
  * it cannot break out of its label matcher.
  */
-import { serviceHost, subsetName } from '../compiler/names.js';
-import { DEFAULTS } from '../resources/schema.js';
-
 export type MetricsBackend = 'gateway' | 'istio' | 'envoy';
 
 export interface QueryContext {
@@ -26,6 +23,9 @@ export interface QueryContext {
   service: string;
   /** The Service port the policy routes (Envoy's cluster names carry it). */
   port: number;
+  /** The canary's Istio subset and the Service's FQDN, which name its Envoy cluster. */
+  canarySubset: string;
+  serviceFqdn: string;
   stable: string;
   canary: string;
   /** A Prometheus range, e.g. 30s or 1m. */
@@ -57,8 +57,7 @@ function istioSelector(c: QueryContext): string {
 
 /** The canary subset's Envoy cluster, as istiod names it. */
 function envoySelector(c: QueryContext): string {
-  const host = serviceHost(c.service, c.namespace, DEFAULTS.clusterDomain);
-  return `cluster_name="outbound|${c.port}|${subsetName(c.canary)}|${host}"`;
+  return `cluster_name="outbound|${c.port}|${c.canarySubset}|${c.serviceFqdn}"`;
 }
 
 function envoyQuery(name: string, c: QueryContext, range: string): string | undefined {
