@@ -4,12 +4,13 @@ import { waitForShutdown } from './gateway.js';
 import { type CliIO, EXIT_OK } from './io.js';
 
 export async function demoCommand(
-  opts: { port: string; adminPort: string; logLevel: string },
+  opts: { port: string; adminPort: string; host: string; logLevel: string },
   io: CliIO,
 ): Promise<number> {
   const demo = await runDemo({
     port: Number(opts.port),
     adminPort: Number(opts.adminPort),
+    host: opts.host,
     logger: createLogger({ level: opts.logLevel }),
   });
   io.stdout(

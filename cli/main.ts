@@ -227,6 +227,11 @@ export function buildProgram(
     .description('run the gateway with three built-in upstreams and a demo policy; prints curl lines to try')
     .option('-p, --port <port>', 'traffic port', port, '8080')
     .option('--admin-port <port>', 'admin port', port, '9901')
+    .option(
+      '--host <address>',
+      'address both ports listen on: loopback unless set (0.0.0.0 in a container, for `podman run -p`)',
+      '127.0.0.1',
+    )
     .option('--log-level <level>', 'pino log level', settings.logLevel ?? 'warn')
     .action(async (opts) => setExit(await demoCommand(opts, io)));
 

@@ -3,6 +3,7 @@
  * rest of the code is handed what it needs. Secrets come only from here (`NAME` or `NAME_FILE`),
  * never from flags.
  */
+import { readFileSync } from 'node:fs';
 import { type GithubClientOptions, githubAuthFromEnv } from '../previews/github-client.js';
 import type { Problem } from '../src/core/errors.js';
 import { readSecret } from '../src/core/secrets.js';
@@ -34,13 +35,33 @@ const RETIRED_TOKEN_VARIABLES = [
   'SWITCHYARD_INTERCEPT_TOKEN_SECRET_PREVIOUS_FILE',
 ];
 
+/**
+ * The version Switchyard, its image and its chart carry: package.json's, the one place it is set
+ * (`npm version` updates the chart and the install manifests from it: .ci/set-version.mjs).
+ * Read beside the code (dist/cli/ or cli/ under tsx: package.json is two or one folders up).
+ */
+const PACKAGE_VERSION = ((): string => {
+  for (const up of ['../../package.json', '../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(up, import.meta.url), 'utf8')) as {
+        name?: string;
+        version?: string;
+      };
+      if (pkg.name === 'switchyard' && pkg.version) return pkg.version;
+    } catch {
+      // not there: try the next folder up
+    }
+  }
+  return 'unknown';
+})();
+
 export function readSettings(env: NodeJS.ProcessEnv): Settings {
   return {
     ...(env.SWITCHYARD_LOG_LEVEL ? { logLevel: env.SWITCHYARD_LOG_LEVEL } : {}),
     debug: Boolean(env.SWITCHYARD_DEBUG),
     ...(env.REDIS_URL ? { redisUrl: env.REDIS_URL } : {}),
     ...(env.POD_NAMESPACE ? { podNamespace: env.POD_NAMESPACE } : {}),
-    version: env.npm_package_version ?? '0.1.0',
+    version: PACKAGE_VERSION,
     interceptTokenKey: () => readSecret(env, 'SWITCHYARD_INTERCEPT_TOKEN_KEY'),
     retiredTokenSecret() {
       const set = RETIRED_TOKEN_VARIABLES.filter((v) => env[v]);

@@ -96,6 +96,8 @@ export interface RunningDemo {
 export async function runDemo(opts: {
   port: number;
   adminPort: number;
+  /** Where both ports listen: loopback, or 0.0.0.0 in a container whose ports are published. */
+  host?: string;
   logger: Logger;
 }): Promise<RunningDemo> {
   const upstreams = await Promise.all(['v1', 'v2', 'pr-42-7f3a2c1'].map(startUpstream));
@@ -107,7 +109,8 @@ export async function runDemo(opts: {
     config: [configFile],
     port: opts.port,
     adminPort: opts.adminPort,
-    host: '127.0.0.1',
+    host: opts.host ?? '127.0.0.1',
+    adminHost: opts.host ?? '127.0.0.1',
     logger: opts.logger,
   });
   const port = new URL(gateway.trafficUrl).port;
