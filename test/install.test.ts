@@ -47,6 +47,17 @@ describe('switchyard install', () => {
     expect(file).toBe((await cli('crds')).stdout);
   });
 
+  it('names the image of package.json’s version (the one place it is set)', async () => {
+    const { version } = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8'));
+    const images = (await manifest('--mode', 'gateway'))
+      .filter((o) => o.kind === 'Deployment')
+      .map((o) => o.spec?.template?.spec?.containers[0]?.image);
+    expect(images).toEqual([
+      `ghcr.io/switchyard-dev/switchyard:${version}`,
+      `ghcr.io/switchyard-dev/switchyard:${version}`,
+    ]);
+  });
+
   it('mesh mode: CRDs, RBAC with the Istio role, the controller with probes, requests and a PDB; no gateway', async () => {
     const objects = await manifest('--mode', 'istio', '--image', 'registry.example/switchyard:1.2.3');
     const kinds = objects.map((o) => `${o.kind}/${o.metadata?.name}`);

@@ -1,0 +1,36 @@
+{{/* The image of both the controller and the gateway. */}}
+{{- define "switchyard.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{/* Labels on every object. */}}
+{{- define "switchyard.labels" -}}
+app.kubernetes.io/part-of: switchyard
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{/* Whether the gateway is installed: as asked, else in gateway mode. */}}
+{{- define "switchyard.gatewayEnabled" -}}
+{{- if kindIs "invalid" .Values.gateway.enabled -}}
+{{- if eq .Values.mode "gateway" }}true{{ end -}}
+{{- else if .Values.gateway.enabled -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* The container security context both parts run with. */}}
+{{- define "switchyard.containerSecurity" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities: {drop: [ALL]}
+{{- end -}}
+
+{{- define "switchyard.podSecurity" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+seccompProfile: {type: RuntimeDefault}
+{{- end -}}

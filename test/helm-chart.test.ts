@@ -1,0 +1,163 @@
+/**
+ * The Helm chart (deploy/helm/switchyard), with a real helm (built from its Go module by
+ * test/helm/build.sh): `helm lint` passes; what `helm template` renders with the default values
+ * and in gateway mode is accepted by a real API server (server-side apply, dryRun=All); its RBAC
+ * is the RBAC of `switchyard install`, which test/rbac.test.ts checks against the calls a
+ * controller makes; its CRDs are `switchyard crds`; its version is package.json's; bad values fail
+ * with a message that names them.
+ */
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { KubeConfig, type KubernetesObject, KubernetesObjectApi, loadAllYaml } from '@kubernetes/client-node';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { installManifests } from '../cli/install.js';
+import { cli, tempFiles } from './support/cli.js';
+import { adminKube, createNamespace } from './support/cluster.js';
+import { type Envtest, sharedEnvtest, testBinaries } from './support/envtest.js';
+
+const ROOT = join(import.meta.dirname, '..');
+const CHART = join(ROOT, 'deploy', 'helm', 'switchyard');
+const NAMESPACE = 'switchyard-system';
+
+function helmBinary(): string | undefined {
+  const dir = testBinaries('HELM_ASSETS', ['helm'], 'test/helm/build.sh');
+  const missing =
+    'skipping the Helm chart tests: set HELM_ASSETS to a folder with helm, or install Go so test/helm/build.sh can build it';
+  if (!dir && process.env.CI) throw new Error(`CI=true, but ${missing}`);
+  if (!dir) console.warn(missing);
+  return dir && join(dir, 'helm');
+}
+
+const helm = helmBinary();
+const shared = helm ? await sharedEnvtest({ istio: false }) : undefined;
+
+type Obj = KubernetesObject & {
+  rules?: { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }[];
+  spec?: { template?: { spec?: { containers: { image: string; args: string[] }[] } } };
+};
+
+function run(...args: string[]): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(helm as string, args, {
+    encoding: 'utf8',
+    env: { ...process.env, HELM_CACHE_HOME: '/tmp/helm-cache', HELM_CONFIG_HOME: '/tmp/helm-config' },
+  });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** `helm template` with these values (as a values file). */
+function template(values: object = {}): Obj[] {
+  const file = join(tempFiles({ 'values.json': JSON.stringify(values) }), 'values.json');
+  const r = run('template', 'switchyard', CHART, '--namespace', NAMESPACE, '-f', file);
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  return (loadAllYaml(r.stdout) as (Obj | null)[]).filter((o): o is Obj => o !== null);
+}
+
+/** Every Role and ClusterRole by kind, namespace and name, with its rules. */
+function rbacOf(objects: Obj[]): Record<string, Obj['rules']> {
+  return Object.fromEntries(
+    objects
+      .filter((o) => o.kind === 'ClusterRole' || o.kind === 'Role')
+      .map((o) => [`${o.kind} ${o.metadata?.namespace ?? ''}/${o.metadata?.name}`, o.rules]),
+  );
+}
+
+/** Who each binding gives which role to. */
+function bindingsOf(objects: Obj[]): string[] {
+  return objects
+    .filter((o) => o.kind === 'ClusterRoleBinding' || o.kind === 'RoleBinding')
+    .map((o) => {
+      const b = o as Obj & { roleRef: { name: string }; subjects: { name: string; namespace: string }[] };
+      return `${o.kind} ${o.metadata?.namespace ?? ''}/${o.metadata?.name}: ${b.roleRef.name} -> ${b.subjects.map((s) => `${s.namespace}/${s.name}`).join(',')}`;
+    })
+    .sort();
+}
+
+describe.skipIf(!helm)('the Helm chart', () => {
+  it('passes helm lint, in both modes', () => {
+    for (const mode of ['istio', 'gateway']) {
+      const r = run('lint', CHART, '--set', `mode=${mode}`, '--strict');
+      expect(r.stdout).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
+      expect(r.code).toBe(0);
+    }
+  });
+
+  it.each(['istio', 'gateway'] as const)('renders the RBAC `switchyard install` has in %s mode', (mode) => {
+    const chart = template({ mode });
+    const install = installManifests({ mode }) as Obj[];
+    expect(rbacOf(chart)).toEqual(rbacOf(install));
+    expect(bindingsOf(chart)).toEqual(bindingsOf(install));
+    // The same parts: the gateway only in gateway mode.
+    const deployments = (objects: Obj[]) =>
+      objects.filter((o) => o.kind === 'Deployment').map((o) => o.metadata?.name);
+    expect(deployments(chart)).toEqual(deployments(install));
+    // The controller runs in the mode asked for.
+    const controller = chart.find(
+      (o) => o.kind === 'Deployment' && o.metadata?.name === 'switchyard-controller',
+    );
+    const args = controller?.spec?.template?.spec?.containers[0]?.args ?? [];
+    expect(args[args.indexOf('--mode') + 1]).toBe(mode);
+  });
+
+  it('carries package.json’s version, and `switchyard crds` as its CRDs', async () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    const chart = parse(readFileSync(join(CHART, 'Chart.yaml'), 'utf8')) as {
+      version: string;
+      appVersion: string;
+    };
+    expect([chart.version, chart.appVersion]).toEqual([pkg.version, pkg.version]);
+    const images = template()
+      .filter((o) => o.kind === 'Deployment')
+      .map((o) => o.spec?.template?.spec?.containers[0]?.image);
+    expect(images).toEqual([`ghcr.io/switchyard-dev/switchyard:${pkg.version}`]);
+    expect((await cli('--version')).stdout.trim()).toBe(pkg.version);
+    expect(readFileSync(join(CHART, 'crds', 'switchyard.yaml'), 'utf8')).toBe((await cli('crds')).stdout);
+  });
+
+  it('refuses values it cannot carry out, naming them', () => {
+    const mode = run('template', 'switchyard', CHART, '--set', 'mode=linkerd');
+    expect(mode.code).not.toBe(0);
+    expect(mode.stderr).toMatch(/mode: expected istio or gateway \(got "linkerd"\)/);
+    const leaderless = run('template', 'switchyard', CHART, '--set', 'controller.leaderElection=false');
+    expect(leaderless.code).not.toBe(0);
+    expect(leaderless.stderr).toMatch(/controller.leaderElection: false needs controller.replicas: 1/);
+  });
+
+  describe.skipIf(!shared)('on a real API server', () => {
+    it.each([
+      ['default values', {}],
+      [
+        'gateway mode with every option',
+        {
+          mode: 'gateway',
+          gateway: { redis: { existingSecret: 'redis' }, service: { type: 'LoadBalancer' } },
+          controller: { prometheus: 'http://prometheus.monitoring:9090', namespaces: ['shop', 'payments'] },
+          github: { create: true, webhookSecret: 's3cret' },
+          tokenJwks: JSON.stringify({ keys: [] }),
+        },
+      ],
+    ] as const)('what it renders with %s is accepted (server-side apply, dryRun=All)', async (_, values) => {
+      const env = shared as Envtest;
+      await createNamespace(adminKube(env), NAMESPACE);
+      await createNamespace(adminKube(env), 'istio-system');
+      const kc = new KubeConfig();
+      kc.loadFromString(env.adminKubeconfig);
+      const api = KubernetesObjectApi.makeApiClient(kc);
+      const objects = template(values);
+      expect(objects.length).toBeGreaterThan(8);
+      for (const o of objects) {
+        const applied = await api.patch(
+          o,
+          undefined,
+          'All',
+          'switchyard-helm-test',
+          true,
+          'application/apply-patch+yaml' as never,
+        );
+        expect(applied.kind).toBe(o.kind);
+      }
+    });
+  });
+});
