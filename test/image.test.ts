@@ -12,7 +12,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { gatewayConfig } from './support/gateway.js';
+import { eventually, gatewayConfig } from './support/gateway.js';
 import { header, send } from './support/http.js';
 import { createTestNetns, type NetnsUpstream, type TestNetns, testNetnsAvailable } from './support/netns.js';
 import { unusedPort } from './support/upstreams.js';
@@ -140,6 +140,44 @@ describe.skipIf(!gate)('the container image', () => {
     ]);
     expect(whoami.stdout.trim()).toBe('65532');
   });
+
+  it('runs on the Node LTS that CI pins, as the Containerfile says', () => {
+    const pinned = spawnSync('bash', [join(ROOT, '.ci/node.sh'), '--version'], {
+      encoding: 'utf8',
+    }).stdout.trim();
+    const containerfile = readFileSync(join(ROOT, 'Containerfile'), 'utf8');
+    expect(containerfile).toContain(`ARG NODE_VERSION=${pinned}\n`);
+    const node = podman(['run', '--rm', '--entrypoint', '/nodejs/bin/node', IMAGE, '--version']);
+    expect(node.stdout.trim()).toBe(`v${pinned}`);
+  });
+
+  it('runs the demo reachable through a published port with --host 0.0.0.0', async () => {
+    const port = await unusedPort();
+    must([
+      'run',
+      '--detach',
+      '--name',
+      'switchyard-demo-test',
+      '--read-only',
+      '--tmpfs',
+      '/tmp',
+      '--publish',
+      `127.0.0.1:${port}:8080`,
+      IMAGE,
+      'demo',
+      '--host',
+      '0.0.0.0',
+    ]);
+    try {
+      const answer = await eventually(async () => {
+        const r = await send(`http://127.0.0.1:${port}`, { host: 'localhost' }).catch(() => undefined);
+        return r?.status === 200 ? r : undefined;
+      }, 30_000);
+      expect(header(answer, 'x-switchyard-upstream')).toMatch(/^shop\/v[12]$/);
+    } finally {
+      podman(['rm', '--force', 'switchyard-demo-test']);
+    }
+  }, 60_000);
 
   it('serves as the gateway on a loopback-published port, routing to a test host', async () => {
     hosts = await createTestNetns();
