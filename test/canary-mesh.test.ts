@@ -20,7 +20,8 @@ import { cli, tempFiles } from './support/cli.js';
 import { adminKube, applyRbac, CONTROLLER_USER, createNamespace } from './support/cluster.js';
 import { type Envtest, startEnvtestWithCrds } from './support/envtest.js';
 import { eventually } from './support/gateway.js';
-import { header, send } from './support/http.js';
+import { send } from './support/http.js';
+import { type SteadyLoad, steadyLoad } from './support/load.js';
 import {
   type Envoy,
   type Istiod,
@@ -61,9 +62,7 @@ describe.skipIf(!gate || !prometheus)(
     let controller: RunningController;
     let port: number;
     const upstreams: Record<string, NetnsUpstream> = {};
-    const answers: { status: number; upstream: string | undefined; at: number }[] = [];
-    let loading = true;
-    let load: Promise<void>;
+    let load: SteadyLoad;
     const apply = (o: object) => admin.apply(o as KubernetesObject, 'release-engineer', true);
     const through = () => send(`http://127.0.0.1:${port}`, { host: 'shop.test' });
 
@@ -176,18 +175,11 @@ describe.skipIf(!gate || !prometheus)(
       });
       await applyPolicy('v1');
       await eventually(async () => (await through().catch(() => undefined))?.body === 'shop/v1', 30_000);
-      load = (async () => {
-        while (loading) {
-          const r = await through().catch(() => ({ status: 0, headers: {}, body: '' }));
-          answers.push({ status: r.status, upstream: header(r, 'x-switchyard-upstream'), at: Date.now() });
-          await new Promise((r) => setTimeout(r, 5));
-        }
-      })();
+      load = steadyLoad(through);
     }, 120_000);
 
     afterAll(async () => {
-      loading = false;
-      await load;
+      await load?.stop();
       await controller?.stop();
       await prom?.stop();
       await ingress?.stop();
@@ -216,7 +208,7 @@ describe.skipIf(!gate || !prometheus)(
       expect(success).toMatchObject({ name: 'request-success-rate', verdict: 'pass', value: 100 });
       expect(duration).toMatchObject({ name: 'request-duration', verdict: 'pass' });
       expect(duration?.value).toBeGreaterThan(0);
-      const during = answers.filter((a) => a.at >= started);
+      const during = load.since(started);
       expect(during.length).toBeGreaterThan(100);
       expect(during.filter((a) => a.status !== 200)).toEqual([]);
       expect(during.some((a) => a.upstream === 'shop/v2')).toBe(true);
@@ -244,10 +236,7 @@ describe.skipIf(!gate || !prometheus)(
       expect(success?.value).toBeGreaterThan(60);
       expect(success?.value).toBeLessThan(90);
       expect(await splitWeights()).toMatchObject({ v2: 100 });
-      await eventually(async () => {
-        const recent = answers.slice(-20);
-        return recent.length === 20 && recent.every((a) => a.upstream === 'shop/v2');
-      }, 20_000);
+      await eventually(() => load.lastFrom('shop/v2'), 20_000);
       // The release engineer's view: the run and its last analysis as a table.
       const kubeconfig = join(tempFiles({ kubeconfig: env.adminKubeconfig }), 'kubeconfig');
       const shown = (await cli('canary', 'status', 'shop', '-n', ns, '--kubeconfig', kubeconfig)).stdout;

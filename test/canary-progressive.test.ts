@@ -30,6 +30,7 @@ import {
 import { type Envtest, sharedEnvtest } from './support/envtest.js';
 import { eventually } from './support/gateway.js';
 import { header, send } from './support/http.js';
+import { type SteadyLoad, steadyLoad } from './support/load.js';
 import { createTestNetns, type NetnsUpstream, type TestNetns, testNetnsAvailable } from './support/netns.js';
 import { startProcess } from './support/process.js';
 import { prometheusGate, startPrometheus, type TestPrometheus } from './support/prometheus.js';
@@ -60,9 +61,7 @@ describe.skipIf(!shared || !netns || !prometheus)(
     let prom: TestPrometheus;
     const upstreams: Record<string, NetnsUpstream> = {};
     /** The load generator: every answer's status and upstream, until stopped. */
-    const answers: { status: number; upstream: string | undefined; at: number }[] = [];
-    let loading = true;
-    let load: Promise<void>;
+    let load: SteadyLoad;
 
     const canary = (version: string) => ({
       version,
@@ -150,22 +149,11 @@ describe.skipIf(!shared || !netns || !prometheus)(
         async () => (await send(gateway.trafficUrl, { host: 'progressive.test' })).body === 'shop/v1',
         20_000,
       );
-      load = (async () => {
-        while (loading) {
-          const r = await send(gateway.trafficUrl, { host: 'progressive.test' }).catch(() => ({
-            status: 0,
-            headers: {},
-            body: '',
-          }));
-          answers.push({ status: r.status, upstream: header(r, 'x-switchyard-upstream'), at: Date.now() });
-          await new Promise((r) => setTimeout(r, 5));
-        }
-      })();
+      load = steadyLoad(() => send(gateway.trafficUrl, { host: 'progressive.test' }));
     }, 60_000);
 
     afterAll(async () => {
-      loading = false;
-      await load;
+      await load?.stop();
       await controller?.stop();
       await gateway?.close();
       await prom?.stop();
@@ -203,7 +191,7 @@ describe.skipIf(!shared || !netns || !prometheus)(
       expect(metrics).toContain(
         'switchyard_canary_phase{policy="progressive/shop",version="v2",phase="Progressing"} 0',
       );
-      const during = answers.filter((a) => a.at >= started);
+      const during = load.since(started);
       expect(during.length).toBeGreaterThan(100);
       expect(during.filter((a) => a.status !== 200)).toEqual([]);
       // The canary got traffic at its steps, and everything once promoted.
@@ -249,10 +237,7 @@ describe.skipIf(!shared || !netns || !prometheus)(
         }, 10_000),
       ).toEqual([expect.stringContaining('request-success-rate')]);
       // All traffic back on the stable version; the spec still names the canary (a person decides).
-      await eventually(async () => {
-        const recent = answers.slice(-20);
-        return recent.length === 20 && recent.every((a) => a.upstream === 'shop/v2');
-      }, 10_000);
+      await eventually(() => load.lastFrom('shop/v2'), 10_000);
       expect(rolledBack.spec.stable).toBe('v2');
     }, 90_000);
 
@@ -313,10 +298,7 @@ describe.skipIf(!shared || !netns || !prometheus)(
       expect((await current())?.message).toMatch(
         /aborted at step 2 of 2 \(70%\) by `switchyard canary abort`/,
       );
-      await eventually(async () => {
-        const recent = answers.slice(-20);
-        return recent.length === 20 && recent.every((a) => a.upstream === 'shop/v2');
-      }, 10_000);
+      await eventually(() => load.lastFrom('shop/v2'), 10_000);
       const again = await canaryCli('resume');
       expect(again.code).toBe(2);
       expect(again.stderr).toMatch(/canary v1 is RolledBack at 0%: nothing to resume/);
