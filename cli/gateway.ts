@@ -1,6 +1,9 @@
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import type { TrustProxy } from '../gateway/client-address.js';
+import { loadGatewayFiles } from '../gateway/config-file.js';
 import { InvalidConfigError, type RunningGateway, runGateway } from '../gateway/run.js';
+import { runGatewayPrimary, serveAsWorker, usableCores } from '../gateway/workers.js';
 import { kubeConfigFrom } from '../kube/client.js';
 import { parseDurationMs } from '../src/core/duration.js';
 import { formatProblem, problem } from '../src/core/errors.js';
@@ -24,6 +27,8 @@ export interface GatewayCliOptions {
   trustProxy?: string;
   mirrorHostSuffix?: string;
   tokenJwks?: string;
+  /** Processes sharing the traffic port (default: the cores this process may use). */
+  workers?: string;
   logLevel: string;
 }
 
@@ -84,7 +89,8 @@ export async function startGatewayFromCli(
           }
         : {}),
       port: Number(opts.port),
-      adminPort: Number(opts.adminPort),
+      // A worker of --workers N has no admin port: the primary serves it.
+      ...(cluster.isWorker ? { clusterWorker: true } : { adminPort: Number(opts.adminPort) }),
       host: opts.host,
       adminHost: opts.adminHost,
       logger,
@@ -110,8 +116,36 @@ export async function gatewayCommand(
   io: CliIO,
   settings: Settings,
 ): Promise<number> {
+  const workers = opts.workers === undefined ? usableCores() : Number(opts.workers);
+  if (workers > 1 && cluster.isPrimary) {
+    // The files are checked once here, so a bad one is reported once, not by every worker.
+    if (!opts.kube && opts.config.length > 0) {
+      const checked = await loadGatewayFiles(opts.config, 0, new Date());
+      if (!checked.ok) {
+        for (const p of checked.problems) io.stderr(`${formatProblem(p)}\n`);
+        io.stderr('the gateway did not start: fix the configuration above\n');
+        return EXIT_INVALID;
+      }
+    }
+    const primary = await runGatewayPrimary({
+      workers,
+      adminPort: Number(opts.adminPort),
+      adminHost: opts.adminHost,
+      redis: Boolean(opts.redis || settings.redisUrl),
+      logger: createLogger({ level: opts.logLevel }),
+    });
+    if ('exitCode' in primary) return primary.exitCode;
+    await waitForShutdown(primary, (m) => io.stderr(`${m}\n`));
+    return EXIT_OK;
+  }
   const running = await startGatewayFromCli(opts, io, settings);
-  if (typeof running === 'number') return running;
-  await waitForShutdown(running, (m) => io.stderr(`${m}\n`));
+  if (typeof running === 'number') {
+    // A worker that cannot start lets go of the primary (whose IPC would keep it alive) and ends.
+    if (cluster.isWorker && process.connected) process.disconnect?.();
+    return running;
+  }
+  const worker = cluster.isWorker ? serveAsWorker(running) : undefined;
+  await waitForShutdown(running, (m) => (worker ? undefined : io.stderr(`${m}\n`)));
+  worker?.drained();
   return EXIT_OK;
 }

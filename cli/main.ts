@@ -182,6 +182,11 @@ export function buildProgram(
     .option('--admin-port <port>', 'admin port: /healthz /readyz /metrics /plan', port, '9901')
     .option('--host <address>', 'address the traffic port listens on', '0.0.0.0')
     .option(
+      '--workers <n>',
+      'gateway processes sharing the traffic port, one per core (default: the cores this process may use, as its cgroup CPU limit allows)',
+      integerIn(1, 256, 'a worker count'),
+    )
+    .option(
       '--admin-host <address>',
       'address the admin port (/plan, /metrics) listens on: loopback unless set (a cluster sets 0.0.0.0 for probes)',
       '127.0.0.1',

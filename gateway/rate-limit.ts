@@ -4,6 +4,10 @@
  * one count (rate-limiter-flexible's RateLimiterRedis over ioredis). Without Redis the count is per
  * process (the embedded default).
  *
+ * Under `gateway --workers N` without Redis, the workers' counts are kept by the primary process
+ * (rate-limiter-flexible's RateLimiterCluster over the cluster's IPC), so a limit stays exact
+ * across workers; with Redis, Redis is the shared count and memory only the per-worker fallback.
+ *
  * Redis that dies or stalls (a full disk, a SIGSTOP, a partition that drops packets) must neither
  * fail nor hold requests. Each command is bounded (ioredis `commandTimeout`, gateway/run.ts); a
  * failure or timeout opens a breaker for `storeRetryMs`, during which an in-memory limiter counts
@@ -14,6 +18,7 @@ import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import {
   type RateLimiterAbstract,
+  RateLimiterCluster,
   RateLimiterMemory,
   RateLimiterRedis,
   RateLimiterRes,
@@ -56,6 +61,8 @@ export interface RateLimiterOptions {
    * bound, a client sending a new value per request grows memory and Redis without end.
    */
   maxKeysPerWindow?: number;
+  /** A worker of `gateway --workers N`: without Redis, count in the primary (exact across workers). */
+  clusterWorker?: boolean;
 }
 
 /** What one limit's key values are counted under: long ones hashed, new ones past the cap pooled. */
@@ -122,7 +129,11 @@ export class RateLimiter {
         keyPrefix: this.options.keyPrefix ?? 'switchyard:rl',
       };
       l = {
-        memory: new RateLimiterMemory(opts),
+        memory:
+          this.options.clusterWorker && !this.options.redis
+            ? // Each cluster limiter needs its own prefix: the primary keeps one count per prefix.
+              new RateLimiterCluster({ ...opts, keyPrefix: `${opts.keyPrefix}:${id}`, timeoutMs: 1000 })
+            : new RateLimiterMemory(opts),
         ...(this.options.redis
           ? {
               store: new RateLimiterRedis({

@@ -17,7 +17,8 @@ export interface RunGatewayOptions extends Omit<GatewayOptions, 'holder' | 'redi
   /** Follow the cluster instead of files (`--kube`). */
   kube?: { kubeconfig: KubeConfig; namespaces: string[] };
   port: number;
-  adminPort: number;
+  /** Absent: no admin port (a worker of `--workers N`: the primary serves it). */
+  adminPort?: number;
   host?: string;
   /** The admin port's address (default loopback: /plan and /metrics are not for everyone). */
   adminHost?: string;
@@ -152,7 +153,10 @@ export async function runGateway(opts: RunGatewayOptions): Promise<RunningGatewa
 
   const host = opts.host ?? '0.0.0.0';
   const trafficUrl = await gateway.traffic.listen({ port: opts.port, host });
-  const adminUrl = await gateway.admin.listen({ port: opts.adminPort, host: opts.adminHost ?? '127.0.0.1' });
+  const adminUrl =
+    opts.adminPort === undefined
+      ? ''
+      : await gateway.admin.listen({ port: opts.adminPort, host: opts.adminHost ?? '127.0.0.1' });
   logger.info({ trafficUrl, adminUrl, redis: Boolean(redis) }, 'gateway listening');
   return {
     gateway,

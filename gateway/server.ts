@@ -28,6 +28,8 @@ import { proxyUpgrade, refuseUpgrade } from './upgrade.js';
 
 export interface GatewayOptions extends ServerLimits {
   holder: PlanHolder;
+  /** One of `gateway --workers N`: rate limits without Redis are counted in the primary. */
+  clusterWorker?: boolean;
   /** Public keys of intercept tokens (`requireToken`); without them, token routes never match. */
   tokenJwks?: TokenJwks;
   logger: Logger;
@@ -84,6 +86,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   });
   const limiter = new RateLimiter({
     ...(options.redis ? { redis: options.redis } : {}),
+    ...(options.clusterWorker ? { clusterWorker: true } : {}),
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.rateLimitMaxKeysPerWindow ? { maxKeysPerWindow: options.rateLimitMaxKeysPerWindow } : {}),
     counters: {

@@ -113,6 +113,8 @@ describe('switchyard install', () => {
         '0.0.0.0',
         '--drain-timeout',
         '20s',
+        '--workers',
+        '2',
       ],
     ]);
     // Endpoints go before the listener closes; the drain ends inside the grace period.
