@@ -8,6 +8,7 @@ import { kubeConfigFrom } from '../kube/client.js';
 import { parseDurationMs } from '../src/core/duration.js';
 import { formatProblem, problem } from '../src/core/errors.js';
 import { createLogger } from '../src/core/logger.js';
+import type { TokenJwks } from '../src/tokens/keys.js';
 import { type CliIO, EXIT_INVALID, EXIT_OK } from './io.js';
 import type { Settings } from './settings.js';
 import { readTokenJwks } from './token.js';
@@ -59,25 +60,41 @@ function trustProxy(value: string | undefined): TrustProxy | undefined {
   return value.split(',').map((s) => s.trim());
 }
 
-export async function startGatewayFromCli(
+/**
+ * What the flags and the environment ask for, checked before anything listens (and, with
+ * --workers, before any worker starts, so a mistake is reported once): the token keys, or the
+ * exit code after saying what is wrong.
+ */
+function checkGatewayFlags(
   opts: GatewayCliOptions,
   io: CliIO,
   settings: Settings,
-): Promise<RunningGateway | number> {
-  const logger = createLogger({ level: opts.logLevel });
+): { jwks?: TokenJwks } | number {
   if (opts.kube ? opts.config.length > 0 : opts.config.length === 0) {
     io.stderr(
       `${formatProblem(problem('SY_BAD_REQUEST', 'give either --config FILE (repeatable) or --kube, not both and not neither'))}\n`,
     );
     return EXIT_INVALID;
   }
+  const jwks = readTokenJwks(opts.tokenJwks, io, settings);
+  if (typeof jwks === 'number') {
+    io.stderr('the gateway did not start: fix the token keys above\n');
+    return jwks;
+  }
+  return jwks ? { jwks } : {};
+}
+
+export async function startGatewayFromCli(
+  opts: GatewayCliOptions,
+  io: CliIO,
+  settings: Settings,
+): Promise<RunningGateway | number> {
+  const logger = createLogger({ level: opts.logLevel });
+  const checked = checkGatewayFlags(opts, io, settings);
+  if (typeof checked === 'number') return checked;
+  const { jwks } = checked;
   try {
     const tp = trustProxy(opts.trustProxy);
-    const jwks = readTokenJwks(opts.tokenJwks, io, settings);
-    if (typeof jwks === 'number') {
-      io.stderr('the gateway did not start: fix the token keys above\n');
-      return jwks;
-    }
     return await runGateway({
       config: opts.config,
       ...(opts.kube
@@ -118,8 +135,10 @@ export async function gatewayCommand(
 ): Promise<number> {
   const workers = opts.workers === undefined ? usableCores() : Number(opts.workers);
   if (workers > 1 && cluster.isPrimary) {
-    // The files are checked once here, so a bad one is reported once, not by every worker.
-    if (!opts.kube && opts.config.length > 0) {
+    // Flags and files are checked once here, so a mistake is reported once, not by every worker.
+    const checked = checkGatewayFlags(opts, io, settings);
+    if (typeof checked === 'number') return checked;
+    if (!opts.kube) {
       const checked = await loadGatewayFiles(opts.config, 0, new Date());
       if (!checked.ok) {
         for (const p of checked.problems) io.stderr(`${formatProblem(p)}\n`);

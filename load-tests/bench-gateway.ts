@@ -64,8 +64,11 @@ spec:
 `;
 }
 
-async function startGateway(yaml: string): Promise<{ url: string; stop: () => void }> {
-  const { url, child } = await startGatewayProcess(yaml, HOST);
+async function startGateway(
+  yaml: string,
+  extraArgs: string[] = [],
+): Promise<{ url: string; stop: () => void }> {
+  const { url, child } = await startGatewayProcess(yaml, HOST, extraArgs);
   return { url, stop: () => child.kill('SIGKILL') };
 }
 
@@ -122,12 +125,18 @@ async function main(): Promise<void> {
     const direct = measure(`${upstream}/`);
     const viaNginx = measure(`http://127.0.0.1:${proxyPort}/`, HOST);
     const viaGateway = measure(gw.url, HOST);
+    // Every core: two workers sharing the port (on this 2-core machine wrk and the upstream share
+    // the same two cores, so this shows what a second process buys when cores are contended).
+    const gw2 = await startGateway(benchPlan(upstream, { to: 'v2', percent: 10 }), ['--workers', '2']);
+    const viaGateway2 = measure(gw2.url, HOST);
+    gw2.stop();
     console.log(
       `${'target'.padEnd(28)} ${'req/s'.padStart(8)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'vs nginx'.padStart(9)} ${'vs direct'.padStart(10)}`,
     );
     console.log(row('upstream direct', direct, viaNginx.rps, direct.rps));
     console.log(row('nginx proxy_pass', viaNginx, viaNginx.rps, direct.rps));
     console.log(row('switchyard gateway', viaGateway, viaNginx.rps, direct.rps));
+    console.log(row('switchyard gateway x2 workers', viaGateway2, viaNginx.rps, direct.rps));
     if (viaGateway.non2xx > 0) console.log(`  (gateway answered ${viaGateway.non2xx} non-2xx)`);
 
     const rate = Math.floor(viaGateway.rps / 2);

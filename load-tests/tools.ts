@@ -150,6 +150,8 @@ export async function startGatewayProcess(
     '127.0.0.1',
     '--log-level',
     'warn',
+    // One process unless the bench asks for more (the gateway's own default is one per core).
+    ...(extraArgs.includes('--workers') ? [] : ['--workers', '1']),
     ...extraArgs,
   ]);
   const url = `http://127.0.0.1:${port}/`;

@@ -200,7 +200,8 @@ describe.skipIf(!gate || !prometheus)(
       const done = await promoted;
       // Step by step on the API server: 20 %, 60 %, then the canary is the stable version.
       expect(weights.filter((w) => w > 0 && w < 100)).toEqual([20, 60]);
-      expect(await splitWeights()).toEqual({ v2: 100 });
+      // The promotion is in the spec first; the routes follow it.
+      await eventually(async () => JSON.stringify(await splitWeights()) === '{"v2":100}', 20_000);
       const run = done.status?.canary as CanaryRun;
       expect(run).toMatchObject({ version: 'v2', phase: 'Succeeded', weightsUsed: [20, 60] });
       // Judged by the numbers Envoy counted for the v2 cluster.

@@ -96,6 +96,12 @@ describe.skipIf(!shared)('a progressive run across a controller restart', () => 
       }
     })();
     await eventually(async () => (await policy())?.status?.canary?.step === 1, 30_000);
+    // Killed in step 2, once its Event is out (a kill between the status write and the Event loses
+    // the Event: Events are best effort, the status is the record).
+    await eventually(async () => {
+      const events = await admin.list<KubernetesObject & { reason?: string }>('v1', 'Event', ns);
+      return events.some((e) => e.reason === 'CanaryStepAdvanced');
+    }, 10_000);
     first.child.kill('SIGKILL');
     await first.exited;
     const killedAt = Date.now();
