@@ -34,19 +34,25 @@ export interface GatewayCliOptions {
 }
 
 /** Resolves when SIGTERM or SIGINT has drained the gateway. */
-export function waitForShutdown(
+export async function waitForShutdown(
   running: { close(): Promise<void> },
   log: (msg: string) => void,
+  signal = nextStopSignal(),
 ): Promise<void> {
+  log(`${await signal}: no longer accepting connections, finishing requests in flight`);
+  await running.close();
+}
+
+/** The first SIGTERM or SIGINT from now on. */
+function nextStopSignal(): Promise<string> {
   return new Promise((resolve) => {
-    const stop = (signal: string) => {
-      log(`${signal}: no longer accepting connections, finishing requests in flight`);
+    const on = (signal: string) => () => {
       process.off('SIGTERM', onTerm);
       process.off('SIGINT', onInt);
-      void running.close().then(resolve);
+      resolve(signal);
     };
-    const onTerm = () => stop('SIGTERM');
-    const onInt = () => stop('SIGINT');
+    const onTerm = on('SIGTERM');
+    const onInt = on('SIGINT');
     process.once('SIGTERM', onTerm);
     process.once('SIGINT', onInt);
   });
@@ -146,6 +152,9 @@ export async function gatewayCommand(
         return EXIT_INVALID;
       }
     }
+    // Listen for the signal before the workers start: a SIGTERM while they do (PID 1 in a
+    // container ignores a signal it has no handler for) stops them as soon as they are up.
+    const signal = nextStopSignal();
     const primary = await runGatewayPrimary({
       workers,
       adminPort: Number(opts.adminPort),
@@ -154,9 +163,10 @@ export async function gatewayCommand(
       logger: createLogger({ level: opts.logLevel }),
     });
     if ('exitCode' in primary) return primary.exitCode;
-    await waitForShutdown(primary, (m) => io.stderr(`${m}\n`));
+    await waitForShutdown(primary, (m) => io.stderr(`${m}\n`), signal);
     return EXIT_OK;
   }
+  const signal = nextStopSignal();
   const running = await startGatewayFromCli(opts, io, settings);
   if (typeof running === 'number') {
     // A worker that cannot start lets go of the primary (whose IPC would keep it alive) and ends.
@@ -164,7 +174,7 @@ export async function gatewayCommand(
     return running;
   }
   const worker = cluster.isWorker ? serveAsWorker(running) : undefined;
-  await waitForShutdown(running, (m) => (worker ? undefined : io.stderr(`${m}\n`)));
+  await waitForShutdown(running, (m) => (worker ? undefined : io.stderr(`${m}\n`)), signal);
   worker?.drained();
   return EXIT_OK;
 }

@@ -236,10 +236,11 @@ ${gatewayConfig({ 'shop/v1': upstream.url })}`,
       expect(unknown.status).toBe(404);
       expect(header(unknown, 'x-switchyard-error')).toBe('SY_GW_NO_POLICY');
       // SIGTERM: it drains and exits 0.
+      const stopping = Date.now();
       must(['stop', '--time', '20', 'switchyard-gateway-test']);
-      expect(must(['inspect', '--format', '{{.State.ExitCode}}', 'switchyard-gateway-test']).trim()).toBe(
-        '0',
-      );
+      const exit = must(['inspect', '--format', '{{.State.ExitCode}}', 'switchyard-gateway-test']).trim();
+      const logs = podman(['logs', 'switchyard-gateway-test']);
+      expect(exit, `stopped in ${Date.now() - stopping} ms:\n${logs.stdout}${logs.stderr}`).toBe('0');
     } finally {
       podman(['rm', '--force', 'switchyard-gateway-test']);
       rmSync(configDir, { recursive: true, force: true });
