@@ -43,19 +43,24 @@ export async function waitForShutdown(
   await running.close();
 }
 
-/** The first SIGTERM or SIGINT from now on. */
-function nextStopSignal(): Promise<string> {
-  return new Promise((resolve) => {
-    const on = (signal: string) => () => {
-      process.off('SIGTERM', onTerm);
-      process.off('SIGINT', onInt);
-      resolve(signal);
+/** The first SIGTERM or SIGINT from now on; `cancel()` gives the signals back (nothing started). */
+function nextStopSignal(): Promise<string> & { cancel(): void } {
+  let cancel = () => undefined as void;
+  const signal = new Promise<string>((resolve) => {
+    const on = (name: string) => () => {
+      cancel();
+      resolve(name);
     };
     const onTerm = on('SIGTERM');
     const onInt = on('SIGINT');
+    cancel = () => {
+      process.off('SIGTERM', onTerm);
+      process.off('SIGINT', onInt);
+    };
     process.once('SIGTERM', onTerm);
     process.once('SIGINT', onInt);
   });
+  return Object.assign(signal, { cancel: () => cancel() });
 }
 
 /** `--trust-proxy`: true/false, a hop count, or addresses/CIDRs separated by ",". */
@@ -162,13 +167,17 @@ export async function gatewayCommand(
       redis: Boolean(opts.redis || settings.redisUrl),
       logger: createLogger({ level: opts.logLevel }),
     });
-    if ('exitCode' in primary) return primary.exitCode;
+    if ('exitCode' in primary) {
+      signal.cancel();
+      return primary.exitCode;
+    }
     await waitForShutdown(primary, (m) => io.stderr(`${m}\n`), signal);
     return EXIT_OK;
   }
   const signal = nextStopSignal();
   const running = await startGatewayFromCli(opts, io, settings);
   if (typeof running === 'number') {
+    signal.cancel();
     // A worker that cannot start lets go of the primary (whose IPC would keep it alive) and ends.
     if (cluster.isWorker && process.connected) process.disconnect?.();
     return running;

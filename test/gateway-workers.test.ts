@@ -45,6 +45,9 @@ describe('gateway --workers 2', () => {
   const call = async (headers: Record<string, string> = {}) => {
     const res = await request(`http://127.0.0.1:${port}/`, {
       headers: { host: 'shop.test', connection: 'close', ...headers },
+      // A connection handed to a worker as it is killed is lost with it: it fails, not hangs.
+      headersTimeout: 5000,
+      bodyTimeout: 5000,
     });
     const upstream = res.headers['x-switchyard-upstream'];
     return { status: res.statusCode, body: await res.body.text(), upstream };
