@@ -45,7 +45,7 @@ export async function waitForShutdown(
 
 /** The first SIGTERM or SIGINT from now on; `cancel()` gives the signals back (nothing started). */
 function nextStopSignal(): Promise<string> & { cancel(): void } {
-  let cancel = () => undefined as void;
+  let cancel: () => void = () => {};
   const signal = new Promise<string>((resolve) => {
     const on = (name: string) => () => {
       cancel();
