@@ -90,7 +90,9 @@ export async function reconcileCanaryRun(
       : {}),
   };
   let tick = runTick(input);
-  if (tick.needsAnalysis) tick = runTick({ ...input, analysis: await readMetrics(live, opts) });
+  // (Without a reader the run is Failed before it ever asks for an analysis.)
+  if (tick.needsAnalysis && opts.metrics)
+    tick = runTick({ ...input, analysis: await readMetrics(live, opts.metrics, opts.backend) });
 
   if (JSON.stringify(tick.run) !== JSON.stringify(run))
     await kube.replaceStatus(group, version, plural, {
@@ -120,7 +122,11 @@ function resumedStep(value: string | undefined, version: string): number | undef
   return Number.isInteger(step) && step > 0 ? step - 1 : undefined;
 }
 
-async function readMetrics(live: LivePolicy, opts: CanaryRunOptions): Promise<MetricReading[]> {
+async function readMetrics(
+  live: LivePolicy,
+  metrics: MetricsReader,
+  backend: MetricsBackend,
+): Promise<MetricReading[]> {
   const canary = live.spec.canary as NonNullable<LivePolicy['spec']['canary']>;
   const analysis = canary.analysis as NonNullable<typeof canary.analysis>;
   const context = {
@@ -136,12 +142,9 @@ async function readMetrics(live: LivePolicy, opts: CanaryRunOptions): Promise<Me
   };
   return Promise.all(
     analysis.metrics.map(async (m): Promise<MetricReading> => {
-      const query = m.query ? fillQuery(m.query, context) : builtinQuery(m.name, opts.backend, context);
-      const value: MetricReading['value'] = !opts.metrics
-        ? { error: 'the controller has no --prometheus to read metrics from' } // the run is Failed before
-        : query === undefined
-          ? { error: `${m.name} is not a built-in metric` }
-          : await opts.metrics.read(query);
+      const query = m.query ? fillQuery(m.query, context) : builtinQuery(m.name, backend, context);
+      const value: MetricReading['value'] =
+        query === undefined ? { error: `${m.name} is not a built-in metric` } : await metrics.read(query);
       return { name: m.name, value, threshold: m.thresholdRange };
     }),
   );

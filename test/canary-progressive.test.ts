@@ -76,7 +76,7 @@ describe.skipIf(!shared || !netns || !prometheus)(
       },
       autoPromote: true,
     });
-    const applyPolicy = (stable: string, canaryVersion?: string) =>
+    const applyPolicy = (stable: string, canarySpec?: object) =>
       admin.apply(
         {
           apiVersion: API,
@@ -87,7 +87,7 @@ describe.skipIf(!shared || !netns || !prometheus)(
             port: 80,
             hosts: ['progressive.test'],
             stable,
-            ...(canaryVersion ? { canary: canary(canaryVersion) } : {}),
+            ...(canarySpec ? { canary: canarySpec } : {}),
           },
         } as KubernetesObject,
         'release-engineer',
@@ -162,7 +162,7 @@ describe.skipIf(!shared || !netns || !prometheus)(
     });
 
     it('a healthy canary walks every step and is promoted, with no request failed by Switchyard', async () => {
-      await applyPolicy('v1', 'v2');
+      await applyPolicy('v1', canary('v2'));
       const started = Date.now();
       // A release pipeline waits on the run: `canary watch`, as a process.
       const watch = startProcess(['canary', 'watch', 'shop', '-n', ns, '--kubeconfig', adminKubeconfig()]);
@@ -203,7 +203,7 @@ describe.skipIf(!shared || !netns || !prometheus)(
     }, 90_000);
 
     it('a canary failing a fifth of its requests is rolled back within failureLimit analyses, naming metric, value and threshold', async () => {
-      await applyPolicy('v2', 'v3');
+      await applyPolicy('v2', canary('v3'));
       const applied = Date.now();
       const watch = startProcess(['canary', 'watch', 'shop', '-n', ns, '--kubeconfig', adminKubeconfig()]);
       const rolledBack = await eventually(async () => {
@@ -242,27 +242,12 @@ describe.skipIf(!shared || !netns || !prometheus)(
     }, 90_000);
 
     it('from the CLI: a pause-less step waits for `canary resume`; `canary pause` holds a run; `canary abort` rolls it back; `canary set` refuses', async () => {
-      const kubeconfig = join(tempFiles({ kubeconfig: env.adminKubeconfig }), 'kubeconfig');
+      const kubeconfig = adminKubeconfig();
       const canaryCli = (...args: string[]) =>
         cli('canary', ...args, 'shop', '-n', ns, '--kubeconfig', kubeconfig);
       const current = async () => (await policy())?.status?.canary;
       // stable is v2 now; v1 comes back as a canary held at 30 % until a person resumes it.
-      await admin.apply(
-        {
-          apiVersion: API,
-          kind: 'TrafficPolicy',
-          metadata: { name: 'shop', namespace: ns },
-          spec: {
-            service: 'shop',
-            port: 80,
-            hosts: ['progressive.test'],
-            stable: 'v2',
-            canary: { version: 'v1', steps: [{ weight: 30 }, { weight: 70 }], autoPromote: false },
-          },
-        } as KubernetesObject,
-        'release-engineer',
-        true,
-      );
+      await applyPolicy('v2', { version: 'v1', steps: [{ weight: 30 }, { weight: 70 }], autoPromote: false });
       await eventually(async () => {
         const r = await current();
         return r?.version === 'v1' && r.phase === 'Paused';
@@ -311,28 +296,13 @@ describe.skipIf(!shared || !netns || !prometheus)(
       const STEPS = [10, 30, 60];
       const CLIENTS = 10_000;
       const cookieName = 'shop-canary';
-      await admin.apply(
-        {
-          apiVersion: API,
-          kind: 'TrafficPolicy',
-          metadata: { name: 'shop', namespace: ns },
-          spec: {
-            service: 'shop',
-            port: 80,
-            hosts: ['progressive.test'],
-            stable: 'v2',
-            // Steps without a pause: each held until resumed, so every client is asked at each.
-            canary: {
-              version: 'v4',
-              steps: STEPS.map((weight) => ({ weight })),
-              sticky: { cookie: cookieName },
-              autoPromote: false,
-            },
-          },
-        } as KubernetesObject,
-        'release-engineer',
-        true,
-      );
+      // Steps without a pause: each held until resumed, so every client is asked at each.
+      await applyPolicy('v2', {
+        version: 'v4',
+        steps: STEPS.map((weight) => ({ weight })),
+        sticky: { cookie: cookieName },
+        autoPromote: false,
+      });
       const clients = Array.from({ length: CLIENTS }, () => ({ cookie: '', sides: [] as string[] }));
       /** The canary weight the gateway serves for the policy, from its admin /plan. */
       const served = async () => {
