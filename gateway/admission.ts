@@ -3,7 +3,6 @@
  * route's destination → its rate limits. The answer is where to go and the headers the response
  * carries, or the error to answer with.
  */
-import type { IncomingMessage } from 'node:http';
 import { UPSTREAM_HEADER } from '../src/compiler/plan.js';
 import type { ClientAddress } from './client-address.js';
 import { GatewayError } from './errors.js';
@@ -11,6 +10,7 @@ import type { PlanHolder } from './plan-holder.js';
 import { type RateLimiter, rateLimitHeaders } from './rate-limit.js';
 import type { RequestTokens } from './request-tokens.js';
 import { type Decision, decide } from './router.js';
+import type { TrafficRequest } from './traffic-server.js';
 
 export interface Admitted {
   decision: Decision;
@@ -18,7 +18,7 @@ export interface Admitted {
   responseHeaders: Record<string, string | string[]>;
 }
 
-export type Admit = (req: IncomingMessage, client: ClientAddress) => Promise<Admitted | GatewayError>;
+export type Admit = (req: TrafficRequest, client: ClientAddress) => Promise<Admitted | GatewayError>;
 
 export function admission(parts: {
   holder: PlanHolder;
@@ -35,10 +35,8 @@ export function admission(parts: {
     const decision = decide(snapshot, view, random);
     if (decision instanceof GatewayError) return decision;
     const { policy, destination } = decision;
-    const verdicts = await limiter.check(policy, destination.role, {
-      clientIp: client.ip,
-      header: view.header,
-    });
+    const counted = limiter.check(policy, destination.role, { clientIp: client.ip, header: view.header });
+    const verdicts = Array.isArray(counted) ? counted : await counted;
     const limitHeaders = rateLimitHeaders(verdicts);
     const responseHeaders: Record<string, string | string[]> = {
       [UPSTREAM_HEADER]: destination.upstream,

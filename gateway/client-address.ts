@@ -5,8 +5,10 @@
  * Otherwise the peer is the client, and what it wrote in `x-forwarded-*` is replaced, so an
  * upstream (or a per-client rate limit) never takes a client's word for its own address.
  */
+
 import type { IncomingMessage } from 'node:http';
 import proxyAddr from '@fastify/proxy-addr';
+import type { TrafficRequest } from './traffic-server.js';
 
 export type TrustProxy = boolean | number | string | string[];
 
@@ -17,7 +19,7 @@ export interface ClientAddress {
   viaTrustedProxy: boolean;
 }
 
-export type ClientAddressRule = (req: IncomingMessage) => ClientAddress;
+export type ClientAddressRule = (req: TrafficRequest) => ClientAddress;
 
 function trustFunction(trust: TrustProxy | undefined): (addr: string, hop: number) => boolean {
   if (trust === undefined || trust === false) return () => false;
@@ -31,6 +33,7 @@ export function clientAddressRule(trust: TrustProxy | undefined): ClientAddressR
   return (req) => {
     const peer = req.socket.remoteAddress ?? '';
     if (!trusted(peer, 0)) return { ip: peer, viaTrustedProxy: false };
-    return { ip: proxyAddr(req, trusted), viaTrustedProxy: true };
+    // proxy-addr reads only the socket's address and x-forwarded-for, which both protocols have.
+    return { ip: proxyAddr(req as IncomingMessage, trusted), viaTrustedProxy: true };
   };
 }

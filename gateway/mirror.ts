@@ -4,10 +4,10 @@
  * at most `maxInFlight` copies are buffered or in flight at once (more are dropped and counted),
  * bodies over the cap are not copied, and each copy has its own short timeout.
  */
-import type { IncomingMessage } from 'node:http';
 import { PassThrough, type Readable } from 'node:stream';
 import { Pool } from 'undici';
 import { hasBody } from './proxy.js';
+import type { TrafficRequest } from './traffic-server.js';
 
 export interface MirrorCopy {
   url: URL;
@@ -71,7 +71,7 @@ export class Mirror {
    * the primary, up to `maxBodyBytes` (a larger one is not copied). Returns the stream the primary
    * must read its body from.
    */
-  tee(req: IncomingMessage, copy: Omit<MirrorCopy, 'body'>, maxBodyBytes: number): Readable {
+  tee(req: TrafficRequest, copy: Omit<MirrorCopy, 'body'>, maxBodyBytes: number): Readable {
     // A slot first: a body is buffered only for a copy that will be sent.
     const slot = this.reserve();
     if (!slot) return req;

@@ -5,18 +5,20 @@
  * known length up to RETRY_BODY_LIMIT is read whole first and sent again on each try (Envoy keeps
  * one in its buffer up to the same 1 MiB and stops retrying past it); a larger or chunked one
  * streams through and is not retried (tried against Envoy in test/mesh-routing.test.ts).
- * undici's stream API was chosen over http-proxy (and over undici's request API) by measurement:
- * load-tests/README.md.
+ * Upstreams speak HTTP/1.1, or HTTP/2 when their policy says `upstreamProtocol: http2` (h2c, or
+ * h2 by ALPN for https); gRPC needs HTTP/2 and its trailers are passed on either way.
+ * undici was chosen over http-proxy by measurement, and its dispatch API over its stream and
+ * request APIs: load-tests/README.md.
  */
 
-import { EventEmitter } from 'node:events';
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { type Readable, Writable } from 'node:stream';
-import { Pool } from 'undici';
-import type { PolicyPlan } from '../src/compiler/plan.js';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import { type Dispatcher, Pool, util as undiciUtil } from 'undici';
+import type { PolicyPlan, UpstreamProtocol } from '../src/compiler/plan.js';
 import { TOKEN_HEADER } from '../src/tokens/intercept-token.js';
 import type { ClientAddress } from './client-address.js';
 import { type GatewayError, isConnectFailure, isReset, upstreamError } from './errors.js';
+import type { TrafficRequest, TrafficResponse } from './traffic-server.js';
 
 const HOP_BY_HOP = new Set([
   'connection',
@@ -48,15 +50,27 @@ export class UpstreamPools {
   private readonly pools = new Map<string, Pool>();
   constructor(private readonly options: PoolOptions = {}) {}
 
-  get(url: URL): Pool {
-    let pool = this.pools.get(url.origin);
+  get(url: URL, protocol: UpstreamProtocol = 'http1'): Pool {
+    const key = protocol === 'http2' ? `h2 ${url.origin}` : url.origin;
+    let pool = this.pools.get(key);
     if (!pool) {
-      pool = new Pool(url.origin, {
-        connections: this.options.connections ?? 128,
-        keepAliveTimeout: this.options.keepAliveTimeoutMs ?? 30_000,
-        pipelining: 1,
-      });
-      this.pools.set(url.origin, pool);
+      pool = new Pool(
+        url.origin,
+        protocol === 'http2'
+          ? // One HTTP/2 connection carries many streams (undici's default of 100 per connection).
+            ({
+              connections: 4,
+              allowH2: true,
+              useH2c: url.protocol === 'http:',
+              pipelining: 100,
+            } as Pool.Options)
+          : {
+              connections: this.options.connections ?? 128,
+              keepAliveTimeout: this.options.keepAliveTimeoutMs ?? 30_000,
+              pipelining: 1,
+            },
+      );
+      this.pools.set(key, pool);
     }
     return pool;
   }
@@ -94,14 +108,21 @@ const FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-
  * proxy; from anyone else they are replaced by what the gateway saw (gateway/client-address.ts).
  */
 export function upstreamRequestHeaders(
-  req: IncomingMessage,
+  req: TrafficRequest,
   client: ClientAddress,
 ): Record<string, string | string[]> {
-  const drop = connectionTokens(req.headers);
+  const headers = req.headers;
+  const drop = headers.connection === undefined ? undefined : connectionTokens(headers);
   const out: Record<string, string | string[]> = {};
-  for (const [k, v] of Object.entries(req.headers)) {
-    if (v === undefined || HOP_BY_HOP.has(k) || drop.has(k) || GATEWAY_ONLY.has(k)) continue;
-    if (!client.viaTrustedProxy && FORWARDED.has(k)) continue;
+  for (const k in headers) {
+    const v = headers[k];
+    // HTTP/2's pseudo-headers (:authority is already the Host) are not headers to pass on.
+    if (v === undefined || k.charCodeAt(0) === 58 || HOP_BY_HOP.has(k) || GATEWAY_ONLY.has(k)) {
+      // gRPC servers want to know the client takes trailers; "te: trailers" is the one TE HTTP/2 allows.
+      if (k === 'te' && v === 'trailers') out.te = v;
+      continue;
+    }
+    if (drop?.has(k) || (!client.viaTrustedProxy && FORWARDED.has(k))) continue;
     out[k] = v;
   }
   const peer = req.socket.remoteAddress ?? client.ip;
@@ -112,8 +133,13 @@ export function upstreamRequestHeaders(
   return out;
 }
 
-export function hasBody(req: IncomingMessage): boolean {
+export function hasBody(req: TrafficRequest): boolean {
   const len = req.headers['content-length'];
+  if (req.httpVersionMajor === 2)
+    // An HTTP/2 request without a length has a body unless its HEADERS frame ended the stream.
+    return len === undefined
+      ? !(req as { stream?: { endAfterHeaders?: boolean } }).stream?.endAfterHeaders
+      : len !== '0';
   return req.headers['transfer-encoding'] !== undefined || (len !== undefined && len !== '0');
 }
 
@@ -142,10 +168,11 @@ export const CLIENT_GONE = 499;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export interface ForwardInput {
-  req: IncomingMessage;
+  req: TrafficRequest;
   /** Where the request body is read from (the request itself, or a tee when mirroring). */
   body?: Readable;
-  res: ServerResponse;
+  res: TrafficResponse;
+  protocol?: UpstreamProtocol;
   url: URL;
   upstream: string;
   policy: PolicyPlan;
@@ -154,149 +181,274 @@ export interface ForwardInput {
   responseHeaders: Record<string, string | string[]>;
 }
 
-/** Proxies one request; resolves with the status sent, or a GatewayError when nothing was sent. */
+/**
+ * Proxies one request; resolves with the status sent, or a GatewayError when nothing was sent.
+ * The common case (no retries) is one undici dispatch whose handler writes straight into the
+ * response: no stream, promise or timer of its own per request (load-tests/README.md).
+ */
 export async function forward(pools: UpstreamPools, input: ForwardInput): Promise<number | GatewayError> {
   const { req, res, url, policy } = input;
-  const method = req.method ?? 'GET';
   const body = hasBody(req);
   const retries = policy.retries;
   const attempts = 1 + (retries && (!body || replayable(req)) ? retries.attempts : 0);
-  const on = retries?.on ?? [];
-  // undici takes an EventEmitter as its signal: far cheaper per request than an AbortController.
-  const abort = new EventEmitter();
-  let timedOut = false;
-  let clientGone = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    abort.emit('abort');
-  }, routeTimeoutMs(policy));
-  const onClose = () => {
-    if (!res.writableFinished) {
-      clientGone = true;
-      abort.emit('abort');
-    }
-  };
-  res.once('close', onClose);
   const headers = upstreamRequestHeaders(req, input.client);
   const path =
     url.pathname === '/' ? (req.url ?? '/') : `${url.pathname.replace(/\/$/, '')}${req.url ?? '/'}`;
+  const pool = pools.get(url, input.protocol);
+  const timeoutMs = routeTimeoutMs(policy);
+  if (attempts === 1) {
+    // undici's headers timeout is the route timeout (to the response headers, as Envoy's).
+    const outcome = await dispatchOnce(pool, {
+      method: req.method ?? 'GET',
+      path,
+      headers,
+      body: body ? (input.body ?? req) : null,
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+      res,
+      extra: input.responseHeaders,
+      retryOn: undefined,
+    });
+    return settle(outcome, input, false, res);
+  }
+
+  // With retries, the route timeout spans every try and the backoff between them.
+  let timedOut = false;
+  let current: Attempt | undefined;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    current?.abort(new Error('route timeout'));
+  }, timeoutMs);
   try {
     let payload: Readable | Buffer | null = body ? (input.body ?? req) : null;
-    if (payload && attempts > 1) {
-      try {
-        payload = await readWhole(payload, abort);
-      } catch (e) {
-        if (clientGone) return CLIENT_GONE;
-        return upstreamError(e, input.upstream, url, timedOut);
-      }
+    if (payload) {
+      const whole = await readWhole(payload, res, (a) => {
+        current = a;
+      });
+      if (whole === 'client-gone') return CLIENT_GONE;
+      if (whole === 'timeout') return settleTimeout(input);
+      if (whole instanceof Error) return upstreamError(whole, input.upstream, url, false);
+      payload = whole;
     }
+    const on = retries?.on ?? [];
     for (let attempt = 1; ; attempt++) {
-      let status = 0;
-      let retry = false;
-      try {
-        // pool.stream writes the upstream body straight into the response (no Readable in
-        // between): 1.8x the requests/s of pool.request in load-tests (see README there).
-        await pools.get(url).stream(
-          {
-            path,
-            method: method as never,
-            headers,
-            body: payload,
-            signal: abort,
-            headersTimeout: retries?.perTryTimeoutMs ?? routeTimeoutMs(policy),
-            bodyTimeout: routeTimeoutMs(policy),
-          },
-          ({ statusCode, headers: upstreamHeaders }) => {
-            if (attempt < attempts && retryableStatus(statusCode, on)) {
-              retry = true;
-              return discard();
-            }
-            status = statusCode;
-            writeHead(res, statusCode, upstreamHeaders, input.responseHeaders);
-            // The route timeout bounds the time to the response headers (as Envoy's); a long body may stream on.
-            clearTimeout(timer);
-            return res;
-          },
-        );
-      } catch (e) {
-        if (clientGone) return CLIENT_GONE;
-        if (status !== 0) {
-          // The upstream broke off mid-body: the status line is gone, so cut the response short.
-          res.destroy();
-          return status;
-        }
-        if (attempt < attempts && !timedOut && retryableError(e, on)) {
-          await sleep(25 * 2 ** (attempt - 1) * (0.5 + Math.random()));
-          continue;
-        }
-        return upstreamError(e, input.upstream, url, timedOut);
+      const last = attempt === attempts;
+      const outcome = await dispatchOnce(
+        pool,
+        {
+          method: req.method ?? 'GET',
+          path,
+          headers,
+          body: payload,
+          headersTimeout: retries?.perTryTimeoutMs ?? timeoutMs,
+          bodyTimeout: timeoutMs,
+          res,
+          extra: input.responseHeaders,
+          retryOn: last ? undefined : on,
+        },
+        (a) => {
+          current = a;
+        },
+      );
+      if (timedOut && typeof outcome !== 'number') return settleTimeout(input);
+      if (outcome === RETRY || (!last && outcome instanceof Error && retryableError(outcome, on))) {
+        await sleep(25 * 2 ** (attempt - 1) * (0.5 + Math.random()));
+        if (timedOut) return settleTimeout(input);
+        continue;
       }
-      if (!retry) return status;
-      await sleep(25 * 2 ** (attempt - 1) * (0.5 + Math.random()));
+      return settle(outcome, input, timedOut, res);
     }
   } finally {
     clearTimeout(timer);
-    res.off('close', onClose);
   }
 }
 
+function settle(
+  outcome: number | Error | typeof RETRY | typeof GONE,
+  input: ForwardInput,
+  timedOut: boolean,
+  res: TrafficResponse,
+): number | GatewayError {
+  if (typeof outcome === 'number') return outcome;
+  if (outcome === GONE) return CLIENT_GONE;
+  if (outcome === RETRY) return upstreamError(new Error('retry'), input.upstream, input.url, timedOut);
+  if (res.headersSent) {
+    // The upstream broke off mid-body: the status line is gone, so cut the response short.
+    res.destroy();
+    return res.statusCode;
+  }
+  return upstreamError(outcome, input.upstream, input.url, timedOut);
+}
+
+function settleTimeout(input: ForwardInput): GatewayError {
+  return upstreamError(new Error('route timeout'), input.upstream, input.url, true);
+}
+
 /** A body that may be kept for a retry: a known length within RETRY_BODY_LIMIT. */
-function replayable(req: IncomingMessage): boolean {
+function replayable(req: TrafficRequest): boolean {
   const length = Number(req.headers['content-length']);
   return req.headers['transfer-encoding'] === undefined && length >= 0 && length <= RETRY_BODY_LIMIT;
 }
 
-/** The whole body (bounded by its content-length), or a rejection when the request is aborted. */
-function readWhole(body: Readable, abort: EventEmitter): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
+/** Something in progress that the route timeout can stop. */
+interface Attempt {
+  abort(reason: Error): void;
+}
+
+/** The whole body (bounded by its content-length), or why it did not come. */
+function readWhole(
+  body: Readable,
+  res: TrafficResponse,
+  started: (a: Attempt) => void,
+): Promise<Buffer | 'client-gone' | 'timeout' | Error> {
+  return new Promise((resolve) => {
     const chunks: Buffer[] = [];
-    const stop = () => {
-      const e = new Error('the request body did not arrive before the route timeout');
-      (e as { code?: string }).code = 'UND_ERR_BODY_TIMEOUT';
-      body.destroy();
-      reject(e);
+    let done = false;
+    const finish = (v: Buffer | 'client-gone' | 'timeout' | Error) => {
+      if (done) return;
+      done = true;
+      res.off('close', gone);
+      if (!(v instanceof Buffer)) body.destroy();
+      resolve(v);
     };
-    abort.once('abort', stop);
+    const gone = () => finish('client-gone');
+    started({ abort: () => finish('timeout') });
+    res.once('close', gone);
     body.on('data', (c: Buffer) => chunks.push(c));
-    body.once('error', (e) => {
-      abort.off('abort', stop);
-      reject(e);
-    });
-    body.once('end', () => {
-      abort.off('abort', stop);
-      resolve(Buffer.concat(chunks));
-    });
+    body.once('error', (e) => finish(e));
+    body.once('end', () => finish(Buffer.concat(chunks)));
   });
 }
 
-/** Where the body of an answer that will be retried goes. */
-function discard(): Writable {
-  return new Writable({
-    write(_chunk, _encoding, done) {
-      done();
-    },
+/** The answer of one try will be retried: its body is dropped. */
+const RETRY = Symbol('retry');
+/** The client went away before the answer. */
+const GONE = Symbol('client gone');
+
+interface Try {
+  method: string;
+  path: string;
+  headers: Record<string, string | string[]>;
+  body: Readable | Buffer | null;
+  headersTimeout: number;
+  bodyTimeout: number;
+  res: TrafficResponse;
+  /** Added to the response: x-switchyard-upstream, set-cookie, ratelimit-*. */
+  extra: Record<string, string | string[]>;
+  /** Statuses that make this try's answer a RETRY; none on the last try. */
+  retryOn: readonly string[] | undefined;
+}
+
+/**
+ * One upstream try as an undici dispatch handler: the response head is written when it comes, the
+ * body streamed with backpressure (the upstream is paused while the client's socket is full), the
+ * trailers passed on (gRPC's status travels in them). Resolves with the status, RETRY, GONE or the error.
+ */
+function dispatchOnce(
+  pool: Pool,
+  t: Try,
+  started?: (a: Attempt) => void,
+): Promise<number | Error | typeof RETRY | typeof GONE> {
+  return new Promise((resolve) => {
+    const { res } = t;
+    let abort: ((reason: Error) => void) | undefined;
+    let settled = false;
+    let status = 0;
+    let discarding = false;
+    let resume: (() => void) | undefined;
+    const settle = (v: number | Error | typeof RETRY | typeof GONE) => {
+      if (settled) return;
+      settled = true;
+      resolve(v);
+    };
+    const onClose = () => {
+      if (settled) return;
+      settle(GONE); // first: the abort below reports an error of its own
+      abort?.(new Error('the client closed the connection'));
+    };
+    res.once('close', onClose);
+    started?.({ abort: (reason) => abort?.(reason) });
+    const onDrain = () => resume?.();
+    pool.dispatch(
+      {
+        path: t.path,
+        method: t.method as Dispatcher.HttpMethod,
+        headers: t.headers,
+        body: t.body,
+        headersTimeout: t.headersTimeout,
+        bodyTimeout: t.bodyTimeout,
+      },
+      {
+        onConnect(a: (reason?: Error) => void) {
+          abort = a;
+          if (settled) a(new Error('the client closed the connection'));
+        },
+        onHeaders(statusCode: number, raw: Buffer[] | string[], r: () => void): boolean {
+          if (statusCode < 200) return true;
+          if (t.retryOn && retryableStatus(statusCode, t.retryOn)) {
+            discarding = true;
+            return true;
+          }
+          status = statusCode;
+          resume = r;
+          (res as ServerResponse).writeHead(statusCode, responseHeaders(raw, t.extra));
+          return true;
+        },
+        onData(chunk: Buffer): boolean {
+          if (discarding) return true;
+          if ((res as ServerResponse).write(chunk)) return true;
+          res.once('drain', onDrain);
+          return false;
+        },
+        onComplete(trailers: Buffer[] | string[] | Record<string, string | string[]> | null) {
+          if (discarding) return settle(RETRY);
+          res.off('close', onClose);
+          const passed = trailers && trailerHeaders(trailers);
+          if (passed) res.addTrailers(passed);
+          res.end();
+          settle(status);
+        },
+        onError(err: Error) {
+          res.off('close', onClose);
+          settle(err);
+        },
+      } as unknown as Dispatcher.DispatchHandler,
+    );
   });
 }
 
-function writeHead(
-  res: ServerResponse,
-  status: number,
-  upstreamHeaders: IncomingHttpHeaders | Record<string, string | string[] | undefined>,
+/**
+ * The upstream's response headers without hop-by-hop ones, then the gateway's own (set-cookie
+ * appended to the upstream's). As one object, so Node writes the head in one go.
+ */
+function responseHeaders(
+  raw: Buffer[] | string[],
   extra: Record<string, string | string[]>,
-): void {
-  const drop = connectionTokens(upstreamHeaders as IncomingHttpHeaders);
-  for (const [k, v] of Object.entries(upstreamHeaders)) {
-    if (v === undefined || HOP_BY_HOP.has(k) || drop.has(k)) continue;
-    res.setHeader(k, v);
+): Record<string, string | string[]> {
+  const out = undiciUtil.parseHeaders(raw) as Record<string, string | string[]>;
+  const connection = out.connection;
+  if (connection !== undefined)
+    for (const t of String(connection).split(',')) delete out[t.trim().toLowerCase()];
+  for (const k of HOP_BY_HOP) if (k in out) delete out[k];
+  for (const k in extra) {
+    const v = extra[k] as string | string[];
+    const prior = k === 'set-cookie' ? out[k] : undefined;
+    out[k] = prior === undefined ? v : ([] as string[]).concat(prior, v);
   }
-  for (const [k, v] of Object.entries(extra)) {
-    if (k === 'set-cookie') {
-      const prior = res.getHeader('set-cookie');
-      const list = prior === undefined ? [] : Array.isArray(prior) ? prior : [String(prior)];
-      res.setHeader('set-cookie', [...list, ...(Array.isArray(v) ? v : [v])]);
-    } else {
-      res.setHeader(k, v);
-    }
+  return out;
+}
+
+/** Trailers to pass on (from HTTP/1.1 as a raw list, from HTTP/2 as an object), or undefined when there are none. */
+function trailerHeaders(
+  raw: Buffer[] | string[] | Record<string, string | string[]>,
+): Record<string, string | string[]> | undefined {
+  const all = Array.isArray(raw) ? (undiciUtil.parseHeaders(raw) as Record<string, string | string[]>) : raw;
+  let out: Record<string, string | string[]> | undefined;
+  for (const k in all) {
+    const v = all[k];
+    if (v === undefined || k.charCodeAt(0) === 58 || HOP_BY_HOP.has(k)) continue;
+    out ??= {};
+    out[k] = v;
   }
-  res.writeHead(status);
+  return out;
 }

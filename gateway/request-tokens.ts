@@ -6,7 +6,6 @@
  * its claims to the routes of the policy it was minted for (`aud`) and to no other. And the
  * browser's way in: `?switchyard-token=` on a preview URL traded for a host-only cookie.
  */
-import type { IncomingMessage } from 'node:http';
 import type { RequestView } from '../src/compiler/evaluate.js';
 import { tokenAudience } from '../src/compiler/names.js';
 import type { PolicyPlan } from '../src/compiler/plan.js';
@@ -23,6 +22,7 @@ import { GatewayError } from './errors.js';
 import type { PlanHolder } from './plan-holder.js';
 import { requestView } from './router.js';
 import type { Snapshot } from './snapshot.js';
+import type { TrafficRequest } from './traffic-server.js';
 
 export interface TokenExchange {
   location: string;
@@ -34,13 +34,13 @@ export interface RequestTokens {
    * The request as the router sees it, with the verified claims of its token when the token was
    * minted for the policy serving its host; a GatewayError (401) when it carries a token that fails.
    */
-  viewOf(req: IncomingMessage, snapshot: Snapshot): Promise<RequestView | GatewayError>;
+  viewOf(req: TrafficRequest, snapshot: Snapshot): Promise<RequestView | GatewayError>;
   /**
    * `?switchyard-token=<token>` on a host whose policy asks for tokens: a valid token for that
    * policy is answered with 303 to the same URL without it and a cookie for this host only, any
    * other with 401. Undefined: not such a request.
    */
-  exchange(req: IncomingMessage): Promise<TokenExchange | GatewayError | undefined>;
+  exchange(req: TrafficRequest): Promise<TokenExchange | GatewayError | undefined>;
 }
 
 /** The value of one cookie in a Cookie header, or undefined. */

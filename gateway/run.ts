@@ -152,7 +152,7 @@ export async function runGateway(opts: RunGatewayOptions): Promise<RunningGatewa
     opts.watch === false || source ? () => undefined : await watchPaths(opts.config, () => void reload());
 
   const host = opts.host ?? '0.0.0.0';
-  const trafficUrl = await gateway.traffic.listen({ port: opts.port, host });
+  const trafficUrl = await gateway.traffic.listen(opts.port, host);
   const adminUrl =
     opts.adminPort === undefined
       ? ''

@@ -23,11 +23,21 @@ import { forward, routeTimeoutMs, UpstreamPools, upstreamRequestHeaders } from '
 import { type Clock, RateLimiter } from './rate-limit.js';
 import { requestTokens } from './request-tokens.js';
 import { pickUpstream } from './snapshot.js';
-import { type ServerLimits, trafficServer } from './traffic-server.js';
+import {
+  respondError,
+  type ServerLimits,
+  type TrafficRequest,
+  type TrafficResponse,
+  type TrafficServer,
+  type TrafficTls,
+  trafficServer,
+} from './traffic-server.js';
 import { proxyUpgrade, refuseUpgrade } from './upgrade.js';
 
 export interface GatewayOptions extends ServerLimits {
   holder: PlanHolder;
+  /** TLS on the traffic port (HTTP/2 and HTTP/1.1 by ALPN); without it, cleartext HTTP/1.1 and h2c. */
+  tls?: TrafficTls;
   /** One of `gateway --workers N`: rate limits without Redis are counted in the primary. */
   clusterWorker?: boolean;
   /** Public keys of intercept tokens (`requireToken`); without them, token routes never match. */
@@ -51,25 +61,15 @@ export interface GatewayOptions extends ServerLimits {
 }
 
 export interface Gateway {
-  traffic: FastifyInstance;
+  traffic: TrafficServer;
   admin: FastifyInstance;
   metrics: GatewayMetrics;
   /** Stops accepting, lets requests in flight finish, then closes upstream pools. */
   close(): Promise<void>;
 }
 
-function sendError(res: ServerResponse, e: GatewayError): number {
-  if (res.headersSent) {
-    res.destroy();
-    return e.status;
-  }
-  res.writeHead(e.status, {
-    'content-type': 'application/json',
-    'x-switchyard-error': e.code,
-    ...e.headers,
-  });
-  res.end(e.body());
-  return e.status;
+function sendError(res: TrafficResponse, e: GatewayError): number {
+  return respondError(res, e, false);
 }
 
 export function createGateway(options: GatewayOptions): Gateway {
@@ -106,14 +106,19 @@ export function createGateway(options: GatewayOptions): Gateway {
   /** Upgraded connections: the HTTP server no longer tracks them, so a drain must close them. */
   const upgraded = new Set<Duplex>();
 
-  async function handleTraffic(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function handleTraffic(req: TrafficRequest, res: TrafficResponse): Promise<void> {
     const started = performance.now();
+    // HTTP/2 names the host :authority; one name for routing, tokens and the upstream's Host.
+    if (req.httpVersionMajor === 2) req.headers.host ??= req.headers[':authority'] as string | undefined;
     const client = clientOf(req);
     const exchanged = await tokens.exchange(req);
     if (exchanged) {
       let status = 303;
       if (exchanged instanceof GatewayError) status = sendError(res, exchanged);
-      else res.writeHead(303, { location: exchanged.location, 'set-cookie': exchanged.cookie }).end();
+      else
+        (res as ServerResponse)
+          .writeHead(303, { location: exchanged.location, 'set-cookie': exchanged.cookie })
+          .end();
       metrics.requests.inc({ policy: '', route: '', upstream: '', status });
       return;
     }
@@ -152,6 +157,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       res,
       url,
       upstream: destination.upstream,
+      protocol: policy.upstreamProtocol,
       policy,
       client,
       responseHeaders: admitted.responseHeaders,
@@ -202,7 +208,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     });
   }
 
-  const traffic = trafficServer(options, logger, handleTraffic);
+  const traffic = trafficServer(options, logger, handleTraffic, options.tls);
   traffic.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     void handleUpgrade(req, socket, head).catch((err) => {
       logger.error({ err }, 'unexpected error in an upgrade');
@@ -219,14 +225,14 @@ export function createGateway(options: GatewayOptions): Gateway {
       closing = true;
       // Keep-alive connections become idle as their last response ends; close them as they do,
       // or server.close() would wait for clients to hang up.
-      const sweep = setInterval(() => traffic.server.closeIdleConnections(), 50);
+      const sweep = setInterval(() => traffic.closeIdleConnections(), 50);
       // At the deadline, whatever is still open (a hung request, a WebSocket) is closed.
       const deadline = setTimeout(() => {
         logger.warn(
           { requests: 'closed', websockets: upgraded.size },
           'drain deadline reached: closing the connections still open',
         );
-        traffic.server.closeAllConnections();
+        traffic.closeAllConnections();
         for (const s of upgraded) s.destroy();
         void pools.destroy();
       }, options.drainTimeoutMs ?? 20_000);

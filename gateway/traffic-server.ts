@@ -1,10 +1,21 @@
 /**
- * The traffic port's HTTP server: Node's, with slowloris guards, every method Node parses routed to
- * one handler (as Envoy routes any method), bodies left unread for the proxy to stream, and an
- * unexpected error answered 500 with a code rather than a crash.
+ * The traffic port: Node's own HTTP servers with no framework between them and the proxy (fastify
+ * cost a tenth of the gateway's requests/s here; load-tests/README.md). One port speaks HTTP/1.1
+ * and HTTP/2: in cleartext, a connection that opens with the HTTP/2 preface is handed to an HTTP/2
+ * server (h2c with prior knowledge, as Envoy's `codec_type: AUTO` sniffs it); given a certificate,
+ * TLS offers h2 and http/1.1 by ALPN. Slowloris guards on both; bodies left unread for the proxy
+ * to stream; an unexpected error answered 500 with a code rather than a crash.
  */
-import { createServer, type IncomingMessage, METHODS, type ServerResponse } from 'node:http';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer as createH2cServer,
+  createSecureServer,
+  type Http2SecureServer,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+  type Http2Session,
+} from 'node:http2';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { GatewayError } from './errors.js';
 
@@ -16,51 +27,160 @@ export interface ServerLimits {
   keepAliveTimeoutMs?: number;
 }
 
+/** A certificate and key (PEM) for TLS on the traffic port: HTTP/2 and HTTP/1.1 by ALPN. */
+export interface TrafficTls {
+  cert: string | Buffer;
+  key: string | Buffer;
+}
+
+/** An HTTP/1.1 or an HTTP/2 request: the proxy reads what both have in common. */
+export type TrafficRequest = IncomingMessage | Http2ServerRequest;
+export type TrafficResponse = ServerResponse | Http2ServerResponse;
+export type TrafficHandler = (req: TrafficRequest, res: TrafficResponse) => Promise<void>;
+
+export interface TrafficServer {
+  /** Emits 'upgrade' for HTTP/1.1 upgrades (WebSockets). */
+  server: Server | Http2SecureServer;
+  listen(port: number, host: string): Promise<string>;
+  /** Closes connections with nothing in flight (a drain sweeps them as their last response ends). */
+  closeIdleConnections(): void;
+  /** Closes every connection (a drain's deadline). */
+  closeAllConnections(): void;
+  /** Stops accepting and resolves when every connection has closed; new requests meanwhile get 503. */
+  close(): Promise<void>;
+}
+
+/** What every HTTP/2 connection starts with (RFC 9113 §3.4). */
+const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+
 export function trafficServer(
   limits: ServerLimits,
   logger: Logger,
-  handle: (req: IncomingMessage, res: ServerResponse) => Promise<void>,
-): FastifyInstance {
-  const traffic = Fastify({
-    // fastify logs each request at info: too much for a proxy, so its logger starts at warn.
-    loggerInstance: logger.child({ server: 'traffic' }, { level: 'warn' }) as FastifyBaseLogger,
-    return503OnClosing: true,
-    forceCloseConnections: 'idle',
-    serverFactory: (handler) =>
-      createServer(
-        {
-          headersTimeout: limits.headersTimeoutMs ?? 10_000,
-          // Node checks those timeouts only this often (default 30 s), which would let slowloris linger.
-          connectionsCheckingInterval: Math.min(1000, Math.ceil((limits.headersTimeoutMs ?? 10_000) / 2)),
-          requestTimeout: limits.requestTimeoutMs ?? 300_000,
-          maxHeaderSize: limits.maxHeaderSize ?? 16_384,
-          keepAliveTimeout: limits.keepAliveTimeoutMs ?? 65_000,
-        },
-        handler,
-      ),
-  });
-  // Bodies are streamed to the upstream untouched: no parser reads them.
-  traffic.removeAllContentTypeParsers();
-  traffic.addContentTypeParser('*', (_req, _payload, done) => done(null));
+  handle: TrafficHandler,
+  tls?: TrafficTls,
+): TrafficServer {
+  const headersTimeout = limits.headersTimeoutMs ?? 10_000;
+  let closing = false;
+  const onRequest = (req: TrafficRequest, res: TrafficResponse) => {
+    if (closing) {
+      // As a server that is shutting down should: this connection goes, the client retries elsewhere.
+      respondError(res, new GatewayError('SY_GW_NOT_READY', 'shutting down'), true);
+      return;
+    }
+    handle(req, res).catch((err: unknown) => {
+      logger.error({ err }, 'unexpected error in the traffic handler');
+      respondError(res, new GatewayError('SY_INTERNAL', 'internal error in the gateway'), false);
+    });
+  };
+  const http1Options = {
+    headersTimeout,
+    // Node checks those timeouts only this often (default 30 s), which would let slowloris linger.
+    connectionsCheckingInterval: Math.min(1000, Math.ceil(headersTimeout / 2)),
+    requestTimeout: limits.requestTimeoutMs ?? 300_000,
+    maxHeaderSize: limits.maxHeaderSize ?? 16_384,
+    keepAliveTimeout: limits.keepAliveTimeoutMs ?? 65_000,
+  };
+  const h2Options = {
+    maxHeaderListSize: limits.maxHeaderSize ?? 16_384,
+    // An HTTP/2 connection idle this long is closed, as keep-alive is for HTTP/1.1.
+    settings: { enablePush: false },
+  };
 
-  // Every method Node parses is routed (by the split when nothing else matches), as Envoy does;
-  // CONNECT is a tunnel, not a request to route.
-  for (const method of METHODS)
-    if (method !== 'CONNECT' && !traffic.supportedMethods.includes(method))
-      traffic.addHttpMethod(method, { hasBody: true });
-  traffic.route({
-    method: traffic.supportedMethods.filter((m) => m !== 'CONNECT'),
-    url: '*',
-    handler: async (request, reply) => {
-      reply.hijack();
-      await handle(request.raw as unknown as IncomingMessage, reply.raw as unknown as ServerResponse);
+  const sessions = new Set<Http2Session>();
+  const track = (session: Http2Session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+    session.setTimeout(limits.keepAliveTimeoutMs ?? 65_000, () => session.close());
+  };
+
+  let server: Server | Http2SecureServer;
+  /** Cleartext connections whose first bytes have not arrived yet: neither server tracks them. */
+  const sniffing = new Set<Socket>();
+  if (tls) {
+    const secure = createSecureServer({ ...h2Options, ...tls, allowHTTP1: true }, onRequest);
+    secure.on('session', track);
+    // TLS with allowHTTP1 has no headers timeout of its own for the HTTP/1.1 side: bound the handshake and head.
+    secure.setTimeout(headersTimeout);
+    server = secure;
+  } else {
+    const h1 = createServer(http1Options, onRequest);
+    const h2c = createH2cServer(h2Options, onRequest);
+    h2c.on('session', track);
+    const [http1Connection] = h1.listeners('connection') as ((socket: Socket) => void)[];
+    if (!http1Connection) throw new Error('node:http registered no connection listener');
+    h1.removeAllListeners('connection');
+    h1.on('connection', (socket: Socket) => {
+      sniffing.add(socket);
+      const slow = setTimeout(() => socket.destroy(), headersTimeout);
+      socket.once('data', (first: Buffer) => {
+        clearTimeout(slow);
+        sniffing.delete(socket);
+        socket.pause();
+        socket.unshift(first);
+        const h2 = first.subarray(0, H2_PREFACE.length).equals(H2_PREFACE.subarray(0, first.length));
+        if (h2 && first.length > 0) h2c.emit('connection', socket);
+        else {
+          http1Connection.call(h1, socket);
+          // node:http reads from the socket's handle directly from now on; the bytes put back go first.
+          socket.resume();
+        }
+      });
+      socket.once('close', () => {
+        clearTimeout(slow);
+        sniffing.delete(socket);
+      });
+      socket.on('error', () => undefined);
+    });
+    server = h1;
+  }
+
+  return {
+    server,
+    listen: (port, host) =>
+      new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          const a = server.address() as AddressInfo;
+          const shown = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+          resolve(`${tls ? 'https' : 'http'}://${shown}:${a.port}`);
+        });
+      }),
+    closeIdleConnections() {
+      if ('closeIdleConnections' in server) server.closeIdleConnections();
+      for (const s of sniffing) s.destroy();
     },
-  });
-  traffic.setErrorHandler((err, _request, reply) => {
-    logger.error({ err }, 'unexpected error in the traffic handler');
-    const e = new GatewayError('SY_INTERNAL', 'internal error in the gateway');
-    if (!reply.sent)
-      reply.code(500).header('x-switchyard-error', e.code).type('application/json').send(e.body());
-  });
-  return traffic;
+    closeAllConnections() {
+      if ('closeAllConnections' in server) server.closeAllConnections();
+      for (const s of sniffing) s.destroy();
+      for (const s of sessions) s.destroy();
+    },
+    close() {
+      closing = true;
+      return new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // HTTP/2 clients are told to go (GOAWAY): streams in flight finish, then the session closes.
+        for (const s of sessions) s.close();
+        for (const s of sniffing) s.destroy();
+        if ('closeIdleConnections' in server) server.closeIdleConnections();
+      });
+    },
+  };
+}
+
+/** An error answer, whatever the protocol; a response already started is cut short instead. */
+export function respondError(res: TrafficResponse, e: GatewayError, closeConnection: boolean): number {
+  if (res.headersSent) {
+    res.destroy();
+    return e.status;
+  }
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    'x-switchyard-error': e.code,
+    ...e.headers,
+  };
+  if (closeConnection && (res as ServerResponse).shouldKeepAlive !== undefined) headers.connection = 'close';
+  (res as ServerResponse).writeHead(e.status, headers);
+  res.end(e.body());
+  return e.status;
 }

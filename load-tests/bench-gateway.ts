@@ -9,6 +9,7 @@
 
 import { createServer } from 'node:http';
 import { join } from 'node:path';
+import { benchPlan, BENCH_HOST as HOST } from './bench-plan.js';
 import {
   ensureTool,
   fixedRate,
@@ -22,47 +23,6 @@ import {
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = 64;
-const HOST = 'bench.local';
-
-function benchPlan(
-  upstream: string,
-  mirror: { to: string; percent: number } | undefined,
-  shadowUrl?: string,
-): string {
-  return `apiVersion: switchyard.dev/v1alpha1
-kind: TrafficPolicy
-metadata: {name: bench, namespace: bench}
-spec:
-  service: shop
-  port: 80
-  hosts: [${HOST}]
-  stable: v1
-  canary: {version: v2, weight: 20}
-  intercepts:
-    - {name: alice, match: {header: x-debug-user, exact: alice}, to: {version: v3}}
-    - {name: beta, match: {header: x-client-build, regex: '[0-9]+\\.[0-9]+-beta'}, to: {version: v3}}
-    - {name: tenant, match: {baggage: tenant, exact: acme}, to: {preview: pr-42}}
-${mirror ? `  mirror: {to: {version: ${mirror.to}}, percent: ${mirror.percent}, methods: [GET]}\n` : ''}  rateLimits:
-    - {name: per-ip, key: {clientIp: {}}, limit: 1000000000, window: 1m}
-  previews: {repository: acme/shop}
----
-apiVersion: switchyard.dev/v1alpha1
-kind: Preview
-metadata: {name: bench-pr-42-7f3a2c1, namespace: bench}
-spec: {policy: bench, repository: acme/shop, pullRequest: 42, commit: 7f3a2c1e9b0d4c2a8f6e5d4c3b2a1f0e9d8c7b6a}
----
-apiVersion: switchyard.dev/v1alpha1
-kind: GatewayConfig
-metadata: {name: bench}
-spec:
-  upstreams:
-    shop/v1: ${upstream}
-    shop/v2: ${upstream}
-    shop/v3: ${upstream}
-    shop/pr-42-7f3a2c1: ${upstream}
-    shop/shadow: ${shadowUrl ?? upstream}
-`;
-}
 
 async function startGateway(
   yaml: string,

@@ -132,28 +132,33 @@ export async function startGatewayProcess(
   yaml: string,
   host: string,
   extraArgs: string[] = [],
+  env: NodeJS.ProcessEnv = {},
 ): Promise<{ url: string; adminUrl: string; child: ChildProcess }> {
   const file = join(tempDir('switchyard-bench-'), 'gateway.yaml');
   writeFileSync(file, yaml);
   const port = await freePort();
   const admin = await freePort();
-  const child = startProcess(process.execPath, [
-    join(import.meta.dirname, '..', 'bin', 'switchyard.js'),
-    'gateway',
-    '-c',
-    file,
-    '--port',
-    String(port),
-    '--admin-port',
-    String(admin),
-    '--host',
-    '127.0.0.1',
-    '--log-level',
-    'warn',
-    // One process unless the bench asks for more (the gateway's own default is one per core).
-    ...(extraArgs.includes('--workers') ? [] : ['--workers', '1']),
-    ...extraArgs,
-  ]);
+  const child = startProcess(
+    process.execPath,
+    [
+      join(import.meta.dirname, '..', 'bin', 'switchyard.js'),
+      'gateway',
+      '-c',
+      file,
+      '--port',
+      String(port),
+      '--admin-port',
+      String(admin),
+      '--host',
+      '127.0.0.1',
+      '--log-level',
+      'warn',
+      // One process unless the bench asks for more (the gateway's own default is one per core).
+      ...(extraArgs.includes('--workers') ? [] : ['--workers', '1']),
+      ...extraArgs,
+    ],
+    env,
+  );
   const url = `http://127.0.0.1:${port}/`;
   await waitForHttp(url, { host });
   return { url, adminUrl: `http://127.0.0.1:${admin}`, child };

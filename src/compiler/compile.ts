@@ -395,6 +395,7 @@ class PolicyCompiler {
       subsets: this.subsets(),
       routes,
       rateLimits: this.rateLimits(),
+      upstreamProtocol: spec.upstreamProtocol ?? 'http1',
     };
     const previewGateway = spec.previews?.gateway ?? spec.gateways?.[0];
     if (plan.previewHosts.length > 0 && previewGateway) plan.previewGateway = previewGateway;

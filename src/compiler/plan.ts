@@ -110,9 +110,14 @@ export interface PolicyPlan {
   subsets: Subset[];
   routes: Route[];
   timeoutMs?: number;
+  /** How the Service's pods are spoken to: HTTP/2 for gRPC (Istio: h2UpgradePolicy UPGRADE). */
+  upstreamProtocol: UpstreamProtocol;
   retries?: { attempts: number; perTryTimeoutMs?: number; on: string[] };
   rateLimits: RateLimitPlan[];
 }
+
+export const UPSTREAM_PROTOCOLS = ['http1', 'http2'] as const;
+export type UpstreamProtocol = (typeof UPSTREAM_PROTOCOLS)[number];
 
 export interface RoutePlan {
   policies: PolicyPlan[];

@@ -1,4 +1,7 @@
-/** One DestinationRule per policy: a subset per version the VirtualService routes or mirrors to. */
+/**
+ * One DestinationRule per policy: a subset per version the VirtualService routes or mirrors to,
+ * and HTTP/2 to the pods when the policy asks for it (`upstreamProtocol: http2`, for gRPC).
+ */
 import type { PolicyPlan } from '../compiler/plan.js';
 import { type KubeObject, NETWORKING_V1, objectMeta } from './objects.js';
 
@@ -10,6 +13,9 @@ export function renderDestinationRule(policy: PolicyPlan): KubeObject {
     spec: {
       host: policy.serviceHost,
       subsets: policy.subsets.map((s) => ({ name: s.name, labels: { ...s.labels } })),
+      ...(policy.upstreamProtocol === 'http2'
+        ? { trafficPolicy: { connectionPool: { http: { h2UpgradePolicy: 'UPGRADE' } } } }
+        : {}),
     },
   };
 }

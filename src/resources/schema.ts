@@ -351,6 +351,12 @@ export const TrafficPolicySpec = Type.Object(
     rateLimits: Type.Optional(Type.Array(RateLimit)),
     timeout: Type.Optional(Duration),
     retries: Type.Optional(Retries),
+    upstreamProtocol: Type.Optional(
+      StringEnum(
+        ['http1', 'http2'] as const,
+        'http1 or http2: how the Service is spoken to (http2 for gRPC; default http1)',
+      ),
+    ),
     previews: Type.Optional(PreviewSettings),
   },
   closed,
