@@ -1,8 +1,10 @@
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import type { TrustProxy } from '../gateway/client-address.js';
 import { loadGatewayFiles } from '../gateway/config-file.js';
 import { InvalidConfigError, type RunningGateway, runGateway } from '../gateway/run.js';
+import type { TrafficTls } from '../gateway/traffic-server.js';
 import { runGatewayPrimary, serveAsWorker, usableCores } from '../gateway/workers.js';
 import { kubeConfigFrom } from '../kube/client.js';
 import { parseDurationMs } from '../src/core/duration.js';
@@ -28,6 +30,9 @@ export interface GatewayCliOptions {
   trustProxy?: string;
   mirrorHostSuffix?: string;
   tokenJwks?: string;
+  /** PEM files: TLS on the traffic port, HTTP/2 and HTTP/1.1 by ALPN. */
+  tlsCert?: string;
+  tlsKey?: string;
   /** Processes sharing the traffic port (default: the cores this process may use). */
   workers?: string;
   logLevel: string;
@@ -80,7 +85,7 @@ function checkGatewayFlags(
   opts: GatewayCliOptions,
   io: CliIO,
   settings: Settings,
-): { jwks?: TokenJwks } | number {
+): { jwks?: TokenJwks; tls?: TrafficTls } | number {
   if (opts.kube ? opts.config.length > 0 : opts.config.length === 0) {
     io.stderr(
       `${formatProblem(problem('SY_BAD_REQUEST', 'give either --config FILE (repeatable) or --kube, not both and not neither'))}\n`,
@@ -92,7 +97,28 @@ function checkGatewayFlags(
     io.stderr('the gateway did not start: fix the token keys above\n');
     return jwks;
   }
-  return jwks ? { jwks } : {};
+  const tls = readTls(opts, io);
+  if (typeof tls === 'number') return tls;
+  return { ...(jwks ? { jwks } : {}), ...(tls ? { tls } : {}) };
+}
+
+/** `--tls-cert` and `--tls-key`: both or neither, readable PEM that Node accepts as a pair. */
+function readTls(opts: GatewayCliOptions, io: CliIO): TrafficTls | undefined | number {
+  if (!opts.tlsCert && !opts.tlsKey) return undefined;
+  const fail = (message: string) => {
+    io.stderr(`${formatProblem(problem('SY_BAD_REQUEST', message))}\n`);
+    return EXIT_INVALID;
+  };
+  if (!opts.tlsCert || !opts.tlsKey) return fail('give --tls-cert and --tls-key together (PEM files)');
+  try {
+    const tls = { cert: readFileSync(opts.tlsCert), key: readFileSync(opts.tlsKey) };
+    createSecureContext(tls);
+    return tls;
+  } catch (e) {
+    return fail(
+      `--tls-cert ${opts.tlsCert} / --tls-key ${opts.tlsKey}: ${(e as Error).message} (expected a PEM certificate and its private key)`,
+    );
+  }
 }
 
 export async function startGatewayFromCli(
@@ -103,7 +129,7 @@ export async function startGatewayFromCli(
   const logger = createLogger({ level: opts.logLevel });
   const checked = checkGatewayFlags(opts, io, settings);
   if (typeof checked === 'number') return checked;
-  const { jwks } = checked;
+  const { jwks, tls } = checked;
   try {
     const tp = trustProxy(opts.trustProxy);
     return await runGateway({
@@ -128,6 +154,7 @@ export async function startGatewayFromCli(
       ...(tp !== undefined ? { trustProxy: tp } : {}),
       ...(opts.mirrorHostSuffix ? { mirrorHostSuffix: opts.mirrorHostSuffix } : {}),
       ...(jwks ? { tokenJwks: jwks } : {}),
+      ...(tls ? { tls } : {}),
     });
   } catch (e) {
     if (e instanceof InvalidConfigError) {

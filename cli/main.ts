@@ -224,6 +224,11 @@ export function buildProgram(
       '--token-jwks <file>',
       'public keys (JWKS, from switchyard token-jwks) that intercept tokens are verified with; without it, token routes never match',
     )
+    .option(
+      '--tls-cert <file>',
+      'PEM certificate (chain) for TLS on the traffic port: HTTP/2 and HTTP/1.1 by ALPN (without it: cleartext HTTP/1.1 and h2c)',
+    )
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option('--log-level <level>', 'pino log level', settings.logLevel ?? 'info')
     .action(async (opts) => setExit(await gatewayCommand(opts, io, settings)));
 

@@ -6,7 +6,8 @@
  */
 import { PassThrough, type Readable } from 'node:stream';
 import { Pool } from 'undici';
-import { hasBody } from './proxy.js';
+import type { UpstreamProtocol } from '../src/compiler/plan.js';
+import { hasBody, poolOptions } from './proxy.js';
 import type { TrafficRequest } from './traffic-server.js';
 
 export interface MirrorCopy {
@@ -15,6 +16,8 @@ export interface MirrorCopy {
   path: string;
   headers: Record<string, string | string[]>;
   body?: Buffer;
+  /** As the policy speaks to its pods (gRPC copies need HTTP/2). */
+  protocol?: UpstreamProtocol;
 }
 
 export interface MirrorOptions {
@@ -109,11 +112,16 @@ export class Mirror {
     if (this.options.hostSuffix && typeof headers.host === 'string')
       headers.host = `${headers.host}${this.options.hostSuffix}`;
     if (copy.body) headers['content-length'] = String(copy.body.length);
-    let pool = this.pools.get(copy.url.origin);
+    const protocol = copy.protocol ?? 'http1';
+    const key = `${protocol} ${copy.url.origin}`;
+    let pool = this.pools.get(key);
     if (!pool) {
       // As many connections as copies may be in flight, so a copy is never queued behind a hung one.
-      pool = new Pool(copy.url.origin, { connections: this.options.maxInFlight ?? 100 });
-      this.pools.set(copy.url.origin, pool);
+      pool = new Pool(
+        copy.url.origin,
+        poolOptions(copy.url, protocol, { connections: this.options.maxInFlight ?? 100 }),
+      );
+      this.pools.set(key, pool);
     }
     const timeoutMs = this.options.timeoutMs ?? 5000;
     pool

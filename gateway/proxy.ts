@@ -46,6 +46,19 @@ export interface PoolOptions {
   keepAliveTimeoutMs?: number;
 }
 
+/** An undici Pool's options for an upstream: `http1` as given, or HTTP/2 (h2c for http:, ALPN h2 for https:). */
+export function poolOptions(url: URL, protocol: UpstreamProtocol, http1: Pool.Options): Pool.Options {
+  if (protocol === 'http1') return http1;
+  // One HTTP/2 connection carries many streams (undici's default of 100 per connection).
+  // h2c goes in `connect`: undici's Pool (7.30) does not hand its own useH2c to its connector.
+  return {
+    connections: 4,
+    allowH2: true,
+    pipelining: 100,
+    ...(url.protocol === 'http:' ? { connect: { useH2c: true } } : {}),
+  } as Pool.Options;
+}
+
 export class UpstreamPools {
   private readonly pools = new Map<string, Pool>();
   constructor(private readonly options: PoolOptions = {}) {}
@@ -56,19 +69,11 @@ export class UpstreamPools {
     if (!pool) {
       pool = new Pool(
         url.origin,
-        protocol === 'http2'
-          ? // One HTTP/2 connection carries many streams (undici's default of 100 per connection).
-            ({
-              connections: 4,
-              allowH2: true,
-              useH2c: url.protocol === 'http:',
-              pipelining: 100,
-            } as Pool.Options)
-          : {
-              connections: this.options.connections ?? 128,
-              keepAliveTimeout: this.options.keepAliveTimeoutMs ?? 30_000,
-              pipelining: 1,
-            },
+        poolOptions(url, protocol, {
+          connections: this.options.connections ?? 128,
+          keepAliveTimeout: this.options.keepAliveTimeoutMs ?? 30_000,
+          pipelining: 1,
+        }),
       );
       this.pools.set(key, pool);
     }
@@ -208,6 +213,7 @@ export async function forward(pools: UpstreamPools, input: ForwardInput): Promis
       res,
       extra: input.responseHeaders,
       retryOn: undefined,
+      http2Client: req.httpVersionMajor === 2,
     });
     return settle(outcome, input, false, res);
   }
@@ -245,6 +251,7 @@ export async function forward(pools: UpstreamPools, input: ForwardInput): Promis
           res,
           extra: input.responseHeaders,
           retryOn: last ? undefined : on,
+          http2Client: req.httpVersionMajor === 2,
         },
         (a) => {
           current = a;
@@ -337,6 +344,8 @@ interface Try {
   extra: Record<string, string | string[]>;
   /** Statuses that make this try's answer a RETRY; none on the last try. */
   retryOn: readonly string[] | undefined;
+  /** The client speaks HTTP/2 (a gRPC client, perhaps). */
+  http2Client: boolean;
 }
 
 /**
@@ -356,6 +365,8 @@ function dispatchOnce(
     let status = 0;
     let discarding = false;
     let resume: (() => void) | undefined;
+    /** A gRPC "trailers-only" answer's status, sent on as trailers. */
+    let statusInTrailers: Record<string, string | string[]> | undefined;
     const settle = (v: number | Error | typeof RETRY | typeof GONE) => {
       if (settled) return;
       settled = true;
@@ -391,7 +402,10 @@ function dispatchOnce(
           }
           status = statusCode;
           resume = r;
-          (res as ServerResponse).writeHead(statusCode, responseHeaders(raw, t.extra));
+          const head = responseHeaders(raw, t.extra);
+          if (t.http2Client && head['grpc-status'] !== undefined)
+            statusInTrailers = takeTrailers(head, t.extra);
+          (res as ServerResponse).writeHead(statusCode, head);
           return true;
         },
         onData(chunk: Buffer): boolean {
@@ -403,8 +417,8 @@ function dispatchOnce(
         onComplete(trailers: Buffer[] | string[] | Record<string, string | string[]> | null) {
           if (discarding) return settle(RETRY);
           res.off('close', onClose);
-          const passed = trailers && trailerHeaders(trailers);
-          if (passed) res.addTrailers(passed);
+          const passed = trailers ? trailerHeaders(trailers) : undefined;
+          if (passed || statusInTrailers) res.addTrailers({ ...statusInTrailers, ...passed });
           res.end();
           settle(status);
         },
@@ -436,6 +450,25 @@ function responseHeaders(
     out[k] = prior === undefined ? v : ([] as string[]).concat(prior, v);
   }
   return out;
+}
+
+/**
+ * gRPC's "trailers-only" answer (an error with no message) is one HEADERS frame that carries the
+ * status and the trailing metadata. Node's HTTP/2 compatibility API always sends headers and
+ * trailers apart, so all but the content type (and the gateway's own headers) move to the
+ * trailers, where a gRPC client reads them: headers then trailers is a valid gRPC answer too.
+ */
+function takeTrailers(
+  head: Record<string, string | string[]>,
+  gateways: Record<string, string | string[]>,
+): Record<string, string | string[]> {
+  const moved: Record<string, string | string[]> = {};
+  for (const k in head) {
+    if (k === 'content-type' || k === 'content-length' || k in gateways) continue;
+    moved[k] = head[k] as string | string[];
+    delete head[k];
+  }
+  return moved;
 }
 
 /** Trailers to pass on (from HTTP/1.1 as a raw list, from HTTP/2 as an object), or undefined when there are none. */

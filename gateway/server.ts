@@ -147,6 +147,7 @@ export function createGateway(options: GatewayOptions): Gateway {
             method: req.method ?? 'GET',
             path: req.url ?? '/',
             headers: upstreamRequestHeaders(req, client),
+            protocol: policy.upstreamProtocol,
           },
           route.mirror.maxBodyBytes,
         );

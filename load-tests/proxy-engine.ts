@@ -1,13 +1,16 @@
 /**
- * The proxy hot path alone, for choosing a library by measurement: `http-proxy` (with a keep-alive
- * agent) or an undici Pool, each a bare forwarder to one upstream. Run by bench-gateway.ts:
- *   node --import tsx load-tests/proxy-engine.ts <http-proxy|undici|undici-stream|none> <port> <upstream-url>
+ * The proxy hot path alone, for choosing a library by measurement and as the limit the gateway is
+ * measured against: `http-proxy` (with a keep-alive agent), `@fastify/http-proxy`, or an undici
+ * Pool (request, stream or dispatch API), each a bare forwarder to one upstream. Run by bench-gateway.ts:
+ *   node --import tsx load-tests/proxy-engine.ts <engine> <port> <upstream-url>
  * (`none` answers by itself: the ceiling of one Node process, with no proxying).
  */
 import { Agent, createServer } from 'node:http';
 import { pipeline } from 'node:stream/promises';
+import fastifyHttpProxy from '@fastify/http-proxy';
+import Fastify from 'fastify';
 import httpProxy from 'http-proxy';
-import { Pool } from 'undici';
+import { type Dispatcher, Pool, util } from 'undici';
 
 const [engine, portText, upstream] = process.argv.slice(2) as [string, string, string];
 const port = Number(portText);
@@ -33,6 +36,44 @@ if (engine === 'none') {
     }
   });
   createServer((req, res) => proxy.web(req, res)).listen(port, '127.0.0.1');
+} else if (engine === 'fastify-http-proxy') {
+  // What a fastify user reaches for: @fastify/http-proxy (undici underneath, through @fastify/reply-from).
+  const app = Fastify({ logger: false });
+  await app.register(fastifyHttpProxy, {
+    upstream,
+    http: undefined,
+    undici: { connections: 128, pipelining: 1 },
+  });
+  await app.listen({ port, host: '127.0.0.1' });
+} else if (engine === 'undici-dispatch') {
+  // undici's lowest API: a handler that writes straight into the response (what the gateway uses).
+  const pool = new Pool(upstream, { connections: 128, pipelining: 1 });
+  createServer((req, res) => {
+    pool.dispatch(
+      {
+        path: req.url ?? '/',
+        method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
+        headers: req.headers as Record<string, string>,
+        body: req.method === 'GET' || req.method === 'HEAD' ? null : req,
+      },
+      {
+        onConnect() {},
+        onHeaders(statusCode: number, raw: Buffer[], resume: () => void) {
+          res.writeHead(statusCode, util.parseHeaders(raw) as Record<string, string>);
+          res.on('drain', resume);
+          return true;
+        },
+        onData: (chunk: Buffer) => res.write(chunk),
+        onComplete() {
+          res.end();
+        },
+        onError() {
+          if (!res.headersSent) res.writeHead(502);
+          res.end();
+        },
+      } as unknown as Dispatcher.DispatchHandler,
+    );
+  }).listen(port, '127.0.0.1');
 } else if (engine === 'undici-stream') {
   // pool.stream writes the body straight into the response: no intermediate Readable.
   const pool = new Pool(upstream, { connections: 128, pipelining: 1 });

@@ -2,8 +2,23 @@
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
+
+/**
+ * Where each process runs: the proxy under test alone on one core, the load generator and the
+ * upstream on the other, so a proxy's figure is what one core of it does rather than how the
+ * scheduler shared two cores among three processes (runs are far steadier so). One core: unpinned.
+ */
+export const CPUS =
+  availableParallelism() >= 2 && spawnSync('taskset', ['-c', '0', 'true']).status === 0
+    ? { proxy: '1', load: '0' }
+    : undefined;
+
+/** `cmd args` on the given cores (taskset), or anywhere. */
+function pinned(cpus: string | undefined, cmd: string, args: string[]): [string, string[]] {
+  return cpus ? ['taskset', ['-c', cpus, cmd, ...args]] : [cmd, args];
+}
 
 /** Installs a Debian package when its command is missing (the bench runs as root on these machines). */
 export function ensureTool(command: string, pkg: string): string {
@@ -38,7 +53,12 @@ export function tempDir(prefix: string): string {
 }
 
 /** One nginx master with one worker, from a server block; returns a stop function. */
-export function startNginx(nginx: string, serverBlock: string, extraHttp = ''): () => void {
+export function startNginx(
+  nginx: string,
+  serverBlock: string,
+  extraHttp = '',
+  cpus: string | undefined = CPUS?.load,
+): () => void {
   const dir = tempDir('switchyard-nginx-');
   const conf = `worker_processes 1;
 daemon off;
@@ -58,12 +78,22 @@ http {
 }
 `;
   writeFileSync(join(dir, 'nginx.conf'), conf);
-  const child = spawn(nginx, ['-c', join(dir, 'nginx.conf'), '-p', dir], { stdio: 'inherit' });
+  const child = spawn(...pinned(cpus, nginx, ['-c', join(dir, 'nginx.conf'), '-p', dir]), {
+    stdio: 'inherit',
+  });
   return () => child.kill('SIGQUIT');
 }
 
-export function startProcess(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
-  return spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...env } });
+export function startProcess(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  cpus?: string,
+): ChildProcess {
+  return spawn(...pinned(cpus, cmd, args), {
+    stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...process.env, ...env },
+  });
 }
 
 export async function waitForHttp(
@@ -103,7 +133,7 @@ function ms(text: string): number {
 export function wrk(url: string, opts: { seconds: number; connections: number; host?: string }): WrkResult {
   const args = ['-t1', `-c${opts.connections}`, `-d${opts.seconds}s`, '--latency'];
   if (opts.host) args.push('-H', `Host: ${opts.host}`);
-  const out = execFileSync('wrk', [...args, url], { encoding: 'utf8' });
+  const out = execFileSync(...pinned(CPUS?.load, 'wrk', [...args, url]), { encoding: 'utf8' });
   const rps = Number(/Requests\/sec:\s+([0-9.]+)/.exec(out)?.[1]);
   const p50 = ms(/^\s+50%\s+(\S+)/m.exec(out)?.[1] ?? '');
   const p99 = ms(/^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? '');
@@ -119,7 +149,10 @@ export function fixedRate(
   const bin = join(import.meta.dirname, '..', 'node_modules', '.bin', 'autocannon');
   const args = ['-j', '-c', String(opts.connections), '-d', String(opts.seconds), '-R', String(opts.rate)];
   if (opts.host) args.push('-H', `host=${opts.host}`);
-  const out = execFileSync(bin, [...args, url], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  const out = execFileSync(...pinned(CPUS?.load, bin, [...args, url]), {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
   const j = JSON.parse(out) as { latency: { p50: number; p99: number }; requests: { average: number } };
   return { p50: j.latency.p50, p99: j.latency.p99, rps: j.requests.average };
 }
@@ -158,6 +191,8 @@ export async function startGatewayProcess(
       ...extraArgs,
     ],
     env,
+    // One process on the proxy's core; several workers get every core.
+    extraArgs.includes('--workers') ? undefined : CPUS?.proxy,
   );
   const url = `http://127.0.0.1:${port}/`;
   await waitForHttp(url, { host });

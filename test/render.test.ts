@@ -191,6 +191,30 @@ spec:
     ]);
   });
 
+  it('upstreamProtocol: http2 (a gRPC service) makes the sidecars speak HTTP/2 to its pods', async () => {
+    const dir = tempFiles({
+      'grpc.yaml': `apiVersion: switchyard.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: orders, namespace: shop}
+spec: {service: orders, port: 50051, stable: v1, upstreamProtocol: http2, canary: {version: v2, weight: 10}}
+`,
+    });
+    const r = await cli('render', '-f', dir);
+    expect(r.stderr).toBe('');
+    const objects = parseAllDocuments(r.stdout).map((d) => d.toJS()) as Obj[];
+    const rule = objects.find((o) => o.kind === 'DestinationRule') as unknown as {
+      spec: { trafficPolicy?: unknown };
+    };
+    expect(rule.spec.trafficPolicy).toEqual({ connectionPool: { http: { h2UpgradePolicy: 'UPGRADE' } } });
+    for (const o of objects)
+      expect(() => validateWithModels(o), `${o.kind} ${o.metadata.name}`).not.toThrow();
+    const path = istioCrdsPath();
+    if (path) for (const o of objects) expect(validateWithCrdFile(o, path), o.kind).toEqual([]);
+    // Without it, the DestinationRule says nothing about the protocol (Istio's default: HTTP/1.1 unless the port says otherwise).
+    const plain = await cli('render', '-f', join(EXAMPLES, 'intercept.yaml'));
+    expect(plain.stdout).not.toContain('h2UpgradePolicy');
+  });
+
   it('rate limits in an ambient namespace are an error, not a silent no-op', async () => {
     const r = await cli('render', '-f', join(EXAMPLES, 'rate-limits.yaml'), '--ambient-namespace', 'shop');
     expect(r.code).toBe(2);
