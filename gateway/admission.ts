@@ -3,13 +3,16 @@
  * route's destination → its rate limits. The answer is where to go and the headers the response
  * carries, or the error to answer with.
  */
+
+import type { RequestView } from '../src/compiler/evaluate.js';
 import { UPSTREAM_HEADER } from '../src/compiler/plan.js';
 import type { ClientAddress } from './client-address.js';
 import { GatewayError } from './errors.js';
 import type { PlanHolder } from './plan-holder.js';
-import { type RateLimiter, rateLimitHeaders } from './rate-limit.js';
+import { type LimitVerdict, type RateLimiter, rateLimitHeaders } from './rate-limit.js';
 import type { RequestTokens } from './request-tokens.js';
 import { type Decision, decide } from './router.js';
+import type { Snapshot } from './snapshot.js';
 import type { TrafficRequest } from './traffic-server.js';
 
 export interface Admitted {
@@ -18,7 +21,11 @@ export interface Admitted {
   responseHeaders: Record<string, string | string[]>;
 }
 
-export type Admit = (req: TrafficRequest, client: ClientAddress) => Promise<Admitted | GatewayError>;
+/** Synchronous unless a token must be verified or a shared count (Redis, the --workers primary) asked. */
+export type Admit = (
+  req: TrafficRequest,
+  client: ClientAddress,
+) => Admitted | GatewayError | Promise<Admitted | GatewayError>;
 
 export function admission(parts: {
   holder: PlanHolder;
@@ -27,21 +34,38 @@ export function admission(parts: {
   random: () => number;
 }): Admit {
   const { holder, tokens, limiter, random } = parts;
-  return async (req, client) => {
-    const snapshot = holder.current;
-    if (!snapshot) return new GatewayError('SY_GW_NOT_READY', 'no configuration loaded yet');
-    const view = await tokens.viewOf(req, snapshot);
+
+  const limited = (view: RequestView, decision: Decision, client: ClientAddress) => {
+    const counted = limiter.check(decision.policy, decision.destination.role, {
+      clientIp: client.ip,
+      header: view.header,
+    });
+    return Array.isArray(counted) ? verdict(decision, counted) : counted.then((v) => verdict(decision, v));
+  };
+
+  const routed = (view: RequestView | GatewayError, snapshot: Snapshot, client: ClientAddress) => {
     if (view instanceof GatewayError) return view;
     const decision = decide(snapshot, view, random);
     if (decision instanceof GatewayError) return decision;
-    const { policy, destination } = decision;
-    const counted = limiter.check(policy, destination.role, { clientIp: client.ip, header: view.header });
-    const verdicts = Array.isArray(counted) ? counted : await counted;
+    return limited(view, decision, client);
+  };
+
+  return (req, client) => {
+    const snapshot = holder.current;
+    if (!snapshot) return new GatewayError('SY_GW_NOT_READY', 'no configuration loaded yet');
+    const view = tokens.viewOf(req, snapshot);
+    return view instanceof Promise
+      ? view.then((v) => routed(v, snapshot, client))
+      : routed(view, snapshot, client);
+  };
+}
+
+function verdict(decision: Decision, verdicts: LimitVerdict[]): Admitted | GatewayError {
+  const { policy, destination } = decision;
+  const responseHeaders: Record<string, string | string[]> = { [UPSTREAM_HEADER]: destination.upstream };
+  if (verdicts.length > 0) {
     const limitHeaders = rateLimitHeaders(verdicts);
-    const responseHeaders: Record<string, string | string[]> = {
-      [UPSTREAM_HEADER]: destination.upstream,
-      ...limitHeaders,
-    };
+    for (const k in limitHeaders) responseHeaders[k] = limitHeaders[k] as string;
     const refused = verdicts.filter((v) => !v.allowed).map((v) => v.limit.name);
     if (refused.length > 0) {
       return new GatewayError(
@@ -50,7 +74,7 @@ export function admission(parts: {
         responseHeaders as Record<string, string>,
       );
     }
-    if (destination.setCookie) responseHeaders['set-cookie'] = destination.setCookie;
-    return { decision, responseHeaders };
-  };
+  }
+  if (destination.setCookie) responseHeaders['set-cookie'] = destination.setCookie;
+  return { decision, responseHeaders };
 }

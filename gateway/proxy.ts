@@ -433,23 +433,41 @@ function dispatchOnce(
 
 /**
  * The upstream's response headers without hop-by-hop ones, then the gateway's own (set-cookie
- * appended to the upstream's). As one object, so Node writes the head in one go.
+ * appended to the upstream's). Built in one pass with nothing deleted (a deleted key makes V8
+ * turn the object into a slow dictionary), as one object so Node writes the head in one go.
  */
 function responseHeaders(
   raw: Buffer[] | string[],
   extra: Record<string, string | string[]>,
 ): Record<string, string | string[]> {
-  const out = undiciUtil.parseHeaders(raw) as Record<string, string | string[]>;
-  const connection = out.connection;
-  if (connection !== undefined)
-    for (const t of String(connection).split(',')) delete out[t.trim().toLowerCase()];
-  for (const k of HOP_BY_HOP) if (k in out) delete out[k];
+  const out: Record<string, string | string[]> = {};
+  let connection: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = undiciUtil.headerNameToString(raw[i] as Buffer | string);
+    const value = (raw[i + 1] as Buffer | string).toString('latin1');
+    if (HOP_BY_HOP.has(name)) {
+      if (name === 'connection') connection = value;
+      continue;
+    }
+    const prior = out[name];
+    out[name] = prior === undefined ? value : Array.isArray(prior) ? [...prior, value] : [prior, value];
+  }
   for (const k in extra) {
     const v = extra[k] as string | string[];
     const prior = k === 'set-cookie' ? out[k] : undefined;
     out[k] = prior === undefined ? v : ([] as string[]).concat(prior, v);
   }
-  return out;
+  // Headers the upstream named in its Connection header are hop-by-hop too (rare: a copy then).
+  if (
+    connection === undefined ||
+    connection.toLowerCase() === 'keep-alive' ||
+    connection.toLowerCase() === 'close'
+  )
+    return out;
+  const named = new Set(connection.split(',').map((t) => t.trim().toLowerCase()));
+  const kept: Record<string, string | string[]> = {};
+  for (const k in out) if (!named.has(k) || k in extra) kept[k] = out[k] as string | string[];
+  return kept;
 }
 
 /**

@@ -34,13 +34,16 @@ export interface RequestTokens {
    * The request as the router sees it, with the verified claims of its token when the token was
    * minted for the policy serving its host; a GatewayError (401) when it carries a token that fails.
    */
-  viewOf(req: TrafficRequest, snapshot: Snapshot): Promise<RequestView | GatewayError>;
+  viewOf(
+    req: TrafficRequest,
+    snapshot: Snapshot,
+  ): RequestView | GatewayError | Promise<RequestView | GatewayError>;
   /**
    * `?switchyard-token=<token>` on a host whose policy asks for tokens: a valid token for that
    * policy is answered with 303 to the same URL without it and a cookie for this host only, any
    * other with 401. Undefined: not such a request.
    */
-  exchange(req: TrafficRequest): Promise<TokenExchange | GatewayError | undefined>;
+  exchange(req: TrafficRequest): Promise<TokenExchange | GatewayError | undefined> | undefined;
 }
 
 /** The value of one cookie in a Cookie header, or undefined. */
@@ -70,42 +73,57 @@ export function requestTokens(holder: PlanHolder, jwks: TokenJwks | undefined): 
   const tokenQuery = `${TOKEN_QUERY}=`;
 
   return {
-    async viewOf(req, snapshot) {
+    // Synchronous unless there is a token to verify: most requests carry none.
+    viewOf(req, snapshot) {
       const view = requestView(req.method ?? 'GET', req.headers);
       if (!tokens) return view;
       const fromHeader = view.header(TOKEN_HEADER);
       const token = fromHeader ?? cookieValue(view.header('cookie'), TOKEN_COOKIE);
       if (token === undefined) return view;
-      const payload = await tokens.verify(token);
-      if (!payload)
-        return invalid(fromHeader !== undefined ? `${TOKEN_HEADER} header` : `${TOKEN_COOKIE} cookie`);
-      const policy = snapshot.index.policyFor(view.authority);
-      if (!policy || !tokenIsFor(payload, tokenAudience(policy.namespace, policy.name))) return view;
-      return requestView(view.method, req.headers, stringClaims(payload));
+      return verifiedView(req, snapshot, view, token, fromHeader !== undefined);
     },
 
-    async exchange(req) {
-      const snapshot = holder.current;
-      if (!tokens || !snapshot || !req.url?.includes(tokenQuery)) return undefined;
-      const policy = snapshot.index.policyFor(req.headers.host ?? '');
-      if (!policy || !readsTokens(policy)) return undefined;
-      const url = new URL(req.url, 'http://gateway');
-      const token = url.searchParams.get(TOKEN_QUERY) ?? '';
-      const payload = await tokens.verify(token);
-      if (!payload || !tokenIsFor(payload, tokenAudience(policy.namespace, policy.name)))
-        return new GatewayError(
-          'SY_GW_TOKEN_INVALID',
-          `the ${TOKEN_QUERY} is not a valid intercept token for ${policy.namespace}/${policy.name} (forged, expired or minted for another policy): ask for a new one (switchyard token)`,
-        );
-      url.searchParams.delete(TOKEN_QUERY);
-      const lifetime =
-        typeof payload.exp === 'number'
-          ? `; Max-Age=${Math.max(0, payload.exp - Math.floor(Date.now() / 1000))}`
-          : '';
-      return {
-        location: `${url.pathname}${url.search}`,
-        cookie: `${TOKEN_COOKIE}=${token}; Path=/${lifetime}; HttpOnly; Secure; SameSite=Lax`,
-      };
+    exchange(req) {
+      if (!tokens || !req.url?.includes(tokenQuery)) return undefined;
+      return exchangeToken(req);
     },
   };
+
+  async function verifiedView(
+    req: TrafficRequest,
+    snapshot: Snapshot,
+    view: RequestView,
+    token: string,
+    inHeader: boolean,
+  ): Promise<RequestView | GatewayError> {
+    const payload = await tokens?.verify(token);
+    if (!payload) return invalid(inHeader ? `${TOKEN_HEADER} header` : `${TOKEN_COOKIE} cookie`);
+    const policy = snapshot.index.policyFor(view.authority);
+    if (!policy || !tokenIsFor(payload, tokenAudience(policy.namespace, policy.name))) return view;
+    return requestView(view.method, req.headers, stringClaims(payload));
+  }
+
+  async function exchangeToken(req: TrafficRequest): Promise<TokenExchange | GatewayError | undefined> {
+    const snapshot = holder.current;
+    if (!tokens || !snapshot || !req.url) return undefined;
+    const policy = snapshot.index.policyFor(req.headers.host ?? '');
+    if (!policy || !readsTokens(policy)) return undefined;
+    const url = new URL(req.url, 'http://gateway');
+    const token = url.searchParams.get(TOKEN_QUERY) ?? '';
+    const payload = await tokens.verify(token);
+    if (!payload || !tokenIsFor(payload, tokenAudience(policy.namespace, policy.name)))
+      return new GatewayError(
+        'SY_GW_TOKEN_INVALID',
+        `the ${TOKEN_QUERY} is not a valid intercept token for ${policy.namespace}/${policy.name} (forged, expired or minted for another policy): ask for a new one (switchyard token)`,
+      );
+    url.searchParams.delete(TOKEN_QUERY);
+    const lifetime =
+      typeof payload.exp === 'number'
+        ? `; Max-Age=${Math.max(0, payload.exp - Math.floor(Date.now() / 1000))}`
+        : '';
+    return {
+      location: `${url.pathname}${url.search}`,
+      cookie: `${TOKEN_COOKIE}=${token}; Path=/${lifetime}; HttpOnly; Secure; SameSite=Lax`,
+    };
+  }
 }

@@ -111,7 +111,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     // HTTP/2 names the host :authority; one name for routing, tokens and the upstream's Host.
     if (req.httpVersionMajor === 2) req.headers.host ??= req.headers[':authority'] as string | undefined;
     const client = clientOf(req);
-    const exchanged = await tokens.exchange(req);
+    const exchanging = tokens.exchange(req);
+    const exchanged = exchanging && (await exchanging);
     if (exchanged) {
       let status = 303;
       if (exchanged instanceof GatewayError) status = sendError(res, exchanged);
@@ -122,7 +123,8 @@ export function createGateway(options: GatewayOptions): Gateway {
       metrics.requests.inc({ policy: '', route: '', upstream: '', status });
       return;
     }
-    const admitted = await admit(req, client);
+    const admitting = admit(req, client);
+    const admitted = admitting instanceof Promise ? await admitting : admitting;
     if (admitted instanceof GatewayError) {
       const status = sendError(res, admitted);
       metrics.requests.inc({

