@@ -35,10 +35,13 @@ export function matchString(m: StringMatch, value: string | undefined): boolean 
 export function matchRequest(m: RequestMatch, req: RequestView): boolean {
   if (m.authority && !matchString(m.authority, req.authority)) return false;
   if (m.method && !matchString(m.method, req.method)) return false;
-  if (m.headers)
-    for (const [name, sm] of Object.entries(m.headers)) if (!matchString(sm, req.header(name))) return false;
-  if (m.claims)
-    for (const [name, sm] of Object.entries(m.claims)) if (!matchString(sm, req.claim?.(name))) return false;
+  // for-in rather than Object.entries: this runs for every route of every request (no arrays made).
+  const { headers, claims } = m;
+  if (headers)
+    for (const name in headers)
+      if (!matchString(headers[name] as StringMatch, req.header(name))) return false;
+  if (claims)
+    for (const name in claims) if (!matchString(claims[name] as StringMatch, req.claim?.(name))) return false;
   return true;
 }
 
