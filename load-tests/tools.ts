@@ -40,12 +40,19 @@ export function ensureTool(command: string, pkg: string): string {
   return ensureTool(command, pkg);
 }
 
+/** Ports handed out in this run: the OS may offer a just-closed port twice, before anyone binds it. */
+const handedOut = new Set<number>();
+
 export async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
+  for (;;) {
+    const s = createServer();
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    const port = (s.address() as { port: number }).port;
+    await new Promise((r) => s.close(r));
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    return port;
+  }
 }
 
 export function tempDir(prefix: string): string {
