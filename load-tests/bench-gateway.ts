@@ -9,7 +9,8 @@
  *
  * Every proxy runs alone on one core, wrk and the upstream on the other (load-tests/tools.ts), so a
  * figure is what one core of that proxy does. Each target is measured BENCH_RUNS times (default 3),
- * interleaved, BENCH_SECONDS each (default 5), and the median is printed with the spread. Then:
+ * interleaved, BENCH_SECONDS each (default 5), and the median is printed with the spread, with the
+ * CPU time the proxy process spent per request (from /proc: steadier than req/s on a shared VM). Then:
  * the latency the gateway adds over the bare forwarder at half of its maximum, peak RSS, and the
  * cost of mirroring to a dead or slow shadow. Budgets (issue 16, load-tests/README.md): the
  * gateway ≥ 0.85× the bare forwarder and ≥ 1.5× http-proxy; added p99 ≤ 1 ms at half load;
@@ -52,6 +53,18 @@ function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
   return sorted.length % 2 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
+}
+
+/** CPU time (user + system) a process has used so far, in ms; undefined without /proc. */
+function cpuMs(pid: number | undefined): number | undefined {
+  if (!pid) return undefined;
+  try {
+    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th, in clock ticks (100/s).
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Peak resident memory of a process (VmHWM), in MiB: what it needed under load. */
@@ -222,11 +235,21 @@ async function main(): Promise<void> {
     // Warm-up (JIT, pools), then RUNS rounds, each target in turn, so drift hits all alike.
     for (const t of targets) wrk(t.url, { seconds: 2, connections: CONNECTIONS, host: HOST });
     const results = new Map<string, WrkResult[]>();
+    // CPU µs the proxy process spent per request: far steadier than req/s on a noisy machine.
+    const cpuPerRequest = new Map<string, number[]>();
     for (let run = 0; run < RUNS; run++)
       for (const t of targets) {
+        const before = cpuMs(t.pid);
         const r = wrk(t.url, { seconds: SECONDS, connections: CONNECTIONS, host: HOST });
         results.set(t.name, [...(results.get(t.name) ?? []), r]);
+        const after = cpuMs(t.pid);
+        if (before !== undefined && after !== undefined)
+          cpuPerRequest.set(t.name, [
+            ...(cpuPerRequest.get(t.name) ?? []),
+            ((after - before) * 1000) / (r.rps * SECONDS),
+          ]);
       }
+    const cpuUs = (name: string) => median(cpuPerRequest.get(name) ?? []);
     const rps = (name: string) => median((results.get(name) ?? []).map((r) => r.rps));
     const p99 = (name: string) => median((results.get(name) ?? []).map((r) => r.p99));
     const bare = Math.max(rps('undici-dispatch'), rps('undici-stream'));
@@ -236,7 +259,7 @@ async function main(): Promise<void> {
       `\nmax throughput: wrk -t1 -c${CONNECTIONS}, ${RUNS} runs of ${SECONDS}s each, interleaved; ${CPUS ? `each proxy alone on core ${CPUS.proxy}, wrk and the upstream on core ${CPUS.load}` : 'unpinned (one core)'}; ${new Date().toISOString()}, Node ${process.version}`,
     );
     console.log(
-      `${'target'.padEnd(28)} ${'req/s'.padStart(8)} ${'spread'.padStart(15)} ${'p99 ms'.padStart(7)} ${'vs bare'.padStart(8)} ${'vs nginx'.padStart(9)} ${'peak RSS MiB'.padStart(13)}`,
+      `${'target'.padEnd(28)} ${'req/s'.padStart(8)} ${'spread'.padStart(15)} ${'p99 ms'.padStart(7)} ${'vs bare'.padStart(8)} ${'vs nginx'.padStart(9)} ${'CPU µs/req'.padStart(11)} ${'peak RSS MiB'.padStart(13)}`,
     );
     for (const t of targets) {
       const all = (results.get(t.name) ?? []).map((r) => r.rps);
@@ -249,6 +272,7 @@ async function main(): Promise<void> {
           p99(t.name).toFixed(2).padStart(7),
           `${(rps(t.name) / bare).toFixed(2)}x`.padStart(8),
           `${(rps(t.name) / nginxRps).toFixed(2)}x`.padStart(9),
+          (cpuPerRequest.has(t.name) ? cpuUs(t.name).toFixed(1) : '').padStart(11),
           peakRssMiB(t.pid).padStart(13),
         ].join(' '),
       );
@@ -329,12 +353,16 @@ async function main(): Promise<void> {
     );
 
     const vsBare = gatewayRps / bare;
+    const bareCpu = Math.min(cpuUs('undici-dispatch'), cpuUs('undici-stream'));
     const vsHttpProxy = gatewayRps / rps('http-proxy');
     const noMirror = mirrored['no mirror'] ?? 1;
     const mirrorOk = Object.values(mirrored).every((v) => v <= Math.max(1.1 * noMirror, noMirror + 1));
     const ok = (b: boolean) => (b ? 'ok' : 'MISSED');
     console.log('\nbudgets');
     console.log(`  gateway ${vsBare.toFixed(2)}x the bare forwarder (>= 0.85): ${ok(vsBare >= 0.85)}`);
+    console.log(
+      `  by CPU per request: the bare forwarder ${bareCpu.toFixed(1)} µs, the gateway ${cpuUs('switchyard gateway').toFixed(1)} µs = ${(bareCpu / cpuUs('switchyard gateway')).toFixed(2)}x (the same budget, read from /proc; steadier than req/s here)`,
+    );
     console.log(`  gateway ${vsHttpProxy.toFixed(2)}x http-proxy (>= 1.5): ${ok(vsHttpProxy >= 1.5)}`);
     console.log(
       `  added p99 at half load ${added.toFixed(2)} ms over the bare forwarder (<= 1): ${ok(added <= 1)}`,
