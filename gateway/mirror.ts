@@ -5,7 +5,7 @@
  * bodies over the cap are not copied, and each copy has its own short timeout.
  */
 import { PassThrough, type Readable } from 'node:stream';
-import { Pool } from 'undici';
+import { type Dispatcher, Pool } from 'undici';
 import type { UpstreamProtocol } from '../src/compiler/plan.js';
 import { hasBody, poolOptions } from './proxy.js';
 import type { TrafficRequest } from './traffic-server.js';
@@ -124,23 +124,32 @@ export class Mirror {
       this.pools.set(key, pool);
     }
     const timeoutMs = this.options.timeoutMs ?? 5000;
-    pool
-      .request({
+    // A dispatch whose handler drops the answer: no Readable, promise or dump per copy (a copy
+    // through undici's request API cost more than the primary request it copies).
+    let done = false;
+    const finish = (result: 'sent' | 'failed') => {
+      if (done) return;
+      done = true;
+      this.inFlight--;
+      this.options.onResult?.(result);
+    };
+    pool.dispatch(
+      {
         path: copy.path,
-        method: copy.method as never,
+        method: copy.method as Dispatcher.HttpMethod,
         headers,
         body: copy.body ?? null,
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
-      })
-      .then(async (res) => {
-        await res.body.dump();
-        this.options.onResult?.('sent');
-      })
-      .catch(() => this.options.onResult?.('failed'))
-      .finally(() => {
-        this.inFlight--;
-      });
+      },
+      {
+        onConnect() {},
+        onHeaders: () => true,
+        onData: () => true,
+        onComplete: () => finish('sent'),
+        onError: () => finish('failed'),
+      } as unknown as Dispatcher.DispatchHandler,
+    );
   }
 
   get pending(): number {

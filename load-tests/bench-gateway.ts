@@ -180,12 +180,17 @@ function engine(name: string, port: number, upstream: string): Target {
 }
 
 function nginxWorkerPid(port: number): number | undefined {
-  // The master forks one worker: the process that proxies.
-  const out = spawnSync('sh', ['-c', `ss -Htlnp 'sport = :${port}' | grep -o 'pid=[0-9]*' | tail -1`], {
-    encoding: 'utf8',
-  }).stdout;
-  const pid = Number(out.replace('pid=', ''));
-  return pid > 0 ? pid : undefined;
+  // The master forks one worker, the process that proxies: of the processes on the port, the child.
+  const out = spawnSync('ss', ['-Htlnp', `sport = :${port}`], { encoding: 'utf8' }).stdout;
+  const pids = [...out.matchAll(/pid=(\d+)/g)].map((m) => Number(m[1]));
+  const parent = (pid: number) => {
+    try {
+      return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ')[1]);
+    } catch {
+      return undefined;
+    }
+  };
+  return pids.find((pid) => pids.includes(parent(pid) ?? -1));
 }
 
 async function main(): Promise<void> {
