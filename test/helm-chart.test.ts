@@ -116,6 +116,26 @@ describe.skipIf(!helm)('the Helm chart', () => {
     expect(readFileSync(join(CHART, 'crds', 'switchyard.yaml'), 'utf8')).toBe((await cli('crds')).stdout);
   });
 
+  it('gateway.tls mounts the Secret and has the gateway speak TLS with it', () => {
+    const gateway = template({ mode: 'gateway', gateway: { tls: { existingSecret: 'gateway-tls' } } }).find(
+      (o) => o.kind === 'Deployment' && o.metadata?.name?.includes('gateway'),
+    ) as Obj & {
+      spec: { template: { spec: { volumes: { name: string; secret?: { secretName: string } }[] } } };
+    };
+    const args = gateway.spec.template.spec.containers[0]?.args ?? [];
+    expect(args.join(' ')).toContain(
+      '--tls-cert /etc/switchyard/tls/tls.crt --tls-key /etc/switchyard/tls/tls.key',
+    );
+    expect(gateway.spec.template.spec.volumes).toContainEqual({
+      name: 'tls',
+      secret: { secretName: 'gateway-tls' },
+    });
+    const plain = template({ mode: 'gateway' }).find(
+      (o) => o.kind === 'Deployment' && o.metadata?.name?.includes('gateway'),
+    );
+    expect(plain?.spec?.template?.spec?.containers[0]?.args).not.toContain('--tls-cert');
+  });
+
   it('refuses values it cannot carry out, naming them', () => {
     const mode = run('template', 'switchyard', CHART, '--set', 'mode=linkerd');
     expect(mode.code).not.toBe(0);
@@ -132,7 +152,11 @@ describe.skipIf(!helm)('the Helm chart', () => {
         'gateway mode with every option',
         {
           mode: 'gateway',
-          gateway: { redis: { existingSecret: 'redis' }, service: { type: 'LoadBalancer' } },
+          gateway: {
+            redis: { existingSecret: 'redis' },
+            service: { type: 'LoadBalancer' },
+            tls: { existingSecret: 'gateway-tls' },
+          },
           controller: { prometheus: 'http://prometheus.monitoring:9090', namespaces: ['shop', 'payments'] },
           github: { create: true, webhookSecret: 's3cret' },
           tokenJwks: JSON.stringify({ keys: [] }),
