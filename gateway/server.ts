@@ -120,19 +120,14 @@ export function createGateway(options: GatewayOptions): Gateway {
         (res as ServerResponse)
           .writeHead(303, { location: exchanged.location, 'set-cookie': exchanged.cookie })
           .end();
-      metrics.requests.inc({ policy: '', route: '', upstream: '', status });
+      metrics.requests.inc('', '', '', status);
       return;
     }
     const admitting = admit(req, client);
     const admitted = admitting instanceof Promise ? await admitting : admitting;
     if (admitted instanceof GatewayError) {
       const status = sendError(res, admitted);
-      metrics.requests.inc({
-        policy: '',
-        route: '',
-        upstream: admitted.headers[UPSTREAM_HEADER] ?? '',
-        status,
-      });
+      metrics.requests.inc('', '', admitted.headers[UPSTREAM_HEADER] ?? '', status);
       return;
     }
     const { policy, route, destination, url } = admitted.decision;
@@ -172,11 +167,8 @@ export function createGateway(options: GatewayOptions): Gateway {
         outcome.message,
       );
     }
-    metrics.requests.inc({ policy: policyName, route: route.name, upstream: destination.upstream, status });
-    metrics.duration.observe(
-      { policy: policyName, upstream: destination.upstream },
-      (performance.now() - started) / 1000,
-    );
+    metrics.requests.inc(policyName, route.name, destination.upstream, status);
+    metrics.duration.observe(policyName, destination.upstream, (performance.now() - started) / 1000);
   }
 
   async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
@@ -203,12 +195,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       client,
       timeoutMs: routeTimeoutMs(policy),
     });
-    metrics.requests.inc({
-      policy: `${policy.namespace}/${policy.name}`,
-      route: route.name,
-      upstream: destination.upstream,
-      status,
-    });
+    metrics.requests.inc(`${policy.namespace}/${policy.name}`, route.name, destination.upstream, status);
   }
 
   const traffic = trafficServer(options, logger, handleTraffic, options.tls);
