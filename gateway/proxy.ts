@@ -181,7 +181,8 @@ export interface ForwardInput {
   url: URL;
   upstream: string;
   policy: PolicyPlan;
-  client: ClientAddress;
+  /** What the upstream gets (upstreamRequestHeaders), built once per request and shared with a mirror copy. */
+  headers: Record<string, string | string[]>;
   /** Added to the response: x-switchyard-upstream, set-cookie, ratelimit-*. */
   responseHeaders: Record<string, string | string[]>;
 }
@@ -196,7 +197,7 @@ export async function forward(pools: UpstreamPools, input: ForwardInput): Promis
   const body = hasBody(req);
   const retries = policy.retries;
   const attempts = 1 + (retries && (!body || replayable(req)) ? retries.attempts : 0);
-  const headers = upstreamRequestHeaders(req, input.client);
+  const { headers } = input;
   const path =
     url.pathname === '/' ? (req.url ?? '/') : `${url.pathname.replace(/\/$/, '')}${req.url ?? '/'}`;
   const pool = pools.get(url, input.protocol);

@@ -132,6 +132,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     }
     const { policy, route, destination, url } = admitted.decision;
     const policyName = `${policy.namespace}/${policy.name}`;
+    // Built once: the primary and a mirror copy send the same headers (neither changes them).
+    const headers = upstreamRequestHeaders(req, client);
     let body: Readable = req;
     if (route.mirror && random() * 100 < route.mirror.percent) {
       const snapshot = holder.current;
@@ -143,7 +145,7 @@ export function createGateway(options: GatewayOptions): Gateway {
             url: target,
             method: req.method ?? 'GET',
             path: req.url ?? '/',
-            headers: upstreamRequestHeaders(req, client),
+            headers,
             protocol: policy.upstreamProtocol,
           },
           route.mirror.maxBodyBytes,
@@ -157,7 +159,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       upstream: destination.upstream,
       protocol: policy.upstreamProtocol,
       policy,
-      client,
+      headers,
       responseHeaders: admitted.responseHeaders,
     });
     const status = outcome instanceof GatewayError ? sendError(res, outcome) : outcome;

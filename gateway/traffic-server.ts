@@ -82,7 +82,7 @@ export function trafficServer(
   };
   const h2Options = {
     maxHeaderListSize: limits.maxHeaderSize ?? 16_384,
-    // An HTTP/2 connection idle this long is closed, as keep-alive is for HTTP/1.1.
+    // A proxy has nothing to push.
     settings: { enablePush: false },
   };
 
@@ -90,6 +90,7 @@ export function trafficServer(
   const track = (session: Http2Session) => {
     sessions.add(session);
     session.once('close', () => sessions.delete(session));
+    // An HTTP/2 connection idle this long is closed, as keep-alive ends an idle HTTP/1.1 one.
     session.setTimeout(limits.keepAliveTimeoutMs ?? 65_000, () => session.close());
   };
 

@@ -41,7 +41,6 @@ if (engine === 'none') {
   const app = Fastify({ logger: false });
   await app.register(fastifyHttpProxy, {
     upstream,
-    http: undefined,
     undici: { connections: 128, pipelining: 1 },
   });
   await app.listen({ port, host: '127.0.0.1' });
