@@ -66,8 +66,9 @@ function verdict(decision: Decision, verdicts: LimitVerdict[]): Admitted | Gatew
   if (verdicts.length > 0) {
     const limitHeaders = rateLimitHeaders(verdicts);
     for (const k in limitHeaders) responseHeaders[k] = limitHeaders[k] as string;
-    const refused = verdicts.filter((v) => !v.allowed).map((v) => v.limit.name);
-    if (refused.length > 0) {
+    // A refusal sets retry-after; only then are the refused limits named (no arrays per request).
+    if (limitHeaders['retry-after'] !== undefined) {
+      const refused = verdicts.filter((v) => !v.allowed).map((v) => v.limit.name);
       return new GatewayError(
         'SY_GW_RATE_LIMITED',
         `rate limit ${refused.join(', ')} of ${policy.namespace}/${policy.name} exceeded; retry in ${limitHeaders['retry-after']}s`,

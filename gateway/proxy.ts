@@ -59,8 +59,20 @@ export function poolOptions(url: URL, protocol: UpstreamProtocol, http1: Pool.Op
   } as Pool.Options;
 }
 
+/** Where requests for one upstream URL go: its pool, and the URL's path to put before theirs. */
+export interface UpstreamTarget {
+  pool: Pool;
+  /** The URL's path without its trailing slash; empty for `/`. */
+  prefix: string;
+}
+
 export class UpstreamPools {
   private readonly pools = new Map<string, Pool>();
+  /**
+   * Per upstream URL object (each snapshot builds its URLs once): its target, so a request reads
+   * no `url.origin` or `url.pathname` (each a getter that builds a string) and hashes no string.
+   */
+  private targets = { http1: new WeakMap<URL, UpstreamTarget>(), http2: new WeakMap<URL, UpstreamTarget>() };
   constructor(private readonly options: PoolOptions = {}) {}
 
   get(url: URL, protocol: UpstreamProtocol = 'http1'): Pool {
@@ -80,19 +92,33 @@ export class UpstreamPools {
     return pool;
   }
 
+  target(url: URL, protocol: UpstreamProtocol = 'http1'): UpstreamTarget {
+    const known = this.targets[protocol];
+    let t = known.get(url);
+    if (!t) {
+      const path = url.pathname;
+      t = { pool: this.get(url, protocol), prefix: path === '/' ? '' : path.replace(/\/$/, '') };
+      known.set(url, t);
+    }
+    return t;
+  }
+
   /** Lets requests in flight finish (undici's close, not destroy). */
   async close(): Promise<void> {
-    const pools = [...this.pools.values()];
-    this.pools.clear();
-    await Promise.all(pools.map((p) => p.close()));
+    await Promise.all(this.takeAll().map((p) => p.close()));
   }
 
   /** Ends every upstream request at once (a drain's deadline). */
   async destroy(): Promise<void> {
-    // Taken out of the map first, so a close() that runs meanwhile does not close them twice.
+    await Promise.all(this.takeAll().map((p) => p.destroy()));
+  }
+
+  /** Every pool, taken out first, so a close() and a destroy() never end one pool twice. */
+  private takeAll(): Pool[] {
     const pools = [...this.pools.values()];
     this.pools.clear();
-    await Promise.all(pools.map((p) => p.destroy()));
+    this.targets = { http1: new WeakMap(), http2: new WeakMap() };
+    return pools;
   }
 }
 
@@ -187,39 +213,44 @@ export interface ForwardInput {
   responseHeaders: Record<string, string | string[]>;
 }
 
+/** What became of a forwarded request: the status sent, or a GatewayError when nothing was sent. */
+export type Forwarded = (outcome: number | GatewayError) => void;
+
 /**
- * Proxies one request; resolves with the status sent, or a GatewayError when nothing was sent.
- * The common case (no retries) is one undici dispatch whose handler writes straight into the
- * response: no stream, promise or timer of its own per request (load-tests/README.md).
+ * Proxies one request and calls `done` with the status sent, or a GatewayError when nothing was
+ * sent. The common case (no retries) is one undici dispatch whose handler writes straight into the
+ * response and calls `done` itself: no stream, promise or timer of its own per request
+ * (load-tests/README.md).
  */
-export async function forward(pools: UpstreamPools, input: ForwardInput): Promise<number | GatewayError> {
-  const { req, res, url, policy } = input;
+export function forward(pools: UpstreamPools, input: ForwardInput, done: Forwarded): void {
+  const { req, policy } = input;
   const body = hasBody(req);
   const retries = policy.retries;
   const attempts = 1 + (retries && (!body || replayable(req)) ? retries.attempts : 0);
-  const { headers } = input;
-  const path =
-    url.pathname === '/' ? (req.url ?? '/') : `${url.pathname.replace(/\/$/, '')}${req.url ?? '/'}`;
-  const pool = pools.get(url, input.protocol);
+  const target = pools.target(input.url, input.protocol);
   const timeoutMs = routeTimeoutMs(policy);
   if (attempts === 1) {
     // undici's headers timeout is the route timeout (to the response headers, as Envoy's).
-    const outcome = await dispatchOnce(pool, {
-      method: req.method ?? 'GET',
-      path,
-      headers,
-      body: body ? (input.body ?? req) : null,
-      headersTimeout: timeoutMs,
-      bodyTimeout: timeoutMs,
-      res,
-      extra: input.responseHeaders,
-      retryOn: undefined,
-      http2Client: req.httpVersionMajor === 2,
-    });
-    return settle(outcome, input, false, res);
+    new UpstreamTry(input, target, body ? (input.body ?? req) : null, timeoutMs, timeoutMs, undefined, (o) =>
+      done(settle(o, input, false)),
+    );
+    return;
   }
+  forwardWithRetries(input, target, body, attempts, timeoutMs).then(done, (err: unknown) =>
+    done(upstreamError(err, input.upstream, input.url, false)),
+  );
+}
 
-  // With retries, the route timeout spans every try and the backoff between them.
+/** With retries, the route timeout spans every try and the backoff between them. */
+async function forwardWithRetries(
+  input: ForwardInput,
+  target: UpstreamTarget,
+  body: boolean,
+  attempts: number,
+  timeoutMs: number,
+): Promise<number | GatewayError> {
+  const { req, res, policy } = input;
+  const retries = policy.retries;
   let timedOut = false;
   let current: Attempt | undefined;
   const timer = setTimeout(() => {
@@ -234,52 +265,41 @@ export async function forward(pools: UpstreamPools, input: ForwardInput): Promis
       });
       if (whole === 'client-gone') return CLIENT_GONE;
       if (whole === 'timeout') return settleTimeout(input);
-      if (whole instanceof Error) return upstreamError(whole, input.upstream, url, false);
+      if (whole instanceof Error) return upstreamError(whole, input.upstream, input.url, false);
       payload = whole;
     }
     const on = retries?.on ?? [];
     for (let attempt = 1; ; attempt++) {
       const last = attempt === attempts;
-      const outcome = await dispatchOnce(
-        pool,
-        {
-          method: req.method ?? 'GET',
-          path,
-          headers,
-          body: payload,
-          headersTimeout: retries?.perTryTimeoutMs ?? timeoutMs,
-          bodyTimeout: timeoutMs,
-          res,
-          extra: input.responseHeaders,
-          retryOn: last ? undefined : on,
-          http2Client: req.httpVersionMajor === 2,
-        },
-        (a) => {
-          current = a;
-        },
-      );
+      const outcome = await new Promise<TryOutcome>((resolve) => {
+        current = new UpstreamTry(
+          input,
+          target,
+          payload,
+          retries?.perTryTimeoutMs ?? timeoutMs,
+          timeoutMs,
+          last ? undefined : on,
+          resolve,
+        );
+      });
       if (timedOut && typeof outcome !== 'number') return settleTimeout(input);
       if (outcome === RETRY || (!last && outcome instanceof Error && retryableError(outcome, on))) {
         await sleep(25 * 2 ** (attempt - 1) * (0.5 + Math.random()));
         if (timedOut) return settleTimeout(input);
         continue;
       }
-      return settle(outcome, input, timedOut, res);
+      return settle(outcome, input, timedOut);
     }
   } finally {
     clearTimeout(timer);
   }
 }
 
-function settle(
-  outcome: number | Error | typeof RETRY | typeof GONE,
-  input: ForwardInput,
-  timedOut: boolean,
-  res: TrafficResponse,
-): number | GatewayError {
+function settle(outcome: TryOutcome, input: ForwardInput, timedOut: boolean): number | GatewayError {
   if (typeof outcome === 'number') return outcome;
   if (outcome === GONE) return CLIENT_GONE;
   if (outcome === RETRY) return upstreamError(new Error('retry'), input.upstream, input.url, timedOut);
+  const { res } = input;
   if (res.headersSent) {
     // The upstream broke off mid-body: the status line is gone, so cut the response short.
     res.destroy();
@@ -332,104 +352,114 @@ function readWhole(
 const RETRY = Symbol('retry');
 /** The client went away before the answer. */
 const GONE = Symbol('client gone');
-
-interface Try {
-  method: string;
-  path: string;
-  headers: Record<string, string | string[]>;
-  body: Readable | Buffer | null;
-  headersTimeout: number;
-  bodyTimeout: number;
-  res: TrafficResponse;
-  /** Added to the response: x-switchyard-upstream, set-cookie, ratelimit-*. */
-  extra: Record<string, string | string[]>;
-  /** Statuses that make this try's answer a RETRY; none on the last try. */
-  retryOn: readonly string[] | undefined;
-  /** The client speaks HTTP/2 (a gRPC client, perhaps). */
-  http2Client: boolean;
-}
+type TryOutcome = number | Error | typeof RETRY | typeof GONE;
 
 /**
- * One upstream try as an undici dispatch handler: the response head is written when it comes, the
+ * One upstream try as an undici dispatch handler (a class: one object per request, its methods
+ * shared, rather than a handler of closures): the response head is written when it comes, the
  * body streamed with backpressure (the upstream is paused while the client's socket is full), the
- * trailers passed on (gRPC's status travels in them). Resolves with the status, RETRY, GONE or the error.
+ * trailers passed on (gRPC's status travels in them). `done` gets the status, RETRY, GONE or the
+ * error, once.
  */
-function dispatchOnce(
-  pool: Pool,
-  t: Try,
-  started?: (a: Attempt) => void,
-): Promise<number | Error | typeof RETRY | typeof GONE> {
-  return new Promise((resolve) => {
-    const { res } = t;
-    let abort: ((reason: Error) => void) | undefined;
-    let settled = false;
-    let status = 0;
-    let discarding = false;
-    let resume: (() => void) | undefined;
-    /** A gRPC "trailers-only" answer's status, sent on as trailers. */
-    let statusInTrailers: Record<string, string | string[]> | undefined;
-    const settle = (v: number | Error | typeof RETRY | typeof GONE) => {
-      if (settled) return;
-      settled = true;
-      resolve(v);
-    };
-    const onClose = () => {
-      if (settled) return;
-      settle(GONE); // first: the abort below reports an error of its own
-      abort?.(new Error('the client closed the connection'));
-    };
-    res.once('close', onClose);
-    started?.({ abort: (reason) => abort?.(reason) });
-    const onDrain = () => resume?.();
-    pool.dispatch(
+class UpstreamTry implements Attempt {
+  private abortUpstream: ((reason: Error) => void) | undefined;
+  private settled = false;
+  private status = 0;
+  /** This answer is dropped: its status asks for a retry. */
+  private discarding = false;
+  private resumeUpstream: (() => void) | undefined;
+  /** A gRPC "trailers-only" answer's status, sent on as trailers. */
+  private statusInTrailers: Record<string, string | string[]> | undefined;
+  private readonly res: ServerResponse;
+  private readonly onClose = () => {
+    if (this.settled) return;
+    this.settle(GONE); // first: the abort below reports an error of its own
+    this.abortUpstream?.(new Error('the client closed the connection'));
+  };
+  private readonly onDrain = () => this.resumeUpstream?.();
+
+  constructor(
+    private readonly input: ForwardInput,
+    target: UpstreamTarget,
+    body: Readable | Buffer | null,
+    headersTimeout: number,
+    bodyTimeout: number,
+    /** Statuses that make this try's answer a RETRY; none on the last try. */
+    private readonly retryOn: readonly string[] | undefined,
+    private readonly done: (outcome: TryOutcome) => void,
+  ) {
+    const { req } = input;
+    this.res = input.res as ServerResponse;
+    this.res.once('close', this.onClose);
+    const path = req.url ?? '/';
+    target.pool.dispatch(
       {
-        path: t.path,
-        method: t.method as Dispatcher.HttpMethod,
-        headers: t.headers,
-        body: t.body,
-        headersTimeout: t.headersTimeout,
-        bodyTimeout: t.bodyTimeout,
+        path: target.prefix ? target.prefix + path : path,
+        method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
+        headers: input.headers,
+        body,
+        headersTimeout,
+        bodyTimeout,
       },
-      {
-        onConnect(a: (reason?: Error) => void) {
-          abort = a;
-          if (settled) a(new Error('the client closed the connection'));
-        },
-        onHeaders(statusCode: number, raw: Buffer[] | string[], r: () => void): boolean {
-          if (statusCode < 200) return true;
-          if (t.retryOn && retryableStatus(statusCode, t.retryOn)) {
-            discarding = true;
-            return true;
-          }
-          status = statusCode;
-          resume = r;
-          const head = responseHeaders(raw, t.extra);
-          if (t.http2Client && head['grpc-status'] !== undefined)
-            statusInTrailers = takeTrailers(head, t.extra);
-          (res as ServerResponse).writeHead(statusCode, head);
-          return true;
-        },
-        onData(chunk: Buffer): boolean {
-          if (discarding) return true;
-          if ((res as ServerResponse).write(chunk)) return true;
-          res.once('drain', onDrain);
-          return false;
-        },
-        onComplete(trailers: Buffer[] | string[] | Record<string, string | string[]> | null) {
-          if (discarding) return settle(RETRY);
-          res.off('close', onClose);
-          const passed = trailers ? trailerHeaders(trailers) : undefined;
-          if (passed || statusInTrailers) res.addTrailers({ ...statusInTrailers, ...passed });
-          res.end();
-          settle(status);
-        },
-        onError(err: Error) {
-          res.off('close', onClose);
-          settle(err);
-        },
-      } as unknown as Dispatcher.DispatchHandler,
+      this as unknown as Dispatcher.DispatchHandler,
     );
-  });
+  }
+
+  abort(reason: Error): void {
+    this.abortUpstream?.(reason);
+  }
+
+  private settle(outcome: TryOutcome): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.done(outcome);
+  }
+
+  onConnect(abort: (reason?: Error) => void): void {
+    this.abortUpstream = abort;
+    if (this.settled) abort(new Error('the client closed the connection'));
+  }
+
+  onHeaders(statusCode: number, raw: Buffer[] | string[], resume: () => void): boolean {
+    if (statusCode < 200) return true;
+    if (this.retryOn && retryableStatus(statusCode, this.retryOn)) {
+      this.discarding = true;
+      return true;
+    }
+    this.status = statusCode;
+    this.resumeUpstream = resume;
+    const extra = this.input.responseHeaders;
+    const head = responseHeaders(raw, extra);
+    if (this.input.req.httpVersionMajor === 2 && head['grpc-status'] !== undefined)
+      this.statusInTrailers = takeTrailers(head, extra);
+    this.res.writeHead(statusCode, head);
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.discarding) return true;
+    if (this.res.write(chunk)) return true;
+    this.res.once('drain', this.onDrain);
+    return false;
+  }
+
+  onComplete(trailers: Buffer[] | string[] | Record<string, string | string[]> | null): void {
+    const { res } = this;
+    res.off('close', this.onClose);
+    if (this.discarding) {
+      this.settle(RETRY);
+      return;
+    }
+    const passed = trailers ? trailerHeaders(trailers) : undefined;
+    if (passed || this.statusInTrailers) res.addTrailers({ ...this.statusInTrailers, ...passed });
+    res.end();
+    this.settle(this.status);
+  }
+
+  onError(err: Error): void {
+    this.res.off('close', this.onClose);
+    this.settle(err);
+  }
 }
 
 /**

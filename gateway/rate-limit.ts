@@ -118,6 +118,8 @@ export class RateLimiter {
   >();
   private readonly clock: Clock;
   private readonly breaker: StoreBreaker;
+  /** Each limit's id (`namespace/policy/limit`), built once per limit of a plan, not per request. */
+  private readonly limitIds = new WeakMap<RateLimitPlan, string>();
   /** Per limit: the window counted now. */
   private readonly windows = new Map<string, Window>();
 
@@ -258,7 +260,11 @@ export class RateLimiter {
         verdicts.push({ limit, allowed: true, remaining: limit.limit, resetSeconds });
         continue;
       }
-      const limitId = `${policy.namespace}/${policy.name}/${limit.name}`;
+      let limitId = this.limitIds.get(limit);
+      if (limitId === undefined) {
+        limitId = `${policy.namespace}/${policy.name}/${limit.name}`;
+        this.limitIds.set(limit, limitId);
+      }
       const window = this.window(limitId, windowStart);
       const counted = this.boundedValue(window, value);
       const verdict = (remaining: number): LimitVerdict => {
@@ -284,18 +290,23 @@ export class RateLimiter {
 }
 /** The IETF draft `ratelimit-*` headers for the most restrictive enforced verdict, and `retry-after` when refused. */
 export function rateLimitHeaders(all: readonly LimitVerdict[]): Record<string, string> {
-  // A dry run (enforce: false) only counts: it tells the client nothing.
-  const verdicts = all.filter((v) => v.limit.enforce);
-  if (verdicts.length === 0) return {};
-  const refused = verdicts.filter((v) => !v.allowed);
-  const pick = (refused.length > 0 ? refused : verdicts).reduce((a, b) =>
-    b.remaining < a.remaining ? b : a,
-  );
+  // A dry run (enforce: false) only counts: it tells the client nothing. Refused verdicts come
+  // before allowed ones; among either, the fewest remaining. Loops, not filter/reduce: every
+  // counted request comes here.
+  let pick: LimitVerdict | undefined;
+  let retryAfter = 0;
+  for (const v of all) {
+    if (!v.limit.enforce) continue;
+    if (!v.allowed) retryAfter = Math.max(retryAfter, v.resetSeconds);
+    if (!pick || (!v.allowed && pick.allowed) || (v.allowed === pick.allowed && v.remaining < pick.remaining))
+      pick = v;
+  }
+  if (!pick) return {};
   const headers: Record<string, string> = {
     'ratelimit-limit': String(pick.limit.limit),
     'ratelimit-remaining': String(pick.remaining),
     'ratelimit-reset': String(pick.resetSeconds),
   };
-  if (refused.length > 0) headers['retry-after'] = String(Math.max(...refused.map((v) => v.resetSeconds)));
+  if (retryAfter > 0) headers['retry-after'] = String(retryAfter);
   return headers;
 }

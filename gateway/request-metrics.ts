@@ -2,7 +2,8 @@
  * The two metrics every proxied request updates (requests by policy, route, destination and
  * status; time to the response headers by policy and destination), counted in plain maps and
  * handed to prom-client only when scraped. prom-client hashes and validates the label set on every
- * `inc` and `observe`; here a request costs one string key and a map lookup per metric. They are
+ * `inc` and `observe`; here a request's series are found once per destination of a plan (`of`) and
+ * kept by the gateway, so a request costs an increment. They are
  * registered on the gateway's prom-client registry as metrics of their own (the shape prom-client's
  * Registry and AggregatorRegistry read), so `/metrics`, the workers' aggregation and the canary
  * analysis's queries see the same series as before.
@@ -40,8 +41,29 @@ abstract class ScrapedMetric {
   }
 }
 
+/** One policy, route and destination's request counts by status: what a request increments. */
+export class RouteRequests {
+  private readonly byStatus = new Map<number, number>();
+  constructor(readonly labels: Readonly<Labels>) {}
+
+  inc(status: number): void {
+    this.byStatus.set(status, (this.byStatus.get(status) ?? 0) + 1);
+  }
+
+  values(): Value[] {
+    const out: Value[] = [];
+    for (const [status, value] of this.byStatus)
+      out.push({ labels: { ...this.labels, status: String(status) }, value });
+    return out;
+  }
+
+  reset(): void {
+    this.byStatus.clear();
+  }
+}
+
 export class RequestCounter extends ScrapedMetric {
-  private readonly series = new Map<string, { labels: Labels; value: number }>();
+  private readonly series = new Map<string, RouteRequests>();
 
   constructor(registry: Registry) {
     super(
@@ -52,27 +74,61 @@ export class RequestCounter extends ScrapedMetric {
     );
   }
 
+  /** The counts of one policy, route and destination; kept by the caller, it costs a request no lookup. */
+  of(policy: string, route: string, upstream: string): RouteRequests {
+    const key = `${policy}\u0000${route}\u0000${upstream}`;
+    let s = this.series.get(key);
+    if (!s) {
+      s = new RouteRequests({ policy, route, upstream });
+      this.series.set(key, s);
+    }
+    return s;
+  }
+
   inc(policy: string, route: string, upstream: string, status: number): void {
-    const key = `${policy}\u0000${route}\u0000${upstream}\u0000${status}`;
-    const s = this.series.get(key);
-    if (s) s.value++;
-    else this.series.set(key, { labels: { policy, route, upstream, status: String(status) }, value: 1 });
+    this.of(policy, route, upstream).inc(status);
   }
 
   protected values(): Value[] {
-    return [...this.series.values()].map((s) => ({ labels: { ...s.labels }, value: s.value }));
+    return [...this.series.values()].flatMap((s) => s.values());
+  }
+
+  /** Counts go to zero; the series stay, so one kept by a caller keeps counting. */
+  reset(): void {
+    for (const s of this.series.values()) s.reset();
+  }
+}
+
+/** One policy and destination's durations: what a request observes. */
+export class DestinationDurations {
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
+  constructor(
+    readonly labels: Readonly<Labels>,
+    private readonly buckets: readonly number[],
+  ) {
+    this.counts = new Float64Array(buckets.length + 1);
+  }
+
+  observe(seconds: number): void {
+    // The first bucket whose bound holds the value (`le`); past the last, only +Inf.
+    let i = 0;
+    while (i < this.buckets.length && seconds > (this.buckets[i] as number)) i++;
+    this.counts[i] = (this.counts[i] as number) + 1;
+    this.sum += seconds;
+    this.count++;
   }
 
   reset(): void {
-    this.series.clear();
+    this.counts.fill(0);
+    this.sum = 0;
+    this.count = 0;
   }
 }
 
 export class DurationHistogram extends ScrapedMetric {
-  private readonly series = new Map<
-    string,
-    { labels: Labels; counts: Float64Array; sum: number; count: number }
-  >();
+  private readonly series = new Map<string, DestinationDurations>();
 
   constructor(
     registry: Registry,
@@ -86,29 +142,25 @@ export class DurationHistogram extends ScrapedMetric {
     );
   }
 
-  observe(policy: string, upstream: string, seconds: number): void {
+  /** The durations of one policy and destination; kept by the caller, it costs a request no lookup. */
+  of(policy: string, upstream: string): DestinationDurations {
     const key = `${policy}\u0000${upstream}`;
     let s = this.series.get(key);
     if (!s) {
-      s = {
-        labels: { policy, upstream },
-        counts: new Float64Array(this.buckets.length + 1),
-        sum: 0,
-        count: 0,
-      };
+      s = new DestinationDurations({ policy, upstream }, this.buckets);
       this.series.set(key, s);
     }
-    // The first bucket whose bound holds the value (`le`); past the last, only +Inf.
-    let i = 0;
-    while (i < this.buckets.length && seconds > (this.buckets[i] as number)) i++;
-    s.counts[i] = (s.counts[i] as number) + 1;
-    s.sum += seconds;
-    s.count++;
+    return s;
+  }
+
+  observe(policy: string, upstream: string, seconds: number): void {
+    this.of(policy, upstream).observe(seconds);
   }
 
   protected values(): Value[] {
     const out: Value[] = [];
     for (const s of this.series.values()) {
+      if (s.count === 0) continue;
       let cumulative = 0;
       this.buckets.forEach((le, i) => {
         cumulative += s.counts[i] as number;
@@ -125,7 +177,8 @@ export class DurationHistogram extends ScrapedMetric {
     return out;
   }
 
+  /** Counts go to zero; the series stay, so one kept by a caller keeps counting. */
   reset(): void {
-    this.series.clear();
+    for (const s of this.series.values()) s.reset();
   }
 }

@@ -10,17 +10,29 @@ import type { Duplex, Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { UPSTREAM_HEADER } from '../src/compiler/plan.js';
+import {
+  type PolicyPlan,
+  type Route,
+  UPSTREAM_HEADER,
+  type WeightedDestination,
+} from '../src/compiler/plan.js';
 import type { TokenJwks } from '../src/tokens/keys.js';
 import { adminServer } from './admin.js';
-import { admission } from './admission.js';
-import { clientAddressRule, type TrustProxy } from './client-address.js';
+import { type Admitted, admission } from './admission.js';
+import { type ClientAddress, clientAddressRule, type TrustProxy } from './client-address.js';
 import { GatewayError } from './errors.js';
 import { type GatewayMetrics, gatewayMetrics } from './metrics.js';
 import { Mirror } from './mirror.js';
 import type { PlanHolder } from './plan-holder.js';
-import { forward, routeTimeoutMs, UpstreamPools, upstreamRequestHeaders } from './proxy.js';
+import {
+  type ForwardInput,
+  forward,
+  routeTimeoutMs,
+  UpstreamPools,
+  upstreamRequestHeaders,
+} from './proxy.js';
 import { type Clock, RateLimiter } from './rate-limit.js';
+import type { DestinationDurations, RouteRequests } from './request-metrics.js';
 import { requestTokens } from './request-tokens.js';
 import { pickUpstream } from './snapshot.js';
 import {
@@ -68,6 +80,12 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
+interface DestinationSeries {
+  policyName: string;
+  requests: RouteRequests;
+  duration: DestinationDurations;
+}
+
 function sendError(res: TrafficResponse, e: GatewayError): number {
   return respondError(res, e, false);
 }
@@ -106,32 +124,70 @@ export function createGateway(options: GatewayOptions): Gateway {
   /** Upgraded connections: the HTTP server no longer tracks them, so a drain must close them. */
   const upgraded = new Set<Duplex>();
 
-  async function handleTraffic(req: TrafficRequest, res: TrafficResponse): Promise<void> {
+  /** A destination's metric series and its policy's name, found once per destination of a plan. */
+  const seriesOf = new WeakMap<WeightedDestination, DestinationSeries>();
+  const series = (policy: PolicyPlan, route: Route, destination: WeightedDestination) => {
+    let s = seriesOf.get(destination);
+    if (!s) {
+      const policyName = `${policy.namespace}/${policy.name}`;
+      s = {
+        policyName,
+        requests: metrics.requests.of(policyName, route.name, destination.upstream),
+        duration: metrics.duration.of(policyName, destination.upstream),
+      };
+      seriesOf.set(destination, s);
+    }
+    return s;
+  };
+
+  /**
+   * One request. Synchronous from its head to the upstream dispatch, and the dispatch's handler
+   * finishes it: a promise only when a token is traded or verified, or a count is shared.
+   */
+  function handleTraffic(req: TrafficRequest, res: TrafficResponse): void | Promise<void> {
     const started = performance.now();
     // HTTP/2 names the host :authority; one name for routing, tokens and the upstream's Host.
     if (req.httpVersionMajor === 2) req.headers.host ??= req.headers[':authority'] as string | undefined;
     const client = clientOf(req);
     const exchanging = tokens.exchange(req);
-    const exchanged = exchanging && (await exchanging);
-    if (exchanged) {
-      let status = 303;
-      if (exchanged instanceof GatewayError) status = sendError(res, exchanged);
-      else
-        (res as ServerResponse)
-          .writeHead(303, { location: exchanged.location, 'set-cookie': exchanged.cookie })
-          .end();
-      metrics.requests.inc('', '', '', status);
-      return;
-    }
-    const admitting = admit(req, client);
-    const admitted = admitting instanceof Promise ? await admitting : admitting;
+    if (exchanging)
+      return exchanging.then((exchanged) => {
+        if (!exchanged) return admitAndForward(req, res, client, started);
+        let status = 303;
+        if (exchanged instanceof GatewayError) status = sendError(res, exchanged);
+        else
+          (res as ServerResponse)
+            .writeHead(303, { location: exchanged.location, 'set-cookie': exchanged.cookie })
+            .end();
+        metrics.requests.inc('', '', '', status);
+      });
+    return admitAndForward(req, res, client, started);
+  }
+
+  function admitAndForward(
+    req: TrafficRequest,
+    res: TrafficResponse,
+    client: ClientAddress,
+    started: number,
+  ): void | Promise<void> {
+    const admitted = admit(req, client);
+    if (admitted instanceof Promise) return admitted.then((a) => proxyAdmitted(req, res, client, started, a));
+    proxyAdmitted(req, res, client, started, admitted);
+  }
+
+  function proxyAdmitted(
+    req: TrafficRequest,
+    res: TrafficResponse,
+    client: ClientAddress,
+    started: number,
+    admitted: Admitted | GatewayError,
+  ): void {
     if (admitted instanceof GatewayError) {
       const status = sendError(res, admitted);
       metrics.requests.inc('', '', admitted.headers[UPSTREAM_HEADER] ?? '', status);
       return;
     }
     const { policy, route, destination, url } = admitted.decision;
-    const policyName = `${policy.namespace}/${policy.name}`;
     // Built once: the primary and a mirror copy send the same headers (neither changes them).
     const headers = upstreamRequestHeaders(req, client);
     let body: Readable = req;
@@ -151,7 +207,7 @@ export function createGateway(options: GatewayOptions): Gateway {
           route.mirror.maxBodyBytes,
         );
     }
-    const outcome = await forward(pools, {
+    const input: ForwardInput = {
       req,
       body,
       res,
@@ -161,16 +217,18 @@ export function createGateway(options: GatewayOptions): Gateway {
       policy,
       headers,
       responseHeaders: admitted.responseHeaders,
+    };
+    forward(pools, input, (outcome) => {
+      const s = series(policy, route, destination);
+      if (outcome instanceof GatewayError) {
+        s.requests.inc(sendError(res, outcome));
+        logger.warn(
+          { code: outcome.code, upstream: destination.upstream, policy: s.policyName },
+          outcome.message,
+        );
+      } else s.requests.inc(outcome);
+      s.duration.observe((performance.now() - started) / 1000);
     });
-    const status = outcome instanceof GatewayError ? sendError(res, outcome) : outcome;
-    if (outcome instanceof GatewayError) {
-      logger.warn(
-        { code: outcome.code, upstream: destination.upstream, policy: policyName },
-        outcome.message,
-      );
-    }
-    metrics.requests.inc(policyName, route.name, destination.upstream, status);
-    metrics.duration.observe(policyName, destination.upstream, (performance.now() - started) / 1000);
   }
 
   async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {

@@ -36,7 +36,8 @@ export interface TrafficTls {
 /** An HTTP/1.1 or an HTTP/2 request: the proxy reads what both have in common. */
 export type TrafficRequest = IncomingMessage | Http2ServerRequest;
 export type TrafficResponse = ServerResponse | Http2ServerResponse;
-export type TrafficHandler = (req: TrafficRequest, res: TrafficResponse) => Promise<void>;
+/** Handles one request; a promise only when the handler had to wait (its rejection is answered 500). */
+export type TrafficHandler = (req: TrafficRequest, res: TrafficResponse) => void | Promise<void>;
 
 export interface TrafficServer {
   /** Emits 'upgrade' for HTTP/1.1 upgrades (WebSockets). */
@@ -67,10 +68,15 @@ export function trafficServer(
       respondError(res, new GatewayError('SY_GW_NOT_READY', 'shutting down'), true);
       return;
     }
-    handle(req, res).catch((err: unknown) => {
-      logger.error({ err }, 'unexpected error in the traffic handler');
-      respondError(res, new GatewayError('SY_INTERNAL', 'internal error in the gateway'), false);
-    });
+    try {
+      handle(req, res)?.catch(unexpected(res));
+    } catch (err) {
+      unexpected(res)(err);
+    }
+  };
+  const unexpected = (res: TrafficResponse) => (err: unknown) => {
+    logger.error({ err }, 'unexpected error in the traffic handler');
+    respondError(res, new GatewayError('SY_INTERNAL', 'internal error in the gateway'), false);
   };
   const http1Options = {
     headersTimeout,

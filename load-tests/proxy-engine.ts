@@ -14,6 +14,8 @@ import { type Dispatcher, Pool, util } from 'undici';
 
 const [engine, portText, upstream] = process.argv.slice(2) as [string, string, string];
 const port = Number(portText);
+// Exits cleanly on SIGTERM, so a --cpu-prof profile is written (profile-gateway.ts).
+process.once('SIGTERM', () => process.exit(0));
 
 if (engine === 'none') {
   // No proxying at all: Node's http server answering by itself, the ceiling for any one-process

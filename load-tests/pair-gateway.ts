@@ -1,0 +1,144 @@
+/**
+ * `npm run bench:gateway-pair`: the gateway against the bare undici dispatch forwarder only, in
+ * BENCH_PAIRS interleaved pairs (default 5) of BENCH_SECONDS (default 4), judged by the CPU time
+ * each process spends per request (read from /proc: on a noisy shared VM far steadier than req/s).
+ * Printed: the ratio of the medians, and the median of the pairs' ratios.
+ * For trying one change to the hot path in a few minutes; `npm run bench:gateway` is the whole
+ * bench. BENCH_PLAN picks the plan: `full` (the bench's, default), `no-mirror` or `minimal` (one
+ * policy, nothing else). BENCH_BASELINE=<checkout with a built dist/> adds that build's gateway as
+ * a third target, to compare two versions of the gateway in the same run.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BENCH_HOST, benchPlan } from './bench-plan.js';
+import { CPUS, ensureTool, freePort, startNginx, startProcess, tempDir, waitForHttp, wrk } from './tools.js';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
+const PAIRS = Number(process.env.BENCH_PAIRS ?? 5);
+const PLAN = process.env.BENCH_PLAN ?? 'full';
+
+function cpuMs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
+
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[m] ?? 0) : ((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2;
+}
+
+function planYaml(upstream: string): string {
+  if (PLAN === 'full') return benchPlan(upstream, { to: 'v2', percent: 10 });
+  if (PLAN === 'no-mirror') return benchPlan(upstream, undefined);
+  if (PLAN === 'minimal')
+    return `apiVersion: switchyard.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: bench, namespace: bench}
+spec: {service: shop, port: 80, hosts: [${BENCH_HOST}], stable: v1}
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: GatewayConfig
+metadata: {name: bench}
+spec:
+  upstreams: {shop/v1: ${upstream}}
+`;
+  throw new Error(`BENCH_PLAN must be full, no-mirror or minimal, not ${PLAN}`);
+}
+
+interface Target {
+  name: string;
+  url: string;
+  pid: number;
+  stop(): void;
+}
+
+async function gateway(name: string, root: string, file: string): Promise<Target> {
+  const port = await freePort();
+  const child = startProcess(
+    process.execPath,
+    [
+      join(root, 'bin', 'switchyard.js'),
+      'gateway',
+      '-c',
+      file,
+      '--port',
+      String(port),
+      '--admin-port',
+      String(await freePort()),
+      '--host',
+      '127.0.0.1',
+      '--log-level',
+      'warn',
+      '--workers',
+      '1',
+    ],
+    {},
+    CPUS?.proxy,
+  );
+  return { name, url: `http://127.0.0.1:${port}/`, pid: child.pid ?? 0, stop: () => child.kill('SIGKILL') };
+}
+
+const nginx = ensureTool('nginx', 'nginx');
+ensureTool('wrk', 'wrk');
+const upstreamPort = await freePort();
+const stopUpstream = startNginx(
+  nginx,
+  `server { listen 127.0.0.1:${upstreamPort}; location / { default_type application/json; return 200 '{"upstream":"ok"}\\n'; } }`,
+);
+const targets: Target[] = [];
+try {
+  const upstream = `http://127.0.0.1:${upstreamPort}`;
+  await waitForHttp(`${upstream}/`);
+  const file = join(tempDir('switchyard-pair-'), 'gateway.yaml');
+  writeFileSync(file, planYaml(upstream));
+  const forwarderPort = await freePort();
+  const forwarder = startProcess(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      join(import.meta.dirname, 'proxy-engine.ts'),
+      'undici-dispatch',
+      String(forwarderPort),
+      upstream,
+    ],
+    {},
+    CPUS?.proxy,
+  );
+  targets.push({
+    name: 'bare forwarder',
+    url: `http://127.0.0.1:${forwarderPort}/`,
+    pid: forwarder.pid ?? 0,
+    stop: () => forwarder.kill('SIGKILL'),
+  });
+  targets.push(await gateway('gateway', join(import.meta.dirname, '..'), file));
+  const baseline = process.env.BENCH_BASELINE;
+  if (baseline) targets.push(await gateway('baseline gateway', baseline, file));
+  for (const t of targets) await waitForHttp(t.url, { host: BENCH_HOST }, 20_000);
+  for (const t of targets) wrk(t.url, { seconds: 2, connections: 64, host: BENCH_HOST });
+
+  const cpu = new Map<string, number[]>();
+  const rps = new Map<string, number[]>();
+  for (let pair = 0; pair < PAIRS; pair++)
+    for (const t of targets) {
+      const before = cpuMs(t.pid);
+      const r = wrk(t.url, { seconds: SECONDS, connections: 64, host: BENCH_HOST });
+      if (r.non2xx) throw new Error(`${t.name} answered ${r.non2xx} non-2xx`);
+      cpu.set(t.name, [...(cpu.get(t.name) ?? []), ((cpuMs(t.pid) - before) * 1000) / (r.rps * SECONDS)]);
+      rps.set(t.name, [...(rps.get(t.name) ?? []), r.rps]);
+    }
+  const bareByPair = cpu.get('bare forwarder') ?? [];
+  // Each pair ran within seconds: its ratio is less touched by the machine's slow swings than the medians.
+  const bare = median(bareByPair);
+  console.log(`plan ${PLAN}, ${PAIRS} pairs of ${SECONDS}s, Node ${process.version}`);
+  for (const t of targets) {
+    const us = cpu.get(t.name) ?? [];
+    console.log(
+      `${t.name.padEnd(18)} CPU µs/req median ${median(us).toFixed(1)} (${us.map((v) => v.toFixed(1)).join(' ')})  req/s median ${median(rps.get(t.name) ?? []).toFixed(0)}  vs bare by CPU: ${(bare / median(us)).toFixed(2)}x of medians, ${median(us.map((v, i) => (bareByPair[i] ?? 0) / v)).toFixed(2)}x median of pairs`,
+    );
+  }
+} finally {
+  for (const t of targets) t.stop();
+  stopUpstream();
+}
