@@ -36,10 +36,7 @@ export function admission(parts: {
   const { holder, tokens, limiter, random } = parts;
 
   const limited = (view: RequestView, decision: Decision, client: ClientAddress) => {
-    const counted = limiter.check(decision.policy, decision.destination.role, {
-      clientIp: client.ip,
-      header: view.header,
-    });
+    const counted = limiter.check(decision.policy, decision.destination.role, client.ip, view);
     return Array.isArray(counted) ? verdict(decision, counted) : counted.then((v) => verdict(decision, v));
   };
 

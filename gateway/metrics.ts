@@ -1,23 +1,23 @@
 /** The gateway's Prometheus metrics, on a registry of its own (no global default registry). */
 import { Counter, Gauge, Registry } from 'prom-client';
-import { DurationHistogram, RequestCounter } from './request-metrics.js';
+import { CountsByLabel, DurationHistogram, RequestCounter } from './request-metrics.js';
 
 export function gatewayMetrics() {
   const registry = new Registry();
   const m = {
     registry,
-    // Updated by every request: counted without prom-client's per-call label work (request-metrics.ts).
+    // Updated by every request (and copy): counted without prom-client's per-call label work (request-metrics.ts).
     requests: new RequestCounter(registry),
     duration: new DurationHistogram(
       registry,
       [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     ),
-    mirror: new Counter({
-      name: 'switchyard_gateway_mirror_total',
-      help: 'Mirrored copies: sent, dropped (concurrency cap or body too large) or failed',
-      labelNames: ['result'] as const,
-      registers: [registry],
-    }),
+    mirror: new CountsByLabel(
+      registry,
+      'switchyard_gateway_mirror_total',
+      'Mirrored copies: sent, dropped (concurrency cap or body too large) or failed',
+      'result',
+    ),
     mirrorInFlight: new Gauge({
       name: 'switchyard_gateway_mirror_in_flight',
       help: 'Mirrored copies sent and not yet answered',

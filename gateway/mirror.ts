@@ -36,6 +36,7 @@ export interface MirrorSlot {
 export class Mirror {
   private inFlight = 0;
   private readonly pools = new Map<string, Pool>();
+  private byUrl = { http1: new WeakMap<URL, Pool>(), http2: new WeakMap<URL, Pool>() };
 
   constructor(private readonly options: MirrorOptions = {}) {}
 
@@ -76,12 +77,17 @@ export class Mirror {
    */
   tee(req: TrafficRequest, copy: Omit<MirrorCopy, 'body'>, maxBodyBytes: number): Readable {
     // A slot first: a body is buffered only for a copy that will be sent.
-    const slot = this.reserve();
-    if (!slot) return req;
     if (!hasBody(req)) {
-      slot.send(copy);
+      // Nothing to buffer: no slot object, the copy goes now.
+      if (this.inFlight >= (this.options.maxInFlight ?? 100)) this.options.onResult?.('dropped');
+      else {
+        this.inFlight++;
+        this.start(copy);
+      }
       return req;
     }
+    const slot = this.reserve();
+    if (!slot) return req;
     const chunks: Buffer[] = [];
     let size = 0;
     let tooBig = false;
@@ -112,28 +118,8 @@ export class Mirror {
     if (this.options.hostSuffix && typeof headers.host === 'string')
       headers.host = `${headers.host}${this.options.hostSuffix}`;
     if (copy.body) headers['content-length'] = String(copy.body.length);
-    const protocol = copy.protocol ?? 'http1';
-    const key = `${protocol} ${copy.url.origin}`;
-    let pool = this.pools.get(key);
-    if (!pool) {
-      // As many connections as copies may be in flight, so a copy is never queued behind a hung one.
-      pool = new Pool(
-        copy.url.origin,
-        poolOptions(copy.url, protocol, { connections: this.options.maxInFlight ?? 100 }),
-      );
-      this.pools.set(key, pool);
-    }
     const timeoutMs = this.options.timeoutMs ?? 5000;
-    // A dispatch whose handler drops the answer: no Readable, promise or dump per copy (a copy
-    // through undici's request API cost more than the primary request it copies).
-    let done = false;
-    const finish = (result: 'sent' | 'failed') => {
-      if (done) return;
-      done = true;
-      this.inFlight--;
-      this.options.onResult?.(result);
-    };
-    pool.dispatch(
+    this.poolFor(copy.url, copy.protocol ?? 'http1').dispatch(
       {
         path: copy.path,
         method: copy.method as Dispatcher.HttpMethod,
@@ -142,14 +128,31 @@ export class Mirror {
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
       },
-      {
-        onConnect() {},
-        onHeaders: () => true,
-        onData: () => true,
-        onComplete: () => finish('sent'),
-        onError: () => finish('failed'),
-      } as unknown as Dispatcher.DispatchHandler,
+      new DroppedAnswer(this.finish) as unknown as Dispatcher.DispatchHandler,
     );
+  }
+
+  private readonly finish = (result: 'sent' | 'failed') => {
+    this.inFlight--;
+    this.options.onResult?.(result);
+  };
+
+  /** The pool of a shadow's URL object (each snapshot builds its URLs once): no `url.origin` per copy. */
+  private poolFor(url: URL, protocol: UpstreamProtocol): Pool {
+    let pool = this.byUrl[protocol].get(url);
+    if (pool) return pool;
+    const key = `${protocol} ${url.origin}`;
+    pool = this.pools.get(key);
+    if (!pool) {
+      // As many connections as copies may be in flight, so a copy is never queued behind a hung one.
+      pool = new Pool(
+        url.origin,
+        poolOptions(url, protocol, { connections: this.options.maxInFlight ?? 100 }),
+      );
+      this.pools.set(key, pool);
+    }
+    this.byUrl[protocol].set(url, pool);
+    return pool;
   }
 
   get pending(): number {
@@ -157,7 +160,36 @@ export class Mirror {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.pools.values()].map((p) => p.destroy()));
+    const pools = [...this.pools.values()];
     this.pools.clear();
+    this.byUrl = { http1: new WeakMap(), http2: new WeakMap() };
+    await Promise.all(pools.map((p) => p.destroy()));
+  }
+}
+
+/**
+ * A copy's dispatch handler, which drops the answer: no Readable, promise or dump per copy (a copy
+ * through undici's request API cost more than the primary request it copies). Reports once.
+ */
+class DroppedAnswer {
+  private done = false;
+  constructor(private readonly finish: (result: 'sent' | 'failed') => void) {}
+  onConnect(): void {}
+  onHeaders(): boolean {
+    return true;
+  }
+  onData(): boolean {
+    return true;
+  }
+  onComplete(): void {
+    this.report('sent');
+  }
+  onError(): void {
+    this.report('failed');
+  }
+  private report(result: 'sent' | 'failed'): void {
+    if (this.done) return;
+    this.done = true;
+    this.finish(result);
   }
 }

@@ -390,7 +390,8 @@ class UpstreamTry implements Attempt {
   ) {
     const { req } = input;
     this.res = input.res as ServerResponse;
-    this.res.once('close', this.onClose);
+    // `on`, not `once` (no wrapper per request): onClose ignores a second call, and it is taken off at the end.
+    this.res.on('close', this.onClose);
     const path = req.url ?? '/';
     target.pool.dispatch(
       {

@@ -99,8 +99,8 @@ class StoreBreaker {
 
 const TIMEOUT_MESSAGE = /timed out/i;
 
-export interface RequestKeys {
-  clientIp: string;
+/** What a limit's key reads of a request besides the client address: its headers (a RequestView). */
+export interface RequestHeaders {
   header(name: string): string | undefined;
 }
 
@@ -224,10 +224,10 @@ export class RateLimiter {
   }
 
   /** The value a request is counted under, or undefined when it carries no such value (not limited). */
-  private keyValue(limit: RateLimitPlan, req: RequestKeys): string | undefined {
+  private keyValue(limit: RateLimitPlan, clientIp: string, req: RequestHeaders): string | undefined {
     switch (limit.key.type) {
       case 'clientIp':
-        return req.clientIp;
+        return clientIp;
       case 'header':
         return req.header(limit.key.header);
       case 'route':
@@ -243,7 +243,8 @@ export class RateLimiter {
   check(
     policy: PolicyPlan,
     role: DestinationRole,
-    req: RequestKeys,
+    clientIp: string,
+    req: RequestHeaders,
   ): LimitVerdict[] | Promise<LimitVerdict[]> {
     if (policy.rateLimits.length === 0) return [];
     const now = this.clock.now();
@@ -252,7 +253,7 @@ export class RateLimiter {
     let waits = false;
     for (const limit of policy.rateLimits) {
       if (!limitAppliesTo(limit, role)) continue;
-      const value = this.keyValue(limit, req);
+      const value = this.keyValue(limit, clientIp, req);
       const windowMs = limit.windowSeconds * 1000;
       const windowStart = Math.floor(now / windowMs) * windowMs;
       const resetSeconds = Math.max(1, Math.ceil((windowStart + windowMs - now) / 1000));

@@ -182,3 +182,28 @@ export class DurationHistogram extends ScrapedMetric {
     for (const s of this.series.values()) s.reset();
   }
 }
+
+/** A counter with one label, counted in a plain map (for events of the hot path, as a mirror copy's result). */
+export class CountsByLabel extends ScrapedMetric {
+  private readonly counts = new Map<string, number>();
+  constructor(
+    registry: Registry,
+    name: string,
+    help: string,
+    private readonly label: string,
+  ) {
+    super(name, help, 'counter', registry);
+  }
+
+  inc(value: string): void {
+    this.counts.set(value, (this.counts.get(value) ?? 0) + 1);
+  }
+
+  protected values(): Value[] {
+    return [...this.counts].map(([v, value]) => ({ labels: { [this.label]: v }, value }));
+  }
+
+  reset(): void {
+    this.counts.clear();
+  }
+}

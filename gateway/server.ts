@@ -100,7 +100,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   const mirror = new Mirror({
     maxInFlight: options.maxMirrorsInFlight ?? 100,
     ...(options.mirrorHostSuffix ? { hostSuffix: options.mirrorHostSuffix } : {}),
-    onResult: (r) => metrics.mirror.inc({ result: r }),
+    onResult: (r) => metrics.mirror.inc(r),
   });
   const limiter = new RateLimiter({
     ...(options.redis ? { redis: options.redis } : {}),

@@ -1,20 +1,31 @@
 /**
- * `npm run bench:gateway-pair`: the gateway against the bare undici dispatch forwarder only, in
- * BENCH_PAIRS interleaved pairs (default 5) of BENCH_SECONDS (default 4), judged by the CPU time
- * each process spends per request (read from /proc: on a noisy shared VM far steadier than req/s).
- * Printed: the ratio of the medians, and the median of the pairs' ratios.
- * For trying one change to the hot path in a few minutes; `npm run bench:gateway` is the whole
- * bench. BENCH_PLAN picks the plan: `full` (the bench's, default), `no-mirror` or `minimal` (one
- * policy, nothing else). BENCH_BASELINE=<checkout with a built dist/> adds that build's gateway as
- * a third target, to compare two versions of the gateway in the same run.
+ * `npm run bench:gateway-pair`: the gateway and the bare undici dispatch forwarder under load at
+ * the same time, both on the proxy core, BENCH_ROUNDS rounds (default 5) of BENCH_SECONDS (default
+ * 4), judged by the CPU time each process spends per request (from /proc). Run side by side, both
+ * meet the same moment of this shared VM, so their ratio holds still where back-to-back runs spread
+ * by 2x. For trying one change to the hot path in a few minutes; `npm run bench:gateway` is the
+ * whole bench. BENCH_PLAN picks the plan: `full` (the bench's, default), `no-mirror` or `minimal`
+ * (one policy, nothing else). BENCH_BASELINE=<checkout with a built dist/> adds that build's
+ * gateway as a third target, to compare two versions of the gateway in the same run;
+ * BENCH_GATEWAY_NODE_OPTIONS starts this build's gateway with those Node options (V8 flags, say).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BENCH_HOST, benchPlan } from './bench-plan.js';
-import { CPUS, ensureTool, freePort, startNginx, startProcess, tempDir, waitForHttp, wrk } from './tools.js';
+import {
+  CPUS,
+  ensureTool,
+  freePort,
+  startNginx,
+  startProcess,
+  tempDir,
+  waitForHttp,
+  wrk,
+  wrkConcurrent,
+} from './tools.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
-const PAIRS = Number(process.env.BENCH_PAIRS ?? 5);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const PLAN = process.env.BENCH_PLAN ?? 'full';
 
 function cpuMs(pid: number): number {
@@ -53,7 +64,12 @@ interface Target {
   stop(): void;
 }
 
-async function gateway(name: string, root: string, file: string): Promise<Target> {
+async function gateway(
+  name: string,
+  root: string,
+  file: string,
+  env: NodeJS.ProcessEnv = {},
+): Promise<Target> {
   const port = await freePort();
   const child = startProcess(
     process.execPath,
@@ -73,7 +89,7 @@ async function gateway(name: string, root: string, file: string): Promise<Target
       '--workers',
       '1',
     ],
-    {},
+    env,
     CPUS?.proxy,
   );
   return { name, url: `http://127.0.0.1:${port}/`, pid: child.pid ?? 0, stop: () => child.kill('SIGKILL') };
@@ -112,30 +128,45 @@ try {
     pid: forwarder.pid ?? 0,
     stop: () => forwarder.kill('SIGKILL'),
   });
-  targets.push(await gateway('gateway', join(import.meta.dirname, '..'), file));
+  const nodeOptions = process.env.BENCH_GATEWAY_NODE_OPTIONS;
+  targets.push(
+    await gateway(
+      'gateway',
+      join(import.meta.dirname, '..'),
+      file,
+      nodeOptions ? { NODE_OPTIONS: nodeOptions } : {},
+    ),
+  );
   const baseline = process.env.BENCH_BASELINE;
   if (baseline) targets.push(await gateway('baseline gateway', baseline, file));
   for (const t of targets) await waitForHttp(t.url, { host: BENCH_HOST }, 20_000);
   for (const t of targets) wrk(t.url, { seconds: 2, connections: 64, host: BENCH_HOST });
 
+  // Every target at once, each under its own wrk, all sharing the proxy core: the machine's swings
+  // (other tenants of this VM, steal) hit all of them alike, so the ratios hold still where
+  // back-to-back runs spread by 2x. Each round's ratio to the bare forwarder; the median printed.
   const cpu = new Map<string, number[]>();
-  const rps = new Map<string, number[]>();
-  for (let pair = 0; pair < PAIRS; pair++)
-    for (const t of targets) {
-      const before = cpuMs(t.pid);
-      const r = wrk(t.url, { seconds: SECONDS, connections: 64, host: BENCH_HOST });
-      if (r.non2xx) throw new Error(`${t.name} answered ${r.non2xx} non-2xx`);
-      cpu.set(t.name, [...(cpu.get(t.name) ?? []), ((cpuMs(t.pid) - before) * 1000) / (r.rps * SECONDS)]);
-      rps.set(t.name, [...(rps.get(t.name) ?? []), r.rps]);
-    }
-  const bareByPair = cpu.get('bare forwarder') ?? [];
-  // Each pair ran within seconds: its ratio is less touched by the machine's slow swings than the medians.
-  const bare = median(bareByPair);
-  console.log(`plan ${PLAN}, ${PAIRS} pairs of ${SECONDS}s, Node ${process.version}`);
+  for (let round = 0; round < ROUNDS; round++) {
+    const before = targets.map((t) => cpuMs(t.pid));
+    const results = await Promise.all(
+      targets.map((t) => wrkConcurrent(t.url, { seconds: SECONDS, connections: 32, host: BENCH_HOST })),
+    );
+    targets.forEach((t, i) => {
+      const r = results[i] as { requests: number; non2xx: number };
+      if (r.non2xx || r.requests === 0)
+        throw new Error(`${t.name}: ${r.requests} answers, ${r.non2xx} non-2xx`);
+      const us = ((cpuMs(t.pid) - (before[i] as number)) * 1000) / r.requests;
+      cpu.set(t.name, [...(cpu.get(t.name) ?? []), us]);
+    });
+  }
+  const bare = cpu.get('bare forwarder') ?? [];
+  console.log(
+    `plan ${PLAN}: ${ROUNDS} rounds of ${SECONDS}s, the ${targets.length} targets at once on ${CPUS ? `core ${CPUS.proxy}` : 'one core'}; Node ${process.version}`,
+  );
   for (const t of targets) {
     const us = cpu.get(t.name) ?? [];
     console.log(
-      `${t.name.padEnd(18)} CPU µs/req median ${median(us).toFixed(1)} (${us.map((v) => v.toFixed(1)).join(' ')})  req/s median ${median(rps.get(t.name) ?? []).toFixed(0)}  vs bare by CPU: ${(bare / median(us)).toFixed(2)}x of medians, ${median(us.map((v, i) => (bareByPair[i] ?? 0) / v)).toFixed(2)}x median of pairs`,
+      `${t.name.padEnd(18)} CPU µs/req median ${median(us).toFixed(1)} (${us.map((v) => v.toFixed(1)).join(' ')})  bare forwarder / this: ${median(us.map((v, i) => (bare[i] ?? 0) / v)).toFixed(2)}x (rounds: ${us.map((v, i) => ((bare[i] ?? 0) / v).toFixed(2)).join(' ')})`,
     );
   }
 } finally {

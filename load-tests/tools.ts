@@ -1,5 +1,5 @@
 /** Helpers for the benchmarks: tools from Debian, processes, free ports, wrk and autocannon runs. */
-import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -146,6 +146,24 @@ export function wrk(url: string, opts: { seconds: number; connections: number; h
   const p99 = ms(/^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? '');
   const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
   return { rps, p50, p99, non2xx };
+}
+
+/** wrk as `wrk` runs it, without blocking: for loads run side by side (pair-gateway.ts). The requests answered in all. */
+export async function wrkConcurrent(
+  url: string,
+  opts: { seconds: number; connections: number; host?: string },
+): Promise<{ requests: number; non2xx: number }> {
+  const args = ['-t1', `-c${opts.connections}`, `-d${opts.seconds}s`];
+  if (opts.host) args.push('-H', `Host: ${opts.host}`);
+  const out = await new Promise<string>((resolve, reject) =>
+    execFile(...pinned(CPUS?.load, 'wrk', [...args, url]), { encoding: 'utf8' }, (err, stdout) =>
+      err ? reject(err) : resolve(stdout),
+    ),
+  );
+  return {
+    requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? 0),
+    non2xx: Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0),
+  };
 }
 
 /** Latency at a fixed request rate: autocannon in its own process, so it does not share our CPU. */

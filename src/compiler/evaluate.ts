@@ -63,11 +63,13 @@ function previewHostsOf(policy: PolicyPlan): ReadonlySet<string> {
 export function matchRoute(policy: PolicyPlan, req: RequestView): Route | undefined {
   const onPreviewHost =
     policy.previewHosts.length > 0 && previewHostsOf(policy).has(hostWithoutPort(req.authority));
-  return policy.routes.find(
-    (r) =>
-      (r.kind === 'preview-host') === onPreviewHost &&
-      (r.matches.length === 0 || r.matches.some((m) => matchRequest(m, req))),
-  );
+  // Loops rather than find/some with closures: this runs for every request.
+  for (const r of policy.routes) {
+    if ((r.kind === 'preview-host') !== onPreviewHost) continue;
+    if (r.matches.length === 0) return r;
+    for (const m of r.matches) if (matchRequest(m, req)) return r;
+  }
+  return undefined;
 }
 
 /** Picks by weight; `roll` is uniform in [0, 100). Zero-weight destinations are never picked. */
