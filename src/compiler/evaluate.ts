@@ -45,26 +45,70 @@ export function matchRequest(m: RequestMatch, req: RequestView): boolean {
   return true;
 }
 
-const previewHostSets = new WeakMap<PolicyPlan, ReadonlySet<string>>();
-function previewHostsOf(policy: PolicyPlan): ReadonlySet<string> {
-  let set = previewHostSets.get(policy);
-  if (!set) {
-    set = new Set(policy.previewHosts);
-    previewHostSets.set(policy, set);
+/** What matching a policy's routes needs, worked out once per policy of a plan. */
+interface RouteTable {
+  previewHosts: ReadonlySet<string>;
+  /** Every header and claim name any route reads. */
+  headers: readonly string[];
+  claims: readonly string[];
+  /**
+   * In order, the routes that can match a request carrying none of those headers and claims: those
+   * with a match that reads none. (A missing header or claim never matches, so no other route can.)
+   */
+  withoutHeaders: readonly Route[];
+}
+
+const routeTables = new WeakMap<PolicyPlan, RouteTable>();
+function routeTableOf(policy: PolicyPlan): RouteTable {
+  let table = routeTables.get(policy);
+  if (!table) {
+    const headers = new Set<string>();
+    const claims = new Set<string>();
+    const readsNone = (m: RequestMatch) => {
+      for (const h in m.headers) headers.add(h);
+      for (const c in m.claims) claims.add(c);
+      return Object.keys(m.headers ?? {}).length === 0 && Object.keys(m.claims ?? {}).length === 0;
+    };
+    const withoutHeaders = policy.routes.filter(
+      // Every match is visited (no short cut), so every name read is collected.
+      (r) => r.matches.length === 0 || r.matches.map(readsNone).includes(true),
+    );
+    table = {
+      previewHosts: new Set(policy.previewHosts),
+      headers: [...headers],
+      claims: [...claims],
+      withoutHeaders,
+    };
+    routeTables.set(policy, table);
   }
-  return set;
+  return table;
 }
 
 /**
  * The first route that matches (first match wins), or undefined. A preview URL host is served by
  * its preview-host routes alone (in Istio they are a VirtualService of their own): a request there
- * that none of them admits (no token) gets no route, never the stable split.
+ * that none of them admits (no token) gets no route, never the stable split. Most requests carry
+ * none of the headers the intercepts and previews read: those are matched against the routes that
+ * read none, so a policy's many preview routes cost them nothing.
  */
 export function matchRoute(policy: PolicyPlan, req: RequestView): Route | undefined {
+  const table = routeTableOf(policy);
   const onPreviewHost =
-    policy.previewHosts.length > 0 && previewHostsOf(policy).has(hostWithoutPort(req.authority));
+    policy.previewHosts.length > 0 && table.previewHosts.has(hostWithoutPort(req.authority));
+  let routes = table.withoutHeaders;
+  for (const h of table.headers)
+    if (req.header(h) !== undefined) {
+      routes = policy.routes;
+      break;
+    }
+  if (routes !== policy.routes)
+    for (const c of table.claims)
+      if (req.claim?.(c) !== undefined) {
+        routes = policy.routes;
+        break;
+      }
   // Loops rather than find/some with closures: this runs for every request.
-  for (const r of policy.routes) {
+  for (const r of routes) {
     if ((r.kind === 'preview-host') !== onPreviewHost) continue;
     if (r.matches.length === 0) return r;
     for (const m of r.matches) if (matchRequest(m, req)) return r;
