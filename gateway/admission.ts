@@ -9,7 +9,7 @@ import { UPSTREAM_HEADER } from '../src/compiler/plan.js';
 import type { ClientAddress } from './client-address.js';
 import { GatewayError } from './errors.js';
 import type { PlanHolder } from './plan-holder.js';
-import { type LimitVerdict, type RateLimiter, rateLimitHeaders } from './rate-limit.js';
+import { addRateLimitHeaders, type LimitVerdict, type RateLimiter } from './rate-limit.js';
 import type { RequestTokens } from './request-tokens.js';
 import { type Decision, decide } from './router.js';
 import type { Snapshot } from './snapshot.js';
@@ -60,18 +60,13 @@ export function admission(parts: {
 function verdict(decision: Decision, verdicts: LimitVerdict[]): Admitted | GatewayError {
   const { policy, destination } = decision;
   const responseHeaders: Record<string, string | string[]> = { [UPSTREAM_HEADER]: destination.upstream };
-  if (verdicts.length > 0) {
-    const limitHeaders = rateLimitHeaders(verdicts);
-    for (const k in limitHeaders) responseHeaders[k] = limitHeaders[k] as string;
-    // A refusal sets retry-after; only then are the refused limits named (no arrays per request).
-    if (limitHeaders['retry-after'] !== undefined) {
-      const refused = verdicts.filter((v) => !v.allowed).map((v) => v.limit.name);
-      return new GatewayError(
-        'SY_GW_RATE_LIMITED',
-        `rate limit ${refused.join(', ')} of ${policy.namespace}/${policy.name} exceeded; retry in ${limitHeaders['retry-after']}s`,
-        responseHeaders as Record<string, string>,
-      );
-    }
+  if (verdicts.length > 0 && addRateLimitHeaders(verdicts, responseHeaders)) {
+    const refused = verdicts.filter((v) => !v.allowed).map((v) => v.limit.name);
+    return new GatewayError(
+      'SY_GW_RATE_LIMITED',
+      `rate limit ${refused.join(', ')} of ${policy.namespace}/${policy.name} exceeded; retry in ${responseHeaders['retry-after']}s`,
+      responseHeaders as Record<string, string>,
+    );
   }
   if (destination.setCookie) responseHeaders['set-cookie'] = destination.setCookie;
   return { decision, responseHeaders };

@@ -376,7 +376,8 @@ class UpstreamTry implements Attempt {
     this.settle(GONE); // first: the abort below reports an error of its own
     this.abortUpstream?.(new Error('the client closed the connection'));
   };
-  private readonly onDrain = () => this.resumeUpstream?.();
+  /** Made when the client's socket first fills (most responses never do). */
+  private onDrain: (() => void) | undefined;
 
   constructor(
     private readonly input: ForwardInput,
@@ -440,6 +441,7 @@ class UpstreamTry implements Attempt {
   onData(chunk: Buffer): boolean {
     if (this.discarding) return true;
     if (this.res.write(chunk)) return true;
+    this.onDrain ??= () => this.resumeUpstream?.();
     this.res.once('drain', this.onDrain);
     return false;
   }

@@ -268,29 +268,45 @@ export class RateLimiter {
       }
       const window = this.window(limitId, windowStart);
       const counted = this.boundedValue(window, value);
-      const verdict = (remaining: number): LimitVerdict => {
-        if (remaining >= 0) return { limit, allowed: true, remaining, resetSeconds };
-        this.options.counters?.limited(policy, limit, limit.enforce);
-        return { limit, allowed: !limit.enforce, remaining: 0, resetSeconds };
-      };
       if (local) {
-        verdicts.push(verdict(this.countLocally(limit, window, counted)));
+        verdicts.push(this.verdict(policy, limit, this.countLocally(limit, window, counted), resetSeconds));
         continue;
       }
       waits = true;
       verdicts.push(
-        this.countShared(limit, `${limitId}/${windowStart}/${counted}`, window, counted).then(verdict, () => {
-          // Not even the cluster primary answered: let the request through rather than fail it.
-          this.options.counters?.storeError('unavailable');
-          return { limit, allowed: true, remaining: limit.limit, resetSeconds };
-        }),
+        this.countShared(limit, `${limitId}/${windowStart}/${counted}`, window, counted).then(
+          (remaining) => this.verdict(policy, limit, remaining, resetSeconds),
+          () => {
+            // Not even the cluster primary answered: let the request through rather than fail it.
+            this.options.counters?.storeError('unavailable');
+            return { limit, allowed: true, remaining: limit.limit, resetSeconds };
+          },
+        ),
       );
     }
     return waits ? Promise.all(verdicts) : (verdicts as LimitVerdict[]);
   }
+
+  /** A count's verdict: `remaining` is -1 when over the limit (counted, and refused if enforced). */
+  private verdict(
+    policy: PolicyPlan,
+    limit: RateLimitPlan,
+    remaining: number,
+    resetSeconds: number,
+  ): LimitVerdict {
+    if (remaining >= 0) return { limit, allowed: true, remaining, resetSeconds };
+    this.options.counters?.limited(policy, limit, limit.enforce);
+    return { limit, allowed: !limit.enforce, remaining: 0, resetSeconds };
+  }
 }
-/** The IETF draft `ratelimit-*` headers for the most restrictive enforced verdict, and `retry-after` when refused. */
-export function rateLimitHeaders(all: readonly LimitVerdict[]): Record<string, string> {
+/**
+ * The IETF draft `ratelimit-*` headers for the most restrictive enforced verdict, and `retry-after`
+ * when refused, written into `headers`. Returns whether a limit refused the request.
+ */
+export function addRateLimitHeaders(
+  all: readonly LimitVerdict[],
+  headers: Record<string, string | string[]>,
+): boolean {
   // A dry run (enforce: false) only counts: it tells the client nothing. Refused verdicts come
   // before allowed ones; among either, the fewest remaining. Loops, not filter/reduce: every
   // counted request comes here.
@@ -302,12 +318,11 @@ export function rateLimitHeaders(all: readonly LimitVerdict[]): Record<string, s
     if (!pick || (!v.allowed && pick.allowed) || (v.allowed === pick.allowed && v.remaining < pick.remaining))
       pick = v;
   }
-  if (!pick) return {};
-  const headers: Record<string, string> = {
-    'ratelimit-limit': String(pick.limit.limit),
-    'ratelimit-remaining': String(pick.remaining),
-    'ratelimit-reset': String(pick.resetSeconds),
-  };
-  if (retryAfter > 0) headers['retry-after'] = String(retryAfter);
-  return headers;
+  if (!pick) return false;
+  headers['ratelimit-limit'] = String(pick.limit.limit);
+  headers['ratelimit-remaining'] = String(pick.remaining);
+  headers['ratelimit-reset'] = String(pick.resetSeconds);
+  if (retryAfter === 0) return false;
+  headers['retry-after'] = String(retryAfter);
+  return true;
 }

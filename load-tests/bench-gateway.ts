@@ -289,11 +289,20 @@ async function main(): Promise<void> {
     // Added latency at half of the gateway's maximum, over the bare forwarder at the same rate.
     const rate = Math.floor(gatewayRps / 2);
     const forwarder = targets.find((t) => t.name === 'undici-dispatch') as Target;
-    const halfBare = fixedRate(forwarder.url, { rate, seconds: SECONDS, connections: 16 });
-    const halfGateway = fixedRate(gw.url, { rate, seconds: SECONDS, connections: 16, host: HOST });
-    const added = halfGateway.p99 - halfBare.p99;
+    // RUNS interleaved runs each, medians: one 5 s p99 on this VM moves by milliseconds run to run.
+    const half = {
+      bare: [] as { p50: number; p99: number }[],
+      gateway: [] as { p50: number; p99: number }[],
+    };
+    for (let run = 0; run < RUNS; run++) {
+      half.bare.push(fixedRate(forwarder.url, { rate, seconds: SECONDS, connections: 16 }));
+      half.gateway.push(fixedRate(gw.url, { rate, seconds: SECONDS, connections: 16, host: HOST }));
+    }
+    const at = (runs: { p50: number; p99: number }[], k: 'p50' | 'p99') => median(runs.map((r) => r[k]));
+    const added = at(half.gateway, 'p99') - at(half.bare, 'p99');
+    const list = (runs: { p99: number }[]) => runs.map((r) => r.p99).join('/');
     console.log(
-      `\nlatency at half of the gateway's maximum (${rate} req/s, autocannon -c 16 for ${SECONDS}s): bare forwarder p50 ${halfBare.p50} ms p99 ${halfBare.p99} ms; gateway p50 ${halfGateway.p50} ms p99 ${halfGateway.p99} ms; added p99 ${added.toFixed(2)} ms`,
+      `\nlatency at half of the gateway's maximum (${rate} req/s, autocannon -c 16, ${RUNS} runs of ${SECONDS}s each, medians): bare forwarder p50 ${at(half.bare, 'p50')} ms p99 ${at(half.bare, 'p99')} ms (runs ${list(half.bare)}); gateway p50 ${at(half.gateway, 'p50')} ms p99 ${at(half.gateway, 'p99')} ms (runs ${list(half.gateway)}); added p99 ${added.toFixed(2)} ms`,
     );
     for (const t of targets) t.stop();
     targets.length = 0;
