@@ -7,37 +7,28 @@
  * whole bench. BENCH_PLAN picks the plan: `full` (the bench's, default), `no-mirror` or `minimal`
  * (one policy, nothing else). BENCH_BASELINE=<checkout with a built dist/> adds that build's
  * gateway as a third target, to compare two versions of the gateway in the same run;
- * BENCH_GATEWAY_NODE_OPTIONS starts this build's gateway with those Node options (V8 flags, say).
+ * BENCH_GATEWAY_NODE_OPTIONS starts this build's gateway with those Node options (V8 flags, say);
+ * BENCH_CONTROL=1 adds a second bare forwarder, which should read 1.00x (a check of the method).
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BENCH_HOST, benchPlan } from './bench-plan.js';
 import {
   CPUS,
   ensureTool,
   freePort,
+  median,
+  sideBySide,
   startNginx,
   startProcess,
   tempDir,
   waitForHttp,
   wrk,
-  wrkConcurrent,
 } from './tools.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const PLAN = process.env.BENCH_PLAN ?? 'full';
-
-function cpuMs(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(f[11]) + Number(f[12])) * 10;
-}
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[m] ?? 0) : ((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2;
-}
 
 function planYaml(upstream: string): string {
   if (PLAN === 'full') return benchPlan(upstream, { to: 'v2', percent: 10 });
@@ -108,26 +99,26 @@ try {
   await waitForHttp(`${upstream}/`);
   const file = join(tempDir('switchyard-pair-'), 'gateway.yaml');
   writeFileSync(file, planYaml(upstream));
-  const forwarderPort = await freePort();
-  const forwarder = startProcess(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      join(import.meta.dirname, 'proxy-engine.ts'),
-      'undici-dispatch',
-      String(forwarderPort),
-      upstream,
-    ],
-    {},
-    CPUS?.proxy,
-  );
-  targets.push({
-    name: 'bare forwarder',
-    url: `http://127.0.0.1:${forwarderPort}/`,
-    pid: forwarder.pid ?? 0,
-    stop: () => forwarder.kill('SIGKILL'),
-  });
+  const forwarder = async (name: string): Promise<Target> => {
+    const port = await freePort();
+    const child = startProcess(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        join(import.meta.dirname, 'proxy-engine.ts'),
+        'undici-dispatch',
+        String(port),
+        upstream,
+      ],
+      {},
+      CPUS?.proxy,
+    );
+    return { name, url: `http://127.0.0.1:${port}/`, pid: child.pid ?? 0, stop: () => child.kill('SIGKILL') };
+  };
+  targets.push(await forwarder('bare forwarder'));
+  // A control: a second bare forwarder should read 1.00x, showing what the method itself adds.
+  if (process.env.BENCH_CONTROL) targets.push(await forwarder('bare forwarder 2'));
   const nodeOptions = process.env.BENCH_GATEWAY_NODE_OPTIONS;
   targets.push(
     await gateway(
@@ -142,23 +133,7 @@ try {
   for (const t of targets) await waitForHttp(t.url, { host: BENCH_HOST }, 20_000);
   for (const t of targets) wrk(t.url, { seconds: 2, connections: 64, host: BENCH_HOST });
 
-  // Every target at once, each under its own wrk, all sharing the proxy core: the machine's swings
-  // (other tenants of this VM, steal) hit all of them alike, so the ratios hold still where
-  // back-to-back runs spread by 2x. Each round's ratio to the bare forwarder; the median printed.
-  const cpu = new Map<string, number[]>();
-  for (let round = 0; round < ROUNDS; round++) {
-    const before = targets.map((t) => cpuMs(t.pid));
-    const results = await Promise.all(
-      targets.map((t) => wrkConcurrent(t.url, { seconds: SECONDS, connections: 32, host: BENCH_HOST })),
-    );
-    targets.forEach((t, i) => {
-      const r = results[i] as { requests: number; non2xx: number };
-      if (r.non2xx || r.requests === 0)
-        throw new Error(`${t.name}: ${r.requests} answers, ${r.non2xx} non-2xx`);
-      const us = ((cpuMs(t.pid) - (before[i] as number)) * 1000) / r.requests;
-      cpu.set(t.name, [...(cpu.get(t.name) ?? []), us]);
-    });
-  }
+  const cpu = await sideBySide(targets, { rounds: ROUNDS, seconds: SECONDS, host: BENCH_HOST });
   const bare = cpu.get('bare forwarder') ?? [];
   console.log(
     `plan ${PLAN}: ${ROUNDS} rounds of ${SECONDS}s, the ${targets.length} targets at once on ${CPUS ? `core ${CPUS.proxy}` : 'one core'}; Node ${process.version}`,

@@ -1,6 +1,6 @@
 /** Helpers for the benchmarks: tools from Debian, processes, free ports, wrk and autocannon runs. */
 import { type ChildProcess, execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -164,6 +164,51 @@ export async function wrkConcurrent(
     requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? 0),
     non2xx: Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0),
   };
+}
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
+}
+
+/** CPU time (user + system) a process has used so far, in ms; undefined without /proc. */
+export function cpuMs(pid: number | undefined): number | undefined {
+  if (!pid) return undefined;
+  try {
+    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th, in clock ticks (100/s).
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Every target under load at once, each by its own wrk, all on the proxy core, for `rounds` rounds:
+ * the CPU µs each process spent per request in each round. The machine's swings (other tenants of
+ * this VM) then hit every target alike, so the ratios between them hold still where back-to-back
+ * runs spread by 2x (two identical forwarders read 0.98–1.02x: load-tests/README.md).
+ */
+export async function sideBySide(
+  targets: readonly { name: string; url: string; pid?: number }[],
+  opts: { rounds: number; seconds: number; host?: string },
+): Promise<Map<string, number[]>> {
+  const cpu = new Map<string, number[]>();
+  for (let round = 0; round < opts.rounds; round++) {
+    const before = targets.map((t) => cpuMs(t.pid));
+    const results = await Promise.all(
+      targets.map((t) => wrkConcurrent(t.url, { seconds: opts.seconds, connections: 32, host: opts.host })),
+    );
+    targets.forEach((t, i) => {
+      const r = results[i] as { requests: number; non2xx: number };
+      if (r.non2xx || r.requests === 0)
+        throw new Error(`${t.name}: ${r.requests} answers, ${r.non2xx} non-2xx`);
+      const spent = (cpuMs(t.pid) ?? Number.NaN) - (before[i] ?? Number.NaN);
+      cpu.set(t.name, [...(cpu.get(t.name) ?? []), (spent * 1000) / r.requests]);
+    });
+  }
+  return cpu;
 }
 
 /** Latency at a fixed request rate: autocannon in its own process, so it does not share our CPU. */
