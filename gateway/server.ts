@@ -124,10 +124,18 @@ export function createGateway(options: GatewayOptions): Gateway {
   /** Upgraded connections: the HTTP server no longer tracks them, so a drain must close them. */
   const upgraded = new Set<Duplex>();
 
-  /** A destination's metric series and its policy's name, found once per destination of a plan. */
-  const seriesOf = new WeakMap<WeightedDestination, DestinationSeries>();
+  /**
+   * A route's destination's metric series and its policy's name, found once per route and
+   * destination of a plan (by route first: routes of a policy share destination objects).
+   */
+  const seriesOf = new WeakMap<Route, Map<WeightedDestination, DestinationSeries>>();
   const series = (policy: PolicyPlan, route: Route, destination: WeightedDestination) => {
-    let s = seriesOf.get(destination);
+    let byDestination = seriesOf.get(route);
+    if (!byDestination) {
+      byDestination = new Map();
+      seriesOf.set(route, byDestination);
+    }
+    let s = byDestination.get(destination);
     if (!s) {
       const policyName = `${policy.namespace}/${policy.name}`;
       s = {
@@ -135,7 +143,7 @@ export function createGateway(options: GatewayOptions): Gateway {
         requests: metrics.requests.of(policyName, route.name, destination.upstream),
         duration: metrics.duration.of(policyName, destination.upstream),
       };
-      seriesOf.set(destination, s);
+      byDestination.set(destination, s);
     }
     return s;
   };

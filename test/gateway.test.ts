@@ -332,6 +332,32 @@ describe('gateway mirror', () => {
     }
   }, 60_000);
 
+  it('counts each request under the route it took, though a mirrored split and the plain split share destinations', async () => {
+    const v1 = await startUpstream('web/v1');
+    const shadow = await startUpstream('web/v2');
+    const gw = await startTestGateway(
+      policy('  mirror: {to: {version: v2}, percent: 100, methods: [GET]}') +
+        gatewayConfig({ 'web/v1': v1.url, 'web/v2': shadow.url }),
+    );
+    try {
+      for (let i = 0; i < 3; i++) await send(gw.base, { host: 'web.test', path: '/get' });
+      for (let i = 0; i < 2; i++)
+        await send(gw.base, { host: 'web.test', method: 'POST', path: '/post', body: 'x' });
+      const metrics = (await send(gw.admin, { path: '/metrics' })).body;
+      const count = (route: string) =>
+        Number(
+          new RegExp(
+            `switchyard_gateway_requests_total\\{policy="test/web",route="${route}",upstream="web/v1",status="200"\\} (\\d+)`,
+          ).exec(metrics)?.[1],
+        );
+      expect(count('split-mirrored')).toBe(3);
+      expect(count('split')).toBe(2);
+    } finally {
+      await gw.close();
+      await Promise.all([v1.close(), shadow.close()]);
+    }
+  });
+
   it('buffers a mirrored body only when a mirror slot is free: concurrent large POSTs beyond the cap are not held', async () => {
     const v1 = await startUpstream('web/v1');
     const shadow = await startUpstream('web/v2');
