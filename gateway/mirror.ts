@@ -76,7 +76,6 @@ export class Mirror {
    * must read its body from.
    */
   tee(req: TrafficRequest, copy: Omit<MirrorCopy, 'body'>, maxBodyBytes: number): Readable {
-    // A slot first: a body is buffered only for a copy that will be sent.
     if (!hasBody(req)) {
       // Nothing to buffer: no slot object, the copy goes now.
       if (this.inFlight >= (this.options.maxInFlight ?? 100)) this.options.onResult?.('dropped');
@@ -86,6 +85,7 @@ export class Mirror {
       }
       return req;
     }
+    // A slot first: a body is buffered only for a copy that will be sent.
     const slot = this.reserve();
     if (!slot) return req;
     const chunks: Buffer[] = [];
