@@ -10,7 +10,7 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Kube } from '../kube/client.js';
 import type { EventRecorder } from '../kube/events.js';
-import { serviceHost, subsetName } from '../src/compiler/names.js';
+import { serviceHost, subsetName, versionServiceName } from '../src/compiler/names.js';
 import { builtinQuery, fillQuery, type MetricsBackend } from '../src/delivery/queries.js';
 import {
   type CanaryRun,
@@ -47,6 +47,8 @@ export interface CanaryRunResult {
 type LivePolicy = TrafficPolicy & KubernetesObject & { status?: { canary?: CanaryRun } };
 
 const WARNINGS = new Set(['AnalysisFailed', 'RolledBack', 'NoData', 'Failed']);
+/** How soon a run that waits for its version's Service looks again. */
+const VERSION_SERVICE_WAIT_MS = 500;
 
 export async function reconcileCanaryRun(
   kube: Kube,
@@ -93,6 +95,23 @@ export async function reconcileCanaryRun(
   // (Without a reader the run is Failed before it ever asks for an analysis.)
   if (tick.needsAnalysis && opts.metrics)
     tick = runTick({ ...input, analysis: await readMetrics(live, opts.metrics, opts.backend) });
+
+  // Gateway mode: `gateway --kube` routes by this status the moment it is written, and sends the
+  // canary's share to the version's Service (`<service>--<version>`), which the policy's reconcile
+  // creates on its own queue. Until that Service exists the canary gets no share: its first
+  // requests would be 503s (no upstream). The run looks again shortly.
+  if (
+    opts.backend === 'gateway' &&
+    effectiveCanaryWeight(canary, run) === 0 &&
+    effectiveCanaryWeight(canary, tick.run) > 0 &&
+    !(await kube.get({
+      apiVersion: 'v1',
+      kind: 'Service',
+      namespace,
+      name: versionServiceName(live.spec.service, canary.version),
+    }))
+  )
+    return { ...idle, requeueAfterMs: VERSION_SERVICE_WAIT_MS, ...(run ? { run } : {}) };
 
   if (JSON.stringify(tick.run) !== JSON.stringify(run))
     await kube.replaceStatus(group, version, plural, {

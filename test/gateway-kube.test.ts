@@ -9,9 +9,11 @@
 import { join } from 'node:path';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { reconcileCanaryRun } from '../controllers/canary-run.js';
 import { reconcileTrafficPolicy } from '../controllers/traffic-policy.js';
 import { type RunningGateway, runGateway } from '../gateway/run.js';
 import { type Kube, kubeConfigFrom } from '../kube/client.js';
+import { NO_EVENTS } from '../kube/events.js';
 import { createLogger } from '../src/core/logger.js';
 import { cli, tempFiles } from './support/cli.js';
 import {
@@ -224,5 +226,51 @@ describe.skipIf(!shared || !netns)('gateway mode: per-version Services and gatew
     }
     expect(reply.status).toBe(503);
     expect(reply.body).toMatch(/upstream shop\/v3 has no ready endpoint/);
+  });
+});
+
+describe.skipIf(!shared)('gateway mode: a progressive run and its version Service', () => {
+  it('gives the canary no share until its Service exists (gateway --kube would answer 503 for it)', async () => {
+    const admin = adminKube(shared as Envtest);
+    const runNs = 'gateway-mode-run';
+    await applyRbac(admin);
+    await createNamespace(admin, runNs);
+    await stableWorkload(admin, runNs, 'shop');
+    await admin.apply(
+      {
+        apiVersion: API,
+        kind: 'TrafficPolicy',
+        metadata: { name: 'shop', namespace: runNs },
+        spec: {
+          service: 'shop',
+          port: 80,
+          hosts: ['run.test'],
+          stable: 'v1',
+          canary: { version: 'v2', steps: [{ weight: 20, pause: '1h' }] },
+        },
+      } as KubernetesObject,
+      'release-engineer',
+      true,
+    );
+    const run = () => reconcileCanaryRun(admin, runNs, 'shop', { events: NO_EVENTS, backend: 'gateway' });
+    const status = async () =>
+      (
+        await admin.get<KubernetesObject & { status?: { canary?: { weight: number } } }>({
+          apiVersion: API,
+          kind: 'TrafficPolicy',
+          namespace: runNs,
+          name: 'shop',
+        })
+      )?.status?.canary;
+
+    // The policy's reconcile has not run yet: no shop--v2 Service, so the run waits and looks again.
+    const waiting = await run();
+    expect(waiting).toMatchObject({ weightChanged: false, requeueAfterMs: 500 });
+    expect(await status()).toBeUndefined();
+
+    await reconcileTrafficPolicy(admin, runNs, 'shop', { mode: 'gateway' }); // creates shop--v2
+    const started = await run();
+    expect(started.weightChanged).toBe(true);
+    expect(await status()).toMatchObject({ weight: 20 });
   });
 });
