@@ -37,6 +37,7 @@ import {
   startGatewayProcess,
   startNginx,
   startProcess,
+  startProxyEngine,
   tempDir,
   type WrkResult,
   waitForHttp,
@@ -157,16 +158,6 @@ function startEnvoy(envoy: string, port: number, upstreamPort: number, adminPort
   };
 }
 
-function engine(name: string, port: number, upstream: string): Target {
-  const child = startProcess(
-    process.execPath,
-    ['--import', 'tsx', join(import.meta.dirname, 'proxy-engine.ts'), name, String(port), upstream],
-    {},
-    CPUS?.proxy,
-  );
-  return { name, url: `http://127.0.0.1:${port}/`, pid: child.pid, stop: () => child.kill('SIGKILL') };
-}
-
 function nginxWorkerPid(port: number): number | undefined {
   // The master forks one worker, the process that proxies: of the processes on the port, the child.
   const out = spawnSync('ss', ['-Htlnp', `sport = :${port}`], { encoding: 'utf8' }).stdout;
@@ -215,7 +206,7 @@ async function main(): Promise<void> {
     });
     targets.push(startEnvoy(envoy, await freePort(), upstreamPort, await freePort()));
     for (const name of ['undici-dispatch', 'undici-stream', 'http-proxy', 'fastify-http-proxy', 'none'])
-      targets.push(engine(name, await freePort(), upstream));
+      targets.push(startProxyEngine(name, await freePort(), upstream));
     const gw = await startGatewayProcess(benchPlan(upstream, { to: 'v2', percent: 10 }), HOST);
     targets.push({
       name: 'switchyard gateway',

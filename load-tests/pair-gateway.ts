@@ -1,17 +1,3 @@
-/**
- * `npm run bench:gateway-pair`: the gateway and the bare undici dispatch forwarder under load at
- * the same time, both on the proxy core, BENCH_ROUNDS rounds (default 5) of BENCH_SECONDS (default
- * 4), judged by the CPU time each process spends per request (from /proc). Run side by side, both
- * meet the same moment of this shared VM, so their ratio holds still where back-to-back runs spread
- * by 2x. For trying one change to the hot path in a few minutes; `npm run bench:gateway` is the
- * whole bench. BENCH_PLAN picks the plan: `full` (the bench's, default), `no-mirror` or `minimal`
- * (one policy, nothing else). BENCH_BASELINE=<checkout with a built dist/> adds that build's
- * gateway as a third target, to compare two versions of the gateway in the same run;
- * BENCH_GATEWAY_NODE_OPTIONS starts this build's gateway with those Node options (V8 flags, say);
- * BENCH_CONTROL=1 adds a second bare forwarder, which should read 1.00x (a check of the method).
- */
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { BENCH_HOST, benchPlan } from './bench-plan.js';
 import {
   CPUS,
@@ -19,9 +5,9 @@ import {
   freePort,
   median,
   sideBySide,
+  startGatewayProcess,
   startNginx,
-  startProcess,
-  tempDir,
+  startProxyEngine,
   waitForHttp,
   wrk,
 } from './tools.js';
@@ -57,33 +43,12 @@ interface Target {
 
 async function gateway(
   name: string,
-  root: string,
-  file: string,
+  yaml: string,
+  root?: string,
   env: NodeJS.ProcessEnv = {},
 ): Promise<Target> {
-  const port = await freePort();
-  const child = startProcess(
-    process.execPath,
-    [
-      join(root, 'bin', 'switchyard.js'),
-      'gateway',
-      '-c',
-      file,
-      '--port',
-      String(port),
-      '--admin-port',
-      String(await freePort()),
-      '--host',
-      '127.0.0.1',
-      '--log-level',
-      'warn',
-      '--workers',
-      '1',
-    ],
-    env,
-    CPUS?.proxy,
-  );
-  return { name, url: `http://127.0.0.1:${port}/`, pid: child.pid ?? 0, stop: () => child.kill('SIGKILL') };
+  const g = await startGatewayProcess(yaml, BENCH_HOST, [], env, root);
+  return { name, url: g.url, pid: g.child.pid ?? 0, stop: () => g.child.kill('SIGKILL') };
 }
 
 const nginx = ensureTool('nginx', 'nginx');
@@ -97,39 +62,18 @@ const targets: Target[] = [];
 try {
   const upstream = `http://127.0.0.1:${upstreamPort}`;
   await waitForHttp(`${upstream}/`);
-  const file = join(tempDir('switchyard-pair-'), 'gateway.yaml');
-  writeFileSync(file, planYaml(upstream));
+  const yaml = planYaml(upstream);
   const forwarder = async (name: string): Promise<Target> => {
-    const port = await freePort();
-    const child = startProcess(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        join(import.meta.dirname, 'proxy-engine.ts'),
-        'undici-dispatch',
-        String(port),
-        upstream,
-      ],
-      {},
-      CPUS?.proxy,
-    );
-    return { name, url: `http://127.0.0.1:${port}/`, pid: child.pid ?? 0, stop: () => child.kill('SIGKILL') };
+    const f = startProxyEngine('undici-dispatch', await freePort(), upstream);
+    return { name, url: f.url, pid: f.pid ?? 0, stop: f.stop };
   };
   targets.push(await forwarder('bare forwarder'));
   // A control: a second bare forwarder should read 1.00x, showing what the method itself adds.
   if (process.env.BENCH_CONTROL) targets.push(await forwarder('bare forwarder 2'));
   const nodeOptions = process.env.BENCH_GATEWAY_NODE_OPTIONS;
-  targets.push(
-    await gateway(
-      'gateway',
-      join(import.meta.dirname, '..'),
-      file,
-      nodeOptions ? { NODE_OPTIONS: nodeOptions } : {},
-    ),
-  );
+  targets.push(await gateway('gateway', yaml, undefined, nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}));
   const baseline = process.env.BENCH_BASELINE;
-  if (baseline) targets.push(await gateway('baseline gateway', baseline, file));
+  if (baseline) targets.push(await gateway('baseline gateway', yaml, baseline));
   for (const t of targets) await waitForHttp(t.url, { host: BENCH_HOST }, 20_000);
   for (const t of targets) wrk(t.url, { seconds: 2, connections: 64, host: BENCH_HOST });
 

@@ -11,12 +11,11 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BENCH_HOST, benchPlan } from './bench-plan.js';
 import {
-  CPUS,
   ensureTool,
   freePort,
   startGatewayProcess,
   startNginx,
-  startProcess,
+  startProxyEngine,
   tempDir,
   waitForHttp,
   wrk,
@@ -134,21 +133,10 @@ try {
   const gateway = await profiled(gw.child, gw.url, gwDir);
 
   const bareDir = tempDir('switchyard-profile-');
-  const port = await freePort();
-  const child = startProcess(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      join(import.meta.dirname, 'proxy-engine.ts'),
-      'undici-dispatch',
-      String(port),
-      upstream,
-    ],
-    { NODE_OPTIONS: prof(bareDir) },
-    CPUS?.proxy,
-  );
-  const bare = await profiled(child, `http://127.0.0.1:${port}/`, bareDir);
+  const engine = startProxyEngine('undici-dispatch', await freePort(), upstream, {
+    NODE_OPTIONS: prof(bareDir),
+  });
+  const bare = await profiled(engine.child, engine.url, bareDir);
 
   console.log(
     `\nunder wrk while profiled: gateway ${gateway.rps.toFixed(0)} req/s, bare forwarder ${bare.rps.toFixed(0)} req/s (profiling slows both)`,

@@ -148,6 +148,28 @@ export function wrk(url: string, opts: { seconds: number; connections: number; h
   return { rps, p50, p99, non2xx };
 }
 
+/** One of load-tests/proxy-engine.ts's forwarders (`undici-dispatch`, `http-proxy`, …) on the proxy core. */
+export function startProxyEngine(
+  engine: string,
+  port: number,
+  upstream: string,
+  env: NodeJS.ProcessEnv = {},
+): { name: string; url: string; pid?: number; child: ChildProcess; stop(): void } {
+  const child = startProcess(
+    process.execPath,
+    ['--import', 'tsx', join(import.meta.dirname, 'proxy-engine.ts'), engine, String(port), upstream],
+    env,
+    CPUS?.proxy,
+  );
+  return {
+    name: engine,
+    url: `http://127.0.0.1:${port}/`,
+    pid: child.pid,
+    child,
+    stop: () => child.kill('SIGKILL'),
+  };
+}
+
 /** wrk as `wrk` runs it, without blocking: for loads run side by side (pair-gateway.ts). The requests answered in all. */
 export async function wrkConcurrent(
   url: string,
@@ -236,6 +258,8 @@ export async function startGatewayProcess(
   host: string,
   extraArgs: string[] = [],
   env: NodeJS.ProcessEnv = {},
+  /** The checkout whose built gateway runs (another build's, to compare two); this one by default. */
+  root = join(import.meta.dirname, '..'),
 ): Promise<{ url: string; adminUrl: string; child: ChildProcess }> {
   const file = join(tempDir('switchyard-bench-'), 'gateway.yaml');
   writeFileSync(file, yaml);
@@ -244,7 +268,7 @@ export async function startGatewayProcess(
   const child = startProcess(
     process.execPath,
     [
-      join(import.meta.dirname, '..', 'bin', 'switchyard.js'),
+      join(root, 'bin', 'switchyard.js'),
       'gateway',
       '-c',
       file,
