@@ -80,8 +80,10 @@ export function builtinQuery(name: string, backend: MetricsBackend, c: QueryCont
         ? ['switchyard_gateway_requests_total', gatewaySelector(c), 'status']
         : ['istio_requests_total', istioSelector(c), 'response_code'];
     // `or vector(0)`: a canary answering nothing but 5xx has no series of good answers, and must
-    // read as 0 %, not as no data.
-    return `100 * (sum(rate(${series}{${selector},${code}!~"5.."}${range})) or vector(0)) / sum(rate(${series}{${selector}}${range}))`;
+    // read as 0 %, not as no data. The ratio first, then × 100: (100 × x) / x is not always 100 in
+    // floating point (a healthy version read 99.99999999999999 %, under a `min: 100` threshold a
+    // failure), x / x is always 1.
+    return `100 * ((sum(rate(${series}{${selector},${code}!~"5.."}${range})) or vector(0)) / sum(rate(${series}{${selector}}${range})))`;
   }
   if (name === 'request-duration') {
     return backend === 'gateway'
