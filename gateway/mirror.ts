@@ -41,7 +41,17 @@ export class Mirror {
   constructor(private readonly options: MirrorOptions = {}) {}
 
   send(copy: MirrorCopy): void {
-    this.reserve()?.send(copy);
+    if (this.take()) this.start(copy);
+  }
+
+  /** One of the `maxInFlight` slots, or false (counted as dropped) when every slot is taken. */
+  private take(): boolean {
+    if (this.inFlight >= (this.options.maxInFlight ?? 100)) {
+      this.options.onResult?.('dropped');
+      return false;
+    }
+    this.inFlight++;
+    return true;
   }
 
   /**
@@ -50,11 +60,7 @@ export class Mirror {
    * slot is given back by `send` (once the copy is answered) or `release` (nothing to copy).
    */
   reserve(): MirrorSlot | undefined {
-    if (this.inFlight >= (this.options.maxInFlight ?? 100)) {
-      this.options.onResult?.('dropped');
-      return undefined;
-    }
-    this.inFlight++;
+    if (!this.take()) return undefined;
     let used = false;
     return {
       send: (copy) => {
@@ -78,11 +84,7 @@ export class Mirror {
   tee(req: TrafficRequest, copy: Omit<MirrorCopy, 'body'>, maxBodyBytes: number): Readable {
     if (!hasBody(req)) {
       // Nothing to buffer: no slot object, the copy goes now.
-      if (this.inFlight >= (this.options.maxInFlight ?? 100)) this.options.onResult?.('dropped');
-      else {
-        this.inFlight++;
-        this.start(copy);
-      }
+      this.send(copy);
       return req;
     }
     // A slot first: a body is buffered only for a copy that will be sent.

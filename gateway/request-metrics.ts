@@ -2,11 +2,11 @@
  * The two metrics every proxied request updates (requests by policy, route, destination and
  * status; time to the response headers by policy and destination), counted in plain maps and
  * handed to prom-client only when scraped. prom-client hashes and validates the label set on every
- * `inc` and `observe`; here a request's series are found once per route and destination of a plan (`of`) and
- * kept by the gateway, so a request costs an increment. They are
- * registered on the gateway's prom-client registry as metrics of their own (the shape prom-client's
- * Registry and AggregatorRegistry read), so `/metrics`, the workers' aggregation and the canary
- * analysis's queries see the same series as before.
+ * `inc` and `observe`; here a request's series are found once per route and destination of a plan
+ * (`of`) and kept by the gateway, so a request costs an increment. They are registered on the
+ * gateway's prom-client registry as metrics of their own (the shape prom-client's Registry and
+ * AggregatorRegistry read), so `/metrics`, the workers' aggregation and the canary analysis's
+ * queries see the same series as before.
  */
 import type { Registry } from 'prom-client';
 

@@ -34,6 +34,7 @@ import {
   freePort,
   median,
   sideBySide,
+  startBenchUpstream,
   startGatewayProcess,
   startNginx,
   startProcess,
@@ -176,18 +177,11 @@ async function main(): Promise<void> {
   const nginx = ensureTool('nginx', 'nginx');
   ensureTool('wrk', 'wrk');
   const envoy = envoyBinary();
-  const upstreamPort = await freePort();
   const targets: Target[] = [];
   const stops: (() => void)[] = [];
   try {
-    stops.push(
-      startNginx(
-        nginx,
-        `server { listen 127.0.0.1:${upstreamPort}; location / { default_type application/json; return 200 '{"upstream":"ok"}\\n'; } }`,
-      ),
-    );
-    const upstream = `http://127.0.0.1:${upstreamPort}`;
-    await waitForHttp(`${upstream}/`);
+    const { port: upstreamPort, url: upstream, stop: stopUpstream } = await startBenchUpstream(nginx);
+    stops.push(stopUpstream);
     targets.push({ name: 'upstream direct', url: `${upstream}/`, stop: () => undefined });
 
     const nginxPort = await freePort();

@@ -5,8 +5,8 @@ import {
   freePort,
   median,
   sideBySide,
+  startBenchUpstream,
   startGatewayProcess,
-  startNginx,
   startProxyEngine,
   waitForHttp,
   wrk,
@@ -53,15 +53,9 @@ async function gateway(
 
 const nginx = ensureTool('nginx', 'nginx');
 ensureTool('wrk', 'wrk');
-const upstreamPort = await freePort();
-const stopUpstream = startNginx(
-  nginx,
-  `server { listen 127.0.0.1:${upstreamPort}; location / { default_type application/json; return 200 '{"upstream":"ok"}\\n'; } }`,
-);
+const { url: upstream, stop: stopUpstream } = await startBenchUpstream(nginx);
 const targets: Target[] = [];
 try {
-  const upstream = `http://127.0.0.1:${upstreamPort}`;
-  await waitForHttp(`${upstream}/`);
   const yaml = planYaml(upstream);
   const forwarder = async (name: string): Promise<Target> => {
     const f = startProxyEngine('undici-dispatch', await freePort(), upstream);

@@ -13,8 +13,8 @@ import { BENCH_HOST, benchPlan } from './bench-plan.js';
 import {
   ensureTool,
   freePort,
+  startBenchUpstream,
   startGatewayProcess,
-  startNginx,
   startProxyEngine,
   tempDir,
   waitForHttp,
@@ -115,14 +115,8 @@ async function profiled(
 
 const nginx = ensureTool('nginx', 'nginx');
 ensureTool('wrk', 'wrk');
-const upstreamPort = await freePort();
-const stopNginx = startNginx(
-  nginx,
-  `server { listen 127.0.0.1:${upstreamPort}; location / { default_type application/json; return 200 '{"upstream":"ok"}\\n'; } }`,
-);
+const { url: upstream, stop: stopNginx } = await startBenchUpstream(nginx);
 try {
-  const upstream = `http://127.0.0.1:${upstreamPort}`;
-  await waitForHttp(`${upstream}/`);
   const prof = (dir: string) => `--cpu-prof --cpu-prof-dir=${dir} --cpu-prof-interval=${INTERVAL_US}`;
 
   const gwDir = tempDir('switchyard-profile-');

@@ -148,6 +148,20 @@ export function wrk(url: string, opts: { seconds: number; connections: number; h
   return { rps, p50, p99, non2xx };
 }
 
+/** The benches' upstream: nginx answering `return 200` with a short JSON body, on the load core, once it answers. */
+export async function startBenchUpstream(
+  nginx: string,
+): Promise<{ port: number; url: string; stop(): void }> {
+  const port = await freePort();
+  const stop = startNginx(
+    nginx,
+    `server { listen 127.0.0.1:${port}; location / { default_type application/json; return 200 '{"upstream":"ok"}\\n'; } }`,
+  );
+  const url = `http://127.0.0.1:${port}`;
+  await waitForHttp(`${url}/`);
+  return { port, url, stop };
+}
+
 /** One of load-tests/proxy-engine.ts's forwarders (`undici-dispatch`, `http-proxy`, …) on the proxy core. */
 export function startProxyEngine(
   engine: string,
