@@ -2,7 +2,7 @@
  * The proxy hot path alone, for choosing a library by measurement and as the limit the gateway is
  * measured against: `http-proxy` (with a keep-alive agent), `@fastify/http-proxy`, or an undici
  * Pool (request, stream or dispatch API), each a bare forwarder to one upstream. Run by bench-gateway.ts:
- *   node --import tsx load-tests/proxy-engine.ts <engine> <port> <upstream-url>
+ *   node load-tests/proxy-engine.ts <engine> <port> <upstream-url>   (Node strips the types itself)
  * (`none` answers by itself: the ceiling of one Node process, with no proxying).
  */
 import { Agent, createServer } from 'node:http';

@@ -162,7 +162,12 @@ export async function startBenchUpstream(
   return { port, url, stop };
 }
 
-/** One of load-tests/proxy-engine.ts's forwarders (`undici-dispatch`, `http-proxy`, …) on the proxy core. */
+/**
+ * One of load-tests/proxy-engine.ts's forwarders (`undici-dispatch`, `http-proxy`, …) on the proxy
+ * core, run by Node itself (its type stripping), not through tsx: tsx's transform names every
+ * function it creates (`__name`), which cost the bare forwarder about 1 µs per request
+ * (load-tests/README.md).
+ */
 export function startProxyEngine(
   engine: string,
   port: number,
@@ -171,7 +176,7 @@ export function startProxyEngine(
 ): { name: string; url: string; pid?: number; child: ChildProcess; stop(): void } {
   const child = startProcess(
     process.execPath,
-    ['--import', 'tsx', join(import.meta.dirname, 'proxy-engine.ts'), engine, String(port), upstream],
+    [join(import.meta.dirname, 'proxy-engine.ts'), engine, String(port), upstream],
     env,
     CPUS?.proxy,
   );
