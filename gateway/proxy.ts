@@ -431,9 +431,12 @@ class UpstreamTry implements Attempt {
     this.status = statusCode;
     this.resumeUpstream = resume;
     const extra = this.input.responseHeaders;
+    if (this.input.req.httpVersionMajor !== 2) {
+      this.res.writeHead(statusCode, responseHeaderList(raw, extra));
+      return true;
+    }
     const head = responseHeaders(raw, extra);
-    if (this.input.req.httpVersionMajor === 2 && head['grpc-status'] !== undefined)
-      this.statusInTrailers = takeTrailers(head, extra);
+    if (head['grpc-status'] !== undefined) this.statusInTrailers = takeTrailers(head, extra);
     this.res.writeHead(statusCode, head);
     return true;
   }
@@ -467,7 +470,8 @@ class UpstreamTry implements Attempt {
 
 /**
  * The upstream's response headers without hop-by-hop ones, then the gateway's own (set-cookie
- * appended to the upstream's). Built in one pass with nothing deleted (a deleted key makes V8
+ * appended to the upstream's), as an object for HTTP/2 (whose gRPC answers move some of them to
+ * the trailers). Built in one pass with nothing deleted (a deleted key makes V8
  * turn the object into a slow dictionary), as one object so Node writes the head in one go.
  */
 function responseHeaders(
@@ -492,16 +496,51 @@ function responseHeaders(
     out[k] = prior === undefined ? v : ([] as string[]).concat(prior, v);
   }
   // Headers the upstream named in its Connection header are hop-by-hop too (rare: a copy then).
-  if (
-    connection === undefined ||
-    connection.toLowerCase() === 'keep-alive' ||
-    connection.toLowerCase() === 'close'
-  )
-    return out;
+  if (connection === undefined || !namesHeaders(connection)) return out;
   const named = new Set(connection.split(',').map((t) => t.trim().toLowerCase()));
   const kept: Record<string, string | string[]> = {};
   for (const k in out) if (!named.has(k) || k in extra) kept[k] = out[k] as string | string[];
   return kept;
+}
+
+/**
+ * The same headers for an HTTP/1.1 response, as the flat `[name, value, …]` list Node writes as it
+ * is: no object is built and walked again (measured: load-tests/README.md), and a header the
+ * upstream repeated stays repeated. The gateway's own headers replace the upstream's, but
+ * set-cookie, which is added to.
+ */
+function responseHeaderList(raw: Buffer[] | string[], extra: Record<string, string | string[]>): string[] {
+  const out: string[] = [];
+  let connection: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = undiciUtil.headerNameToString(raw[i] as Buffer | string);
+    if (HOP_BY_HOP.has(name)) {
+      if (name === 'connection') connection = (raw[i + 1] as Buffer | string).toString('latin1');
+      continue;
+    }
+    if (extra[name] !== undefined && name !== 'set-cookie') continue;
+    out.push(name, (raw[i + 1] as Buffer | string).toString('latin1'));
+  }
+  for (const k in extra) {
+    const v = extra[k] as string | string[];
+    if (typeof v === 'string') out.push(k, v);
+    else for (const one of v) out.push(k, one);
+  }
+  if (connection === undefined || !namesHeaders(connection)) return out;
+  // Headers the upstream named in its Connection header are hop-by-hop too (rare: a copy then).
+  const named = new Set(connection.split(',').map((t) => t.trim().toLowerCase()));
+  const kept: string[] = [];
+  for (let i = 0; i < out.length; i += 2) {
+    const k = out[i] as string;
+    if (!named.has(k) || extra[k] !== undefined) kept.push(k, out[i + 1] as string);
+  }
+  return kept;
+}
+
+/** Whether a Connection header names headers, beyond keep-alive or close. */
+function namesHeaders(connection: string): boolean {
+  const c = connection.toLowerCase();
+  return c !== 'keep-alive' && c !== 'close';
 }
 
 /**

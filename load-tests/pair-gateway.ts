@@ -82,6 +82,15 @@ try {
       `${t.name.padEnd(18)} CPU µs/req median ${median(us).toFixed(1)} (${us.map((v) => v.toFixed(1)).join(' ')})  bare forwarder / this: ${median(us.map((v, i) => (bare[i] ?? 0) / v)).toFixed(2)}x (rounds: ${us.map((v, i) => ((bare[i] ?? 0) / v).toFixed(2)).join(' ')})`,
     );
   }
+  const base = cpu.get('baseline gateway');
+  if (base) {
+    // Two builds side by side: the ratio per round, which the machine's swings move least.
+    const mine = cpu.get('gateway') ?? [];
+    const r = mine.map((v, i) => (base[i] ?? 0) / v);
+    console.log(
+      `baseline / gateway: ${median(r).toFixed(3)}x (rounds: ${r.map((v) => v.toFixed(3)).join(' ')}; above 1: this build uses less CPU per request)`,
+    );
+  }
 } finally {
   for (const t of targets) t.stop();
   stopUpstream();
