@@ -9,6 +9,7 @@
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Kube } from '../kube/client.js';
+import { type EndpointSliceObject, readyEndpointUrls, type ServiceObject } from '../kube/endpoints.js';
 import type { EventRecorder } from '../kube/events.js';
 import { serviceHost, subsetName, versionServiceName } from '../src/compiler/names.js';
 import { builtinQuery, fillQuery, type MetricsBackend } from '../src/delivery/queries.js';
@@ -24,6 +25,7 @@ import {
   CANARY_ABORT_ANNOTATION,
   CANARY_PAUSE_ANNOTATION,
   CANARY_RESUME_ANNOTATION,
+  SERVICE_NAME_LABEL,
 } from '../src/resources/labels.js';
 import { DEFAULTS, RESOURCE, type TrafficPolicy } from '../src/resources/schema.js';
 import type { MetricsReader } from './delivery/prometheus.js';
@@ -47,7 +49,7 @@ export interface CanaryRunResult {
 type LivePolicy = TrafficPolicy & KubernetesObject & { status?: { canary?: CanaryRun } };
 
 const WARNINGS = new Set(['AnalysisFailed', 'RolledBack', 'NoData', 'Failed']);
-/** How soon a run that waits for its version's Service looks again. */
+/** How soon a run that waits for its version's Service and a ready endpoint looks again. */
 const VERSION_SERVICE_WAIT_MS = 500;
 
 export async function reconcileCanaryRun(
@@ -97,19 +99,20 @@ export async function reconcileCanaryRun(
     tick = runTick({ ...input, analysis: await readMetrics(live, opts.metrics, opts.backend) });
 
   // Gateway mode: `gateway --kube` routes by this status the moment it is written, and sends the
-  // canary's share to the version's Service (`<service>--<version>`), which the policy's reconcile
-  // creates on its own queue. Until that Service exists the canary gets no share: its first
-  // requests would be 503s (no upstream). The run looks again shortly.
+  // canary's share to the ready endpoints of the version's Service (`<service>--<version>`), which
+  // the policy's reconcile creates on its own queue and Kubernetes fills as the pods get ready.
+  // Until the gateway would find a ready endpoint there, the canary gets no share: its first
+  // requests would be 503s. The run looks again shortly.
   if (
     opts.backend === 'gateway' &&
     effectiveCanaryWeight(canary, run) === 0 &&
     effectiveCanaryWeight(canary, tick.run) > 0 &&
-    !(await kube.get({
-      apiVersion: 'v1',
-      kind: 'Service',
+    !(await versionServes(
+      kube,
       namespace,
-      name: versionServiceName(live.spec.service, canary.version),
-    }))
+      versionServiceName(live.spec.service, canary.version),
+      live.spec.port,
+    ))
   )
     return { ...idle, requeueAfterMs: VERSION_SERVICE_WAIT_MS, ...(run ? { run } : {}) };
 
@@ -131,6 +134,19 @@ export async function reconcileCanaryRun(
     weightChanged: effectiveCanaryWeight(canary, run) !== effectiveCanaryWeight(canary, tick.run),
     run: tick.run,
   };
+}
+
+/** Whether a version's Service exists and has a ready endpoint, read as the gateway reads them. */
+async function versionServes(kube: Kube, namespace: string, service: string, port: number): Promise<boolean> {
+  const svc = await kube.get<ServiceObject>({ apiVersion: 'v1', kind: 'Service', namespace, name: service });
+  if (!svc) return false;
+  const slices = await kube.list<EndpointSliceObject>(
+    'discovery.k8s.io/v1',
+    'EndpointSlice',
+    namespace,
+    `${SERVICE_NAME_LABEL}=${service}`,
+  );
+  return readyEndpointUrls(svc, port, slices).length > 0;
 }
 
 /** The step (0-based) `canary resume` moved on, from `<version>@<step>`, for this run's version only. */

@@ -9,6 +9,11 @@
  * answers 503 with that reason instead of a connection error.
  */
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
+import {
+  type EndpointSliceObject as EndpointSlice,
+  readyEndpointUrls,
+  type ServiceObject as Service,
+} from '../kube/endpoints.js';
 import { type ObjectInformer, watchObjects } from '../kube/informer.js';
 import { CLUSTER_TOLERATED, clusterPreviews } from '../src/compiler/cluster.js';
 import { namespacedUpstreamKey, pinnedRef, upstreamKey } from '../src/compiler/names.js';
@@ -27,14 +32,6 @@ import { readResources } from '../src/resources/validate.js';
 import { type BuildResult, buildSnapshot } from './snapshot.js';
 
 type Obj = KubernetesObject & Record<string, unknown>;
-type Service = KubernetesObject & {
-  spec?: { ports?: { name?: string; port: number; targetPort?: number | string }[] };
-};
-type EndpointSlice = KubernetesObject & {
-  addressType?: string;
-  ports?: { name?: string; port?: number }[] | null;
-  endpoints?: { addresses: string[]; conditions?: { ready?: boolean | null } }[] | null;
-};
 
 export interface KubeSourceOptions {
   kubeconfig: KubeConfig;
@@ -53,27 +50,6 @@ export interface KubeSource {
 }
 
 const json = <T>(o: unknown): T => JSON.parse(JSON.stringify(o)) as T; // client-node hands out Dates
-
-/** The ready endpoint URLs of a Service, on the endpoint port that backs `servicePort`. */
-function endpointUrls(service: Service, servicePort: number, slices: readonly EndpointSlice[]): URL[] {
-  const port = service.spec?.ports?.find((p) => p.port === servicePort) ?? service.spec?.ports?.[0];
-  const urls: URL[] = [];
-  for (const slice of slices) {
-    if (slice.addressType === 'FQDN') continue;
-    const sp =
-      (slice.ports ?? []).find((p) => (p.name ?? '') === (port?.name ?? '')) ??
-      ((slice.ports ?? []).length === 1 ? slice.ports?.[0] : undefined);
-    if (!sp?.port) continue;
-    for (const e of slice.endpoints ?? []) {
-      if (e.conditions?.ready === false) continue;
-      for (const address of e.addresses) {
-        const host = slice.addressType === 'IPv6' ? `[${address}]` : address;
-        urls.push(new URL(`http://${host}:${sp.port}`));
-      }
-    }
-  }
-  return urls;
-}
 
 export function kubeSource(options: KubeSourceOptions): KubeSource {
   const { kubeconfig, logger } = options;
@@ -165,7 +141,7 @@ export function kubeSource(options: KubeSourceOptions): KubeSource {
         if (policy)
           upstreams.set(
             namespacedUpstreamKey(ns, upstreamKey(versionOf, version)),
-            endpointUrls(svc, policy.spec.port, endpoints),
+            readyEndpointUrls(svc, policy.spec.port, endpoints),
           );
         continue;
       }
@@ -177,7 +153,7 @@ export function kubeSource(options: KubeSourceOptions): KubeSource {
             ns,
             upstreamKey(policy.spec.service, pinnedRef(preview.spec.pullRequest, preview.spec.commit)),
           ),
-          endpointUrls(svc, policy.spec.port, endpoints),
+          readyEndpointUrls(svc, policy.spec.port, endpoints),
         );
     }
     const result = buildSnapshot(resources, upstreams, {

@@ -229,8 +229,8 @@ describe.skipIf(!shared || !netns)('gateway mode: per-version Services and gatew
   });
 });
 
-describe.skipIf(!shared)('gateway mode: a progressive run and its version Service', () => {
-  it('gives the canary no share until its Service exists (gateway --kube would answer 503 for it)', async () => {
+describe.skipIf(!shared)("gateway mode: a progressive run and its version Service's endpoints", () => {
+  it('gives the canary no share until its Service has a ready endpoint (gateway --kube would answer 503 for it)', async () => {
     const admin = adminKube(shared as Envtest);
     const runNs = 'gateway-mode-run';
     await applyRbac(admin);
@@ -269,6 +269,12 @@ describe.skipIf(!shared)('gateway mode: a progressive run and its version Servic
     expect(await status()).toBeUndefined();
 
     await reconcileTrafficPolicy(admin, runNs, 'shop', { mode: 'gateway' }); // creates shop--v2
+    // The Service alone is not enough: the gateway sends v2's share to its ready endpoints.
+    await writeEndpoints(admin, runNs, 'shop--v2', [{ address: '10.0.0.2', port: 8080 }], false);
+    expect(await run()).toMatchObject({ weightChanged: false, requeueAfterMs: 500 });
+    expect(await status()).toBeUndefined();
+
+    await writeEndpoints(admin, runNs, 'shop--v2', [{ address: '10.0.0.2', port: 8080 }]);
     const started = await run();
     expect(started.weightChanged).toBe(true);
     expect(await status()).toMatchObject({ weight: 20 });

@@ -24,6 +24,7 @@ import {
   createNamespace,
   markAvailable,
   stableWorkload,
+  writeEndpoints,
 } from './support/cluster.js';
 import { type AuditEvent, type Envtest, envtestGate, startEnvtestWithCrds } from './support/envtest.js';
 import { eventually } from './support/gateway.js';
@@ -197,7 +198,10 @@ describe.skipIf(!gate)('RBAC in deploy/install against the calls the controller 
       );
       return s?.spec.ports.length === 2;
     }, 10_000);
-    // A progressive canary (no analysis) passes its one step and is promoted by the controller.
+    // A progressive canary (no analysis) passes its one step and is promoted by the controller. In
+    // gateway mode the run waits for a ready endpoint of v2's Service (kube-controller-manager's
+    // EndpointSlice, written here as it would), which the controller lists.
+    if (mode === 'gateway') await writeEndpoints(admin, ns, 'web--v2', [{ address: '10.0.0.2', port: 8080 }]);
     await policy({ canary: { version: 'v2', steps: [{ weight: 50, pause: '1s' }], autoPromote: true } });
     await eventually(
       async () =>
