@@ -431,11 +431,12 @@ class UpstreamTry implements Attempt {
     this.status = statusCode;
     this.resumeUpstream = resume;
     const extra = this.input.responseHeaders;
+    const list = responseHeaderList(raw, extra);
     if (this.input.req.httpVersionMajor !== 2) {
-      this.res.writeHead(statusCode, responseHeaderList(raw, extra));
+      this.res.writeHead(statusCode, list);
       return true;
     }
-    const head = responseHeaders(raw, extra);
+    const head = headersObject(list);
     if (head['grpc-status'] !== undefined) this.statusInTrailers = takeTrailers(head, extra);
     this.res.writeHead(statusCode, head);
     return true;
@@ -469,45 +470,10 @@ class UpstreamTry implements Attempt {
 }
 
 /**
- * The upstream's response headers without hop-by-hop ones, then the gateway's own (set-cookie
- * appended to the upstream's), as an object for HTTP/2 (whose gRPC answers move some of them to
- * the trailers). Built in one pass with nothing deleted (a deleted key makes V8
- * turn the object into a slow dictionary), as one object so Node writes the head in one go.
- */
-function responseHeaders(
-  raw: Buffer[] | string[],
-  extra: Record<string, string | string[]>,
-): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  let connection: string | undefined;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = undiciUtil.headerNameToString(raw[i] as Buffer | string);
-    const value = (raw[i + 1] as Buffer | string).toString('latin1');
-    if (HOP_BY_HOP.has(name)) {
-      if (name === 'connection') connection = value;
-      continue;
-    }
-    const prior = out[name];
-    out[name] = prior === undefined ? value : Array.isArray(prior) ? [...prior, value] : [prior, value];
-  }
-  for (const k in extra) {
-    const v = extra[k] as string | string[];
-    const prior = k === 'set-cookie' ? out[k] : undefined;
-    out[k] = prior === undefined ? v : ([] as string[]).concat(prior, v);
-  }
-  // Headers the upstream named in its Connection header are hop-by-hop too (rare: a copy then).
-  if (connection === undefined || !namesHeaders(connection)) return out;
-  const named = new Set(connection.split(',').map((t) => t.trim().toLowerCase()));
-  const kept: Record<string, string | string[]> = {};
-  for (const k in out) if (!named.has(k) || k in extra) kept[k] = out[k] as string | string[];
-  return kept;
-}
-
-/**
- * The same headers for an HTTP/1.1 response, as the flat `[name, value, …]` list Node writes as it
- * is: no object is built and walked again (measured: load-tests/README.md), and a header the
- * upstream repeated stays repeated. The gateway's own headers replace the upstream's, but
- * set-cookie, which is added to.
+ * The upstream's response headers without hop-by-hop ones, then the gateway's own, which replace
+ * the upstream's (set-cookie is added to), as the flat `[name, value, …]` list Node's HTTP/1.1
+ * response writes as it is: no object built and walked again (load-tests/README.md), and a
+ * header the upstream repeated stays repeated.
  */
 function responseHeaderList(raw: Buffer[] | string[], extra: Record<string, string | string[]>): string[] {
   const out: string[] = [];
@@ -535,6 +501,18 @@ function responseHeaderList(raw: Buffer[] | string[], extra: Record<string, stri
     if (!named.has(k) || extra[k] !== undefined) kept.push(k, out[i + 1] as string);
   }
   return kept;
+}
+
+/** The list as an HTTP/2 headers object: a repeated name's values in an array. */
+function headersObject(list: readonly string[]): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (let i = 0; i < list.length; i += 2) {
+    const k = list[i] as string;
+    const v = list[i + 1] as string;
+    const prior = out[k];
+    out[k] = prior === undefined ? v : Array.isArray(prior) ? [...prior, v] : [prior, v];
+  }
+  return out;
 }
 
 /** Whether a Connection header names headers, beyond keep-alive or close. */
