@@ -2,11 +2,17 @@
  * Fire-and-forget copies of requests to a shadow upstream. A copy never delays, fails or holds
  * memory for the primary: it is sent after the primary's body is read, its answer is discarded,
  * at most `maxInFlight` copies are buffered or in flight at once (more are dropped and counted),
- * bodies over the cap are not copied, and each copy has its own short timeout.
+ * bodies over the cap are not copied, and each copy has its own short timeout. A shadow that
+ * refuses connections (not deployed yet, crashed) is left alone for `retryMs` after each refusal,
+ * its copies dropped, and then one copy probes it: a refused connection costs undici more than a
+ * whole proxied request, so copying every request into one more than doubled the gateway's CPU
+ * per request (load-tests/README.md).
  */
 import { PassThrough, type Readable } from 'node:stream';
 import { type Dispatcher, Pool } from 'undici';
 import type { UpstreamProtocol } from '../src/compiler/plan.js';
+import { Breaker } from './breaker.js';
+import { isConnectFailure } from './errors.js';
 import { hasBody, poolOptions } from './proxy.js';
 import type { TrafficRequest } from './traffic-server.js';
 
@@ -25,6 +31,8 @@ export interface MirrorOptions {
   timeoutMs?: number;
   /** Istio ≥ 1.28 keeps the Host of copies; earlier versions append `-shadow`. */
   hostSuffix?: string;
+  /** How long a shadow that refused a connection gets no copies before one probes it (default 1 s). */
+  retryMs?: number;
   onResult?(result: 'sent' | 'dropped' | 'failed'): void;
 }
 
@@ -37,6 +45,8 @@ export class Mirror {
   private inFlight = 0;
   private readonly pools = new Map<string, Pool>();
   private byUrl = { http1: new WeakMap<URL, Pool>(), http2: new WeakMap<URL, Pool>() };
+  /** Per shadow (its pool): whether it is taking connections. */
+  private readonly breakers = new WeakMap<Pool, Breaker>();
 
   constructor(private readonly options: MirrorOptions = {}) {}
 
@@ -121,7 +131,18 @@ export class Mirror {
       headers.host = `${headers.host}${this.options.hostSuffix}`;
     if (copy.body) headers['content-length'] = String(copy.body.length);
     const timeoutMs = this.options.timeoutMs ?? 5000;
-    this.poolFor(copy.url, copy.protocol ?? 'http1').dispatch(
+    const pool = this.poolFor(copy.url, copy.protocol ?? 'http1');
+    let breaker = this.breakers.get(pool);
+    if (!breaker) {
+      breaker = new Breaker(this.options.retryMs ?? 1000);
+      this.breakers.set(pool, breaker);
+    }
+    if (!breaker.tryNow()) {
+      this.inFlight--;
+      this.options.onResult?.('dropped');
+      return;
+    }
+    pool.dispatch(
       {
         path: copy.path,
         method: copy.method as Dispatcher.HttpMethod,
@@ -130,7 +151,7 @@ export class Mirror {
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
       },
-      new DroppedAnswer(this.finish) as unknown as Dispatcher.DispatchHandler,
+      new DroppedAnswer(this.finish, breaker) as unknown as Dispatcher.DispatchHandler,
     );
   }
 
@@ -171,11 +192,15 @@ export class Mirror {
 
 /**
  * A copy's dispatch handler, which drops the answer: no Readable, promise or dump per copy (a copy
- * through undici's request API cost more than the primary request it copies). Reports once.
+ * through undici's request API cost more than the primary request it copies). Reports once, and
+ * tells the shadow's breaker whether it took the connection.
  */
 class DroppedAnswer {
   private done = false;
-  constructor(private readonly finish: (result: 'sent' | 'failed') => void) {}
+  constructor(
+    private readonly finish: (result: 'sent' | 'failed') => void,
+    private readonly shadow: Breaker,
+  ) {}
   onConnect(): void {}
   onHeaders(): boolean {
     return true;
@@ -184,9 +209,14 @@ class DroppedAnswer {
     return true;
   }
   onComplete(): void {
+    this.shadow.succeeded();
     this.report('sent');
   }
-  onError(): void {
+  onError(err: Error): void {
+    // Only a refused or unreachable connection keeps copies away; a slow or resetting shadow is
+    // bounded by the copies' timeout and maxInFlight.
+    if (isConnectFailure(err)) this.shadow.failed();
+    else this.shadow.succeeded();
     this.report('failed');
   }
   private report(result: 'sent' | 'failed'): void {

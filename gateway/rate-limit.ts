@@ -26,6 +26,7 @@ import {
 } from 'rate-limiter-flexible';
 import { limitAppliesTo } from '../src/compiler/evaluate.js';
 import type { DestinationRole, PolicyPlan, RateLimitPlan } from '../src/compiler/plan.js';
+import { Breaker } from './breaker.js';
 
 export interface Clock {
   now(): number;
@@ -70,33 +71,6 @@ export interface RateLimiterOptions {
 const OVERFLOW_KEY = '\u0000overflow';
 const MAX_KEY_VALUE_LENGTH = 64;
 
-/** Closed: use Redis. Open until `retryAt`: use memory. Then one probe at a time. */
-class StoreBreaker {
-  private retryAt = 0;
-  private probing = false;
-  private open = false;
-  constructor(
-    private readonly retryMs: number,
-    private readonly now: () => number,
-  ) {}
-  /** Whether this request may use Redis. */
-  tryStore(): boolean {
-    if (!this.open) return true;
-    if (this.probing || this.now() < this.retryAt) return false;
-    this.probing = true;
-    return true;
-  }
-  succeeded(): void {
-    this.open = false;
-    this.probing = false;
-  }
-  failed(): void {
-    this.open = true;
-    this.probing = false;
-    this.retryAt = this.now() + this.retryMs;
-  }
-}
-
 const TIMEOUT_MESSAGE = /timed out/i;
 
 /** What a limit's key reads of a request besides the client address: its headers (a RequestView). */
@@ -117,7 +91,8 @@ export class RateLimiter {
     { store?: RateLimiterAbstract; cluster?: RateLimiterAbstract }
   >();
   private readonly clock: Clock;
-  private readonly breaker: StoreBreaker;
+  /** Closed: use Redis. Open: count in memory, and one request at a time probes Redis. */
+  private readonly breaker: Breaker;
   /** Each limit's id (`namespace/policy/limit`), built once per limit of a plan, not per request. */
   private readonly limitIds = new WeakMap<RateLimitPlan, string>();
   /** Per limit: the window counted now. */
@@ -125,7 +100,7 @@ export class RateLimiter {
 
   constructor(private readonly options: RateLimiterOptions = {}) {
     this.clock = options.clock ?? { now: () => Date.now() };
-    this.breaker = new StoreBreaker(
+    this.breaker = new Breaker(
       options.storeRetryMs ?? 1000,
       options.monotonicNow ?? (() => performance.now()),
     );
@@ -177,7 +152,7 @@ export class RateLimiter {
     value: string,
   ): Promise<number> {
     const { store, cluster } = this.shared(limit);
-    const counter = store && this.breaker.tryStore() ? store : cluster;
+    const counter = store && this.breaker.tryNow() ? store : cluster;
     if (counter) {
       try {
         const res = await counter.consume(key, 1);

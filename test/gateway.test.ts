@@ -3,6 +3,7 @@
  * cookies, mirroring, errors with reasons, hot reload keeping the last good plan, and retries.
  */
 
+import { createServer } from 'node:http';
 import { Readable } from 'node:stream';
 import { propagation, ROOT_CONTEXT } from '@opentelemetry/api';
 import { W3CBaggagePropagator } from '@opentelemetry/core';
@@ -331,6 +332,52 @@ describe('gateway mirror', () => {
       await Promise.all([v1.close(), shadow.close()]);
     }
   }, 60_000);
+
+  it('leaves a shadow that refuses connections alone: one copy tries it per second, not one per request, and copies resume when it is back', async () => {
+    const v1 = await startUpstream('web/v1');
+    const shadowPort = await unusedPort(); // nothing listens there yet
+    const gw = await startTestGateway(
+      policy('  mirror: {to: {version: v2}, percent: 100, methods: [GET]}') +
+        gatewayConfig({ 'web/v1': v1.url, 'web/v2': `http://127.0.0.1:${shadowPort}` }),
+    );
+    const count = async (result: string) =>
+      Number(
+        new RegExp(`switchyard_gateway_mirror_total\\{result="${result}"\\} (\\d+)`).exec(
+          (await send(gw.admin, { path: '/metrics' })).body,
+        )?.[1] ?? 0,
+      );
+    let shadow: import('node:http').Server | undefined;
+    try {
+      const started = performance.now();
+      for (let i = 0; i < 200; i++) {
+        const r = await send(gw.base, { host: 'web.test', path: `/r${i}` });
+        expect(r.status).toBe(200);
+      }
+      const seconds = (performance.now() - started) / 1000;
+      // Each refusal keeps copies away for a second; then one copy probes (and is refused again).
+      await eventually(async () => (await count('failed')) + (await count('dropped')) === 200);
+      expect(await count('failed')).toBeGreaterThanOrEqual(1);
+      expect(await count('failed')).toBeLessThanOrEqual(Math.ceil(seconds) + 1);
+      expect(await count('sent')).toBe(0);
+
+      // The shadow comes up: within a second or so the next copies reach it.
+      const copies: string[] = [];
+      shadow = createServer((req, res) => {
+        copies.push(req.url ?? '');
+        res.end('shadow');
+      });
+      await new Promise<void>((r) => shadow?.listen(shadowPort, '127.0.0.1', r));
+      await eventually(async () => {
+        await send(gw.base, { host: 'web.test', path: '/back' });
+        return copies.includes('/back');
+      }, 5_000);
+      expect(await count('sent')).toBeGreaterThanOrEqual(1);
+    } finally {
+      shadow?.close();
+      await gw.close();
+      await v1.close();
+    }
+  });
 
   it('counts each request under the route it took, though a mirrored split and the plain split share destinations', async () => {
     const v1 = await startUpstream('web/v1');
