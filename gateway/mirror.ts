@@ -126,22 +126,23 @@ export class Mirror {
   }
 
   private start(copy: MirrorCopy): void {
-    const headers: Record<string, string | string[]> = { ...copy.headers, 'x-switchyard-shadow': '1' };
-    if (this.options.hostSuffix && typeof headers.host === 'string')
-      headers.host = `${headers.host}${this.options.hostSuffix}`;
-    if (copy.body) headers['content-length'] = String(copy.body.length);
-    const timeoutMs = this.options.timeoutMs ?? 5000;
     const pool = this.poolFor(copy.url, copy.protocol ?? 'http1');
     let breaker = this.breakers.get(pool);
     if (!breaker) {
       breaker = new Breaker(this.options.retryMs ?? 1000);
       this.breakers.set(pool, breaker);
     }
+    // Checked when the copy goes, not when its slot is taken: a probe must be a copy that is sent.
     if (!breaker.tryNow()) {
       this.inFlight--;
       this.options.onResult?.('dropped');
       return;
     }
+    const headers: Record<string, string | string[]> = { ...copy.headers, 'x-switchyard-shadow': '1' };
+    if (this.options.hostSuffix && typeof headers.host === 'string')
+      headers.host = `${headers.host}${this.options.hostSuffix}`;
+    if (copy.body) headers['content-length'] = String(copy.body.length);
+    const timeoutMs = this.options.timeoutMs ?? 5000;
     pool.dispatch(
       {
         path: copy.path,

@@ -271,8 +271,8 @@ async function main(): Promise<void> {
       gateway: [] as { p50: number; p99: number }[],
     };
     for (let run = 0; run < LATENCY_RUNS; run++) {
-      half.bare.push(fixedRate(forwarder.url, { rate, seconds: SECONDS, connections: 16 }));
-      half.gateway.push(fixedRate(gw.url, { rate, seconds: SECONDS, connections: 16, host: HOST }));
+      half.bare.push(await fixedRate(forwarder.url, { rate, seconds: SECONDS, connections: 16 }));
+      half.gateway.push(await fixedRate(gw.url, { rate, seconds: SECONDS, connections: 16, host: HOST }));
     }
     const at = (runs: { p50: number; p99: number }[], k: 'p50' | 'p99') => median(runs.map((r) => r[k]));
     const added = at(half.gateway, 'p99') - at(half.bare, 'p99');
@@ -335,7 +335,8 @@ async function main(): Promise<void> {
     const slow = createServer((_req, res) => setTimeout(() => res.end('slow'), 2000));
     await new Promise<void>((r) => slow.listen(0, '127.0.0.1', r));
     const slowUrl = `http://127.0.0.1:${(slow.address() as { port: number }).port}`;
-    const mirrorRate = Math.floor(rate / 2);
+    // A third each: together, half of the gateway's maximum, as for the added latency above.
+    const mirrorRate = Math.floor(rate / 3);
     const mirrorPlans = [
       ['no mirror', benchPlan(upstream, undefined)],
       [
@@ -346,22 +347,24 @@ async function main(): Promise<void> {
     ] as const;
     const shadows = await Promise.all(mirrorPlans.map(([, yaml]) => startGatewayProcess(yaml, HOST)));
     stops.push(...shadows.map((g) => () => g.child.kill('SIGKILL')));
-    // Interleaved runs, medians, as for the latency above.
+    // Side by side: the three under the same fixed rate at the same time, all on the proxy core,
+    // so each run's p99s meet the same moment of this VM (one at a time, a run's p99 moved by
+    // more than the 10 % budget between runs of one and the same gateway). Medians of the runs.
     const mirroredRuns: number[][] = mirrorPlans.map(() => []);
-    for (const g of shadows) fixedRate(g.url, { rate: mirrorRate, seconds: 2, connections: 16, host: HOST });
-    for (let run = 0; run < LATENCY_RUNS; run++)
-      shadows.forEach((g, i) =>
-        mirroredRuns[i]?.push(
-          fixedRate(g.url, { rate: mirrorRate, seconds: SECONDS, connections: 16, host: HOST }).p99,
-        ),
+    const atMirrorRate = (seconds: number) =>
+      Promise.all(
+        shadows.map((g) => fixedRate(g.url, { rate: mirrorRate, seconds, connections: 16, host: HOST })),
       );
+    await atMirrorRate(2);
+    for (let run = 0; run < LATENCY_RUNS; run++)
+      (await atMirrorRate(SECONDS)).forEach((r, i) => mirroredRuns[i]?.push(r.p99));
     for (const g of shadows) g.child.kill('SIGKILL');
     slow.close();
     const mirrored: Record<string, number> = Object.fromEntries(
       mirrorPlans.map(([name], i) => [name, median(mirroredRuns[i] ?? [])]),
     );
     console.log(
-      `\nmirroring at ${mirrorRate} req/s (${LATENCY_RUNS} interleaved runs, medians): p99 ${mirrorPlans
+      `\nmirroring at ${mirrorRate} req/s each, the three side by side on the proxy core (${LATENCY_RUNS} runs, medians): p99 ${mirrorPlans
         .map(
           ([name], i) =>
             `${name} ${ms(mirrored[name] ?? Number.NaN)} ms (runs ${(mirroredRuns[i] ?? []).map(ms).join('/')})`,
@@ -372,8 +375,10 @@ async function main(): Promise<void> {
     const vsBare = gatewayRps / bare;
     const bareCpu = Math.min(cpuUs('undici-dispatch'), cpuUs('undici-stream'));
     const vsHttpProxy = gatewayRps / rps('http-proxy');
-    const noMirror = mirrored['no mirror'] ?? 1;
-    const mirrorOk = Object.values(mirrored).every((v) => v <= 1.1 * noMirror);
+    // Each run's p99 against the no-mirror gateway's in the same run, then the median of those.
+    const none = mirroredRuns[0] ?? [];
+    const mirrorRatios = mirroredRuns.slice(1).map((runs) => median(runs.map((v, i) => v / (none[i] ?? v))));
+    const mirrorOk = mirrorRatios.every((r) => r <= 1.1);
     const ok = (b: boolean) => (b ? 'ok' : 'MISSED');
     console.log('\nbudgets');
     console.log(
@@ -388,7 +393,9 @@ async function main(): Promise<void> {
     console.log(
       `  added p99 at half load ${added.toFixed(2)} ms over the bare forwarder (<= 1): ${ok(added <= 1)}`,
     );
-    console.log(`  mirroring p99 within 1.1x of none: ${ok(mirrorOk)}`);
+    console.log(
+      `  mirroring p99 within 1.1x of none, run by run (medians: dead shadow ${mirrorRatios[0]?.toFixed(2)}x, slow shadow ${mirrorRatios[1]?.toFixed(2)}x): ${ok(mirrorOk)}`,
+    );
     process.exitCode =
       vsBareSideBySide >= 0.85 && vsHttpProxySideBySide >= 1.5 && added <= 1 && mirrorOk ? 0 : 1;
   } finally {

@@ -254,15 +254,15 @@ export async function sideBySide(
 
 /**
  * Latency at a fixed request rate, by h2load (nghttp2's load generator, C: installed from Debian
- * when missing) in its own process on the load core: `connections` HTTP/1.1 clients sharing the
+ * when missing) in its own process on the load core (several may run at once, side by side): `connections` HTTP/1.1 clients sharing the
  * rate, one request in flight each, and every request's time read from its per-request log, so
  * the percentiles are exact to the microsecond (autocannon, used before, reports whole
  * milliseconds, which cannot tell a 1 ms budget from noise). Milliseconds.
  */
-export function fixedRate(
+export async function fixedRate(
   url: string,
   opts: { rate: number; seconds: number; connections: number; host?: string },
-): { p50: number; p99: number; rps: number } {
+): Promise<{ p50: number; p99: number; rps: number }> {
   ensureTool('h2load', 'nghttp2-client');
   const log = join(tempDir('switchyard-h2load-'), 'requests.tsv');
   const perClient = Math.max(1, Math.round(opts.rate / opts.connections));
@@ -270,7 +270,9 @@ export function fixedRate(
   args.push('-D', String(opts.seconds), '--warm-up-time', '1', '--log-file', log);
   // h2load's Host is its :authority (a `host` header would be sent as a second Host).
   if (opts.host) args.push('-H', `:authority: ${opts.host}`);
-  execFileSync(...pinned(CPUS?.load, 'h2load', [...args, url]), { stdio: 'ignore' });
+  await new Promise<void>((resolve, reject) =>
+    execFile(...pinned(CPUS?.load, 'h2load', [...args, url]), (err) => (err ? reject(err) : resolve())),
+  );
   // Columns: start (µs since the epoch), status, µs to the end of the response.
   const rows = readFileSync(log, 'utf8').trim().split('\n');
   const failed = rows.filter((r) => !/^\d+\t2\d\d\t/.test(r)).length;
