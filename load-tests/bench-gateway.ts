@@ -356,8 +356,10 @@ async function main(): Promise<void> {
         shadows.map((g) => fixedRate(g.url, { rate: mirrorRate, seconds, connections: 16, host: HOST })),
       );
     await atMirrorRate(2);
-    for (let run = 0; run < LATENCY_RUNS; run++)
-      (await atMirrorRate(SECONDS)).forEach((r, i) => mirroredRuns[i]?.push(r.p99));
+    for (let run = 0; run < LATENCY_RUNS; run++) {
+      const results = await atMirrorRate(SECONDS);
+      for (const [i, r] of results.entries()) mirroredRuns[i]?.push(r.p99);
+    }
     for (const g of shadows) g.child.kill('SIGKILL');
     slow.close();
     const mirrored: Record<string, number> = Object.fromEntries(
