@@ -11,7 +11,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Kube } from '../kube/client.js';
 import type { CanaryRun } from '../src/delivery/run.js';
 import { cli, tempFiles } from './support/cli.js';
-import { adminKube, applyRbac, CONTROLLER_USER, createNamespace, stableWorkload } from './support/cluster.js';
+import {
+  adminKube,
+  applyRbac,
+  CONTROLLER_USER,
+  createNamespace,
+  stableWorkload,
+  writeEndpoints,
+} from './support/cluster.js';
 import { type Envtest, sharedEnvtest } from './support/envtest.js';
 import { eventually } from './support/gateway.js';
 import { type Started, startProcess } from './support/process.js';
@@ -57,6 +64,9 @@ describe.skipIf(!shared)('a progressive run across a controller restart', () => 
     await applyRbac(admin);
     await createNamespace(admin, ns);
     await stableWorkload(admin, ns, 'shop');
+    // A ready endpoint for v2's Service, as kube-controller-manager would write it: in gateway mode
+    // the run gives v2 no share before the gateway would have somewhere to send it.
+    await writeEndpoints(admin, ns, 'shop--v2', [{ address: '10.0.0.2', port: 8080 }]);
   });
   afterAll(async () => {
     for (const p of processes) if (p.child.exitCode === null) p.child.kill('SIGKILL');
