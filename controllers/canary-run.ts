@@ -36,6 +36,11 @@ export interface CanaryRunOptions {
   metrics?: MetricsReader;
   backend: MetricsBackend;
   now?: () => number;
+  /**
+   * Runs already told they wait for their version's endpoints (`namespace/name@version`), kept by
+   * the caller across reconciles so a wait is one Event, not one per look.
+   */
+  waiting?: Set<string>;
 }
 
 export interface CanaryRunResult {
@@ -103,18 +108,26 @@ export async function reconcileCanaryRun(
   // the policy's reconcile creates on its own queue and Kubernetes fills as the pods get ready.
   // Until the gateway would find a ready endpoint there, the canary gets no share: its first
   // requests would be 503s. The run looks again shortly.
+  const waitKey = `${namespace}/${name}@${canary.version}`;
+  const versionService = versionServiceName(live.spec.service, canary.version);
   if (
     opts.backend === 'gateway' &&
     effectiveCanaryWeight(canary, run) === 0 &&
     effectiveCanaryWeight(canary, tick.run) > 0 &&
-    !(await versionServes(
-      kube,
-      namespace,
-      versionServiceName(live.spec.service, canary.version),
-      live.spec.port,
-    ))
-  )
+    !(await versionServes(kube, namespace, versionService, live.spec.port))
+  ) {
+    if (!opts.waiting?.has(waitKey)) {
+      opts.waiting?.add(waitKey);
+      await opts.events.record(
+        live,
+        'Normal',
+        REASON.CanaryWaiting,
+        `${canary.version} gets no traffic until Service ${namespace}/${versionService} has a ready endpoint (are its pods ready?)`,
+      );
+    }
     return { ...idle, requeueAfterMs: VERSION_SERVICE_WAIT_MS, ...(run ? { run } : {}) };
+  }
+  opts.waiting?.delete(waitKey);
 
   if (JSON.stringify(tick.run) !== JSON.stringify(run))
     await kube.replaceStatus(group, version, plural, {

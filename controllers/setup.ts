@@ -135,9 +135,11 @@ export function setupControllers(manager: Manager, opts: ControllersOptions = {}
 
   // Progressive canaries: a run moves on its own clock (requeued when it next needs a look); a
   // change of the weight in force re-writes the policy's routes.
+  const waitingRuns = new Set<string>();
   const canaryQueue = queueFor('canary', async (ns, name) => {
     const result = await reconcileCanaryRun(kube, ns, name, {
       events,
+      waiting: waitingRuns,
       backend: mode === 'gateway' ? 'gateway' : (opts.meshMetrics ?? 'istio'),
       ...(opts.metrics ? { metrics: opts.metrics } : {}),
     });

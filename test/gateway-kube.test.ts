@@ -13,7 +13,6 @@ import { reconcileCanaryRun } from '../controllers/canary-run.js';
 import { reconcileTrafficPolicy } from '../controllers/traffic-policy.js';
 import { type RunningGateway, runGateway } from '../gateway/run.js';
 import { type Kube, kubeConfigFrom } from '../kube/client.js';
-import { NO_EVENTS } from '../kube/events.js';
 import { createLogger } from '../src/core/logger.js';
 import { cli, tempFiles } from './support/cli.js';
 import {
@@ -252,7 +251,15 @@ describe.skipIf(!shared)("gateway mode: a progressive run and its version Servic
       'release-engineer',
       true,
     );
-    const run = () => reconcileCanaryRun(admin, runNs, 'shop', { events: NO_EVENTS, backend: 'gateway' });
+    const told: string[] = [];
+    const events = {
+      record: async (_o: KubernetesObject, _t: string, reason: string, message: string) => {
+        told.push(`${reason}: ${message}`);
+      },
+    };
+    const waitingRuns = new Set<string>();
+    const run = () =>
+      reconcileCanaryRun(admin, runNs, 'shop', { events, backend: 'gateway', waiting: waitingRuns });
     const status = async () =>
       (
         await admin.get<KubernetesObject & { status?: { canary?: { weight: number } } }>({
@@ -278,5 +285,10 @@ describe.skipIf(!shared)("gateway mode: a progressive run and its version Servic
     const started = await run();
     expect(started.weightChanged).toBe(true);
     expect(await status()).toMatchObject({ weight: 20 });
+    // Two looks while waiting, one Event saying why; then the run's own.
+    expect(told).toEqual([
+      `CanaryWaiting: v2 gets no traffic until Service ${runNs}/shop--v2 has a ready endpoint (are its pods ready?)`,
+      expect.stringMatching(/^CanaryStarted: /),
+    ]);
   });
 });

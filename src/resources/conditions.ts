@@ -45,6 +45,7 @@ export const REASON = {
   CanaryPaused: 'CanaryPaused',
   CanaryResumed: 'CanaryResumed',
   CanaryFailed: 'CanaryFailed',
+  CanaryWaiting: 'CanaryWaiting',
 } as const;
 
 export type Reason = (typeof REASON)[keyof typeof REASON];
