@@ -3,7 +3,7 @@
  * memory for the primary: it is sent after the primary's body is read, its answer is discarded,
  * at most `maxInFlight` copies are buffered or in flight at once (more are dropped and counted),
  * bodies over the cap are not copied, and each copy has its own short timeout. A shadow that
- * refuses connections (not deployed yet, crashed) is left alone for `retryMs` after each refusal,
+ * refuses connections (not deployed yet, crashed) is left alone for a second after each refusal,
  * its copies dropped, and then one copy probes it: a refused connection costs undici more than a
  * whole proxied request, so copying every request into one more than doubled the gateway's CPU
  * per request (load-tests/README.md).
@@ -31,8 +31,6 @@ export interface MirrorOptions {
   timeoutMs?: number;
   /** Istio ≥ 1.28 keeps the Host of copies; earlier versions append `-shadow`. */
   hostSuffix?: string;
-  /** How long a shadow that refused a connection gets no copies before one probes it (default 1 s). */
-  retryMs?: number;
   onResult?(result: 'sent' | 'dropped' | 'failed'): void;
 }
 
@@ -41,12 +39,19 @@ export interface MirrorSlot {
   release(): void;
 }
 
+/** How long a shadow that refused a connection gets no copies before one copy probes it. */
+const SHADOW_RETRY_MS = 1000;
+
+/** One shadow origin: its connections, and whether it is taking them. */
+interface Shadow {
+  pool: Pool;
+  breaker: Breaker;
+}
+
 export class Mirror {
   private inFlight = 0;
-  private readonly pools = new Map<string, Pool>();
-  private byUrl = { http1: new WeakMap<URL, Pool>(), http2: new WeakMap<URL, Pool>() };
-  /** Per shadow (its pool): whether it is taking connections. */
-  private readonly breakers = new WeakMap<Pool, Breaker>();
+  private readonly shadows = new Map<string, Shadow>();
+  private byUrl = { http1: new WeakMap<URL, Shadow>(), http2: new WeakMap<URL, Shadow>() };
 
   constructor(private readonly options: MirrorOptions = {}) {}
 
@@ -126,12 +131,7 @@ export class Mirror {
   }
 
   private start(copy: MirrorCopy): void {
-    const pool = this.poolFor(copy.url, copy.protocol ?? 'http1');
-    let breaker = this.breakers.get(pool);
-    if (!breaker) {
-      breaker = new Breaker(this.options.retryMs ?? 1000);
-      this.breakers.set(pool, breaker);
-    }
+    const { pool, breaker } = this.shadowFor(copy.url, copy.protocol ?? 'http1');
     // Checked when the copy goes, not when its slot is taken: a probe must be a copy that is sent.
     if (!breaker.tryNow()) {
       this.inFlight--;
@@ -161,22 +161,25 @@ export class Mirror {
     this.options.onResult?.(result);
   };
 
-  /** The pool of a shadow's URL object (each snapshot builds its URLs once): no `url.origin` per copy. */
-  private poolFor(url: URL, protocol: UpstreamProtocol): Pool {
-    let pool = this.byUrl[protocol].get(url);
-    if (pool) return pool;
+  /** The shadow of a URL object (each snapshot builds its URLs once): no `url.origin` per copy. */
+  private shadowFor(url: URL, protocol: UpstreamProtocol): Shadow {
+    let shadow = this.byUrl[protocol].get(url);
+    if (shadow) return shadow;
     const key = `${protocol} ${url.origin}`;
-    pool = this.pools.get(key);
-    if (!pool) {
+    shadow = this.shadows.get(key);
+    if (!shadow) {
       // As many connections as copies may be in flight, so a copy is never queued behind a hung one.
-      pool = new Pool(
-        url.origin,
-        poolOptions(url, protocol, { connections: this.options.maxInFlight ?? 100 }),
-      );
-      this.pools.set(key, pool);
+      shadow = {
+        pool: new Pool(
+          url.origin,
+          poolOptions(url, protocol, { connections: this.options.maxInFlight ?? 100 }),
+        ),
+        breaker: new Breaker(SHADOW_RETRY_MS),
+      };
+      this.shadows.set(key, shadow);
     }
-    this.byUrl[protocol].set(url, pool);
-    return pool;
+    this.byUrl[protocol].set(url, shadow);
+    return shadow;
   }
 
   get pending(): number {
@@ -184,10 +187,10 @@ export class Mirror {
   }
 
   async close(): Promise<void> {
-    const pools = [...this.pools.values()];
-    this.pools.clear();
+    const shadows = [...this.shadows.values()];
+    this.shadows.clear();
     this.byUrl = { http1: new WeakMap(), http2: new WeakMap() };
-    await Promise.all(pools.map((p) => p.destroy()));
+    await Promise.all(shadows.map((s) => s.pool.destroy()));
   }
 }
 

@@ -100,10 +100,7 @@ export class RateLimiter {
 
   constructor(private readonly options: RateLimiterOptions = {}) {
     this.clock = options.clock ?? { now: () => Date.now() };
-    this.breaker = new Breaker(
-      options.storeRetryMs ?? 1000,
-      options.monotonicNow ?? (() => performance.now()),
-    );
+    this.breaker = new Breaker(options.storeRetryMs ?? 1000, options.monotonicNow);
   }
 
   private shared(limit: RateLimitPlan) {
