@@ -44,6 +44,8 @@ export interface ReconcileResult {
   /** Owned objects someone else had edited, now reverted: "VirtualService shop/checkout". */
   reverted: string[];
   conditions: ConditionValue[];
+  /** When to reconcile again though nothing changed (a subset waiting out its grace period). */
+  requeueAfterMs?: number;
 }
 
 export interface ReconcileOptions extends ReconcileContext {
@@ -81,6 +83,7 @@ export const reconcileTrafficPolicy: Reconciler<ReconcileOptions, ReconcileResul
     const backend = options.backend ?? backendFor(options.mode ?? 'istio');
     const writes: string[] = [];
     const reverted: string[] = [];
+    let requeueAfterMs: number | undefined;
     const generation = live.metadata?.generation;
     const previous = (live as { status?: { conditions?: ConditionValue[] } }).status?.conditions;
 
@@ -120,7 +123,7 @@ export const reconcileTrafficPolicy: Reconciler<ReconcileOptions, ReconcileResul
     const finish = async (written: KubeObject[] = []): Promise<ReconcileResult> => {
       const conditions = mergeConditions(previous, next, now());
       await writeStatus(kube, live, conditions, written, events, backend);
-      return { writes, reverted, conditions };
+      return { writes, reverted, conditions, ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };
     };
 
     if (problems.length > 0 || resources.policies.length === 0) {
@@ -243,7 +246,7 @@ export const reconcileTrafficPolicy: Reconciler<ReconcileOptions, ReconcileResul
       }
     };
     try {
-      await backend.write(kube, desired, applyAll);
+      ({ requeueAfterMs } = await backend.write(kube, desired, applyAll, now()));
     } catch (e) {
       // Created by someone else between the check above and the write.
       if (e instanceof NameTakenError) return nameTaken([e.object]);

@@ -2,11 +2,12 @@
  * The TrafficPolicy reconciler (mesh mode) against a real kube-apiserver with Istio's CRDs: it writes
  * the Istio objects with owner references, reports conditions, changes only weights when the canary
  * moves, reverts a foreign edit, never touches a foreign VirtualService (Conflict), routes a preview
- * once it is Ready, and removes a subset only after no VirtualService names it; and the release
+ * once it is Ready, and removes a subset only once no VirtualService has named it for a grace period; and the release
  * engineer's `switchyard canary set/status` against it.
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SUBSET_GRACE_MS } from '../controllers/backends/istio.js';
 import { reconcileTrafficPolicy } from '../controllers/traffic-policy.js';
 import { clientNodeKube, type Kube, kubeConfigFrom } from '../kube/client.js';
 import { cli, tempFiles } from './support/cli.js';
@@ -178,18 +179,33 @@ describe.skipIf(!shared)('TrafficPolicy reconciler on a real API server', () => 
     ]);
   });
 
-  it('removes a subset only after no VirtualService names it, and prunes what is no longer wanted', async () => {
+  it('keeps a subset no VirtualService names for the grace period, then removes it; prunes what is no longer wanted', async () => {
     const { canary: _c, mirror: _m, rateLimits: _r, ...rest } = baseSpec;
     await applyPolicy({ ...rest, intercepts: [] });
-    const result = await reconcileTrafficPolicy(kube, ns, 'checkout');
-    expect(result?.writes).toEqual([
+    const t0 = Date.parse('2026-11-30T12:00:00Z');
+    const at = (ms: number) => ({ now: () => new Date(t0 + ms) });
+    const names = async () => (await dr())?.spec.subsets.map((s: { name: string }) => s.name);
+    const first = await reconcileTrafficPolicy(kube, ns, 'checkout', at(0));
+    expect(first?.writes).toEqual([
       'apply DestinationRule shop/checkout (subsets wanted and in force)',
       'apply VirtualService shop/checkout',
       // checkout-previews did not change: it is not written again
-      'apply DestinationRule shop/checkout (subsets no longer used removed)',
       'delete EnvoyFilter shop/checkout-ratelimit-all',
     ]);
-    expect((await dr())?.spec.subsets.map((s: { name: string }) => s.name)).toEqual(['v1']);
+    // The routes name v1 only; v2 and v3 stay while proxies may still hold the old routes.
+    expect(JSON.stringify((await vs())?.spec.http)).toMatch(/"subset":"v1"/);
+    expect(JSON.stringify((await vs())?.spec.http)).not.toMatch(/"subset":"v[23]"/);
+    expect(await names()).toEqual(['v1', 'v2', 'v3']);
+    expect(first?.requeueAfterMs).toBe(SUBSET_GRACE_MS);
+    // A reconcile within the grace period changes nothing and knows how long is left.
+    const during = await reconcileTrafficPolicy(kube, ns, 'checkout', at(SUBSET_GRACE_MS - 1_000));
+    expect(during?.writes).toEqual([]);
+    expect(during?.requeueAfterMs).toBe(1_000);
+    const after = await reconcileTrafficPolicy(kube, ns, 'checkout', at(SUBSET_GRACE_MS));
+    expect(after?.writes).toEqual(['apply DestinationRule shop/checkout (subsets no longer used removed)']);
+    expect(after?.requeueAfterMs).toBeUndefined();
+    expect(await names()).toEqual(['v1']);
+    expect((await dr())?.metadata.annotations?.['switchyard.dev/retired-subsets']).toBeUndefined();
   });
 
   it('leaves a foreign VirtualService on the same host alone and reports Conflict', async () => {

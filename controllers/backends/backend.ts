@@ -43,8 +43,16 @@ export interface Backend {
   desired(kube: Kube, plan: PolicyPlan, namespace: string): Promise<Desired>;
   /** Objects outside Switchyard that already serve what `objects` would: one sentence each. */
   foreignConflicts(kube: Kube, objects: readonly KubeObject[], namespace: string): Promise<string[]>;
-  /** Writes `objects` in the order this backend needs. */
-  write(kube: Kube, objects: readonly KubeObject[], apply: ApplyObjects): Promise<void>;
+  /**
+   * Writes `objects` in the order this backend needs; `requeueAfterMs` when something is left to
+   * do later (a subset kept until the proxies no longer route to it).
+   */
+  write(
+    kube: Kube,
+    objects: readonly KubeObject[],
+    apply: ApplyObjects,
+    now: Date,
+  ): Promise<{ requeueAfterMs?: number }>;
   /** The split carried out now for `policy`, read back from what serves it. */
   splitInForce(kube: Kube, policy: LivePolicy): Promise<SplitInForce>;
 }

@@ -86,6 +86,7 @@ export const gatewayBackend: Backend = {
 
   async write(_kube, objects, apply) {
     await apply([...objects]);
+    return {};
   },
 
   async splitInForce(kube, policy) {

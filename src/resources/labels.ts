@@ -26,6 +26,12 @@ export const NO_PREVIEW_LABEL = 'no-preview';
 
 /** Annotation: the event time (pull_request.updated_at) a Preview was written for. */
 export const HEAD_UPDATED_AT = 'switchyard.dev/head-updated-at';
+/**
+ * On a mesh-mode DestinationRule: `{"<subset>": "<RFC 3339 time>"}`, when each subset that no
+ * route names any more stopped being named. It stays until a grace period has passed, so proxies
+ * still holding the old routes never meet a missing cluster.
+ */
+export const RETIRED_SUBSETS_ANNOTATION = 'switchyard.dev/retired-subsets';
 /** Annotation: a hash of what Switchyard last applied, to tell its own writes from others'. */
 export const APPLIED_HASH = 'switchyard.dev/applied-hash';
 
