@@ -25,6 +25,7 @@ import {
   CANARY_ABORT_ANNOTATION,
   CANARY_PAUSE_ANNOTATION,
   CANARY_RESUME_ANNOTATION,
+  PREVIEW_LABEL,
   SERVICE_NAME_LABEL,
 } from '../src/resources/labels.js';
 import { DEFAULTS, RESOURCE, type TrafficPolicy } from '../src/resources/schema.js';
@@ -54,7 +55,7 @@ export interface CanaryRunResult {
 type LivePolicy = TrafficPolicy & KubernetesObject & { status?: { canary?: CanaryRun } };
 
 const WARNINGS = new Set(['AnalysisFailed', 'RolledBack', 'NoData', 'Failed']);
-/** How soon a run that waits for its version's Service and a ready endpoint looks again. */
+/** How soon a run that waits for its version to take requests looks again. */
 const VERSION_SERVICE_WAIT_MS = 500;
 
 export async function reconcileCanaryRun(
@@ -103,26 +104,19 @@ export async function reconcileCanaryRun(
   if (tick.needsAnalysis && opts.metrics)
     tick = runTick({ ...input, analysis: await readMetrics(live, opts.metrics, opts.backend) });
 
-  // Gateway mode: `gateway --kube` routes by this status the moment it is written, and sends the
-  // canary's share to the ready endpoints of the version's Service (`<service>--<version>`), which
-  // the policy's reconcile creates on its own queue and Kubernetes fills as the pods get ready.
-  // Until the gateway would find a ready endpoint there, the canary gets no share: its first
-  // requests would be 503s. The run looks again shortly.
+  // The canary gets no share until something can answer for it: its first requests would be 503s
+  // (and count against its analysis). The run looks again shortly.
   const waitKey = `${namespace}/${name}@${canary.version}`;
-  const versionService = versionServiceName(live.spec.service, canary.version);
-  if (
-    opts.backend === 'gateway' &&
-    effectiveCanaryWeight(canary, run) === 0 &&
-    effectiveCanaryWeight(canary, tick.run) > 0 &&
-    !(await versionServes(kube, namespace, versionService, live.spec.port))
-  ) {
+  const starting = effectiveCanaryWeight(canary, run) === 0 && effectiveCanaryWeight(canary, tick.run) > 0;
+  const waitingFor = starting ? await notServing(kube, live, canary.version, opts.backend) : undefined;
+  if (waitingFor) {
     if (!opts.waiting?.has(waitKey)) {
       opts.waiting?.add(waitKey);
       await opts.events.record(
         live,
         'Normal',
         REASON.CanaryWaiting,
-        `${canary.version} gets no traffic until Service ${namespace}/${versionService} has a ready endpoint (are its pods ready?)`,
+        `${canary.version} gets no traffic until ${waitingFor}`,
       );
     }
     return { ...idle, requeueAfterMs: VERSION_SERVICE_WAIT_MS, ...(run ? { run } : {}) };
@@ -149,18 +143,65 @@ export async function reconcileCanaryRun(
   };
 }
 
-/** Whether a version's Service exists and has a ready endpoint, read as the gateway reads them. */
-async function versionServes(kube: Kube, namespace: string, service: string, port: number): Promise<boolean> {
-  const svc = await kube.get<ServiceObject>({ apiVersion: 'v1', kind: 'Service', namespace, name: service });
-  if (!svc) return false;
-  const slices = await kube.list<EndpointSliceObject>(
-    'discovery.k8s.io/v1',
-    'EndpointSlice',
-    namespace,
-    `${SERVICE_NAME_LABEL}=${service}`,
-  );
-  return readyEndpointUrls(svc, port, slices).length > 0;
+/**
+ * What the version still waits for before it can take requests (a sentence for the Event), or
+ * undefined when it can.
+ * - Gateway mode: `gateway --kube` routes by the run's status the moment it is written, to the
+ *   ready endpoints of the version's Service (`<service>--<version>`, which the policy's reconcile
+ *   creates and Kubernetes fills as the pods get ready), read here as the gateway reads them.
+ * - Mesh mode: the subset selects the Service's pods that carry the version label. When a
+ *   Deployment runs them, one of its pods must be available. Pods run by anything else (a
+ *   StatefulSet, another tool's rollout) cannot be told apart here, and the run does not wait.
+ */
+async function notServing(
+  kube: Kube,
+  live: LivePolicy,
+  version: string,
+  backend: MetricsBackend,
+): Promise<string | undefined> {
+  const namespace = live.metadata?.namespace ?? DEFAULTS.namespace;
+  if (backend === 'gateway') {
+    const service = versionServiceName(live.spec.service, version);
+    const svc = await kube.get<ServiceObject>({
+      apiVersion: 'v1',
+      kind: 'Service',
+      namespace,
+      name: service,
+    });
+    const slices = svc
+      ? await kube.list<EndpointSliceObject>(
+          'discovery.k8s.io/v1',
+          'EndpointSlice',
+          namespace,
+          `${SERVICE_NAME_LABEL}=${service}`,
+        )
+      : [];
+    return svc && readyEndpointUrls(svc, live.spec.port, slices).length > 0
+      ? undefined
+      : `Service ${namespace}/${service} has a ready endpoint (are its pods ready?)`;
+  }
+  const selector = (
+    await kube.get<KubernetesObject & { spec?: { selector?: Record<string, string> } }>({
+      apiVersion: 'v1',
+      kind: 'Service',
+      namespace,
+      name: live.spec.service,
+    })
+  )?.spec?.selector;
+  if (!selector) return undefined; // the policy's own condition says what is wrong with the Service
+  const wanted = { ...selector, [live.spec.versionLabel ?? DEFAULTS.versionLabel]: version };
+  const runs = (await kube.list<VersionDeployment>('apps/v1', 'Deployment', namespace)).filter((d) => {
+    const labels = d.spec?.template?.metadata?.labels ?? {};
+    return !d.metadata?.labels?.[PREVIEW_LABEL] && Object.entries(wanted).every(([k, v]) => labels[k] === v);
+  });
+  if (runs.length === 0 || runs.some((d) => (d.status?.availableReplicas ?? 0) > 0)) return undefined;
+  return `Deployment ${runs.map((d) => `${namespace}/${d.metadata?.name}`).join(', ')} has an available pod (are its pods ready?)`;
 }
+
+type VersionDeployment = KubernetesObject & {
+  spec?: { template?: { metadata?: { labels?: Record<string, string> } } };
+  status?: { availableReplicas?: number };
+};
 
 /** The step (0-based) `canary resume` moved on, from `<version>@<step>`, for this run's version only. */
 function resumedStep(value: string | undefined, version: string): number | undefined {

@@ -57,11 +57,13 @@ const { url: upstream, stop: stopUpstream } = await startBenchUpstream(nginx);
 const targets: Target[] = [];
 try {
   const yaml = planYaml(upstream);
-  const forwarder = async (name: string): Promise<Target> => {
-    const f = startProxyEngine('undici-dispatch', await freePort(), upstream);
+  const forwarder = async (name: string, engine = 'undici-dispatch'): Promise<Target> => {
+    const f = startProxyEngine(engine, await freePort(), upstream);
     return { name, url: f.url, pid: f.pid ?? 0, stop: f.stop };
   };
   targets.push(await forwarder('bare forwarder'));
+  // The full plan mirrors 10 %: the bare forwarder doing the same mirror tells its cost apart.
+  if (PLAN === 'full') targets.push(await forwarder('forwarder + mirror', 'undici-dispatch-mirror'));
   // A control: a second bare forwarder should read 1.00x, showing what the method itself adds.
   if (process.env.BENCH_CONTROL) targets.push(await forwarder('bare forwarder 2'));
   const nodeOptions = process.env.BENCH_GATEWAY_NODE_OPTIONS;

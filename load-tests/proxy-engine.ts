@@ -46,16 +46,34 @@ if (engine === 'none') {
     undici: { connections: 128, pipelining: 1 },
   });
   await app.listen({ port, host: '127.0.0.1' });
-} else if (engine === 'undici-dispatch') {
+} else if (engine === 'undici-dispatch' || engine === 'undici-dispatch-mirror') {
   // undici's lowest API: a handler that writes straight into the response (what the gateway uses).
+  // `-mirror`: the same, and one GET in ten also copied to the upstream through a second pool, its
+  // answer dropped (as the gateway's mirror does): the bare forwarder doing the bench plan's 10 %
+  // mirror, for telling the mirror's own cost from the gateway's.
   const pool = new Pool(upstream, { connections: 128, pipelining: 1 });
+  const shadow = engine === 'undici-dispatch-mirror' ? new Pool(upstream, { connections: 100 }) : undefined;
+  const dropped = {
+    onConnect() {},
+    onHeaders: () => true,
+    onData: () => true,
+    onComplete() {},
+    onError() {},
+  } as unknown as Dispatcher.DispatchHandler;
+  let requests = 0;
   createServer((req, res) => {
+    const bodiless = req.method === 'GET' || req.method === 'HEAD';
+    if (shadow && req.method === 'GET' && ++requests % 10 === 0)
+      shadow.dispatch(
+        { path: req.url ?? '/', method: 'GET', headers: req.headers as Record<string, string> },
+        dropped,
+      );
     pool.dispatch(
       {
         path: req.url ?? '/',
         method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
         headers: req.headers as Record<string, string>,
-        body: req.method === 'GET' || req.method === 'HEAD' ? null : req,
+        body: bodiless ? null : req,
       },
       {
         onConnect() {},
