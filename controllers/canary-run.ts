@@ -56,7 +56,7 @@ type LivePolicy = TrafficPolicy & KubernetesObject & { status?: { canary?: Canar
 
 const WARNINGS = new Set(['AnalysisFailed', 'RolledBack', 'NoData', 'Failed']);
 /** How soon a run that waits for its version to take requests looks again. */
-const VERSION_SERVICE_WAIT_MS = 500;
+const NOT_SERVING_WAIT_MS = 500;
 
 export async function reconcileCanaryRun(
   kube: Kube,
@@ -119,7 +119,7 @@ export async function reconcileCanaryRun(
         `${canary.version} gets no traffic until ${waitingFor}`,
       );
     }
-    return { ...idle, requeueAfterMs: VERSION_SERVICE_WAIT_MS, ...(run ? { run } : {}) };
+    return { ...idle, requeueAfterMs: NOT_SERVING_WAIT_MS, ...(run ? { run } : {}) };
   }
   opts.waiting?.delete(waitKey);
 
@@ -188,7 +188,7 @@ async function notServing(
       name: live.spec.service,
     })
   )?.spec?.selector;
-  if (!selector) return undefined; // the policy's own condition says what is wrong with the Service
+  if (!selector) return undefined; // no selector: no pods to tell apart, nothing to wait for
   const wanted = { ...selector, [live.spec.versionLabel ?? DEFAULTS.versionLabel]: version };
   const runs = (await kube.list<VersionDeployment>('apps/v1', 'Deployment', namespace)).filter((d) => {
     const labels = d.spec?.template?.metadata?.labels ?? {};

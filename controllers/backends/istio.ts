@@ -39,7 +39,7 @@ interface Retiring {
  * Which subsets in force but no longer wanted stay (`kept`, within the grace period) and which go
  * (`expired`); when to look again. Pure: the live DestinationRule and the time in, a verdict out.
  */
-export function retireSubsets(
+function retireSubsets(
   wanted: Subsets,
   live: Live | undefined,
   now: number,
