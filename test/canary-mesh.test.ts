@@ -4,7 +4,8 @@
  * on a real API server, a real istiod pushes them to a real Envoy ingress gateway, and the run is
  * judged by that Envoy's own per-cluster statistics (each version is its own Envoy cluster),
  * scraped from its /stats/prometheus by a real Prometheus. A healthy canary walks its steps (the
- * VirtualService's weights seen step by step) and is promoted with no request failed; one whose
+ * VirtualService's weights seen step by step) and is promoted with no request failed, through the
+ * removal of the old version's subset after its grace period too; one whose
  * test host answers 500 to a fifth of requests is rolled back, the status naming the metric,
  * its value and the threshold.
  */
@@ -102,6 +103,15 @@ describe.skipIf(!gate || !prometheus)(
     const policy = () =>
       admin.get<Policy>({ apiVersion: API, kind: 'TrafficPolicy', namespace: ns, name: 'shop' });
     /** The canary's weight in the VirtualService's split route, as the API server holds it. */
+    const subsets = async () =>
+      (
+        await admin.get<KubernetesObject & { spec: { subsets: { name: string }[] } }>({
+          apiVersion: 'networking.istio.io/v1',
+          kind: 'DestinationRule',
+          namespace: ns,
+          name: 'shop',
+        })
+      )?.spec.subsets.map((s) => s.name);
     const splitWeights = async () => {
       const vs = await admin.get<VirtualService>({
         apiVersion: 'networking.istio.io/v1',
@@ -202,6 +212,10 @@ describe.skipIf(!gate || !prometheus)(
       expect(weights.filter((w) => w > 0 && w < 100)).toEqual([20, 60]);
       // The promotion is in the spec first; the routes follow it.
       await eventually(async () => JSON.stringify(await splitWeights()) === '{"v2":100}', 20_000);
+      // v1's subset outlives the last route to it by the grace period, then goes; the load goes on
+      // through its removal (a second for istiod's push), which fails no request either.
+      await eventually(async () => JSON.stringify(await subsets()) === '["v2"]', 30_000);
+      await new Promise((r) => setTimeout(r, 1000));
       const run = done.status?.canary as CanaryRun;
       expect(run).toMatchObject({ version: 'v2', phase: 'Succeeded', weightsUsed: [20, 60] });
       // Judged by the numbers Envoy counted for the v2 cluster.
