@@ -8,8 +8,7 @@
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { reconcileCanaryRun } from '../controllers/canary-run.js';
-import type { Kube } from '../kube/client.js';
+import { canaryRunByHand } from './support/canary-run.js';
 import { adminKube, createNamespace, markAvailable, stableWorkload } from './support/cluster.js';
 import { type Envtest, sharedEnvtest } from './support/envtest.js';
 
@@ -37,24 +36,7 @@ describe.skipIf(!shared)('mesh mode: a progressive run and its version’s pods'
       'release-engineer',
       true,
     );
-    const told: string[] = [];
-    const events = {
-      record: async (_o: KubernetesObject, _t: string, reason: string, message: string) => {
-        told.push(`${reason}: ${message}`);
-      },
-    };
-    const waiting = new Set<string>();
-    const run = () => reconcileCanaryRun(admin, namespace, 'shop', { events, backend: 'istio', waiting });
-    const status = async () =>
-      (
-        await admin.get<KubernetesObject & { status?: { canary?: { weight: number } } }>({
-          apiVersion: API,
-          kind: 'TrafficPolicy',
-          namespace,
-          name: 'shop',
-        })
-      )?.status?.canary;
-    return { admin: admin as Kube, run, status, told };
+    return { admin, ...canaryRunByHand(admin, namespace, 'shop', 'istio') };
   };
 
   it('gives the canary no share until a pod of its Deployment is available', async () => {

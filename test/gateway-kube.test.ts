@@ -9,11 +9,11 @@
 import { join } from 'node:path';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { reconcileCanaryRun } from '../controllers/canary-run.js';
 import { reconcileTrafficPolicy } from '../controllers/traffic-policy.js';
 import { type RunningGateway, runGateway } from '../gateway/run.js';
 import { type Kube, kubeConfigFrom } from '../kube/client.js';
 import { createLogger } from '../src/core/logger.js';
+import { canaryRunByHand } from './support/canary-run.js';
 import { cli, tempFiles } from './support/cli.js';
 import {
   adminKube,
@@ -251,24 +251,7 @@ describe.skipIf(!shared)("gateway mode: a progressive run and its version Servic
       'release-engineer',
       true,
     );
-    const told: string[] = [];
-    const events = {
-      record: async (_o: KubernetesObject, _t: string, reason: string, message: string) => {
-        told.push(`${reason}: ${message}`);
-      },
-    };
-    const waitingRuns = new Set<string>();
-    const run = () =>
-      reconcileCanaryRun(admin, runNs, 'shop', { events, backend: 'gateway', waiting: waitingRuns });
-    const status = async () =>
-      (
-        await admin.get<KubernetesObject & { status?: { canary?: { weight: number } } }>({
-          apiVersion: API,
-          kind: 'TrafficPolicy',
-          namespace: runNs,
-          name: 'shop',
-        })
-      )?.status?.canary;
+    const { run, status, told } = canaryRunByHand(admin, runNs, 'shop', 'gateway');
 
     // The policy's reconcile has not run yet: no shop--v2 Service, so the run waits and looks again.
     const waiting = await run();
