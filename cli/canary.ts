@@ -6,11 +6,13 @@
  * `status` shows the target next to the split in force, as the backend that carries the policy
  * out reports it (Istio: read back from the VirtualService; gateway: what `gateway --kube` serves).
  */
+import type { KubernetesObject } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { backendOfStatus, type ControllerMode } from '../controllers/backends/index.js';
 import type { Kube } from '../kube/client.js';
 import { parseDurationMs } from '../src/core/duration.js';
 import { type CanaryRun, effectiveCanaryWeight, isProgressive, stepsOf } from '../src/delivery/run.js';
+import { REASON } from '../src/resources/conditions.js';
 import {
   CANARY_ABORT_ANNOTATION,
   CANARY_PAUSE_ANNOTATION,
@@ -212,6 +214,11 @@ export interface CanaryStatus {
   backend?: ControllerMode;
   note?: string;
   ready: string;
+  /**
+   * Why a progressive canary has no run yet: the controller's latest `CanaryWaiting` Event for this
+   * version ("v2 gets no traffic until …"), when the caller may read Events.
+   */
+  waiting?: string;
   /** A progressive canary's run, as the controller last wrote it (status.canary). */
   run?: {
     phase: string;
@@ -236,6 +243,10 @@ export const canaryStatusCommand: ShowCommand = async (name, opts, io, kube = ku
   const canary = policy.spec.canary;
   const run = runOf(policy);
   const current = canary && run?.version === canary.version ? run : undefined;
+  const waiting =
+    canary && isProgressive(canary) && !current
+      ? await waitingEvent(kube, opts.namespace, policy, canary.version)
+      : undefined;
   const status: CanaryStatus = {
     policy: `${opts.namespace}/${name}`,
     stable: policy.spec.stable,
@@ -245,6 +256,7 @@ export const canaryStatusCommand: ShowCommand = async (name, opts, io, kube = ku
     ...(backend ? { backend: backend.mode } : {}),
     ...(inForce.note ? { note: inForce.note } : {}),
     ready: ready ? `${ready.status} (${ready.reason}): ${ready.message}` : 'Unknown: not reconciled yet',
+    ...(waiting ? { waiting } : {}),
     ...(canary && current
       ? {
           run: {
@@ -272,6 +284,7 @@ export const canaryStatusCommand: ShowCommand = async (name, opts, io, kube = ku
       `weight:    target ${status.targetWeight}%, in force ${observed}${note}`,
       ...(status.backend ? [`backend:   ${status.backend}`] : []),
       `ready:     ${status.ready}`,
+      ...(status.waiting ? [`run:       not started: ${status.waiting}`] : []),
       ...(status.run
         ? [
             `run:       ${status.run.phase}, step ${status.run.step} of ${status.run.steps} at ${status.run.weight}%, ${status.run.failures} failed analyses: ${status.run.message}`,
@@ -283,6 +296,41 @@ export const canaryStatusCommand: ShowCommand = async (name, opts, io, kube = ku
   }
   return EXIT_OK;
 };
+
+type EventObject = KubernetesObject & {
+  involvedObject?: { uid?: string };
+  reason?: string;
+  message?: string;
+  lastTimestamp?: string | Date;
+};
+
+/**
+ * The message of the controller's latest `CanaryWaiting` Event for `version` of this policy (the
+ * run waits for its version to answer, and says so once per wait). Undefined when there is none, or
+ * when the caller may not list Events: the status is shown without it.
+ */
+async function waitingEvent(
+  kube: Kube,
+  namespace: string,
+  policy: { metadata?: { uid?: string } },
+  version: string,
+): Promise<string | undefined> {
+  let events: EventObject[];
+  try {
+    events = await kube.list<EventObject>('v1', 'Event', namespace);
+  } catch {
+    return undefined;
+  }
+  const time = (e: EventObject) => new Date(e.lastTimestamp ?? 0).getTime();
+  return events
+    .filter(
+      (e) =>
+        e.involvedObject?.uid === policy.metadata?.uid &&
+        e.reason === REASON.CanaryWaiting &&
+        e.message?.startsWith(`${version} `),
+    )
+    .sort((a, b) => time(b) - time(a))[0]?.message;
+}
 
 /** `canary watch` ended with the run rolled back: pipelines waiting on a release can tell. */
 export const EXIT_ROLLED_BACK = 3;

@@ -49,7 +49,7 @@ export function invalid(io: CliIO, message: string): number {
 
 export type LivePolicy = Omit<TrafficPolicy, 'metadata' | 'status'> & {
   kind: string;
-  metadata: { name: string; namespace?: string; resourceVersion?: string };
+  metadata: { name: string; namespace?: string; uid?: string; resourceVersion?: string };
   status?: {
     conditions?: { type: string; status: string; reason: string; message: string }[];
     backend?: string;

@@ -2,14 +2,21 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { reconcileCanaryRun } from '../../controllers/canary-run.js';
 import type { Kube } from '../../kube/client.js';
+import { type EventRecorder, kubeEventRecorder } from '../../kube/events.js';
+import { createLogger } from '../../src/core/logger.js';
 import type { MetricsBackend } from '../../src/delivery/queries.js';
 
-/** `run()` reconciles the run of `namespace/name` once; `status()` reads it back; `told` holds its Events. */
+/**
+ * `run()` reconciles the run of `namespace/name` once; `status()` reads it back; `told` holds its
+ * Events, which are also recorded on the API server as the controller records them.
+ */
 export function canaryRunByHand(kube: Kube, namespace: string, name: string, backend: MetricsBackend) {
   const told: string[] = [];
-  const events = {
-    record: async (_o: KubernetesObject, _t: string, reason: string, message: string) => {
+  const recorder = kubeEventRecorder(kube, createLogger({ level: 'silent' }));
+  const events: EventRecorder = {
+    record: async (o, type, reason, message) => {
       told.push(`${reason}: ${message}`);
+      await recorder.record(o, type, reason, message);
     },
   };
   const waiting = new Set<string>();
