@@ -10,6 +10,7 @@ import type { KubernetesObject } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { backendOfStatus, type ControllerMode } from '../controllers/backends/index.js';
 import type { Kube } from '../kube/client.js';
+import { COMPONENT } from '../kube/events.js';
 import { parseDurationMs } from '../src/core/duration.js';
 import { type CanaryRun, effectiveCanaryWeight, isProgressive, stepsOf } from '../src/delivery/run.js';
 import { REASON } from '../src/resources/conditions.js';
@@ -299,6 +300,7 @@ export const canaryStatusCommand: ShowCommand = async (name, opts, io, kube = ku
 
 type EventObject = KubernetesObject & {
   involvedObject?: { uid?: string };
+  reportingComponent?: string;
   reason?: string;
   message?: string;
   lastTimestamp?: string | Date;
@@ -326,6 +328,7 @@ async function waitingEvent(
     .filter(
       (e) =>
         e.involvedObject?.uid === policy.metadata?.uid &&
+        e.reportingComponent === COMPONENT &&
         e.reason === REASON.CanaryWaiting &&
         e.message?.startsWith(`${version} `),
     )
