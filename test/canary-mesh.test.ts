@@ -102,7 +102,7 @@ describe.skipIf(!gate || !prometheus)(
       });
     const policy = () =>
       admin.get<Policy>({ apiVersion: API, kind: 'TrafficPolicy', namespace: ns, name: 'shop' });
-    /** The canary's weight in the VirtualService's split route, as the API server holds it. */
+    /** The subsets of the policy's DestinationRule, as the API server holds them. */
     const subsets = async () =>
       (
         await admin.get<KubernetesObject & { spec: { subsets: { name: string }[] } }>({
@@ -112,6 +112,7 @@ describe.skipIf(!gate || !prometheus)(
           name: 'shop',
         })
       )?.spec.subsets.map((s) => s.name);
+    /** The canary's weight in the VirtualService's split route, as the API server holds it. */
     const splitWeights = async () => {
       const vs = await admin.get<VirtualService>({
         apiVersion: 'networking.istio.io/v1',

@@ -2,8 +2,8 @@
  * The TrafficPolicy reconciler (mesh mode) against a real kube-apiserver with Istio's CRDs: it writes
  * the Istio objects with owner references, reports conditions, changes only weights when the canary
  * moves, reverts a foreign edit, never touches a foreign VirtualService (Conflict), routes a preview
- * once it is Ready, and removes a subset only once no VirtualService has named it for a grace period; and the release
- * engineer's `switchyard canary set/status` against it.
+ * once it is Ready, and removes a subset only once no VirtualService has named it for a grace
+ * period; and the release engineer's `switchyard canary set/status` against it.
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
