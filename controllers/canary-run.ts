@@ -25,11 +25,11 @@ import {
   CANARY_ABORT_ANNOTATION,
   CANARY_PAUSE_ANNOTATION,
   CANARY_RESUME_ANNOTATION,
-  PREVIEW_LABEL,
   SERVICE_NAME_LABEL,
 } from '../src/resources/labels.js';
 import { DEFAULTS, RESOURCE, type TrafficPolicy } from '../src/resources/schema.js';
 import type { MetricsReader } from './delivery/prometheus.js';
+import { versionDeployments } from './version-workload.js';
 
 export interface CanaryRunOptions {
   events: EventRecorder;
@@ -189,11 +189,12 @@ async function notServing(
     })
   )?.spec?.selector;
   if (!selector) return undefined; // no selector: no pods to tell apart, nothing to wait for
-  const wanted = { ...selector, [live.spec.versionLabel ?? DEFAULTS.versionLabel]: version };
-  const runs = (await kube.list<VersionDeployment>('apps/v1', 'Deployment', namespace)).filter((d) => {
-    const labels = d.spec?.template?.metadata?.labels ?? {};
-    return !d.metadata?.labels?.[PREVIEW_LABEL] && Object.entries(wanted).every(([k, v]) => labels[k] === v);
-  });
+  const runs = versionDeployments(
+    await kube.list<VersionDeployment>('apps/v1', 'Deployment', namespace),
+    selector,
+    live.spec.versionLabel ?? DEFAULTS.versionLabel,
+    version,
+  );
   if (runs.length === 0 || runs.some((d) => (d.status?.availableReplicas ?? 0) > 0)) return undefined;
   return `Deployment ${runs.map((d) => `${namespace}/${d.metadata?.name}`).join(', ')} has an available pod (are its pods ready?)`;
 }

@@ -45,6 +45,7 @@ import {
   type TrafficPolicy,
 } from '../src/resources/schema.js';
 import { type ReconcileContext, type Reconciler, reconcilerOf } from './reconcile.js';
+import { versionDeployments } from './version-workload.js';
 
 /** setTimeout's limit: a requeue further out is re-armed by the resync. */
 const MAX_REQUEUE_MS = 2 ** 31 - 1;
@@ -256,14 +257,12 @@ export const reconcilePreview: Reconciler<PreviewReconcileOptions, PreviewResult
         `Service ${namespace}/${policy.spec.service} (spec.service of the policy) is missing or has no selector`,
       );
     const versionLabel = policy.spec.versionLabel ?? DEFAULTS.versionLabel;
-    // Found by what its pods carry (a Deployment's own labels often differ from its pods').
-    const wanted = { ...service.spec.selector, [versionLabel]: policy.spec.stable };
-    const stable = (await kube.list<Deployment>('apps/v1', 'Deployment', namespace)).find((d) => {
-      const labels = d.spec.template.metadata?.labels ?? {};
-      return (
-        !d.metadata?.labels?.[PREVIEW_LABEL] && Object.entries(wanted).every(([k, v]) => labels[k] === v)
-      );
-    });
+    const [stable] = versionDeployments(
+      await kube.list<Deployment>('apps/v1', 'Deployment', namespace),
+      service.spec.selector,
+      versionLabel,
+      policy.spec.stable,
+    );
     if (!stable) {
       return finish(
         'Failed',

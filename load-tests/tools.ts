@@ -254,10 +254,11 @@ export async function sideBySide(
 
 /**
  * Latency at a fixed request rate, by h2load (nghttp2's load generator, C: installed from Debian
- * when missing) in its own process on the load core (several may run at once, side by side): `connections` HTTP/1.1 clients sharing the
- * rate, one request in flight each, and every request's time read from its per-request log, so
- * the percentiles are exact to the microsecond (autocannon, used before, reports whole
- * milliseconds, which cannot tell a 1 ms budget from noise). Milliseconds.
+ * when missing) in its own process on the load core (several may run at once, side by side):
+ * `connections` HTTP/1.1 clients sharing the rate, one request in flight each, and every request's
+ * time read from its per-request log, so the percentiles are exact to the microsecond (autocannon,
+ * used before, reports whole milliseconds, which cannot tell a 1 ms budget from noise).
+ * Milliseconds.
  */
 export async function fixedRate(
   url: string,
