@@ -6,20 +6,82 @@
 import { type FSWatcher, watch } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
-import { loadPaths } from '../src/resources/load.js';
+import { Worker } from 'node:worker_threads';
+import { problem } from '../src/core/errors.js';
+import type { LoadResult } from '../src/resources/load.js';
 import { readResources } from '../src/resources/validate.js';
 import { type BuildResult, buildSnapshot, upstreamsOf } from './snapshot.js';
 
+/** How long reading and parsing the files may take before the load is refused. */
+export const LOAD_TIMEOUT_MS = 10_000;
+
+/**
+ * The files as a plan, or the problems that refuse them. Never rejects: whatever the files hold,
+ * the caller gets a result (and a running gateway keeps its last good plan).
+ */
 export async function loadGatewayFiles(
   paths: readonly string[],
   generation: number,
   now: Date,
 ): Promise<BuildResult> {
-  const loaded = await loadPaths(paths);
-  const { resources, problems } = readResources(loaded.documents);
-  const all = [...loaded.problems, ...problems];
-  if (all.length > 0) return { ok: false, problems: all };
-  return buildSnapshot(resources, upstreamsOf(resources), { source: paths.join(','), generation, now });
+  try {
+    const loaded = await loadOffThread(paths);
+    const { resources, problems } = readResources(loaded.documents);
+    const all = [...loaded.problems, ...problems];
+    if (all.length > 0) return { ok: false, problems: all };
+    return buildSnapshot(resources, upstreamsOf(resources), { source: paths.join(','), generation, now });
+  } catch (e) {
+    const why = e instanceof Error ? e.message : String(e);
+    return { ok: false, problems: [problem('SY_INTERNAL', `loading ${paths.join(', ')} failed: ${why}`)] };
+  }
+}
+
+/**
+ * Built, this module is JavaScript beside config-worker.js; run from source (the tests), it is
+ * TypeScript, and the worker is given a resolver that finds `x.ts` for an import of `x.js`.
+ */
+const FROM_SOURCE = import.meta.url.endsWith('.ts');
+const SOURCE_BOOT = `
+const { registerHooks } = require('node:module');
+registerHooks({
+  resolve(specifier, context, next) {
+    try { return next(specifier, context); }
+    catch (e) { if (!specifier.endsWith('.js')) throw e; return next(specifier.slice(0, -3) + '.ts', context); }
+  },
+});
+import(require('node:worker_threads').workerData.entry);
+`;
+
+/** loadPaths on a worker thread, bounded by LOAD_TIMEOUT_MS. */
+function loadOffThread(paths: readonly string[]): Promise<LoadResult> {
+  const entry = new URL(`./config-worker.${FROM_SOURCE ? 'ts' : 'js'}`, import.meta.url);
+  const worker = FROM_SOURCE
+    ? new Worker(SOURCE_BOOT, { eval: true, workerData: { paths, entry: entry.href } })
+    : new Worker(entry, { workerData: { paths } });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      void worker.terminate();
+      resolve({
+        documents: [],
+        problems: [
+          problem('SY_FILE_READ', `reading ${paths.join(', ')} took more than ${LOAD_TIMEOUT_MS / 1000}s`),
+        ],
+      });
+    }, LOAD_TIMEOUT_MS);
+    worker.once('message', (result: LoadResult) => {
+      clearTimeout(timer);
+      void worker.terminate();
+      resolve(result);
+    });
+    worker.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    worker.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the file reader stopped (exit ${code})`));
+    });
+  });
 }
 
 /** Calls `onChange` (debounced) whenever one of the paths, or a file in a folder path, changes. */

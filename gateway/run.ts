@@ -134,6 +134,8 @@ export async function runGateway(opts: RunGatewayOptions): Promise<RunningGatewa
   gateway.metrics.leftOut.set(firstLeftOut);
   gateway.metrics.reloads.inc({ result: 'success' });
 
+  // Never rejects (loadGatewayFiles answers every failure with problems): a watcher fires it with
+  // nobody to catch, and whatever the files hold, the last good plan keeps serving.
   const reload = async (): Promise<boolean> => {
     if (source) return false; // the cluster pushes its changes through the watches
     const result = await loadGatewayFiles(opts.config, ++generation, new Date());

@@ -406,6 +406,22 @@ function checkPreview(p: Preview, source: Source): Problem[] {
     : [];
 }
 
+/** Upstream URLs that the schema's pattern lets through but that do not parse (`http://[::1`). */
+function checkGatewayConfig(gc: GatewayConfig, source: Source): Problem[] {
+  const out: Problem[] = [];
+  for (const [key, url] of Object.entries(gc.spec.upstreams))
+    if (!URL.canParse(url))
+      out.push(
+        problem(
+          'SY_SCHEMA',
+          `expected an http:// or https:// URL (got ${JSON.stringify(url.length > 60 ? `${url.slice(0, 57)}...` : url)}: it does not parse)`,
+          source,
+          toFieldPath('/spec/upstreams', key),
+        ),
+      );
+  return out;
+}
+
 function describe(value: unknown): string {
   if (typeof value !== 'object' || value === null || Array.isArray(value))
     return `a ${Array.isArray(value) ? 'list' : typeof value}`;
@@ -423,7 +439,11 @@ export function readResources(documents: readonly RawDocument[]): {
   for (const { source, value } of documents) {
     const v = value as { apiVersion?: unknown; kind?: unknown };
     const kind = typeof v === 'object' && v !== null ? v.kind : undefined;
-    const validate = typeof kind === 'string' && v.apiVersion === API_VERSION ? validators[kind] : undefined;
+    // Own keys only: `kind: constructor` must not find Object's constructor.
+    const validate =
+      typeof kind === 'string' && v.apiVersion === API_VERSION && Object.hasOwn(validators, kind)
+        ? validators[kind]
+        : undefined;
     if (!validate) {
       problems.push(
         problem(
@@ -439,6 +459,9 @@ export function readResources(documents: readonly RawDocument[]): {
       continue;
     }
     if (kind === 'GatewayConfig') {
+      const found = checkGatewayConfig(value as GatewayConfig, source);
+      problems.push(...found);
+      if (found.length > 0) continue;
       resources.gatewayConfigs.push(value as GatewayConfig);
       resources.sources.set(value as object, source);
       continue;
