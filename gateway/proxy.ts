@@ -15,7 +15,7 @@ import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { type Dispatcher, Pool, util as undiciUtil } from 'undici';
 import type { PolicyPlan, UpstreamProtocol } from '../src/compiler/plan.js';
-import { TOKEN_HEADER } from '../src/tokens/intercept-token.js';
+import { TOKEN_COOKIE, TOKEN_HEADER } from '../src/tokens/intercept-token.js';
 import type { ClientAddress } from './client-address.js';
 import { type GatewayError, isConnectFailure, isReset, upstreamError } from './errors.js';
 import type { TrafficRequest, TrafficResponse } from './traffic-server.js';
@@ -31,6 +31,10 @@ const HOP_BY_HOP = new Set([
   'transfer-encoding',
   'upgrade',
 ]);
+export function isHopByHop(name: string): boolean {
+  return HOP_BY_HOP.has(name);
+}
+
 /** Envoy's default per-connection buffer limit, which bounds the body it keeps for a retry. */
 export const RETRY_BODY_LIMIT = 1024 * 1024;
 /** Envoy's default route timeout. */
@@ -128,10 +132,13 @@ function connectionTokens(headers: IncomingHttpHeaders): Set<string> {
 }
 
 /**
- * Headers only the gateway may set (a client's own copy is dropped), and the intercept token, which
- * is for the gateway alone (Envoy's jwt_authn drops it too).
+ * Headers only the gateway may set (a client's own copy is dropped); the intercept token, which
+ * is for the gateway alone (Envoy's jwt_authn drops it too); and `expect`, which the gateway has
+ * answered itself (Node sends `100 Continue` as Envoy does by default, and undici refuses to send it).
  */
-const GATEWAY_ONLY = new Set(['x-switchyard-shadow', TOKEN_HEADER]);
+const GATEWAY_ONLY = new Set(['x-switchyard-shadow', TOKEN_HEADER, 'expect']);
+/** Named in a Connection header, still not dropped: the pod must see the Host the client asked for. */
+const NOT_NAMEABLE = 'host';
 const FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']);
 
 /**
@@ -153,15 +160,32 @@ export function upstreamRequestHeaders(
       if (k === 'te' && v === 'trailers') out.te = v;
       continue;
     }
-    if (drop?.has(k) || (!client.viaTrustedProxy && FORWARDED.has(k))) continue;
+    if ((drop?.has(k) && k !== NOT_NAMEABLE) || (!client.viaTrustedProxy && FORWARDED.has(k))) continue;
     out[k] = v;
   }
+  if (out.cookie !== undefined) withoutTokenCookie(out);
   const peer = req.socket.remoteAddress ?? client.ip;
   const xff = out['x-forwarded-for'];
   out['x-forwarded-for'] = xff ? `${Array.isArray(xff) ? xff.join(', ') : xff}, ${peer}` : peer;
   out['x-forwarded-proto'] ??= 'http';
   if (req.headers.host) out['x-forwarded-host'] ??= req.headers.host;
   return out;
+}
+
+/**
+ * The `switchyard-token` cookie taken out of the Cookie header: the token is for the gateway, and
+ * the pod behind a preview runs a pull request's code. Other cookies pass as they came.
+ */
+function withoutTokenCookie(out: Record<string, string | string[]>): void {
+  const cookie = out.cookie as string | string[];
+  const joined = Array.isArray(cookie) ? cookie.join('; ') : cookie;
+  if (!joined.includes(TOKEN_COOKIE)) return;
+  const kept = joined.split(';').filter((part) => {
+    const eq = part.indexOf('=');
+    return (eq < 0 ? part : part.slice(0, eq)).trim() !== TOKEN_COOKIE;
+  });
+  if (kept.length === 0) delete out.cookie;
+  else out.cookie = kept.map((p) => p.trim()).join('; ');
 }
 
 export function hasBody(req: TrafficRequest): boolean {

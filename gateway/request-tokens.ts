@@ -78,9 +78,9 @@ export function requestTokens(holder: PlanHolder, jwks: TokenJwks | undefined): 
       const view = requestView(req.method ?? 'GET', req.headers);
       if (!tokens) return view;
       const fromHeader = view.header(TOKEN_HEADER);
-      const token = fromHeader ?? cookieValue(view.header('cookie'), TOKEN_COOKIE);
-      if (token === undefined) return view;
-      return verifiedView(req, snapshot, view, token, fromHeader !== undefined);
+      const fromCookie = cookieValue(view.header('cookie'), TOKEN_COOKIE);
+      if (fromHeader === undefined && fromCookie === undefined) return view;
+      return verifiedView(req, snapshot, view, fromHeader, fromCookie);
     },
 
     exchange(req) {
@@ -89,15 +89,25 @@ export function requestTokens(holder: PlanHolder, jwks: TokenJwks | undefined): 
     },
   };
 
+  /**
+   * Every token the request carries must verify, as Envoy's jwt_authn requires of each token it
+   * extracts: a valid header token does not excuse a forged cookie. The header's claims count.
+   */
   async function verifiedView(
     req: TrafficRequest,
     snapshot: Snapshot,
     view: RequestView,
-    token: string,
-    inHeader: boolean,
+    fromHeader: string | undefined,
+    fromCookie: string | undefined,
   ): Promise<RequestView | GatewayError> {
-    const payload = await tokens?.verify(token);
-    if (!payload) return invalid(inHeader ? `${TOKEN_HEADER} header` : `${TOKEN_COOKIE} cookie`);
+    const [headerPayload, cookiePayload] = await Promise.all([
+      fromHeader === undefined ? undefined : tokens?.verify(fromHeader),
+      fromCookie === undefined ? undefined : tokens?.verify(fromCookie),
+    ]);
+    if (fromHeader !== undefined && !headerPayload) return invalid(`${TOKEN_HEADER} header`);
+    if (fromCookie !== undefined && !cookiePayload) return invalid(`${TOKEN_COOKIE} cookie`);
+    const payload = headerPayload ?? cookiePayload;
+    if (!payload) return view;
     const policy = snapshot.index.policyFor(view.authority);
     if (!policy || !tokenIsFor(payload, tokenAudience(policy.namespace, policy.name))) return view;
     return requestView(view.method, req.headers, stringClaims(payload));
@@ -108,7 +118,10 @@ export function requestTokens(holder: PlanHolder, jwks: TokenJwks | undefined): 
     if (!tokens || !snapshot || !req.url) return undefined;
     const policy = snapshot.index.policyFor(req.headers.host ?? '');
     if (!policy || !readsTokens(policy)) return undefined;
-    const url = new URL(req.url, 'http://gateway');
+    // Read as a path, always: resolved against a base, `//evil.example/x` would be a host.
+    const url = new URL(`http://gateway${req.url}`);
+    // `switchyard-token=` inside another parameter's value is not an exchange.
+    if (!url.searchParams.has(TOKEN_QUERY)) return undefined;
     const token = url.searchParams.get(TOKEN_QUERY) ?? '';
     const payload = await tokens.verify(token);
     if (!payload || !tokenIsFor(payload, tokenAudience(policy.namespace, policy.name)))
@@ -122,7 +135,8 @@ export function requestTokens(holder: PlanHolder, jwks: TokenJwks | undefined): 
         ? `; Max-Age=${Math.max(0, payload.exp - Math.floor(Date.now() / 1000))}`
         : '';
     return {
-      location: `${url.pathname}${url.search}`,
+      // One leading slash: `//evil.example/` as a Location is another site (an open redirect).
+      location: `/${url.pathname.replace(/^\/+/, '')}${url.search}`,
       cookie: `${TOKEN_COOKIE}=${token}; Path=/${lifetime}; HttpOnly; Secure; SameSite=Lax`,
     };
   }

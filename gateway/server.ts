@@ -32,6 +32,7 @@ import {
   upstreamRequestHeaders,
 } from './proxy.js';
 import { type Clock, RateLimiter } from './rate-limit.js';
+import { canonicalHead } from './request-head.js';
 import type { DestinationDurations, RouteRequests } from './request-metrics.js';
 import { requestTokens } from './request-tokens.js';
 import { pickUpstream } from './snapshot.js';
@@ -44,7 +45,7 @@ import {
   type TrafficTls,
   trafficServer,
 } from './traffic-server.js';
-import { proxyUpgrade, refuseUpgrade } from './upgrade.js';
+import { allowedUpgrade, proxyUpgrade, refuseUpgrade, takesUpgradePath } from './upgrade.js';
 
 export interface GatewayOptions extends ServerLimits {
   holder: PlanHolder;
@@ -154,8 +155,11 @@ export function createGateway(options: GatewayOptions): Gateway {
    */
   function handleTraffic(req: TrafficRequest, res: TrafficResponse): void | Promise<void> {
     const started = performance.now();
-    // HTTP/2 names the host :authority; one name for routing, tokens and the upstream's Host.
-    if (req.httpVersionMajor === 2) req.headers.host ??= req.headers[':authority'] as string | undefined;
+    const refused = canonicalHead(req);
+    if (refused) {
+      metrics.requests.inc('', '', '', sendError(res, refused));
+      return;
+    }
     const client = clientOf(req);
     const exchanging = tokens.exchange(req);
     if (exchanging)
@@ -246,32 +250,44 @@ export function createGateway(options: GatewayOptions): Gateway {
       return;
     }
     const client = clientOf(req);
-    const admitted = await admit(req, client);
+    const admitted = canonicalHead(req) ?? (await admit(req, client));
     if (admitted instanceof GatewayError) {
       refuseUpgrade(socket, admitted);
       return;
     }
     const { policy, route, destination, url } = admitted.decision;
+    const protocol = allowedUpgrade(req, policy.upgrades);
+    if (protocol instanceof GatewayError) {
+      refuseUpgrade(socket, protocol);
+      metrics.requests.inc(`${policy.namespace}/${policy.name}`, route.name, '', protocol.status);
+      return;
+    }
     upgraded.add(socket);
     socket.once('close', () => upgraded.delete(socket));
-    const status = await proxyUpgrade(pools, {
+    const status = await proxyUpgrade({
       req,
       socket,
       head,
       url,
       upstream: destination.upstream,
       client,
+      protocol,
       timeoutMs: routeTimeoutMs(policy),
     });
     metrics.requests.inc(`${policy.namespace}/${policy.name}`, route.name, destination.upstream, status);
   }
 
-  const traffic = trafficServer(options, logger, handleTraffic, options.tls);
+  const traffic = trafficServer(options, logger, handleTraffic, options.tls, takesUpgradePath);
   traffic.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     void handleUpgrade(req, socket, head).catch((err) => {
       logger.error({ err }, 'unexpected error in an upgrade');
       socket.destroy();
     });
+  });
+  // A proxy tunnel is not something the gateway offers (Envoy: 404, no route takes CONNECT).
+  traffic.server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+    socket.on('error', () => undefined);
+    refuseUpgrade(socket, new GatewayError('SY_GW_NO_ROUTE', 'CONNECT is not routed by the gateway'));
   });
   const admin = adminServer({ holder, metrics, mirror, logger, isClosing: () => closing });
 

@@ -54,11 +54,20 @@ export interface TrafficServer {
 /** What every HTTP/2 connection starts with (RFC 9113 §3.4). */
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 
+/** Which server a cleartext connection's first bytes belong to, or 'undecided' while they could be either. */
+function sniff(seen: Buffer): 'h2' | 'http1' | 'undecided' {
+  const n = Math.min(seen.length, H2_PREFACE.length);
+  if (!seen.subarray(0, n).equals(H2_PREFACE.subarray(0, n))) return 'http1';
+  return seen.length >= H2_PREFACE.length ? 'h2' : 'undecided';
+}
+
 export function trafficServer(
   limits: ServerLimits,
   logger: Logger,
   handle: TrafficHandler,
   tls?: TrafficTls,
+  /** Which HTTP/1.1 Upgrade requests go to 'upgrade' listeners; the others are served as requests. */
+  takesUpgradePath?: (req: IncomingMessage) => boolean,
 ): TrafficServer {
   const headersTimeout = limits.headersTimeoutMs ?? 10_000;
   let closing = false;
@@ -85,6 +94,7 @@ export function trafficServer(
     requestTimeout: limits.requestTimeoutMs ?? 300_000,
     maxHeaderSize: limits.maxHeaderSize ?? 16_384,
     keepAliveTimeout: limits.keepAliveTimeoutMs ?? 65_000,
+    ...(takesUpgradePath ? { shouldUpgradeCallback: takesUpgradePath } : {}),
   };
   const h2Options = {
     maxHeaderListSize: limits.maxHeaderSize ?? 16_384,
@@ -119,19 +129,26 @@ export function trafficServer(
     h1.on('connection', (socket: Socket) => {
       sniffing.add(socket);
       const slow = setTimeout(() => socket.destroy(), headersTimeout);
-      socket.once('data', (first: Buffer) => {
+      // Bytes until they tell the protocols apart: a first segment of `P` (or any part of the
+      // preface) could be either, so more is read (within the headers timeout) before choosing.
+      let seen: Buffer = Buffer.alloc(0);
+      const onData = (chunk: Buffer) => {
+        seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
+        const protocol = sniff(seen);
+        if (protocol === 'undecided') return;
+        socket.off('data', onData);
         clearTimeout(slow);
         sniffing.delete(socket);
         socket.pause();
-        socket.unshift(first);
-        const h2 = first.subarray(0, H2_PREFACE.length).equals(H2_PREFACE.subarray(0, first.length));
-        if (h2 && first.length > 0) h2c.emit('connection', socket);
+        socket.unshift(seen);
+        if (protocol === 'h2') h2c.emit('connection', socket);
         else {
           http1Connection.call(h1, socket);
           // node:http reads from the socket's handle directly from now on; the bytes put back go first.
           socket.resume();
         }
-      });
+      };
+      socket.on('data', onData);
       socket.once('close', () => {
         clearTimeout(slow);
         sniffing.delete(socket);

@@ -1,17 +1,20 @@
 /**
- * WebSocket (and other HTTP/1.1 Upgrade) requests: routed by the same plan, then the two sockets
- * are joined. undici's upgrade API performs the upstream handshake; the client gets the upstream's
- * 101 with `x-switchyard-upstream` added. Errors before the handshake get a status line and a reason.
+ * HTTP/1.1 Upgrade requests (WebSockets, and what a policy's `upgrades` allows): routed by the same
+ * plan, then the two sockets are joined. An Upgrade to a protocol the policy does not list is
+ * refused with 403 before anything reaches the pod, as Envoy's `upgrade_configs` does: a tunnel
+ * carries bytes, and requests inside an `h2c` tunnel would skip routing, tokens, rate limits and
+ * header scrubbing. The upstream handshake is node:http's (undici's upgrade API turns a declined
+ * upgrade into an error): a 101 is relayed with `x-switchyard-upstream` added; any other answer
+ * (401, 426, …) reaches the client as the pod sent it, on a connection then closed.
  */
-
-import type { IncomingMessage } from 'node:http';
+import { type ClientRequest, request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { UPSTREAM_HEADER } from '../src/compiler/plan.js';
+import { DEFAULTS } from '../src/resources/schema.js';
 import type { ClientAddress } from './client-address.js';
-import type { GatewayError } from './errors.js';
-import { upstreamError } from './errors.js';
-import type { UpstreamPools } from './proxy.js';
-import { upstreamRequestHeaders } from './proxy.js';
+import { GatewayError, upstreamError } from './errors.js';
+import { isHopByHop, upstreamRequestHeaders } from './proxy.js';
 
 export function refuseUpgrade(socket: Duplex, e: GatewayError): void {
   const body = e.body();
@@ -23,48 +26,127 @@ export function refuseUpgrade(socket: Duplex, e: GatewayError): void {
   );
 }
 
-export async function proxyUpgrade(
-  pools: UpstreamPools,
-  input: {
-    req: IncomingMessage;
-    socket: Duplex;
-    head: Buffer;
-    url: URL;
-    upstream: string;
-    client: ClientAddress;
-    timeoutMs: number;
-  },
-): Promise<number> {
-  const { req, socket, head, url } = input;
-  const protocol = String(req.headers.upgrade ?? 'websocket');
+/**
+ * Whether an Upgrade request is handed to the upgrade path at all. `h2c` is not: as Envoy does, the
+ * request is served as a plain HTTP/1.1 request (its Upgrade headers are hop-by-hop and dropped),
+ * and the bytes after it are read as the next request, through every rule. The gateway speaks
+ * HTTP/2 cleartext itself (prior knowledge), so nothing is lost.
+ */
+export function takesUpgradePath(req: IncomingMessage): boolean {
+  return protocolAsked(req) !== 'h2c';
+}
+
+function protocolAsked(req: IncomingMessage): string {
+  return String(req.headers.upgrade ?? '')
+    .trim()
+    .toLowerCase();
+}
+
+/** The protocol asked for, lower case (`websocket`), or a 403 when the policy does not allow it. */
+export function allowedUpgrade(
+  req: IncomingMessage,
+  allowed: readonly string[] = DEFAULTS.upgrades,
+): string | GatewayError {
+  const asked = protocolAsked(req);
+  if (asked !== 'h2c' && allowed.includes(asked)) return asked;
+  return new GatewayError(
+    'SY_GW_UPGRADE_REFUSED',
+    `upgrade to ${JSON.stringify(asked.slice(0, 64))} is not allowed here (allowed: ${allowed.join(', ') || 'none'})`,
+  );
+}
+
+export interface UpgradeInput {
+  req: IncomingMessage;
+  socket: Duplex;
+  head: Buffer;
+  url: URL;
+  upstream: string;
+  client: ClientAddress;
+  protocol: string;
+  timeoutMs: number;
+}
+
+/** Performs the upstream handshake and joins the sockets; resolves with the status the client got. */
+export function proxyUpgrade(input: UpgradeInput): Promise<number> {
+  const { req, url } = input;
   const headers = upstreamRequestHeaders(req, input.client);
-  try {
-    const up = await pools.get(url).upgrade({
-      path: req.url ?? '/',
-      method: (req.method ?? 'GET') as never,
-      headers,
-      protocol,
-      headersTimeout: input.timeoutMs,
-    } as never);
-    const lines = ['HTTP/1.1 101 Switching Protocols'];
-    for (const [k, v] of Object.entries(up.headers)) {
-      for (const value of Array.isArray(v) ? v : [v]) if (value !== undefined) lines.push(`${k}: ${value}`);
-    }
-    lines.push(`${UPSTREAM_HEADER}: ${input.upstream}`);
-    socket.write(`${lines.join('\r\n')}\r\n\r\n`);
-    if (head.length > 0) up.socket.write(head);
-    up.socket.pipe(socket);
-    socket.pipe(up.socket);
-    const close = () => {
-      up.socket.destroy();
-      socket.destroy();
+  headers.connection = 'upgrade';
+  headers.upgrade = input.protocol;
+  const prefix = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
+  const upstreamReq = (url.protocol === 'https:' ? httpsRequest : httpRequest)({
+    host: url.hostname.replace(/^\[|\]$/g, ''),
+    port: url.port || (url.protocol === 'https:' ? 443 : 80),
+    method: req.method ?? 'GET',
+    path: prefix + (req.url ?? '/'),
+    headers,
+    setHost: false,
+    agent: false,
+  });
+  return new Promise<number>((resolve) => {
+    const timer = setTimeout(
+      () => upstreamReq.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })),
+      input.timeoutMs,
+    );
+    const settle = (status: number) => {
+      clearTimeout(timer);
+      resolve(status);
     };
-    up.socket.once('error', close).once('close', close);
-    socket.once('error', close).once('close', close);
-    return 101;
-  } catch (e) {
-    const err = upstreamError(e, input.upstream, url, false);
-    refuseUpgrade(socket, err);
-    return err.status;
+    upstreamReq.once('upgrade', (res, upSocket, upHead) => settle(joinSockets(input, res, upSocket, upHead)));
+    upstreamReq.once('response', (res) => settle(relayDeclined(input, res)));
+    upstreamReq.once('error', (e) => {
+      const err = upstreamError(e, input.upstream, url, false);
+      refuseUpgrade(input.socket, err);
+      settle(err.status);
+    });
+    // A client that leaves during the handshake takes the upstream request with it.
+    input.socket.once('close', () => abandon(upstreamReq));
+    upstreamReq.end();
+  });
+}
+
+function abandon(upstreamReq: ClientRequest): void {
+  if (!upstreamReq.destroyed) upstreamReq.destroy();
+}
+
+/** The upstream's status line and headers, less hop-by-hop ones, with `x-switchyard-upstream`. */
+function headLines(res: IncomingMessage, upstream: string, keep: readonly string[]): string[] {
+  const lines = [`HTTP/1.1 ${res.statusCode} ${res.statusMessage ?? ''}`];
+  const raw = res.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = (raw[i] as string).toLowerCase();
+    if (name === UPSTREAM_HEADER || (isHopByHop(name) && !keep.includes(name))) continue;
+    lines.push(`${raw[i]}: ${raw[i + 1]}`);
   }
+  lines.push(`${UPSTREAM_HEADER}: ${upstream}`);
+  return lines;
+}
+
+function joinSockets(input: UpgradeInput, res: IncomingMessage, upSocket: Duplex, upHead: Buffer): number {
+  const { socket, head } = input;
+  const lines = headLines(res, input.upstream, ['connection', 'upgrade']);
+  socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+  if (upHead.length > 0) socket.write(upHead);
+  if (head.length > 0) upSocket.write(head);
+  upSocket.pipe(socket);
+  socket.pipe(upSocket);
+  const close = () => {
+    upSocket.destroy();
+    socket.destroy();
+  };
+  // Either side's end closes the tunnel: no half-open tunnel is kept (both servers allow half-open
+  // sockets, so one that ended would otherwise hold the other until the drain deadline).
+  upSocket.once('error', close).once('end', close).once('close', close);
+  socket.once('error', close).once('end', close).once('close', close);
+  return 101;
+}
+
+/** A declined upgrade: the pod's own answer, its body delimited by closing the connection. */
+function relayDeclined(input: UpgradeInput, res: IncomingMessage): number {
+  const { socket } = input;
+  const lines = headLines(res, input.upstream, []);
+  lines.push('connection: close');
+  socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+  res.pipe(socket);
+  res.once('error', () => socket.destroy());
+  return res.statusCode ?? 502;
 }

@@ -72,6 +72,7 @@ describe('crds', () => {
         'service',
         'stable',
         'timeout',
+        'upgrades',
         'upstreamProtocol',
         'versionLabel',
         'workloadLabels',

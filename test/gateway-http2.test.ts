@@ -327,6 +327,12 @@ describe('gateway: gRPC and HTTP/2', () => {
       const unknown = await h2Get(session, { ':authority': 'nope.test' });
       expect(unknown.status).toBe(404);
       expect(unknown.headers['x-switchyard-error']).toBe('SY_GW_NO_POLICY');
+      // :authority is the authority (RFC 9113 §8.3.1): a host header beside it names nothing.
+      const both = await h2Get(session, { ':authority': 'web.test', host: 'nope.test' });
+      expect(both.status).toBe(200);
+      expect(JSON.parse(both.body).host).toBe('web.test');
+      const other = await h2Get(session, { ':authority': 'nope.test', host: 'web.test' });
+      expect(other.status).toBe(404);
     } finally {
       session.close();
     }

@@ -118,6 +118,62 @@ ${gatewayConfig(Object.fromEntries(ups.map((u) => [u.name, u.url])))}`,
     expect((await reply({ [TOKEN]: forOther })).status).toBe(200);
   });
 
+  it('the token cookie never reaches the pod; the other cookies do, in their order', async () => {
+    const preview = ups[1] as TestUpstream;
+    const stable = ups[0] as TestUpstream;
+    expect(await to({ cookie: `theme=dark; switchyard-token=${await token()}; lang=en` })).toBe(
+      'web/pr-42-7f3a2c1',
+    );
+    expect(preview.received.at(-1)?.headers.cookie).toBe('theme=dark; lang=en');
+    expect(await to({ cookie: `switchyard-token=${await token()}` })).toBe('web/pr-42-7f3a2c1');
+    expect(preview.received.at(-1)?.headers.cookie).toBeUndefined();
+    // Stripped on every route, token or not: a cookie named so is the gateway's.
+    expect(await to({ cookie: 'switchyard-token=anything' }, 'nobody.test')).toBeUndefined();
+    const r = await send(gw.base, { host: 'web.test', headers: { cookie: 'a=1;switchyard-token=' } });
+    expect(r.status).toBe(401); // an empty token is a token that fails
+    expect(stable.received.every((q) => !String(q.headers.cookie ?? '').includes('switchyard-token'))).toBe(
+      true,
+    );
+  });
+
+  it('every token a request carries must verify: a valid header does not excuse a forged cookie', async () => {
+    const forged = await token({ key: keys.stranger, kid: keys.current.kid });
+    const valid = await token();
+    const both = await reply({ [TOKEN]: valid, cookie: `switchyard-token=${forged}` });
+    expect([both.status, header(both, 'x-switchyard-error')]).toEqual([401, 'SY_GW_TOKEN_INVALID']);
+    expect(JSON.parse(both.body).error.message).toMatch(/switchyard-token cookie/);
+    const reverse = await reply({ [TOKEN]: forged, cookie: `switchyard-token=${valid}` });
+    expect(reverse.status).toBe(401);
+    // Both valid: routed by the header's claims.
+    const debug = await token({ header: 'x-debug', value: 'alice' });
+    expect(await to({ [TOKEN]: debug, cookie: `switchyard-token=${valid}`, 'x-debug': 'alice' })).toBe(
+      'web/v2',
+    );
+  });
+
+  it('the token exchange never redirects off the host, and only a real switchyard-token parameter is one', async () => {
+    const t = await token();
+    for (const [path, location] of [
+      [`/.//evil.example/?switchyard-token=${t}`, '/evil.example/'],
+      [`//evil.example/x?switchyard-token=${t}`, '/evil.example/x'],
+      [`/%2F%2Fevil.example?switchyard-token=${t}`, '/%2F%2Fevil.example'],
+    ] as const) {
+      const r = await send(gw.base, { host: PREVIEW_URL, path });
+      expect({ path, status: r.status, location: header(r, 'location') }).toEqual({
+        path,
+        status: 303,
+        location,
+      });
+    }
+    // The text inside another parameter's value is not an exchange: the request is served.
+    const inside = await send(gw.base, {
+      host: 'web.test',
+      path: '/search?q=switchyard-token%3Dabc&next=x%26switchyard-token=1',
+    });
+    expect(inside.status).toBe(200);
+    expect(header(inside, 'x-switchyard-upstream')).toBe('web/v1');
+  });
+
   it('accepts every key of the JWKS: a rotation keeps the previous (EdDSA) key', async () => {
     expect(await to({ [TOKEN]: await token({ key: keys.previous }) })).toBe('web/pr-42-7f3a2c1');
   });

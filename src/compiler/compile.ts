@@ -400,6 +400,7 @@ class PolicyCompiler {
     const previewGateway = spec.previews?.gateway ?? spec.gateways?.[0];
     if (plan.previewHosts.length > 0 && previewGateway) plan.previewGateway = previewGateway;
     if (spec.timeout) plan.timeoutMs = parseDurationMs(spec.timeout);
+    if (spec.upgrades) plan.upgrades = [...spec.upgrades];
     if (spec.retries) {
       plan.retries = {
         attempts: spec.retries.attempts,

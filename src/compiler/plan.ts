@@ -114,6 +114,8 @@ export interface PolicyPlan {
   upstreamProtocol: UpstreamProtocol;
   retries?: { attempts: number; perTryTimeoutMs?: number; on: string[] };
   rateLimits: RateLimitPlan[];
+  /** HTTP/1.1 Upgrade protocols the Node gateway tunnels, when the policy names them (else DEFAULTS.upgrades). */
+  upgrades?: string[];
 }
 
 export const UPSTREAM_PROTOCOLS = ['http1', 'http2'] as const;

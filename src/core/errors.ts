@@ -31,6 +31,7 @@ export const ERROR_CODES = {
   SY_GW_UPSTREAM_FAILED: 'the upstream reset the connection or sent an invalid response (502)',
   SY_GW_UPSTREAM_TIMEOUT: 'the upstream did not answer within the timeout (504)',
   SY_GW_BAD_REQUEST: 'the request is malformed (400)',
+  SY_GW_UPGRADE_REFUSED: 'an Upgrade to a protocol the policy does not allow (403)',
   SY_GW_TOKEN_INVALID:
     'a request carried an intercept token that is forged or expired, or a preview URL was opened with one minted for another policy (401)',
   SY_INTERNAL: 'an unexpected failure inside Switchyard (a bug: please report it)',

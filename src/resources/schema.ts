@@ -358,6 +358,17 @@ export const TrafficPolicySpec = Type.Object(
       ),
     ),
     previews: Type.Optional(PreviewSettings),
+    upgrades: Type.Optional(
+      Type.Array(
+        Text("^[a-z0-9!#$%&'*+.^_`|~-]+$", 'a lowercase Upgrade protocol token such as websocket', 64),
+        {
+          maxItems: 8,
+          uniqueItems: true,
+          description:
+            'the HTTP/1.1 Upgrade protocols the Node gateway tunnels for this service (default [websocket]); others get 403',
+        },
+      ),
+    ),
   },
   closed,
 );
@@ -519,4 +530,5 @@ export const DEFAULTS = {
   previewTtl: '72h',
   maxPerPullRequest: 2,
   clusterDomain: 'cluster.local',
+  upgrades: ['websocket'],
 } as const;

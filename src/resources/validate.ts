@@ -8,6 +8,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { parseDurationMs } from '../core/duration.js';
 import { type Problem, problem, type Source } from '../core/errors.js';
 import { re2SyntaxError } from '../core/regex.js';
+import { TOKEN_COOKIE } from '../tokens/intercept-token.js';
 import type { RawDocument } from './load.js';
 import {
   API_VERSION,
@@ -217,6 +218,24 @@ function checkPolicy(p: TrafficPolicy, source: Source): Problem[] {
     );
   }
   if (spec.canary) out.push(...checkCanaryRun(spec.canary, source));
+  if (spec.canary?.sticky?.cookie === TOKEN_COOKIE)
+    out.push(
+      problem(
+        'SY_INVALID_VALUE',
+        `${TOKEN_COOKIE} is the intercept token's cookie: name the sticky cookie otherwise`,
+        source,
+        'spec.canary.sticky.cookie',
+      ),
+    );
+  if (spec.upgrades?.includes('h2c'))
+    out.push(
+      problem(
+        'SY_INVALID_VALUE',
+        'h2c is never tunnelled: the gateway speaks HTTP/2 cleartext itself, and requests inside a tunnel would skip every rule',
+        source,
+        `spec.upgrades[${spec.upgrades.indexOf('h2c')}]`,
+      ),
+    );
   const names = new Set<string>();
   (spec.intercepts ?? []).forEach((ic, i) => {
     const at = `spec.intercepts[${i}]`;

@@ -110,7 +110,7 @@ export function ingressGateway(apply: Apply, name: string, port: number, hosts: 
 }
 
 /** The last lines a child wrote, for the error when it fails. */
-function captureOutput(child: ChildProcess): () => string {
+export function captureOutput(child: ChildProcess): () => string {
   const lines: string[] = [];
   const keep = (d: Buffer) => {
     lines.push(...String(d).split('\n').filter(Boolean));
