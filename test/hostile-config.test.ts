@@ -44,6 +44,21 @@ const HOSTILE: [name: string, text: string, says: RegExp][] = [
     /expected apiVersion .* and kind TrafficPolicy, Preview or GatewayConfig .*\[SY_UNKNOWN_KIND\]/,
   ],
   ['a key repeated in a mapping', `${POLICY}---\na: 1\nb: 2\na: 3\n`, /Map keys must be unique/],
+  [
+    'a 2 MB intercept regex (a file over 4 MiB is refused before it is read)',
+    `${POLICY.replace('stable: v1}', `stable: v1, intercepts: [{name: a, match: {header: x-a, regex: "${'a'.repeat(2_000_000)}"}, to: {version: v2}}]}`)}`,
+    /spec\.intercepts\[0\]\.match\.regex: expected an RE2 regular expression of at most 4096 characters \(got 2000000\)/,
+  ],
+  [
+    "a regex whose RE2 program is over Istio's 32,768",
+    `${POLICY.replace('stable: v1}', `stable: v1, intercepts: [{name: a, match: {header: x-a, regex: "${'[a-z]{1000}'.repeat(33)}"}, to: {version: v2}}]}`)}`,
+    /regex: expected an RE2 regular expression: its RE2 program has \d+ instructions, more than the 32768/,
+  ],
+  [
+    "a rate limit above Envoy's 32-bit token bucket",
+    `${POLICY.replace('stable: v1}', 'stable: v1, rateLimits: [{name: a, key: {clientIp: {}}, limit: 4294967296, window: 1s}]}')}`,
+    /spec\.rateLimits\[0\]\.limit: expected a positive integer below 2\^32: must be at most 4294967295/,
+  ],
   ['nesting deeper than the stack', `${POLICY}---\n${'['.repeat(20_000)}\n`, /YAML does not parse/],
 ];
 

@@ -20,11 +20,20 @@ export function fullMatcher(pattern: string): FullMatcher {
   return m;
 }
 
-/** The RE2 syntax error for a pattern, or undefined when it compiles. */
-export function re2SyntaxError(pattern: string): string | undefined {
+/**
+ * The largest RE2 program a pattern may compile to: the limit Istio sets for its proxies
+ * (`re2.max_program_size.error_level`); a larger one would be refused by Envoy, and costs the
+ * gateway as much per match.
+ */
+export const MAX_REGEX_PROGRAM_SIZE = 32_768;
+
+/** Why a pattern cannot be used (RE2 syntax, or a program over the limit), or undefined when it can. */
+export function regexError(pattern: string): string | undefined {
   try {
-    RE2JS.compile(pattern);
-    return undefined;
+    const size = RE2JS.compile(pattern).programSize();
+    return size > MAX_REGEX_PROGRAM_SIZE
+      ? `its RE2 program has ${size} instructions, more than the ${MAX_REGEX_PROGRAM_SIZE} Envoy accepts in Istio`
+      : undefined;
   } catch (e) {
     return e instanceof Error ? e.message : String(e);
   }

@@ -30,7 +30,7 @@ function Text(pattern: string, description: string, maxLength?: number) {
 }
 
 /** A Go-style duration limited to the units people use for traffic: 500ms, 5s, 1m, 24h, 1h30m. */
-export const Duration = Text('^([0-9]+(ms|s|m|h))+$', 'a duration such as 500ms, 5s, 1m or 24h');
+export const Duration = Text('^([0-9]+(ms|s|m|h))+$', 'a duration such as 500ms, 5s, 1m or 24h', 32);
 
 /**
  * A version is any legal Kubernetes label value (`v2`, `1.27.3`, `2025.03`, `v3.0.0-beta.2`): it is
@@ -53,12 +53,14 @@ export const DnsLabel = Text(
 export const HeaderName = Text(
   "^[a-z0-9!#$%&'*+.^_`|~-]+$",
   'a lowercase HTTP header name such as x-debug-user',
+  256,
 );
 
 /** W3C baggage key: an RFC 7230 token (no spaces, no separators). */
 export const BaggageKey = Text(
   "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$",
   "a W3C baggage key: letters, digits and !#$%&'*+-.^_`|~, no spaces",
+  256,
 );
 
 export const HostName = Text(
@@ -67,6 +69,20 @@ export const HostName = Text(
   253,
 );
 
+/** `namespace/name` of an Istio Gateway: a DNS label and a DNS subdomain. */
+export const GatewayRef = Type.String({
+  minLength: 1,
+  maxLength: 317,
+  description: 'an Istio Gateway as namespace/name',
+});
+
+/** A GitHub repository: an owner of at most 39 characters, a name of at most 100. */
+export const Repository = Type.String({
+  pattern: '^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$',
+  maxLength: 140,
+  description: 'a GitHub repository as owner/name',
+});
+
 /** Where matching traffic goes: a version of the service, or a preview (`pr-42` or `pr-42-7f3a2c1`). */
 export const Target = Type.Object(
   {
@@ -74,6 +90,7 @@ export const Target = Type.Object(
     preview: Type.Optional(
       Type.String({
         pattern: '^pr-[0-9]+(-[0-9a-f]{7})?$',
+        maxLength: 32,
         description: 'a preview reference such as pr-42 (newest commit) or pr-42-7f3a2c1 (one commit)',
       }),
     ),
@@ -85,9 +102,12 @@ export const InterceptMatch = Type.Object(
   {
     header: Type.Optional(HeaderName),
     baggage: Type.Optional(BaggageKey),
-    exact: Type.Optional(Type.String({ minLength: 1, description: 'a non-empty string' })),
-    prefix: Type.Optional(Type.String({ minLength: 1, description: 'a non-empty prefix' })),
-    regex: Type.Optional(Type.String({ minLength: 1, description: 'an RE2 regular expression' })),
+    exact: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, description: 'a non-empty string' })),
+    prefix: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, description: 'a non-empty prefix' })),
+    // Compiling is linear in the pattern: bounded here, and by RE2's program size in validate.ts.
+    regex: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 4096, description: 'an RE2 regular expression' }),
+    ),
   },
   { ...closed, description: 'one of header or baggage, and one of exact, prefix or regex' },
 );
@@ -107,7 +127,11 @@ export const Intercept = Type.Object(
 export const StickyCookie = Type.Object(
   {
     cookie: Type.Optional(
-      Type.String({ pattern: '^[A-Za-z0-9_-]+$', description: 'a cookie name (letters, digits, "-", "_")' }),
+      Type.String({
+        pattern: '^[A-Za-z0-9_-]+$',
+        maxLength: 64,
+        description: 'a cookie name (letters, digits, "-", "_")',
+      }),
     ),
     maxAge: Type.Optional(Duration),
   },
@@ -119,10 +143,13 @@ const Weight = Type.Integer({ minimum: 0, maximum: 100, description: 'an integer
 /** One weight of a progressive run, held for `pause` (absent: until `switchyard canary resume`). */
 export const CanaryStep = Type.Object({ weight: Weight, pause: Type.Optional(Duration) }, closed);
 
+/** Analysis values are rates, latencies and counts: within ±10^12 (no infinities from YAML's .inf). */
+const ThresholdBounds = { minimum: -1e12, maximum: 1e12 } as const;
+
 export const ThresholdRange = Type.Object(
   {
-    min: Type.Optional(Type.Number({ description: 'the lowest passing value' })),
-    max: Type.Optional(Type.Number({ description: 'the highest passing value' })),
+    min: Type.Optional(Type.Number({ ...ThresholdBounds, description: 'the lowest passing value' })),
+    max: Type.Optional(Type.Number({ ...ThresholdBounds, description: 'the highest passing value' })),
   },
   closed,
 );
@@ -198,7 +225,9 @@ export const Mirror = Type.Object(
     percent: Type.Optional(
       Type.Number({ minimum: 0, maximum: 100, description: 'a percentage from 0 to 100' }),
     ),
-    methods: Type.Optional(Type.Array(HttpMethod, { minItems: 1, uniqueItems: true })),
+    methods: Type.Optional(
+      Type.Array(HttpMethod, { minItems: 1, maxItems: HTTP_METHODS.length, uniqueItems: true }),
+    ),
     // Each mirrored body is held in memory until it is copied: 10 MiB at most.
     maxBodyBytes: Type.Optional(
       Type.Integer({ minimum: 0, maximum: 10_485_760, description: 'a byte count, at most 10 MiB' }),
@@ -225,7 +254,8 @@ export const RateLimit = Type.Object(
   {
     name: DnsLabel,
     key: RateLimitKey,
-    limit: Type.Integer({ minimum: 1, description: 'a positive integer' }),
+    // Envoy's token bucket counts in 32 bits.
+    limit: Type.Integer({ minimum: 1, maximum: 4_294_967_295, description: 'a positive integer below 2^32' }),
     window: Duration,
     appliesTo: Type.Optional(AppliesTo),
     enforce: Type.Optional(Type.Boolean()),
@@ -236,6 +266,7 @@ export const RateLimit = Type.Object(
 export const RetryOn = Type.String({
   pattern:
     '^(5xx|gateway-error|reset|connect-failure|envoy-ratelimited|retriable-4xx|refused-stream|retriable-status-codes|retriable-headers|cancelled|deadline-exceeded|internal|resource-exhausted|unavailable|[1-5][0-9][0-9])$',
+  maxLength: 32,
   description: 'an Envoy retry condition (5xx, gateway-error, reset, connect-failure, …) or a status code',
 });
 
@@ -243,25 +274,25 @@ export const Retries = Type.Object(
   {
     attempts: Type.Integer({ minimum: 0, maximum: 10, description: 'an integer from 0 to 10' }),
     perTryTimeout: Type.Optional(Duration),
-    on: Type.Optional(Type.Array(RetryOn, { uniqueItems: true })),
+    on: Type.Optional(Type.Array(RetryOn, { maxItems: 16, uniqueItems: true })),
   },
   closed,
 );
 
 export const PreviewSettings = Type.Object(
   {
-    repository: Type.String({
-      pattern: '^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$',
-      description: 'a GitHub repository as owner/name',
-    }),
-    image: Type.Optional(Type.String({ minLength: 1, description: 'an image, with {sha} for the commit' })),
+    repository: Repository,
+    image: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 512, description: 'an image, with {sha} for the commit' }),
+    ),
     branches: Type.Optional(
       Type.Array(
         Type.String({
           pattern: '^[^\\s]+$',
+          maxLength: 255,
           description: 'a base branch name; * matches any run of characters (release/*)',
         }),
-        { minItems: 1, uniqueItems: true },
+        { minItems: 1, maxItems: 32, uniqueItems: true },
       ),
     ),
     drafts: Type.Optional(Type.Boolean({ description: 'draft pull requests get previews too' })),
@@ -284,6 +315,7 @@ export const PreviewSettings = Type.Object(
           "a GitHub author association (the pull request's author_association)",
         ),
         {
+          maxItems: 7,
           uniqueItems: true,
           description: 'authors whose pull requests from forks get previews even when forks is false',
         },
@@ -301,7 +333,11 @@ export const PreviewSettings = Type.Object(
     ),
     domain: Type.Optional(HostName),
     gateway: Type.Optional(
-      Type.String({ minLength: 1, description: 'an Istio Gateway as namespace/name for preview URLs' }),
+      Type.String({
+        minLength: 1,
+        maxLength: 317,
+        description: 'an Istio Gateway as namespace/name for preview URLs',
+      }),
     ),
     requireToken: Type.Optional(Type.Boolean()),
     // A preview runs code from a pull request: by default with the stable pod's identity, env and
@@ -314,7 +350,8 @@ export const PreviewSettings = Type.Object(
       }),
     ),
     removeEnv: Type.Optional(
-      Type.Array(Type.String({ minLength: 1, description: 'an environment variable name' }), {
+      Type.Array(Type.String({ minLength: 1, maxLength: 256, description: 'an environment variable name' }), {
+        maxItems: 64,
         uniqueItems: true,
         description: 'environment variables the stable pods have that previews do not get',
       }),
@@ -327,28 +364,26 @@ export const TrafficPolicySpec = Type.Object(
   {
     service: DnsLabel,
     port: Type.Integer({ minimum: 1, maximum: 65535, description: 'a port number from 1 to 65535' }),
-    hosts: Type.Optional(Type.Array(HostName, { minItems: 1, uniqueItems: true })),
-    gateways: Type.Optional(
-      Type.Array(Type.String({ minLength: 1, description: 'an Istio Gateway as namespace/name' }), {
-        uniqueItems: true,
-      }),
-    ),
+    hosts: Type.Optional(Type.Array(HostName, { minItems: 1, maxItems: 64, uniqueItems: true })),
+    gateways: Type.Optional(Type.Array(GatewayRef, { maxItems: 16, uniqueItems: true })),
     versionLabel: Type.Optional(
       Type.String({
         pattern: '^([a-z0-9.-]+/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$',
+        maxLength: 317,
         description: 'a Kubernetes label key such as version',
       }),
     ),
     workloadLabels: Type.Optional(
-      Type.Record(Type.String(), Type.String(), {
+      Type.Record(Type.String({ maxLength: 317 }), Type.String({ maxLength: 63 }), {
+        maxProperties: 32,
         description: "labels that select the service's pods (default: app: <service>)",
       }),
     ),
     stable: VersionName,
     canary: Type.Optional(Canary),
-    intercepts: Type.Optional(Type.Array(Intercept)),
+    intercepts: Type.Optional(Type.Array(Intercept, { maxItems: 64 })),
     mirror: Type.Optional(Mirror),
-    rateLimits: Type.Optional(Type.Array(RateLimit)),
+    rateLimits: Type.Optional(Type.Array(RateLimit, { maxItems: 16 })),
     timeout: Type.Optional(Duration),
     retries: Type.Optional(Retries),
     upstreamProtocol: Type.Optional(
@@ -432,14 +467,17 @@ export const PreviewPhase = StringEnum(
 export const PreviewSpec = Type.Object(
   {
     policy: DnsLabel,
-    repository: Type.String({ pattern: '^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$', description: 'owner/name' }),
-    pullRequest: Type.Integer({ minimum: 1, description: 'a pull request number' }),
+    repository: Repository,
+    pullRequest: Type.Integer({ minimum: 1, maximum: 2_147_483_647, description: 'a pull request number' }),
     commit: Type.String({
       pattern: '^[0-9a-f]{7,40}$',
+      maxLength: 40,
       description: 'a lowercase hex commit SHA (7 to 40 digits)',
     }),
-    image: Type.Optional(Type.String({ minLength: 1 })),
-    env: Type.Optional(Type.Record(Type.String(), Type.String())),
+    image: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
+    env: Type.Optional(
+      Type.Record(Type.String({ maxLength: 256 }), Type.String({ maxLength: 32_768 }), { maxProperties: 64 }),
+    ),
     replicas: Type.Optional(Type.Integer({ minimum: 0, maximum: 10 })),
     ttl: Type.Optional(Duration),
   },
@@ -464,10 +502,15 @@ const Metadata = Type.Object({
     description: 'a DNS-1123 name: lowercase letters, digits and "-", at most 63 characters',
   }),
   namespace: Type.Optional(DnsLabel),
-  creationTimestamp: Type.Optional(Type.Union([Type.String(), Type.Null()])),
-  generation: Type.Optional(Type.Integer()),
-  labels: Type.Optional(Type.Record(Type.String(), Type.String())),
-  annotations: Type.Optional(Type.Record(Type.String(), Type.String())),
+  creationTimestamp: Type.Optional(Type.Union([Type.String({ maxLength: 64 }), Type.Null()])),
+  generation: Type.Optional(Type.Integer({ maximum: Number.MAX_SAFE_INTEGER })),
+  // The API server's own limits: 63-character label values, 256 KiB of annotations in all.
+  labels: Type.Optional(
+    Type.Record(Type.String({ maxLength: 317 }), Type.String({ maxLength: 63 }), { maxProperties: 256 }),
+  ),
+  annotations: Type.Optional(
+    Type.Record(Type.String({ maxLength: 317 }), Type.String({ maxLength: 262_144 }), { maxProperties: 256 }),
+  ),
 });
 
 function resource<K extends string, S extends TSchema, T extends TSchema>(kind: K, spec: S, status: T) {
@@ -487,15 +530,21 @@ export const PreviewSchema = resource('Preview', PreviewSpec, PreviewStatus);
 export const GatewayConfigSchema = Type.Object({
   apiVersion: Type.Literal(API_VERSION),
   kind: Type.Literal('GatewayConfig'),
-  metadata: Type.Optional(Type.Object({ name: Type.Optional(Type.String()) })),
+  metadata: Type.Optional(Type.Object({ name: Type.Optional(Type.String({ maxLength: 253 })) })),
   spec: Type.Object(
     {
       upstreams: Type.Record(
         Type.String({
           pattern: '^[a-z0-9-]+/[a-z0-9-]+$',
+          maxLength: 127,
           description: 'an upstream key <service>/<version>',
         }),
-        Type.String({ pattern: '^https?://[^\\s]+$', description: 'an http:// or https:// URL' }),
+        Type.String({
+          pattern: '^https?://[^\\s]+$',
+          maxLength: 2048,
+          description: 'an http:// or https:// URL',
+        }),
+        { maxProperties: 4096 },
       ),
     },
     { additionalProperties: true },

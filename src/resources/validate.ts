@@ -7,7 +7,7 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { parseDurationMs } from '../core/duration.js';
 import { type Problem, problem, type Source } from '../core/errors.js';
-import { re2SyntaxError } from '../core/regex.js';
+import { regexError } from '../core/regex.js';
 import { TOKEN_COOKIE } from '../tokens/intercept-token.js';
 import type { RawDocument } from './load.js';
 import {
@@ -106,6 +106,15 @@ function schemaErrorMessage(e: ErrorObject): { path: string; message: string } {
       };
     case 'minItems':
       return { path, message: `expected at least ${(e.params as { limit: number }).limit} item(s)` };
+    case 'maxItems':
+      return { path, message: `expected at most ${(e.params as { limit: number }).limit} item(s)` };
+    case 'maxProperties':
+      return { path, message: `expected at most ${(e.params as { limit: number }).limit} entries` };
+    case 'maxLength':
+      return {
+        path,
+        message: `expected ${expected ?? 'a string'} of at most ${(e.params as { limit: number }).limit} characters (got ${typeof e.data === 'string' ? e.data.length : '?'})`,
+      };
     default:
       return { path, message: `expected ${expected ?? e.message ?? 'a valid value'}${got}` };
   }
@@ -246,7 +255,7 @@ function checkPolicy(p: TrafficPolicy, source: Source): Problem[] {
     exactlyOne(ic.match, ['exact', 'prefix', 'regex'], source, `${at}.match`, out);
     exactlyOne(ic.to, ['version', 'preview'], source, `${at}.to`, out);
     if (ic.match.regex !== undefined) {
-      const err = re2SyntaxError(ic.match.regex);
+      const err = regexError(ic.match.regex);
       if (err)
         out.push(
           problem(
