@@ -12,6 +12,7 @@ import type { Kube } from '../kube/client.js';
 import { type EndpointSliceObject, readyEndpointUrls, type ServiceObject } from '../kube/endpoints.js';
 import type { EventRecorder } from '../kube/events.js';
 import { serviceHost, subsetName, versionServiceName } from '../src/compiler/names.js';
+import { formatProblem } from '../src/core/errors.js';
 import { builtinQuery, fillQuery, type MetricsBackend } from '../src/delivery/queries.js';
 import {
   type CanaryRun,
@@ -28,6 +29,7 @@ import {
   SERVICE_NAME_LABEL,
 } from '../src/resources/labels.js';
 import { DEFAULTS, RESOURCE, type TrafficPolicy } from '../src/resources/schema.js';
+import { readResources } from '../src/resources/validate.js';
 import type { MetricsReader } from './delivery/prometheus.js';
 import { versionDeployments } from './version-workload.js';
 
@@ -77,6 +79,22 @@ export async function reconcileCanaryRun(
   const run = live.status?.canary;
   const { group, version, plural } = RESOURCE.TrafficPolicy;
   if (!canary) return idle; // the last run stays in the status as what happened (promoted, say)
+  // A spec the controller marks Invalid neither steps nor promotes: the run holds where it is
+  // until the spec validates again (promotion would write the invalid spec's stable version).
+  const invalid = specProblems(live);
+  if (invalid) {
+    const key = `${namespace}/${name}@${canary.version}#invalid@${live.metadata?.generation}`;
+    if (!opts.waiting?.has(key)) {
+      opts.waiting?.add(key);
+      await opts.events.record(
+        live,
+        'Warning',
+        REASON.InvalidSpec,
+        `the canary run of ${canary.version} holds until the spec validates: ${invalid}`,
+      );
+    }
+    return { ...idle, ...(run ? { run } : {}) };
+  }
   if (!isProgressive(canary)) {
     // Weights set by hand again: the run's state goes.
     if (run) {
@@ -205,6 +223,17 @@ type VersionDeployment = KubernetesObject & {
 };
 
 /** The step (0-based) `canary resume` moved on, from `<version>@<step>`, for this run's version only. */
+/** What the validator finds wrong with the live spec (as the policy's reconcile reads it), or undefined. */
+function specProblems(live: LivePolicy): string | undefined {
+  const { problems } = readResources([
+    {
+      source: { file: `${live.metadata?.namespace}/${live.metadata?.name}`, document: 1 },
+      value: JSON.parse(JSON.stringify(live)),
+    },
+  ]);
+  return problems.length > 0 ? problems.map(formatProblem).join('; ') : undefined;
+}
+
 function resumedStep(value: string | undefined, version: string): number | undefined {
   const at = value?.lastIndexOf('@') ?? -1;
   if (!value || at < 0 || value.slice(0, at) !== version) return undefined;
