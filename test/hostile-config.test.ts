@@ -39,6 +39,11 @@ const HOSTILE: [name: string, text: string, says: RegExp][] = [
     /spec\.upstreams\["web\/v1"\]: expected an http:\/\/ or https:\/\/ URL .*does not parse/,
   ],
   [
+    'an upstream key that is not <service>/<version>, with no URL (found by the property test)',
+    `${POLICY}${gatewayConfig({ 'Web/V1': 'null' })}`,
+    /spec\.upstreams\["Web\/V1"\]: unknown key \(expected a key matching/,
+  ],
+  [
     'a kind that names an Object method',
     `${POLICY}---\napiVersion: switchyard.dev/v1alpha1\nkind: constructor\nspec: {}\n`,
     /expected apiVersion .* and kind TrafficPolicy, Preview or GatewayConfig .*\[SY_UNKNOWN_KIND\]/,

@@ -544,7 +544,8 @@ export const GatewayConfigSchema = Type.Object({
           maxLength: 2048,
           description: 'an http:// or https:// URL',
         }),
-        { maxProperties: 4096 },
+        // A key that does not match is refused, not passed on unchecked with whatever value it has.
+        { maxProperties: 4096, additionalProperties: false },
       ),
     },
     { additionalProperties: true },

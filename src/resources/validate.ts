@@ -68,11 +68,16 @@ function schemaErrorMessage(e: ErrorObject): { path: string; message: string } {
   const got = ` (got ${show(e.data)})`;
   switch (e.keyword) {
     case 'additionalProperties': {
-      const props = Object.keys((e.parentSchema as { properties?: object }).properties ?? {});
+      const parent = e.parentSchema as { properties?: object; patternProperties?: Record<string, unknown> };
+      const props = Object.keys(parent.properties ?? {});
       const key = (e.params as { additionalProperty: string }).additionalProperty;
+      const patterns = Object.keys(parent.patternProperties ?? {});
       return {
         path: toFieldPath(e.instancePath, key),
-        message: `unknown field (expected one of: ${props.join(', ')})`,
+        message:
+          props.length === 0 && patterns.length > 0
+            ? `unknown key (expected a key matching ${patterns.join(' or ')})`
+            : `unknown field (expected one of: ${props.join(', ')})`,
       };
     }
     case 'required': {
