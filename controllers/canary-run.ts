@@ -83,16 +83,14 @@ export async function reconcileCanaryRun(
   // until the spec validates again (promotion would write the invalid spec's stable version).
   const invalid = specProblems(live);
   if (invalid) {
-    const key = `${namespace}/${name}@${canary.version}#invalid@${live.metadata?.generation}`;
-    if (!opts.waiting?.has(key)) {
-      opts.waiting?.add(key);
-      await opts.events.record(
-        live,
-        'Warning',
-        REASON.InvalidSpec,
-        `the canary run of ${canary.version} holds until the spec validates: ${invalid}`,
-      );
-    }
+    await recordOnce(
+      opts,
+      `${namespace}/${name}@${canary.version}#invalid@${live.metadata?.generation}`,
+      live,
+      'Warning',
+      REASON.InvalidSpec,
+      `the canary run of ${canary.version} holds until the spec validates: ${invalid}`,
+    );
     return { ...idle, ...(run ? { run } : {}) };
   }
   if (!isProgressive(canary)) {
@@ -128,15 +126,14 @@ export async function reconcileCanaryRun(
   const starting = effectiveCanaryWeight(canary, run) === 0 && effectiveCanaryWeight(canary, tick.run) > 0;
   const waitingFor = starting ? await notServing(kube, live, canary.version, opts.backend) : undefined;
   if (waitingFor) {
-    if (!opts.waiting?.has(waitKey)) {
-      opts.waiting?.add(waitKey);
-      await opts.events.record(
-        live,
-        'Normal',
-        REASON.CanaryWaiting,
-        `${canary.version} gets no traffic until ${waitingFor}`,
-      );
-    }
+    await recordOnce(
+      opts,
+      waitKey,
+      live,
+      'Normal',
+      REASON.CanaryWaiting,
+      `${canary.version} gets no traffic until ${waitingFor}`,
+    );
     return { ...idle, requeueAfterMs: NOT_SERVING_WAIT_MS, ...(run ? { run } : {}) };
   }
   opts.waiting?.delete(waitKey);
@@ -223,6 +220,17 @@ type VersionDeployment = KubernetesObject & {
 };
 
 /** The step (0-based) `canary resume` moved on, from `<version>@<step>`, for this run's version only. */
+/** An Event recorded once per `key` while the caller keeps `opts.waiting` (a wait is one Event, not one per look). */
+async function recordOnce(
+  opts: CanaryRunOptions,
+  key: string,
+  ...event: Parameters<EventRecorder['record']>
+): Promise<void> {
+  if (opts.waiting?.has(key)) return;
+  opts.waiting?.add(key);
+  await opts.events.record(...event);
+}
+
 /** What the validator finds wrong with the live spec (as the policy's reconcile reads it), or undefined. */
 function specProblems(live: LivePolicy): string | undefined {
   const { problems } = readResources([

@@ -5,10 +5,8 @@
  * (the files are read and parsed on a worker thread, off the traffic port's event loop).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { gatewayConfig, startTestGateway, type TestGateway } from './support/gateway.js';
-import { HOSTILE, POLICY } from './support/hostile-files.js';
-import { agent, header, send } from './support/http.js';
-import { startUpstream, type TestUpstream } from './support/upstreams.js';
+import { HOSTILE, POLICY, webGateway } from './support/hostile-files.js';
+import { header, send } from './support/http.js';
 
 const CLIENTS = 8;
 const PHASE_MS = 3000;
@@ -45,21 +43,14 @@ const LARGE = [
 ];
 
 describe('reload fuzz', () => {
-  let web: TestUpstream;
-  let gw: TestGateway;
-  const good = () => `${POLICY}${gatewayConfig({ 'web/v1': web.url })}`;
-
+  let served: Awaited<ReturnType<typeof webGateway>>;
   beforeAll(async () => {
-    web = await startUpstream('web/v1');
-    gw = await startTestGateway(good());
+    served = await webGateway();
   });
-  afterAll(async () => {
-    await gw.close();
-    await web.close();
-    await agent.close();
-  });
+  afterAll(() => served.close());
 
   it('hostile files written over the config while traffic flows: no failed request, p99 within 50 ms', async () => {
+    const { gw } = served;
     const quiet = await load(gw.base);
     const files = [...HOSTILE.map(([, text]) => text), ...LARGE];
     let writing = true;

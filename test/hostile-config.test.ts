@@ -9,11 +9,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_PARSE_ERRORS, parseDocuments } from '../src/resources/load.js';
 import { cli, tempFiles } from './support/cli.js';
-import { eventually, gatewayConfig, startTestGateway, type TestGateway } from './support/gateway.js';
-import { HOSTILE, POLICY } from './support/hostile-files.js';
-import { agent, header, send } from './support/http.js';
+import { eventually } from './support/gateway.js';
+import { HOSTILE, webGateway } from './support/hostile-files.js';
+import { header, send } from './support/http.js';
 import { startProcess } from './support/process.js';
-import { startUpstream, type TestUpstream, unusedPort } from './support/upstreams.js';
+import { unusedPort } from './support/upstreams.js';
 
 describe('validate: hostile files exit 2 with the file named', () => {
   for (const [name, text, says] of HOSTILE)
@@ -49,22 +49,15 @@ describe('the parser stops at a bounded number of errors', () => {
 });
 
 describe('a running gateway keeps its last good plan through hostile files', () => {
-  let web: TestUpstream;
-  let gw: TestGateway;
-  const good = () => `${POLICY}${gatewayConfig({ 'web/v1': web.url })}`;
-
+  let served: Awaited<ReturnType<typeof webGateway>>;
   beforeAll(async () => {
-    web = await startUpstream('web/v1');
-    gw = await startTestGateway(good());
+    served = await webGateway();
   });
-  afterAll(async () => {
-    await gw.close();
-    await web.close();
-    await agent.close();
-  });
+  afterAll(() => served.close());
 
   for (const [name, text] of HOSTILE)
     it(name, async () => {
+      const { gw, good } = served;
       const failures = gw.holder.failures;
       gw.write(text);
       await eventually(() => gw.holder.failures > failures);

@@ -3,7 +3,9 @@
  * say: used by the validate, reload and reload-fuzz tests (test/hostile-config.test.ts,
  * test/gateway-reload-fuzz.test.ts).
  */
-import { gatewayConfig } from './gateway.js';
+import { gatewayConfig, startTestGateway, type TestGateway } from './gateway.js';
+import { agent } from './http.js';
+import { startUpstream, type TestUpstream } from './upstreams.js';
 
 export const POLICY = `apiVersion: switchyard.dev/v1alpha1
 kind: TrafficPolicy
@@ -57,3 +59,25 @@ export const HOSTILE: [name: string, text: string, says: RegExp][] = [
   ],
   ['nesting deeper than the stack', `${POLICY}---\n${'['.repeat(20_000)}\n`, /YAML does not parse/],
 ];
+
+/** A gateway serving POLICY (web.test) from one upstream, web/v1; `good()` is its configuration. */
+export async function webGateway(): Promise<{
+  gw: TestGateway;
+  web: TestUpstream;
+  good: () => string;
+  close(): Promise<void>;
+}> {
+  const web = await startUpstream('web/v1');
+  const good = () => `${POLICY}${gatewayConfig({ 'web/v1': web.url })}`;
+  const gw = await startTestGateway(good());
+  return {
+    gw,
+    web,
+    good,
+    async close() {
+      await gw.close();
+      await web.close();
+      await agent.close();
+    },
+  };
+}
