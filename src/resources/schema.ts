@@ -535,7 +535,7 @@ export const GatewayConfigSchema = Type.Object({
     {
       upstreams: Type.Record(
         Type.String({
-          pattern: '^[a-z0-9-]+/[a-z0-9-]+$',
+          pattern: '^[a-z0-9-]+/[A-Za-z0-9_.-]+$',
           maxLength: 127,
           description: 'an upstream key <service>/<version>',
         }),
