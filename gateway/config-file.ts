@@ -8,24 +8,29 @@ import { stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { problem } from '../src/core/errors.js';
-import type { LoadResult } from '../src/resources/load.js';
+import { type LoadResult, loadPaths } from '../src/resources/load.js';
 import { readResources } from '../src/resources/validate.js';
 import { type BuildResult, buildSnapshot, upstreamsOf } from './snapshot.js';
 
 /** How long reading and parsing the files may take before the load is refused. */
 export const LOAD_TIMEOUT_MS = 10_000;
+/** The reading thread's heap: a 4 MiB file parses in a fraction of it; a hostile one is stopped at it. */
+const LOAD_HEAP_MB = 128;
 
 /**
  * The files as a plan, or the problems that refuse them. Never rejects: whatever the files hold,
- * the caller gets a result (and a running gateway keeps its last good plan).
+ * the caller gets a result (and a running gateway keeps its last good plan). `offThread`: read and
+ * parse on a worker thread, for a reload while traffic flows; at start, with no traffic yet, the
+ * process reads them itself (a thread costs memory, and every `--workers` process starts at once).
  */
 export async function loadGatewayFiles(
   paths: readonly string[],
   generation: number,
   now: Date,
+  offThread = false,
 ): Promise<BuildResult> {
   try {
-    const loaded = await loadOffThread(paths);
+    const loaded = offThread ? await loadOffThread(paths) : await loadPaths(paths);
     const { resources, problems } = readResources(loaded.documents);
     const all = [...loaded.problems, ...problems];
     if (all.length > 0) return { ok: false, problems: all };
@@ -55,9 +60,10 @@ import(require('node:worker_threads').workerData.entry);
 /** loadPaths on a worker thread, bounded by LOAD_TIMEOUT_MS. */
 function loadOffThread(paths: readonly string[]): Promise<LoadResult> {
   const entry = new URL(`./config-worker.${FROM_SOURCE ? 'ts' : 'js'}`, import.meta.url);
+  const resourceLimits = { maxOldGenerationSizeMb: LOAD_HEAP_MB };
   const worker = FROM_SOURCE
-    ? new Worker(SOURCE_BOOT, { eval: true, workerData: { paths, entry: entry.href } })
-    : new Worker(entry, { workerData: { paths } });
+    ? new Worker(SOURCE_BOOT, { eval: true, workerData: { paths, entry: entry.href }, resourceLimits })
+    : new Worker(entry, { workerData: { paths }, resourceLimits });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       void worker.terminate();

@@ -138,7 +138,7 @@ export async function runGateway(opts: RunGatewayOptions): Promise<RunningGatewa
   // nobody to catch, and whatever the files hold, the last good plan keeps serving.
   const reload = async (): Promise<boolean> => {
     if (source) return false; // the cluster pushes its changes through the watches
-    const result = await loadGatewayFiles(opts.config, ++generation, new Date());
+    const result = await loadGatewayFiles(opts.config, ++generation, new Date(), true);
     const applied = holder.apply(result, opts.config.join(','), new Date());
     gateway.metrics.reloads.inc({ result: applied ? 'success' : 'error' });
     if (applied)
