@@ -138,10 +138,13 @@ export function electLeader(
     );
   };
 
+  /** The acquire or renew under way, which a release must wait for (else it writes the Lease back). */
+  let attempt: Promise<boolean> | undefined;
   const loop = async () => {
     if (stopped) return;
     try {
-      const ok = await tryAcquireOrRenew();
+      attempt = tryAcquireOrRenew();
+      const ok = await attempt;
       if (ok) {
         lastRenew = Date.now();
         if (!leader) {
@@ -173,6 +176,8 @@ export function electLeader(
     async stop() {
       stopped = true;
       if (timer) clearTimeout(timer);
+      // A renew in flight would land after the release and hold the Lease for its whole duration.
+      await attempt?.catch(() => undefined);
       if (!leader) return;
       leader = false;
       // Release: an expired renewTime lets a standby take over without waiting out the lease.
