@@ -26,7 +26,13 @@ function validFile(bytes: number): string {
     text += `---\napiVersion: switchyard.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: s${i}}\nspec: {service: s${i}, port: 80, hosts: [s${i}.test], stable: v1, intercepts: [{name: a, match: {header: x-user, exact: alice}, to: {version: v2}}]}\n`;
     upstreams.push(`    s${i}/v1: http://127.0.0.1:9`, `    s${i}/v2: http://127.0.0.1:9`);
   }
-  return `${text}---\napiVersion: switchyard.dev/v1alpha1\nkind: GatewayConfig\nspec:\n  upstreams:\n${upstreams.join('\n')}\n`;
+  // A GatewayConfig holds at most 4096 upstreams: one per 4000.
+  const configs: string[] = [];
+  for (let i = 0; i < upstreams.length; i += 4000)
+    configs.push(
+      `---\napiVersion: switchyard.dev/v1alpha1\nkind: GatewayConfig\nspec:\n  upstreams:\n${upstreams.slice(i, i + 4000).join('\n')}\n`,
+    );
+  return `${text}${configs.join('')}`;
 }
 
 const malformedFile = (bytes: number) => 'a: [b, c\n'.repeat(Math.ceil(bytes / 9));
