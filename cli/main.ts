@@ -1,7 +1,9 @@
 /**
  * The `switchyard` command. Exit codes (README, "CLI reference"): 0 success, 2 invalid input (one line per
  * problem: `file:document N: spec.path: what was expected`), 1 an internal failure. Never a stack
- * trace for bad input; SWITCHYARD_DEBUG=1 adds one for internal failures.
+ * trace for bad input; SWITCHYARD_DEBUG=1 adds one for internal failures. Each command's module is
+ * loaded when that command runs: `validate` and `render` never load the Kubernetes client (0.4 s of
+ * start-up; load-tests/README.md, "Configuration files").
  */
 import proxyAddr from '@fastify/proxy-addr';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
@@ -11,29 +13,8 @@ import {
   DEFAULT_ISTIO_ROOT_NAMESPACE,
   DEFAULT_TOKEN_GATEWAY_SELECTOR,
 } from '../src/istio/request-authentication.js';
-import {
-  canaryAbortCommand,
-  canaryPauseCommand,
-  canaryPromoteCommand,
-  canaryResumeCommand,
-  canarySetCommand,
-  canaryStatusCommand,
-  canaryWatchCommand,
-} from './canary.js';
-import { controllerCommand } from './controller.js';
-import { crdsCommand } from './crds.js';
-import { demoCommand } from './demo.js';
-import { explainCommand } from './explain.js';
-import { gatewayCommand } from './gateway.js';
-import { installCommand } from './install.js';
-import { interceptAddCommand, interceptListCommand, interceptRemoveCommand } from './intercepts.js';
 import { type CliIO, EXIT_INTERNAL, EXIT_INVALID, processIO } from './io.js';
-import { previewDeleteCommand, previewListCommand } from './previews.js';
-import { renderCommand } from './render.js';
 import { readSettings, type Settings } from './settings.js';
-import { statusCommand } from './status.js';
-import { tokenCommand, tokenJwksCommand, tokenKeyCommand } from './token.js';
-import { validateCommand } from './validate.js';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
@@ -144,13 +125,15 @@ export function buildProgram(
     )
     .option('--cluster-domain <domain>', 'the cluster DNS domain', 'cluster.local');
   tokenAuthenticationOptions(render, 'also write');
-  render.action(async (opts) => setExit(await renderCommand(opts, io, settings)));
+  render.action(async (opts) =>
+    setExit(await (await import('./render.js')).renderCommand(opts, io, settings)),
+  );
 
   program
     .command('validate')
     .description('check TrafficPolicies and Previews without writing anything')
     .addOption(fileOption())
-    .action(async (opts) => setExit(await validateCommand(opts, io)));
+    .action(async (opts) => setExit(await (await import('./validate.js')).validateCommand(opts, io)));
 
   program
     .command('explain')
@@ -162,7 +145,7 @@ export function buildProgram(
     .option('--cookie <name=value>', 'a request cookie (repeatable)', collect, [])
     .option('--claim <name=value>', 'a claim of a verified intercept token (repeatable)', collect, [])
     .addOption(outputOption(['text', 'json'], 'text'))
-    .action(async (opts) => setExit(await explainCommand(opts, io)));
+    .action(async (opts) => setExit(await (await import('./explain.js')).explainCommand(opts, io)));
 
   program
     .command('gateway')
@@ -230,7 +213,7 @@ export function buildProgram(
     )
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option('--log-level <level>', 'pino log level', settings.logLevel ?? 'info')
-    .action(async (opts) => setExit(await gatewayCommand(opts, io, settings)));
+    .action(async (opts) => setExit(await (await import('./gateway.js')).gatewayCommand(opts, io, settings)));
 
   program
     .command('demo')
@@ -243,7 +226,7 @@ export function buildProgram(
       '127.0.0.1',
     )
     .option('--log-level <level>', 'pino log level', settings.logLevel ?? 'warn')
-    .action(async (opts) => setExit(await demoCommand(opts, io)));
+    .action(async (opts) => setExit(await (await import('./demo.js')).demoCommand(opts, io)));
 
   program
     .command('token')
@@ -253,7 +236,7 @@ export function buildProgram(
     .option('--header <name>', 'the intercept header the token is sent in', 'x-switchyard-preview')
     .requiredOption('--value <value>', 'the value the token vouches for, e.g. pr-42')
     .option('--ttl <duration>', 'how long the token is valid (at most 168h)', '8h')
-    .action(async (opts) => setExit(await tokenCommand(opts, io, settings)));
+    .action(async (opts) => setExit(await (await import('./token.js')).tokenCommand(opts, io, settings)));
 
   program
     .command('token-key')
@@ -261,13 +244,13 @@ export function buildProgram(
     .addOption(
       new Option('--algorithm <alg>', 'the signature algorithm').choices(['ES256', 'EdDSA']).default('ES256'),
     )
-    .action((opts) => setExit(tokenKeyCommand(opts, io)));
+    .action(async (opts) => setExit((await import('./token.js')).tokenKeyCommand(opts, io)));
 
   program
     .command('token-jwks')
     .description('print the public keys of these key files (PEM) as the JWKS gateways verify tokens with')
     .argument('<key-file...>', 'the current key first, then keys still accepted during a rotation')
-    .action(async (files) => setExit(await tokenJwksCommand(files, io)));
+    .action(async (files) => setExit(await (await import('./token.js')).tokenJwksCommand(files, io)));
 
   const controller = program
     .command('controller')
@@ -318,7 +301,9 @@ export function buildProgram(
     )
     .option('--log-level <level>', 'pino log level', settings.logLevel ?? 'info');
   tokenAuthenticationOptions(controller, 'keep');
-  controller.action(async (opts) => setExit(await controllerCommand(opts, io, settings)));
+  controller.action(async (opts) =>
+    setExit(await (await import('./controller.js')).controllerCommand(opts, io, settings)),
+  );
 
   const canary = program
     .command('canary')
@@ -333,7 +318,9 @@ export function buildProgram(
       .description('set the canary weight (0-100)')
       .argument('<policy>')
       .argument('<weight>'),
-  ).action(async (policy, weight, opts) => setExit(await canarySetCommand(policy, weight, opts, io)));
+  ).action(async (policy, weight, opts) =>
+    setExit(await (await import('./canary.js')).canarySetCommand(policy, weight, opts, io)),
+  );
   kubeOptions(
     canary
       .command('status')
@@ -341,13 +328,17 @@ export function buildProgram(
       .argument('<policy>'),
   )
     .addOption(outputOption(['text', 'json', 'yaml'], 'text'))
-    .action(async (policy, opts) => setExit(await canaryStatusCommand(policy, opts, io)));
+    .action(async (policy, opts) =>
+      setExit(await (await import('./canary.js')).canaryStatusCommand(policy, opts, io)),
+    );
   kubeOptions(
     canary
       .command('promote')
       .description('the canary becomes stable; no canary afterwards')
       .argument('<policy>'),
-  ).action(async (policy, opts) => setExit(await canaryPromoteCommand(policy, opts, io)));
+  ).action(async (policy, opts) =>
+    setExit(await (await import('./canary.js')).canaryPromoteCommand(policy, opts, io)),
+  );
   kubeOptions(
     canary
       .command('abort')
@@ -355,7 +346,9 @@ export function buildProgram(
         'all traffic back to stable: weight 0, sticky cookies no longer hold clients (a progressive run is rolled back)',
       )
       .argument('<policy>'),
-  ).action(async (policy, opts) => setExit(await canaryAbortCommand(policy, opts, io)));
+  ).action(async (policy, opts) =>
+    setExit(await (await import('./canary.js')).canaryAbortCommand(policy, opts, io)),
+  );
   kubeOptions(
     canary
       .command('watch')
@@ -364,19 +357,25 @@ export function buildProgram(
       )
       .argument('<policy>')
       .addOption(durationOption('--interval <duration>', 'how often to look', 60_000, '1s')),
-  ).action(async (policy, opts) => setExit(await canaryWatchCommand(policy, opts, io)));
+  ).action(async (policy, opts) =>
+    setExit(await (await import('./canary.js')).canaryWatchCommand(policy, opts, io)),
+  );
   kubeOptions(
     canary
       .command('resume')
       .description('move a progressive run on: lift a `canary pause`, or end a step without a pause')
       .argument('<policy>'),
-  ).action(async (policy, opts) => setExit(await canaryResumeCommand(policy, opts, io)));
+  ).action(async (policy, opts) =>
+    setExit(await (await import('./canary.js')).canaryResumeCommand(policy, opts, io)),
+  );
   kubeOptions(
     canary
       .command('pause')
       .description('hold a progressive run at its step until `canary resume` (analyses go on)')
       .argument('<policy>'),
-  ).action(async (policy, opts) => setExit(await canaryPauseCommand(policy, opts, io)));
+  ).action(async (policy, opts) =>
+    setExit(await (await import('./canary.js')).canaryPauseCommand(policy, opts, io)),
+  );
 
   const intercept = program
     .command('intercept')
@@ -398,28 +397,36 @@ export function buildProgram(
     .option('--to-version <version>', 'send to this version')
     .option('--to-preview <ref>', 'send to this preview (pr-42 or pr-42-7f3a2c1)')
     .option('--require-token', 'the value must come from a signed token (header matches only)')
-    .action(async (policy, name, opts) => setExit(await interceptAddCommand(policy, name, opts, io)));
+    .action(async (policy, name, opts) =>
+      setExit(await (await import('./intercepts.js')).interceptAddCommand(policy, name, opts, io)),
+    );
   kubeOptions(
     intercept.command('remove').description('remove an intercept').argument('<policy>').argument('<name>'),
-  ).action(async (policy, name, opts) => setExit(await interceptRemoveCommand(policy, name, opts, io)));
+  ).action(async (policy, name, opts) =>
+    setExit(await (await import('./intercepts.js')).interceptRemoveCommand(policy, name, opts, io)),
+  );
   kubeOptions(
     intercept.command('list').description("a policy's intercepts, in the order tried").argument('<policy>'),
   )
     .addOption(outputOption(['text', 'json', 'yaml'], 'text'))
-    .action(async (policy, opts) => setExit(await interceptListCommand(policy, opts, io)));
+    .action(async (policy, opts) =>
+      setExit(await (await import('./intercepts.js')).interceptListCommand(policy, opts, io)),
+    );
 
   const preview = program.command('preview').description('pull-request previews (uses the kubeconfig)');
   kubeOptions(preview.command('list').description('repository, PR, SHA, phase, URL and age of each preview'))
     .option('-A, --all-namespaces', 'previews of every namespace')
     .option('--policy <name>', 'only the previews of this policy')
     .addOption(outputOption(['text', 'json', 'yaml'], 'text'))
-    .action(async (opts) => setExit(await previewListCommand(opts, io)));
+    .action(async (opts) => setExit(await (await import('./previews.js')).previewListCommand(opts, io)));
   kubeOptions(
     preview
       .command('delete')
       .description('delete a preview (routes first, then its workload)')
       .argument('<name>'),
-  ).action(async (name, opts) => setExit(await previewDeleteCommand(name, opts, io)));
+  ).action(async (name, opts) =>
+    setExit(await (await import('./previews.js')).previewDeleteCommand(name, opts, io)),
+  );
 
   kubeOptions(
     program
@@ -427,7 +434,7 @@ export function buildProgram(
       .description('every policy: stable, canary and weight, intercepts, previews, conditions'),
   )
     .addOption(outputOption(['text', 'json', 'yaml'], 'text'))
-    .action(async (opts) => setExit(await statusCommand(opts, io)));
+    .action(async (opts) => setExit(await (await import('./status.js')).statusCommand(opts, io)));
 
   program
     .command('install')
@@ -447,13 +454,13 @@ export function buildProgram(
       'public keys of intercept tokens (switchyard token-jwks): a ConfigMap mounted into the controller (istio) or the gateway',
     )
     .addOption(outputOption(['yaml', 'json'], 'yaml'))
-    .action((opts) => setExit(installCommand(opts, io, settings)));
+    .action(async (opts) => setExit((await import('./install.js')).installCommand(opts, io, settings)));
 
   program
     .command('crds')
     .description('print the CustomResourceDefinitions for TrafficPolicy and Preview')
     .addOption(outputOption(['yaml', 'json'], 'yaml'))
-    .action((opts) => setExit(crdsCommand(opts, io)));
+    .action(async (opts) => setExit((await import('./crds.js')).crdsCommand(opts, io)));
 
   return program;
 }
