@@ -29,7 +29,7 @@ import {
   SERVICE_NAME_LABEL,
 } from '../src/resources/labels.js';
 import { DEFAULTS, RESOURCE, type TrafficPolicy } from '../src/resources/schema.js';
-import { readResources } from '../src/resources/validate.js';
+import { readLiveResource } from '../src/resources/validate.js';
 import type { MetricsReader } from './delivery/prometheus.js';
 import { versionDeployments } from './version-workload.js';
 
@@ -233,12 +233,7 @@ async function recordOnce(
 
 /** What the validator finds wrong with the live spec (as the policy's reconcile reads it), or undefined. */
 function specProblems(live: LivePolicy): string | undefined {
-  const { problems } = readResources([
-    {
-      source: { file: `${live.metadata?.namespace}/${live.metadata?.name}`, document: 1 },
-      value: JSON.parse(JSON.stringify(live)),
-    },
-  ]);
+  const { problems } = readLiveResource(live);
   return problems.length > 0 ? problems.map(formatProblem).join('; ') : undefined;
 }
 

@@ -32,7 +32,7 @@ import {
 } from '../src/resources/conditions.js';
 import { MANAGED_BY, MANAGED_BY_VALUE, POLICY_LABEL } from '../src/resources/labels.js';
 import { DEFAULTS, type Preview, RESOURCE, type TrafficPolicy } from '../src/resources/schema.js';
-import { readResources } from '../src/resources/validate.js';
+import { readLiveResource } from '../src/resources/validate.js';
 import { type Backend, backendFor, type ControllerMode } from './backends/index.js';
 import { type ReconcileContext, type Reconciler, reconcilerOf } from './reconcile.js';
 
@@ -87,10 +87,7 @@ export const reconcileTrafficPolicy: Reconciler<ReconcileOptions, ReconcileResul
     const generation = live.metadata?.generation;
     const previous = (live as { status?: { conditions?: ConditionValue[] } }).status?.conditions;
 
-    // The API server already checked the CRD schema; the validator adds what a schema cannot say.
-    const { resources, problems: invalid } = readResources([
-      { source: { file: `${namespace}/${name}`, document: 1 }, value: JSON.parse(JSON.stringify(live)) },
-    ]); // client-node hands out Dates; the schema reads JSON
+    const { resources, problems: invalid } = readLiveResource(live);
     const problems: Problem[] = [...invalid];
     const previews = (
       await kube.list<Preview & KubernetesObject>(

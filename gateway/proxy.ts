@@ -126,7 +126,8 @@ export class UpstreamPools {
   }
 }
 
-function connectionTokens(headers: IncomingHttpHeaders): Set<string> {
+/** The header names a Connection header lists, lower case. */
+export function connectionTokens(headers: IncomingHttpHeaders): Set<string> {
   const c = headers.connection;
   return new Set(typeof c === 'string' ? c.split(',').map((t) => t.trim().toLowerCase()) : []);
 }

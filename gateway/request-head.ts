@@ -8,8 +8,9 @@
  *   (`GET http://shop.test/x`) names the authority, which replaces Host (RFC 9112 §3.2.2), and
  *   the upstream gets the origin form (`/x`), as Envoy does.
  */
-import type { IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { GatewayError } from './errors.js';
+import { connectionTokens } from './proxy.js';
 import type { TrafficRequest } from './traffic-server.js';
 
 const SLASH = 47;
@@ -24,7 +25,7 @@ export function canonicalHead(req: TrafficRequest): GatewayError | undefined {
   const http1 = req as IncomingMessage;
   if (hostCount(http1.rawHeaders) > 1)
     return new GatewayError('SY_GW_BAD_REQUEST', 'the request has more than one Host header');
-  if (namesHost(http1.headers.connection))
+  if (namesHost(http1.headers))
     return new GatewayError('SY_GW_BAD_REQUEST', 'the Connection header names Host, which is not hop-by-hop');
   const target = http1.url;
   if (target === undefined || target.charCodeAt(0) === SLASH) return undefined;
@@ -35,9 +36,10 @@ export function canonicalHead(req: TrafficRequest): GatewayError | undefined {
 }
 
 /** Whether a Connection header lists Host among the headers to drop (Envoy refuses it: 400). */
-function namesHost(connection: string | undefined): boolean {
-  if (connection === undefined || !/host/i.test(connection)) return false;
-  return connection.split(',').some((t) => t.trim().toLowerCase() === 'host');
+function namesHost(headers: IncomingHttpHeaders): boolean {
+  const connection = headers.connection;
+  // Most requests say `keep-alive` or nothing: no token list is built for them.
+  return connection !== undefined && /host/i.test(connection) && connectionTokens(headers).has('host');
 }
 
 function hostCount(raw: readonly string[]): number {

@@ -48,7 +48,8 @@ export function allowedUpgrade(
   allowed: readonly string[] = DEFAULTS.upgrades,
 ): string | GatewayError {
   const asked = protocolAsked(req);
-  if (asked !== 'h2c' && allowed.includes(asked)) return asked;
+  // h2c cannot be listed (the validator refuses it), so it is refused here on TLS too.
+  if (allowed.includes(asked)) return asked;
   return new GatewayError(
     'SY_GW_UPGRADE_REFUSED',
     `upgrade to ${JSON.stringify(asked.slice(0, 64))} is not allowed here (allowed: ${allowed.join(', ') || 'none'})`,

@@ -218,20 +218,9 @@ function checkCanaryRun(c: NonNullable<TrafficPolicy['spec']['canary']>, source:
 /** W3C baggage values are baggage-octets: printable ASCII without space, `"`, `,`, `;` and `\`. */
 const BAGGAGE_VALUE = /^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]+$/;
 
-function checkPolicy(p: TrafficPolicy, source: Source): Problem[] {
+/** Names the gateway keeps for itself: the token's cookie, and h2c (never tunnelled). */
+function checkReservedNames(spec: TrafficPolicy['spec'], source: Source): Problem[] {
   const out: Problem[] = [];
-  const spec = p.spec;
-  if (spec.canary && spec.canary.version === spec.stable) {
-    out.push(
-      problem(
-        'SY_INVALID_VALUE',
-        `canary version must differ from stable (${spec.stable})`,
-        source,
-        'spec.canary.version',
-      ),
-    );
-  }
-  if (spec.canary) out.push(...checkCanaryRun(spec.canary, source));
   if (spec.canary?.sticky?.cookie === TOKEN_COOKIE)
     out.push(
       problem(
@@ -250,6 +239,24 @@ function checkPolicy(p: TrafficPolicy, source: Source): Problem[] {
         `spec.upgrades[${spec.upgrades.indexOf('h2c')}]`,
       ),
     );
+  return out;
+}
+
+function checkPolicy(p: TrafficPolicy, source: Source): Problem[] {
+  const out: Problem[] = [];
+  const spec = p.spec;
+  if (spec.canary && spec.canary.version === spec.stable) {
+    out.push(
+      problem(
+        'SY_INVALID_VALUE',
+        `canary version must differ from stable (${spec.stable})`,
+        source,
+        'spec.canary.version',
+      ),
+    );
+  }
+  if (spec.canary) out.push(...checkCanaryRun(spec.canary, source));
+  out.push(...checkReservedNames(spec, source));
   const names = new Set<string>();
   (spec.intercepts ?? []).forEach((ic, i) => {
     const at = `spec.intercepts[${i}]`;
@@ -515,4 +522,16 @@ export function readResources(documents: readonly RawDocument[]): {
     resources.sources.set(res, source);
   }
   return { resources, problems };
+}
+
+/**
+ * A resource read from the API server, validated as a file's would be: `namespace/name` stands for
+ * the file. The API server already checked the CRD schema; this adds what a schema cannot say.
+ * client-node hands out Dates, and the schema reads JSON: hence the round trip.
+ */
+export function readLiveResource(live: {
+  metadata?: { namespace?: string; name?: string };
+}): ReturnType<typeof readResources> {
+  const file = `${live.metadata?.namespace}/${live.metadata?.name}`;
+  return readResources([{ source: { file, document: 1 }, value: JSON.parse(JSON.stringify(live)) }]);
 }
