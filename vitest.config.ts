@@ -5,5 +5,6 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     testTimeout: 30_000,
     globalSetup: ['test/support/envtest-global.ts'],
+    setupFiles: ['test/support/temp-cleanup.ts'],
   },
 });

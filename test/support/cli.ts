@@ -1,8 +1,8 @@
 /** Runs the `switchyard` CLI in-process and captures what it prints. */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli } from '../../cli/main.js';
+import { tempDir } from './temp.js';
 
 export interface CliResult {
   code: number;
@@ -26,7 +26,7 @@ export async function cli(...args: string[]): Promise<CliResult> {
 
 /** Writes files into a fresh temporary folder and returns its path. */
 export function tempFiles(files: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-test-'));
+  const dir = tempDir('switchyard-test-');
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
   return dir;
 }

@@ -1,9 +1,9 @@
 /** Starts the real gateway on free ports over a configuration written to a temporary file. */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type RunGatewayOptions, type RunningGateway, runGateway } from '../../gateway/run.js';
 import { createLogger } from '../../src/core/logger.js';
+import { tempDir } from './temp.js';
 
 export interface TestGateway extends RunningGateway {
   file: string;
@@ -16,7 +16,7 @@ export async function startTestGateway(
   yaml: string,
   options: Partial<RunGatewayOptions> = {},
 ): Promise<TestGateway> {
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-gw-'));
+  const dir = tempDir('switchyard-gw-');
   const file = join(dir, 'gateway.yaml');
   writeFileSync(file, yaml);
   const running = await runGateway({
