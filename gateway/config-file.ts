@@ -31,6 +31,13 @@ export async function loadGatewayFiles(
 ): Promise<BuildResult> {
   try {
     const loaded = offThread ? await loadOffThread(paths) : await loadPaths(paths);
+    // A reload that finds no document at all most likely read a file being rewritten (truncated,
+    // not yet written): refused, so the routes do not vanish until the next write.
+    if (offThread && loaded.documents.length === 0 && loaded.problems.length === 0)
+      return {
+        ok: false,
+        problems: [problem('SY_NO_INPUT', `${paths.join(', ')} hold no document (a file being written?)`)],
+      };
     const { resources, problems } = readResources(loaded.documents);
     const all = [...loaded.problems, ...problems];
     if (all.length > 0) return { ok: false, problems: all };
