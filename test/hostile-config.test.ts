@@ -7,7 +7,7 @@
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MAX_PARSE_ERRORS, parseDocuments } from '../src/resources/load.js';
+import { MAX_NESTING, parseDocuments } from '../src/resources/load.js';
 import { cli, tempFiles } from './support/cli.js';
 import { eventually } from './support/gateway.js';
 import { HOSTILE, webGateway } from './support/hostile-files.js';
@@ -28,14 +28,24 @@ describe('validate: hostile files exit 2 with the file named', () => {
     });
 });
 
-describe('the parser stops at a bounded number of errors', () => {
-  it('a file broken on every line is reported in at most MAX_PARSE_ERRORS + 1 lines', () => {
-    for (const line of ['a: [b, c\n', '\tx: 1\n', 'k: 1\n', '- a\nb: c\n', 'a: "x\n']) {
+describe('the parser stops at the first error, within a bound', () => {
+  it('a file broken on every line is one problem, naming the line', () => {
+    for (const line of ['a: [b, c\n', '\tx: 1\n', 'k: 1\n', '- a\nb: c\n', 'a: "x\n', '- ['.repeat(500)]) {
       const r = parseDocuments(line.repeat(20_000), 'f.yaml');
-      expect(r.problems.length).toBeGreaterThan(0);
-      expect(r.problems.length).toBeLessThanOrEqual(MAX_PARSE_ERRORS + 1);
-      expect(r.problems.every((p) => p.source?.file === 'f.yaml' && p.code === 'SY_YAML_PARSE')).toBe(true);
+      expect(r.documents).toEqual([]);
+      expect(r.problems).toHaveLength(1);
+      expect(r.problems[0]?.source).toEqual({ file: 'f.yaml', document: 1 });
+      expect(r.problems[0]?.code).toBe('SY_YAML_PARSE');
+      expect(r.problems[0]?.message).toMatch(/ \(line \d+, column \d+\)$/);
     }
+  });
+
+  it(`collections nested more than ${MAX_NESTING} deep are refused where they pass it`, () => {
+    const deep = (n: number) => `${'['.repeat(n)}${']'.repeat(n)}\n`;
+    expect(parseDocuments(deep(MAX_NESTING - 1), 'f.yaml').problems).toEqual([]);
+    expect(parseDocuments(deep(1_000_000), 'f.yaml').problems.map((p) => p.message)).toEqual([
+      `YAML does not parse: nesting exceeded maxDepth (${MAX_NESTING}) (line 1, column ${MAX_NESTING})`,
+    ]);
   });
 
   it('a mapping of 50,000 distinct keys parses (duplicates are found in one pass)', () => {
@@ -43,7 +53,22 @@ describe('the parser stops at a bounded number of errors', () => {
     for (let i = 0; i < 50_000; i++) text += `k${i}: ${i}\n`;
     const r = parseDocuments(`${text}k7: again\n`, 'f.yaml');
     expect(r.problems.map((p) => p.message)).toEqual([
-      'YAML does not parse: Map keys must be unique (line 50001, column 1)',
+      'YAML does not parse: duplicated mapping key (line 50001, column 1)',
+    ]);
+  });
+
+  it('an alias is a copy: no two places of a document share one object', () => {
+    const r = parseDocuments('a: &m {x: 1}\nb: *m\n', 'f.yaml');
+    const doc = r.documents[0]?.value as { a: object; b: object };
+    expect(doc).toEqual({ a: { x: 1 }, b: { x: 1 } });
+    expect(doc.a).not.toBe(doc.b);
+  });
+
+  it('one alias of a large node, repeated, is refused before the copy outgrows the file', () => {
+    const big = `[${Array.from({ length: 5000 }, (_, i) => i).join(',')}]`;
+    const r = parseDocuments(`a: &b ${big}\nc: [${Array(50).fill('*b').join(',')}]\n`, 'f.yaml');
+    expect(r.problems.map((p) => p.message)).toEqual([
+      'YAML does not parse: aliases expand the document past the size of its file',
     ]);
   });
 });
