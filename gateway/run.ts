@@ -8,6 +8,7 @@ import { formatProblem, type Problem } from '../src/core/errors.js';
 import type { Logger } from '../src/core/logger.js';
 import { loadGatewayFiles, watchPaths } from './config-file.js';
 import { kubeSource } from './kube-source.js';
+import { listenUrl } from './listen-url.js';
 import { PlanHolder } from './plan-holder.js';
 import { createGateway, type Gateway, type GatewayOptions } from './server.js';
 
@@ -158,8 +159,11 @@ export async function runGateway(opts: RunGatewayOptions): Promise<RunningGatewa
   const adminUrl =
     opts.adminPort === undefined
       ? ''
-      : await gateway.admin.listen({ port: opts.adminPort, host: opts.adminHost ?? '127.0.0.1' });
-  logger.info({ trafficUrl, adminUrl, redis: Boolean(redis) }, 'gateway listening');
+      : await gateway.admin
+          .listen({ port: opts.adminPort, host: opts.adminHost ?? '127.0.0.1' })
+          .then(() => listenUrl(gateway.admin.server));
+  // A worker of `--workers N` has no admin port: the primary logs its URL.
+  logger.info({ trafficUrl, ...(adminUrl && { adminUrl }), redis: Boolean(redis) }, 'gateway listening');
   return {
     gateway,
     holder,

@@ -6,6 +6,7 @@
  * TLS offers h2 and http/1.1 by ALPN. Slowloris guards on both; bodies left unread for the proxy
  * to stream; an unexpected error answered 500 with a code rather than a crash.
  */
+
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import {
   createServer as createH2cServer,
@@ -15,9 +16,10 @@ import {
   type Http2ServerResponse,
   type Http2Session,
 } from 'node:http2';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { GatewayError } from './errors.js';
+import { listenUrl } from './listen-url.js';
 
 export interface ServerLimits {
   /** Slowloris guard: the whole request head must arrive within this time. */
@@ -165,9 +167,7 @@ export function trafficServer(
         server.once('error', reject);
         server.listen(port, host, () => {
           server.off('error', reject);
-          const a = server.address() as AddressInfo;
-          const shown = a.family === 'IPv6' ? `[${a.address}]` : a.address;
-          resolve(`${tls ? 'https' : 'http'}://${shown}:${a.port}`);
+          resolve(listenUrl(server, tls ? 'https' : 'http'));
         });
       }),
     closeIdleConnections() {

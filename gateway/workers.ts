@@ -15,6 +15,7 @@ import Fastify, { type FastifyBaseLogger } from 'fastify';
 import { AggregatorRegistry } from 'prom-client';
 import { RateLimiterClusterMaster } from 'rate-limiter-flexible';
 import type { Logger } from '../src/core/logger.js';
+import { listenUrl } from './listen-url.js';
 import type { RunningGateway } from './run.js';
 
 /** The cores this process may use: the machine's, bounded by the cgroup's CPU quota (a pod's limit). */
@@ -166,7 +167,8 @@ export async function runGatewayPrimary(opts: {
     reply.type(aggregator.contentType);
     return aggregator.clusterMetrics();
   });
-  const adminUrl = await admin.listen({ port: opts.adminPort, host: opts.adminHost });
+  await admin.listen({ port: opts.adminPort, host: opts.adminHost });
+  const adminUrl = listenUrl(admin.server);
   const trafficUrl = [...listening.values()][0] as string;
   logger.info({ trafficUrl, adminUrl, workers: opts.workers }, 'gateway workers listening');
   return {

@@ -136,6 +136,39 @@ describe.skipIf(!helm)('the Helm chart', () => {
     expect(plain?.spec?.template?.spec?.containers[0]?.args).not.toContain('--tls-cert');
   });
 
+  it('passes a site’s pod settings through (env, annotations, volumes) and mounts a temp dir in each pod', () => {
+    const site = {
+      podAnnotations: { 'example.com/team': 'platform' },
+      extraEnv: [{ name: 'KUBERNETES_SERVICE_HOST', value: '10.0.0.1' }],
+      extraVolumes: [{ name: 'ca', configMap: { name: 'site-ca' } }],
+      extraVolumeMounts: [{ name: 'ca', mountPath: '/etc/site-ca', readOnly: true }],
+    };
+    type Pod = {
+      metadata: { annotations?: Record<string, string> };
+      spec: {
+        containers: { env?: unknown[]; volumeMounts?: unknown[] }[];
+        volumes?: { name: string; emptyDir?: object }[];
+      };
+    };
+    const deployments = template({ mode: 'gateway', controller: site, gateway: site }).filter(
+      (o) => o.kind === 'Deployment',
+    ) as (Obj & { spec: { template: Pod } })[];
+    expect(deployments).toHaveLength(2);
+    for (const d of deployments) {
+      const pod = d.spec.template;
+      expect(pod.metadata.annotations).toEqual({ 'example.com/team': 'platform' });
+      expect(pod.spec.containers[0]?.env).toContainEqual(site.extraEnv[0]);
+      expect(pod.spec.containers[0]?.volumeMounts).toEqual([
+        { name: 'tmp', mountPath: '/tmp' },
+        { name: 'ca', mountPath: '/etc/site-ca', readOnly: true },
+      ]);
+      expect(pod.spec.volumes).toEqual([
+        { name: 'tmp', emptyDir: { sizeLimit: '64Mi' } },
+        { name: 'ca', configMap: { name: 'site-ca' } },
+      ]);
+    }
+  });
+
   it('refuses values it cannot carry out, naming them', () => {
     const mode = run('template', 'switchyard', CHART, '--set', 'mode=linkerd');
     expect(mode.code).not.toBe(0);

@@ -9,17 +9,18 @@
  */
 import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, gatewayConfig } from './support/gateway.js';
 import { header, send } from './support/http.js';
 import { createTestNetns, type NetnsUpstream, type TestNetns, testNetnsAvailable } from './support/netns.js';
+import { type Podman, PROJECT_VERSION, podmanIn } from './support/podman.js';
 import { unusedPort } from './support/upstreams.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const IMAGE = 'localhost/switchyard:test';
-const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+const VERSION = PROJECT_VERSION;
 
 function podmanGate(): boolean {
   const missing =
@@ -36,75 +37,22 @@ function podmanGate(): boolean {
 const gate = podmanGate();
 
 describe.skipIf(!gate)('the container image', () => {
-  let dir: string;
-  let env: NodeJS.ProcessEnv;
+  let store: Podman;
   let hosts: TestNetns;
   let upstream: NetnsUpstream;
-  const podman = (args: string[], timeoutMs = 60_000) => {
-    const r = spawnSync('podman', args, { env, encoding: 'utf8', timeout: timeoutMs, cwd: ROOT });
-    return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
-  };
-  const must = (args: string[], timeoutMs?: number) => {
-    const r = podman(args, timeoutMs);
-    if (r.code !== 0) throw new Error(`podman ${args.join(' ')} exited ${r.code}:\n${r.stderr}\n${r.stdout}`);
-    return r.stdout;
-  };
+  const podman = (args: string[], timeoutMs?: number) => store.run(args, timeoutMs);
+  const must = (args: string[], timeoutMs?: number) => store.must(args, timeoutMs);
 
   beforeAll(() => {
     // podman's settings and storage belong to this run; nothing global changes.
-    dir = mkdtempSync(join(tmpdir(), 'switchyard-podman-'));
-    writeFileSync(
-      join(dir, 'containers.conf'),
-      // crun refuses this kind of machine's hybrid cgroups; root here cannot raise limits above
-      // the machine's hard ones, which podman's defaults ask for.
-      '[engine]\nruntime = "runc"\n[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n',
-    );
-    writeFileSync(
-      join(dir, 'storage.conf'),
-      `[storage]\ndriver = "overlay"\nrunroot = "${dir}/run"\ngraphroot = "${dir}/storage"\n`,
-    );
-    env = {
-      ...process.env,
-      CONTAINERS_CONF: join(dir, 'containers.conf'),
-      CONTAINERS_STORAGE_CONF: join(dir, 'storage.conf'),
-    };
-    const bases = spawnSync('bash', [join(ROOT, 'test/image/stand-in-bases.sh')], { env, encoding: 'utf8' });
-    if (bases.status !== 0) throw new Error(`stand-in bases: ${bases.stderr}`);
-    const [build, runtime] = bases.stdout.trim().split(' ') as [string, string];
-    must(
-      [
-        'build',
-        '--pull=never',
-        '--network=none',
-        // npm installs from the machine's cache (warm after `npm ci`), offline.
-        '--volume',
-        `${join(homedir(), '.npm')}:/root/.npm`,
-        '--build-arg',
-        `BUILD_IMAGE=${build}`,
-        '--build-arg',
-        `RUNTIME_IMAGE=${runtime}`,
-        '--build-arg',
-        `VERSION=${VERSION}`,
-        '--build-arg',
-        'npm_config_offline=true',
-        '-f',
-        'Containerfile',
-        '-t',
-        IMAGE,
-        '.',
-      ],
-      600_000,
-    );
+    store = podmanIn(mkdtempSync(join(tmpdir(), 'switchyard-podman-')));
+    store.buildProjectImage(IMAGE);
   }, 660_000);
 
   afterAll(async () => {
     await upstream?.close();
     await hosts?.close();
-    if (dir) {
-      podman(['rm', '--all', '--force']);
-      podman(['system', 'reset', '--force']);
-      rmSync(dir, { recursive: true, force: true });
-    }
+    store?.close();
   });
 
   it('runs as user 65532, with labels, and no shell', () => {

@@ -38,6 +38,8 @@ export interface GithubStandInOptions {
     /** Repositories (owner/name) the App is installed on; default: all. */
     repositories?: string[];
   };
+  /** The address to listen on (default loopback; the cluster tests' pods reach the node's). */
+  host?: string;
 }
 
 export interface GithubStandIn {
@@ -225,9 +227,10 @@ export async function startGithubStandIn(options: GithubStandInOptions = {}): Pr
       answer(404, { message: 'Not Found' });
     });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const host = options.host ?? '127.0.0.1';
+  await new Promise<void>((r) => server.listen(0, host, r));
   return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    url: `http://${host}:${(server.address() as AddressInfo).port}`,
     calls,
     comments,
     statuses,

@@ -34,3 +34,13 @@ runAsUser: 65532
 runAsGroup: 65532
 seccompProfile: {type: RuntimeDefault}
 {{- end -}}
+
+{{/* A pod's annotations: the token JWKS checksum (a new key set rolls the pods) and the values'. */}}
+{{- define "switchyard.podAnnotations" -}}
+{{- $a := dict -}}
+{{- if .root.Values.tokenJwks -}}{{- $_ := set $a "checksum/token-jwks" (.root.Values.tokenJwks | sha256sum) -}}{{- end -}}
+{{- range $k, $v := .extra -}}{{- $_ := set $a $k $v -}}{{- end -}}
+{{- if $a -}}
+annotations: {{- toYaml $a | nindent 2 }}
+{{- end -}}
+{{- end -}}

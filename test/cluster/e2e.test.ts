@@ -1,0 +1,308 @@
+/**
+ * What a platform team does first, on a real single-node cluster (kubelet, containerd, real pods):
+ * install the chart in gateway mode and watch the controller and the gateway run as pods with the
+ * chart's ServiceAccounts, probes, resources and disruption budgets. The last test stops the
+ * cluster and checks that nothing of the run is left on the machine.
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  AppsV1Api,
+  CoreV1Api,
+  type KubernetesObject,
+  PolicyV1Api,
+  type V1Pod,
+} from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Kube, kubeConfigFrom } from '../../kube/client.js';
+import { PREVIEW_LABEL } from '../../src/resources/labels.js';
+import { tempFiles } from '../support/cli.js';
+import { eventually } from '../support/gateway.js';
+import { postDelivery, pullRequestEvent } from '../support/github-deliveries.js';
+import { type GithubStandIn, startGithubStandIn } from '../support/github-stand-in.js';
+import { agent, send } from '../support/http.js';
+import {
+  API_PORT,
+  alive,
+  leftoverCgroups,
+  mountsUnder,
+  NODE_IP,
+  networkLinks,
+  processesMentioning,
+  type RunState,
+  readState,
+} from './cluster.js';
+import { appImage, PR_COMMITS, SWITCHYARD_IMAGE } from './images.js';
+import { CLUSTER_RUN, clusterGate, type RunningCluster, startTestCluster } from './setup.js';
+
+const gate = clusterGate();
+/** Set: the cluster is left running after the suite, for a person to look at. */
+const KEEP = Boolean(process.env.SWITCHYARD_CLUSTER_KEEP);
+const NAMESPACE = 'switchyard-system';
+const CHART = join(import.meta.dirname, '..', '..', 'deploy', 'helm', 'switchyard');
+/** Pods reach the API server at the node's address: nothing routes the `kubernetes` Service's. */
+const WEBHOOK_SECRET = 'cluster test webhook secret';
+const REPO = 'Codertocat/Hello-World';
+const APP_NS = 'shop';
+const API_ENV = [
+  { name: 'KUBERNETES_SERVICE_HOST', value: NODE_IP },
+  { name: 'KUBERNETES_SERVICE_PORT', value: String(API_PORT) },
+];
+
+describe.skipIf(!gate)('Switchyard on a real cluster', () => {
+  let c: RunningCluster;
+  let core: CoreV1Api;
+  let apps: AppsV1Api;
+  let policy: PolicyV1Api;
+  let github: GithubStandIn;
+  let stopped = false;
+
+  beforeAll(async () => {
+    c = await startTestCluster(gate as NonNullable<typeof gate>);
+    const kc = kubeConfigFrom(c.adminKubeconfigText);
+    core = kc.makeApiClient(CoreV1Api);
+    apps = kc.makeApiClient(AppsV1Api);
+    policy = kc.makeApiClient(PolicyV1Api);
+    // GitHub's stand-in on the node's address, where the controller's pod reaches it.
+    github = await startGithubStandIn({ host: NODE_IP });
+    await c.admin.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NAMESPACE } }, 'test', true);
+    await c.admin.apply(
+      {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: 'switchyard-github', namespace: NAMESPACE },
+        stringData: { 'webhook-secret': WEBHOOK_SECRET, token: 'test-token', 'api-url': github.url },
+      } as KubernetesObject,
+      'test',
+      true,
+    );
+  });
+
+  afterAll(async () => {
+    await github?.close();
+    await agent.close();
+    if (KEEP)
+      console.log(
+        `SWITCHYARD_CLUSTER_KEEP: the cluster runs on; KUBECONFIG=${c?.adminKubeconfig}; stop it with npm run cluster:stop`,
+      );
+    else if (!stopped) await c?.cluster.stop();
+  });
+
+  const podsOf = async (app: string): Promise<V1Pod[]> =>
+    (await core.listNamespacedPod({ namespace: NAMESPACE, labelSelector: `app.kubernetes.io/name=${app}` }))
+      .items;
+
+  it('helm install in gateway mode: the controller and the gateway run as pods and become Ready', async () => {
+    const [repository, tag] = SWITCHYARD_IMAGE.split(':') as [string, string];
+    const values = tempFiles({
+      'values.json': JSON.stringify({
+        mode: 'gateway',
+        image: { repository, tag, pullPolicy: 'Never' },
+        controller: { extraEnv: API_ENV },
+        gateway: { extraEnv: API_ENV },
+      }),
+    });
+    const r = c.helm([
+      'install',
+      'switchyard',
+      CHART,
+      '--namespace',
+      NAMESPACE,
+      '--create-namespace',
+      '-f',
+      join(values, 'values.json'),
+      '--wait',
+      '--timeout',
+      '180s',
+    ]); // prettier-ignore
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    for (const name of ['switchyard-controller', 'switchyard-gateway']) {
+      const d = await apps.readNamespacedDeployment({ namespace: NAMESPACE, name });
+      expect(d.status?.availableReplicas).toBe(2);
+    }
+    const controllers = await podsOf('switchyard-controller');
+    const gateways = await podsOf('switchyard-gateway');
+    expect(controllers.map((p) => p.spec?.serviceAccountName)).toEqual(['switchyard', 'switchyard']);
+    expect(gateways.map((p) => p.spec?.serviceAccountName)).toEqual([
+      'switchyard-gateway',
+      'switchyard-gateway',
+    ]);
+    for (const pod of [...controllers, ...gateways]) {
+      const container = pod.spec?.containers[0];
+      expect(container?.readinessProbe?.httpGet?.path).toBe('/readyz');
+      expect(container?.resources?.requests?.cpu).toBeDefined();
+      expect(pod.status?.containerStatuses?.[0]?.ready).toBe(true);
+      expect(pod.status?.containerStatuses?.[0]?.restartCount).toBe(0);
+      expect(pod.status?.podIP).toMatch(/^198\.19\./);
+    }
+    const pdbs = await policy.listNamespacedPodDisruptionBudget({ namespace: NAMESPACE });
+    expect(pdbs.items.map((p) => [p.metadata?.name, p.status?.currentHealthy]).sort()).toEqual([
+      ['switchyard-controller', 2],
+      ['switchyard-gateway', 2],
+    ]);
+  });
+
+  it('the gateway pod answers on its pod address, with its admin port saying where it listens', async () => {
+    const [pod] = await podsOf('switchyard-gateway');
+    const ip = pod?.status?.podIP as string;
+    const ready = await fetch(`http://${ip}:9901/readyz`);
+    expect(ready.status).toBe(200);
+    const r = await send(`http://${ip}:8080`, { host: 'nothing.test' });
+    expect(r.status).toBe(404);
+    expect(r.headers['x-switchyard-error']).toBeDefined();
+    const logs = await core.readNamespacedPodLog({
+      namespace: NAMESPACE,
+      name: pod?.metadata?.name as string,
+    });
+    const listening = logs.split('\n').filter((l) => l.includes('"adminUrl"'));
+    expect(listening).toHaveLength(1);
+    expect(listening[0]).toContain('"adminUrl":"http://0.0.0.0:9901"');
+  });
+
+  describe('a pull request becomes a running preview', () => {
+    let gatewayUrl: string;
+    let webhookUrl: string;
+    let delivery = 0;
+    const post = (payload: unknown) =>
+      postDelivery(webhookUrl, 'pull_request', payload, {
+        id: `cluster-${++delivery}`,
+        secret: WEBHOOK_SECRET,
+      });
+    /** The app's answer through the gateway pod: which version served it. */
+    const served = async (headers: Record<string, string>) => {
+      const r = await send(gatewayUrl, { host: 'web.test', headers });
+      const body = r.status === 200 ? (JSON.parse(r.body) as { version: string }) : undefined;
+      return { status: r.status, version: body?.version };
+    };
+    const previewPods = async () =>
+      (await core.listNamespacedPod({ namespace: APP_NS })).items.filter(
+        (p) => p.metadata?.labels?.[PREVIEW_LABEL] && !p.metadata.deletionTimestamp,
+      );
+
+    beforeAll(async () => {
+      await teamWorkload(c.admin);
+      const [gw] = await podsOf('switchyard-gateway');
+      gatewayUrl = `http://${gw?.status?.podIP}:8080`;
+      const [ctl] = await podsOf('switchyard-controller');
+      webhookUrl = `http://${ctl?.status?.podIP}:8081`;
+      await eventually(async () => (await served({})).version === 'v1', 60_000);
+    });
+
+    it('an unsigned delivery gets 401 from the controller pod', async () => {
+      const r = await postDelivery(
+        webhookUrl,
+        'pull_request',
+        pullRequestEvent('opened', 7, PR_COMMITS[0], 0),
+        {
+          id: 'unsigned',
+          secret: null,
+        },
+      );
+      expect(r).toBe(401);
+    });
+
+    it('opened: the preview pod runs the commit and the gateway routes the header and the preview URL to it', async () => {
+      expect(await post(pullRequestEvent('opened', 1, PR_COMMITS[0], 0))).toBe(202);
+      await eventually(
+        async () => (await served({ 'x-switchyard-preview': 'pr-1' })).version === 'c0ffee1',
+        90_000,
+      );
+      const pods = await previewPods();
+      expect(pods.map((p) => p.spec?.containers[0]?.image)).toEqual([appImage('c0ffee1')]);
+      expect(pods[0]?.status?.containerStatuses?.[0]?.ready).toBe(true);
+      const byUrl = await send(gatewayUrl, { host: 'pr-1--web.preview.test' });
+      expect((JSON.parse(byUrl.body) as { version: string }).version).toBe('c0ffee1');
+      expect((await served({})).version).toBe('v1');
+      expect((await served({ 'x-switchyard-preview': 'pr-2' })).version).toBe('v1');
+    });
+
+    it('synchronize: pr-1 moves to the new commit’s pod', async () => {
+      expect(await post(pullRequestEvent('synchronize', 1, PR_COMMITS[1], 1))).toBe(202);
+      await eventually(
+        async () => (await served({ 'x-switchyard-preview': 'pr-1' })).version === 'c0ffee2',
+        90_000,
+      );
+      expect((await served({})).version).toBe('v1');
+    });
+
+    it('closed: the preview pods go, and pr-1 is served by stable again', async () => {
+      expect(await post(pullRequestEvent('closed', 1, PR_COMMITS[1], 2))).toBe(202);
+      await eventually(async () => (await previewPods()).length === 0, 90_000);
+      await eventually(
+        async () => (await served({ 'x-switchyard-preview': 'pr-1' })).version === 'v1',
+        30_000,
+      );
+    });
+  });
+
+  it.skipIf(KEEP)('stopping the cluster leaves nothing of the run on the machine', async () => {
+    const pids = readPids();
+    const before = readState(CLUSTER_RUN) as RunState;
+    await c.cluster.stop();
+    stopped = true;
+    expect(pids.filter(alive)).toEqual([]);
+    expect(processesMentioning(CLUSTER_RUN)).toEqual([]);
+    expect(mountsUnder(CLUSTER_RUN)).toEqual([]);
+    expect(networkLinks()).toEqual(before.links);
+    expect(leftoverCgroups()).toEqual([]);
+    expect(before.created.filter((p) => existsSync(p))).toEqual([]);
+    for (const [k, v] of Object.entries(before.sysctls))
+      expect(readFileSync(`/proc/sys/${k}`, 'utf8').trim()).toBe(v);
+  });
+});
+
+function readPids(): number[] {
+  const dir = join(CLUSTER_RUN, 'pids');
+  return readdirSync(dir).map((f) => Number(readFileSync(join(dir, f), 'utf8')));
+}
+
+/** The team's app as it runs before Switchyard: a Service, its stable Deployment, and a policy. */
+async function teamWorkload(admin: Kube): Promise<void> {
+  const labels = { app: 'web', version: 'v1' };
+  const objects = [
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: APP_NS } },
+    {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'web', namespace: APP_NS },
+      spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
+    },
+    {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'web-v1', namespace: APP_NS },
+      spec: {
+        replicas: 1,
+        selector: { matchLabels: labels },
+        template: {
+          metadata: { labels },
+          spec: {
+            containers: [
+              {
+                name: 'web',
+                image: appImage('v1'),
+                imagePullPolicy: 'Never',
+                ports: [{ containerPort: 8080 }],
+                readinessProbe: { httpGet: { path: '/healthz', port: 8080 }, periodSeconds: 1 },
+              },
+            ],
+          },
+        },
+      },
+    },
+    {
+      apiVersion: 'switchyard.dev/v1alpha1',
+      kind: 'TrafficPolicy',
+      metadata: { name: 'web', namespace: APP_NS },
+      spec: {
+        service: 'web',
+        port: 80,
+        hosts: ['web.test'],
+        stable: 'v1',
+        previews: { repository: REPO, image: 'localhost/switchyard-test/app:{sha7}', domain: 'preview.test' },
+      },
+    },
+  ];
+  for (const o of objects) await admin.apply(o as KubernetesObject, 'test', true);
+}
