@@ -21,6 +21,8 @@ import { eventually } from '../support/gateway.js';
 import { postDelivery, pullRequestEvent } from '../support/github-deliveries.js';
 import { type GithubStandIn, startGithubStandIn } from '../support/github-stand-in.js';
 import { agent, send } from '../support/http.js';
+import { type SteadyLoad, steadyLoad } from '../support/load.js';
+import { startPrometheus, type TestPrometheus } from '../support/prometheus.js';
 import {
   API_PORT,
   alive,
@@ -236,6 +238,119 @@ describe.skipIf(!gate)('Switchyard on a real cluster', () => {
     });
   });
 
+  describe('a progressive canary with real pods, analysed by a Prometheus scraping the gateway pods', () => {
+    let prom: TestPrometheus;
+    let gatewayUrl: string;
+    let load: SteadyLoad;
+    const applyShop = (stable: string, canary?: string) =>
+      c.admin.apply(shopPolicy(stable, canary) as KubernetesObject, 'release-engineer', true);
+    const shopPolicy = (stable: string, canary?: string) => ({
+      apiVersion: 'switchyard.dev/v1alpha1',
+      kind: 'TrafficPolicy',
+      metadata: { name: 'shop', namespace: APP_NS },
+      spec: {
+        service: 'shop',
+        port: 80,
+        hosts: ['shop.test'],
+        stable,
+        ...(canary && {
+          canary: {
+            version: canary,
+            steps: [
+              { weight: 20, pause: '4s' },
+              { weight: 60, pause: '4s' },
+            ],
+            analysis: {
+              interval: '2s',
+              failureLimit: 2,
+              metrics: [{ name: 'request-success-rate', thresholdRange: { min: 95 } }],
+            },
+            autoPromote: true,
+          },
+        }),
+      },
+    });
+    const readShop = () =>
+      c.admin.get<
+        KubernetesObject & {
+          spec: { stable: string; canary?: object };
+          status?: { canary?: { phase: string } };
+        }
+      >({
+        apiVersion: 'switchyard.dev/v1alpha1',
+        kind: 'TrafficPolicy',
+        namespace: APP_NS,
+        name: 'shop',
+      });
+
+    beforeAll(async () => {
+      await c.admin.apply(appService('shop'), 'test', true);
+      for (const [version, tag] of [
+        ['v1', 'v1'],
+        ['v2', 'v2'],
+        ['v3', 'v2-failing'],
+      ] as const)
+        await c.admin.apply(appDeployment('shop', version, tag), 'test', true);
+      await applyShop('v1');
+      const gateways = await podsOf('switchyard-gateway');
+      gatewayUrl = `http://${gateways[0]?.status?.podIP}:8080`;
+      prom = await startPrometheus({
+        host: NODE_IP,
+        scrapeIntervalMs: 500,
+        targets: gateways.map((p, i) => ({
+          job: `gateway-${i}`,
+          address: `${p.status?.podIP}:9901`,
+          path: '/metrics',
+        })),
+      });
+      await prom.targetsUp();
+      // The release engineer's upgrade: the controller now reads its analysis from this Prometheus.
+      const upgrade = c.helm([
+        'upgrade', 'switchyard', CHART, '--namespace', NAMESPACE, '--reuse-values',
+        '--set', `controller.prometheus=${prom.url}`, '--wait', '--timeout', '180s',
+      ]); // biome-ignore format: flags in pairs
+      expect(upgrade.stderr).toBe('');
+      await eventually(
+        async () =>
+          (await send(gatewayUrl, { host: 'shop.test' })).headers['x-switchyard-upstream'] === 'shop/v1',
+        60_000,
+      );
+      load = steadyLoad(() => send(gatewayUrl, { host: 'shop.test' }));
+    });
+
+    afterAll(async () => {
+      await load?.stop();
+      await prom?.stop();
+    });
+
+    it('a healthy canary walks its steps and is promoted, with no request failed', async () => {
+      const started = Date.now();
+      await applyShop('v1', 'v2');
+      await eventually(async () => {
+        const p = await readShop();
+        return p?.spec.stable === 'v2' && !p.spec.canary;
+      }, 90_000);
+      const during = load.since(started);
+      expect(during.filter((a) => a.status !== 200)).toEqual([]);
+      expect(during.some((a) => a.upstream === 'shop/v2')).toBe(true);
+      await eventually(() => load.lastFrom('shop/v2'), 20_000);
+    });
+
+    it('a canary failing a fifth of its requests is rolled back; no client off the canary saw a failure', async () => {
+      const started = Date.now();
+      await applyShop('v2', 'v3');
+      const done = await eventually(async () => {
+        const p = await readShop();
+        return p?.status?.canary?.phase === 'Failed' ? p : undefined;
+      }, 90_000);
+      expect(done.spec.stable).toBe('v2');
+      await eventually(() => load.lastFrom('shop/v2'), 20_000);
+      const during = load.since(started);
+      expect(during.some((a) => a.upstream === 'shop/v3' && a.status === 500)).toBe(true);
+      expect(during.filter((a) => a.status !== 200 && a.upstream !== 'shop/v3')).toEqual([]);
+    });
+  });
+
   it.skipIf(KEEP)('stopping the cluster leaves nothing of the run on the machine', async () => {
     const pids = readPids();
     const before = readState(CLUSTER_RUN) as RunState;
@@ -259,38 +374,10 @@ function readPids(): number[] {
 
 /** The team's app as it runs before Switchyard: a Service, its stable Deployment, and a policy. */
 async function teamWorkload(admin: Kube): Promise<void> {
-  const labels = { app: 'web', version: 'v1' };
-  const objects = [
-    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: APP_NS } },
-    {
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: { name: 'web', namespace: APP_NS },
-      spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
-    },
-    {
-      apiVersion: 'apps/v1',
-      kind: 'Deployment',
-      metadata: { name: 'web-v1', namespace: APP_NS },
-      spec: {
-        replicas: 1,
-        selector: { matchLabels: labels },
-        template: {
-          metadata: { labels },
-          spec: {
-            containers: [
-              {
-                name: 'web',
-                image: appImage('v1'),
-                imagePullPolicy: 'Never',
-                ports: [{ containerPort: 8080 }],
-                readinessProbe: { httpGet: { path: '/healthz', port: 8080 }, periodSeconds: 1 },
-              },
-            ],
-          },
-        },
-      },
-    },
+  await admin.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: APP_NS } }, 'test', true);
+  await admin.apply(appService('web'), 'test', true);
+  await admin.apply(appDeployment('web', 'v1', 'v1'), 'test', true);
+  await admin.apply(
     {
       apiVersion: 'switchyard.dev/v1alpha1',
       kind: 'TrafficPolicy',
@@ -302,7 +389,45 @@ async function teamWorkload(admin: Kube): Promise<void> {
         stable: 'v1',
         previews: { repository: REPO, image: 'localhost/switchyard-test/app:{sha7}', domain: 'preview.test' },
       },
+    } as KubernetesObject,
+    'test',
+    true,
+  );
+}
+
+function appService(app: string): KubernetesObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: app, namespace: APP_NS },
+    spec: { selector: { app }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
+  } as KubernetesObject;
+}
+
+/** One version of the app: a Deployment of the test app's image `tag`, with a readiness probe. */
+function appDeployment(app: string, version: string, tag: string): KubernetesObject {
+  const labels = { app, version };
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: `${app}-${version}`, namespace: APP_NS },
+    spec: {
+      replicas: 1,
+      selector: { matchLabels: labels },
+      template: {
+        metadata: { labels },
+        spec: {
+          containers: [
+            {
+              name: app,
+              image: appImage(tag),
+              imagePullPolicy: 'Never',
+              ports: [{ containerPort: 8080 }],
+              readinessProbe: { httpGet: { path: '/healthz', port: 8080 }, periodSeconds: 1 },
+            },
+          ],
+        },
+      },
     },
-  ];
-  for (const o of objects) await admin.apply(o as KubernetesObject, 'test', true);
+  } as KubernetesObject;
 }

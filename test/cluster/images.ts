@@ -9,7 +9,7 @@ import { podmanIn } from '../support/podman.js';
 export const SWITCHYARD_IMAGE = 'localhost/switchyard:cluster-test';
 export const appImage = (tag: string) => `localhost/switchyard-test/app:${tag}`;
 /** A pull request's two commits; the preview template names images by `{sha7}`. */
-export const PR_COMMITS = ['c0ffee1' + '0'.repeat(33), 'c0ffee2' + '0'.repeat(33)] as const;
+export const PR_COMMITS = ['c0ffee1'.padEnd(40, '0'), 'c0ffee2'.padEnd(40, '0')] as const;
 /**
  * The app's tags: stable and canary versions, a canary build that fails one request in five, and
  * the pull request's two commits.

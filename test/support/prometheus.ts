@@ -31,6 +31,8 @@ export async function startPrometheus(opts: {
   /** `host:port` of each target, and the path of its metrics. */
   targets: { address: string; path: string; job: string }[];
   scrapeIntervalMs: number;
+  /** The address to listen on (default loopback; the cluster tests' pods reach the node's). */
+  host?: string;
 }): Promise<TestPrometheus> {
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-prometheus-'));
   const interval = `${opts.scrapeIntervalMs}ms`;
@@ -46,14 +48,15 @@ export async function startPrometheus(opts: {
   };
   writeFileSync(join(dir, 'prometheus.yml'), JSON.stringify(config));
   const port = await unusedPort();
-  const url = `http://127.0.0.1:${port}`;
+  const host = opts.host ?? '127.0.0.1';
+  const url = `http://${host}:${port}`;
   let log = '';
   const child: ChildProcess = spawn(
     'prometheus',
     [
       `--config.file=${join(dir, 'prometheus.yml')}`,
       `--storage.tsdb.path=${join(dir, 'data')}`,
-      `--web.listen-address=127.0.0.1:${port}`,
+      `--web.listen-address=${host}:${port}`,
       '--log.level=warn',
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
