@@ -35,6 +35,7 @@ import {
   readState,
 } from './cluster.js';
 import { appImage, PR_COMMITS, SWITCHYARD_IMAGE } from './images.js';
+import { followService, type ServiceClient } from './service-client.js';
 import { CLUSTER_RUN, clusterGate, type RunningCluster, startTestCluster } from './setup.js';
 
 const gate = clusterGate();
@@ -90,9 +91,11 @@ describe.skipIf(!gate)('Switchyard on a real cluster', () => {
     else if (!stopped) await c?.cluster.stop();
   });
 
+  /** The pods of one of Switchyard's Deployments, less those being deleted. */
   const podsOf = async (app: string): Promise<V1Pod[]> =>
-    (await core.listNamespacedPod({ namespace: NAMESPACE, labelSelector: `app.kubernetes.io/name=${app}` }))
-      .items;
+    (
+      await core.listNamespacedPod({ namespace: NAMESPACE, labelSelector: `app.kubernetes.io/name=${app}` })
+    ).items.filter((p) => !p.metadata?.deletionTimestamp);
 
   it('helm install in gateway mode: the controller and the gateway run as pods and become Ready', async () => {
     const [repository, tag] = SWITCHYARD_IMAGE.split(':') as [string, string];
@@ -274,7 +277,7 @@ describe.skipIf(!gate)('Switchyard on a real cluster', () => {
       c.admin.get<
         KubernetesObject & {
           spec: { stable: string; canary?: object };
-          status?: { canary?: { phase: string } };
+          status?: { canary?: { phase: string; version: string; weight: number; message: string } };
         }
       >({
         apiVersion: 'switchyard.dev/v1alpha1',
@@ -341,13 +344,87 @@ describe.skipIf(!gate)('Switchyard on a real cluster', () => {
       await applyShop('v2', 'v3');
       const done = await eventually(async () => {
         const p = await readShop();
-        return p?.status?.canary?.phase === 'Failed' ? p : undefined;
+        return p?.status?.canary?.phase === 'RolledBack' ? p : undefined;
       }, 90_000);
+      expect(done.status?.canary).toMatchObject({
+        version: 'v3',
+        weight: 0,
+        message: expect.stringMatching(/^rolled back at step [12] of 2 \((20|60)%\): request-success-rate/),
+      });
       expect(done.spec.stable).toBe('v2');
       await eventually(() => load.lastFrom('shop/v2'), 20_000);
       const during = load.since(started);
       expect(during.some((a) => a.upstream === 'shop/v3' && a.status === 500)).toBe(true);
       expect(during.filter((a) => a.status !== 200 && a.upstream !== 'shop/v3')).toEqual([]);
+    });
+  });
+
+  describe('disruption under load', () => {
+    let gateways: ServiceClient;
+    let load: SteadyLoad;
+    const slow: string[] = [];
+    let inFlight = '';
+    const gatewayAvailable = async () => {
+      const d = await apps.readNamespacedDeployment({ namespace: NAMESPACE, name: 'switchyard-gateway' });
+      return d.status?.updatedReplicas === 2 && d.status.availableReplicas === 2 && d.status.replicas === 2;
+    };
+
+    beforeAll(async () => {
+      // Clients reach the gateway through its Service, as kube-proxy would send them.
+      gateways = await followService(
+        kubeConfigFrom(c.adminKubeconfigText),
+        NAMESPACE,
+        'switchyard-gateway',
+        'http',
+      );
+      load = steadyLoad(async () => {
+        const url = gateways.next();
+        const t = Date.now();
+        inFlight = `${url} since ${t}`;
+        try {
+          return await send(url, { host: 'web.test' });
+        } finally {
+          if (Date.now() - t > 500)
+            slow.push(`${url} ${Date.now() - t} ms (ready then: ${gateways.ready().join(' ')})`);
+        }
+      });
+      await eventually(() => load.answers.length > 50, 20_000);
+    });
+
+    afterAll(async () => {
+      await load?.stop();
+      gateways?.stop();
+    });
+
+    /** The load's answers since `started`, and what a person needs to see when some failed or stalled. */
+    const answersSince = (started: number) => {
+      const during = load.since(started);
+      const stalls = during.flatMap((a, i) => {
+        const gap = a.at - (during[i - 1]?.at ?? started);
+        return gap > 500 ? [`${gap} ms before an answer ${a.status} from ${a.upstream}`] : [];
+      });
+      console.log(
+        `stalls: ${stalls.join('; ')}; slow requests: ${slow.join('; ')}; in flight: ${inFlight}; now ${Date.now()}; ready ${gateways.ready().join(' ')}`,
+      );
+      return during;
+    };
+
+    it('a gateway pod deleted: its replacement becomes Ready and no request fails', async () => {
+      const started = Date.now();
+      const [victim] = await podsOf('switchyard-gateway');
+      const name = victim?.metadata?.name as string;
+      await core.deleteNamespacedPod({ namespace: NAMESPACE, name });
+      // Gone for good (its drain done), and a replacement available.
+      await eventually(
+        async () =>
+          (await core.readNamespacedPod({ namespace: NAMESPACE, name }).catch(() => undefined)) === undefined,
+        90_000,
+      );
+      await eventually(gatewayAvailable, 90_000);
+      await eventually(() => gateways.ready().length === 2, 20_000);
+      const during = answersSince(started);
+      expect(during.length).toBeGreaterThan(100);
+      expect(during.filter((a) => a.status !== 200)).toEqual([]);
     });
   });
 
