@@ -8,6 +8,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   AppsV1Api,
+  CoordinationV1Api,
   CoreV1Api,
   type KubernetesObject,
   PolicyV1Api,
@@ -107,7 +108,7 @@ describe.skipIf(!gate)('Switchyard on a real cluster', () => {
         gateway: { extraEnv: API_ENV },
       }),
     });
-    const r = c.helm([
+    const r = await c.helm([
       'install',
       'switchyard',
       CHART,
@@ -308,7 +309,7 @@ describe.skipIf(!gate)('Switchyard on a real cluster', () => {
       });
       await prom.targetsUp();
       // The release engineer's upgrade: the controller now reads its analysis from this Prometheus.
-      const upgrade = c.helm([
+      const upgrade = await c.helm([
         'upgrade', 'switchyard', CHART, '--namespace', NAMESPACE, '--reuse-values',
         '--set', `controller.prometheus=${prom.url}`, '--wait', '--timeout', '180s',
       ]); // biome-ignore format: flags in pairs
@@ -359,7 +360,7 @@ describe.skipIf(!gate)('Switchyard on a real cluster', () => {
     });
   });
 
-  describe('disruption under load', () => {
+  describe('disruption under load: gateway pods deleted and rolled, the leader deleted', () => {
     let gateways: ServiceClient;
     let load: SteadyLoad;
     const slow: string[] = [];
@@ -403,9 +404,10 @@ describe.skipIf(!gate)('Switchyard on a real cluster', () => {
         const gap = a.at - (during[i - 1]?.at ?? started);
         return gap > 500 ? [`${gap} ms before an answer ${a.status} from ${a.upstream}`] : [];
       });
-      console.log(
-        `stalls: ${stalls.join('; ')}; slow requests: ${slow.join('; ')}; in flight: ${inFlight}; now ${Date.now()}; ready ${gateways.ready().join(' ')}`,
-      );
+      if (stalls.length > 0)
+        console.log(
+          `stalls: ${stalls.join('; ')}; slow requests: ${slow.join('; ')}; in flight: ${inFlight}`,
+        );
       return during;
     };
 
@@ -426,6 +428,94 @@ describe.skipIf(!gate)('Switchyard on a real cluster', () => {
       expect(during.length).toBeGreaterThan(100);
       expect(during.filter((a) => a.status !== 200)).toEqual([]);
     });
+
+    it('the gateway rolled to a new image tag: every pod replaced, no request fails', async () => {
+      const started = Date.now();
+      const [repository] = SWITCHYARD_IMAGE.split(':') as [string];
+      c.cluster.ctr(['images', 'tag', SWITCHYARD_IMAGE, `${repository}:cluster-test-2`]);
+      const upgrade = await c.helm([
+        'upgrade', 'switchyard', CHART, '--namespace', NAMESPACE, '--reuse-values',
+        '--set', 'image.tag=cluster-test-2', '--wait', '--timeout', '180s',
+      ]); // biome-ignore format: flags in pairs
+      expect(upgrade.stderr).toBe('');
+      const rolled = async () => {
+        const pods = await podsOf('switchyard-gateway');
+        return (
+          (await gatewayAvailable()) &&
+          pods.length === 2 &&
+          pods.every((p) => p.spec?.containers[0]?.image === `${repository}:cluster-test-2`)
+        );
+      };
+      await eventually(rolled, 90_000);
+      await eventually(() => gateways.ready().length === 2, 20_000);
+      const during = answersSince(started);
+      expect(during.length).toBeGreaterThan(100);
+      expect(during.filter((a) => a.status !== 200)).toEqual([]);
+    });
+
+    it('the leader pod deleted: another replica leads within the lease duration, and a change made meanwhile is applied', async () => {
+      const coordination = kubeConfigFrom(c.adminKubeconfigText).makeApiClient(CoordinationV1Api);
+      // After the roll above, one of the new pods leads (its identity: the pod's name, then the
+      // process's own suffix).
+      const controllers = (await podsOf('switchyard-controller')).map((p) => p.metadata?.name as string);
+      const podOf = (holder: string | undefined) =>
+        controllers.find((name) => holder?.startsWith(`${name}-`));
+      const lease = await eventually(async () => {
+        const [l] = (await coordination.listNamespacedLease({ namespace: NAMESPACE })).items;
+        return podOf(l?.spec?.holderIdentity) ? l : undefined;
+      }, 60_000);
+      const leader = podOf(lease.spec?.holderIdentity) as string;
+      const deleted = Date.now();
+      await core.deleteNamespacedPod({ namespace: NAMESPACE, name: leader });
+      // Meanwhile, a team ships a new service.
+      await c.admin.apply(appService('hello'), 'test', true);
+      await c.admin.apply(appDeployment('hello', 'v1', 'v1'), 'test', true);
+      await c.admin.apply(
+        {
+          apiVersion: 'switchyard.dev/v1alpha1',
+          kind: 'TrafficPolicy',
+          metadata: { name: 'hello', namespace: APP_NS },
+          spec: { service: 'hello', port: 80, hosts: ['hello.test'], stable: 'v1' },
+        } as KubernetesObject,
+        'test',
+        true,
+      );
+      const served = await eventually(async () => {
+        const r = await send(gateways.next(), { host: 'hello.test' });
+        return r.status === 200 && r.headers['x-switchyard-upstream'] === 'hello/v1' ? Date.now() : undefined;
+      }, 60_000).catch(async (e) => {
+        // What a person needs to see: the policy's status, the Lease, the gateway's answer.
+        const p = await c.admin.get<KubernetesObject & { status?: unknown }>({
+          apiVersion: 'switchyard.dev/v1alpha1',
+          kind: 'TrafficPolicy',
+          namespace: APP_NS,
+          name: 'hello',
+        });
+        const l = await coordination.readNamespacedLease({
+          namespace: NAMESPACE,
+          name: lease.metadata?.name as string,
+        });
+        const r = await send(gateways.next(), { host: 'hello.test' });
+        const pods = (await podsOf('switchyard-controller')).map(
+          (x) => `${x.metadata?.name} ready=${x.status?.containerStatuses?.[0]?.ready}`,
+        );
+        throw new Error(
+          `${e}: policy status ${JSON.stringify(p?.status)}; lease ${JSON.stringify(l.spec)}; controllers ${pods.join(', ')}; gateway ${r.status} ${r.body.slice(0, 200)}`,
+        );
+      });
+      const next = await coordination.readNamespacedLease({
+        namespace: NAMESPACE,
+        name: lease.metadata?.name as string,
+      });
+      // The standby (warm caches, campaigning) or, had it lost the race, the leader's replacement.
+      expect(next.spec?.holderIdentity).not.toMatch(new RegExp(`^${leader}-`));
+      expect(next.spec?.holderIdentity).toMatch(/^switchyard-controller-/);
+      const leaseMs = (lease.spec?.leaseDurationSeconds ?? 15) * 1000;
+      console.log(
+        `leader pod deleted: the change was served ${served - deleted} ms later (lease ${leaseMs} ms)`,
+      );
+      expect(served - deleted).toBeLessThan(leaseMs);
+    });
   });
 
   it.skipIf(KEEP)('stopping the cluster leaves nothing of the run on the machine', async () => {
@@ -439,6 +529,8 @@ describe.skipIf(!gate)('Switchyard on a real cluster', () => {
     expect(networkLinks()).toEqual(before.links);
     expect(leftoverCgroups()).toEqual([]);
     expect(before.created.filter((p) => existsSync(p))).toEqual([]);
+    // Nor a Kubernetes client's cache in the project (helm once wrote one there).
+    expect(existsSync(join(import.meta.dirname, '..', '..', '.kube'))).toBe(false);
     for (const [k, v] of Object.entries(before.sysctls))
       expect(readFileSync(`/proc/sys/${k}`, 'utf8').trim()).toBe(v);
   });

@@ -3,8 +3,8 @@
  * running cluster with the images imported, and helm pointed at it with its own folders. Gated on
  * root, Go, containerd and podman; under CI=true a missing part is a failure, not a skip.
  */
-import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFile, spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { clientNodeKube, type Kube, kubeConfigFrom } from '../../kube/client.js';
@@ -60,7 +60,11 @@ export interface RunningCluster {
   adminKubeconfig: string;
   admin: Kube;
   adminKubeconfigText: string;
-  helm(args: string[]): { code: number; stdout: string; stderr: string };
+  /**
+   * helm, as a child process the event loop does not wait on: `--wait` takes as long as a roll,
+   * and a load running meanwhile (or a client following endpoints) must go on.
+   */
+  helm(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
 }
 
 export async function startTestCluster(gate: ClusterGate): Promise<RunningCluster> {
@@ -77,24 +81,36 @@ export async function startTestCluster(gate: ClusterGate): Promise<RunningCluste
   );
   const adminKubeconfigText = readFileSync(cluster.adminKubeconfig, 'utf8');
   const helmHome = join(CLUSTER_RUN, 'helm');
+  mkdirSync(helmHome, { recursive: true });
   return {
     cluster,
     adminKubeconfig: cluster.adminKubeconfig,
     admin: clientNodeKube(kubeConfigFrom(adminKubeconfigText)),
     adminKubeconfigText,
     helm(args) {
-      const r = spawnSync(gate.helm, ['--kubeconfig', cluster.adminKubeconfig, ...args], {
-        encoding: 'utf8',
-        timeout: 300_000,
-        env: {
-          PATH: process.env.PATH,
-          HELM_CACHE_HOME: join(helmHome, 'cache'),
-          HELM_CONFIG_HOME: join(helmHome, 'config'),
-          HELM_DATA_HOME: join(helmHome, 'data'),
-          KUBECACHEDIR: join(CLUSTER_RUN, 'kube-cache'),
-        },
+      return new Promise((resolve) => {
+        execFile(
+          gate.helm,
+          ['--kubeconfig', cluster.adminKubeconfig, ...args],
+          {
+            encoding: 'utf8',
+            timeout: 300_000,
+            // helm's Kubernetes client writes a discovery cache under $HOME/.kube, or under the
+            // working directory when HOME is unset: both in the run folder.
+            cwd: helmHome,
+            env: {
+              PATH: process.env.PATH,
+              HOME: helmHome,
+              HELM_CACHE_HOME: join(helmHome, 'cache'),
+              HELM_CONFIG_HOME: join(helmHome, 'config'),
+              HELM_DATA_HOME: join(helmHome, 'data'),
+              KUBECACHEDIR: join(CLUSTER_RUN, 'kube-cache'),
+            },
+          },
+          (error, stdout, stderr) =>
+            resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr }),
+        );
       });
-      return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
     },
   };
 }
