@@ -99,8 +99,12 @@ export function installManifests(
     const container = o.kind === 'Deployment' ? o.spec?.template?.spec?.containers?.[0] : undefined;
     if (!container) continue;
     if (opts.image) container.image = opts.image;
-    if (o.metadata.name === 'switchyard-controller')
+    if (o.metadata.name === 'switchyard-controller') {
       container.args = (container.args ?? []).map((a, i, all) => (all[i - 1] === '--mode' ? opts.mode : a));
+      // As the chart's defaults: the analysis reads Istio's metrics; tokens in Istio's root namespace.
+      if (opts.mode === 'istio')
+        container.args.push('--mesh-metrics', 'istio', '--istio-root-namespace', 'istio-system');
+    }
     if (o.metadata.name === 'switchyard-gateway' && opts.redisSecret)
       container.env = [
         ...(container.env ?? []),

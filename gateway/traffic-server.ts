@@ -6,7 +6,6 @@
  * TLS offers h2 and http/1.1 by ALPN. Slowloris guards on both; bodies left unread for the proxy
  * to stream; an unexpected error answered 500 with a code rather than a crash.
  */
-
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import {
   createServer as createH2cServer,

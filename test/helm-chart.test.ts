@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KubeConfig, type KubernetesObject, KubernetesObjectApi, loadAllYaml } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { parse } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
 import { installManifests } from '../cli/install.js';
 import { cli, tempFiles } from './support/cli.js';
 import { adminKube, createNamespace } from './support/cluster.js';
@@ -53,6 +53,19 @@ function template(values: object = {}): Obj[] {
   expect(r.stderr).toBe('');
   expect(r.code).toBe(0);
   return (loadAllYaml(r.stdout) as (Obj | null)[]).filter((o): o is Obj => o !== null);
+}
+
+/**
+ * `helm template` as plain data, read as `switchyard install` reads its manifests (client-node's
+ * loadAllYaml turns known kinds into its models, e.g. a NetworkPolicy's `from` into `_from`).
+ */
+function templateAsData(values: object): Obj[] {
+  const file = join(tempFiles({ 'values.json': JSON.stringify(values) }), 'values.json');
+  const r = run('template', 'switchyard', CHART, '--namespace', NAMESPACE, '-f', file);
+  expect(r.code).toBe(0);
+  return parseAllDocuments(r.stdout)
+    .map((d) => d.toJSON() as Obj | null)
+    .filter((o): o is Obj => o !== null);
 }
 
 /** Every Role and ClusterRole by kind, namespace and name, with its rules. */
@@ -99,6 +112,24 @@ describe.skipIf(!helm)('the Helm chart', () => {
     );
     const args = controller?.spec?.template?.spec?.containers[0]?.args ?? [];
     expect(args[args.indexOf('--mode') + 1]).toBe(mode);
+  });
+
+  it.each([
+    'istio',
+    'gateway',
+  ] as const)('renders the same objects as `switchyard install` in %s mode, less Helm’s labels', (mode) => {
+    // What differs by design: Helm's release labels and selectors, and the CRDs and Namespace
+    // (Helm installs the chart's crds/ and --create-namespace; `install` prints them).
+    const comparable = (objects: Obj[]) =>
+      Object.fromEntries(
+        objects
+          .filter((o) => o.kind !== 'CustomResourceDefinition' && o.kind !== 'Namespace')
+          .map((o) => [
+            `${o.kind} ${o.metadata?.namespace ?? ''}/${o.metadata?.name}`,
+            withoutReleaseLabels(o),
+          ]),
+      );
+    expect(comparable(templateAsData({ mode }))).toEqual(comparable(installManifests({ mode }) as Obj[]));
   });
 
   it('carries package.json’s version, and `switchyard crds` as its CRDs', async () => {
@@ -218,3 +249,25 @@ describe.skipIf(!helm)('the Helm chart', () => {
     });
   });
 });
+
+/** An object without labels and annotations, and its selectors without Helm's instance label. */
+function withoutReleaseLabels(o: Obj): unknown {
+  const copy = structuredClone(o) as Obj & { spec?: Record<string, unknown> };
+  const strip = (m?: { labels?: unknown; annotations?: unknown }) => {
+    if (!m) return;
+    delete m.labels;
+    delete m.annotations;
+  };
+  strip(copy.metadata);
+  const spec = copy.spec as
+    | {
+        selector?: Record<string, unknown> & { matchLabels?: Record<string, string> };
+        podSelector?: { matchLabels?: Record<string, string> };
+        template?: { metadata?: { labels?: unknown; annotations?: unknown } };
+      }
+    | undefined;
+  for (const selector of [spec?.selector?.matchLabels, spec?.podSelector?.matchLabels, spec?.selector])
+    if (selector) delete (selector as Record<string, unknown>)['app.kubernetes.io/instance'];
+  strip(spec?.template?.metadata);
+  return copy;
+}

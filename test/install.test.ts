@@ -78,7 +78,21 @@ describe('switchyard install', () => {
     expect(controller?.serviceAccountName).toBe('switchyard');
     expect(controller?.containers[0]).toMatchObject({
       image: 'registry.example/switchyard:1.2.3',
-      args: ['controller', '--mode', 'istio', '--port', '8081'],
+      args: [
+        'controller',
+        '--mode',
+        'istio',
+        '--port',
+        '8081',
+        '--workers',
+        '8',
+        '--log-level',
+        'info',
+        '--mesh-metrics',
+        'istio',
+        '--istio-root-namespace',
+        'istio-system',
+      ],
       readinessProbe: expect.anything(),
       livenessProbe: expect.anything(),
       resources: { requests: { cpu: expect.any(String), memory: expect.any(String) } },
@@ -94,6 +108,8 @@ describe('switchyard install', () => {
         'ClusterRole/switchyard-gateway',
         'Deployment/switchyard-gateway',
         'Service/switchyard-gateway',
+        'Service/switchyard-gateway-admin',
+        'Service/switchyard-controller',
         'PodDisruptionBudget/switchyard-gateway',
         'NetworkPolicy/switchyard-gateway',
       ]),
@@ -101,7 +117,7 @@ describe('switchyard install', () => {
     expect(JSON.stringify(objects)).not.toContain('networking.istio.io');
     const deployments = objects.filter((o) => o.kind === 'Deployment');
     expect(deployments.map((d) => d.spec?.template?.spec?.containers[0]?.args)).toEqual([
-      ['controller', '--mode', 'gateway', '--port', '8081'],
+      ['controller', '--mode', 'gateway', '--port', '8081', '--workers', '8', '--log-level', 'info'],
       [
         'gateway',
         '--kube',

@@ -5,8 +5,8 @@
  *
  * Hostile files are expected (a typo in a watched file, a pull request's YAML): every failure is a
  * problem naming the file and line, never an exception, and the work is linear in the file's size.
- * js-yaml parses (YAML 1.2 core schema, as Kubernetes reads manifests): it stops at a file's first
- * error, refuses repeated keys and nesting deeper than MAX_NESTING itself, and is 7-12 times
+ * js-yaml parses (YAML 1.2 core schema, as before with the `yaml` library): it stops at a file's
+ * first error, refuses repeated keys and nesting deeper than MAX_NESTING itself, and is 7-12 times
  * faster than the `yaml` library on these files (load-tests/README.md, bench:config), which
  * parses a document's whole syntax tree before it reports any error. Aliases are bounded here.
  */
