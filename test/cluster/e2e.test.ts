@@ -98,6 +98,24 @@ describe.skipIf(!gate)('Switchyard on a real cluster', () => {
       await core.listNamespacedPod({ namespace: NAMESPACE, labelSelector: `app.kubernetes.io/name=${app}` })
     ).items.filter((p) => !p.metadata?.deletionTimestamp);
 
+  it('helm install in mesh mode (the default) on a cluster without Istio: refused before anything is made, naming mode=gateway', async () => {
+    const r = await c.helm([
+      'install',
+      'switchyard-mesh',
+      CHART,
+      '--namespace',
+      'switchyard-mesh',
+      '--create-namespace',
+    ]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/mode: istio needs Istio on the cluster .*--set mode=gateway/);
+    const releases = await c.helm(['list', '--all-namespaces', '--all', '-q']);
+    expect(releases.stdout.trim()).toBe('');
+    expect(
+      await apps.listDeploymentForAllNamespaces().then((l) => l.items.map((d) => d.metadata?.name)),
+    ).toEqual([]);
+  });
+
   it('helm install in gateway mode: the controller and the gateway run as pods and become Ready', async () => {
     const [repository, tag] = SWITCHYARD_IMAGE.split(':') as [string, string];
     const values = tempFiles({
