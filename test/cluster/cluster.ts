@@ -69,6 +69,9 @@ const FIXED_PATHS = [
   '/run/mount',
 ];
 
+/** Folders others write too, where the run adds entries of its own. */
+const SHARED_FOLDERS = ['/var/lib/cni/results', '/var/log/containers', '/var/log/pods'];
+
 export interface ClusterAssets {
   /** etcd (test/envtest/build.sh). */
   envtest: string;
@@ -97,6 +100,8 @@ export interface RunState {
   sysctls: Record<string, string>;
   /** The machine's network links before the run. */
   links: string[];
+  /** What SHARED_FOLDERS held before the run. */
+  shared: Record<string, string[]>;
 }
 
 const log = (run: string) => (name: string) => openSync(join(run, 'logs', `${name}.log`), 'a');
@@ -109,6 +114,16 @@ export async function startCluster(run: string, assets: ClusterAssets): Promise<
     mkdirSync(join(run, d), { recursive: true });
   const state = saveHostState();
   writeFileSync(join(run, 'host-state.json'), JSON.stringify(state));
+  try {
+    return await startComponents(run, assets);
+  } catch (e) {
+    // A start that failed half-way leaves nothing either (its logs stay in the run folder).
+    await stopRun(run);
+    throw e;
+  }
+}
+
+async function startComponents(run: string, assets: ClusterAssets): Promise<Cluster> {
   const t0 = performance.now();
   const timings: Record<string, number> = {};
   const mark = (step: string) => {
@@ -171,7 +186,10 @@ function saveHostState(): RunState {
       );
   const sysctls: Record<string, string> = {};
   for (const k of KUBELET_SYSCTLS) sysctls[k] = readFileSync(`/proc/sys/${k}`, 'utf8').trim();
-  return { created: FIXED_PATHS.filter((p) => !existsSync(p)), sysctls, links: networkLinks() };
+  const shared = Object.fromEntries(
+    SHARED_FOLDERS.map((d) => [d, existsSync(d) ? readdirSync(d) : []] as [string, string[]]),
+  );
+  return { created: FIXED_PATHS.filter((p) => !existsSync(p)), sysctls, links: networkLinks(), shared };
 }
 
 function makeBridge(): void {
@@ -435,7 +453,7 @@ export async function stopRun(run: string): Promise<void> {
   if (spawnSync('ip', ['link', 'show', BRIDGE], { stdio: 'ignore' }).status === 0) ip('link', 'del', BRIDGE);
   removeCgroups();
   if (state) {
-    removeFixedPaths(state.created);
+    removeFixedPaths(state.created, state.shared ?? {});
     restoreSysctls(state.sysctls);
   }
   rmSync(join(run, 'pids'), { recursive: true, force: true });
@@ -545,17 +563,13 @@ function removeCgroups(): void {
   }
 }
 
-function removeFixedPaths(created: string[]): void {
-  // The run's own entries in shared folders first; then each folder it created, if empty.
-  for (const dir of ['/var/lib/cni/results', '/var/log/containers'])
+function removeFixedPaths(created: string[], shared: Record<string, string[]>): void {
+  // The run's own entries in shared folders first (those that were not there before it: podman
+  // shares libcni's cache here); then each folder it created, if empty.
+  for (const [dir, before] of Object.entries(shared))
     if (existsSync(dir))
       for (const e of readdirSync(dir))
-        if (
-          e.startsWith('switchyard-test-') ||
-          e.startsWith('cni-loopback-') ||
-          dir === '/var/log/containers'
-        )
-          rmSync(join(dir, e), { force: true, recursive: true });
+        if (!before.includes(e)) rmSync(join(dir, e), { force: true, recursive: true });
   for (const p of FIXED_PATHS)
     if (created.includes(p) && existsSync(p)) spawnSync('rmdir', [p], { stdio: 'ignore' });
 }

@@ -239,6 +239,11 @@ describe.skipIf(!gate)('Switchyard on a real cluster', () => {
       expect((JSON.parse(byUrl.body) as { version: string }).version).toBe('c0ffee1');
       expect((await served({})).version).toBe('v1');
       expect((await served({ 'x-switchyard-preview': 'pr-2' })).version).toBe('v1');
+      // The pull request is told, from the controller's pod: a success status on the commit.
+      await eventually(
+        () => github.statuses.get(`${REPO}@${PR_COMMITS[0]}`)?.some((s) => s.state === 'success'),
+        30_000,
+      );
     });
 
     it('synchronize: pr-1 moves to the new commit’s pod', async () => {
@@ -547,6 +552,8 @@ describe.skipIf(!gate)('Switchyard on a real cluster', () => {
     expect(networkLinks()).toEqual(before.links);
     expect(leftoverCgroups()).toEqual([]);
     expect(before.created.filter((p) => existsSync(p))).toEqual([]);
+    for (const [dir, entries] of Object.entries(before.shared))
+      expect(existsSync(dir) ? readdirSync(dir).sort() : [], dir).toEqual([...entries].sort());
     // Nor a Kubernetes client's cache in the project (helm once wrote one there).
     expect(existsSync(join(import.meta.dirname, '..', '..', '.kube'))).toBe(false);
     for (const [k, v] of Object.entries(before.sysctls))

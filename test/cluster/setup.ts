@@ -73,7 +73,13 @@ export async function startTestCluster(gate: ClusterGate): Promise<RunningCluste
     cluster: gate.cluster,
     cni: '/usr/lib/cni',
   });
-  const images = buildAndImportImages(CLUSTER_RUN, cluster.ctr);
+  let images: ReturnType<typeof buildAndImportImages>;
+  try {
+    images = buildAndImportImages(CLUSTER_RUN, cluster.ctr);
+  } catch (e) {
+    await cluster.stop();
+    throw e;
+  }
   console.log(
     `test cluster: ${Object.entries({ ...cluster.timings, ...images.timings })
       .map(([k, v]) => `${k} ${(v / 1000).toFixed(1)} s`)
