@@ -37,7 +37,13 @@ import {
 } from './cluster.js';
 import { appImage, PR_COMMITS, SWITCHYARD_IMAGE } from './images.js';
 import { followService, type ServiceClient } from './service-client.js';
-import { CLUSTER_RUN, clusterGate, type RunningCluster, startTestCluster } from './setup.js';
+import {
+  CLUSTER_RUN,
+  clusterGate,
+  type RunningCluster,
+  removeTestCluster,
+  startTestCluster,
+} from './setup.js';
 
 const gate = clusterGate();
 /** Set: the cluster is left running after the suite, for a person to look at. */
@@ -89,7 +95,7 @@ describe.skipIf(!gate)('Switchyard on a real cluster', () => {
       console.log(
         `SWITCHYARD_CLUSTER_KEEP: the cluster runs on; KUBECONFIG=${c?.adminKubeconfig}; stop it with npm run cluster:stop`,
       );
-    else if (!stopped) await c?.cluster.stop();
+    else await removeTestCluster(stopped ? undefined : c);
   });
 
   /** The pods of one of Switchyard's Deployments, less those being deleted. */

@@ -4,9 +4,9 @@
  * root, Go, containerd and podman; under CI=true a missing part is a failure, not a skip.
  */
 import { execFile, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { clientNodeKube, type Kube, kubeConfigFrom } from '../../kube/client.js';
 import { envtestAssets, testBinaries } from '../support/envtest.js';
 import { type Cluster, startCluster } from './cluster.js';
@@ -119,4 +119,21 @@ export async function startTestCluster(gate: ClusterGate): Promise<RunningCluste
       });
     },
   };
+}
+
+/**
+ * After the suite: the cluster stopped, its processes' logs kept in the project's git-ignored
+ * .test-results/cluster-logs (for a failed run in CI), and the run folder (about 900 MB: images,
+ * containerd, etcd) removed.
+ */
+export async function removeTestCluster(c: RunningCluster | undefined): Promise<void> {
+  await c?.cluster.stop();
+  const logs = join(CLUSTER_RUN, 'logs');
+  if (existsSync(logs)) {
+    const kept = join(import.meta.dirname, '..', '..', '.test-results', 'cluster-logs');
+    rmSync(kept, { recursive: true, force: true });
+    mkdirSync(dirname(kept), { recursive: true });
+    cpSync(logs, kept, { recursive: true });
+  }
+  rmSync(CLUSTER_RUN, { recursive: true, force: true });
 }
