@@ -12,7 +12,7 @@
  * (KUBERNETES_SERVICE_HOST/PORT, through the chart's `extraEnv`); pods reach one another, and the
  * host reaches pods, by pod address, which is what the gateway routes to (EndpointSlices).
  */
-import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
   existsSync,
@@ -200,7 +200,7 @@ function makeBridge(): void {
 
 function startDaemon(run: string) {
   const logFile = log(run);
-  return (name: string, command: string, args: string[]): ChildProcess => {
+  return (name: string, command: string, args: string[]): void => {
     const child = spawn(command, args, {
       detached: true, // its own session: it outlives a crashed test process, and stopRun finds it by pid
       stdio: ['ignore', logFile(name), logFile(name)],
@@ -213,7 +213,6 @@ function startDaemon(run: string) {
     });
     child.unref();
     writeFileSync(join(run, 'pids', `${name}.pid`), String(child.pid));
-    return child;
   };
 }
 
@@ -620,7 +619,7 @@ async function httpOk(url: string): Promise<boolean> {
   }
 }
 
-function kubectlGet(pki: Pki, path: string): string | undefined {
+function apiGet(pki: Pki, path: string): string | undefined {
   // curl with the admin certificate: the API's readiness before any client is set up.
   const r = spawnSync(
     'curl',
@@ -640,11 +639,11 @@ function kubectlGet(pki: Pki, path: string): string | undefined {
 }
 
 async function apiReady(pki: Pki): Promise<boolean> {
-  return kubectlGet(pki, '/readyz') === 'ok';
+  return apiGet(pki, '/readyz') === 'ok';
 }
 
 async function nodeReady(pki: Pki): Promise<boolean> {
-  const body = kubectlGet(pki, `/api/v1/nodes/${NODE_NAME}`);
+  const body = apiGet(pki, `/api/v1/nodes/${NODE_NAME}`);
   if (!body) return false;
   const node = JSON.parse(body) as { status?: { conditions?: { type: string; status: string }[] } };
   return node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
