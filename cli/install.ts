@@ -24,6 +24,8 @@ export interface InstallOptions {
   redisSecret?: string;
   /** The public keys of intercept tokens, as a JWKS file (`switchyard token-jwks`). */
   tokenJwks?: string;
+  /** Watch only these namespaces, with Roles there instead of ClusterRoles (empty: all). */
+  namespace?: string[];
   output: string;
 }
 
@@ -33,7 +35,9 @@ const TOKEN_JWKS_DIR = '/etc/switchyard/tokens';
 type Container = { image?: string; args?: string[]; env?: object[]; volumeMounts?: object[] };
 type Manifest = {
   kind: string;
-  metadata: { name: string };
+  metadata: { name: string; namespace?: string };
+  rules?: { resources: string[] }[];
+  roleRef?: { kind: string; name: string };
   spec?: { template?: { spec?: { containers?: Container[]; volumes?: object[] } } };
 };
 
@@ -94,13 +98,20 @@ export function installManifests(
     'controller.yaml',
     ...(opts.mode === 'gateway' ? ['gateway.yaml'] : []),
   ];
-  const objects = files.flatMap(readManifests);
+  const namespaces = opts.namespace ?? [];
+  const objects = scopeRbac(files.flatMap(readManifests), namespaces);
+  const namespaceArgs = namespaces.flatMap((ns) => ['--namespace', ns]);
   for (const o of objects) {
     const container = o.kind === 'Deployment' ? o.spec?.template?.spec?.containers?.[0] : undefined;
     if (!container) continue;
     if (opts.image) container.image = opts.image;
+    if (o.metadata.name === 'switchyard-gateway') {
+      const [command, kube, ...rest] = container.args ?? [];
+      container.args = [command as string, kube as string, ...namespaceArgs, ...rest];
+    }
     if (o.metadata.name === 'switchyard-controller') {
       container.args = (container.args ?? []).map((a, i, all) => (all[i - 1] === '--mode' ? opts.mode : a));
+      container.args.push(...namespaceArgs);
       // As the chart's defaults: the analysis reads Istio's metrics; tokens in Istio's root namespace.
       if (opts.mode === 'istio')
         container.args.push('--mesh-metrics', 'istio', '--istio-root-namespace', 'istio-system');
@@ -112,6 +123,39 @@ export function installManifests(
       ];
   }
   return [...customResourceDefinitions(), ...(jwks ? withTokenJwks(objects, opts.mode, jwks) : objects)];
+}
+
+/** Kinds a Role cannot grant: their ClusterRoles stay cluster-wide whatever is watched. */
+const CLUSTER_SCOPED_RESOURCES = new Set(['namespaces']);
+
+/**
+ * Watching only some namespaces, each ClusterRole of namespaced kinds becomes a Role of the same
+ * name and rules in every one of them, and its ClusterRoleBinding a RoleBinding there: the
+ * controller and the gateway can then touch nothing outside the namespaces they were given.
+ */
+function scopeRbac(objects: Manifest[], namespaces: string[]): Manifest[] {
+  if (namespaces.length === 0) return objects;
+  const clusterWide = (name: string) =>
+    objects.some(
+      (o) =>
+        o.kind === 'ClusterRole' &&
+        o.metadata.name === name &&
+        o.rules?.some((r) => r.resources.some((res) => CLUSTER_SCOPED_RESOURCES.has(res))),
+    );
+  return objects.flatMap((o) => {
+    const scoped =
+      (o.kind === 'ClusterRole' && !clusterWide(o.metadata.name)) ||
+      (o.kind === 'ClusterRoleBinding' && !clusterWide(o.roleRef?.name ?? ''));
+    if (!scoped) return [o];
+    return namespaces.map((namespace) => {
+      const copy = structuredClone(o);
+      copy.kind = o.kind === 'ClusterRole' ? 'Role' : 'RoleBinding';
+      const { name, ...rest } = copy.metadata;
+      copy.metadata = { name, namespace, ...rest };
+      if (copy.roleRef) copy.roleRef.kind = 'Role';
+      return copy;
+    });
+  });
 }
 
 export function installCommand(opts: InstallOptions, io: CliIO, settings: Settings): number {

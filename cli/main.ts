@@ -453,6 +453,12 @@ export function buildProgram(
       '--token-jwks <file>',
       'public keys of intercept tokens (switchyard token-jwks): a ConfigMap mounted into the controller (istio) or the gateway',
     )
+    .option(
+      '-n, --namespace <ns>',
+      'watch only this namespace, with Roles there instead of ClusterRoles (repeatable; default all)',
+      collect,
+      [],
+    )
     .addOption(outputOption(['yaml', 'json'], 'yaml'))
     .action(async (opts) => setExit((await import('./install.js')).installCommand(opts, io, settings)));
 

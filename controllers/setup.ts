@@ -37,6 +37,12 @@ export interface ControllersOptions {
   meshMetrics?: 'istio' | 'envoy';
 }
 
+/** What /readyz says when the cluster lacks Istio's CRDs. */
+const NEEDS_ISTIO =
+  'mesh mode (--mode istio) needs Istio on the cluster: install Istio, or run Switchyard without a mesh (--mode gateway)';
+/** What /readyz says when the cluster lacks Switchyard's own CRDs. */
+const NEEDS_CRDS = "install Switchyard's CRDs (switchyard crds | kubectl apply --server-side -f -)";
+
 function reconcileMetrics(manager: Manager) {
   const registers = [manager.registry];
   return {
@@ -166,7 +172,7 @@ export function setupControllers(manager: Manager, opts: ControllersOptions = {}
     o.metadata?.annotations,
     o.metadata?.deletionTimestamp ? o.metadata.finalizers : undefined,
   ];
-  const policies = manager.watch(RESOURCE.TrafficPolicy, (o, event) => {
+  const policies = manager.watch({ ...RESOURCE.TrafficPolicy, missingHint: NEEDS_CRDS }, (o, event) => {
     if (!filter.changed('policy', o, event, meta(o))) return;
     queue.add(keyOf(o));
     if (event !== 'delete') canaryQueue.add(keyOf(o));
@@ -192,7 +198,7 @@ export function setupControllers(manager: Manager, opts: ControllersOptions = {}
     for (const p of previews.list(o.metadata?.namespace))
       if (p.spec?.policy === o.metadata?.name) previewQueue.add(keyOf(p));
   });
-  const previews = manager.watch(RESOURCE.Preview, (o, event) => {
+  const previews = manager.watch({ ...RESOURCE.Preview, missingHint: NEEDS_CRDS }, (o, event) => {
     if (filter.changed('preview', o, event, meta(o))) previewQueue.add(keyOf(o));
     // A preview that goes may free a place under its policy's previews.maxActive.
     if (event === 'delete' || (event === 'update' && o.metadata?.deletionTimestamp))
@@ -256,15 +262,30 @@ export function setupControllers(manager: Manager, opts: ControllersOptions = {}
         if (o.metadata?.name?.startsWith(p.metadata?.name ?? '\0')) queue.add(keyOf(p));
     };
     manager.watch(
-      { apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', plural: 'destinationrules' },
+      {
+        apiVersion: 'networking.istio.io/v1',
+        kind: 'DestinationRule',
+        plural: 'destinationrules',
+        missingHint: NEEDS_ISTIO,
+      },
       ownerOrNamesake,
     );
     manager.watch(
-      { apiVersion: 'networking.istio.io/v1alpha3', kind: 'EnvoyFilter', plural: 'envoyfilters' },
+      {
+        apiVersion: 'networking.istio.io/v1alpha3',
+        kind: 'EnvoyFilter',
+        plural: 'envoyfilters',
+        missingHint: NEEDS_ISTIO,
+      },
       ownerOrNamesake,
     );
     manager.watch(
-      { apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', plural: 'virtualservices' },
+      {
+        apiVersion: 'networking.istio.io/v1',
+        kind: 'VirtualService',
+        plural: 'virtualservices',
+        missingHint: NEEDS_ISTIO,
+      },
       (o, event) => {
         if (o.metadata?.labels?.[MANAGED_BY] === MANAGED_BY_VALUE) return ownerPolicy(o, event);
         // A foreign VirtualService may start or stop a Conflict, in any namespace (it may be bound

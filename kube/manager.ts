@@ -29,6 +29,8 @@ export interface WatchKind {
   labelSelector?: string;
   /** One informer for the whole cluster, whatever namespaces are watched (Namespaces). */
   clusterScoped?: boolean;
+  /** What to do when the cluster does not serve the kind (said by /readyz and the log). */
+  missingHint?: string;
 }
 
 /** The cached objects of one watched kind. */
@@ -141,9 +143,15 @@ export function createManager(opts: ManagerOptions): Manager {
     loggerInstance: logger.child({ server: 'controller' }, { level: 'warn' }) as FastifyBaseLogger,
   });
   http.get('/healthz', async () => 'ok\n');
-  http.get('/readyz', async (_req, reply) =>
-    ready ? 'ok\n' : reply.code(503).send('informers not synced yet\n'),
-  );
+  // Not ready says why: each cache not yet listed, with its last failure (a CRD missing, RBAC).
+  http.get('/readyz', async (_req, reply) => {
+    if (ready) return 'ok\n';
+    const waiting = [...kinds.values()]
+      .flatMap((k) => k.informers)
+      .filter((i) => !i.synced())
+      .map((i) => `${i.path}: ${i.failure() ?? 'listing'}`);
+    return reply.code(503).send(`informers not synced yet\n${waiting.map((w) => `- ${w}\n`).join('')}`);
+  });
   http.get('/metrics', async (_req, reply) => {
     metrics.queue.set(queues.reduce((n, q) => n + q.length, 0));
     reply.type(metrics.registry.contentType);
@@ -164,6 +172,7 @@ export function createManager(opts: ManagerOptions): Manager {
             plural: kind.plural,
             namespace,
             ...(kind.labelSelector ? { labelSelector: kind.labelSelector } : {}),
+            ...(kind.missingHint ? { missingHint: kind.missingHint } : {}),
           },
           logger,
           (o, event) => {

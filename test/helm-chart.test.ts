@@ -97,9 +97,24 @@ describe.skipIf(!helm)('the Helm chart', () => {
     }
   });
 
-  it.each(['istio', 'gateway'] as const)('renders the RBAC `switchyard install` has in %s mode', (mode) => {
-    const chart = template({ mode });
-    const install = installManifests({ mode }) as Obj[];
+  /** The same settings, as the chart's values and as `switchyard install`'s options. */
+  const SETTINGS = [
+    { mode: 'istio', namespaces: [] },
+    { mode: 'gateway', namespaces: [] },
+    { mode: 'istio', namespaces: ['shop', 'web'] },
+    { mode: 'gateway', namespaces: ['shop', 'web'] },
+  ] as const;
+  const chartValues = (s: (typeof SETTINGS)[number]) => ({
+    mode: s.mode,
+    controller: { namespaces: s.namespaces },
+  });
+  const installOptions = (s: (typeof SETTINGS)[number]) => ({ mode: s.mode, namespace: [...s.namespaces] });
+
+  it.each(
+    SETTINGS,
+  )('renders the RBAC `switchyard install` has in $mode mode, namespaces $namespaces', (s) => {
+    const chart = template(chartValues(s));
+    const install = installManifests(installOptions(s)) as Obj[];
     expect(rbacOf(chart)).toEqual(rbacOf(install));
     expect(bindingsOf(chart)).toEqual(bindingsOf(install));
     // The same parts: the gateway only in gateway mode.
@@ -111,13 +126,41 @@ describe.skipIf(!helm)('the Helm chart', () => {
       (o) => o.kind === 'Deployment' && o.metadata?.name === 'switchyard-controller',
     );
     const args = controller?.spec?.template?.spec?.containers[0]?.args ?? [];
-    expect(args[args.indexOf('--mode') + 1]).toBe(mode);
+    expect(args[args.indexOf('--mode') + 1]).toBe(s.mode);
   });
 
   it.each([
     'istio',
     'gateway',
-  ] as const)('renders the same objects as `switchyard install` in %s mode, less Helm’s labels', (mode) => {
+  ] as const)('given namespaces, grants nothing cluster-wide but the reading of Namespaces (%s mode)', (mode) => {
+    const objects = template({ mode, controller: { namespaces: ['shop', 'web'] } });
+    const clusterWide = Object.entries(rbacOf(objects)).filter(([key]) => key.startsWith('ClusterRole'));
+    expect(clusterWide).toEqual(
+      mode === 'istio'
+        ? [
+            [
+              'ClusterRole /switchyard-controller-namespaces',
+              [{ apiGroups: [''], resources: ['namespaces'], verbs: ['list', 'watch'] }],
+            ],
+          ]
+        : [],
+    );
+    // Each of the controller's and the gateway's Roles is in both namespaces, and both watch only them.
+    const roles = (ns: string) =>
+      Object.keys(rbacOf(objects))
+        .filter((k) => k.startsWith(`Role ${ns}/`))
+        .map((k) => k.slice(k.indexOf('/') + 1));
+    expect(roles('web')).toEqual(roles('shop'));
+    expect(roles('shop')).toContain('switchyard-controller');
+    for (const o of objects.filter((x) => x.kind === 'Deployment')) {
+      const args = o.spec?.template?.spec?.containers[0]?.args ?? [];
+      expect(args.filter((_, i) => args[i - 1] === '--namespace')).toEqual(['shop', 'web']);
+    }
+  });
+
+  it.each(
+    SETTINGS,
+  )('renders the same objects as `switchyard install` in $mode mode, namespaces $namespaces, less Helm’s labels', (s) => {
     // What differs by design: Helm's release labels and selectors, and the CRDs and Namespace
     // (Helm installs the chart's crds/ and --create-namespace; `install` prints them).
     const comparable = (objects: Obj[]) =>
@@ -129,7 +172,9 @@ describe.skipIf(!helm)('the Helm chart', () => {
             withoutReleaseLabels(o),
           ]),
       );
-    expect(comparable(templateAsData({ mode }))).toEqual(comparable(installManifests({ mode }) as Obj[]));
+    expect(comparable(templateAsData(chartValues(s)))).toEqual(
+      comparable(installManifests(installOptions(s)) as Obj[]),
+    );
   });
 
   it('carries package.json’s version, and `switchyard crds` as its CRDs', async () => {
@@ -230,6 +275,7 @@ describe.skipIf(!helm)('the Helm chart', () => {
       const env = shared as Envtest;
       await createNamespace(adminKube(env), NAMESPACE);
       await createNamespace(adminKube(env), 'istio-system');
+      for (const ns of ['shop', 'payments']) await createNamespace(adminKube(env), ns);
       const kc = new KubeConfig();
       kc.loadFromString(env.adminKubeconfig);
       const api = KubernetesObjectApi.makeApiClient(kc);

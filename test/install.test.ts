@@ -154,6 +154,39 @@ describe('switchyard install', () => {
     ]);
   });
 
+  it('-n: both parts watch only those namespaces, with Roles there and no ClusterRole but the Namespaces reader', async () => {
+    const rbac = (objects: Obj[]) =>
+      objects
+        .filter((o) => o.kind?.includes('Role'))
+        .map((o) => `${o.kind} ${o.metadata?.namespace ?? ''}/${o.metadata?.name}`)
+        .sort();
+    const gateway = await manifest('--mode', 'gateway', '-n', 'shop', '--namespace', 'web');
+    expect(rbac(gateway)).toEqual(
+      ['switchyard-controller', 'switchyard-controller-gateway', 'switchyard-gateway']
+        .flatMap((name) => [
+          `Role shop/${name}`,
+          `Role web/${name}`,
+          `RoleBinding shop/${name}`,
+          `RoleBinding web/${name}`,
+        ])
+        .concat([
+          'Role switchyard-system/switchyard-leader-election',
+          'RoleBinding switchyard-system/switchyard-leader-election',
+        ])
+        .sort(),
+    );
+    for (const d of gateway.filter((o) => o.kind === 'Deployment')) {
+      const args = d.spec?.template?.spec?.containers[0]?.args ?? [];
+      expect(args.filter((_, i) => args[i - 1] === '--namespace')).toEqual(['shop', 'web']);
+    }
+    const mesh = await manifest('--mode', 'istio', '-n', 'shop');
+    expect(rbac(mesh).filter((k) => k.startsWith('Cluster'))).toEqual([
+      'ClusterRole /switchyard-controller-namespaces',
+      'ClusterRoleBinding /switchyard-controller-namespaces',
+    ]);
+    expect(rbac(mesh)).toContain('Role shop/switchyard-controller-istio');
+  });
+
   it('--token-jwks: the public keys as a ConfigMap, mounted into the part that verifies tokens', async () => {
     const keys = await testTokenKeys();
     const file = join(tempFiles({ 'jwks.json': JSON.stringify(keys.jwks) }), 'jwks.json');

@@ -2,14 +2,15 @@
  * The RBAC in deploy/install grants exactly what the controller uses: a controller run in each mode
  * (as its ServiceAccount, on an API server of its own with an audit log) goes through a policy's and
  * a preview's whole life, and the verbs the audit log records for it are compared, both ways, with
- * the rules of that mode. The PR bot's part (a pull request opened and closed through the webhook,
+ * the rules of that mode. Each run watches one namespace and has the RBAC `switchyard install -n`
+ * makes for it (Roles there, not ClusterRoles): what a namespaced install needs is what it gets,
+ * and the cluster-wide install's ClusterRoles carry the same rules. The PR bot's part (a pull request opened and closed through the webhook,
  * and reported to a GitHub stand-in) is in the run too. A missing permission fails the run with a real Forbidden; a rule no call
  * needs fails the comparison.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { type KubernetesObject, loadAllYaml } from '@kubernetes/client-node';
+import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { installManifests } from '../cli/install.js';
 import { type RunningController, startController } from '../cli/start-controller.js';
 import type { ControllerMode } from '../controllers/traffic-policy.js';
 import type { Kube } from '../kube/client.js';
@@ -19,7 +20,6 @@ import { createLogger } from '../src/core/logger.js';
 import type { TokenAuthenticationOptions } from '../src/istio/request-authentication.js';
 import {
   adminKube,
-  applyRbac,
   CONTROLLER_USER,
   createNamespace,
   markAvailable,
@@ -35,25 +35,34 @@ import { testTokenKeys } from './support/tokens.js';
 const gate = envtestGate({ istio: true });
 const WEBHOOK_SECRET = 'rbac webhook secret';
 const API = 'switchyard.dev/v1alpha1';
-const INSTALL = join(import.meta.dirname, '..', 'deploy', 'install');
+const RBAC_KINDS = new Set([
+  'Namespace',
+  'ServiceAccount',
+  'ClusterRole',
+  'ClusterRoleBinding',
+  'Role',
+  'RoleBinding',
+]);
 
 type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] };
-type Role = KubernetesObject & { rules?: Rule[]; subjects?: { name: string }[] };
+type Role = KubernetesObject & { rules?: Rule[] };
 
-/** `group/resource verb` for every rule of the controller's roles in these files. */
-function granted(files: string[]): Set<string> {
+/** The RBAC objects `switchyard install --mode <mode> -n <ns>` prints. */
+const rbacOf = (mode: ControllerMode, ns: string) =>
+  (installManifests({ mode, namespace: [ns] }) as Role[]).filter((o) => RBAC_KINDS.has(o.kind ?? ''));
+
+/** `group/resource verb` for every rule of the controller's roles among these objects. */
+function granted(objects: Role[]): Set<string> {
   const out = new Set<string>();
-  for (const file of files) {
-    for (const doc of loadAllYaml(readFileSync(join(INSTALL, file), 'utf8')) as Role[]) {
-      if (
-        (doc.kind !== 'ClusterRole' && doc.kind !== 'Role') ||
-        doc.metadata?.name?.startsWith('switchyard-gateway')
-      )
-        continue;
-      for (const r of doc.rules ?? [])
-        for (const g of r.apiGroups)
-          for (const res of r.resources) for (const v of r.verbs) out.add(`${g}/${res} ${v}`);
-    }
+  for (const doc of objects) {
+    if (
+      (doc.kind !== 'ClusterRole' && doc.kind !== 'Role') ||
+      doc.metadata?.name?.startsWith('switchyard-gateway')
+    )
+      continue;
+    for (const r of doc.rules ?? [])
+      for (const g of r.apiGroups)
+        for (const res of r.resources) for (const v of r.verbs) out.add(`${g}/${res} ${v}`);
   }
   return out;
 }
@@ -252,7 +261,11 @@ describe.skipIf(!gate)('RBAC in deploy/install against the calls the controller 
     github = await startGithubStandIn();
     env = await startEnvtestWithCrds(gate as NonNullable<typeof gate>, { audit: true });
     admin = adminKube(env);
-    await applyRbac(admin);
+    for (const mode of ['istio', 'gateway'] as const)
+      for (const o of rbacOf(mode, `rbac-${mode}`)) {
+        if (o.metadata?.namespace) await createNamespace(admin, o.metadata.namespace);
+        await admin.apply(o, 'test', true);
+      }
     // One after the other: cluster-scoped calls (namespaces) are told apart by when they were made.
     for (const mode of ['istio', 'gateway'] as const) {
       const start = new Date();
@@ -273,11 +286,27 @@ describe.skipIf(!gate)('RBAC in deploy/install against the calls the controller 
   };
 
   it.each([
-    ['istio', ['rbac.yaml', 'rbac-istio.yaml']],
-    ['gateway', ['rbac.yaml', 'rbac-gateway.yaml']],
-  ] as const)('%s mode: every call is granted and every grant is called', (mode, files) => {
+    'istio',
+    'gateway',
+  ] as const)('%s mode: every call is granted and every grant is called', (mode) => {
     const calls = used(env.auditEvents?.() ?? [], ofMode(mode));
     expect(calls.size).toBeGreaterThan(10);
-    expect([...calls].sort()).toEqual([...granted([...files])].sort());
+    expect([...calls].sort()).toEqual([...granted(rbacOf(mode, `rbac-${mode}`))].sort());
+  });
+
+  it.each([
+    'istio',
+    'gateway',
+  ] as const)('%s mode: no call was forbidden, and none reached a namespace not given', (mode) => {
+    const mine = (env.auditEvents?.() ?? []).filter(
+      (e) => e.user.username === CONTROLLER_USER && ofMode(mode)(e),
+    );
+    expect(mine.filter((e) => e.responseStatus?.code === 403).map((e) => e.requestURI)).toEqual([]);
+    const elsewhere = mine.filter(
+      (e) =>
+        e.objectRef?.namespace &&
+        ![`rbac-${mode}`, 'switchyard-system', 'istio-system'].includes(e.objectRef.namespace),
+    );
+    expect(elsewhere.map((e) => e.requestURI)).toEqual([]);
   });
 });

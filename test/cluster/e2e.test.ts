@@ -10,8 +10,12 @@ import {
   AppsV1Api,
   CoordinationV1Api,
   CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
   type KubernetesObject,
   PolicyV1Api,
+  RbacAuthorizationV1Api,
+  type V1Deployment,
   type V1Pod,
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -123,28 +127,10 @@ describe.skipIf(!gate)('Switchyard on a real cluster', () => {
   });
 
   it('helm install in gateway mode: the controller and the gateway run as pods and become Ready', async () => {
-    const [repository, tag] = SWITCHYARD_IMAGE.split(':') as [string, string];
-    const values = tempFiles({
-      'values.json': JSON.stringify({
-        mode: 'gateway',
-        image: { repository, tag, pullPolicy: 'Never' },
-        controller: { extraEnv: API_ENV },
-        gateway: { extraEnv: API_ENV },
-      }),
-    });
     const r = await c.helm([
-      'install',
-      'switchyard',
-      CHART,
-      '--namespace',
-      NAMESPACE,
-      '--create-namespace',
-      '-f',
-      join(values, 'values.json'),
-      '--wait',
-      '--timeout',
-      '180s',
-    ]); // prettier-ignore
+      'install', 'switchyard', CHART, '--namespace', NAMESPACE, '--create-namespace',
+      '-f', installValues(), '--wait', '--timeout', '180s',
+    ]); // biome-ignore format: flags in pairs
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     for (const name of ['switchyard-controller', 'switchyard-gateway']) {
@@ -547,6 +533,132 @@ describe.skipIf(!gate)('Switchyard on a real cluster', () => {
     });
   });
 
+  describe('a namespaced install: the controller and the gateway given only the shop namespace', () => {
+    const OTHER_NS = 'other-team';
+    let gatewayUrl: string;
+    let webhookUrl: string;
+    /** A client acting as one of the chart's ServiceAccounts, with a token the API server issued it. */
+    const actingAs = async (account: string) => {
+      const { status } = await core.createNamespacedServiceAccountToken({
+        namespace: NAMESPACE,
+        name: account,
+        body: { spec: { audiences: [], expirationSeconds: 600 } },
+      });
+      const admin = kubeConfigFrom(c.adminKubeconfigText);
+      const kc = new KubeConfig();
+      kc.loadFromOptions({
+        clusters: admin.clusters,
+        users: [{ name: account, token: status?.token }],
+        contexts: [{ name: account, cluster: admin.clusters[0]?.name as string, user: account }],
+        currentContext: account,
+      });
+      return kc;
+    };
+    /** The HTTP status a call answers with: 200 when it succeeds. */
+    const statusOf = (call: Promise<unknown>) =>
+      call.then(
+        () => 200,
+        (e: { code?: number }) => e.code ?? -1,
+      );
+
+    beforeAll(async () => {
+      // The cluster-wide release goes; the team in other-team has the same repository's previews.
+      const uninstall = await c.helm(['uninstall', 'switchyard', '--namespace', NAMESPACE, '--wait']);
+      expect(uninstall.code).toBe(0);
+      await teamWorkload(c.admin, OTHER_NS);
+      const r = await c.helm([
+        'install', 'switchyard', CHART, '--namespace', NAMESPACE,
+        '-f', installValues({ namespaces: [APP_NS] }), '--wait', '--timeout', '180s',
+      ]); // biome-ignore format: flags in pairs
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const [gw] = await podsOf('switchyard-gateway');
+      gatewayUrl = `http://${gw?.status?.podIP}:8080`;
+      const [ctl] = await podsOf('switchyard-controller');
+      webhookUrl = `http://${ctl?.status?.podIP}:8081`;
+    });
+
+    it('has Roles in shop and nothing cluster-wide, and both parts become Ready', async () => {
+      const rbac = kubeConfigFrom(c.adminKubeconfigText).makeApiClient(RbacAuthorizationV1Api);
+      const mine = (o: { metadata?: { name?: string } }) => o.metadata?.name?.startsWith('switchyard');
+      expect((await rbac.listClusterRole()).items.filter(mine)).toEqual([]);
+      expect((await rbac.listClusterRoleBinding()).items.filter(mine)).toEqual([]);
+      const roles = (await rbac.listNamespacedRole({ namespace: APP_NS })).items.map((r) => r.metadata?.name);
+      expect(roles.sort()).toEqual([
+        'switchyard-controller',
+        'switchyard-controller-gateway',
+        'switchyard-gateway',
+      ]);
+      expect((await rbac.listNamespacedRole({ namespace: OTHER_NS })).items).toEqual([]);
+      for (const name of ['switchyard-controller', 'switchyard-gateway']) {
+        const d = await apps.readNamespacedDeployment({ namespace: NAMESPACE, name });
+        expect(d.status?.availableReplicas).toBe(2);
+      }
+    });
+
+    it('a pull request opened: its preview runs in shop and is served; the policy in other-team gets none', async () => {
+      await eventually(async () => (await send(gatewayUrl, { host: 'web.test' })).status === 200, 60_000);
+      const opened = await postDelivery(
+        webhookUrl,
+        'pull_request',
+        pullRequestEvent('opened', 3, PR_COMMITS[0], 3),
+        { id: 'namespaced-1', secret: WEBHOOK_SECRET },
+      );
+      expect(opened).toBe(202);
+      await eventually(async () => {
+        const r = await send(gatewayUrl, { host: 'web.test', headers: { 'x-switchyard-preview': 'pr-3' } });
+        return r.status === 200 && (JSON.parse(r.body) as { version: string }).version === 'c0ffee1';
+      }, 90_000);
+      const previews = (namespace: string) =>
+        c.admin
+          .list('switchyard.dev/v1alpha1', 'Preview', namespace)
+          .then((l) => l.map((p) => p.metadata?.name));
+      expect(await previews(APP_NS)).toEqual([`web-pr-3-${PR_COMMITS[0].slice(0, 7)}`]);
+      expect(await previews(OTHER_NS)).toEqual([]);
+      // The gateway does not serve the other team's host: it does not see its policy.
+      const other = await send(gatewayUrl, { host: 'web.other-team.test' });
+      expect(other.status).toBe(404);
+      // Closed: the preview goes (the finalizer released by this controller).
+      const closed = await postDelivery(
+        webhookUrl,
+        'pull_request',
+        pullRequestEvent('closed', 3, PR_COMMITS[0], 4),
+        { id: 'namespaced-2', secret: WEBHOOK_SECRET },
+      );
+      expect(closed).toBe(202);
+      await eventually(async () => (await previews(APP_NS)).length === 0, 90_000);
+    });
+
+    it('the controller’s and the gateway’s ServiceAccounts are refused in a namespace they were not given (403)', async () => {
+      const controller = await actingAs('switchyard');
+      const gateway = await actingAs('switchyard-gateway');
+      const deployment = appDeployment('intruder', 'v1', 'v1', OTHER_NS) as V1Deployment;
+      const listPreviews = (kc: KubeConfig, namespace: string) =>
+        kc.makeApiClient(CustomObjectsApi).listNamespacedCustomObject({
+          group: 'switchyard.dev',
+          version: 'v1alpha1',
+          namespace,
+          plural: 'previews',
+        });
+      // What each may do in shop, it may not do in other-team, nor across the cluster.
+      for (const kc of [controller, gateway]) {
+        expect(await statusOf(listPreviews(kc, APP_NS))).toBe(200);
+        expect(await statusOf(listPreviews(kc, OTHER_NS))).toBe(403);
+        expect(await statusOf(kc.makeApiClient(CoreV1Api).listServiceForAllNamespaces())).toBe(403);
+      }
+      const asController = controller.makeApiClient(AppsV1Api);
+      expect(
+        await statusOf(asController.createNamespacedDeployment({ namespace: OTHER_NS, body: deployment })),
+      ).toBe(403);
+      expect(
+        await statusOf(asController.deleteNamespacedDeployment({ namespace: OTHER_NS, name: 'web-v1' })),
+      ).toBe(403);
+      expect(
+        (await apps.readNamespacedDeployment({ namespace: OTHER_NS, name: 'web-v1' })).metadata?.name,
+      ).toBe('web-v1');
+    });
+  });
+
   it.skipIf(KEEP)('stopping the cluster leaves nothing of the run on the machine', async () => {
     const pids = readPids();
     const before = readState(CLUSTER_RUN) as RunState;
@@ -567,27 +679,49 @@ describe.skipIf(!gate)('Switchyard on a real cluster', () => {
   });
 });
 
+/** The chart's values for this cluster, as a file: gateway mode, the images imported. */
+function installValues(controller: { namespaces?: string[] } = {}): string {
+  const [repository, tag] = SWITCHYARD_IMAGE.split(':') as [string, string];
+  const values = tempFiles({
+    'values.json': JSON.stringify({
+      mode: 'gateway',
+      image: { repository, tag, pullPolicy: 'Never' },
+      controller: { extraEnv: API_ENV, ...controller },
+      gateway: { extraEnv: API_ENV },
+    }),
+  });
+  return join(values, 'values.json');
+}
+
 function readPids(): number[] {
   const dir = join(CLUSTER_RUN, 'pids');
   return readdirSync(dir).map((f) => Number(readFileSync(join(dir, f), 'utf8')));
 }
 
-/** The team's app as it runs before Switchyard: a Service, its stable Deployment, and a policy. */
-async function teamWorkload(admin: Kube): Promise<void> {
-  await admin.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: APP_NS } }, 'test', true);
-  await admin.apply(appService('web'), 'test', true);
-  await admin.apply(appDeployment('web', 'v1', 'v1'), 'test', true);
+/**
+ * The team's app as it runs before Switchyard: a Service, its stable Deployment, and a policy with
+ * previews of the repository's pull requests. In another namespace, `web.<ns>.test`.
+ */
+async function teamWorkload(admin: Kube, ns = APP_NS): Promise<void> {
+  const suffix = ns === APP_NS ? 'test' : `${ns}.test`;
+  await admin.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }, 'test', true);
+  await admin.apply(appService('web', ns), 'test', true);
+  await admin.apply(appDeployment('web', 'v1', 'v1', ns), 'test', true);
   await admin.apply(
     {
       apiVersion: 'switchyard.dev/v1alpha1',
       kind: 'TrafficPolicy',
-      metadata: { name: 'web', namespace: APP_NS },
+      metadata: { name: 'web', namespace: ns },
       spec: {
         service: 'web',
         port: 80,
-        hosts: ['web.test'],
+        hosts: [`web.${suffix}`],
         stable: 'v1',
-        previews: { repository: REPO, image: 'localhost/switchyard-test/app:{sha7}', domain: 'preview.test' },
+        previews: {
+          repository: REPO,
+          image: 'localhost/switchyard-test/app:{sha7}',
+          domain: `preview.${suffix}`,
+        },
       },
     } as KubernetesObject,
     'test',
@@ -595,22 +729,22 @@ async function teamWorkload(admin: Kube): Promise<void> {
   );
 }
 
-function appService(app: string): KubernetesObject {
+function appService(app: string, ns = APP_NS): KubernetesObject {
   return {
     apiVersion: 'v1',
     kind: 'Service',
-    metadata: { name: app, namespace: APP_NS },
+    metadata: { name: app, namespace: ns },
     spec: { selector: { app }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
   } as KubernetesObject;
 }
 
 /** One version of the app: a Deployment of the test app's image `tag`, with a readiness probe. */
-function appDeployment(app: string, version: string, tag: string): KubernetesObject {
+function appDeployment(app: string, version: string, tag: string, ns = APP_NS): KubernetesObject {
   const labels = { app, version };
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
-    metadata: { name: `${app}-${version}`, namespace: APP_NS },
+    metadata: { name: `${app}-${version}`, namespace: ns },
     spec: {
       replicas: 1,
       selector: { matchLabels: labels },

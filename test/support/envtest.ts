@@ -76,6 +76,7 @@ export async function waitFor(check: () => Promise<boolean>, what: string, ms: n
 }
 
 export interface AuditEvent {
+  requestURI: string;
   verb: string;
   user: { username: string };
   objectRef?: {

@@ -44,3 +44,38 @@ seccompProfile: {type: RuntimeDefault}
 annotations: {{- toYaml $a | nindent 2 }}
 {{- end -}}
 {{- end -}}
+
+{{/*
+Rules given to one of the chart's ServiceAccounts: a ClusterRole and its ClusterRoleBinding, or,
+when the controller watches only some namespaces (controller.namespaces), a Role and RoleBinding
+of the same name and rules in each of them. Call with (dict "root" . "name" <role> "account"
+<ServiceAccount> "rules" <the rules' template> "clusterWide" <true for cluster-scoped kinds>).
+*/}}
+{{- define "switchyard.grant" -}}
+{{- $root := .root -}}
+{{- $scoped := and (gt (len $root.Values.controller.namespaces) 0) (not .clusterWide) -}}
+{{- range (ternary $root.Values.controller.namespaces (list "") $scoped) }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: {{ ternary "Role" "ClusterRole" $scoped }}
+metadata:
+  name: {{ $.name }}
+  {{- if $scoped }}
+  namespace: {{ . }}
+  {{- end }}
+  labels: {{- include "switchyard.labels" $root | nindent 4 }}
+rules: {{- include $.rules $root | nindent 2 }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: {{ ternary "RoleBinding" "ClusterRoleBinding" $scoped }}
+metadata:
+  name: {{ $.name }}
+  {{- if $scoped }}
+  namespace: {{ . }}
+  {{- end }}
+  labels: {{- include "switchyard.labels" $root | nindent 4 }}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: {{ ternary "Role" "ClusterRole" $scoped }}, name: {{ $.name }}}
+subjects:
+  - {kind: ServiceAccount, name: {{ $.account }}, namespace: {{ $root.Release.Namespace }}}
+{{- end }}
+{{- end -}}
