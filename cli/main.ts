@@ -1,5 +1,5 @@
 /**
- * The `switchyard` command. Exit codes (README, "CLI reference"): 0 success, 2 invalid input (one line per
+ * The `switchyard` command. Exit codes (docs/cli.md): 0 success, 2 invalid input (one line per
  * problem: `file:document N: spec.path: what was expected`), 1 an internal failure. Never a stack
  * trace for bad input; SWITCHYARD_DEBUG=1 adds one for internal failures. Each command's module is
  * loaded when that command runs: `validate` and `render` never load the Kubernetes client (0.4 s of

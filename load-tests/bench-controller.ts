@@ -137,7 +137,8 @@ async function counts(kube: Kube, namespaces: string[]) {
 
 async function main() {
   const gate = envtestGate({ istio: true });
-  if (!gate) throw new Error('bench:controller needs the envtest binaries and ISTIO_CRDS (see README)');
+  if (!gate)
+    throw new Error('bench:controller needs the envtest binaries and ISTIO_CRDS (see docs/development.md)');
   console.log(`starting envtest; ${POLICIES} policies, ${POLICIES * PREVIEWS_PER_POLICY} previews`);
   const env = await startEnvtestWithCrds(gate);
   const kube = adminKube(env);

@@ -101,7 +101,7 @@ export class GithubReporter {
           this.count?.('refused', status);
           this.logger.error(
             { pullRequest: key, status, err: (e as Error).message },
-            'GitHub refused the report (check the App is installed on the repository with the permissions in the README); not retried until the next change',
+            'GitHub refused the report (check the App is installed on the repository with the permissions in docs/previews.md); not retried until the next change',
           );
         }
       }

@@ -2,7 +2,7 @@
  * The gateway's HTTP/1.1 front door from a raw socket (issue 27): what a client can put on the
  * wire that a well-behaved library never sends. Every case is sent to the gateway and to a real
  * Envoy in front of the same pod, and each one's status is asserted: where they differ, the case
- * says why (README, "Security model", has the table). The pod records what reached it, so a case that must
+ * says why (docs/security.md has the table). The pod records what reached it, so a case that must
  * not reach the pod proves it did not.
  */
 import { createServer, type IncomingMessage } from 'node:http';

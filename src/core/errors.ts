@@ -65,7 +65,7 @@ export function isProblem(v: unknown): v is Problem {
   return typeof code === 'string' && code in ERROR_CODES && typeof (v as Problem).message === 'string';
 }
 
-/** `file:document N: spec.path: what was expected` — the format of the CLI contract (README, "CLI reference"). */
+/** `file:document N: spec.path: what was expected` — the format of the CLI contract (docs/cli.md). */
 export function formatProblem(p: Problem): string {
   const where = p.source ? `${p.source.file}:document ${p.source.document}: ` : '';
   const path = p.path ? `${p.path}: ` : '';

@@ -1,7 +1,7 @@
 /**
  * RE2 with Envoy's semantics: a pattern must match the whole value. The gateway, `explain` and the
  * validator all go through here, so they accept and match exactly the same patterns as Envoy.
- * re2js is a pure-JS port of RE2 (the native `re2` addon cannot be built here: see README).
+ * re2js is a pure-JS port of RE2 (the native `re2` addon cannot be built here: docs/development.md).
  */
 import { RE2JS } from 're2js';
 

@@ -1,5 +1,5 @@
 /**
- * A progressive canary run (docs/architecture.md, "Progressive delivery"), as a pure function of
+ * A progressive canary run (docs/progressive-delivery.md), as a pure function of
  * the policy's canary spec, the run's state as last written to `status.canary`, the clock, and,
  * when the run asks for one, an analysis of metrics. The controller does the I/O: it reads the
  * metrics the run asks for, writes the state back, records the events and promotes. Because the

@@ -1,7 +1,7 @@
 /**
  * Rate limits → EnvoyFilters with Envoy's local rate limit on the inbound side of the selected
  * pods. One EnvoyFilter per (appliesTo, enforce) group, because a workload selector and
- * `filter_enforced` are per filter. Differences from the gateway (documented in README):
+ * `filter_enforced` are per filter. Differences from the gateway (docs/routing.md, "Rate limits"):
  * Envoy counts per pod in a token bucket refilled every window; the gateway counts across all
  * replicas in a fixed window in Redis. Per-value buckets (a header or client IP key) use Envoy's
  * dynamic descriptors (an entry with no value), which need Envoy ≥ 1.34 (Istio ≥ 1.26).
