@@ -10,7 +10,7 @@ import { FIELD_MANAGER } from '../kube/apply.js';
 import { kubeEventRecorder } from '../kube/events.js';
 import { ChangeFilter, keyOf, type Manager, type WatchEvent, type WatchedObject } from '../kube/manager.js';
 import { policyHosts } from '../src/compiler/compile.js';
-import { HostClaims } from '../src/compiler/hosts.js';
+import { affectedByHostChange, type ClaimedHosts } from '../src/compiler/hosts.js';
 import {
   MANAGED_BY,
   MANAGED_BY_VALUE,
@@ -172,27 +172,28 @@ export function setupControllers(manager: Manager, opts: ControllersOptions = {}
     o.metadata?.annotations,
     o.metadata?.deletionTimestamp ? o.metadata.finalizers : undefined,
   ];
+  const hostsOf = (p: WatchedObject): ClaimedHosts => ({
+    hosts: policyHosts(p as unknown as TrafficPolicy, DEFAULTS.clusterDomain),
+    namespace: p.metadata?.namespace ?? DEFAULTS.namespace,
+  });
+  /** Each policy's hosts as last seen, to find whom a change of them frees. */
+  const hostsSeen = new Map<string, ClaimedHosts>();
   const policies = manager.watch({ ...RESOURCE.TrafficPolicy, missingHint: NEEDS_CRDS }, (o, event) => {
     if (!filter.changed('policy', o, event, meta(o))) return;
     queue.add(keyOf(o));
     if (event !== 'delete') canaryQueue.add(keyOf(o));
-    // A policy that goes or changes its hosts may free, or take, a host another policy claims.
-    // (A new one is the newest: it takes no host from anyone.)
+    // A policy that goes or changes its hosts may free, or take, a host another policy claims,
+    // and so on down the claim order (rule 7): those overlapping its hosts before and after. (A
+    // new one is the newest: it takes no host from anyone.)
+    const before = hostsSeen.get(keyOf(o));
+    const now = hostsOf(o);
+    if (event === 'delete') hostsSeen.delete(keyOf(o));
+    else hostsSeen.set(keyOf(o), now);
     if (event !== 'add') {
-      const tp = o as unknown as TrafficPolicy;
-      const claims = new HostClaims<string>(DEFAULTS.clusterDomain);
-      claims.claim('', policyHosts(tp, DEFAULTS.clusterDomain), o.metadata?.namespace ?? DEFAULTS.namespace);
-      for (const p of policies.list()) {
-        const other = p as unknown as TrafficPolicy;
-        if (
-          p !== o &&
-          claims.conflict(
-            policyHosts(other, DEFAULTS.clusterDomain),
-            other.metadata.namespace ?? DEFAULTS.namespace,
-          )
-        )
+      const others = policies.list().filter((p) => keyOf(p) !== keyOf(o));
+      for (const hosts of before ? [before, now] : [now])
+        for (const p of affectedByHostChange(hosts, others, hostsOf, DEFAULTS.clusterDomain))
           queue.add(keyOf(p));
-      }
     }
     // Its previews read it (image template, TTL, limits), and may be waiting for it to exist.
     for (const p of previews.list(o.metadata?.namespace))

@@ -19,7 +19,7 @@ import { apiErrorMessage, isRejected, type Kube } from '../kube/client.js';
 import type { EventRecorder } from '../kube/events.js';
 import { CLUSTER_TOLERATED, clusterPreviews } from '../src/compiler/cluster.js';
 import { compile, policyHosts } from '../src/compiler/compile.js';
-import { claimOrder, HostClaims } from '../src/compiler/hosts.js';
+import { claimOrder, hostConflicts } from '../src/compiler/hosts.js';
 import type { PolicyPlan } from '../src/compiler/plan.js';
 import { formatProblem, type Problem } from '../src/core/errors.js';
 import type { KubeObject } from '../src/istio/objects.js';
@@ -71,250 +71,356 @@ function describe(o: { kind?: string; metadata?: { namespace?: string; name?: st
   return `${o.kind} ${o.metadata?.namespace}/${o.metadata?.name}`;
 }
 
+type LivePolicy = TrafficPolicy & KubernetesObject;
+type At = { namespace: string; name: string };
+type Options = ReconcileOptions & Required<ReconcileContext>;
+
 export const reconcileTrafficPolicy: Reconciler<ReconcileOptions, ReconcileResult> = reconcilerOf(
   RESOURCE.TrafficPolicy,
-  async (
-    kube,
-    live: TrafficPolicy & KubernetesObject,
-    { namespace, name },
-    options: ReconcileOptions & Required<ReconcileContext>,
-  ) => {
-    const { now, events } = options;
-    const backend = options.backend ?? backendFor(options.mode ?? 'istio');
-    const writes: string[] = [];
-    const reverted: string[] = [];
-    let requeueAfterMs: number | undefined;
-    const generation = live.metadata?.generation;
-    const previous = (live as { status?: { conditions?: ConditionValue[] } }).status?.conditions;
+  reconcilePolicy,
+);
 
-    const { resources, problems: invalid } = readLiveResource(live);
-    const problems: Problem[] = [...invalid];
-    const previews = (
-      await kube.list<Preview & KubernetesObject>(
-        RESOURCE.Preview.apiVersion,
-        RESOURCE.Preview.kind,
-        namespace,
-      )
-    )
-      .filter((p) => p.spec.policy === name)
-      .map((p) => JSON.parse(JSON.stringify(p)) as Preview & KubernetesObject); // Dates → RFC 3339 strings
-    const compiled = compile({ policies: resources.policies, previews: clusterPreviews(previews) });
-    const missingPreviews = compiled.problems.filter((p) => p.code === 'SY_MISSING_PREVIEW');
-    problems.push(...compiled.problems.filter((p) => !CLUSTER_TOLERATED.has(p.code)));
-    const next: Omit<ConditionValue, 'lastTransitionTime'>[] = [];
-    const cond = (
-      type: string,
-      status: 'True' | 'False',
-      reason: ConditionValue['reason'],
-      message: string,
-    ) =>
-      next.push({
-        type,
-        status,
-        reason,
-        message,
-        ...(generation !== undefined ? { observedGeneration: generation } : {}),
-      });
+/**
+ * One reconcile of one policy, step by step; a step that finds the policy cannot be written ends
+ * it there, with the conditions that say why (`finish`, the one way out).
+ */
+async function reconcilePolicy(
+  kube: Kube,
+  live: LivePolicy,
+  at: At,
+  options: Options,
+): Promise<ReconcileResult> {
+  const backend = options.backend ?? backendFor(options.mode ?? 'istio');
+  const record = new ReconcileRecord(live.metadata?.generation);
+  // Each ending below records its conditions on `record` first, then finishes with it.
+  const finish = (ended: ReconcileRecord, written: KubeObject[] = []) =>
+    finishReconcile(kube, live, ended, backend, options, written);
 
-    /** The one way out: the conditions gathered so far onto the status, and what was done. */
-    const finish = async (written: KubeObject[] = []): Promise<ReconcileResult> => {
-      const conditions = mergeConditions(previous, next, now());
-      await writeStatus(kube, live, conditions, written, events, backend);
-      return { writes, reverted, conditions, ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };
-    };
+  const read = await readAndCompile(kube, live, at);
+  if (!read.ok) return finish(record.invalid(read.problems));
+  const wanted = await desire(kube, backend, read.plan, live, at.namespace);
+  if (!wanted.ok) return finish(record.notReady(wanted.reason, wanted.message));
+  const conflict = await checkClaims(kube, backend, read.policy, wanted.objects, at);
+  if (conflict) return finish(record.conflicted(conflict.reason, conflict.message));
+  const refused = await writeDesired(kube, backend, wanted.objects, live, record, options);
+  if (refused) return finish(refused);
+  await pruneUnwanted(kube, backend, wanted.objects, live, at, record);
+  await recordChanges(live, record, options.events);
+  return finish(record.reconciled(wanted.problems, read.missingPreviews, wanted.objects), wanted.objects);
+}
 
-    if (problems.length > 0 || resources.policies.length === 0) {
-      cond(
-        CONDITION.Invalid,
-        'True',
-        REASON.InvalidSpec,
-        problems.map(formatProblem).join('; ') || 'the policy did not validate',
-      );
-      cond(
-        CONDITION.Ready,
-        'False',
-        REASON.InvalidSpec,
-        'nothing was written: fix the spec (see the Invalid condition)',
-      );
-      return finish();
-    }
+/** What one reconcile did and will say: its writes, the Events it owes, the conditions gathered. */
+class ReconcileRecord {
+  readonly writes: string[] = [];
+  readonly reverted: string[] = [];
+  /** One Event per kind of change and reconcile (Events are writes too), naming every object. */
+  readonly changes = { Created: [] as string[], Updated: [] as string[], Deleted: [] as string[] };
+  readonly conditions: Omit<ConditionValue, 'lastTransitionTime'>[] = [];
+  requeueAfterMs: number | undefined;
 
-    const owner = ownerReference(live);
-    const plan = compiled.plan.policies[0] as PolicyPlan;
-    const wanted = await backend.desired(kube, plan, namespace);
-    if (!wanted.ok) {
-      cond(CONDITION.Ready, 'False', wanted.reason, wanted.message);
-      cond(CONDITION.Invalid, 'False', REASON.Valid, 'the spec is valid');
-      return finish();
-    }
-    // What the backend cannot carry (rate limits in ambient mode, preview URLs without a Gateway) is
-    // left out and reported; the rest is written.
-    const renderProblems = wanted.problems;
-    const desired: KubeObject[] = wanted.objects.map((o) => ({
-      ...o,
-      metadata: { ...o.metadata, ownerReferences: [owner] },
-    }));
-    // A host another TrafficPolicy claimed first (older, then by namespace/name; any namespace) is
-    // that policy's: this one writes nothing and says so. The gateway's compiler decides the same way.
-    const claims = new HostClaims<TrafficPolicy>(DEFAULTS.clusterDomain);
-    // Only what the claim order and the hosts need (no deep copy of every policy per reconcile).
-    const all = (
-      await kube.list<TrafficPolicy & KubernetesObject>(
-        RESOURCE.TrafficPolicy.apiVersion,
-        RESOURCE.TrafficPolicy.kind,
-      )
-    )
-      .map((p) => {
-        const created = p.metadata?.creationTimestamp as unknown;
-        return {
-          ...p,
-          metadata: {
-            name: p.metadata?.name as string,
-            namespace: p.metadata?.namespace ?? DEFAULTS.namespace,
-            creationTimestamp:
-              created instanceof Date ? created.toISOString() : (created as string | undefined),
-          },
-        } as TrafficPolicy;
-      })
-      .sort(claimOrder);
-    for (const other of all) {
-      if (other.metadata.namespace === namespace && other.metadata.name === name) break;
-      claims.claim(
-        other,
-        policyHosts(other, DEFAULTS.clusterDomain),
-        other.metadata.namespace ?? DEFAULTS.namespace,
-      );
-    }
-    const held = claims.conflict(
-      policyHosts(resources.policies[0] as TrafficPolicy, DEFAULTS.clusterDomain),
-      namespace,
-    );
-    const conflicts: string[] = held
-      ? [
-          `host ${held.mine} overlaps ${held.host}, which TrafficPolicy ${held.owner.metadata.namespace}/${held.owner.metadata.name} already serves (it is older, or first by name)`,
-        ]
-      : [];
-    // A host served by an object Switchyard does not own is left alone and reported.
-    conflicts.push(...(await backend.foreignConflicts(kube, desired, namespace)));
-    /** Nothing is written while something else holds what this policy wants; it says what. */
-    const conflicted = (reason: Reason, message: string) => {
-      cond(CONDITION.Conflict, 'True', reason, message);
-      cond(CONDITION.Ready, 'False', reason, 'nothing was written because of the Conflict condition');
-      cond(CONDITION.Invalid, 'False', REASON.Valid, 'the spec is valid');
-      return finish();
-    };
-    if (conflicts.length > 0)
-      return conflicted(
-        REASON.Conflict,
-        `${conflicts.join('; ')}: remove it or take the host out of spec.hosts; Switchyard never overwrites it`,
-      );
-    // An object of a wanted name that is not this policy's (a team's own Service `checkout--v2`, a
-    // DestinationRule someone wrote) is never written over.
-    const nameTaken = (taken: string[]) =>
-      conflicted(
-        REASON.NameTaken,
-        `${taken.join(', ')} already exists and was not written by Switchyard for this policy; it is left untouched: remove or rename it`,
-      );
-    const taken = await takenNames(kube, desired as KubernetesObject[]);
-    if (taken.length > 0) return nameTaken(taken);
+  constructor(private readonly generation: number | undefined) {}
 
-    // One Event per kind of change and reconcile (Events are writes too), naming every object.
-    const changes = { Created: [] as string[], Updated: [] as string[], Deleted: [] as string[] };
-    const applyAll = async (objects: KubeObject[], note = '') => {
-      // Written together (they do not depend on each other), reported in order.
-      const outcomes = await Promise.all(
-        objects.map((o) => applyOwned(kube, o as KubernetesObject, { exact: o.kind !== 'Service' })),
-      );
-      for (const [i, o] of objects.entries()) await report(o, outcomes[i] as ApplyOutcome, note);
-    };
-    const report = async (o: KubeObject | Live, outcome: ApplyOutcome, note: string) => {
-      if (outcome === 'unchanged') return;
-      writes.push(`apply ${describe(o)}${note}`);
-      if (outcome === 'reverted') {
-        reverted.push(describe(o));
-        await events.record(
-          live,
-          'Warning',
-          REASON.ForeignEditReverted,
-          `${describe(o)} was edited outside Switchyard; the edit was reverted. Change the TrafficPolicy instead`,
-        );
-      } else {
-        changes[outcome === 'created' ? 'Created' : 'Updated'].push(describe(o));
-      }
-    };
-    try {
-      ({ requeueAfterMs } = await backend.write(kube, desired, applyAll, now()));
-    } catch (e) {
-      // Created by someone else between the check above and the write.
-      if (e instanceof NameTakenError) return nameTaken([e.object]);
-      // Refused for good (422): shown on the policy instead of a retry loop that shows nothing.
-      if (isRejected(e)) {
-        cond(
-          CONDITION.Invalid,
-          'True',
-          REASON.Rejected,
-          `the API server refused a write: ${apiErrorMessage(e)}`,
-        );
-        cond(
-          CONDITION.Ready,
-          'False',
-          REASON.Rejected,
-          'not every object was written: see the Invalid condition',
-        );
-        return finish();
-      }
-      throw e;
-    }
-    // Prune what this policy owned and no longer wants (VirtualServices before what they refer to).
-    const keep = new Set(desired.map((o) => `${o.kind}/${o.metadata.name}`));
-    for (const { apiVersion, kind } of backend.ownedKinds) {
-      for (const o of await kube.list<Live>(
-        apiVersion,
-        kind,
-        namespace,
-        `${MANAGED_BY}=${MANAGED_BY_VALUE},${POLICY_LABEL}=${name}`,
-      )) {
-        if (keep.has(`${kind}/${o.metadata?.name}`)) continue;
-        // Labels can be copied; only what this policy controls is deleted.
-        if (!ownedLike(o, { apiVersion, kind, metadata: { ownerReferences: [owner] } })) continue;
-        await kube.delete({ apiVersion, kind, namespace, name: o.metadata?.name as string });
-        writes.push(`delete ${kind} ${namespace}/${o.metadata?.name}`);
-        changes.Deleted.push(`${kind} ${namespace}/${o.metadata?.name}`);
-      }
-    }
-    for (const [reason, objects] of Object.entries(changes) as [keyof typeof changes, string[]][])
-      if (objects.length > 0)
-        await events.record(
-          live,
-          'Normal',
-          REASON[reason],
-          `${reason.toLowerCase()} ${objects.join(', ')}${reason === 'Deleted' ? ' (no longer wanted)' : ''}`,
-        );
+  condition(type: string, status: 'True' | 'False', reason: ConditionValue['reason'], message: string): this {
+    this.conditions.push({
+      type,
+      status,
+      reason,
+      message,
+      ...(this.generation !== undefined ? { observedGeneration: this.generation } : {}),
+    });
+    return this;
+  }
 
-    cond(CONDITION.Conflict, 'False', REASON.NoConflict, 'no other VirtualService serves these hosts');
-    cond(
+  invalid(problems: Problem[]): this {
+    return this.condition(
       CONDITION.Invalid,
-      renderProblems.length > 0 ? 'True' : 'False',
-      renderProblems.length === 0
+      'True',
+      REASON.InvalidSpec,
+      problems.map(formatProblem).join('; ') || 'the policy did not validate',
+    ).condition(
+      CONDITION.Ready,
+      'False',
+      REASON.InvalidSpec,
+      'nothing was written: fix the spec (see the Invalid condition)',
+    );
+  }
+
+  notReady(reason: Reason, message: string): this {
+    return this.condition(CONDITION.Ready, 'False', reason, message).condition(
+      CONDITION.Invalid,
+      'False',
+      REASON.Valid,
+      'the spec is valid',
+    );
+  }
+
+  /** Nothing is written while something else holds what this policy wants; it says what. */
+  conflicted(reason: Reason, message: string): this {
+    return this.condition(CONDITION.Conflict, 'True', reason, message)
+      .condition(CONDITION.Ready, 'False', reason, 'nothing was written because of the Conflict condition')
+      .condition(CONDITION.Invalid, 'False', REASON.Valid, 'the spec is valid');
+  }
+
+  rejected(message: string): this {
+    return this.condition(
+      CONDITION.Invalid,
+      'True',
+      REASON.Rejected,
+      `the API server refused a write: ${message}`,
+    ).condition(
+      CONDITION.Ready,
+      'False',
+      REASON.Rejected,
+      'not every object was written: see the Invalid condition',
+    );
+  }
+
+  /** Written: what the backend left out (and why) and the previews still awaited are said. */
+  reconciled(leftOut: Problem[], missingPreviews: Problem[], desired: KubeObject[]): this {
+    this.condition(
+      CONDITION.Conflict,
+      'False',
+      REASON.NoConflict,
+      'no other VirtualService serves these hosts',
+    );
+    this.condition(
+      CONDITION.Invalid,
+      leftOut.length > 0 ? 'True' : 'False',
+      leftOut.length === 0
         ? REASON.Valid
-        : renderProblems.some((p) => p.code === 'SY_AMBIENT_UNSUPPORTED')
+        : leftOut.some((p) => p.code === 'SY_AMBIENT_UNSUPPORTED')
           ? REASON.AmbientUnsupported
           : REASON.InvalidSpec,
-      renderProblems.length > 0 ? renderProblems.map((p) => p.message).join('; ') : 'the spec is valid',
+      leftOut.length > 0 ? leftOut.map((p) => p.message).join('; ') : 'the spec is valid',
     );
-    if (missingPreviews.length > 0) {
-      cond(
+    if (missingPreviews.length > 0)
+      return this.condition(
         CONDITION.Ready,
         'False',
         REASON.PreviewNotReady,
         `routes were written without: ${missingPreviews.map((p) => p.message.replace(/ \(expected.*$/, '')).join('; ')}; they are added when the preview is Ready`,
       );
-    } else {
-      cond(CONDITION.Ready, 'True', REASON.Reconciled, `wrote ${desired.map(describe).join(', ')}`);
+    return this.condition(
+      CONDITION.Ready,
+      'True',
+      REASON.Reconciled,
+      `wrote ${desired.map(describe).join(', ')}`,
+    );
+  }
+}
+
+/** The one way out: the conditions gathered onto the status, and what was done. */
+async function finishReconcile(
+  kube: Kube,
+  live: LivePolicy,
+  record: ReconcileRecord,
+  backend: Backend,
+  options: Options,
+  written: KubeObject[],
+): Promise<ReconcileResult> {
+  const previous = (live as { status?: { conditions?: ConditionValue[] } }).status?.conditions;
+  const conditions = mergeConditions(previous, record.conditions, options.now());
+  await writeStatus(kube, live, conditions, written, options.events, backend);
+  return {
+    writes: record.writes,
+    reverted: record.reverted,
+    conditions,
+    ...(record.requeueAfterMs !== undefined ? { requeueAfterMs: record.requeueAfterMs } : {}),
+  };
+}
+
+type Read =
+  | { ok: false; problems: Problem[] }
+  | { ok: true; policy: TrafficPolicy; plan: PolicyPlan; missingPreviews: Problem[] };
+
+/** Read: the policy validated and compiled with its previews (those not Ready yet are awaited). */
+async function readAndCompile(kube: Kube, live: LivePolicy, { namespace, name }: At): Promise<Read> {
+  const { resources, problems } = readLiveResource(live);
+  const previews = (
+    await kube.list<Preview & KubernetesObject>(RESOURCE.Preview.apiVersion, RESOURCE.Preview.kind, namespace)
+  )
+    .filter((p) => p.spec.policy === name)
+    .map((p) => JSON.parse(JSON.stringify(p)) as Preview & KubernetesObject); // Dates → RFC 3339 strings
+  const compiled = compile({ policies: resources.policies, previews: clusterPreviews(previews) });
+  const all = [...problems, ...compiled.problems.filter((p) => !CLUSTER_TOLERATED.has(p.code))];
+  const policy = resources.policies[0];
+  if (all.length > 0 || !policy) return { ok: false, problems: all };
+  return {
+    ok: true,
+    policy,
+    plan: compiled.plan.policies[0] as PolicyPlan,
+    missingPreviews: compiled.problems.filter((p) => p.code === 'SY_MISSING_PREVIEW'),
+  };
+}
+
+/**
+ * Desire: what the backend would write for the plan, each object owned by the policy. What the
+ * backend cannot carry (rate limits in ambient mode, preview URLs without a Gateway) is left out
+ * and returned as problems; the rest is written.
+ */
+async function desire(kube: Kube, backend: Backend, plan: PolicyPlan, live: LivePolicy, namespace: string) {
+  const wanted = await backend.desired(kube, plan, namespace);
+  if (!wanted.ok) return wanted;
+  const owner = ownerReference(live);
+  const objects: KubeObject[] = wanted.objects.map((o) => ({
+    ...o,
+    metadata: { ...o.metadata, ownerReferences: [owner] },
+  }));
+  return { ok: true as const, objects, problems: wanted.problems };
+}
+
+/**
+ * Check claims: a host another TrafficPolicy serves (rule 7, `hostConflicts`: any namespace), a
+ * host served by an object Switchyard does not own, or an object of a wanted name that is not this
+ * policy's (a team's own Service `checkout--v2`): nothing is written over any of them.
+ */
+async function checkClaims(
+  kube: Kube,
+  backend: Backend,
+  policy: TrafficPolicy,
+  desired: KubeObject[],
+  at: At,
+): Promise<{ reason: Reason; message: string } | undefined> {
+  const held = await hostHeldByAnother(kube, policy, at);
+  const conflicts = held ? [held] : [];
+  conflicts.push(...(await backend.foreignConflicts(kube, desired, at.namespace)));
+  if (conflicts.length > 0)
+    return {
+      reason: REASON.Conflict,
+      message: `${conflicts.join('; ')}: remove it or take the host out of spec.hosts; Switchyard never overwrites it`,
+    };
+  const taken = await takenNames(kube, desired as KubernetesObject[]);
+  return taken.length > 0 ? nameTaken(taken) : undefined;
+}
+
+const nameTaken = (taken: string[]) => ({
+  reason: REASON.NameTaken,
+  message: `${taken.join(', ')} already exists and was not written by Switchyard for this policy; it is left untouched: remove or rename it`,
+});
+
+/** The host of this policy that a policy before it in claim order serves, said for a person. */
+async function hostHeldByAnother(kube: Kube, policy: TrafficPolicy, at: At): Promise<string | undefined> {
+  // Only what the claim order and the hosts need (no deep copy of every policy per reconcile).
+  const all = (
+    await kube.list<LivePolicy>(RESOURCE.TrafficPolicy.apiVersion, RESOURCE.TrafficPolicy.kind)
+  ).map((p) => {
+    const self = p.metadata?.namespace === at.namespace && p.metadata?.name === at.name;
+    const created = p.metadata?.creationTimestamp as unknown;
+    return {
+      ...(self ? policy : p),
+      metadata: {
+        name: p.metadata?.name as string,
+        namespace: p.metadata?.namespace ?? DEFAULTS.namespace,
+        creationTimestamp: created instanceof Date ? created.toISOString() : (created as string | undefined),
+      },
+    } as TrafficPolicy;
+  });
+  const ordered = all.sort(claimOrder);
+  const conflicts = hostConflicts(
+    ordered,
+    (p) => ({
+      hosts: policyHosts(p, DEFAULTS.clusterDomain),
+      namespace: p.metadata.namespace ?? DEFAULTS.namespace,
+    }),
+    DEFAULTS.clusterDomain,
+  );
+  const self = ordered.find((p) => p.metadata.namespace === at.namespace && p.metadata.name === at.name);
+  const held = self && conflicts.get(self);
+  if (!held) return undefined;
+  return `host ${held.mine} overlaps ${held.host}, which TrafficPolicy ${held.owner.metadata.namespace}/${held.owner.metadata.name} already serves (it is older, or first by name)`;
+}
+
+/**
+ * Write: in the backend's order, each object only when it differs; an owned object someone else
+ * edited is reverted and reported. Returns the record to finish with when the write was refused.
+ */
+async function writeDesired(
+  kube: Kube,
+  backend: Backend,
+  desired: KubeObject[],
+  live: LivePolicy,
+  record: ReconcileRecord,
+  { events, now }: Options,
+): Promise<ReconcileRecord | undefined> {
+  const report = async (o: KubeObject, outcome: ApplyOutcome, note: string) => {
+    if (outcome === 'unchanged') return;
+    record.writes.push(`apply ${describe(o)}${note}`);
+    if (outcome !== 'reverted') {
+      record.changes[outcome === 'created' ? 'Created' : 'Updated'].push(describe(o));
+      return;
     }
-    return finish(desired);
-  },
-);
+    record.reverted.push(describe(o));
+    await events.record(
+      live,
+      'Warning',
+      REASON.ForeignEditReverted,
+      `${describe(o)} was edited outside Switchyard; the edit was reverted. Change the TrafficPolicy instead`,
+    );
+  };
+  const applyAll = async (objects: KubeObject[], note = '') => {
+    // Written together (they do not depend on each other), reported in order.
+    const outcomes = await Promise.all(
+      objects.map((o) => applyOwned(kube, o as KubernetesObject, { exact: o.kind !== 'Service' })),
+    );
+    for (const [i, o] of objects.entries()) await report(o, outcomes[i] as ApplyOutcome, note);
+  };
+  try {
+    ({ requeueAfterMs: record.requeueAfterMs } = await backend.write(kube, desired, applyAll, now()));
+    return undefined;
+  } catch (e) {
+    // Created by someone else between the check and the write.
+    if (e instanceof NameTakenError) {
+      const taken = nameTaken([e.object]);
+      return record.conflicted(taken.reason, taken.message);
+    }
+    // Refused for good (422): shown on the policy instead of a retry loop that shows nothing.
+    if (isRejected(e)) return record.rejected(apiErrorMessage(e));
+    throw e;
+  }
+}
+
+/** Prune: what this policy owned and no longer wants (VirtualServices before what they refer to). */
+async function pruneUnwanted(
+  kube: Kube,
+  backend: Backend,
+  desired: KubeObject[],
+  live: LivePolicy,
+  { namespace, name }: At,
+  record: ReconcileRecord,
+): Promise<void> {
+  const owner = ownerReference(live);
+  const keep = new Set(desired.map((o) => `${o.kind}/${o.metadata.name}`));
+  for (const { apiVersion, kind } of backend.ownedKinds) {
+    const selector = `${MANAGED_BY}=${MANAGED_BY_VALUE},${POLICY_LABEL}=${name}`;
+    for (const o of await kube.list<Live>(apiVersion, kind, namespace, selector)) {
+      if (keep.has(`${kind}/${o.metadata?.name}`)) continue;
+      // Labels can be copied; only what this policy controls is deleted.
+      if (!ownedLike(o, { apiVersion, kind, metadata: { ownerReferences: [owner] } })) continue;
+      await kube.delete({ apiVersion, kind, namespace, name: o.metadata?.name as string });
+      record.writes.push(`delete ${kind} ${namespace}/${o.metadata?.name}`);
+      record.changes.Deleted.push(`${kind} ${namespace}/${o.metadata?.name}`);
+    }
+  }
+}
+
+/** One Event per kind of change this reconcile made, naming every object. */
+async function recordChanges(
+  live: LivePolicy,
+  record: ReconcileRecord,
+  events: EventRecorder,
+): Promise<void> {
+  for (const [reason, objects] of Object.entries(record.changes) as [
+    keyof ReconcileRecord['changes'],
+    string[],
+  ][])
+    if (objects.length > 0)
+      await events.record(
+        live,
+        'Normal',
+        REASON[reason],
+        `${reason.toLowerCase()} ${objects.join(', ')}${reason === 'Deleted' ? ' (no longer wanted)' : ''}`,
+      );
+}
 
 async function writeStatus(
   kube: Kube,

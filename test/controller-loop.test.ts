@@ -4,7 +4,7 @@
  * VirtualService) are picked up from watches and converged without anyone calling reconcile.
  */
 import { createWriteStream } from 'node:fs';
-import { AppsV1Api } from '@kubernetes/client-node';
+import { AppsV1Api, type KubernetesObject } from '@kubernetes/client-node';
 import { sign } from '@octokit/webhooks-methods';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningController, startController } from '../cli/start-controller.js';
@@ -267,5 +267,43 @@ describe.skipIf(!shared)('controller loop on a real API server', () => {
     expect(metrics).toMatch(/switchyard_controller_reconciles_total\{result="success"\} [1-9]/);
     // Lost races (409) are retried and fine; a missing permission (403) is not.
     expect(metrics).not.toMatch(/switchyard_controller_reconcile_errors_total\{code="403"\}/);
+  });
+  it('a host freed is taken down the claim order: a change to one policy re-judges those it reaches through others', async () => {
+    const policyOf = (name: string, hosts: string[]) =>
+      kube.apply(
+        {
+          apiVersion: 'switchyard.dev/v1alpha1',
+          kind: 'TrafficPolicy',
+          metadata: { name, namespace: ns },
+          spec: { service: name, port: 80, hosts, stable: 'v1' },
+        } as never,
+        'test',
+        true,
+      );
+    const ready = async (name: string) =>
+      (
+        await kube.get<
+          KubernetesObject & { status?: { conditions?: { type: string; status: string; reason: string }[] } }
+        >({
+          apiVersion: 'switchyard.dev/v1alpha1',
+          kind: 'TrafficPolicy',
+          namespace: ns,
+          name,
+        })
+      )?.status?.conditions?.find((c) => c.type === 'Ready');
+    // Created a second apart: a, then b, then c in claim order. b loses x to a, so it serves
+    // nothing and c has y.
+    await policyOf('claim-a', ['x.loop.test']);
+    await new Promise((r) => setTimeout(r, 1100));
+    await policyOf('claim-b', ['x.loop.test', 'y.loop.test']);
+    await new Promise((r) => setTimeout(r, 1100));
+    await policyOf('claim-c', ['y.loop.test']);
+    await eventually(async () => (await ready('claim-c'))?.status === 'True', 10_000);
+    await eventually(async () => (await ready('claim-b'))?.reason === 'Conflict', 10_000);
+    // a lets x go: b is judged again and serves x and y, and so c (which never overlapped a)
+    // loses y to it, without waiting for a resync.
+    await policyOf('claim-a', ['z.loop.test']);
+    await eventually(async () => (await ready('claim-b'))?.status === 'True', 10_000);
+    await eventually(async () => (await ready('claim-c'))?.reason === 'Conflict', 10_000);
   });
 });

@@ -227,6 +227,60 @@ describe.skipIf(!shared)('TrafficPolicy reconciler on a real API server', () => 
     expect((await vs('legacy'))?.metadata).toEqual(before?.metadata);
   });
 
+  it('a policy that loses a host serves none of its hosts, so it holds none from a later policy (rule 7, as the gateway judges)', async () => {
+    const claimsNs = 'claims';
+    await kube.apply(
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: claimsNs } } as never,
+      'test-author',
+      true,
+    );
+    // Created a second apart: the claim order is the creation order.
+    for (const [name, hosts] of [
+      ['a', ['x.example.com']],
+      ['b', ['x.example.com', 'y.example.com']],
+      ['c', ['y.example.com']],
+    ] as const) {
+      await kube.apply(
+        {
+          apiVersion: 'switchyard.dev/v1alpha1',
+          kind: 'TrafficPolicy',
+          metadata: { name, namespace: claimsNs },
+          spec: { service: name, port: 8080, hosts, stable: 'v1' },
+        } as never,
+        'test-author',
+        true,
+      );
+      await new Promise((r) => setTimeout(r, 1100));
+    }
+    const ready = async (name: string) => {
+      await reconcileTrafficPolicy(kube, claimsNs, name);
+      const p = await kube.get<Obj>({
+        apiVersion: 'switchyard.dev/v1alpha1',
+        kind: 'TrafficPolicy',
+        namespace: claimsNs,
+        name,
+      });
+      return p?.status?.conditions?.find((c) => c.type === 'Ready');
+    };
+    expect(await ready('a')).toMatchObject({ status: 'True' });
+    expect(await ready('b')).toMatchObject({ status: 'False', reason: 'Conflict' });
+    expect((await ready('b'))?.message).toBe('nothing was written because of the Conflict condition');
+    // b serves nothing, so y.example.com is c's: written, not a Conflict with b.
+    expect(await ready('c')).toMatchObject({ status: 'True', reason: 'Reconciled' });
+    // The compiler (the gateway) judges the same three policies alike.
+    const { compile } = await import('../src/compiler/compile.js');
+    const policies = await kube.list<Obj>('switchyard.dev/v1alpha1', 'TrafficPolicy', claimsNs);
+    const problems = compile({
+      policies: JSON.parse(JSON.stringify(policies)),
+      previews: [],
+    }).problems.filter((p) => p.code === 'SY_HOST_CONFLICT');
+    expect(problems.map((p) => p.message)).toEqual([
+      expect.stringMatching(
+        /^host x\.example\.com overlaps x\.example\.com, which TrafficPolicy claims\/a already serves/,
+      ),
+    ]);
+  });
+
   it('switchyard canary set/status: changes only the weight, shows target and weight in force, refuses bad input', async () => {
     const kubeconfig = join(tempFiles({ 'kubeconfig.yaml': env.adminKubeconfig }), 'kubeconfig.yaml');
     const k = ['-n', ns, '--kubeconfig', kubeconfig];

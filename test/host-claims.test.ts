@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { compile } from '../src/compiler/compile.js';
-import { hostForms, hostsOverlap } from '../src/compiler/hosts.js';
+import { affectedByHostChange, hostConflicts, hostForms, hostsOverlap } from '../src/compiler/hosts.js';
 import type { TrafficPolicy } from '../src/resources/schema.js';
 
 const policy = (
@@ -68,5 +68,30 @@ describe('host claims', () => {
     expect(conflicts(policy('b', 'x', ['h.test']), policy('a', 'y', ['h.test']))[0]).toMatch(
       /TrafficPolicy a\/y already serves/,
     );
+  });
+});
+
+describe('rule 7 as the controller applies it', () => {
+  const claimant = (name: string, ...hosts: string[]) => ({ name, hosts, namespace: 'shop' });
+  const a = claimant('a', 'x.test');
+  const b = claimant('b', 'x.test', 'y.test');
+  const c = claimant('c', 'y.test');
+  const d = claimant('d', 'other.test');
+
+  it('a claimant that loses a host claims none of its hosts', () => {
+    const lost = hostConflicts([a, b, c, d], (x) => x, 'cluster.local');
+    expect([...lost].map(([loser, held]) => `${loser.name} lost ${held.mine} to ${held.owner.name}`)).toEqual(
+      ['b lost x.test to a'],
+    );
+  });
+
+  it('a change of hosts reaches those overlapping it, and those overlapping them', () => {
+    const affected = affectedByHostChange(
+      { hosts: ['x.test'], namespace: 'shop' },
+      [b, c, d],
+      (x) => x,
+      'cluster.local',
+    );
+    expect(affected.map((x) => x.name)).toEqual(['b', 'c']);
   });
 });

@@ -15,7 +15,7 @@ import {
   type Target,
   type TrafficPolicy,
 } from '../resources/schema.js';
-import { claimOrder, HostClaims } from './hosts.js';
+import { claimOrder, hostConflicts } from './hosts.js';
 import { authorityMatch, baggageMemberRegex, methodMatch, type ValueMatch } from './matches.js';
 import {
   canaryRunId,
@@ -490,20 +490,24 @@ export function compile(
   }
   // A host belongs to one policy: the first in claim order (oldest, then namespace/name); a later
   // one that overlaps it, as Istio resolves hosts (short names, FQDNs, wildcards), is reported.
-  const claims = new HostClaims<PolicyPlan>(clusterDomain);
   const planOf = new Map(plans.map((p) => [`${p.namespace}/${p.name}`, p]));
-  for (const policy of [...seen].map((k) => policyByKey.get(k) as TrafficPolicy).sort(claimOrder)) {
-    const plan = planOf.get(key(policy.metadata.namespace, policy.metadata.name)) as PolicyPlan;
-    const hosts = [...plan.hosts, ...plan.previewHosts];
-    const held = claims.conflict(hosts, plan.namespace);
-    if (!held) {
-      claims.claim(plan, hosts, plan.namespace);
-      continue;
-    }
+  const ordered = [...seen].map((k) => policyByKey.get(k) as TrafficPolicy).sort(claimOrder);
+  const planFor = (policy: TrafficPolicy) =>
+    planOf.get(key(policy.metadata.namespace, policy.metadata.name)) as PolicyPlan;
+  const conflicts = hostConflicts(
+    ordered,
+    (policy) => {
+      const plan = planFor(policy);
+      return { hosts: [...plan.hosts, ...plan.previewHosts], namespace: plan.namespace };
+    },
+    clusterDomain,
+  );
+  for (const [policy, held] of conflicts) {
+    const owner = planFor(held.owner);
     problems.push(
       problem(
         'SY_HOST_CONFLICT',
-        `host ${held.mine} overlaps ${held.host}, which TrafficPolicy ${held.owner.namespace}/${held.owner.name} already serves (it is older, or first by name); a host belongs to one policy`,
+        `host ${held.mine} overlaps ${held.host}, which TrafficPolicy ${owner.namespace}/${owner.name} already serves (it is older, or first by name); a host belongs to one policy`,
         sourceOf(policy),
         'spec.hosts',
       ),

@@ -69,6 +69,67 @@ export class HostClaims<T> {
   }
 }
 
+/** The hosts a claimant serves, as written, and the namespace they were written in. */
+export interface ClaimedHosts {
+  hosts: readonly string[];
+  namespace: string;
+}
+
+/**
+ * Rule 7 (docs/architecture.md), the one place it is decided: claimants, in `claimOrder`, each
+ * claim their hosts unless one of them overlaps a host claimed before; such a claimant serves none
+ * of its hosts (it claims nothing, so it holds nothing from those after it). Returns each of those
+ * with the claim it ran into. The compiler and the controller both judge by it.
+ */
+export function hostConflicts<T>(
+  ordered: readonly T[],
+  hostsOf: (claimant: T) => ClaimedHosts,
+  clusterDomain: string,
+): Map<T, HostClaim<T> & { mine: string }> {
+  const claims = new HostClaims<T>(clusterDomain);
+  const conflicts = new Map<T, HostClaim<T> & { mine: string }>();
+  for (const claimant of ordered) {
+    const { hosts, namespace } = hostsOf(claimant);
+    const held = claims.conflict(hosts, namespace);
+    if (held) conflicts.set(claimant, held);
+    else claims.claim(claimant, hosts, namespace);
+  }
+  return conflicts;
+}
+
+/** Whether two claimants' hosts overlap, each read in its own namespace. */
+export function claimsOverlap(a: ClaimedHosts, b: ClaimedHosts, clusterDomain: string): boolean {
+  const claims = new HostClaims<true>(clusterDomain);
+  claims.claim(true, a.hosts, a.namespace);
+  return claims.conflict(b.hosts, b.namespace) !== undefined;
+}
+
+/**
+ * The claimants whose verdict under rule 7 may change when `changed` changes its hosts (or goes):
+ * those whose hosts overlap it and, since a claimant that wins or loses frees or takes hosts of
+ * others, those overlapping them, and so on.
+ */
+export function affectedByHostChange<T>(
+  changed: ClaimedHosts,
+  claimants: readonly T[],
+  hostsOf: (claimant: T) => ClaimedHosts,
+  clusterDomain: string,
+): T[] {
+  const affected: T[] = [];
+  const pending = new Set(claimants);
+  const frontier = [changed];
+  for (let next = frontier.pop(); next; next = frontier.pop()) {
+    for (const claimant of pending) {
+      const hosts = hostsOf(claimant);
+      if (!claimsOverlap(next, hosts, clusterDomain)) continue;
+      pending.delete(claimant);
+      affected.push(claimant);
+      frontier.push(hosts);
+    }
+  }
+  return affected;
+}
+
 /**
  * Who serves a host two policies claim: the older (creation time; files have none and count as
  * oldest), then the first by namespace/name. Both backends and the controller use this order.
