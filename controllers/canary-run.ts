@@ -9,9 +9,8 @@
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Kube } from '../kube/client.js';
-import { type EndpointSliceObject, readyEndpointUrls, type ServiceObject } from '../kube/endpoints.js';
 import type { EventRecorder } from '../kube/events.js';
-import { serviceHost, subsetName, versionServiceName } from '../src/compiler/names.js';
+import { serviceHost, subsetName } from '../src/compiler/names.js';
 import { formatProblem } from '../src/core/errors.js';
 import { builtinQuery, fillQuery, type MetricsBackend } from '../src/delivery/queries.js';
 import {
@@ -26,18 +25,20 @@ import {
   CANARY_ABORT_ANNOTATION,
   CANARY_PAUSE_ANNOTATION,
   CANARY_RESUME_ANNOTATION,
-  SERVICE_NAME_LABEL,
 } from '../src/resources/labels.js';
 import { DEFAULTS, RESOURCE, type TrafficPolicy } from '../src/resources/schema.js';
 import { readLiveResource } from '../src/resources/validate.js';
+import type { Backend } from './backends/backend.js';
 import type { MetricsReader } from './delivery/prometheus.js';
-import { versionDeployments } from './version-workload.js';
 
 export interface CanaryRunOptions {
   events: EventRecorder;
   /** Where analysis metrics are read (the controller's --prometheus); absent: every read fails. */
   metrics?: MetricsReader;
-  backend: MetricsBackend;
+  /** The backend of the policy: it tells when a version can take requests. */
+  backend: Backend;
+  /** The series the built-in analysis metrics read. */
+  series: MetricsBackend;
   now?: () => number;
   /**
    * Runs already told they wait for their version's endpoints (`namespace/name@version`), kept by
@@ -118,13 +119,13 @@ export async function reconcileCanaryRun(
   let tick = runTick(input);
   // (Without a reader the run is Failed before it ever asks for an analysis.)
   if (tick.needsAnalysis && opts.metrics)
-    tick = runTick({ ...input, analysis: await readMetrics(live, opts.metrics, opts.backend) });
+    tick = runTick({ ...input, analysis: await readMetrics(live, opts.metrics, opts.series) });
 
   // The canary gets no share until something can answer for it: its first requests would be 503s
   // (and count against its analysis). The run looks again shortly.
   const waitKey = `${namespace}/${name}@${canary.version}`;
   const starting = effectiveCanaryWeight(canary, run) === 0 && effectiveCanaryWeight(canary, tick.run) > 0;
-  const waitingFor = starting ? await notServing(kube, live, canary.version, opts.backend) : undefined;
+  const waitingFor = starting ? await opts.backend.versionNotServing(kube, live, canary.version) : undefined;
   if (waitingFor) {
     await recordOnce(
       opts,
@@ -158,68 +159,6 @@ export async function reconcileCanaryRun(
   };
 }
 
-/**
- * What the version still waits for before it can take requests (a sentence for the Event), or
- * undefined when it can.
- * - Gateway mode: `gateway --kube` routes by the run's status the moment it is written, to the
- *   ready endpoints of the version's Service (`<service>--<version>`, which the policy's reconcile
- *   creates and Kubernetes fills as the pods get ready), read here as the gateway reads them.
- * - Mesh mode: the subset selects the Service's pods that carry the version label. When a
- *   Deployment runs them, one of its pods must be available. Pods run by anything else (a
- *   StatefulSet, another tool's rollout) cannot be told apart here, and the run does not wait.
- */
-async function notServing(
-  kube: Kube,
-  live: LivePolicy,
-  version: string,
-  backend: MetricsBackend,
-): Promise<string | undefined> {
-  const namespace = live.metadata?.namespace ?? DEFAULTS.namespace;
-  if (backend === 'gateway') {
-    const service = versionServiceName(live.spec.service, version);
-    const svc = await kube.get<ServiceObject>({
-      apiVersion: 'v1',
-      kind: 'Service',
-      namespace,
-      name: service,
-    });
-    const slices = svc
-      ? await kube.list<EndpointSliceObject>(
-          'discovery.k8s.io/v1',
-          'EndpointSlice',
-          namespace,
-          `${SERVICE_NAME_LABEL}=${service}`,
-        )
-      : [];
-    return svc && readyEndpointUrls(svc, live.spec.port, slices).length > 0
-      ? undefined
-      : `Service ${namespace}/${service} has a ready endpoint (are its pods ready?)`;
-  }
-  const selector = (
-    await kube.get<KubernetesObject & { spec?: { selector?: Record<string, string> } }>({
-      apiVersion: 'v1',
-      kind: 'Service',
-      namespace,
-      name: live.spec.service,
-    })
-  )?.spec?.selector;
-  if (!selector) return undefined; // no selector: no pods to tell apart, nothing to wait for
-  const runs = versionDeployments(
-    await kube.list<VersionDeployment>('apps/v1', 'Deployment', namespace),
-    selector,
-    live.spec.versionLabel ?? DEFAULTS.versionLabel,
-    version,
-  );
-  if (runs.length === 0 || runs.some((d) => (d.status?.availableReplicas ?? 0) > 0)) return undefined;
-  return `Deployment ${runs.map((d) => `${namespace}/${d.metadata?.name}`).join(', ')} has an available pod (are its pods ready?)`;
-}
-
-type VersionDeployment = KubernetesObject & {
-  spec?: { template?: { metadata?: { labels?: Record<string, string> } } };
-  status?: { availableReplicas?: number };
-};
-
-/** The step (0-based) `canary resume` moved on, from `<version>@<step>`, for this run's version only. */
 /** An Event recorded once per `key` while the caller keeps `opts.waiting` (a wait is one Event, not one per look). */
 async function recordOnce(
   opts: CanaryRunOptions,
@@ -237,6 +176,7 @@ function specProblems(live: LivePolicy): string | undefined {
   return problems.length > 0 ? problems.map(formatProblem).join('; ') : undefined;
 }
 
+/** The step (0-based) `canary resume` moved on, from `<version>@<step>`, for this run's version only. */
 function resumedStep(value: string | undefined, version: string): number | undefined {
   const at = value?.lastIndexOf('@') ?? -1;
   if (!value || at < 0 || value.slice(0, at) !== version) return undefined;

@@ -25,6 +25,7 @@ import {
   takenNames,
 } from '../kube/apply.js';
 import { apiErrorMessage, isRejected, type Kube } from '../kube/client.js';
+import { versionDeployments } from '../kube/version-workload.js';
 import { sameRepository } from '../src/compiler/compile.js';
 import { latestRef, pinnedRef, previewHost, sha7 } from '../src/compiler/names.js';
 import { compareAge } from '../src/compiler/preview-age.js';
@@ -45,7 +46,6 @@ import {
   type TrafficPolicy,
 } from '../src/resources/schema.js';
 import { type ReconcileContext, type Reconciler, reconcilerOf } from './reconcile.js';
-import { versionDeployments } from './version-workload.js';
 
 /** setTimeout's limit: a requeue further out is re-armed by the resync. */
 const MAX_REQUEUE_MS = 2 ** 31 - 1;
@@ -104,289 +104,396 @@ export function previewImage(preview: Preview, policy: TrafficPolicy): string | 
   return template?.replaceAll('{sha7}', sha7(preview.spec.commit)).replaceAll('{sha}', preview.spec.commit);
 }
 
+type At = { namespace: string; name: string };
+type Options = PreviewReconcileOptions & Required<ReconcileContext>;
+/** Why a preview cannot run, for its status: a reason and a sentence to act on. */
+type Refusal = { reason: Reason; message: string };
+
 export const reconcilePreview: Reconciler<PreviewReconcileOptions, PreviewResult> = reconcilerOf(
   RESOURCE.Preview,
-  async (
-    kube,
-    found: LivePreview,
-    { namespace, name },
-    options: PreviewReconcileOptions & Required<ReconcileContext>,
-  ) => {
-    const { now, events } = options;
-    let preview = found;
-    const writes: string[] = [];
-    if (preview.metadata?.deletionTimestamp) {
-      await removePreview(kube, preview, options, writes);
-      return { writes };
-    }
-    if (!preview.metadata?.finalizers?.includes(PREVIEW_FINALIZER)) {
-      // The status written below must carry the resourceVersion this write leaves.
-      preview = await kube.apply<LivePreview>(
-        {
-          apiVersion: API_VERSION,
-          kind: 'Preview',
-          metadata: { name, namespace, finalizers: [PREVIEW_FINALIZER] },
-        },
-        FIELD_MANAGER,
-        true,
-      );
-      writes.push(`add finalizer Preview ${namespace}/${name}`);
-    }
-    let requeueAfterMs: number | undefined;
-    const previousPhase = (preview.status as { phase?: PreviewPhase } | undefined)?.phase;
-    const finish = async (
-      phase: PreviewPhase,
-      reason: Reason,
-      message: string,
-      extra: Record<string, string> = {},
-    ): Promise<PreviewResult> => {
-      await writePreviewStatus(kube, preview, phase, reason, message, { ...lifetime, ...extra }, now());
-      if (phase !== previousPhase)
-        await events.record(
-          preview,
-          phase === 'Failed' || phase === 'Expired' ? 'Warning' : 'Normal',
-          reason,
-          `${phase}: ${message}`,
-        );
-      return { phase, reason, writes, ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };
-    };
+  reconcileOnePreview,
+);
 
-    const policy = await kube.get<TrafficPolicy & KubernetesObject>({
-      apiVersion: API_VERSION,
-      kind: 'TrafficPolicy',
-      namespace,
-      name: preview.spec.policy,
-    });
-
-    // The TTL counts from the last spec change: a new generation restarts it.
-    const status = preview.status as { observedGeneration?: number; updatedAt?: string } | undefined;
-    const updatedAt =
-      status?.updatedAt && status.observedGeneration === preview.metadata?.generation
-        ? status.updatedAt
-        : now().toISOString();
-    const ttl = preview.spec.ttl ?? policy?.spec.previews?.ttl ?? DEFAULTS.previewTtl;
-    const expiresAt = new Date(Date.parse(updatedAt) + parseDurationMs(ttl)).toISOString();
-    const lifetime = { updatedAt, expiresAt };
-    const left = Date.parse(expiresAt) - now().getTime();
-    if (left <= 0) {
-      await finish('Expired', REASON.Expired, `no change for ${ttl} (the TTL): the preview is removed`);
-      await kube.delete({ apiVersion: API_VERSION, kind: 'Preview', namespace, name });
-      writes.push(`delete Preview ${namespace}/${name} (expired)`);
-      return { phase: 'Expired', reason: REASON.Expired, writes };
-    }
-    requeueAfterMs = Math.min(left, MAX_REQUEUE_MS);
-
-    // Only the newest maxPerPullRequest previews of a pull request stay.
-    const max = policy?.spec.previews?.maxPerPullRequest ?? DEFAULTS.maxPerPullRequest;
-    const siblings = (await kube.list<LivePreview>(API_VERSION, 'Preview', namespace))
-      .filter(
-        (p) =>
-          !p.metadata?.deletionTimestamp &&
-          p.spec.policy === preview.spec.policy &&
-          p.spec.repository === preview.spec.repository &&
-          p.spec.pullRequest === preview.spec.pullRequest,
-      )
-      .sort(newestFirst);
-    const superseded = siblings.slice(max);
-    for (const old of superseded) {
-      await kube.delete({
-        apiVersion: API_VERSION,
-        kind: 'Preview',
-        namespace,
-        name: old.metadata?.name as string,
-      });
-      writes.push(`delete Preview ${namespace}/${old.metadata?.name} (superseded)`);
-      await events.record(
-        old,
-        'Normal',
-        REASON.Superseded,
-        `pull request #${old.spec.pullRequest} has ${siblings.length} previews; only the newest ${max} (maxPerPullRequest) stay`,
-      );
-    }
-    if (superseded.some((p) => p.metadata?.name === name)) return { writes };
-    if (!policy)
-      return finish(
-        'Failed',
-        'PolicyNotFound',
-        `no TrafficPolicy ${namespace}/${preview.spec.policy}: create it, or fix spec.policy`,
-      );
-    if (!sameRepository(policy.spec.previews?.repository, preview.spec.repository))
-      return finish(
-        'Failed',
-        REASON.RepositoryMismatch,
-        `spec.repository ${preview.spec.repository} is not the repository policy ${preview.spec.policy} takes previews of (${policy.spec.previews?.repository ?? 'none: spec.previews.repository is not set'}); nothing is deployed`,
-      );
-    // At most maxActive pull requests have previews: the ones that came first keep theirs, a further
-    // one is refused until one closes (retiring the oldest instead would let anyone who opens pull
-    // requests evict everyone else's previews).
-    const maxActive = policy.spec.previews?.maxActive;
-    if (maxActive !== undefined) {
-      const firstSeen = new Map<string, string>();
-      for (const p of await kube.list<LivePreview>(API_VERSION, 'Preview', namespace)) {
-        if (p.metadata?.deletionTimestamp || p.spec.policy !== preview.spec.policy) continue;
-        if (!sameRepository(policy.spec.previews?.repository, p.spec.repository)) continue;
-        const pr = `${p.spec.repository}#${p.spec.pullRequest}`;
-        const created = `${JSON.parse(JSON.stringify(p.metadata?.creationTimestamp ?? ''))}/${p.metadata?.name}`;
-        if (!firstSeen.has(pr) || created < (firstSeen.get(pr) as string)) firstSeen.set(pr, created);
-      }
-      const admitted = [...firstSeen.entries()].sort((a, b) => (a[1] < b[1] ? -1 : 1)).slice(0, maxActive);
-      if (!admitted.some(([pr]) => pr === `${preview.spec.repository}#${preview.spec.pullRequest}`))
-        return finish(
-          'Failed',
-          REASON.LimitReached,
-          `policy ${preview.spec.policy} runs previews for at most ${maxActive} pull requests at once (spec.previews.maxActive) and ${firstSeen.size} have some; this one is deployed when one of them closes`,
-        );
-    }
-    const image = previewImage(preview, policy);
-    if (!image)
-      return finish(
-        'Failed',
-        'NoImage',
-        `neither spec.image nor the policy's spec.previews.image is set: set one (a template may use {sha})`,
-      );
-    const service = await kube.get<Service>({
-      apiVersion: 'v1',
-      kind: 'Service',
-      namespace,
-      name: policy.spec.service,
-    });
-    if (!service?.spec.selector)
-      return finish(
-        'Failed',
-        'StableNotFound',
-        `Service ${namespace}/${policy.spec.service} (spec.service of the policy) is missing or has no selector`,
-      );
-    const versionLabel = policy.spec.versionLabel ?? DEFAULTS.versionLabel;
-    const [stable] = versionDeployments(
-      await kube.list<Deployment>('apps/v1', 'Deployment', namespace),
-      service.spec.selector,
-      versionLabel,
-      policy.spec.stable,
+/**
+ * One reconcile of one Preview, step by step: a step that finds the preview cannot run ends it
+ * with the phase that says why (`finish`, the one way out but for removal).
+ */
+async function reconcileOnePreview(
+  kube: Kube,
+  found: LivePreview,
+  at: At,
+  options: Options,
+): Promise<PreviewResult> {
+  const writes: string[] = [];
+  if (found.metadata?.deletionTimestamp) {
+    await removePreview(kube, found, options, writes);
+    return { writes };
+  }
+  const preview = await ensureFinalizer(kube, found, at, writes);
+  const policy = await kube.get<TrafficPolicy & KubernetesObject>({
+    apiVersion: API_VERSION,
+    kind: 'TrafficPolicy',
+    namespace: at.namespace,
+    name: preview.spec.policy,
+  });
+  const life = lifetimeOf(preview, policy, options.now());
+  const finish = (phase: PreviewPhase, reason: Reason, message: string, extra: Record<string, string> = {}) =>
+    finishPreview(
+      kube,
+      preview,
+      { phase, reason, message, extra: { ...life.status, ...extra } },
+      writes,
+      options,
+      life,
     );
-    if (!stable) {
-      return finish(
-        'Failed',
-        'StableNotFound',
-        `no Deployment whose pods carry ${selectorString({ ...service.spec.selector, [versionLabel]: policy.spec.stable })}: the preview is cloned from the stable version`,
-      );
-    }
 
-    const ref = pinnedRef(preview.spec.pullRequest, preview.spec.commit);
-    const owner = previewOwner(name, preview.metadata?.uid as string);
-    const labels = { [MANAGED_BY]: MANAGED_BY_VALUE, [PREVIEW_LABEL]: name };
-    const podLabels = {
-      ...(stable.spec.template.metadata?.labels ?? {}),
-      [versionLabel]: ref,
-      [PREVIEW_ROLE_LABEL]: 'preview',
-      [PREVIEW_LABEL]: name,
+  if (life.leftMs <= 0) return expire(kube, at, life.ttl, finish, writes);
+  if (await removeSuperseded(kube, preview, policy, at, writes, options)) return { writes };
+  const refused = await admit(kube, preview, policy, at);
+  if (refused) return finish('Failed', refused.reason, refused.message);
+  const workload = await cloneStable(kube, preview, policy as TrafficPolicy, at);
+  if (!workload.ok) return finish('Failed', workload.reason, workload.message);
+  const writeRefused = await writeWorkload(kube, preview, workload.objects, at, writes, options);
+  if (writeRefused) return finish('Failed', writeRefused.reason, writeRefused.message);
+  return reportReadiness(kube, preview, policy as TrafficPolicy, workload.image, at, finish);
+}
+
+/** The finalizer that orders removal; the status written later carries the resourceVersion left. */
+async function ensureFinalizer(kube: Kube, preview: LivePreview, { namespace, name }: At, writes: string[]) {
+  if (preview.metadata?.finalizers?.includes(PREVIEW_FINALIZER)) return preview;
+  const updated = await kube.apply<LivePreview>(
+    {
+      apiVersion: API_VERSION,
+      kind: 'Preview',
+      metadata: { name, namespace, finalizers: [PREVIEW_FINALIZER] },
+    },
+    FIELD_MANAGER,
+    true,
+  );
+  writes.push(`add finalizer Preview ${namespace}/${name}`);
+  return updated;
+}
+
+/** The TTL counts from the last spec change: a new generation restarts it. */
+function lifetimeOf(preview: LivePreview, policy: TrafficPolicy | undefined, now: Date) {
+  const status = preview.status as { observedGeneration?: number; updatedAt?: string } | undefined;
+  const updatedAt =
+    status?.updatedAt && status.observedGeneration === preview.metadata?.generation
+      ? status.updatedAt
+      : now.toISOString();
+  const ttl = preview.spec.ttl ?? policy?.spec.previews?.ttl ?? DEFAULTS.previewTtl;
+  const expiresAt = new Date(Date.parse(updatedAt) + parseDurationMs(ttl)).toISOString();
+  return { ttl, leftMs: Date.parse(expiresAt) - now.getTime(), status: { updatedAt, expiresAt } };
+}
+
+/** The phase onto the status (an Event when it changes), and a look again at the TTL's end. */
+async function finishPreview(
+  kube: Kube,
+  preview: LivePreview,
+  state: { phase: PreviewPhase; reason: Reason; message: string; extra: Record<string, string> },
+  writes: string[],
+  { now, events }: Options,
+  life: { leftMs: number },
+): Promise<PreviewResult> {
+  const { phase, reason, message, extra } = state;
+  const previousPhase = (preview.status as { phase?: PreviewPhase } | undefined)?.phase;
+  await writePreviewStatus(kube, preview, phase, reason, message, extra, now());
+  if (phase !== previousPhase)
+    await events.record(
+      preview,
+      phase === 'Failed' || phase === 'Expired' ? 'Warning' : 'Normal',
+      reason,
+      `${phase}: ${message}`,
+    );
+  const requeue = life.leftMs > 0 ? { requeueAfterMs: Math.min(life.leftMs, MAX_REQUEUE_MS) } : {};
+  return { phase, reason, writes, ...requeue };
+}
+
+/** Expired: said on the status, then the Preview deleted (its finalizer removes the rest). */
+async function expire(
+  kube: Kube,
+  { namespace, name }: At,
+  ttl: string,
+  finish: (phase: PreviewPhase, reason: Reason, message: string) => Promise<PreviewResult>,
+  writes: string[],
+): Promise<PreviewResult> {
+  await finish('Expired', REASON.Expired, `no change for ${ttl} (the TTL): the preview is removed`);
+  await kube.delete({ apiVersion: API_VERSION, kind: 'Preview', namespace, name });
+  writes.push(`delete Preview ${namespace}/${name} (expired)`);
+  return { phase: 'Expired', reason: REASON.Expired, writes };
+}
+
+/** Only the newest maxPerPullRequest previews of a pull request stay; true when this one went. */
+async function removeSuperseded(
+  kube: Kube,
+  preview: LivePreview,
+  policy: TrafficPolicy | undefined,
+  { namespace, name }: At,
+  writes: string[],
+  { events }: Options,
+): Promise<boolean> {
+  const max = policy?.spec.previews?.maxPerPullRequest ?? DEFAULTS.maxPerPullRequest;
+  const siblings = (await kube.list<LivePreview>(API_VERSION, 'Preview', namespace))
+    .filter(
+      (p) =>
+        !p.metadata?.deletionTimestamp &&
+        p.spec.policy === preview.spec.policy &&
+        p.spec.repository === preview.spec.repository &&
+        p.spec.pullRequest === preview.spec.pullRequest,
+    )
+    .sort(newestFirst);
+  const superseded = siblings.slice(max);
+  for (const old of superseded) {
+    await kube.delete({
+      apiVersion: API_VERSION,
+      kind: 'Preview',
+      namespace,
+      name: old.metadata?.name as string,
+    });
+    writes.push(`delete Preview ${namespace}/${old.metadata?.name} (superseded)`);
+    await events.record(
+      old,
+      'Normal',
+      REASON.Superseded,
+      `pull request #${old.spec.pullRequest} has ${siblings.length} previews; only the newest ${max} (maxPerPullRequest) stay`,
+    );
+  }
+  return superseded.some((p) => p.metadata?.name === name);
+}
+
+/** Admit: the policy exists, takes previews of this repository, has room, and names an image. */
+async function admit(
+  kube: Kube,
+  preview: LivePreview,
+  policy: TrafficPolicy | undefined,
+  { namespace }: At,
+): Promise<Refusal | undefined> {
+  if (!policy)
+    return {
+      reason: 'PolicyNotFound',
+      message: `no TrafficPolicy ${namespace}/${preview.spec.policy}: create it, or fix spec.policy`,
     };
-    const [first, ...rest] = stable.spec.template.spec.containers;
-    if (!first)
-      return finish(
-        'Failed',
-        'StableNotFound',
-        `Deployment ${namespace}/${stable.metadata?.name} has no container`,
-      );
-    // The policy may narrow what a pull request's code runs with: other env, another ServiceAccount.
-    const removed = new Set(policy.spec.previews?.removeEnv ?? []);
-    const withoutRemoved = <T extends { env?: { name: string }[] }>(c: T): T =>
-      c.env ? { ...c, env: c.env.filter((e) => !removed.has(e.name)) } : c;
-    const env = [
-      ...(first.env ?? []).filter((e) => !(e.name in (preview.spec.env ?? {})) && !removed.has(e.name)),
-      ...Object.entries(preview.spec.env ?? {}).map(([k, v]) => ({ name: k, value: v })),
-    ];
-    const serviceAccountName = policy.spec.previews?.serviceAccountName;
-    const deployment = {
-      apiVersion: 'apps/v1',
-      kind: 'Deployment',
-      metadata: { name, namespace, labels, ownerReferences: [owner] },
-      spec: {
-        replicas: preview.spec.replicas ?? 1,
-        selector: { matchLabels: { [PREVIEW_LABEL]: name } },
-        template: {
-          metadata: {
-            labels: podLabels,
-            ...(stable.spec.template.metadata?.annotations
-              ? { annotations: stable.spec.template.metadata.annotations }
-              : {}),
-          },
-          spec: {
-            ...stable.spec.template.spec,
-            // Both names: a stored pod spec carries the deprecated alias too, and they must agree.
-            ...(serviceAccountName ? { serviceAccountName, serviceAccount: serviceAccountName } : {}),
-            containers: [{ ...first, image, env }, ...rest.map(withoutRemoved)],
-          },
+  if (!sameRepository(policy.spec.previews?.repository, preview.spec.repository))
+    return {
+      reason: REASON.RepositoryMismatch,
+      message: `spec.repository ${preview.spec.repository} is not the repository policy ${preview.spec.policy} takes previews of (${policy.spec.previews?.repository ?? 'none: spec.previews.repository is not set'}); nothing is deployed`,
+    };
+  const limit = await activeLimitReached(kube, preview, policy, namespace);
+  if (limit) return limit;
+  if (!previewImage(preview, policy))
+    return {
+      reason: 'NoImage',
+      message: `neither spec.image nor the policy's spec.previews.image is set: set one (a template may use {sha})`,
+    };
+  return undefined;
+}
+
+/**
+ * At most maxActive pull requests have previews: the ones that came first keep theirs, a further
+ * one is refused until one closes (retiring the oldest instead would let anyone who opens pull
+ * requests evict everyone else's previews).
+ */
+async function activeLimitReached(
+  kube: Kube,
+  preview: LivePreview,
+  policy: TrafficPolicy,
+  namespace: string,
+): Promise<Refusal | undefined> {
+  const maxActive = policy.spec.previews?.maxActive;
+  if (maxActive === undefined) return undefined;
+  const firstSeen = new Map<string, string>();
+  for (const p of await kube.list<LivePreview>(API_VERSION, 'Preview', namespace)) {
+    if (p.metadata?.deletionTimestamp || p.spec.policy !== preview.spec.policy) continue;
+    if (!sameRepository(policy.spec.previews?.repository, p.spec.repository)) continue;
+    const pr = `${p.spec.repository}#${p.spec.pullRequest}`;
+    const created = `${JSON.parse(JSON.stringify(p.metadata?.creationTimestamp ?? ''))}/${p.metadata?.name}`;
+    if (!firstSeen.has(pr) || created < (firstSeen.get(pr) as string)) firstSeen.set(pr, created);
+  }
+  const admitted = [...firstSeen.entries()].sort((a, b) => (a[1] < b[1] ? -1 : 1)).slice(0, maxActive);
+  if (admitted.some(([pr]) => pr === `${preview.spec.repository}#${preview.spec.pullRequest}`))
+    return undefined;
+  return {
+    reason: REASON.LimitReached,
+    message: `policy ${preview.spec.policy} runs previews for at most ${maxActive} pull requests at once (spec.previews.maxActive) and ${firstSeen.size} have some; this one is deployed when one of them closes`,
+  };
+}
+
+type Workload =
+  | ({ ok: false } & Refusal)
+  | { ok: true; image: string; objects: [Deployment & { metadata: { name: string } }, KubernetesObject] };
+
+/**
+ * Clone stable: the stable Deployment (the Service's selector and the stable version label) with
+ * the preview's image, env and labels, and a Service of the preview's own with the same ports.
+ */
+async function cloneStable(
+  kube: Kube,
+  preview: LivePreview,
+  policy: TrafficPolicy,
+  { namespace, name }: At,
+): Promise<Workload> {
+  const stableNotFound = (message: string) => ({
+    ok: false as const,
+    reason: 'StableNotFound' as Reason,
+    message,
+  });
+  const service = await kube.get<Service>({
+    apiVersion: 'v1',
+    kind: 'Service',
+    namespace,
+    name: policy.spec.service,
+  });
+  if (!service?.spec.selector)
+    return stableNotFound(
+      `Service ${namespace}/${policy.spec.service} (spec.service of the policy) is missing or has no selector`,
+    );
+  const versionLabel = policy.spec.versionLabel ?? DEFAULTS.versionLabel;
+  const [stable] = versionDeployments(
+    await kube.list<Deployment>('apps/v1', 'Deployment', namespace),
+    service.spec.selector,
+    versionLabel,
+    policy.spec.stable,
+  );
+  if (!stable)
+    return stableNotFound(
+      `no Deployment whose pods carry ${selectorString({ ...service.spec.selector, [versionLabel]: policy.spec.stable })}: the preview is cloned from the stable version`,
+    );
+  const [first, ...rest] = stable.spec.template.spec.containers;
+  if (!first) return stableNotFound(`Deployment ${namespace}/${stable.metadata?.name} has no container`);
+  const image = previewImage(preview, policy) as string;
+  const owner = previewOwner(name, preview.metadata?.uid as string);
+  const labels = { [MANAGED_BY]: MANAGED_BY_VALUE, [PREVIEW_LABEL]: name };
+  const podLabels = {
+    ...(stable.spec.template.metadata?.labels ?? {}),
+    [versionLabel]: pinnedRef(preview.spec.pullRequest, preview.spec.commit),
+    [PREVIEW_ROLE_LABEL]: 'preview',
+    [PREVIEW_LABEL]: name,
+  };
+  // The policy may narrow what a pull request's code runs with: other env, another ServiceAccount.
+  const removed = new Set(policy.spec.previews?.removeEnv ?? []);
+  const withoutRemoved = <T extends { env?: { name: string }[] }>(c: T): T =>
+    c.env ? { ...c, env: c.env.filter((e) => !removed.has(e.name)) } : c;
+  const env = [
+    ...(first.env ?? []).filter((e) => !(e.name in (preview.spec.env ?? {})) && !removed.has(e.name)),
+    ...Object.entries(preview.spec.env ?? {}).map(([k, v]) => ({ name: k, value: v })),
+  ];
+  const serviceAccountName = policy.spec.previews?.serviceAccountName;
+  const deployment = {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name, namespace, labels, ownerReferences: [owner] },
+    spec: {
+      replicas: preview.spec.replicas ?? 1,
+      selector: { matchLabels: { [PREVIEW_LABEL]: name } },
+      template: {
+        metadata: {
+          labels: podLabels,
+          ...(stable.spec.template.metadata?.annotations
+            ? { annotations: stable.spec.template.metadata.annotations }
+            : {}),
+        },
+        spec: {
+          ...stable.spec.template.spec,
+          // Both names: a stored pod spec carries the deprecated alias too, and they must agree.
+          ...(serviceAccountName ? { serviceAccountName, serviceAccount: serviceAccountName } : {}),
+          containers: [{ ...first, image, env }, ...rest.map(withoutRemoved)],
         },
       },
-    };
-    const previewService = {
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: { name, namespace, labels, ownerReferences: [owner] },
-      spec: { selector: { [PREVIEW_LABEL]: name }, ports: (service.spec.ports ?? []).map((p) => ({ ...p })) },
-    };
-    // A Deployment or Service of this name that is not this Preview's is never written over.
-    const workload = [deployment, previewService] as KubernetesObject[];
-    const nameTaken = (taken: string[]) =>
-      finish(
-        'Failed',
-        REASON.NameTaken,
-        `${taken.join(' and ')} already exists and does not belong to this Preview; it is left untouched: rename the Preview`,
-      );
-    const taken = await takenNames(kube, workload);
-    if (taken.length > 0) return nameTaken(taken);
-    // Independent of each other: written together, one round trip instead of two.
-    let outcomes: ApplyOutcome[];
-    try {
-      outcomes = await Promise.all(workload.map((o) => applyOwned(kube, o, { exact: false })));
-    } catch (e) {
-      if (e instanceof NameTakenError) return nameTaken([e.object]);
-      // Refused for good (an invalid image or env name): say why on the Preview, do not retry.
-      if (isRejected(e))
-        return finish(
-          'Failed',
-          REASON.Rejected,
-          `the API server refused the preview's workload: ${apiErrorMessage(e)}; fix the Preview (or the policy's previews.image)`,
-        );
-      throw e;
-    }
-    for (const [i, o] of [deployment, previewService].entries()) {
-      const outcome = outcomes[i];
-      if (outcome !== 'unchanged') writes.push(`apply ${o.kind} ${namespace}/${name}`);
-      if (outcome === 'reverted')
-        await events.record(
-          preview,
-          'Warning',
-          REASON.ForeignEditReverted,
-          `${o.kind} ${namespace}/${name} was edited outside Switchyard; the edit was reverted. Change the Preview instead`,
-        );
-    }
+    },
+  };
+  const previewService = {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name, namespace, labels, ownerReferences: [owner] },
+    spec: { selector: { [PREVIEW_LABEL]: name }, ports: (service.spec.ports ?? []).map((p) => ({ ...p })) },
+  };
+  return { ok: true, image, objects: [deployment, previewService] };
+}
 
-    const live = await kube.get<Deployment>({
-      apiVersion: 'apps/v1',
-      kind: 'Deployment',
-      namespace,
-      name,
-      labels,
-    });
-    const available = live && deploymentAvailable(live, preview.spec.replicas ?? 1);
-    if (!available)
-      return finish(
-        'Deploying',
-        'DeploymentNotAvailable',
-        `Deployment ${namespace}/${name} is not available yet (image ${image})`,
+/**
+ * Write the workload: never over a Deployment or Service of this name that is not this Preview's;
+ * an owned one someone else edited is reverted and reported.
+ */
+async function writeWorkload(
+  kube: Kube,
+  preview: LivePreview,
+  workload: KubernetesObject[],
+  { namespace, name }: At,
+  writes: string[],
+  { events }: Options,
+): Promise<Refusal | undefined> {
+  const nameTaken = (taken: string[]): Refusal => ({
+    reason: REASON.NameTaken,
+    message: `${taken.join(' and ')} already exists and does not belong to this Preview; it is left untouched: rename the Preview`,
+  });
+  const taken = await takenNames(kube, workload);
+  if (taken.length > 0) return nameTaken(taken);
+  // Independent of each other: written together, one round trip instead of two.
+  let outcomes: ApplyOutcome[];
+  try {
+    outcomes = await Promise.all(workload.map((o) => applyOwned(kube, o, { exact: false })));
+  } catch (e) {
+    if (e instanceof NameTakenError) return nameTaken([e.object]);
+    // Refused for good (an invalid image or env name): say why on the Preview, do not retry.
+    if (isRejected(e))
+      return {
+        reason: REASON.Rejected,
+        message: `the API server refused the preview's workload: ${apiErrorMessage(e)}; fix the Preview (or the policy's previews.image)`,
+      };
+    throw e;
+  }
+  for (const [i, o] of workload.entries()) {
+    const outcome = outcomes[i];
+    if (outcome !== 'unchanged') writes.push(`apply ${o.kind} ${namespace}/${name}`);
+    if (outcome === 'reverted')
+      await events.record(
+        preview,
+        'Warning',
+        REASON.ForeignEditReverted,
+        `${o.kind} ${namespace}/${name} was edited outside Switchyard; the edit was reverted. Change the Preview instead`,
       );
-    const header = policy.spec.previews?.header ?? DEFAULTS.previewHeader;
-    const domain = policy.spec.previews?.domain;
-    const host = domain
-      ? previewHost(latestRef(preview.spec.pullRequest), policy.metadata?.name as string, domain)
-      : undefined;
-    return finish('Ready', 'DeploymentAvailable', `serving ${image}`, {
-      intercept: `${header}: ${latestRef(preview.spec.pullRequest)}`,
-      ...(host ? { url: `https://${host}` } : {}),
-    });
-  },
-);
+  }
+  return undefined;
+}
+
+/** Readiness: Deploying until the Deployment is available, then Ready with the URL and header. */
+async function reportReadiness(
+  kube: Kube,
+  preview: LivePreview,
+  policy: TrafficPolicy,
+  image: string,
+  { namespace, name }: At,
+  finish: (
+    phase: PreviewPhase,
+    reason: Reason,
+    message: string,
+    extra?: Record<string, string>,
+  ) => Promise<PreviewResult>,
+): Promise<PreviewResult> {
+  const labels = { [MANAGED_BY]: MANAGED_BY_VALUE, [PREVIEW_LABEL]: name };
+  const live = await kube.get<Deployment>({
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    namespace,
+    name,
+    labels,
+  });
+  if (!live || !deploymentAvailable(live, preview.spec.replicas ?? 1))
+    return finish(
+      'Deploying',
+      'DeploymentNotAvailable',
+      `Deployment ${namespace}/${name} is not available yet (image ${image})`,
+    );
+  const header = policy.spec.previews?.header ?? DEFAULTS.previewHeader;
+  const domain = policy.spec.previews?.domain;
+  const host = domain
+    ? previewHost(latestRef(preview.spec.pullRequest), policy.metadata?.name as string, domain)
+    : undefined;
+  return finish('Ready', 'DeploymentAvailable', `serving ${image}`, {
+    intercept: `${header}: ${latestRef(preview.spec.pullRequest)}`,
+    ...(host ? { url: `https://${host}` } : {}),
+  });
+}
 
 /** The Deployment reports itself Available with at least `replicas` (default 1) available. */
 export function deploymentAvailable(d: KubernetesObject, replicas = 1): boolean {

@@ -19,11 +19,13 @@ import {
   VERSION_OF_LABEL,
 } from '../src/resources/labels.js';
 import { CANARY_RUN_PHASES, DEFAULTS, RESOURCE, type TrafficPolicy } from '../src/resources/schema.js';
+import type { MeshMetrics } from './backends/backend.js';
+import { backendFor, type ControllerMode } from './backends/index.js';
+import type { TokenAuthenticationSetup } from './backends/istio-tokens.js';
 import { reconcileCanaryRun } from './canary-run.js';
 import type { MetricsReader } from './delivery/prometheus.js';
 import { deploymentAvailable, reconcilePreview } from './preview.js';
-import { setupTokenAuthentication, type TokenAuthenticationSetup } from './token-authentication.js';
-import { type ControllerMode, reconcileTrafficPolicy } from './traffic-policy.js';
+import { reconcileTrafficPolicy } from './traffic-policy.js';
 
 export interface ControllersOptions {
   mode?: ControllerMode;
@@ -34,12 +36,9 @@ export interface ControllersOptions {
   /** Where progressive canary runs read their analysis metrics (--prometheus). */
   metrics?: MetricsReader;
   /** Mesh mode: which series the built-in metrics read, Istio's standard ones or Envoy's own. */
-  meshMetrics?: 'istio' | 'envoy';
+  meshMetrics?: MeshMetrics;
 }
 
-/** What /readyz says when the cluster lacks Istio's CRDs. */
-const NEEDS_ISTIO =
-  'mesh mode (--mode istio) needs Istio on the cluster: install Istio, or run Switchyard without a mesh (--mode gateway)';
 /** What /readyz says when the cluster lacks Switchyard's own CRDs. */
 const NEEDS_CRDS = "install Switchyard's CRDs (switchyard crds | kubectl apply --server-side -f -)";
 
@@ -94,7 +93,7 @@ function reconcileMetrics(manager: Manager) {
 export function setupControllers(manager: Manager, opts: ControllersOptions = {}): void {
   const { kube, logger } = manager;
   const metrics = reconcileMetrics(manager);
-  const mode = opts.mode ?? 'istio';
+  const backend = backendFor(opts.mode ?? 'istio');
   const events = kubeEventRecorder(kube, logger);
 
   /** A queue whose failures are counted by API status and logged; successes are timed and counted. */
@@ -133,7 +132,7 @@ export function setupControllers(manager: Manager, opts: ControllersOptions = {}
       opts.workers ?? 8,
     );
   const reconcilePolicy = (ns: string, name: string) =>
-    reconcileTrafficPolicy(kube, ns, name, { mode, events });
+    reconcileTrafficPolicy(kube, ns, name, { backend, events });
   const queue = queueFor('policy', reconcilePolicy);
   const previewQueue = queueFor('preview', (ns, name) =>
     reconcilePreview(kube, ns, name, { events, rewriteRoutes: reconcilePolicy }),
@@ -146,7 +145,8 @@ export function setupControllers(manager: Manager, opts: ControllersOptions = {}
     const result = await reconcileCanaryRun(kube, ns, name, {
       events,
       waiting: waitingRuns,
-      backend: mode === 'gateway' ? 'gateway' : (opts.meshMetrics ?? 'istio'),
+      backend,
+      series: backend.analysisSeries(opts.meshMetrics ?? 'istio'),
       ...(opts.metrics ? { metrics: opts.metrics } : {}),
     });
     if (result.weightChanged) queue.add(`${ns}/${name}`);
@@ -245,56 +245,15 @@ export function setupControllers(manager: Manager, opts: ControllersOptions = {}
     else if (o.metadata?.labels?.[VERSION_OF_LABEL]) ownerPolicy(o, event);
     else if (!preview && event !== 'update') namesakePreview(o);
   });
-  if (mode === 'istio') {
-    setupTokenAuthentication(manager, opts.tokenAuthentication ?? {});
-    // The ambient label decides whether EnvoyFilters can work: a change re-evaluates the policies.
-    manager.watch(
-      { apiVersion: 'v1', kind: 'Namespace', plural: 'namespaces', clusterScoped: true },
-      (o, event) => {
-        if (event === 'add' || !filter.changed('namespace', o, event, o.metadata?.labels)) return;
-        for (const p of policies.list(o.metadata?.name)) queue.add(keyOf(p));
-      },
-    );
-    // Every DestinationRule and EnvoyFilter is cached, not only Switchyard's: one of a wanted name
-    // that is someone else's must be seen (NameTaken), and its removal lets the policy write again.
-    const ownerOrNamesake = (o: WatchedObject, event: WatchEvent) => {
-      if (o.metadata?.labels?.[MANAGED_BY] === MANAGED_BY_VALUE) return ownerPolicy(o, event);
-      for (const p of policies.list(o.metadata?.namespace))
-        if (o.metadata?.name?.startsWith(p.metadata?.name ?? '\0')) queue.add(keyOf(p));
-    };
-    manager.watch(
-      {
-        apiVersion: 'networking.istio.io/v1',
-        kind: 'DestinationRule',
-        plural: 'destinationrules',
-        missingHint: NEEDS_ISTIO,
-      },
-      ownerOrNamesake,
-    );
-    manager.watch(
-      {
-        apiVersion: 'networking.istio.io/v1alpha3',
-        kind: 'EnvoyFilter',
-        plural: 'envoyfilters',
-        missingHint: NEEDS_ISTIO,
-      },
-      ownerOrNamesake,
-    );
-    manager.watch(
-      {
-        apiVersion: 'networking.istio.io/v1',
-        kind: 'VirtualService',
-        plural: 'virtualservices',
-        missingHint: NEEDS_ISTIO,
-      },
-      (o, event) => {
-        if (o.metadata?.labels?.[MANAGED_BY] === MANAGED_BY_VALUE) return ownerPolicy(o, event);
-        // A foreign VirtualService may start or stop a Conflict, in any namespace (it may be bound
-        // to a shared gateway): look at every policy. Foreign VirtualServices change rarely.
-        for (const p of policies.list()) queue.add(keyOf(p));
-      },
-    );
-  }
+  // The kinds only this mode writes or reads (mesh mode: Istio's objects, Namespaces, tokens).
+  backend.addWatches({
+    manager,
+    policies,
+    requeuePolicy: (key) => queue.add(key),
+    ownedChanged: ownerPolicy,
+    filter,
+    tokenAuthentication: opts.tokenAuthentication ?? {},
+  });
   manager.onResync(() => {
     for (const p of policies.list()) {
       queue.add(keyOf(p));

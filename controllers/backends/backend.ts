@@ -1,16 +1,21 @@
 /**
- * What differs between the two ways Switchyard carries a policy out, behind one interface (as
- * Flagger's `pkg/router` has one router per mesh): which objects to write, which kinds it owns,
- * what else in the cluster may already serve the policy's hosts, in what order to write, and what
- * split is in force now. The policy reconciler (../traffic-policy.ts) is the same pipeline for
- * both; `backendFor` is the one place that picks.
+ * Everything that differs between the two ways Switchyard carries a policy out, behind one
+ * interface (as Flagger's `pkg/router` has one router per mesh, and Argo Rollouts' traffic routers
+ * own their watches): which objects to write, which kinds it owns and watches, what else in the
+ * cluster may already serve the policy's hosts, in what order to write, what split is in force
+ * now, when a version can take requests, and which series a canary analysis reads. The policy
+ * reconciler (../traffic-policy.ts) and the canary run (../canary-run.ts) are the same for both;
+ * `backendFor` is the one place that picks.
  */
 import type { Kube } from '../../kube/client.js';
+import type { Cached, ChangeFilter, Manager, WatchEvent, WatchedObject } from '../../kube/manager.js';
 import type { PolicyPlan } from '../../src/compiler/plan.js';
 import type { Problem } from '../../src/core/errors.js';
+import type { MetricsBackend } from '../../src/delivery/queries.js';
 import type { KubeObject } from '../../src/istio/objects.js';
 import type { Reason } from '../../src/resources/conditions.js';
 import type { TrafficPolicy } from '../../src/resources/schema.js';
+import type { TokenAuthenticationSetup } from './istio-tokens.js';
 
 export type ControllerMode = 'istio' | 'gateway';
 
@@ -35,6 +40,24 @@ export interface SplitInForce {
   note?: string;
 }
 
+/** What a backend's watches may use on the controller's Manager (../setup.ts hands it over). */
+export interface BackendWatches {
+  manager: Manager;
+  /** The cached TrafficPolicies. */
+  policies: Cached;
+  /** Queues the policy `namespace/name` for a reconcile. */
+  requeuePolicy(key: string): void;
+  /** An object Switchyard wrote for a policy changed: its policy is queued when someone else did it. */
+  ownedChanged(o: WatchedObject, event: WatchEvent): void;
+  /** Whether what matters of an object changed since last seen. */
+  filter: ChangeFilter;
+  /** Mesh mode: the intercept-token RequestAuthentication the controller keeps. */
+  tokenAuthentication: TokenAuthenticationSetup;
+}
+
+/** Which series a canary analysis reads in mesh mode: Istio's standard metrics, or Envoy's own. */
+export type MeshMetrics = 'istio' | 'envoy';
+
 export interface Backend {
   readonly mode: ControllerMode;
   /** The kinds it writes and prunes, in pruning order (routes before what they refer to). */
@@ -55,4 +78,13 @@ export interface Backend {
   ): Promise<{ requeueAfterMs?: number }>;
   /** The split carried out now for `policy`, read back from what serves it. */
   splitInForce(kube: Kube, policy: LivePolicy): Promise<SplitInForce>;
+  /** Adds the watches of the kinds this backend writes or reads to the controller's Manager. */
+  addWatches(watches: BackendWatches): void;
+  /**
+   * What `version` of `policy` still waits for before it can take requests (a sentence for an
+   * Event), or undefined when it can: a progressive run gives it no share before.
+   */
+  versionNotServing(kube: Kube, policy: TrafficPolicy, version: string): Promise<string | undefined>;
+  /** The series the built-in analysis metrics of a canary run read. */
+  analysisSeries(meshMetrics: MeshMetrics): MetricsBackend;
 }

@@ -5,6 +5,7 @@
  * themselves and compiles them as the controller does, within milliseconds of a change.
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
+import { type EndpointSliceObject, readyEndpointUrls, type ServiceObject } from '../../kube/endpoints.js';
 import { compile } from '../../src/compiler/compile.js';
 import { versionServiceName } from '../../src/compiler/names.js';
 import type { PolicyPlan } from '../../src/compiler/plan.js';
@@ -14,6 +15,7 @@ import {
   MANAGED_BY,
   MANAGED_BY_VALUE,
   POLICY_LABEL,
+  SERVICE_NAME_LABEL,
   VERSION_LABEL,
   VERSION_OF_LABEL,
 } from '../../src/resources/labels.js';
@@ -115,4 +117,37 @@ export const gatewayBackend: Backend = {
         : { note: `Service ${namespace}/${name} is not written yet: the canary's share answers 503` }),
     };
   },
+
+  // The per-version Services are watched with every Service (../setup.ts): nothing more to watch.
+  addWatches() {},
+
+  /**
+   * `gateway --kube` routes by the run's status the moment it is written, to the ready endpoints
+   * of the version's Service (`<service>--<version>`, which the policy's reconcile creates and
+   * Kubernetes fills as the pods get ready), read here as the gateway reads them.
+   */
+  async versionNotServing(kube, policy, version) {
+    const namespace = policy.metadata.namespace ?? DEFAULTS.namespace;
+    const service = versionServiceName(policy.spec.service, version);
+    const svc = await kube.get<ServiceObject>({
+      apiVersion: 'v1',
+      kind: 'Service',
+      namespace,
+      name: service,
+    });
+    const slices = svc
+      ? await kube.list<EndpointSliceObject>(
+          'discovery.k8s.io/v1',
+          'EndpointSlice',
+          namespace,
+          `${SERVICE_NAME_LABEL}=${service}`,
+        )
+      : [];
+    return svc && readyEndpointUrls(svc, policy.spec.port, slices).length > 0
+      ? undefined
+      : `Service ${namespace}/${service} has a ready endpoint (are its pods ready?)`;
+  },
+
+  // The gateway's own series, by policy and upstream: the same in every cluster.
+  analysisSeries: () => 'gateway',
 };

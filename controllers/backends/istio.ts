@@ -4,6 +4,8 @@
  * them for SUBSET_GRACE_MS (the proxies have had the new routes by then).
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
+import { keyOf, type WatchEvent, type WatchedObject } from '../../kube/manager.js';
+import { versionDeployments } from '../../kube/version-workload.js';
 import { HostClaims } from '../../src/compiler/hosts.js';
 import { upstreamKey } from '../../src/compiler/names.js';
 import { UPSTREAM_HEADER } from '../../src/compiler/plan.js';
@@ -16,7 +18,8 @@ import {
   RETIRED_SUBSETS_ANNOTATION,
 } from '../../src/resources/labels.js';
 import { DEFAULTS } from '../../src/resources/schema.js';
-import type { Backend } from './backend.js';
+import type { Backend, BackendWatches } from './backend.js';
+import { setupTokenAuthentication } from './istio-tokens.js';
 
 type Live = KubernetesObject & { spec?: Record<string, unknown> };
 type Subsets = { name: string }[];
@@ -175,4 +178,89 @@ export const istioBackend: Backend = {
         split.route.find((d) => d.headers?.response?.set?.[UPSTREAM_HEADER] === canary)?.weight ?? 0,
     };
   },
+
+  addWatches: addIstioWatches,
+
+  /**
+   * The subset selects the Service's pods that carry the version label. When a Deployment runs
+   * them, one of its pods must be available. Pods run by anything else (a StatefulSet, another
+   * tool's rollout) cannot be told apart here, and the run does not wait.
+   */
+  async versionNotServing(kube, policy, version) {
+    const namespace = policy.metadata.namespace ?? DEFAULTS.namespace;
+    const service = await kube.get<KubernetesObject & { spec?: { selector?: Record<string, string> } }>({
+      apiVersion: 'v1',
+      kind: 'Service',
+      namespace,
+      name: policy.spec.service,
+    });
+    const selector = service?.spec?.selector;
+    if (!selector) return undefined; // no selector: no pods to tell apart, nothing to wait for
+    const runs = versionDeployments(
+      await kube.list<VersionDeployment>('apps/v1', 'Deployment', namespace),
+      selector,
+      policy.spec.versionLabel ?? DEFAULTS.versionLabel,
+      version,
+    );
+    if (runs.length === 0 || runs.some((d) => (d.status?.availableReplicas ?? 0) > 0)) return undefined;
+    return `Deployment ${runs.map((d) => `${namespace}/${d.metadata?.name}`).join(', ')} has an available pod (are its pods ready?)`;
+  },
+
+  analysisSeries: (meshMetrics) => meshMetrics,
 };
+
+type VersionDeployment = KubernetesObject & {
+  spec?: { template?: { metadata?: { labels?: Record<string, string> } } };
+  status?: { availableReplicas?: number };
+};
+
+/** What /readyz says when the cluster lacks Istio's CRDs. */
+const NEEDS_ISTIO =
+  'mesh mode (--mode istio) needs Istio on the cluster: install Istio, or run Switchyard without a mesh (--mode gateway)';
+
+/**
+ * Mesh mode's watches: Namespaces (the ambient label decides whether EnvoyFilters can work), every
+ * DestinationRule, EnvoyFilter and VirtualService (Switchyard's, to revert foreign edits; others,
+ * for names taken and hosts served), and the intercept-token RequestAuthentication.
+ */
+function addIstioWatches({
+  manager,
+  policies,
+  requeuePolicy,
+  ownedChanged,
+  filter,
+  tokenAuthentication,
+}: BackendWatches) {
+  setupTokenAuthentication(manager, tokenAuthentication);
+  const requeueAll = (namespace?: string) => {
+    for (const p of policies.list(namespace)) requeuePolicy(keyOf(p));
+  };
+  manager.watch(
+    { apiVersion: 'v1', kind: 'Namespace', plural: 'namespaces', clusterScoped: true },
+    (o, event) => {
+      if (event === 'add' || !filter.changed('namespace', o, event, o.metadata?.labels)) return;
+      requeueAll(o.metadata?.name);
+    },
+  );
+  // Every DestinationRule and EnvoyFilter is cached, not only Switchyard's: one of a wanted name
+  // that is someone else's must be seen (NameTaken), and its removal lets the policy write again.
+  const ownedOrNamesake = (o: WatchedObject, event: WatchEvent) => {
+    if (o.metadata?.labels?.[MANAGED_BY] === MANAGED_BY_VALUE) return ownedChanged(o, event);
+    for (const p of policies.list(o.metadata?.namespace))
+      if (o.metadata?.name?.startsWith(p.metadata?.name ?? '\0')) requeuePolicy(keyOf(p));
+  };
+  const istio = (apiVersion: string, kind: string, plural: string) => ({
+    apiVersion,
+    kind,
+    plural,
+    missingHint: NEEDS_ISTIO,
+  });
+  manager.watch(istio('networking.istio.io/v1', 'DestinationRule', 'destinationrules'), ownedOrNamesake);
+  manager.watch(istio('networking.istio.io/v1alpha3', 'EnvoyFilter', 'envoyfilters'), ownedOrNamesake);
+  manager.watch(istio('networking.istio.io/v1', 'VirtualService', 'virtualservices'), (o, event) => {
+    if (o.metadata?.labels?.[MANAGED_BY] === MANAGED_BY_VALUE) return ownedChanged(o, event);
+    // A foreign VirtualService may start or stop a Conflict, in any namespace (it may be bound to a
+    // shared gateway): look at every policy. Foreign VirtualServices change rarely.
+    requeueAll();
+  });
+}

@@ -1,16 +1,17 @@
 /** A progressive run of a policy driven by hand, one reconcile per call, as the controller's queue would. */
 import type { KubernetesObject } from '@kubernetes/client-node';
+import { backendFor, type ControllerMode } from '../../controllers/backends/index.js';
 import { reconcileCanaryRun } from '../../controllers/canary-run.js';
 import type { Kube } from '../../kube/client.js';
 import { type EventRecorder, kubeEventRecorder } from '../../kube/events.js';
 import { createLogger } from '../../src/core/logger.js';
-import type { MetricsBackend } from '../../src/delivery/queries.js';
 
 /**
  * `run()` reconciles the run of `namespace/name` once; `status()` reads it back; `told` holds its
  * Events, which are also recorded on the API server as the controller records them.
  */
-export function canaryRunByHand(kube: Kube, namespace: string, name: string, backend: MetricsBackend) {
+export function canaryRunByHand(kube: Kube, namespace: string, name: string, mode: ControllerMode) {
+  const backend = backendFor(mode);
   const told: string[] = [];
   const recorder = kubeEventRecorder(kube, createLogger({ level: 'silent' }));
   const events: EventRecorder = {
@@ -20,7 +21,13 @@ export function canaryRunByHand(kube: Kube, namespace: string, name: string, bac
     },
   };
   const waiting = new Set<string>();
-  const run = () => reconcileCanaryRun(kube, namespace, name, { events, backend, waiting });
+  const run = () =>
+    reconcileCanaryRun(kube, namespace, name, {
+      events,
+      backend,
+      series: backend.analysisSeries('istio'),
+      waiting,
+    });
   const status = async () =>
     (
       await kube.get<KubernetesObject & { status?: { canary?: { weight: number } } }>({
