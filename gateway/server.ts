@@ -1,9 +1,10 @@
 /**
  * The gateway, composed: the traffic server (traffic-server.ts) hands each request to
- * `handleTraffic`, which trades a token for a cookie (request-tokens.ts), admits it (admission.ts:
- * snapshot → route → rate limits), tees a mirror copy (mirror.ts) and proxies (proxy.ts);
- * upgrades take the same admission; the admin API is admin.ts; `close` drains. Clients, Redis,
- * the clock and randomness are handed in.
+ * `handleTraffic`, whose steps are top-level functions below: `canonicalHead` (request-head.ts),
+ * `answerExchange` (a token traded for a cookie, request-tokens.ts), `admitAndForward` (admission.ts:
+ * snapshot → route → rate limits), `teeMirror` (mirror.ts) and `forwardAdmitted` (proxy.ts);
+ * upgrades take the same admission (`handleUpgrade`); the admin API is admin.ts; `drain` closes.
+ * Clients, Redis, the clock and randomness are handed in.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
@@ -87,17 +88,59 @@ interface DestinationSeries {
   duration: DestinationDurations;
 }
 
-function sendError(res: TrafficResponse, e: GatewayError): number {
-  return respondError(res, e, false);
+/** The parts every request goes through, made once per gateway (`requestPath`). */
+interface RequestPath {
+  holder: PlanHolder;
+  logger: Logger;
+  random: () => number;
+  /** One rule for requests and upgrades: who the client is, and whose x-forwarded-* to believe. */
+  clientOf: (req: IncomingMessage | TrafficRequest) => ClientAddress;
+  metrics: GatewayMetrics;
+  pools: UpstreamPools;
+  mirror: Mirror;
+  tokens: ReturnType<typeof requestTokens>;
+  admit: ReturnType<typeof admission>;
+  series: (policy: PolicyPlan, route: Route, destination: WeightedDestination) => DestinationSeries;
+  /** Upgraded connections: the HTTP server no longer tracks them, so a drain must close them. */
+  upgraded: Set<Duplex>;
+  closing: boolean;
 }
 
 export function createGateway(options: GatewayOptions): Gateway {
-  const { holder, logger } = options;
+  const path = requestPath(options);
+  const traffic = trafficServer(
+    options,
+    options.logger,
+    (req, res) => handleTraffic(path, req, res),
+    options.tls,
+    takesUpgradePath,
+  );
+  traffic.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    void handleUpgrade(path, req, socket, head).catch((err) => {
+      options.logger.error({ err }, 'unexpected error in an upgrade');
+      socket.destroy();
+    });
+  });
+  traffic.server.on('connect', refuseConnect);
+  const admin = adminServer({
+    holder: path.holder,
+    metrics: path.metrics,
+    mirror: path.mirror,
+    logger: options.logger,
+    isClosing: () => path.closing,
+  });
+  return {
+    traffic,
+    admin,
+    metrics: path.metrics,
+    close: () => drain(path, traffic, admin, options.drainTimeoutMs ?? 20_000),
+  };
+}
+
+function requestPath(options: GatewayOptions): RequestPath {
+  const { holder } = options;
   const random = options.random ?? Math.random;
-  // One rule for requests and upgrades: who the client is, and whose x-forwarded-* to believe.
-  const clientOf = clientAddressRule(options.trustProxy);
   const metrics = gatewayMetrics();
-  const pools = new UpstreamPools({ keepAliveTimeoutMs: 30_000 });
   const mirror = new Mirror({
     maxInFlight: options.maxMirrorsInFlight ?? 100,
     ...(options.mirrorHostSuffix ? { hostSuffix: options.mirrorHostSuffix } : {}),
@@ -120,17 +163,29 @@ export function createGateway(options: GatewayOptions): Gateway {
     },
   });
   const tokens = requestTokens(holder, options.tokenJwks);
-  const admit = admission({ holder, tokens, limiter, random });
-  let closing = false;
-  /** Upgraded connections: the HTTP server no longer tracks them, so a drain must close them. */
-  const upgraded = new Set<Duplex>();
+  return {
+    holder,
+    logger: options.logger,
+    random,
+    clientOf: clientAddressRule(options.trustProxy),
+    metrics,
+    pools: new UpstreamPools({ keepAliveTimeoutMs: 30_000 }),
+    mirror,
+    tokens,
+    admit: admission({ holder, tokens, limiter, random }),
+    series: destinationSeries(metrics),
+    upgraded: new Set(),
+    closing: false,
+  };
+}
 
-  /**
-   * A route's destination's metric series and its policy's name, found once per route and
-   * destination of a plan (by route first: routes of a policy share destination objects).
-   */
+/**
+ * A route's destination's metric series and its policy's name, found once per route and
+ * destination of a plan (by route first: routes of a policy share destination objects).
+ */
+function destinationSeries(metrics: GatewayMetrics): RequestPath['series'] {
   const seriesOf = new WeakMap<Route, Map<WeightedDestination, DestinationSeries>>();
-  const series = (policy: PolicyPlan, route: Route, destination: WeightedDestination) => {
+  return (policy, route, destination) => {
     let byDestination = seriesOf.get(route);
     if (!byDestination) {
       byDestination = new Map();
@@ -148,174 +203,194 @@ export function createGateway(options: GatewayOptions): Gateway {
     }
     return s;
   };
+}
 
-  /**
-   * One request. Synchronous from its head to the upstream dispatch, and the dispatch's handler
-   * finishes it: a promise only when a token is traded or verified, or a count is shared.
-   */
-  function handleTraffic(req: TrafficRequest, res: TrafficResponse): void | Promise<void> {
-    const started = performance.now();
-    const refused = canonicalHead(req);
-    if (refused) {
-      metrics.requests.inc('', '', '', sendError(res, refused));
-      return;
-    }
-    const client = clientOf(req);
-    const exchanging = tokens.exchange(req);
-    if (exchanging)
-      return exchanging.then((exchanged) => {
-        if (!exchanged) return admitAndForward(req, res, client, started);
-        let status = 303;
-        if (exchanged instanceof GatewayError) status = sendError(res, exchanged);
-        else
-          (res as ServerResponse)
-            .writeHead(303, { location: exchanged.location, 'set-cookie': exchanged.cookie })
-            .end();
-        metrics.requests.inc('', '', '', status);
-      });
-    return admitAndForward(req, res, client, started);
+/**
+ * One request: check its head, trade a token for a cookie, admit it (route, rate limits), tee a
+ * mirror copy, forward it. Synchronous from its head to the upstream dispatch, and the dispatch's
+ * handler finishes it: a promise only when a token is traded or verified, or a count is shared.
+ */
+function handleTraffic(path: RequestPath, req: TrafficRequest, res: TrafficResponse): void | Promise<void> {
+  const started = performance.now();
+  const refused = canonicalHead(req);
+  if (refused) {
+    path.metrics.requests.inc('', '', '', sendError(res, refused));
+    return;
   }
+  const client = path.clientOf(req);
+  const exchanging = path.tokens.exchange(req);
+  if (exchanging)
+    return exchanging.then((exchanged) => answerExchange(path, req, res, client, started, exchanged));
+  return admitAndForward(path, req, res, client, started);
+}
 
-  function admitAndForward(
-    req: TrafficRequest,
-    res: TrafficResponse,
-    client: ClientAddress,
-    started: number,
-  ): void | Promise<void> {
-    const admitted = admit(req, client);
-    if (admitted instanceof Promise) return admitted.then((a) => proxyAdmitted(req, res, client, started, a));
-    proxyAdmitted(req, res, client, started, admitted);
+/** A token traded for a cookie: 303 back to where the tester was going (or why not). */
+function answerExchange(
+  path: RequestPath,
+  req: TrafficRequest,
+  res: TrafficResponse,
+  client: ClientAddress,
+  started: number,
+  exchanged: Awaited<NonNullable<ReturnType<RequestPath['tokens']['exchange']>>>,
+): void | Promise<void> {
+  if (!exchanged) return admitAndForward(path, req, res, client, started);
+  let status = 303;
+  if (exchanged instanceof GatewayError) status = sendError(res, exchanged);
+  else
+    (res as ServerResponse)
+      .writeHead(303, { location: exchanged.location, 'set-cookie': exchanged.cookie })
+      .end();
+  path.metrics.requests.inc('', '', '', status);
+}
+
+function admitAndForward(
+  path: RequestPath,
+  req: TrafficRequest,
+  res: TrafficResponse,
+  client: ClientAddress,
+  started: number,
+): void | Promise<void> {
+  const admitted = path.admit(req, client);
+  if (admitted instanceof Promise)
+    return admitted.then((a) => forwardAdmitted(path, req, res, client, started, a));
+  forwardAdmitted(path, req, res, client, started, admitted);
+}
+
+function forwardAdmitted(
+  path: RequestPath,
+  req: TrafficRequest,
+  res: TrafficResponse,
+  client: ClientAddress,
+  started: number,
+  admitted: Admitted | GatewayError,
+): void {
+  if (admitted instanceof GatewayError) {
+    const status = sendError(res, admitted);
+    path.metrics.requests.inc('', '', admitted.headers[UPSTREAM_HEADER] ?? '', status);
+    return;
   }
-
-  function proxyAdmitted(
-    req: TrafficRequest,
-    res: TrafficResponse,
-    client: ClientAddress,
-    started: number,
-    admitted: Admitted | GatewayError,
-  ): void {
-    if (admitted instanceof GatewayError) {
-      const status = sendError(res, admitted);
-      metrics.requests.inc('', '', admitted.headers[UPSTREAM_HEADER] ?? '', status);
-      return;
-    }
-    const { policy, route, destination, url } = admitted.decision;
-    // Built once: the primary and a mirror copy send the same headers (neither changes them).
-    const headers = upstreamRequestHeaders(req, client);
-    let body: Readable = req;
-    if (route.mirror && random() * 100 < route.mirror.percent) {
-      const snapshot = holder.current;
-      const target = snapshot && pickUpstream(snapshot, policy.namespace, route.mirror.destination.upstream);
-      if (target instanceof URL)
-        body = mirror.tee(
-          req,
-          {
-            url: target,
-            method: req.method ?? 'GET',
-            path: req.url ?? '/',
-            headers,
-            protocol: policy.upstreamProtocol,
-          },
-          route.mirror.maxBodyBytes,
-        );
-    }
-    const input: ForwardInput = {
-      req,
-      body,
-      res,
-      url,
-      upstream: destination.upstream,
-      protocol: policy.upstreamProtocol,
-      policy,
-      headers,
-      responseHeaders: admitted.responseHeaders,
-    };
-    forward(pools, input, (outcome) => {
-      const s = series(policy, route, destination);
-      if (outcome instanceof GatewayError) {
-        s.requests.inc(sendError(res, outcome));
-        logger.warn(
-          { code: outcome.code, upstream: destination.upstream, policy: s.policyName },
-          outcome.message,
-        );
-      } else s.requests.inc(outcome);
-      s.duration.observe((performance.now() - started) / 1000);
-    });
-  }
-
-  async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    socket.on('error', () => undefined);
-    if (closing) {
-      refuseUpgrade(socket, new GatewayError('SY_GW_NOT_READY', 'shutting down'));
-      return;
-    }
-    const client = clientOf(req);
-    const admitted = canonicalHead(req) ?? (await admit(req, client));
-    if (admitted instanceof GatewayError) {
-      refuseUpgrade(socket, admitted);
-      return;
-    }
-    const { policy, route, destination, url } = admitted.decision;
-    const protocol = allowedUpgrade(req, policy.upgrades);
-    if (protocol instanceof GatewayError) {
-      refuseUpgrade(socket, protocol);
-      metrics.requests.inc(`${policy.namespace}/${policy.name}`, route.name, '', protocol.status);
-      return;
-    }
-    upgraded.add(socket);
-    socket.once('close', () => upgraded.delete(socket));
-    const status = await proxyUpgrade({
-      req,
-      socket,
-      head,
-      url,
-      upstream: destination.upstream,
-      client,
-      protocol,
-      timeoutMs: routeTimeoutMs(policy),
-    });
-    metrics.requests.inc(`${policy.namespace}/${policy.name}`, route.name, destination.upstream, status);
-  }
-
-  const traffic = trafficServer(options, logger, handleTraffic, options.tls, takesUpgradePath);
-  traffic.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    void handleUpgrade(req, socket, head).catch((err) => {
-      logger.error({ err }, 'unexpected error in an upgrade');
-      socket.destroy();
-    });
-  });
-  // A proxy tunnel is not something the gateway offers (Envoy: 404, no route takes CONNECT).
-  traffic.server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
-    socket.on('error', () => undefined);
-    refuseUpgrade(socket, new GatewayError('SY_GW_NO_ROUTE', 'CONNECT is not routed by the gateway'));
-  });
-  const admin = adminServer({ holder, metrics, mirror, logger, isClosing: () => closing });
-
-  return {
-    traffic,
-    admin,
-    metrics,
-    async close() {
-      closing = true;
-      // Keep-alive connections become idle as their last response ends; close them as they do,
-      // or server.close() would wait for clients to hang up.
-      const sweep = setInterval(() => traffic.closeIdleConnections(), 50);
-      // At the deadline, whatever is still open (a hung request, a WebSocket) is closed.
-      const deadline = setTimeout(() => {
-        logger.warn(
-          { requests: 'closed', websockets: upgraded.size },
-          'drain deadline reached: closing the connections still open',
-        );
-        traffic.closeAllConnections();
-        for (const s of upgraded) s.destroy();
-        void pools.destroy();
-      }, options.drainTimeoutMs ?? 20_000);
-      await traffic.close().finally(() => {
-        clearInterval(sweep);
-        clearTimeout(deadline);
-      });
-      await Promise.all([pools.close(), mirror.close()]);
-      await admin.close();
-    },
+  const { policy, route, destination, url } = admitted.decision;
+  // Built once: the primary and a mirror copy send the same headers (neither changes them).
+  const headers = upstreamRequestHeaders(req, client);
+  const input: ForwardInput = {
+    req,
+    body: teeMirror(path, req, policy, route, headers),
+    res,
+    url,
+    upstream: destination.upstream,
+    protocol: policy.upstreamProtocol,
+    policy,
+    headers,
+    responseHeaders: admitted.responseHeaders,
   };
+  forward(path.pools, input, (outcome) => {
+    const s = path.series(policy, route, destination);
+    if (outcome instanceof GatewayError) {
+      s.requests.inc(sendError(res, outcome));
+      path.logger.warn(
+        { code: outcome.code, upstream: destination.upstream, policy: s.policyName },
+        outcome.message,
+      );
+    } else s.requests.inc(outcome);
+    s.duration.observe((performance.now() - started) / 1000);
+  });
+}
+
+/** The body to forward: the request itself, or, for the route's mirrored share, a tee of it. */
+function teeMirror(
+  path: RequestPath,
+  req: TrafficRequest,
+  policy: PolicyPlan,
+  route: Route,
+  headers: ForwardInput['headers'],
+): Readable {
+  if (!route.mirror || path.random() * 100 >= route.mirror.percent) return req;
+  const snapshot = path.holder.current;
+  const target = snapshot && pickUpstream(snapshot, policy.namespace, route.mirror.destination.upstream);
+  if (!(target instanceof URL)) return req;
+  return path.mirror.tee(
+    req,
+    {
+      url: target,
+      method: req.method ?? 'GET',
+      path: req.url ?? '/',
+      headers,
+      protocol: policy.upstreamProtocol,
+    },
+    route.mirror.maxBodyBytes,
+  );
+}
+
+/** An HTTP/1.1 Upgrade: the same head check and admission, then only a protocol the policy allows. */
+async function handleUpgrade(
+  path: RequestPath,
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+): Promise<void> {
+  socket.on('error', () => undefined);
+  if (path.closing) {
+    refuseUpgrade(socket, new GatewayError('SY_GW_NOT_READY', 'shutting down'));
+    return;
+  }
+  const client = path.clientOf(req);
+  const admitted = canonicalHead(req) ?? (await path.admit(req, client));
+  if (admitted instanceof GatewayError) {
+    refuseUpgrade(socket, admitted);
+    return;
+  }
+  const { policy, route, destination, url } = admitted.decision;
+  const protocol = allowedUpgrade(req, policy.upgrades);
+  if (protocol instanceof GatewayError) {
+    refuseUpgrade(socket, protocol);
+    path.metrics.requests.inc(`${policy.namespace}/${policy.name}`, route.name, '', protocol.status);
+    return;
+  }
+  path.upgraded.add(socket);
+  socket.once('close', () => path.upgraded.delete(socket));
+  const status = await proxyUpgrade({
+    req,
+    socket,
+    head,
+    url,
+    upstream: destination.upstream,
+    client,
+    protocol,
+    timeoutMs: routeTimeoutMs(policy),
+  });
+  path.metrics.requests.inc(`${policy.namespace}/${policy.name}`, route.name, destination.upstream, status);
+}
+
+/** A proxy tunnel is not something the gateway offers (Envoy: 404, no route takes CONNECT). */
+function refuseConnect(_req: IncomingMessage, socket: Duplex): void {
+  socket.on('error', () => undefined);
+  refuseUpgrade(socket, new GatewayError('SY_GW_NO_ROUTE', 'CONNECT is not routed by the gateway'));
+}
+
+/** Stops accepting, lets requests in flight finish until the deadline, then closes the pools. */
+async function drain(path: RequestPath, traffic: TrafficServer, admin: FastifyInstance, timeoutMs: number) {
+  path.closing = true;
+  // Keep-alive connections become idle as their last response ends; close them as they do, or
+  // server.close() would wait for clients to hang up.
+  const sweep = setInterval(() => traffic.closeIdleConnections(), 50);
+  // At the deadline, whatever is still open (a hung request, a WebSocket) is closed.
+  const deadline = setTimeout(() => {
+    path.logger.warn(
+      { requests: 'closed', websockets: path.upgraded.size },
+      'drain deadline reached: closing the connections still open',
+    );
+    traffic.closeAllConnections();
+    for (const s of path.upgraded) s.destroy();
+    void path.pools.destroy();
+  }, timeoutMs);
+  await traffic.close().finally(() => {
+    clearInterval(sweep);
+    clearTimeout(deadline);
+  });
+  await Promise.all([path.pools.close(), path.mirror.close()]);
+  await admin.close();
+}
+
+function sendError(res: TrafficResponse, e: GatewayError): number {
+  return respondError(res, e, false);
 }

@@ -48,41 +48,101 @@ export function electLeader(
   logger: Logger,
   onLost: () => void,
 ): LeaderElector {
-  const leaseMs = options.leaseDurationMs ?? 15_000;
-  const deadlineMs = options.renewDeadlineMs ?? 10_000;
-  const retryMs = options.retryPeriodMs ?? 2_000;
-  const now = options.now ?? (() => new Date());
-  const ref = {
-    apiVersion: 'coordination.k8s.io/v1',
-    kind: 'Lease',
-    namespace: options.namespace,
-    name: options.name,
-  };
-  let leader = false;
-  let stopped = false;
-  let lastRenew = 0;
+  const candidate = new LeaseCandidate(kube, options, logger, onLost);
+  void candidate.campaign();
+  return { acquired: candidate.acquired, isLeader: () => candidate.leader, stop: () => candidate.stop() };
+}
+
+/** One candidate's campaign: take or renew the Lease every period; stop leading at the deadline. */
+class LeaseCandidate {
+  leader = false;
+  readonly acquired: Promise<void>;
+  private resolveAcquired: () => void = () => undefined;
+  private stopped = false;
+  private lastRenew = 0;
   /** When the Lease another candidate holds lapses, by its renewTime (0: not known). */
-  let lapsesAt = 0;
-  let timer: NodeJS.Timeout | undefined;
-  let resolveAcquired: () => void = () => undefined;
-  const acquired = new Promise<void>((r) => {
-    resolveAcquired = r;
-  });
+  private lapsesAt = 0;
+  private timer: NodeJS.Timeout | undefined;
+  /** The acquire or renew under way, which a release must wait for (else it writes the Lease back). */
+  private attempt: Promise<boolean> | undefined;
+  private lastReason = '';
+  private lastWarned = 0;
+  private readonly leaseMs: number;
+  private readonly deadlineMs: number;
+  private readonly retryMs: number;
+  private readonly now: () => Date;
+  private readonly ref: { apiVersion: string; kind: string; namespace: string; name: string };
+
+  constructor(
+    private readonly kube: Kube,
+    private readonly options: LeaderElectionOptions,
+    private readonly logger: Logger,
+    private readonly onLost: () => void,
+  ) {
+    this.leaseMs = options.leaseDurationMs ?? 15_000;
+    this.deadlineMs = options.renewDeadlineMs ?? 10_000;
+    this.retryMs = options.retryPeriodMs ?? 2_000;
+    this.now = options.now ?? (() => new Date());
+    this.ref = {
+      apiVersion: 'coordination.k8s.io/v1',
+      kind: 'Lease',
+      namespace: options.namespace,
+      name: options.name,
+    };
+    this.acquired = new Promise<void>((r) => {
+      this.resolveAcquired = r;
+    });
+  }
+
+  private get lease() {
+    return `${this.ref.namespace}/${this.ref.name}`;
+  }
+
+  /** One period: an attempt, then leadership gained or lost, then the next look. */
+  async campaign(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      this.attempt = this.tryAcquireOrRenew();
+      if (await this.attempt) this.renewed();
+    } catch (e) {
+      this.reportFailure(e);
+    }
+    if (this.leader && Date.now() - this.lastRenew > this.deadlineMs) {
+      this.leader = false;
+      this.logger.error({ lease: this.lease }, 'lost the lease: stopping');
+      this.stopped = true;
+      this.onLost();
+      return;
+    }
+    // A standby looks again when the holder's Lease lapses if that comes before the next period,
+    // so a leader that died is replaced as soon as its Lease allows, not up to a period later.
+    const untilLapse = this.lapsesAt ? this.lapsesAt - this.now().getTime() + 5 : this.retryMs;
+    if (!this.stopped)
+      this.timer = setTimeout(() => void this.campaign(), Math.max(5, Math.min(this.retryMs, untilLapse)));
+  }
+
+  private renewed(): void {
+    this.lastRenew = Date.now();
+    if (this.leader) return;
+    this.leader = true;
+    this.logger.info({ lease: this.lease, identity: this.options.identity }, 'became leader');
+    this.resolveAcquired();
+  }
 
   /** One attempt to take or renew the Lease; true when this candidate holds it afterwards. */
-  const tryAcquireOrRenew = async (): Promise<boolean> => {
-    const t = now();
-    const live = await kube.get<Lease>(ref);
+  private async tryAcquireOrRenew(): Promise<boolean> {
+    const t = this.now();
+    const live = await this.kube.get<Lease>(this.ref);
     const spec = {
-      holderIdentity: options.identity,
-      leaseDurationSeconds: Math.ceil(leaseMs / 1000),
+      holderIdentity: this.options.identity,
+      leaseDurationSeconds: Math.ceil(this.leaseMs / 1000),
       renewTime: micro(t),
     };
     if (!live) {
-      await kube.create({
-        apiVersion: ref.apiVersion,
-        kind: ref.kind,
-        metadata: { name: ref.name, namespace: ref.namespace },
+      await this.kube.create({
+        apiVersion: this.ref.apiVersion,
+        kind: this.ref.kind,
+        metadata: { name: this.ref.name, namespace: this.ref.namespace },
         spec: { ...spec, acquireTime: micro(t), leaseTransitions: 0 },
       } as KubernetesObject);
       return true;
@@ -90,112 +150,67 @@ export function electLeader(
     const holder = live.spec?.holderIdentity;
     const renewed = live.spec?.renewTime ? new Date(live.spec.renewTime).getTime() : 0;
     const duration = (live.spec?.leaseDurationSeconds ?? 0) * 1000;
-    const held = holder && holder !== options.identity && renewed + duration > t.getTime();
-    lapsesAt = held ? renewed + duration : 0;
+    const held = holder && holder !== this.options.identity && renewed + duration > t.getTime();
+    this.lapsesAt = held ? renewed + duration : 0;
     if (held) return false;
-    const takeover = holder !== options.identity;
-    await kube.replace({
+    const takeover = holder !== this.options.identity;
+    const acquireTime =
+      live.spec?.acquireTime instanceof Date ? micro(live.spec.acquireTime) : live.spec?.acquireTime;
+    await this.kube.replace({
       ...live,
       spec: {
         ...live.spec,
         ...spec,
         ...(takeover
           ? { acquireTime: micro(t), leaseTransitions: (live.spec?.leaseTransitions ?? 0) + 1 }
-          : {
-              acquireTime:
-                live.spec?.acquireTime instanceof Date
-                  ? micro(live.spec.acquireTime)
-                  : live.spec?.acquireTime,
-            }),
+          : { acquireTime }),
       },
     } as KubernetesObject);
     return true;
-  };
+  }
 
   /**
    * A lost race for the Lease (409) is how election works and stays at debug. Anything else (the
    * namespace missing, Forbidden, the API server away) would leave this replica a silent standby
    * for good: it is logged at warn with the reason, once per new reason and then every minute.
    */
-  let lastReason = '';
-  let lastWarned = 0;
-  const reportFailure = (e: unknown) => {
+  private reportFailure(e: unknown): void {
     const err = e as { code?: number };
     const reason = `${err.code ? `${err.code} ` : ''}${apiErrorMessage(e)}`;
-    options.onError?.(err.code);
+    this.options.onError?.(err.code);
     if (err.code === 409) {
-      logger.debug({ reason }, 'lost a race for the lease');
+      this.logger.debug({ reason }, 'lost a race for the lease');
       return;
     }
-    if (reason === lastReason && Date.now() - lastWarned < 60_000) return;
-    lastReason = reason;
-    lastWarned = Date.now();
-    logger.warn(
-      { lease: `${ref.namespace}/${ref.name}`, identity: options.identity, leader, reason },
-      leader
+    if (reason === this.lastReason && Date.now() - this.lastWarned < 60_000) return;
+    this.lastReason = reason;
+    this.lastWarned = Date.now();
+    this.logger.warn(
+      { lease: this.lease, identity: this.options.identity, leader: this.leader, reason },
+      this.leader
         ? 'cannot renew the leader lease; leadership ends at the renew deadline'
         : 'cannot take the leader lease: this replica stays a standby and writes nothing until it can',
     );
-  };
+  }
 
-  /** The acquire or renew under way, which a release must wait for (else it writes the Lease back). */
-  let attempt: Promise<boolean> | undefined;
-  const loop = async () => {
-    if (stopped) return;
+  /** Stops campaigning; a leader releases the Lease so a standby takes over at once. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    // A renew in flight would land after the release and hold the Lease for its whole duration.
+    await this.attempt?.catch(() => undefined);
+    if (!this.leader) return;
+    this.leader = false;
+    // Release: an expired renewTime lets a standby take over without waiting out the lease.
     try {
-      attempt = tryAcquireOrRenew();
-      const ok = await attempt;
-      if (ok) {
-        lastRenew = Date.now();
-        if (!leader) {
-          leader = true;
-          logger.info({ lease: `${ref.namespace}/${ref.name}`, identity: options.identity }, 'became leader');
-          resolveAcquired();
-        }
-      }
-    } catch (e) {
-      reportFailure(e);
+      const live = await this.kube.get<Lease>(this.ref);
+      if (live?.spec?.holderIdentity === this.options.identity)
+        await this.kube.replace({
+          ...live,
+          spec: { ...live.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: micro(new Date(0)) },
+        } as KubernetesObject);
+    } catch {
+      // the lease lapses on its own
     }
-    if (leader && Date.now() - lastRenew > deadlineMs) {
-      leader = false;
-      logger.error({ lease: `${ref.namespace}/${ref.name}` }, 'lost the lease: stopping');
-      stopped = true;
-      onLost();
-      return;
-    }
-    // A standby looks again when the holder's Lease lapses if that comes before the next period,
-    // so a leader that died is replaced as soon as its Lease allows, not up to a period later.
-    const untilLapse = lapsesAt ? lapsesAt - now().getTime() + 5 : retryMs;
-    if (!stopped) timer = setTimeout(loop, Math.max(5, Math.min(retryMs, untilLapse)));
-  };
-  void loop();
-
-  return {
-    acquired,
-    isLeader: () => leader,
-    async stop() {
-      stopped = true;
-      if (timer) clearTimeout(timer);
-      // A renew in flight would land after the release and hold the Lease for its whole duration.
-      await attempt?.catch(() => undefined);
-      if (!leader) return;
-      leader = false;
-      // Release: an expired renewTime lets a standby take over without waiting out the lease.
-      try {
-        const live = await kube.get<Lease>(ref);
-        if (live?.spec?.holderIdentity === options.identity)
-          await kube.replace({
-            ...live,
-            spec: {
-              ...live.spec,
-              holderIdentity: '',
-              leaseDurationSeconds: 1,
-              renewTime: micro(new Date(0)),
-            },
-          } as KubernetesObject);
-      } catch {
-        // the lease lapses on its own
-      }
-    },
-  };
+  }
 }

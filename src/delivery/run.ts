@@ -190,12 +190,8 @@ function stepLabel(index: number, steps: Step[]): string {
   return `step ${index + 1} of ${steps.length} (${s.weight}%)`;
 }
 
-/**
- * One look at the run. Call with no analysis first; when `needsAnalysis` comes back, read the
- * metrics and call again with them (same `now`). `resumeStep` is the step a person resumed (the
- * value of `switchyard canary resume`): it moves a paused run on only from that step.
- */
-export function runTick(input: {
+/** What one look at a run is given. */
+export interface TickInput {
   canary: CanaryRunSpec;
   run: CanaryRun | undefined;
   now: number;
@@ -207,75 +203,112 @@ export function runTick(input: {
   paused?: boolean;
   /** Why the run cannot be judged at all (no Prometheus to read its analysis from). */
   cannotJudge?: string;
-}): Tick {
-  const { canary, now } = input;
-  const steps = stepsOf(canary);
-  const events: RunEvent[] = [];
-  const tick = (run: CanaryRun, extra: Partial<Tick> = {}): Tick => ({
-    run,
-    events,
-    needsAnalysis: false,
-    promote: false,
-    ...extra,
-  });
+}
 
-  let run = input.run;
-  if (input.cannotJudge !== undefined && run?.phase !== 'Succeeded' && run?.phase !== 'RolledBack') {
-    const message = `cannot be judged, so not started (weight 0): ${input.cannotJudge}`;
-    if (run?.version === canary.version && run.phase === 'Failed' && run.message === message)
-      return tick(run);
-    const iso = new Date(now).toISOString();
-    const failed: CanaryRun = {
-      ...(run?.version === canary.version
-        ? run
-        : {
-            version: canary.version,
-            step: 0,
-            startedAt: iso,
-            stepStartedAt: iso,
-            failures: 0,
-            weightsUsed: [],
-          }),
-      phase: 'Failed',
-      weight: 0,
-      message,
-    };
-    events.push({ type: 'Failed', message: `canary ${canary.version}: ${message}` });
-    return tick(failed);
-  }
+/** One look in progress: its input, the canary's steps, and the Events said so far. */
+interface Look {
+  input: TickInput;
+  canary: CanaryRunSpec;
+  steps: Step[];
+  now: number;
+  events: RunEvent[];
+}
+
+/**
+ * One look at the run. Call with no analysis first; when `needsAnalysis` comes back, read the
+ * metrics and call again with them (same `now`). `resumeStep` is the step a person resumed (the
+ * value of `switchyard canary resume`): it moves a paused run on only from that step. Each step
+ * below may end the look; the run goes through them in this order.
+ */
+export function runTick(input: TickInput): Tick {
+  const look: Look = {
+    input,
+    canary: input.canary,
+    steps: stepsOf(input.canary),
+    now: input.now,
+    events: [],
+  };
+  const run = input.run;
+  if (input.cannotJudge !== undefined && run?.phase !== 'Succeeded' && run?.phase !== 'RolledBack')
+    return failUnjudgeable(look, run, input.cannotJudge);
   // A new version (or none yet), or one that can be judged again: a new run from the first step.
-  if (!run || run.version !== canary.version || run.phase === 'Failed') {
-    const iso = new Date(now).toISOString();
-    const fresh: CanaryRun = {
-      version: canary.version,
-      phase: 'Progressing',
-      step: 0,
-      weight: 0,
-      startedAt: iso,
-      stepStartedAt: iso,
-      failures: 0,
-      weightsUsed: [],
-      message: '',
-    };
-    run = enterStep(fresh, 0, steps, now, `started: ${stepLabel(0, steps)}`);
-    events.push({ type: 'Started', message: `canary ${canary.version}: ${run.message}` });
-    return tick(run, { nextCheckMs: nextCheck(canary, run, steps, now) });
-  }
+  if (!run || run.version !== look.canary.version || run.phase === 'Failed') return startRun(look);
   // Succeeded but the spec still names the canary: the promotion did not land yet (a failed write,
   // a lost leader); asking again is harmless, as the promotion is idempotent.
-  if (run.phase === 'Succeeded') return tick(run, { promote: true });
-  if (run.phase === 'RolledBack') return tick(run);
-  if (input.abort) {
-    run = {
-      ...run,
-      phase: 'RolledBack',
-      weight: 0,
-      message: `aborted at ${stepLabel(run.step, steps)} by \`switchyard canary abort\``,
-    };
-    events.push({ type: 'RolledBack', message: `canary ${canary.version}: ${run.message}` });
-    return tick(run);
-  }
+  if (run.phase === 'Succeeded') return tickOf(look, run, { promote: true });
+  if (run.phase === 'RolledBack') return tickOf(look, run);
+  if (input.abort) return abortRun(look, run);
+  const analysed = analyse(look, run);
+  return 'next' in analysed ? holdOrAdvance(look, analysed.next) : analysed;
+}
 
+function tickOf(look: Look, run: CanaryRun, extra: Partial<Tick> = {}): Tick {
+  return { run, events: look.events, needsAnalysis: false, promote: false, ...extra };
+}
+
+/** Said once, and the run stays at weight 0 until it can be judged. */
+function failUnjudgeable(look: Look, run: CanaryRun | undefined, why: string): Tick {
+  const { canary, now } = look;
+  const message = `cannot be judged, so not started (weight 0): ${why}`;
+  if (run?.version === canary.version && run.phase === 'Failed' && run.message === message)
+    return tickOf(look, run);
+  const iso = new Date(now).toISOString();
+  const failed: CanaryRun = {
+    ...(run?.version === canary.version
+      ? run
+      : {
+          version: canary.version,
+          step: 0,
+          startedAt: iso,
+          stepStartedAt: iso,
+          failures: 0,
+          weightsUsed: [],
+        }),
+    phase: 'Failed',
+    weight: 0,
+    message,
+  };
+  look.events.push({ type: 'Failed', message: `canary ${canary.version}: ${message}` });
+  return tickOf(look, failed);
+}
+
+function startRun(look: Look): Tick {
+  const { canary, steps, now } = look;
+  const iso = new Date(now).toISOString();
+  const fresh: CanaryRun = {
+    version: canary.version,
+    phase: 'Progressing',
+    step: 0,
+    weight: 0,
+    startedAt: iso,
+    stepStartedAt: iso,
+    failures: 0,
+    weightsUsed: [],
+    message: '',
+  };
+  const run = enterStep(fresh, 0, steps, now, `started: ${stepLabel(0, steps)}`);
+  look.events.push({ type: 'Started', message: `canary ${canary.version}: ${run.message}` });
+  return tickOf(look, run, { nextCheckMs: nextCheck(canary, run, steps, now) });
+}
+
+function abortRun(look: Look, run: CanaryRun): Tick {
+  const aborted: CanaryRun = {
+    ...run,
+    phase: 'RolledBack',
+    weight: 0,
+    message: `aborted at ${stepLabel(run.step, look.steps)} by \`switchyard canary abort\``,
+  };
+  look.events.push({ type: 'RolledBack', message: `canary ${look.canary.version}: ${aborted.message}` });
+  return tickOf(look, aborted);
+}
+
+/**
+ * The analysis, when one is due: asked for first (`needsAnalysis`), then judged. A failure counts
+ * toward the limit, which rolls the run back; metrics without data hold the run where it is.
+ * Returns the run to go on with, or the look's end.
+ */
+function analyse(look: Look, run: CanaryRun): Tick | { next: CanaryRun } {
+  const { canary, steps, now, input } = look;
   const analysis = canary.analysis;
   const intervalMs = analysis ? parseDurationMs(analysis.interval) : undefined;
   const analysedAt =
@@ -283,60 +316,50 @@ export function runTick(input: {
       ? ms(run.lastAnalysis.at)
       : undefined;
   const due = intervalMs !== undefined && now >= (analysedAt ?? ms(run.stepStartedAt)) + intervalMs;
-  if (due && !input.analysis) return tick(run, { needsAnalysis: true });
-
-  if (due && input.analysis) {
-    const metrics = input.analysis.map(judge);
-    const bad = metrics.filter((m) => m.verdict === 'fail' || m.verdict === 'error');
-    const quiet = metrics.filter((m) => m.verdict === 'no-data');
-    const passed = bad.length === 0 && quiet.length === 0;
-    run = { ...run, lastAnalysis: { at: new Date(now).toISOString(), passed, metrics } };
-    if (bad.length > 0) {
-      const failures = run.failures + 1;
-      const limit = analysis?.failureLimit ?? DEFAULT_FAILURE_LIMIT;
-      const why = bad.map(sayMetric).join('; ');
-      events.push({
-        type: 'AnalysisFailed',
-        message: `${stepLabel(run.step, steps)}: ${why} (failure ${failures} of ${limit})`,
-      });
-      if (failures >= limit) {
-        run = {
-          ...run,
-          failures,
-          phase: 'RolledBack',
-          weight: 0,
-          message: `rolled back at ${stepLabel(run.step, steps)}: ${why}; ${failures} failed analyses reached the limit of ${limit}`,
-        };
-        events.push({ type: 'RolledBack', message: `canary ${canary.version}: ${run.message}` });
-        return tick(run);
-      }
-      run = {
-        ...run,
-        failures,
-        message: `${stepLabel(run.step, steps)}: ${why} (failure ${failures} of ${limit})`,
-      };
-    } else if (quiet.length > 0) {
-      run = {
-        ...run,
-        message: `${stepLabel(run.step, steps)}: not advancing: ${quiet.map(sayMetric).join('; ')} (does the canary get traffic?)`,
-      };
-      events.push({ type: 'NoData', message: run.message });
-    } else {
-      run = {
-        ...run,
-        message: `${stepLabel(run.step, steps)}: analysis passed (${metrics.map(sayMetric).join('; ')})`,
-      };
-    }
+  if (!due) return { next: run };
+  if (!input.analysis) return tickOf(look, run, { needsAnalysis: true });
+  const metrics = input.analysis.map(judge);
+  const bad = metrics.filter((m) => m.verdict === 'fail' || m.verdict === 'error');
+  const quiet = metrics.filter((m) => m.verdict === 'no-data');
+  const passed = bad.length === 0 && quiet.length === 0;
+  const judged: CanaryRun = { ...run, lastAnalysis: { at: new Date(now).toISOString(), passed, metrics } };
+  const at = stepLabel(run.step, steps);
+  if (bad.length > 0) {
+    const failures = judged.failures + 1;
+    const limit = analysis?.failureLimit ?? DEFAULT_FAILURE_LIMIT;
+    const why = bad.map(sayMetric).join('; ');
+    look.events.push({ type: 'AnalysisFailed', message: `${at}: ${why} (failure ${failures} of ${limit})` });
+    if (failures < limit)
+      return { next: { ...judged, failures, message: `${at}: ${why} (failure ${failures} of ${limit})` } };
+    const rolledBack: CanaryRun = {
+      ...judged,
+      failures,
+      phase: 'RolledBack',
+      weight: 0,
+      message: `rolled back at ${at}: ${why}; ${failures} failed analyses reached the limit of ${limit}`,
+    };
+    look.events.push({ type: 'RolledBack', message: `canary ${canary.version}: ${rolledBack.message}` });
+    return tickOf(look, rolledBack);
   }
+  if (quiet.length > 0) {
+    const message = `${at}: not advancing: ${quiet.map(sayMetric).join('; ')} (does the canary get traffic?)`;
+    look.events.push({ type: 'NoData', message });
+    return { next: { ...judged, message } };
+  }
+  return { next: { ...judged, message: `${at}: analysis passed (${metrics.map(sayMetric).join('; ')})` } };
+}
 
+/** Held by `canary pause`, lifted by its end, or the step over: the next step, or the run's end. */
+function holdOrAdvance(look: Look, current: CanaryRun): Tick {
+  const { canary, steps, now, input } = look;
+  let run = current;
   const step = steps[run.step];
-  const atStep = run.step < steps.length;
-  if (input.paused && atStep) {
+  if (input.paused && run.step < steps.length) {
     const pausedAt = run.pausedAt ?? new Date(now).toISOString();
     run = { ...run, phase: 'Paused', pausedAt, message: `${stepLabel(run.step, steps)}: ${PAUSED_BY}` };
     if (!input.run?.pausedAt)
-      events.push({ type: 'Paused', message: `canary ${canary.version}: ${run.message}` });
-    return tick(run, { nextCheckMs: nextCheck(canary, run, steps, now) });
+      look.events.push({ type: 'Paused', message: `canary ${canary.version}: ${run.message}` });
+    return tickOf(look, run, { nextCheckMs: nextCheck(canary, run, steps, now) });
   }
   if (run.pausedAt !== undefined) {
     const { pausedAt: _over, ...unpaused } = run;
@@ -345,49 +368,54 @@ export function runTick(input: {
       phase: step?.pauseMs === undefined ? 'Paused' : 'Progressing',
       message: `${stepLabel(run.step, steps)}: resumed`,
     };
-    events.push({ type: 'Resumed', message: `canary ${canary.version}: ${run.message}` });
+    look.events.push({ type: 'Resumed', message: `canary ${canary.version}: ${run.message}` });
   }
+  if (!stepOver(look, run)) return tickOf(look, run, { nextCheckMs: nextCheck(canary, run, steps, now) });
+  const next = run.step + 1;
+  if (next < steps.length) {
+    run = enterStep(run, next, steps, now, `${stepLabel(run.step, steps)} passed: ${stepLabel(next, steps)}`);
+    look.events.push({ type: 'StepAdvanced', message: `canary ${canary.version}: ${run.message}` });
+    return tickOf(look, run, { nextCheckMs: nextCheck(canary, run, steps, now) });
+  }
+  return finishSteps(look, run);
+}
 
-  // Is the step over?
-  const held = now - ms(run.stepStartedAt);
+/** A step with a pause is over once held that long (and, with an analysis, the last one passed); one without, when resumed. */
+function stepOver(look: Look, run: CanaryRun): boolean {
+  const step = look.steps[run.step];
+  if (step === undefined) return false;
+  if (step.pauseMs === undefined) return look.input.resumeStep === run.step;
   const lastPassed =
     run.lastAnalysis !== undefined &&
     ms(run.lastAnalysis.at) >= ms(run.stepStartedAt) &&
     run.lastAnalysis.passed;
-  const resumed = input.resumeStep === run.step;
-  const over =
-    step === undefined
-      ? false
-      : step.pauseMs === undefined
-        ? resumed
-        : held >= step.pauseMs && (analysis === undefined || lastPassed);
-  if (!over) return tick(run, { nextCheckMs: nextCheck(canary, run, steps, now) });
+  return (
+    look.now - ms(run.stepStartedAt) >= step.pauseMs && (look.canary.analysis === undefined || lastPassed)
+  );
+}
 
-  const next = run.step + 1;
-  if (next < steps.length) {
-    run = enterStep(run, next, steps, now, `${stepLabel(run.step, steps)} passed: ${stepLabel(next, steps)}`);
-    events.push({ type: 'StepAdvanced', message: `canary ${canary.version}: ${run.message}` });
-    return tick(run, { nextCheckMs: nextCheck(canary, run, steps, now) });
-  }
+/** Every step passed: promoted with autoPromote, else held for `canary promote`. */
+function finishSteps(look: Look, run: CanaryRun): Tick {
+  const { canary, steps } = look;
   if (canary.autoPromote) {
-    run = {
+    const promoted: CanaryRun = {
       ...run,
       phase: 'Succeeded',
       step: steps.length,
       weight: 100,
       message: `every step passed: ${canary.version} promoted`,
     };
-    events.push({ type: 'Promoted', message: `canary ${canary.version}: ${run.message}` });
-    return tick(run, { promote: true });
+    look.events.push({ type: 'Promoted', message: `canary ${canary.version}: ${promoted.message}` });
+    return tickOf(look, promoted, { promote: true });
   }
-  run = {
+  const held: CanaryRun = {
     ...run,
     phase: 'Paused',
     step: steps.length,
     message: `every step passed: holding at ${run.weight}% for \`switchyard canary promote\``,
   };
-  events.push({ type: 'Completed', message: `canary ${canary.version}: ${run.message}` });
-  return tick(run);
+  look.events.push({ type: 'Completed', message: `canary ${canary.version}: ${held.message}` });
+  return tickOf(look, held);
 }
 
 /** When the run next needs a look: its next analysis, or the end of its step's hold. */
