@@ -51,6 +51,14 @@ export interface KubeSource {
 
 const json = <T>(o: unknown): T => JSON.parse(JSON.stringify(o)) as T; // client-node hands out Dates
 
+/** The informers a gateway follows, per namespace watched. */
+interface Caches {
+  policies: ObjectInformer<Obj>[];
+  previews: ObjectInformer<Obj>[];
+  services: ObjectInformer<Obj>[];
+  slices: ObjectInformer<Obj>[];
+}
+
 export function kubeSource(options: KubeSourceOptions): KubeSource {
   const { kubeconfig, logger } = options;
   const namespaces = options.namespaces.length > 0 ? options.namespaces : [undefined];
@@ -59,22 +67,18 @@ export function kubeSource(options: KubeSourceOptions): KubeSource {
   let started = false;
   let generation = 0;
 
+  // Changes come in bursts (a policy and its Services): one build after the burst.
   const changed = () => {
     if (!started || stopped) return;
     clearTimeout(timer);
     timer = setTimeout(() => {
-      const { result, problems } = build();
+      const { result, problems } = buildFromCaches(caches, ++generation);
       options.onChange(result, problems);
     }, options.debounceMs ?? 20);
   };
-  const informers = <T extends Obj>(
-    apiVersion: string,
-    kind: string,
-    plural: string,
-    labelSelector?: string,
-  ) =>
+  const informers = (apiVersion: string, kind: string, plural: string, labelSelector?: string) =>
     namespaces.map((namespace) =>
-      watchObjects<T>(
+      watchObjects<Obj>(
         kubeconfig,
         { apiVersion, kind, plural, namespace, ...(labelSelector ? { labelSelector } : {}) },
         logger,
@@ -82,99 +86,19 @@ export function kubeSource(options: KubeSourceOptions): KubeSource {
         () => stopped,
       ),
     );
-  const policies = informers<Obj>(
-    RESOURCE.TrafficPolicy.apiVersion,
-    RESOURCE.TrafficPolicy.kind,
-    RESOURCE.TrafficPolicy.plural,
-  );
-  const previews = informers<Obj>(
-    RESOURCE.Preview.apiVersion,
-    RESOURCE.Preview.kind,
-    RESOURCE.Preview.plural,
-  );
-  const services = informers<Obj>('v1', 'Service', 'services', `${MANAGED_BY}=${MANAGED_BY_VALUE}`);
-  const slices = informers<Obj>('discovery.k8s.io/v1', 'EndpointSlice', 'endpointslices');
-  const all = [...policies, ...previews, ...services, ...slices];
-  const items = <T>(list: ObjectInformer<Obj>[]) => list.flatMap((i) => i.list()) as unknown as T[];
-
-  /** One snapshot from the caches: every valid policy, and the previews that are Ready. */
-  const build = (): { result: BuildResult; problems: Problem[] } => {
-    const docs = [
-      ...items<TrafficPolicy & KubernetesObject>(policies),
-      ...clusterPreviews(items<Preview & KubernetesObject>(previews)),
-    ].map((o, i) => {
-      const value = json<Record<string, unknown>>(o);
-      delete (value.metadata as Record<string, unknown>).managedFields;
-      return {
-        source: { file: `${o.metadata?.namespace}/${o.kind}/${o.metadata?.name}`, document: i + 1 },
-        value,
-      };
-    });
-    // One team's invalid policy must not take everyone's routes down: it is left out (the
-    // controller reports it on the policy's status), the rest are served.
-    const { resources, problems } = readResources(docs);
-
-    const sliceBy = new Map<string, EndpointSlice[]>();
-    for (const s of items<EndpointSlice>(slices)) {
-      const svc = s.metadata?.labels?.[SERVICE_NAME_LABEL];
-      if (!svc) continue;
-      const key = `${s.metadata?.namespace}/${svc}`;
-      sliceBy.set(key, [...(sliceBy.get(key) ?? []), s]);
-    }
-    const policyBy = new Map(
-      resources.policies.map((p) => [`${p.metadata.namespace ?? DEFAULTS.namespace}/${p.metadata.name}`, p]),
-    );
-    const upstreams = new Map<string, URL[]>();
-    const previewBy = new Map(
-      resources.previews.map((p) => [`${p.metadata.namespace ?? DEFAULTS.namespace}/${p.metadata.name}`, p]),
-    );
-    for (const svc of items<Service>(services)) {
-      const ns = svc.metadata?.namespace as string;
-      const labels = svc.metadata?.labels ?? {};
-      const endpoints = sliceBy.get(`${ns}/${svc.metadata?.name}`) ?? [];
-      const versionOf = labels[VERSION_OF_LABEL];
-      const version = labels[VERSION_LABEL];
-      if (versionOf && version) {
-        const policy = resources.policies.find(
-          (p) => (p.metadata.namespace ?? DEFAULTS.namespace) === ns && p.spec.service === versionOf,
-        );
-        if (policy)
-          upstreams.set(
-            namespacedUpstreamKey(ns, upstreamKey(versionOf, version)),
-            readyEndpointUrls(svc, policy.spec.port, endpoints),
-          );
-        continue;
-      }
-      const preview = previewBy.get(`${ns}/${labels[PREVIEW_LABEL]}`);
-      const policy = preview && policyBy.get(`${ns}/${preview.spec.policy}`);
-      if (preview && policy)
-        upstreams.set(
-          namespacedUpstreamKey(
-            ns,
-            upstreamKey(policy.spec.service, pinnedRef(preview.spec.pullRequest, preview.spec.commit)),
-          ),
-          readyEndpointUrls(svc, policy.spec.port, endpoints),
-        );
-    }
-    const result = buildSnapshot(resources, upstreams, {
-      source: 'kubernetes',
-      generation: ++generation,
-      now: new Date(),
-      requireUpstreams: false,
-      // What the controller tolerates too: a preview not Ready yet, one of another repository.
-      ignore: CLUSTER_TOLERATED,
-      // A policy that does not compile (a host another policy holds, two previews of one commit, a
-      // name too long) is left out; every other policy keeps being served and updated.
-      isolate: true,
-    });
-    return { result, problems: [...problems, ...(result.ok ? (result.leftOut ?? []) : [])] };
+  const { TrafficPolicy, Preview } = RESOURCE;
+  const caches: Caches = {
+    policies: informers(TrafficPolicy.apiVersion, TrafficPolicy.kind, TrafficPolicy.plural),
+    previews: informers(Preview.apiVersion, Preview.kind, Preview.plural),
+    services: informers('v1', 'Service', 'services', `${MANAGED_BY}=${MANAGED_BY_VALUE}`),
+    slices: informers('discovery.k8s.io/v1', 'EndpointSlice', 'endpointslices'),
   };
-
+  const all = Object.values(caches).flat();
   return {
     async start() {
       await Promise.all(all.map((i) => i.start()));
       started = true;
-      return build();
+      return buildFromCaches(caches, ++generation);
     },
     async stop() {
       stopped = true;
@@ -182,4 +106,93 @@ export function kubeSource(options: KubeSourceOptions): KubeSource {
       await Promise.all(all.map((i) => i.stop()));
     },
   };
+}
+
+const items = <T>(list: ObjectInformer<Obj>[]) => list.flatMap((i) => i.list()) as unknown as T[];
+
+/** One snapshot from the caches: every valid policy, and the previews that are Ready. */
+function buildFromCaches(caches: Caches, generation: number): { result: BuildResult; problems: Problem[] } {
+  const docs = [
+    ...items<TrafficPolicy & KubernetesObject>(caches.policies),
+    ...clusterPreviews(items<Preview & KubernetesObject>(caches.previews)),
+  ].map((o, i) => {
+    const value = json<Record<string, unknown>>(o);
+    delete (value.metadata as Record<string, unknown>).managedFields;
+    return {
+      source: { file: `${o.metadata?.namespace}/${o.kind}/${o.metadata?.name}`, document: i + 1 },
+      value,
+    };
+  });
+  // One team's invalid policy must not take everyone's routes down: it is left out (the
+  // controller reports it on the policy's status), the rest are served.
+  const { resources, problems } = readResources(docs);
+  const upstreams = upstreamsOf(
+    resources,
+    items<Service>(caches.services),
+    items<EndpointSlice>(caches.slices),
+  );
+  const result = buildSnapshot(resources, upstreams, {
+    source: 'kubernetes',
+    generation,
+    now: new Date(),
+    requireUpstreams: false,
+    // What the controller tolerates too: a preview not Ready yet, one of another repository.
+    ignore: CLUSTER_TOLERATED,
+    // A policy that does not compile (a host another policy holds, two previews of one commit, a
+    // name too long) is left out; every other policy keeps being served and updated.
+    isolate: true,
+  });
+  return { result, problems: [...problems, ...(result.ok ? (result.leftOut ?? []) : [])] };
+}
+
+/**
+ * Each upstream key's ready endpoints: a per-version Service (`<service>--<version>`) is the
+ * version of its policy, a preview's Service is the preview's pinned reference.
+ */
+function upstreamsOf(
+  resources: { policies: TrafficPolicy[]; previews: Preview[] },
+  services: Service[],
+  slices: EndpointSlice[],
+): Map<string, URL[]> {
+  const sliceBy = new Map<string, EndpointSlice[]>();
+  for (const s of slices) {
+    const svc = s.metadata?.labels?.[SERVICE_NAME_LABEL];
+    if (!svc) continue;
+    const key = `${s.metadata?.namespace}/${svc}`;
+    sliceBy.set(key, [...(sliceBy.get(key) ?? []), s]);
+  }
+  const byKey = <T extends { metadata: { namespace?: string; name: string } }>(list: T[]) =>
+    new Map(list.map((p) => [`${p.metadata.namespace ?? DEFAULTS.namespace}/${p.metadata.name}`, p]));
+  const policyBy = byKey(resources.policies);
+  const previewBy = byKey(resources.previews);
+  const upstreams = new Map<string, URL[]>();
+  for (const svc of services) {
+    const ns = svc.metadata?.namespace as string;
+    const labels = svc.metadata?.labels ?? {};
+    const endpoints = sliceBy.get(`${ns}/${svc.metadata?.name}`) ?? [];
+    const versionOf = labels[VERSION_OF_LABEL];
+    const version = labels[VERSION_LABEL];
+    if (versionOf && version) {
+      const policy = resources.policies.find(
+        (p) => (p.metadata.namespace ?? DEFAULTS.namespace) === ns && p.spec.service === versionOf,
+      );
+      if (policy)
+        upstreams.set(
+          namespacedUpstreamKey(ns, upstreamKey(versionOf, version)),
+          readyEndpointUrls(svc, policy.spec.port, endpoints),
+        );
+      continue;
+    }
+    const preview = previewBy.get(`${ns}/${labels[PREVIEW_LABEL]}`);
+    const policy = preview && policyBy.get(`${ns}/${preview.spec.policy}`);
+    if (preview && policy)
+      upstreams.set(
+        namespacedUpstreamKey(
+          ns,
+          upstreamKey(policy.spec.service, pinnedRef(preview.spec.pullRequest, preview.spec.commit)),
+        ),
+        readyEndpointUrls(svc, policy.spec.port, endpoints),
+      );
+  }
+  return upstreams;
 }

@@ -70,10 +70,44 @@ export function trafficServer(
   /** Which HTTP/1.1 Upgrade requests go to 'upgrade' listeners; the others are served as requests. */
   takesUpgradePath?: (req: IncomingMessage) => boolean,
 ): TrafficServer {
-  const headersTimeout = limits.headersTimeoutMs ?? 10_000;
-  let closing = false;
-  const onRequest = (req: TrafficRequest, res: TrafficResponse) => {
-    if (closing) {
+  const state = { closing: false, sessions: new Set<Http2Session>(), sniffing: new Set<Socket>() };
+  const onRequest = guarded(handle, logger, () => state.closing);
+  const h2Options = {
+    maxHeaderListSize: limits.maxHeaderSize ?? 16_384,
+    // A proxy has nothing to push.
+    settings: { enablePush: false },
+  };
+  const track = (session: Http2Session) => {
+    state.sessions.add(session);
+    session.once('close', () => state.sessions.delete(session));
+    // An HTTP/2 connection idle this long is closed, as keep-alive ends an idle HTTP/1.1 one.
+    session.setTimeout(limits.keepAliveTimeoutMs ?? 65_000, () => session.close());
+  };
+  let server: Server | Http2SecureServer;
+  if (tls) {
+    const secure = createSecureServer({ ...h2Options, ...tls, allowHTTP1: true }, onRequest);
+    secure.on('session', track);
+    // TLS with allowHTTP1 has no headers timeout of its own for the HTTP/1.1 side: bound the handshake and head.
+    secure.setTimeout(limits.headersTimeoutMs ?? 10_000);
+    server = secure;
+  } else {
+    const h1 = createServer(http1Options(limits, takesUpgradePath), onRequest);
+    const h2c = createH2cServer(h2Options, onRequest);
+    h2c.on('session', track);
+    sniffProtocols(h1, h2c, limits.headersTimeoutMs ?? 10_000, state.sniffing);
+    server = h1;
+  }
+  return controls(server, tls, state);
+}
+
+/** Each request to `handle`, unless shutting down; what it throws becomes a 500, not a crash. */
+function guarded(handle: TrafficHandler, logger: Logger, isClosing: () => boolean) {
+  const unexpected = (res: TrafficResponse) => (err: unknown) => {
+    logger.error({ err }, 'unexpected error in the traffic handler');
+    respondError(res, new GatewayError('SY_INTERNAL', 'internal error in the gateway'), false);
+  };
+  return (req: TrafficRequest, res: TrafficResponse) => {
+    if (isClosing()) {
       // As a server that is shutting down should: this connection goes, the client retries elsewhere.
       respondError(res, new GatewayError('SY_GW_NOT_READY', 'shutting down'), true);
       return;
@@ -84,11 +118,11 @@ export function trafficServer(
       unexpected(res)(err);
     }
   };
-  const unexpected = (res: TrafficResponse) => (err: unknown) => {
-    logger.error({ err }, 'unexpected error in the traffic handler');
-    respondError(res, new GatewayError('SY_INTERNAL', 'internal error in the gateway'), false);
-  };
-  const http1Options = {
+}
+
+function http1Options(limits: ServerLimits, takesUpgradePath?: (req: IncomingMessage) => boolean) {
+  const headersTimeout = limits.headersTimeoutMs ?? 10_000;
+  return {
     headersTimeout,
     // Node checks those timeouts only this often (default 30 s), which would let slowloris linger.
     connectionsCheckingInterval: Math.min(1000, Math.ceil(headersTimeout / 2)),
@@ -97,68 +131,60 @@ export function trafficServer(
     keepAliveTimeout: limits.keepAliveTimeoutMs ?? 65_000,
     ...(takesUpgradePath ? { shouldUpgradeCallback: takesUpgradePath } : {}),
   };
-  const h2Options = {
-    maxHeaderListSize: limits.maxHeaderSize ?? 16_384,
-    // A proxy has nothing to push.
-    settings: { enablePush: false },
-  };
+}
 
-  const sessions = new Set<Http2Session>();
-  const track = (session: Http2Session) => {
-    sessions.add(session);
-    session.once('close', () => sessions.delete(session));
-    // An HTTP/2 connection idle this long is closed, as keep-alive ends an idle HTTP/1.1 one.
-    session.setTimeout(limits.keepAliveTimeoutMs ?? 65_000, () => session.close());
-  };
-
-  let server: Server | Http2SecureServer;
-  /** Cleartext connections whose first bytes have not arrived yet: neither server tracks them. */
-  const sniffing = new Set<Socket>();
-  if (tls) {
-    const secure = createSecureServer({ ...h2Options, ...tls, allowHTTP1: true }, onRequest);
-    secure.on('session', track);
-    // TLS with allowHTTP1 has no headers timeout of its own for the HTTP/1.1 side: bound the handshake and head.
-    secure.setTimeout(headersTimeout);
-    server = secure;
-  } else {
-    const h1 = createServer(http1Options, onRequest);
-    const h2c = createH2cServer(h2Options, onRequest);
-    h2c.on('session', track);
-    const [http1Connection] = h1.listeners('connection') as ((socket: Socket) => void)[];
-    if (!http1Connection) throw new Error('node:http registered no connection listener');
-    h1.removeAllListeners('connection');
-    h1.on('connection', (socket: Socket) => {
-      sniffing.add(socket);
-      const slow = setTimeout(() => socket.destroy(), headersTimeout);
-      // Bytes until they tell the protocols apart: a first segment of `P` (or any part of the
-      // preface) could be either, so more is read (within the headers timeout) before choosing.
-      let seen: Buffer = Buffer.alloc(0);
-      const onData = (chunk: Buffer) => {
-        seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
-        const protocol = sniff(seen);
-        if (protocol === 'undecided') return;
-        socket.off('data', onData);
-        clearTimeout(slow);
-        sniffing.delete(socket);
-        socket.pause();
-        socket.unshift(seen);
-        if (protocol === 'h2') h2c.emit('connection', socket);
-        else {
-          http1Connection.call(h1, socket);
-          // node:http reads from the socket's handle directly from now on; the bytes put back go first.
-          socket.resume();
-        }
-      };
-      socket.on('data', onData);
-      socket.once('close', () => {
-        clearTimeout(slow);
-        sniffing.delete(socket);
-      });
-      socket.on('error', () => undefined);
+/**
+ * One cleartext port for both protocols: each connection's first bytes go to the HTTP/2 server when
+ * they are its preface, else to node:http. `sniffing` holds those not decided yet (neither server
+ * tracks them).
+ */
+function sniffProtocols(
+  h1: Server,
+  h2c: ReturnType<typeof createH2cServer>,
+  headersTimeout: number,
+  sniffing: Set<Socket>,
+) {
+  const [http1Connection] = h1.listeners('connection') as ((socket: Socket) => void)[];
+  if (!http1Connection) throw new Error('node:http registered no connection listener');
+  h1.removeAllListeners('connection');
+  h1.on('connection', (socket: Socket) => {
+    sniffing.add(socket);
+    const slow = setTimeout(() => socket.destroy(), headersTimeout);
+    // Bytes until they tell the protocols apart: a first segment of `P` (or any part of the
+    // preface) could be either, so more is read (within the headers timeout) before choosing.
+    let seen: Buffer = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
+      const protocol = sniff(seen);
+      if (protocol === 'undecided') return;
+      socket.off('data', onData);
+      clearTimeout(slow);
+      sniffing.delete(socket);
+      socket.pause();
+      socket.unshift(seen);
+      if (protocol === 'h2') h2c.emit('connection', socket);
+      else {
+        http1Connection.call(h1, socket);
+        // node:http reads from the socket's handle directly from now on; the bytes put back go first.
+        socket.resume();
+      }
+    };
+    socket.on('data', onData);
+    socket.once('close', () => {
+      clearTimeout(slow);
+      sniffing.delete(socket);
     });
-    server = h1;
-  }
+    socket.on('error', () => undefined);
+  });
+}
 
+/** Listening, and the three ways connections end: idle ones, all of them, and a graceful close. */
+function controls(
+  server: Server | Http2SecureServer,
+  tls: TrafficTls | undefined,
+  state: { closing: boolean; sessions: Set<Http2Session>; sniffing: Set<Socket> },
+): TrafficServer {
+  const { sessions, sniffing } = state;
   return {
     server,
     listen: (port, host) =>
@@ -179,7 +205,7 @@ export function trafficServer(
       for (const s of sessions) s.destroy();
     },
     close() {
-      closing = true;
+      state.closing = true;
       return new Promise<void>((resolve) => {
         server.close(() => resolve());
         // HTTP/2 clients are told to go (GOAWAY): streams in flight finish, then the session closes.

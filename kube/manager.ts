@@ -127,64 +127,72 @@ function managerMetrics(prefix: string) {
 }
 
 export function createManager(opts: ManagerOptions): Manager {
-  const { kubeconfig, logger } = opts;
-  const metrics = managerMetrics('switchyard_controller');
-  const live = countRequests(clientNodeKube(kubeconfig), (method) => metrics.requests.inc({ method }));
-  const kube = new CachedKube(live);
-  const namespaces = opts.namespaces && opts.namespaces.length > 0 ? opts.namespaces : [undefined];
-  type OnObject = (o: WatchedObject, event: WatchEvent) => void;
-  const kinds = new Map<string, { informers: ObjectInformer<WatchedObject>[]; handlers: OnObject[] }>();
-  const queues: WorkQueue[] = [];
-  const resyncs: (() => void)[] = [];
-  let stopped = false;
-  let ready = false;
+  return new KubeManager(opts);
+}
 
-  const http = Fastify({
-    loggerInstance: logger.child({ server: 'controller' }, { level: 'warn' }) as FastifyBaseLogger,
-  });
-  http.get('/healthz', async () => 'ok\n');
-  // Not ready says why: each cache not yet listed, with its last failure (a CRD missing, RBAC).
-  http.get('/readyz', async (_req, reply) => {
-    if (ready) return 'ok\n';
-    const waiting = [...kinds.values()]
-      .flatMap((k) => k.informers)
-      .filter((i) => !i.synced())
-      .map((i) => `${i.path}: ${i.failure() ?? 'listing'}`);
-    return reply.code(503).send(`informers not synced yet\n${waiting.map((w) => `- ${w}\n`).join('')}`);
-  });
-  http.get('/metrics', async (_req, reply) => {
-    metrics.queue.set(queues.reduce((n, q) => n + q.length, 0));
-    reply.type(metrics.registry.contentType);
-    return metrics.registry.metrics();
-  });
+type OnObject = (o: WatchedObject, event: WatchEvent) => void;
 
-  const watch: Manager['watch'] = (kind, onObject) => {
+/** The Manager: its state, and a method per thing it does. */
+class KubeManager implements Manager {
+  readonly kube: CachedKube;
+  readonly live: Kube;
+  readonly logger: Logger;
+  readonly registry: Registry;
+  readonly http: FastifyInstance;
+  private readonly metrics = managerMetrics('switchyard_controller');
+  private readonly namespaces: (string | undefined)[];
+  private readonly kinds = new Map<
+    string,
+    { informers: ObjectInformer<WatchedObject>[]; handlers: OnObject[] }
+  >();
+  private readonly queues: WorkQueue[] = [];
+  private readonly resyncs: (() => void)[] = [];
+  private stopped = false;
+  private ready = false;
+
+  constructor(private readonly opts: ManagerOptions) {
+    this.logger = opts.logger;
+    this.registry = this.metrics.registry;
+    this.live = countRequests(clientNodeKube(opts.kubeconfig), (method) =>
+      this.metrics.requests.inc({ method }),
+    );
+    this.kube = new CachedKube(this.live);
+    this.namespaces = opts.namespaces && opts.namespaces.length > 0 ? opts.namespaces : [undefined];
+    this.http = Fastify({
+      loggerInstance: opts.logger.child({ server: 'controller' }, { level: 'warn' }) as FastifyBaseLogger,
+    });
+    this.addRoutes();
+  }
+
+  private get informers(): ObjectInformer<WatchedObject>[] {
+    return [...this.kinds.values()].flatMap((k) => k.informers);
+  }
+
+  private addRoutes(): void {
+    this.http.get('/healthz', async () => 'ok\n');
+    // Not ready says why: each cache not yet listed, with its last failure (a CRD missing, RBAC).
+    this.http.get('/readyz', async (_req, reply) => {
+      if (this.ready) return 'ok\n';
+      const waiting = this.informers
+        .filter((i) => !i.synced())
+        .map((i) => `${i.path}: ${i.failure() ?? 'listing'}`);
+      return reply.code(503).send(`informers not synced yet\n${waiting.map((w) => `- ${w}\n`).join('')}`);
+    });
+    this.http.get('/metrics', async (_req, reply) => {
+      this.metrics.queue.set(this.queues.reduce((n, q) => n + q.length, 0));
+      reply.type(this.registry.contentType);
+      return this.registry.metrics();
+    });
+  }
+
+  watch(kind: WatchKind, onObject: OnObject): Cached {
     const key = `${kind.apiVersion}/${kind.kind}/${kind.labelSelector ?? ''}`;
-    let entry = kinds.get(key);
+    let entry = this.kinds.get(key);
     if (!entry) {
       const handlers: OnObject[] = [];
-      const informers = (kind.clusterScoped ? [undefined] : namespaces).map((namespace) => {
-        const informer = watchObjects<WatchedObject>(
-          kubeconfig,
-          {
-            apiVersion: kind.apiVersion,
-            kind: kind.kind,
-            plural: kind.plural,
-            namespace,
-            ...(kind.labelSelector ? { labelSelector: kind.labelSelector } : {}),
-            ...(kind.missingHint ? { missingHint: kind.missingHint } : {}),
-          },
-          logger,
-          (o, event) => {
-            for (const h of handlers) h(o, event);
-          },
-          () => stopped,
-        );
-        kube.register(kind.apiVersion, kind.kind, namespace, informer as never, kind.labelSelector);
-        return informer;
-      });
-      entry = { informers, handlers };
-      kinds.set(key, entry);
+      const namespaces = kind.clusterScoped ? [undefined] : this.namespaces;
+      entry = { informers: namespaces.map((ns) => this.informerOf(kind, ns, handlers)), handlers };
+      this.kinds.set(key, entry);
     }
     entry.handlers.push(onObject);
     const { informers } = entry;
@@ -198,74 +206,98 @@ export function createManager(opts: ManagerOptions): Manager {
         return undefined;
       },
     };
-  };
+  }
 
-  return {
-    kube,
-    live,
-    logger,
-    registry: metrics.registry,
-    http,
-    watch,
-    queue(handler, onError, concurrency = 8) {
-      const q = new WorkQueue(handler, onError, concurrency);
-      queues.push(q);
-      return q;
-    },
-    onResync: (resync) => void resyncs.push(resync),
-    async start() {
-      const url = await http.listen({ port: opts.port ?? 8081, host: opts.host ?? '0.0.0.0' });
-      const informers = [...kinds.values()].flatMap((w) => w.informers);
-      await Promise.all(informers.map((i) => i.start()));
-      // A first list that failed (429 while a new resource's storage initialises) is retried: ready,
-      // and leading, only once every cache holds what the API server has.
-      while (!stopped && !informers.every((i) => i.synced())) await new Promise((r) => setTimeout(r, 50));
-      ready = true;
-      const stopQueues = () => {
-        for (const q of queues) q.stop();
-      };
-      const elector = opts.leaderElection
-        ? electLeader(
-            live,
-            {
-              ...opts.leaderElection,
-              onError: (code) => metrics.leaseErrors.inc({ code: String(code ?? '') }),
-            },
-            logger,
-            () => {
-              metrics.leader.set(0);
-              stopQueues();
-              opts.onLeadershipLost?.();
-            },
-          )
-        : undefined;
-      let running: Promise<unknown> | undefined;
-      const lead = () => {
-        if (stopped) return;
-        metrics.leader.set(1);
-        running = Promise.all(queues.map((q) => q.run()));
-      };
-      if (elector) void elector.acquired.then(lead);
-      else lead();
-      const resync = setInterval(() => {
-        for (const r of resyncs) r();
-      }, opts.resyncMs ?? 300_000);
-      return {
-        url,
-        http,
-        isLeader: () => (elector ? elector.isLeader() : true),
-        async stop() {
-          stopped = true;
-          clearInterval(resync);
-          await Promise.all(informers.map((i) => i.stop()));
-          stopQueues();
-          await running;
-          await elector?.stop();
-          await http.close();
-        },
-      };
-    },
-  };
+  /** One informer of `kind` in `namespace`, the cache of the client's reads there. */
+  private informerOf(kind: WatchKind, namespace: string | undefined, handlers: OnObject[]) {
+    const informer = watchObjects<WatchedObject>(
+      this.opts.kubeconfig,
+      {
+        apiVersion: kind.apiVersion,
+        kind: kind.kind,
+        plural: kind.plural,
+        namespace,
+        ...(kind.labelSelector ? { labelSelector: kind.labelSelector } : {}),
+        ...(kind.missingHint ? { missingHint: kind.missingHint } : {}),
+      },
+      this.logger,
+      (o, event) => {
+        for (const h of handlers) h(o, event);
+      },
+      () => this.stopped,
+    );
+    this.kube.register(kind.apiVersion, kind.kind, namespace, informer as never, kind.labelSelector);
+    return informer;
+  }
+
+  queue(handler: Handler, onError: (key: string, error: unknown, attempt: number) => void, concurrency = 8) {
+    const q = new WorkQueue(handler, onError, concurrency);
+    this.queues.push(q);
+    return q;
+  }
+
+  onResync(resync: () => void): void {
+    this.resyncs.push(resync);
+  }
+
+  /** Serve, list every watched kind, then run the queues while this replica leads. */
+  async start(): Promise<RunningManager> {
+    const url = await this.http.listen({ port: this.opts.port ?? 8081, host: this.opts.host ?? '0.0.0.0' });
+    const informers = this.informers;
+    await Promise.all(informers.map((i) => i.start()));
+    // A first list that failed (429 while a new resource's storage initialises) is retried: ready,
+    // and leading, only once every cache holds what the API server has.
+    while (!this.stopped && !informers.every((i) => i.synced())) await new Promise((r) => setTimeout(r, 50));
+    this.ready = true;
+    const elector = this.campaign();
+    let running: Promise<unknown> | undefined;
+    const lead = () => {
+      if (this.stopped) return;
+      this.metrics.leader.set(1);
+      running = Promise.all(this.queues.map((q) => q.run()));
+    };
+    if (elector) void elector.acquired.then(lead);
+    else lead();
+    const resync = setInterval(() => {
+      for (const r of this.resyncs) r();
+    }, this.opts.resyncMs ?? 300_000);
+    return {
+      url,
+      http: this.http,
+      isLeader: () => (elector ? elector.isLeader() : true),
+      stop: async () => {
+        this.stopped = true;
+        clearInterval(resync);
+        await Promise.all(informers.map((i) => i.stop()));
+        this.stopQueues();
+        await running;
+        await elector?.stop();
+        await this.http.close();
+      },
+    };
+  }
+
+  /** Campaign for the Lease (none configured: lead at once); losing it stops the queues. */
+  private campaign() {
+    if (!this.opts.leaderElection) return undefined;
+    return electLeader(
+      this.live,
+      {
+        ...this.opts.leaderElection,
+        onError: (code) => this.metrics.leaseErrors.inc({ code: String(code ?? '') }),
+      },
+      this.logger,
+      () => {
+        this.metrics.leader.set(0);
+        this.stopQueues();
+        this.opts.onLeadershipLost?.();
+      },
+    );
+  }
+
+  private stopQueues(): void {
+    for (const q of this.queues) q.stop();
+  }
 }
 
 /**
