@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import { formatProblem, type Problem } from '../src/core/errors.js';
 import type { Logger } from '../src/core/logger.js';
 import { loadGatewayFiles, watchPaths } from './config-file.js';
-import { kubeSource } from './kube-source.js';
+import { type KubeSource, kubeSource } from './kube-source.js';
 import { listenUrl } from './listen-url.js';
 import { PlanHolder } from './plan-holder.js';
 import { createGateway, type Gateway, type GatewayOptions } from './server.js';
@@ -82,80 +82,28 @@ function readyWithin(redis: Redis, ms: number): Promise<boolean> {
   });
 }
 
+/**
+ * The gateway process: the first plan (from the cluster or the files; invalid: an error, nothing
+ * served), Redis if asked for, the gateway, reloads, and both ports listening.
+ */
 export async function runGateway(opts: RunGatewayOptions): Promise<RunningGateway> {
   const { logger } = opts;
   const holder = new PlanHolder();
-  let generation = 0;
-  let gateway: Gateway | undefined;
-  // Policies the cluster holds but that do not validate are left out and logged (once per change).
-  let lastSkipped = '';
-  const logSkipped = (problems: Problem[]) => {
-    const text = problems.map(formatProblem).join('\n');
-    if (text && text !== lastSkipped)
-      logger.error({ problems: text.split('\n') }, 'resources left out of the plan');
-    lastSkipped = text;
-  };
-  let firstLeftOut = 0;
-  const source = opts.kube
-    ? kubeSource({
-        ...opts.kube,
-        logger,
-        onChange: (result, problems) => {
-          logSkipped(problems);
-          gateway?.metrics.leftOut.set(problems.length);
-          const applied = holder.apply(result, 'kubernetes', new Date());
-          gateway?.metrics.reloads.inc({ result: applied ? 'success' : 'error' });
-          if (!applied && !result.ok)
-            logger.error(
-              { problems: result.problems.map(formatProblem) },
-              'plan refused; the last good plan keeps serving',
-            );
-        },
-      })
-    : undefined;
-  const first = source
-    ? await source.start().then(({ result, problems }) => {
-        logSkipped(problems);
-        firstLeftOut = problems.length;
-        return result;
-      })
-    : await loadGatewayFiles(opts.config, ++generation, new Date());
-  if (!first.ok) {
-    await source?.stop();
-    throw new InvalidConfigError(first.problems);
-  }
-  holder.apply(first, source ? 'kubernetes' : opts.config.join(','), new Date());
-
+  const state: { gateway?: Gateway } = {};
+  const { source, leftOut } = await loadFirstPlan(opts, holder, state);
   const redis = opts.redisUrl ? connectRedis(opts.redisUrl, logger, opts.redisCommandTimeoutMs) : undefined;
   // Wait (briefly) for Redis before taking traffic, so replicas count together from the first
   // request; if it is not there, start anyway and count in memory until it is.
   if (redis && !(await readyWithin(redis, 2000)))
     logger.warn('redis not reachable at start; rate limits count in memory until it is');
-  gateway = createGateway({ ...opts, holder, ...(redis ? { redis } : {}) });
-  gateway.metrics.leftOut.set(firstLeftOut);
+  const gateway = createGateway({ ...opts, holder, ...(redis ? { redis } : {}) });
+  state.gateway = gateway;
+  gateway.metrics.leftOut.set(leftOut);
   gateway.metrics.reloads.inc({ result: 'success' });
-
-  // Never rejects (loadGatewayFiles answers every failure with problems): a watcher fires it with
-  // nobody to catch, and whatever the files hold, the last good plan keeps serving.
-  const reload = async (): Promise<boolean> => {
-    if (source) return false; // the cluster pushes its changes through the watches
-    const result = await loadGatewayFiles(opts.config, ++generation, new Date(), true);
-    const applied = holder.apply(result, opts.config.join(','), new Date());
-    gateway.metrics.reloads.inc({ result: applied ? 'success' : 'error' });
-    if (applied)
-      logger.info({ generation, policies: holder.current?.plan.policies.length }, 'configuration reloaded');
-    else if (!result.ok)
-      logger.error(
-        { problems: result.problems.map(formatProblem) },
-        'configuration refused; the last good plan keeps serving',
-      );
-    return applied;
-  };
+  const reload = source ? async () => false : fileReloader(opts, holder, gateway);
   const unwatch =
     opts.watch === false || source ? () => undefined : await watchPaths(opts.config, () => void reload());
-
-  const host = opts.host ?? '0.0.0.0';
-  const trafficUrl = await gateway.traffic.listen(opts.port, host);
+  const trafficUrl = await gateway.traffic.listen(opts.port, opts.host ?? '0.0.0.0');
   const adminUrl =
     opts.adminPort === undefined
       ? ''
@@ -176,5 +124,80 @@ export async function runGateway(opts: RunGatewayOptions): Promise<RunningGatewa
       await gateway.close();
       redis?.disconnect();
     },
+  };
+}
+
+/**
+ * The first plan into `holder`: from the cluster (`--kube`, whose later changes it applies as they
+ * come) or from the files. Throws InvalidConfigError when it does not validate.
+ */
+async function loadFirstPlan(
+  opts: RunGatewayOptions,
+  holder: PlanHolder,
+  state: { gateway?: Gateway },
+): Promise<{ source?: KubeSource; leftOut: number }> {
+  const { logger } = opts;
+  // Policies the cluster holds but that do not validate are left out and logged (once per change).
+  let lastSkipped = '';
+  const logSkipped = (problems: Problem[]) => {
+    const text = problems.map(formatProblem).join('\n');
+    if (text && text !== lastSkipped)
+      logger.error({ problems: text.split('\n') }, 'resources left out of the plan');
+    lastSkipped = text;
+  };
+  const source = opts.kube
+    ? kubeSource({
+        ...opts.kube,
+        logger,
+        onChange: (result, problems) => {
+          logSkipped(problems);
+          state.gateway?.metrics.leftOut.set(problems.length);
+          const applied = holder.apply(result, 'kubernetes', new Date());
+          state.gateway?.metrics.reloads.inc({ result: applied ? 'success' : 'error' });
+          if (!applied && !result.ok)
+            logger.error(
+              { problems: result.problems.map(formatProblem) },
+              'plan refused; the last good plan keeps serving',
+            );
+        },
+      })
+    : undefined;
+  let leftOut = 0;
+  const first = source
+    ? await source.start().then(({ result, problems }) => {
+        logSkipped(problems);
+        leftOut = problems.length;
+        return result;
+      })
+    : await loadGatewayFiles(opts.config, 1, new Date());
+  if (!first.ok) {
+    await source?.stop();
+    throw new InvalidConfigError(first.problems);
+  }
+  holder.apply(first, source ? 'kubernetes' : opts.config.join(','), new Date());
+  return { ...(source ? { source } : {}), leftOut };
+}
+
+/**
+ * A reload of the files. Never rejects (loadGatewayFiles answers every failure with problems): a
+ * watcher fires it with nobody to catch, and whatever the files hold, the last good plan keeps serving.
+ */
+function fileReloader(opts: RunGatewayOptions, holder: PlanHolder, gateway: Gateway): () => Promise<boolean> {
+  let generation = 1;
+  return async () => {
+    const result = await loadGatewayFiles(opts.config, ++generation, new Date(), true);
+    const applied = holder.apply(result, opts.config.join(','), new Date());
+    gateway.metrics.reloads.inc({ result: applied ? 'success' : 'error' });
+    if (applied)
+      opts.logger.info(
+        { generation, policies: holder.current?.plan.policies.length },
+        'configuration reloaded',
+      );
+    else if (!result.ok)
+      opts.logger.error(
+        { problems: result.problems.map(formatProblem) },
+        'configuration refused; the last good plan keeps serving',
+      );
+    return applied;
   };
 }

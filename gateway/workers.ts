@@ -11,7 +11,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import Fastify, { type FastifyBaseLogger } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { AggregatorRegistry } from 'prom-client';
 import { RateLimiterClusterMaster } from 'rate-limiter-flexible';
 import type { Logger } from '../src/core/logger.js';
@@ -77,90 +77,121 @@ export interface GatewayPrimary {
   close(): Promise<void>;
 }
 
-export async function runGatewayPrimary(opts: {
+interface PrimaryOptions {
   workers: number;
   adminPort: number;
   adminHost: string;
   /** Whether the workers count rate limits in Redis (else the primary keeps the counts). */
   redis: boolean;
   logger: Logger;
-}): Promise<GatewayPrimary | { exitCode: number }> {
-  const { logger } = opts;
-  if (!opts.redis) new RateLimiterClusterMaster();
-  const aggregator = new AggregatorRegistry();
-  const listening = new Map<Worker, string>();
-  let stopping = false;
-  let asked = 0;
-  const answers = new Map<number, (a: { status: number; body: string }) => void>();
+}
 
+/** What the primary knows of its workers. */
+interface Workers {
+  /** Each worker listening, with its traffic URL. */
+  listening: Map<Worker, string>;
+  /** Answers awaited from workers, by question id. */
+  answers: Map<number, (a: { status: number; body: string }) => void>;
+  asked: number;
+  stopping: boolean;
+}
+
+/**
+ * The primary of `gateway --workers N`: forks the workers and waits until each listens (or the
+ * first to fail says why), replaces a worker that dies, and serves the admin port for all of them.
+ */
+export async function runGatewayPrimary(
+  opts: PrimaryOptions,
+): Promise<GatewayPrimary | { exitCode: number }> {
+  if (!opts.redis) new RateLimiterClusterMaster();
+  const workers: Workers = { listening: new Map(), answers: new Map(), asked: 0, stopping: false };
   cluster.on('message', (worker, m: unknown) => {
     if (!isMessage(m)) return;
-    if (m.type === 'switchyard:listening') listening.set(worker, m.trafficUrl);
-    if (m.type === 'switchyard:answer') answers.get(m.id)?.({ status: m.status, body: m.body });
+    if (m.type === 'switchyard:listening') workers.listening.set(worker, m.trafficUrl);
+    if (m.type === 'switchyard:answer') workers.answers.get(m.id)?.({ status: m.status, body: m.body });
   });
+  const failed = await forkAll(opts.workers, workers);
+  if (failed) {
+    workers.stopping = true;
+    for (const w of Object.values(cluster.workers ?? {})) w?.kill('SIGTERM');
+    return failed;
+  }
+  cluster.on('exit', (worker, code, signal) => {
+    workers.listening.delete(worker);
+    if (workers.stopping) return;
+    opts.logger.error({ worker: worker.process.pid, code, signal }, 'gateway worker died; starting another');
+    cluster.fork();
+  });
+  const admin = await primaryAdmin(opts, workers);
+  const adminUrl = listenUrl(admin.server);
+  const trafficUrl = [...workers.listening.values()][0] as string;
+  opts.logger.info({ trafficUrl, adminUrl, workers: opts.workers }, 'gateway workers listening');
+  return {
+    adminUrl,
+    trafficUrl,
+    async close() {
+      workers.stopping = true;
+      await Promise.all(Object.values(cluster.workers ?? {}).map((w) => w && stopWorker(w)));
+      await admin.close();
+    },
+  };
+}
 
-  // The first start: every worker listens, or the first to fail says why (its stderr is ours).
-  const fork = () => cluster.fork();
-  const started = await new Promise<{ exitCode: number } | undefined>((resolve) => {
+/** The first start: every worker listens, or the first to fail says why (its stderr is ours). */
+function forkAll(count: number, workers: Workers): Promise<{ exitCode: number } | undefined> {
+  return new Promise((resolve) => {
     const onExit = (_w: Worker, code: number | null) => {
       cluster.off('exit', onExit);
       cluster.off('message', onMessage);
       resolve({ exitCode: code ?? 1 });
     };
     const onMessage = () => {
-      if (listening.size < opts.workers) return;
+      if (workers.listening.size < count) return;
       cluster.off('exit', onExit);
       cluster.off('message', onMessage);
       resolve(undefined);
     };
     cluster.on('exit', onExit);
     cluster.on('message', onMessage);
-    for (let i = 0; i < opts.workers; i++) fork();
+    for (let i = 0; i < count; i++) cluster.fork();
   });
-  if (started) {
-    stopping = true;
-    for (const w of Object.values(cluster.workers ?? {})) w?.kill('SIGTERM');
-    return started;
-  }
+}
 
-  cluster.on('exit', (worker, code, signal) => {
-    listening.delete(worker);
-    if (stopping) return;
-    logger.error({ worker: worker.process.pid, code, signal }, 'gateway worker died; starting another');
-    fork();
-  });
-
-  /** Asks one listening worker for an admin path (the plan is the same in every worker). */
-  const ask = (path: string) =>
-    new Promise<{ status: number; body: string }>((resolve) => {
-      const worker = [...listening.keys()].find((w) => w.isConnected());
-      if (!worker) return resolve({ status: 503, body: 'no gateway worker is serving\n' });
-      const id = ++asked;
-      const timer = setTimeout(() => {
-        answers.delete(id);
-        resolve({ status: 503, body: 'the gateway worker did not answer\n' });
-      }, 2000);
-      answers.set(id, (a) => {
-        clearTimeout(timer);
-        answers.delete(id);
-        resolve(a);
-      });
-      worker.send({ type: 'switchyard:ask', id, path });
+/** Asks one listening worker for an admin path (the plan is the same in every worker). */
+function ask(workers: Workers, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve) => {
+    const worker = [...workers.listening.keys()].find((w) => w.isConnected());
+    if (!worker) return resolve({ status: 503, body: 'no gateway worker is serving\n' });
+    const id = ++workers.asked;
+    const timer = setTimeout(() => {
+      workers.answers.delete(id);
+      resolve({ status: 503, body: 'the gateway worker did not answer\n' });
+    }, 2000);
+    workers.answers.set(id, (a) => {
+      clearTimeout(timer);
+      workers.answers.delete(id);
+      resolve(a);
     });
+    worker.send({ type: 'switchyard:ask', id, path });
+  });
+}
 
+/** The one admin port: readiness of all workers, a worker's plan, and every worker's metrics summed. */
+async function primaryAdmin(opts: PrimaryOptions, workers: Workers): Promise<FastifyInstance> {
+  const aggregator = new AggregatorRegistry();
   const admin = Fastify({
-    loggerInstance: logger.child({ server: 'admin' }, { level: 'warn' }) as FastifyBaseLogger,
+    loggerInstance: opts.logger.child({ server: 'admin' }, { level: 'warn' }) as FastifyBaseLogger,
   });
   admin.get('/healthz', async () => 'ok\n');
   admin.get('/readyz', async (_req, reply) => {
-    if (stopping) return reply.code(503).send('shutting down\n');
-    if (listening.size < opts.workers)
-      return reply.code(503).send(`${listening.size} of ${opts.workers} gateway workers serving\n`);
-    const a = await ask('/readyz');
+    if (workers.stopping) return reply.code(503).send('shutting down\n');
+    if (workers.listening.size < opts.workers)
+      return reply.code(503).send(`${workers.listening.size} of ${opts.workers} gateway workers serving\n`);
+    const a = await ask(workers, '/readyz');
     return reply.code(a.status).send(a.body);
   });
   admin.get('/plan', async (_req, reply) => {
-    const a = await ask('/plan');
+    const a = await ask(workers, '/plan');
     return reply.code(a.status).type('application/json').send(a.body);
   });
   admin.get('/metrics', async (_req, reply) => {
@@ -168,28 +199,16 @@ export async function runGatewayPrimary(opts: {
     return aggregator.clusterMetrics();
   });
   await admin.listen({ port: opts.adminPort, host: opts.adminHost });
-  const adminUrl = listenUrl(admin.server);
-  const trafficUrl = [...listening.values()][0] as string;
-  logger.info({ trafficUrl, adminUrl, workers: opts.workers }, 'gateway workers listening');
-  return {
-    adminUrl,
-    trafficUrl,
-    async close() {
-      stopping = true;
-      const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
-      await Promise.all(
-        workers.map(
-          (w) =>
-            new Promise<void>((resolve) => {
-              if (w.isDead()) return resolve();
-              w.once('exit', () => resolve());
-              // The signal itself, not worker.kill(): that disconnects first, and a disconnect waits
-              // for idle keep-alive connections that only the worker's own drain closes.
-              w.process.kill('SIGTERM');
-            }),
-        ),
-      );
-      await admin.close();
-    },
-  };
+  return admin;
+}
+
+/** SIGTERM to a worker, resolved when it has drained and exited. */
+function stopWorker(w: Worker): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (w.isDead()) return resolve();
+    w.once('exit', () => resolve());
+    // The signal itself, not worker.kill(): that disconnects first, and a disconnect waits for idle
+    // keep-alive connections that only the worker's own drain closes.
+    w.process.kill('SIGTERM');
+  });
 }
