@@ -61,6 +61,11 @@ const WARNINGS = new Set(['AnalysisFailed', 'RolledBack', 'NoData', 'Failed']);
 /** How soon a run that waits for its version to take requests looks again. */
 const NOT_SERVING_WAIT_MS = 500;
 
+/**
+ * One look at a policy's canary run: held while the spec is invalid, cleared when weights are set
+ * by hand again, else a tick of the run (with its analysis when due), held at weight 0 while the
+ * version cannot take requests, then written: status, Events, and the promotion.
+ */
 export async function reconcileCanaryRun(
   kube: Kube,
   namespace: string,
@@ -78,49 +83,11 @@ export async function reconcileCanaryRun(
   if (!live || live.metadata?.deletionTimestamp) return idle;
   const canary = live.spec.canary;
   const run = live.status?.canary;
-  const { group, version, plural } = RESOURCE.TrafficPolicy;
   if (!canary) return idle; // the last run stays in the status as what happened (promoted, say)
-  // A spec the controller marks Invalid neither steps nor promotes: the run holds where it is
-  // until the spec validates again (promotion would write the invalid spec's stable version).
-  const invalid = specProblems(live);
-  if (invalid) {
-    await recordOnce(
-      opts,
-      `${namespace}/${name}@${canary.version}#invalid@${live.metadata?.generation}`,
-      live,
-      'Warning',
-      REASON.InvalidSpec,
-      `the canary run of ${canary.version} holds until the spec validates: ${invalid}`,
-    );
-    return { ...idle, ...(run ? { run } : {}) };
-  }
-  if (!isProgressive(canary)) {
-    // Weights set by hand again: the run's state goes.
-    if (run) {
-      const { canary: _gone, ...status } = live.status ?? {};
-      await kube.replaceStatus(group, version, plural, { ...live, status } as KubernetesObject);
-    }
-    return { ...idle, weightChanged: run !== undefined };
-  }
-  const now = (opts.now ?? Date.now)();
-  const annotations = live.metadata?.annotations ?? {};
-  const resumeStep = resumedStep(annotations[CANARY_RESUME_ANNOTATION], canary.version);
-  const input = {
-    canary,
-    run,
-    now,
-    abort: annotations[CANARY_ABORT_ANNOTATION] === canary.version,
-    paused: annotations[CANARY_PAUSE_ANNOTATION] === canary.version,
-    ...(resumeStep !== undefined ? { resumeStep } : {}),
-    ...(canary.analysis && !opts.metrics
-      ? { cannotJudge: 'the canary has an analysis, but the controller has no --prometheus to read it from' }
-      : {}),
-  };
-  let tick = runTick(input);
-  // (Without a reader the run is Failed before it ever asks for an analysis.)
-  if (tick.needsAnalysis && opts.metrics)
-    tick = runTick({ ...input, analysis: await readMetrics(live, opts.metrics, opts.series) });
-
+  const held = { ...idle, ...(run ? { run } : {}) };
+  if (await holdWhileInvalid(live, canary.version, opts)) return held;
+  if (!isProgressive(canary)) return clearRun(kube, live, run);
+  const tick = await look(live, canary, run, opts);
   // The canary gets no share until something can answer for it: its first requests would be 503s
   // (and count against its analysis). The run looks again shortly.
   const waitKey = `${namespace}/${name}@${canary.version}`;
@@ -135,10 +102,81 @@ export async function reconcileCanaryRun(
       REASON.CanaryWaiting,
       `${canary.version} gets no traffic until ${waitingFor}`,
     );
-    return { ...idle, requeueAfterMs: NOT_SERVING_WAIT_MS, ...(run ? { run } : {}) };
+    return { ...held, requeueAfterMs: NOT_SERVING_WAIT_MS };
   }
   opts.waiting?.delete(waitKey);
+  await writeTick(kube, live, tick, run, opts);
+  if (tick.promote) await kube.mergePatch(ref, { spec: { stable: canary.version, canary: null } });
+  return {
+    ...(tick.nextCheckMs !== undefined ? { requeueAfterMs: tick.nextCheckMs } : {}),
+    weightChanged: effectiveCanaryWeight(canary, run) !== effectiveCanaryWeight(canary, tick.run),
+    run: tick.run,
+  };
+}
 
+/**
+ * A spec the controller marks Invalid neither steps nor promotes: the run holds where it is until
+ * the spec validates again (promotion would write the invalid spec's stable version). Said once.
+ */
+async function holdWhileInvalid(live: LivePolicy, version: string, opts: CanaryRunOptions): Promise<boolean> {
+  const invalid = specProblems(live);
+  if (!invalid) return false;
+  await recordOnce(
+    opts,
+    `${live.metadata?.namespace}/${live.metadata?.name}@${version}#invalid@${live.metadata?.generation}`,
+    live,
+    'Warning',
+    REASON.InvalidSpec,
+    `the canary run of ${version} holds until the spec validates: ${invalid}`,
+  );
+  return true;
+}
+
+/** Weights set by hand again: the run's state goes. */
+async function clearRun(kube: Kube, live: LivePolicy, run: CanaryRun | undefined): Promise<CanaryRunResult> {
+  if (run) {
+    const { group, version, plural } = RESOURCE.TrafficPolicy;
+    const { canary: _gone, ...status } = live.status ?? {};
+    await kube.replaceStatus(group, version, plural, { ...live, status } as KubernetesObject);
+  }
+  return { weightChanged: run !== undefined };
+}
+
+/** A tick of the run, with what a person asked by annotation, and its analysis when one is due. */
+async function look(
+  live: LivePolicy,
+  canary: NonNullable<LivePolicy['spec']['canary']>,
+  run: CanaryRun | undefined,
+  opts: CanaryRunOptions,
+) {
+  const annotations = live.metadata?.annotations ?? {};
+  const resumeStep = resumedStep(annotations[CANARY_RESUME_ANNOTATION], canary.version);
+  const input = {
+    canary,
+    run,
+    now: (opts.now ?? Date.now)(),
+    abort: annotations[CANARY_ABORT_ANNOTATION] === canary.version,
+    paused: annotations[CANARY_PAUSE_ANNOTATION] === canary.version,
+    ...(resumeStep !== undefined ? { resumeStep } : {}),
+    ...(canary.analysis && !opts.metrics
+      ? { cannotJudge: 'the canary has an analysis, but the controller has no --prometheus to read it from' }
+      : {}),
+  };
+  const tick = runTick(input);
+  // (Without a reader the run is Failed before it ever asks for an analysis.)
+  if (!tick.needsAnalysis || !opts.metrics) return tick;
+  return runTick({ ...input, analysis: await readMetrics(live, opts.metrics, opts.series) });
+}
+
+/** The run onto the status when it changed, and one Event per transition. */
+async function writeTick(
+  kube: Kube,
+  live: LivePolicy,
+  tick: ReturnType<typeof runTick>,
+  run: CanaryRun | undefined,
+  opts: CanaryRunOptions,
+): Promise<void> {
+  const { group, version, plural } = RESOURCE.TrafficPolicy;
   if (JSON.stringify(tick.run) !== JSON.stringify(run))
     await kube.replaceStatus(group, version, plural, {
       ...live,
@@ -151,12 +189,6 @@ export async function reconcileCanaryRun(
       REASON[`Canary${e.type}`],
       e.message,
     );
-  if (tick.promote) await kube.mergePatch(ref, { spec: { stable: canary.version, canary: null } });
-  return {
-    ...(tick.nextCheckMs !== undefined ? { requeueAfterMs: tick.nextCheckMs } : {}),
-    weightChanged: effectiveCanaryWeight(canary, run) !== effectiveCanaryWeight(canary, tick.run),
-    run: tick.run,
-  };
 }
 
 /** An Event recorded once per `key` while the caller keeps `opts.waiting` (a wait is one Event, not one per look). */

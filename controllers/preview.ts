@@ -363,21 +363,6 @@ async function cloneStable(
   const image = previewImage(preview, policy) as string;
   const owner = previewOwner(name, preview.metadata?.uid as string);
   const labels = { [MANAGED_BY]: MANAGED_BY_VALUE, [PREVIEW_LABEL]: name };
-  const podLabels = {
-    ...(stable.spec.template.metadata?.labels ?? {}),
-    [versionLabel]: pinnedRef(preview.spec.pullRequest, preview.spec.commit),
-    [PREVIEW_ROLE_LABEL]: 'preview',
-    [PREVIEW_LABEL]: name,
-  };
-  // The policy may narrow what a pull request's code runs with: other env, another ServiceAccount.
-  const removed = new Set(policy.spec.previews?.removeEnv ?? []);
-  const withoutRemoved = <T extends { env?: { name: string }[] }>(c: T): T =>
-    c.env ? { ...c, env: c.env.filter((e) => !removed.has(e.name)) } : c;
-  const env = [
-    ...(first.env ?? []).filter((e) => !(e.name in (preview.spec.env ?? {})) && !removed.has(e.name)),
-    ...Object.entries(preview.spec.env ?? {}).map(([k, v]) => ({ name: k, value: v })),
-  ];
-  const serviceAccountName = policy.spec.previews?.serviceAccountName;
   const deployment = {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
@@ -385,20 +370,7 @@ async function cloneStable(
     spec: {
       replicas: preview.spec.replicas ?? 1,
       selector: { matchLabels: { [PREVIEW_LABEL]: name } },
-      template: {
-        metadata: {
-          labels: podLabels,
-          ...(stable.spec.template.metadata?.annotations
-            ? { annotations: stable.spec.template.metadata.annotations }
-            : {}),
-        },
-        spec: {
-          ...stable.spec.template.spec,
-          // Both names: a stored pod spec carries the deprecated alias too, and they must agree.
-          ...(serviceAccountName ? { serviceAccountName, serviceAccount: serviceAccountName } : {}),
-          containers: [{ ...first, image, env }, ...rest.map(withoutRemoved)],
-        },
-      },
+      template: previewPodTemplate(stable, first, rest, preview, policy, image, versionLabel),
     },
   };
   const previewService = {
@@ -408,6 +380,49 @@ async function cloneStable(
     spec: { selector: { [PREVIEW_LABEL]: name }, ports: (service.spec.ports ?? []).map((p) => ({ ...p })) },
   };
   return { ok: true, image, objects: [deployment, previewService] };
+}
+
+type Container = Deployment['spec']['template']['spec']['containers'][number];
+
+/**
+ * The stable pod template with the preview's image and env in its first container, its labels
+ * (the version label `pr-<N>-<sha7>`, the preview role), and what the policy narrows: env taken
+ * out (`removeEnv`), another ServiceAccount.
+ */
+function previewPodTemplate(
+  stable: Deployment,
+  first: Container,
+  rest: Container[],
+  preview: LivePreview,
+  policy: TrafficPolicy,
+  image: string,
+  versionLabel: string,
+) {
+  const name = preview.metadata?.name as string;
+  const labels = {
+    ...(stable.spec.template.metadata?.labels ?? {}),
+    [versionLabel]: pinnedRef(preview.spec.pullRequest, preview.spec.commit),
+    [PREVIEW_ROLE_LABEL]: 'preview',
+    [PREVIEW_LABEL]: name,
+  };
+  const removed = new Set(policy.spec.previews?.removeEnv ?? []);
+  const withoutRemoved = <T extends { env?: { name: string }[] }>(c: T): T =>
+    c.env ? { ...c, env: c.env.filter((e) => !removed.has(e.name)) } : c;
+  const env = [
+    ...(first.env ?? []).filter((e) => !(e.name in (preview.spec.env ?? {})) && !removed.has(e.name)),
+    ...Object.entries(preview.spec.env ?? {}).map(([k, v]) => ({ name: k, value: v })),
+  ];
+  const serviceAccountName = policy.spec.previews?.serviceAccountName;
+  const annotations = stable.spec.template.metadata?.annotations;
+  return {
+    metadata: { labels, ...(annotations ? { annotations } : {}) },
+    spec: {
+      ...stable.spec.template.spec,
+      // Both names: a stored pod spec carries the deprecated alias too, and they must agree.
+      ...(serviceAccountName ? { serviceAccountName, serviceAccount: serviceAccountName } : {}),
+      containers: [{ ...first, image, env }, ...rest.map(withoutRemoved)],
+    },
+  };
 }
 
 /**

@@ -425,38 +425,66 @@ export function sameRepository(policyRepository: string | undefined, previewRepo
   return policyRepository !== undefined && policyRepository.toLowerCase() === previewRepository.toLowerCase();
 }
 
+/**
+ * TrafficPolicies and their Previews → the RoutePlan: the previews grouped by policy (those of
+ * another repository, or of no policy, reported), each policy compiled, then rule 7 (one host,
+ * one policy) checked across them.
+ */
 export function compile(
   input: { policies: readonly TrafficPolicy[]; previews: readonly Preview[] },
   options: CompileOptions = {},
 ): CompileResult {
   const clusterDomain = options.clusterDomain ?? DEFAULTS.clusterDomain;
   const sourceOf = (o: object) => options.sources?.get(o);
-  const problems: Problem[] = [];
-  const key = (ns: string | undefined, name: string) => `${ns ?? DEFAULTS.namespace}/${name}`;
-  const policies = [...input.policies].sort((a, b) =>
-    compareText(key(a.metadata.namespace, a.metadata.name), key(b.metadata.namespace, b.metadata.name)),
-  );
+  const policies = [...input.policies].sort((a, b) => compareText(policyKey(a), policyKey(b)));
+  const { byPolicy, problems } = groupPreviews(policies, input.previews, sourceOf);
+  const plans: PolicyPlan[] = [];
+  const compiled = new Map<string, TrafficPolicy>();
+  for (const policy of policies) {
+    const k = policyKey(policy);
+    if (compiled.has(k)) continue;
+    compiled.set(k, policy);
+    const c = new PolicyCompiler(policy, byPolicy.get(k) ?? [], clusterDomain, sourceOf(policy));
+    plans.push(c.compile());
+    problems.push(...c.problems);
+  }
+  problems.push(...hostClaimProblems([...compiled.values()], plans, clusterDomain, sourceOf));
+  return { plan: { policies: plans }, problems };
+}
 
+const keyOf = (ns: string | undefined, name: string) => `${ns ?? DEFAULTS.namespace}/${name}`;
+const policyKey = (p: TrafficPolicy) => keyOf(p.metadata.namespace, p.metadata.name);
+
+/**
+ * The Ready previews of each policy, in input order. A policy defined twice, a preview of another
+ * repository than its policy takes (anyone can open a pull request there) and one of no policy are
+ * reported.
+ */
+function groupPreviews(
+  policies: TrafficPolicy[],
+  previews: readonly Preview[],
+  sourceOf: (o: object) => Source | undefined,
+): { byPolicy: Map<string, PreviewEntry[]>; problems: Problem[] } {
+  const problems: Problem[] = [];
   const byPolicy = new Map<string, PreviewEntry[]>();
   for (const p of policies) {
-    const k = key(p.metadata.namespace, p.metadata.name);
+    const k = policyKey(p);
     if (byPolicy.has(k))
       problems.push(
         problem('SY_DUPLICATE', `TrafficPolicy ${k} is defined twice`, sourceOf(p), 'metadata.name'),
       );
     byPolicy.set(k, []);
   }
-  const policyByKey = new Map(policies.map((p) => [key(p.metadata.namespace, p.metadata.name), p]));
-  input.previews.forEach((preview, order) => {
-    const policyKey = key(preview.metadata.namespace, preview.spec.policy);
-    const list = byPolicy.get(policyKey);
-    const wanted = policyByKey.get(policyKey)?.spec.previews?.repository;
+  const policyByKey = new Map(policies.map((p) => [policyKey(p), p]));
+  previews.forEach((preview, order) => {
+    const k = keyOf(preview.metadata.namespace, preview.spec.policy);
+    const list = byPolicy.get(k);
+    const wanted = policyByKey.get(k)?.spec.previews?.repository;
     if (list && !sameRepository(wanted, preview.spec.repository)) {
-      // A preview of another repository is never routed: anyone can open a pull request there.
       problems.push(
         problem(
           'SY_REPOSITORY_MISMATCH',
-          `Preview ${key(preview.metadata.namespace, preview.metadata.name)} is of repository ${preview.spec.repository}, but TrafficPolicy ${policyKey} takes previews ${wanted ? `of ${wanted} only (spec.previews.repository)` : 'of no repository (spec.previews.repository is not set)'}`,
+          `Preview ${keyOf(preview.metadata.namespace, preview.metadata.name)} is of repository ${preview.spec.repository}, but TrafficPolicy ${k} takes previews ${wanted ? `of ${wanted} only (spec.previews.repository)` : 'of no repository (spec.previews.repository is not set)'}`,
           sourceOf(preview),
           'spec.repository',
         ),
@@ -467,7 +495,7 @@ export function compile(
       problems.push(
         problem(
           'SY_MISSING_POLICY',
-          `no TrafficPolicy ${key(preview.metadata.namespace, preview.spec.policy)} for this Preview`,
+          `no TrafficPolicy ${k} for this Preview`,
           sourceOf(preview),
           'spec.policy',
         ),
@@ -477,41 +505,36 @@ export function compile(
     if (isReady(preview))
       list.push({ preview, ref: pinnedRef(preview.spec.pullRequest, preview.spec.commit), order });
   });
+  return { byPolicy, problems };
+}
 
-  const plans: PolicyPlan[] = [];
-  const seen = new Set<string>();
-  for (const policy of policies) {
-    const k = key(policy.metadata.namespace, policy.metadata.name);
-    if (seen.has(k)) continue;
-    seen.add(k);
-    const c = new PolicyCompiler(policy, byPolicy.get(k) ?? [], clusterDomain, sourceOf(policy));
-    plans.push(c.compile());
-    problems.push(...c.problems);
-  }
-  // A host belongs to one policy: the first in claim order (oldest, then namespace/name); a later
-  // one that overlaps it, as Istio resolves hosts (short names, FQDNs, wildcards), is reported.
+/**
+ * Rule 7: a host belongs to one policy, the first in claim order (oldest, then namespace/name); a
+ * later one that overlaps it, as Istio resolves hosts (short names, FQDNs, wildcards), is reported.
+ */
+function hostClaimProblems(
+  policies: TrafficPolicy[],
+  plans: PolicyPlan[],
+  clusterDomain: string,
+  sourceOf: (o: object) => Source | undefined,
+): Problem[] {
   const planOf = new Map(plans.map((p) => [`${p.namespace}/${p.name}`, p]));
-  const ordered = [...seen].map((k) => policyByKey.get(k) as TrafficPolicy).sort(claimOrder);
-  const planFor = (policy: TrafficPolicy) =>
-    planOf.get(key(policy.metadata.namespace, policy.metadata.name)) as PolicyPlan;
+  const planFor = (policy: TrafficPolicy) => planOf.get(policyKey(policy)) as PolicyPlan;
   const conflicts = hostConflicts(
-    ordered,
+    [...policies].sort(claimOrder),
     (policy) => {
       const plan = planFor(policy);
       return { hosts: [...plan.hosts, ...plan.previewHosts], namespace: plan.namespace };
     },
     clusterDomain,
   );
-  for (const [policy, held] of conflicts) {
+  return [...conflicts].map(([policy, held]) => {
     const owner = planFor(held.owner);
-    problems.push(
-      problem(
-        'SY_HOST_CONFLICT',
-        `host ${held.mine} overlaps ${held.host}, which TrafficPolicy ${owner.namespace}/${owner.name} already serves (it is older, or first by name); a host belongs to one policy`,
-        sourceOf(policy),
-        'spec.hosts',
-      ),
+    return problem(
+      'SY_HOST_CONFLICT',
+      `host ${held.mine} overlaps ${held.host}, which TrafficPolicy ${owner.namespace}/${owner.name} already serves (it is older, or first by name); a host belongs to one policy`,
+      sourceOf(policy),
+      'spec.hosts',
     );
-  }
-  return { plan: { policies: plans }, problems };
+  });
 }

@@ -67,6 +67,7 @@ export function envoyFilterName(policy: PolicyPlan, appliesTo: AppliesTo, enforc
   return `${policy.name}-ratelimit-${appliesTo}${enforce ? '' : '-shadow'}`;
 }
 
+/** One EnvoyFilter: the local rate-limit filter inserted before the router, and its per-route config. */
 function renderGroup(
   policy: PolicyPlan,
   appliesTo: AppliesTo,
@@ -75,7 +76,66 @@ function renderGroup(
 ): KubeObject {
   const name = envoyFilterName(policy, appliesTo, enforce);
   const statPrefix = `switchyard_${policy.namespace}_${name}`.replace(/-/g, '_');
-  const config = {
+  const filterName = `${LOCAL_RATELIMIT}.${name}`;
+  return {
+    apiVersion: NETWORKING_V1ALPHA3,
+    kind: 'EnvoyFilter',
+    metadata: objectMeta(policy, name),
+    spec: {
+      workloadSelector: { labels: selector(policy, appliesTo) },
+      configPatches: [
+        {
+          applyTo: 'HTTP_FILTER',
+          match: {
+            context: 'SIDECAR_INBOUND',
+            listener: {
+              filterChain: {
+                filter: {
+                  name: 'envoy.filters.network.http_connection_manager',
+                  subFilter: { name: 'envoy.filters.http.router' },
+                },
+              },
+            },
+          },
+          patch: {
+            operation: 'INSERT_BEFORE',
+            value: {
+              name: filterName,
+              typed_config: {
+                '@type': TYPED_STRUCT,
+                type_url: LOCAL_RATELIMIT_TYPE,
+                value: { stat_prefix: statPrefix },
+              },
+            },
+          },
+        },
+        {
+          applyTo: 'HTTP_ROUTE',
+          match: {
+            context: 'SIDECAR_INBOUND',
+            routeConfiguration: { vhost: { name: `inbound|http|${policy.port}`, route: { action: 'ANY' } } },
+          },
+          patch: {
+            operation: 'MERGE',
+            value: {
+              typed_per_filter_config: {
+                [filterName]: {
+                  '@type': TYPED_STRUCT,
+                  type_url: LOCAL_RATELIMIT_TYPE,
+                  value: localRateLimitConfig(statPrefix, enforce, limits),
+                },
+              },
+            },
+          },
+        },
+      ],
+    },
+  };
+}
+
+/** The local rate limit's per-route config: a catch-all bucket, and one descriptor per limit. */
+function localRateLimitConfig(statPrefix: string, enforce: boolean, limits: RateLimitPlan[]) {
+  return {
     stat_prefix: statPrefix,
     // Requests that match no descriptor are not limited: the default bucket never runs dry.
     token_bucket: { max_tokens: 4294967295, tokens_per_fill: 4294967295, fill_interval: '1s' },
@@ -101,60 +161,6 @@ function renderGroup(
     // and the route's list is shared by every filter patched into it.
     rate_limits: limits.map((rl) => ({ actions: [action(rl)] })),
     descriptors: limits.map(descriptor),
-  };
-  return {
-    apiVersion: NETWORKING_V1ALPHA3,
-    kind: 'EnvoyFilter',
-    metadata: objectMeta(policy, name),
-    spec: {
-      workloadSelector: { labels: selector(policy, appliesTo) },
-      configPatches: [
-        {
-          applyTo: 'HTTP_FILTER',
-          match: {
-            context: 'SIDECAR_INBOUND',
-            listener: {
-              filterChain: {
-                filter: {
-                  name: 'envoy.filters.network.http_connection_manager',
-                  subFilter: { name: 'envoy.filters.http.router' },
-                },
-              },
-            },
-          },
-          patch: {
-            operation: 'INSERT_BEFORE',
-            value: {
-              name: `${LOCAL_RATELIMIT}.${name}`,
-              typed_config: {
-                '@type': TYPED_STRUCT,
-                type_url: LOCAL_RATELIMIT_TYPE,
-                value: { stat_prefix: statPrefix },
-              },
-            },
-          },
-        },
-        {
-          applyTo: 'HTTP_ROUTE',
-          match: {
-            context: 'SIDECAR_INBOUND',
-            routeConfiguration: { vhost: { name: `inbound|http|${policy.port}`, route: { action: 'ANY' } } },
-          },
-          patch: {
-            operation: 'MERGE',
-            value: {
-              typed_per_filter_config: {
-                [`${LOCAL_RATELIMIT}.${name}`]: {
-                  '@type': TYPED_STRUCT,
-                  type_url: LOCAL_RATELIMIT_TYPE,
-                  value: config,
-                },
-              },
-            },
-          },
-        },
-      ],
-    },
   };
 }
 

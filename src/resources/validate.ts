@@ -242,10 +242,11 @@ function checkReservedNames(spec: TrafficPolicy['spec'], source: Source): Proble
   return out;
 }
 
+/** Switchyard's own checks of a policy, beyond its schema; each problem with its field path. */
 function checkPolicy(p: TrafficPolicy, source: Source): Problem[] {
-  const out: Problem[] = [];
   const spec = p.spec;
-  if (spec.canary && spec.canary.version === spec.stable) {
+  const out: Problem[] = [];
+  if (spec.canary && spec.canary.version === spec.stable)
     out.push(
       problem(
         'SY_INVALID_VALUE',
@@ -254,59 +255,12 @@ function checkPolicy(p: TrafficPolicy, source: Source): Problem[] {
         'spec.canary.version',
       ),
     );
-  }
   if (spec.canary) out.push(...checkCanaryRun(spec.canary, source));
   out.push(...checkReservedNames(spec, source));
-  const names = new Set<string>();
-  (spec.intercepts ?? []).forEach((ic, i) => {
-    const at = `spec.intercepts[${i}]`;
-    if (names.has(ic.name))
-      out.push(problem('SY_DUPLICATE', `intercept name ${ic.name} is used twice`, source, `${at}.name`));
-    names.add(ic.name);
-    exactlyOne(ic.match, ['header', 'baggage'], source, `${at}.match`, out);
-    exactlyOne(ic.match, ['exact', 'prefix', 'regex'], source, `${at}.match`, out);
-    exactlyOne(ic.to, ['version', 'preview'], source, `${at}.to`, out);
-    if (ic.match.regex !== undefined) {
-      const err = regexError(ic.match.regex);
-      if (err)
-        out.push(
-          problem(
-            'SY_INVALID_REGEX',
-            `expected an RE2 regular expression: ${err}`,
-            source,
-            `${at}.match.regex`,
-          ),
-        );
-    }
-    if (ic.match.baggage !== undefined && ic.requireToken) {
-      out.push(
-        problem(
-          'SY_INVALID_VALUE',
-          'requireToken works with header matches only: the token travels in that header',
-          source,
-          `${at}.requireToken`,
-        ),
-      );
-    }
-    if (ic.match.baggage !== undefined) {
-      for (const k of ['exact', 'prefix'] as const) {
-        const v = ic.match[k];
-        if (v !== undefined && !BAGGAGE_VALUE.test(v)) {
-          out.push(
-            problem(
-              'SY_INVALID_VALUE',
-              `expected a W3C baggage value (no spaces, quotes, ",", ";" or "\\") (got ${show(v)})`,
-              source,
-              `${at}.match.${k}`,
-            ),
-          );
-        }
-      }
-    }
-  });
+  out.push(...checkIntercepts(spec.intercepts ?? [], source));
   if (spec.mirror) {
     exactlyOne(spec.mirror.to, ['version', 'preview'], source, 'spec.mirror.to', out);
-    if (spec.mirror.to.version === spec.stable) {
+    if (spec.mirror.to.version === spec.stable)
       out.push(
         problem(
           'SY_INVALID_VALUE',
@@ -315,29 +269,87 @@ function checkPolicy(p: TrafficPolicy, source: Source): Problem[] {
           'spec.mirror.to.version',
         ),
       );
-    }
   }
+  out.push(...checkRateLimits(spec.rateLimits ?? [], source));
+  out.push(...durationsOverMaximum(spec, source));
+  return out;
+}
+
+type Intercept = NonNullable<TrafficPolicy['spec']['intercepts']>[number];
+
+/** Intercepts: unique names, one match and one target each, RE2 syntax, token rules, baggage values. */
+function checkIntercepts(intercepts: Intercept[], source: Source): Problem[] {
+  const out: Problem[] = [];
+  const names = new Set<string>();
+  intercepts.forEach((ic, i) => {
+    const at = `spec.intercepts[${i}]`;
+    if (names.has(ic.name))
+      out.push(problem('SY_DUPLICATE', `intercept name ${ic.name} is used twice`, source, `${at}.name`));
+    names.add(ic.name);
+    exactlyOne(ic.match, ['header', 'baggage'], source, `${at}.match`, out);
+    exactlyOne(ic.match, ['exact', 'prefix', 'regex'], source, `${at}.match`, out);
+    exactlyOne(ic.to, ['version', 'preview'], source, `${at}.to`, out);
+    const err = ic.match.regex !== undefined ? regexError(ic.match.regex) : undefined;
+    if (err)
+      out.push(
+        problem(
+          'SY_INVALID_REGEX',
+          `expected an RE2 regular expression: ${err}`,
+          source,
+          `${at}.match.regex`,
+        ),
+      );
+    if (ic.match.baggage === undefined) return;
+    if (ic.requireToken)
+      out.push(
+        problem(
+          'SY_INVALID_VALUE',
+          'requireToken works with header matches only: the token travels in that header',
+          source,
+          `${at}.requireToken`,
+        ),
+      );
+    for (const k of ['exact', 'prefix'] as const) {
+      const v = ic.match[k];
+      if (v !== undefined && !BAGGAGE_VALUE.test(v))
+        out.push(
+          problem(
+            'SY_INVALID_VALUE',
+            `expected a W3C baggage value (no spaces, quotes, ",", ";" or "\\") (got ${show(v)})`,
+            source,
+            `${at}.match.${k}`,
+          ),
+        );
+    }
+  });
+  return out;
+}
+
+type RateLimit = NonNullable<TrafficPolicy['spec']['rateLimits']>[number];
+
+/** Rate limits: unique names, one key each, no two with one key on the same destinations, a window of 1 s or more. */
+function checkRateLimits(limits: RateLimit[], source: Source): Problem[] {
+  const out: Problem[] = [];
   const limitNames = new Set<string>();
   const limitKeys = new Set<string>();
-  (spec.rateLimits ?? []).forEach((rl, i) => {
+  limits.forEach((rl, i) => {
     const at = `spec.rateLimits[${i}]`;
     if (limitNames.has(rl.name))
       out.push(problem('SY_DUPLICATE', `rate limit name ${rl.name} is used twice`, source, `${at}.name`));
     limitNames.add(rl.name);
     exactlyOne(rl.key, ['clientIp', 'header', 'route'], source, `${at}.key`, out);
     const keyId = `${rl.appliesTo ?? DEFAULTS.appliesTo}/${rl.key.header ?? (rl.key.clientIp ? 'clientIp' : 'route')}`;
-    if (limitKeys.has(keyId)) {
+    if (limitKeys.has(keyId))
       out.push(
         problem(
           'SY_DUPLICATE',
-          `two rate limits with the same key apply to the same destinations; merge them into one`,
+          'two rate limits with the same key apply to the same destinations; merge them into one',
           source,
           `${at}.key`,
         ),
       );
-    }
     limitKeys.add(keyId);
-    if (parseDurationMs(rl.window) < 1000) {
+    if (parseDurationMs(rl.window) < 1000)
       out.push(
         problem(
           'SY_INVALID_VALUE',
@@ -346,9 +358,7 @@ function checkPolicy(p: TrafficPolicy, source: Source): Problem[] {
           `${at}.window`,
         ),
       );
-    }
   });
-  out.push(...durationsOverMaximum(spec, source));
   return out;
 }
 
