@@ -1,0 +1,34 @@
+/** `switchyard render`: the flags; cli/render.ts runs it (loaded only then). */
+import type { Command } from 'commander';
+import {
+  type CommandContext,
+  collect,
+  fileOption,
+  outputOption,
+  tokenAuthenticationOptions,
+} from './options.js';
+
+export function defineRender(program: Command, { io, setExit, settings }: CommandContext): void {
+  const render = program
+    .command('render')
+    .description(
+      'compile TrafficPolicies and Previews into Istio objects (VirtualService, DestinationRule, EnvoyFilter)',
+    )
+    .addOption(fileOption())
+    .addOption(outputOption(['yaml', 'json'], 'yaml'))
+    .option(
+      '--out-dir <dir>',
+      'write one file per object to <dir>/<namespace>/<kind>-<name>.yaml (for GitOps)',
+    )
+    .option(
+      '--ambient-namespace <ns>',
+      'a namespace in Istio ambient mode (repeatable): rate limits there are an error',
+      collect,
+      [],
+    )
+    .option('--cluster-domain <domain>', 'the cluster DNS domain', 'cluster.local');
+  tokenAuthenticationOptions(render, 'also write');
+  render.action(async (opts) =>
+    setExit(await (await import('./render.js')).renderCommand(opts, io, settings)),
+  );
+}
