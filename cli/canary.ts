@@ -11,8 +11,8 @@ import { stringify } from 'yaml';
 import { backendOfStatus, type ControllerMode } from '../controllers/backends/index.js';
 import type { Kube } from '../kube/client.js';
 import { COMPONENT } from '../kube/events.js';
+import { type CanaryRun, effectiveCanaryWeight, isProgressive, stepsOf } from '../src/canary/progression.js';
 import { parseDurationMs } from '../src/core/duration.js';
-import { type CanaryRun, effectiveCanaryWeight, isProgressive, stepsOf } from '../src/delivery/run.js';
 import { REASON } from '../src/resources/conditions.js';
 import {
   CANARY_ABORT_ANNOTATION,

@@ -1,16 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { prometheusReader } from '../controllers/delivery/prometheus.js';
-import { connectRedis } from '../gateway/run.js';
+import { prometheusReader } from '../controllers/canary-metrics.js';
 import { kubeConfigFrom } from '../kube/client.js';
-import { redisDeliveryLog } from '../previews/delivery-log.js';
-import { githubClients } from '../previews/github-client.js';
+import { githubClients } from '../pr-bot/github-client.js';
+import { redisDeliveryLog } from '../pr-bot/webhook-deliveries.js';
 import { parseDurationMs } from '../src/core/duration.js';
 import { formatProblem, isProblem, problem } from '../src/core/errors.js';
 import { createLogger } from '../src/core/logger.js';
 import { waitForShutdown } from './gateway.js';
 import { type CliIO, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK } from './io.js';
+import { connectRedis } from './redis.js';
 import type { Settings } from './settings.js';
 import { startController } from './start-controller.js';
 import { type TokenAuthenticationFlags, tokenAuthenticationOf } from './token.js';
@@ -66,7 +66,18 @@ export async function controllerCommand(
     ...(githubWebhookSecret ? { githubWebhookSecret } : {}),
     ...(github ? { github: githubClients(github) } : {}),
     // Redeliveries are recognised by every replica when the delivery ids are kept in Redis.
-    ...(settings.redisUrl ? { deliveries: redisDeliveryLog(connectRedis(settings.redisUrl, logger)) } : {}),
+    ...(settings.redisUrl
+      ? {
+          deliveries: redisDeliveryLog(
+            connectRedis(
+              settings.redisUrl,
+              logger,
+              undefined,
+              'webhook deliveries are remembered by each replica until it is back',
+            ),
+          ),
+        }
+      : {}),
     workers: Number(opts.workers),
     ...(opts.prometheus ? { metrics: prometheusReader(opts.prometheus) } : {}),
     meshMetrics: opts.meshMetrics,

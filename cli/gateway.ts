@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import type { TrustProxy } from '../gateway/client-address.js';
 import { loadGatewayFiles } from '../gateway/config-file.js';
-import { InvalidConfigError, type RunningGateway, runGateway } from '../gateway/run.js';
+import { InvalidConfigError, type RunningGateway, runGateway } from '../gateway/start.js';
 import type { TrafficTls } from '../gateway/traffic-server.js';
 import { runGatewayPrimary, serveAsWorker, usableCores } from '../gateway/workers.js';
 import { kubeConfigFrom } from '../kube/client.js';
@@ -12,6 +12,7 @@ import { formatProblem, problem } from '../src/core/errors.js';
 import { createLogger } from '../src/core/logger.js';
 import type { TokenJwks } from '../src/tokens/keys.js';
 import { type CliIO, EXIT_INVALID, EXIT_OK } from './io.js';
+import { connectRedis } from './redis.js';
 import type { Settings } from './settings.js';
 import { readTokenJwks } from './token.js';
 
@@ -130,6 +131,7 @@ export async function startGatewayFromCli(
   const checked = checkGatewayFlags(opts, io, settings);
   if (typeof checked === 'number') return checked;
   const { jwks, tls } = checked;
+  const redisUrl = opts.redis ?? settings.redisUrl;
   try {
     const tp = trustProxy(opts.trustProxy);
     return await runGateway({
@@ -148,8 +150,16 @@ export async function startGatewayFromCli(
       host: opts.host,
       adminHost: opts.adminHost,
       logger,
-      ...(opts.redis || settings.redisUrl ? { redisUrl: opts.redis ?? settings.redisUrl } : {}),
-      ...(opts.redisTimeout ? { redisCommandTimeoutMs: parseDurationMs(opts.redisTimeout) } : {}),
+      ...(redisUrl
+        ? {
+            openRedis: () =>
+              connectRedis(
+                redisUrl,
+                logger,
+                opts.redisTimeout ? parseDurationMs(opts.redisTimeout) : undefined,
+              ),
+          }
+        : {}),
       ...(opts.drainTimeout ? { drainTimeoutMs: parseDurationMs(opts.drainTimeout) } : {}),
       ...(tp !== undefined ? { trustProxy: tp } : {}),
       ...(opts.mirrorHostSuffix ? { mirrorHostSuffix: opts.mirrorHostSuffix } : {}),

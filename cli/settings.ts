@@ -4,7 +4,7 @@
  * never from flags.
  */
 import { readFileSync } from 'node:fs';
-import { type GithubClientOptions, githubAuthFromEnv } from '../previews/github-client.js';
+import { type GithubClientOptions, githubAuthFromEnv } from '../pr-bot/github-client.js';
 import type { Problem } from '../src/core/errors.js';
 import { readSecret } from '../src/core/secrets.js';
 

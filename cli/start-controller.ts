@@ -4,7 +4,7 @@
  */
 import { type ControllersOptions, setupControllers } from '../controllers/setup.js';
 import { createManager, type ManagerOptions, type RunningManager } from '../kube/manager.js';
-import { type PreviewBotOptions, setupPreviewBot } from '../previews/bot.js';
+import { type PreviewBotOptions, setupPreviewBot } from '../pr-bot/bot.js';
 
 export interface ControllerOptions
   extends ManagerOptions,

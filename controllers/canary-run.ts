@@ -1,5 +1,5 @@
 /**
- * The progressive canary of one TrafficPolicy, moved on (src/delivery/run.ts decides, this does the
+ * The progressive canary of one TrafficPolicy, moved on (src/canary/progression.ts decides, this does the
  * I/O): the run's state is read from and written to `status.canary`, the analysis metrics are read
  * from Prometheus when the run asks, each transition is an Event, and the end of a successful run
  * with `autoPromote` makes the canary the stable version (the merge patch `canary promote` makes).
@@ -10,16 +10,16 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Kube } from '../kube/client.js';
 import type { EventRecorder } from '../kube/events.js';
-import { serviceHost, subsetName } from '../src/compiler/names.js';
-import { formatProblem } from '../src/core/errors.js';
-import { builtinQuery, fillQuery, type MetricsBackend } from '../src/delivery/queries.js';
 import {
   type CanaryRun,
   effectiveCanaryWeight,
   isProgressive,
   type MetricReading,
   runTick,
-} from '../src/delivery/run.js';
+} from '../src/canary/progression.js';
+import { builtinQuery, fillQuery, type MetricsBackend } from '../src/canary/queries.js';
+import { serviceHost, subsetName } from '../src/compiler/names.js';
+import { formatProblem } from '../src/core/errors.js';
 import { REASON } from '../src/resources/conditions.js';
 import {
   CANARY_ABORT_ANNOTATION,
@@ -29,7 +29,7 @@ import {
 import { DEFAULTS, RESOURCE, type TrafficPolicy } from '../src/resources/schema.js';
 import { readLiveResource } from '../src/resources/validate.js';
 import type { Backend } from './backends/backend.js';
-import type { MetricsReader } from './delivery/prometheus.js';
+import type { MetricsReader } from './canary-metrics.js';
 
 export interface CanaryRunOptions {
   events: EventRecorder;

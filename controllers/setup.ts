@@ -30,8 +30,8 @@ import { CANARY_RUN_PHASES, DEFAULTS, RESOURCE, type TrafficPolicy } from '../sr
 import type { Backend, MeshMetrics } from './backends/backend.js';
 import { backendFor, type ControllerMode } from './backends/index.js';
 import type { TokenAuthenticationSetup } from './backends/istio-tokens.js';
+import type { MetricsReader } from './canary-metrics.js';
 import { reconcileCanaryRun } from './canary-run.js';
-import type { MetricsReader } from './delivery/prometheus.js';
 import { deploymentAvailable, reconcilePreview } from './preview.js';
 import { reconcileTrafficPolicy } from './traffic-policy.js';
 

@@ -11,7 +11,7 @@
  * across workers; with Redis, Redis is the shared count and memory only the per-worker fallback.
  *
  * Redis that dies or stalls (a full disk, a SIGSTOP, a partition that drops packets) must neither
- * fail nor hold requests. Each command is bounded (ioredis `commandTimeout`, gateway/run.ts); a
+ * fail nor hold requests. Each command is bounded (ioredis `commandTimeout`, gateway/start.ts); a
  * failure or timeout opens a breaker for `storeRetryMs`, during which an in-memory limiter counts
  * and no request waits for Redis; then one request at a time probes Redis until it answers again.
  * So at most the requests in flight when Redis stalls wait, each for at most the command timeout.

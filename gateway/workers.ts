@@ -16,7 +16,7 @@ import { AggregatorRegistry } from 'prom-client';
 import { RateLimiterClusterMaster } from 'rate-limiter-flexible';
 import type { Logger } from '../src/core/logger.js';
 import { listenUrl } from './listen-url.js';
-import type { RunningGateway } from './run.js';
+import type { RunningGateway } from './start.js';
 
 /** The cores this process may use: the machine's, bounded by the cgroup's CPU quota (a pod's limit). */
 export function usableCores(cpuMax = '/sys/fs/cgroup/cpu.max'): number {

@@ -3,7 +3,7 @@
  * whose reads come from shared informer caches, the informers themselves (one per kind and
  * namespace, however many parts watch that kind), work queues that run only while this replica
  * holds the leader Lease, a periodic resync, and the HTTP server with /healthz, /readyz and
- * /metrics. The reconcilers (`controllers/`) and the PR bot (`previews/`) each add their watches,
+ * /metrics. The reconcilers (`controllers/`) and the PR bot (`pr-bot/`) each add their watches,
  * queues and routes to one Manager; the CLI composes them, so neither knows the other.
  */
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';

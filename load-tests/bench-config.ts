@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import { runGateway } from '../gateway/run.js';
+import { runGateway } from '../gateway/start.js';
 import { createLogger } from '../src/core/logger.js';
 
 const CLI_BUDGET_MS = 2000;

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Kube } from '../kube/client.js';
-import type { CanaryRun } from '../src/delivery/run.js';
+import type { CanaryRun } from '../src/canary/progression.js';
 import { cli, tempFiles } from './support/cli.js';
 import {
   adminKube,

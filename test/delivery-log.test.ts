@@ -1,7 +1,7 @@
 /** GitHub delivery ids taken once: in memory, and in a real Redis shared by two replicas. */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { memoryDeliveryLog, redisDeliveryLog } from '../previews/delivery-log.js';
+import { memoryDeliveryLog, redisDeliveryLog } from '../pr-bot/webhook-deliveries.js';
 import { redisAvailable, startRedis, type TestRedis } from './support/redis.js';
 
 describe('delivery log', () => {

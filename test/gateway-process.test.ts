@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { runDemo } from '../gateway/demo.js';
-import { runGateway } from '../gateway/run.js';
+import { runGateway } from '../gateway/start.js';
 import { createLogger } from '../src/core/logger.js';
 import { tempFiles } from './support/cli.js';
 import { eventually, gatewayConfig } from './support/gateway.js';

@@ -5,8 +5,8 @@
  * a clear error for half an App.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { githubAuthFromEnv, githubClients } from '../previews/github-client.js';
-import { upsertPreviewComment } from '../previews/pr-comment.js';
+import { githubAuthFromEnv, githubClients } from '../pr-bot/github-client.js';
+import { upsertPreviewComment } from '../pr-bot/pr-comment.js';
 import { type GithubStandIn, githubAppKeys, startGithubStandIn } from './support/github-stand-in.js';
 
 const keys = githubAppKeys();

@@ -7,10 +7,10 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Kube } from '../kube/client.js';
-import { githubClients } from '../previews/github-client.js';
-import { GithubReporter } from '../previews/github-reporter.js';
-import { handleGithubEvent } from '../previews/handle-event.js';
-import { reportedPreview } from '../previews/pull-request-report.js';
+import { githubClients } from '../pr-bot/github-client.js';
+import { GithubReporter } from '../pr-bot/github-reporter.js';
+import { handleGithubEvent } from '../pr-bot/handle-event.js';
+import { reportedPreview } from '../pr-bot/pull-request-report.js';
 import { sameRepository } from '../src/compiler/compile.js';
 import { createLogger } from '../src/core/logger.js';
 import { REPORT_FINALIZER } from '../src/resources/labels.js';

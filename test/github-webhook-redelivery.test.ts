@@ -6,8 +6,8 @@
 import { sign } from '@octokit/webhooks-methods';
 import Fastify from 'fastify';
 import { expect, it } from 'vitest';
-import { memoryDeliveryLog } from '../previews/delivery-log.js';
-import { registerGithubWebhook, WEBHOOK_PATH } from '../previews/github-webhook.js';
+import { registerGithubWebhook, WEBHOOK_PATH } from '../pr-bot/github-webhook.js';
+import { memoryDeliveryLog } from '../pr-bot/webhook-deliveries.js';
 import { createLogger } from '../src/core/logger.js';
 import { examplesOf } from './support/github-deliveries.js';
 

@@ -8,17 +8,11 @@ import { folderImports, layerBreaches } from './support/layers.js';
 const root = join(import.meta.dirname, '..');
 
 describe('import layers', () => {
-  it('the core imports nothing above it; controllers, gateway and previews not one another; no folder imports one that imports it back', () => {
+  it('the core imports nothing above it; controllers, gateway and pr-bot not one another; no folder imports one that imports it back', () => {
     expect(layerBreaches(root)).toEqual([]);
     // The check reads the real tree: the CLI composes the three parts.
     const edges = folderImports(root).map((e) => `${e.from.split('/')[0]}->${e.to.split('/')[0]}`);
-    for (const edge of [
-      'cli->controllers',
-      'cli->gateway',
-      'cli->previews',
-      'controllers->kube',
-      'kube->src',
-    ])
+    for (const edge of ['cli->controllers', 'cli->gateway', 'cli->pr-bot', 'controllers->kube', 'kube->src'])
       expect(edges).toContain(edge);
   });
 
@@ -33,10 +27,10 @@ describe('import layers', () => {
       'src/istio/b.ts',
       "import { a } from '../compiler/a.js';\nimport { g } from '../../gateway/g.js';\n",
     );
-    file('gateway/g.ts', "import { p } from '../previews/p.js';\n");
+    file('gateway/g.ts', "import { p } from '../pr-bot/p.js';\n");
     file('previews/p.ts', 'export const p = 1;\n');
     expect(layerBreaches(tree).sort()).toEqual([
-      'gateway/ may not import previews/: gateway/g.ts imports ../previews/p.js',
+      'gateway/ may not import pr-bot/: gateway/g.ts imports ../pr-bot/p.js',
       'src/ may not import gateway/: src/istio/b.ts imports ../../gateway/g.js',
       'src/compiler/ and src/istio/ import each other: src/compiler/a.ts imports ../istio/b.js',
     ]);

@@ -4,9 +4,9 @@
  * and then 200 still gets the comment, once; and the commit status of a preview.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { commitStateFor, setPreviewStatus } from '../previews/commit-status.js';
-import { githubClient } from '../previews/github-client.js';
-import { COMMENT_MARKER, renderPreviewComment, upsertPreviewComment } from '../previews/pr-comment.js';
+import { commitStateFor, setPreviewStatus } from '../pr-bot/commit-status.js';
+import { githubClient } from '../pr-bot/github-client.js';
+import { COMMENT_MARKER, renderPreviewComment, upsertPreviewComment } from '../pr-bot/pr-comment.js';
 import { type GithubStandIn, startGithubStandIn } from './support/github-stand-in.js';
 
 describe('pull request comment', () => {

@@ -1,6 +1,6 @@
 /** Which pull_request events write or delete Previews (the pure part of the PR bot). */
 import { describe, expect, it } from 'vitest';
-import { forkRefusals, type PullRequestEvent, previewActions } from '../previews/pull-requests.js';
+import { forkRefusals, type PullRequestEvent, previewActions } from '../pr-bot/pull-requests.js';
 import { HEAD_UPDATED_AT } from '../src/resources/labels.js';
 
 const policy = {

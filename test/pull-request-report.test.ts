@@ -4,7 +4,7 @@
  * leaves the comment, and each service and commit has its own deployment.
  */
 import { describe, expect, it } from 'vitest';
-import { pullRequestReport, type ReportedPreview, reportedPreview } from '../previews/pull-request-report.js';
+import { pullRequestReport, type ReportedPreview, reportedPreview } from '../pr-bot/pull-request-report.js';
 
 const preview = (over: Partial<ReportedPreview>): ReportedPreview => ({
   namespace: 'shop',

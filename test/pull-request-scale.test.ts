@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningController, startController } from '../cli/start-controller.js';
 import type { Kube } from '../kube/client.js';
 import { kubeConfigFrom } from '../kube/client.js';
-import { githubClients } from '../previews/github-client.js';
+import { githubClients } from '../pr-bot/github-client.js';
 import { createLogger } from '../src/core/logger.js';
 import { PREVIEW_LABEL } from '../src/resources/labels.js';
 import {

@@ -15,7 +15,7 @@ import { type RunningController, startController } from '../cli/start-controller
 import type { ControllerMode } from '../controllers/traffic-policy.js';
 import type { Kube } from '../kube/client.js';
 import { kubeConfigFrom } from '../kube/client.js';
-import { githubClients } from '../previews/github-client.js';
+import { githubClients } from '../pr-bot/github-client.js';
 import { createLogger } from '../src/core/logger.js';
 import type { TokenAuthenticationOptions } from '../src/istio/request-authentication.js';
 import {

@@ -9,9 +9,9 @@
  */
 import type { Kube } from '../../kube/client.js';
 import type { Cached, ChangeFilter, Manager, WatchEvent, WatchedObject } from '../../kube/manager.js';
+import type { MetricsBackend } from '../../src/canary/queries.js';
 import type { PolicyPlan } from '../../src/compiler/plan.js';
 import type { Problem } from '../../src/core/errors.js';
-import type { MetricsBackend } from '../../src/delivery/queries.js';
 import type { KubeObject } from '../../src/istio/objects.js';
 import type { Reason } from '../../src/resources/conditions.js';
 import type { TrafficPolicy } from '../../src/resources/schema.js';

@@ -1,7 +1,7 @@
 /** The one place that picks a backend (backend.ts says what one is). */
 import type { Backend, ControllerMode } from './backend.js';
-import { gatewayBackend } from './gateway.js';
 import { istioBackend } from './istio.js';
+import { gatewayBackend } from './version-services.js';
 
 export type { Backend, ControllerMode, SplitInForce } from './backend.js';
 

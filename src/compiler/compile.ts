@@ -4,9 +4,10 @@
  * pull request and commit; "newest" is decided by preview-age.ts, then by input order, as the
  * routing rules say for files). Every routing rule of docs/architecture.md lives here and nowhere else.
  */
+
+import { effectiveCanaryWeight, isProgressive } from '../canary/progression.js';
 import { parseDurationMs } from '../core/duration.js';
 import { type Problem, problem, type Source } from '../core/errors.js';
-import { effectiveCanaryWeight, isProgressive } from '../delivery/run.js';
 import {
   DEFAULTS,
   HTTP_METHODS,
@@ -249,7 +250,7 @@ class PolicyCompiler {
     };
   }
 
-  /** The weight in force: the spec's, or a progressive run's as its status says (src/delivery/run.ts). */
+  /** The weight in force: the spec's, or a progressive run's as its status says (src/canary/progression.ts). */
   private get canaryWeight(): number {
     const canary = this.policy.spec.canary;
     return canary ? effectiveCanaryWeight(canary, this.policy.status?.canary) : 0;

@@ -154,7 +154,7 @@ export const ThresholdRange = Type.Object(
   closed,
 );
 
-/** Metrics Switchyard can query for either backend without a `query` (src/delivery/queries.ts). */
+/** Metrics Switchyard can query for either backend without a `query` (src/canary/queries.ts). */
 export const BUILTIN_METRICS = ['request-success-rate', 'request-duration'] as const;
 
 export const AnalysisMetric = Type.Object(
@@ -419,7 +419,7 @@ export const Condition = Type.Object({
 
 export const CANARY_RUN_PHASES = ['Progressing', 'Paused', 'Succeeded', 'RolledBack', 'Failed'] as const;
 
-/** A progressive run's whole state (src/delivery/run.ts): a new leader continues from it. */
+/** A progressive run's whole state (src/canary/progression.ts): a new leader continues from it. */
 export const CanaryRunStatus = Type.Object({
   version: Type.String(),
   phase: StringEnum(CANARY_RUN_PHASES, 'Progressing, Paused, Succeeded, RolledBack or Failed'),

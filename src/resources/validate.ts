@@ -160,7 +160,7 @@ function exactlyOne(
   }
 }
 
-/** What a progressive run needs beyond its schema (src/delivery/run.ts). */
+/** What a progressive run needs beyond its schema (src/canary/progression.ts). */
 function checkCanaryRun(c: NonNullable<TrafficPolicy['spec']['canary']>, source: Source): Problem[] {
   const out: Problem[] = [];
   const at = 'spec.canary';

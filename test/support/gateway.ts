@@ -1,7 +1,8 @@
 /** Starts the real gateway on free ports over a configuration written to a temporary file. */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type RunGatewayOptions, type RunningGateway, runGateway } from '../../gateway/run.js';
+import { connectRedis } from '../../cli/redis.js';
+import { type RunGatewayOptions, type RunningGateway, runGateway } from '../../gateway/start.js';
 import { createLogger } from '../../src/core/logger.js';
 import { tempDir } from './temp.js';
 
@@ -14,18 +15,25 @@ export interface TestGateway extends RunningGateway {
 
 export async function startTestGateway(
   yaml: string,
-  options: Partial<RunGatewayOptions> = {},
+  options: Partial<RunGatewayOptions> & {
+    /** Count rate limits in this Redis, connected as `switchyard gateway --redis` does. */
+    redisUrl?: string;
+    redisCommandTimeoutMs?: number;
+  } = {},
 ): Promise<TestGateway> {
   const dir = tempDir('switchyard-gw-');
   const file = join(dir, 'gateway.yaml');
   writeFileSync(file, yaml);
+  const { redisUrl, redisCommandTimeoutMs, ...rest } = options;
+  const logger = createLogger({ level: process.env.SWITCHYARD_TEST_LOG ?? 'silent' });
   const running = await runGateway({
     config: [file],
     port: 0,
     adminPort: 0,
     host: '127.0.0.1',
-    logger: createLogger({ level: process.env.SWITCHYARD_TEST_LOG ?? 'silent' }),
-    ...options,
+    logger,
+    ...(redisUrl ? { openRedis: () => connectRedis(redisUrl, logger, redisCommandTimeoutMs) } : {}),
+    ...rest,
   });
   return {
     ...running,

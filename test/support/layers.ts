@@ -1,13 +1,13 @@
 /**
  * The import graph of the product's folders, and what breaks its layering (docs/architecture.md,
- * "How the code is organised"): the core (src/) imports nothing outside itself; kube/ only the
- * core; controllers/, gateway/ and previews/ only the core and kube/, never one another; cli/
+ * "The parts"): the core (src/) imports nothing outside itself; kube/ only the core;
+ * controllers/, gateway/ and pr-bot/ only the core and kube/, never one another; cli/
  * composes them all. And no folder (at any depth) imports a folder that imports it back.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 
-export const PARTS = ['src', 'kube', 'controllers', 'gateway', 'previews', 'cli', 'sdk'] as const;
+export const PARTS = ['src', 'kube', 'controllers', 'gateway', 'pr-bot', 'cli', 'sdk'] as const;
 type Part = (typeof PARTS)[number];
 
 /** Which parts each part may import (itself aside). */
@@ -16,8 +16,8 @@ export const MAY_IMPORT: Record<Part, readonly Part[]> = {
   kube: ['src'],
   controllers: ['src', 'kube'],
   gateway: ['src', 'kube'],
-  previews: ['src', 'kube'],
-  cli: ['src', 'kube', 'controllers', 'gateway', 'previews'],
+  'pr-bot': ['src', 'kube'],
+  cli: ['src', 'kube', 'controllers', 'gateway', 'pr-bot'],
   // What service authors import into their own services: nothing of Switchyard's.
   sdk: [],
 };

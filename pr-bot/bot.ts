@@ -12,12 +12,12 @@ import type { Logger } from '../src/core/logger.js';
 import { REASON } from '../src/resources/conditions.js';
 import { REPORT_FINALIZER } from '../src/resources/labels.js';
 import { RESOURCE, type TrafficPolicy } from '../src/resources/schema.js';
-import { type DeliveryLog, memoryDeliveryLog } from './delivery-log.js';
 import type { GithubClients } from './github-client.js';
 import { GithubReporter, pullRequestKey } from './github-reporter.js';
 import { registerGithubWebhook } from './github-webhook.js';
 import { handleGithubEvent } from './handle-event.js';
 import { reportedPreview } from './pull-request-report.js';
+import { type DeliveryLog, memoryDeliveryLog } from './webhook-deliveries.js';
 
 export interface PreviewBotOptions {
   /** The namespaces the controller watches (empty: all): where the bot writes Previews. */

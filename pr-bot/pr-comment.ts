@@ -1,7 +1,7 @@
 /**
  * The one comment Switchyard keeps on a pull request: found by a hidden marker and edited in place
  * on every change, never a new comment per push. The body is rendered from the pull request's
- * previews (a pure function); writing it goes through Octokit (previews/github-client.ts).
+ * previews (a pure function); writing it goes through Octokit (pr-bot/github-client.ts).
  */
 import { latestRef, pinnedRef, sha7 } from '../src/compiler/names.js';
 import type { GithubClient } from './github-client.js';

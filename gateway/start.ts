@@ -3,7 +3,7 @@
  * file keeps the last good plan), listen on the traffic and admin ports, and shut down gracefully.
  */
 import type { KubeConfig } from '@kubernetes/client-node';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { formatProblem, type Problem } from '../src/core/errors.js';
 import type { Logger } from '../src/core/logger.js';
 import { loadGatewayFiles, watchPaths } from './config-file.js';
@@ -23,9 +23,11 @@ export interface RunGatewayOptions extends Omit<GatewayOptions, 'holder' | 'redi
   host?: string;
   /** The admin port's address (default loopback: /plan and /metrics are not for everyone). */
   adminHost?: string;
-  redisUrl?: string;
-  /** Bound on each Redis command (default 100 ms). */
-  redisCommandTimeoutMs?: number;
+  /**
+   * Opens the Redis rate limits are shared through (cli/redis.ts), called once the first plan is
+   * good; absent: counted in this process's memory.
+   */
+  openRedis?: () => Redis;
   logger: Logger;
   watch?: boolean;
 }
@@ -45,28 +47,7 @@ export class InvalidConfigError extends Error {
   }
 }
 
-/** The longest a request waits for Redis: a stalled Redis then opens the limiter's breaker. */
-export const DEFAULT_REDIS_COMMAND_TIMEOUT_MS = 100;
-
-export function connectRedis(
-  url: string,
-  logger: Logger,
-  commandTimeoutMs = DEFAULT_REDIS_COMMAND_TIMEOUT_MS,
-): Redis {
-  const redis = new Redis(url, {
-    // Fail fast while Redis is away or stalled, so the in-memory limiter answers instead.
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    commandTimeout: commandTimeoutMs,
-    connectTimeout: 1000,
-    retryStrategy: (times) => Math.min(times * 200, 2000),
-  });
-  redis.on('error', (err) =>
-    logger.warn({ err: err.message }, 'redis unavailable; rate limits count in memory until it is back'),
-  );
-  return redis;
-}
-
+/** Whether Redis is ready within `ms`. */
 function readyWithin(redis: Redis, ms: number): Promise<boolean> {
   if (redis.status === 'ready') return Promise.resolve(true);
   return new Promise((resolve) => {
@@ -91,7 +72,7 @@ export async function runGateway(opts: RunGatewayOptions): Promise<RunningGatewa
   const holder = new PlanHolder();
   const state: { gateway?: Gateway } = {};
   const { source, leftOut } = await loadFirstPlan(opts, holder, state);
-  const redis = opts.redisUrl ? connectRedis(opts.redisUrl, logger, opts.redisCommandTimeoutMs) : undefined;
+  const redis = opts.openRedis?.();
   // Wait (briefly) for Redis before taking traffic, so replicas count together from the first
   // request; if it is not there, start anyway and count in memory until it is.
   if (redis && !(await readyWithin(redis, 2000)))
