@@ -21,7 +21,7 @@ function tsFiles(dir: string): string[] {
 }
 
 /** Every function over `max` lines in `text`, as `file:line name (N lines)`, less those a `// long:` comment excuses. */
-export function longFunctions(file: string, text: string, max = MAX_LINES): string[] {
+function longFunctions(file: string, text: string, max = MAX_LINES): string[] {
   const source = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true);
   const lines = text.split('\n');
   const found: string[] = [];
