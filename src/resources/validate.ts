@@ -16,8 +16,10 @@ import {
   DEFAULTS,
   type GatewayConfig,
   GatewayConfigSchema,
+  type Intercept,
   type Preview,
   PreviewSchema,
+  type RateLimit,
   type TrafficPolicy,
   TrafficPolicySchema,
 } from './schema.js';
@@ -275,8 +277,6 @@ function checkPolicy(p: TrafficPolicy, source: Source): Problem[] {
   return out;
 }
 
-type Intercept = NonNullable<TrafficPolicy['spec']['intercepts']>[number];
-
 /** Intercepts: unique names, one match and one target each, RE2 syntax, token rules, baggage values. */
 function checkIntercepts(intercepts: Intercept[], source: Source): Problem[] {
   const out: Problem[] = [];
@@ -324,8 +324,6 @@ function checkIntercepts(intercepts: Intercept[], source: Source): Problem[] {
   });
   return out;
 }
-
-type RateLimit = NonNullable<TrafficPolicy['spec']['rateLimits']>[number];
 
 /** Rate limits: unique names, one key each, no two with one key on the same destinations, a window of 1 s or more. */
 function checkRateLimits(limits: RateLimit[], source: Source): Problem[] {
