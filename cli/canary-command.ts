@@ -25,24 +25,29 @@ export function defineCanary(program: Command, { io, setExit }: CommandContext):
     .action(async (policy, opts) =>
       setExit(await (await import('./canary.js')).canaryStatusCommand(policy, opts, io)),
     );
-  kubeOptions(
-    canary
-      .command('promote')
-      .description('the canary becomes stable; no canary afterwards')
-      .argument('<policy>'),
-  ).action(async (policy, opts) =>
-    setExit(await (await import('./canary.js')).canaryPromoteCommand(policy, opts, io)),
-  );
-  kubeOptions(
-    canary
-      .command('abort')
-      .description(
-        'all traffic back to stable: weight 0, sticky cookies no longer hold clients (a progressive run is rolled back)',
-      )
-      .argument('<policy>'),
-  ).action(async (policy, opts) =>
-    setExit(await (await import('./canary.js')).canaryAbortCommand(policy, opts, io)),
-  );
+  // The commands that take a policy and nothing else, each run by its function in cli/canary.ts.
+  const onPolicy = [
+    ['promote', 'the canary becomes stable; no canary afterwards', 'canaryPromoteCommand'],
+    [
+      'abort',
+      'all traffic back to stable: weight 0, sticky cookies no longer hold clients (a progressive run is rolled back)',
+      'canaryAbortCommand',
+    ],
+    [
+      'resume',
+      'move a progressive run on: lift a `canary pause`, or end a step without a pause',
+      'canaryResumeCommand',
+    ],
+    [
+      'pause',
+      'hold a progressive run at its step until `canary resume` (analyses go on)',
+      'canaryPauseCommand',
+    ],
+  ] as const;
+  for (const [name, description, run] of onPolicy)
+    kubeOptions(canary.command(name).description(description).argument('<policy>')).action(
+      async (policy, opts) => setExit(await (await import('./canary.js'))[run](policy, opts, io)),
+    );
   kubeOptions(
     canary
       .command('watch')
@@ -53,21 +58,5 @@ export function defineCanary(program: Command, { io, setExit }: CommandContext):
       .addOption(durationOption('--interval <duration>', 'how often to look', 60_000, '1s')),
   ).action(async (policy, opts) =>
     setExit(await (await import('./canary.js')).canaryWatchCommand(policy, opts, io)),
-  );
-  kubeOptions(
-    canary
-      .command('resume')
-      .description('move a progressive run on: lift a `canary pause`, or end a step without a pause')
-      .argument('<policy>'),
-  ).action(async (policy, opts) =>
-    setExit(await (await import('./canary.js')).canaryResumeCommand(policy, opts, io)),
-  );
-  kubeOptions(
-    canary
-      .command('pause')
-      .description('hold a progressive run at its step until `canary resume` (analyses go on)')
-      .argument('<policy>'),
-  ).action(async (policy, opts) =>
-    setExit(await (await import('./canary.js')).canaryPauseCommand(policy, opts, io)),
   );
 }

@@ -141,44 +141,53 @@ async function currentRun(
  * A run held by `canary pause`, or paused at a step without a pause, moves on: the hold is lifted,
  * and a step without a pause ends (the annotation names the run and step, so it moves nothing else).
  */
-export const canaryResumeCommand: NamedCommand = async (name, opts, io, kube = kubeFromCli(opts)) => {
-  const found = await currentRun(kube, opts.namespace, name, 'resume');
-  if (!found) return noPolicy(io, opts.namespace, name);
-  if ('refused' in found) return invalid(io, found.refused);
-  const { run, steps } = found;
-  if (run.phase !== 'Paused' || run.step >= steps)
-    return invalid(
-      io,
-      `canary ${run.version} is ${run.phase} at ${run.weight}%: nothing to resume (${run.message})`,
-    );
-  return askRun(
-    kube,
-    { namespace: opts.namespace, name },
-    io,
-    { [CANARY_PAUSE_ANNOTATION]: null, [CANARY_RESUME_ANNOTATION]: `${run.version}@${run.step + 1}` },
-    `canary ${run.version} resumed from step ${run.step + 1} (${run.weight}%)`,
-  );
-};
+export const canaryResumeCommand: NamedCommand = (name, opts, io, kube = kubeFromCli(opts)) =>
+  askCurrentRun(kube, name, opts, io, {
+    verb: 'resume',
+    applies: (run) => run.phase === 'Paused',
+    annotations: (run) => ({
+      [CANARY_PAUSE_ANNOTATION]: null,
+      [CANARY_RESUME_ANNOTATION]: `${run.version}@${run.step + 1}`,
+    }),
+    told: (run) => `canary ${run.version} resumed from step ${run.step + 1} (${run.weight}%)`,
+  });
 
 /** Holds a progressive run at its step until `canary resume` (its analyses go on). */
-export const canaryPauseCommand: NamedCommand = async (name, opts, io, kube = kubeFromCli(opts)) => {
-  const found = await currentRun(kube, opts.namespace, name, 'pause');
+export const canaryPauseCommand: NamedCommand = (name, opts, io, kube = kubeFromCli(opts)) =>
+  askCurrentRun(kube, name, opts, io, {
+    verb: 'pause',
+    applies: (run) => run.phase === 'Progressing' || run.phase === 'Paused',
+    annotations: (run) => ({ [CANARY_PAUSE_ANNOTATION]: run.version }),
+    told: (run) =>
+      `canary ${run.version}: pause asked; the run holds at step ${run.step + 1} (${run.weight}%) until \`canary resume\``,
+  });
+
+type CurrentRun = NonNullable<Exclude<Awaited<ReturnType<typeof currentRun>>, { refused: string }>>['run'];
+
+/** Asks the controller, by annotation, to pause or resume the run in progress at one of its steps. */
+async function askCurrentRun(
+  kube: ReturnType<typeof kubeFromCli>,
+  name: string,
+  opts: Parameters<NamedCommand>[1],
+  io: CliIO,
+  ask: {
+    verb: 'pause' | 'resume';
+    applies: (run: CurrentRun) => boolean;
+    annotations: (run: CurrentRun) => Record<string, string | null>;
+    told: (run: CurrentRun) => string;
+  },
+): Promise<number> {
+  const found = await currentRun(kube, opts.namespace, name, ask.verb);
   if (!found) return noPolicy(io, opts.namespace, name);
   if ('refused' in found) return invalid(io, found.refused);
   const { run, steps } = found;
-  if ((run.phase !== 'Progressing' && run.phase !== 'Paused') || run.step >= steps)
+  if (!ask.applies(run) || run.step >= steps)
     return invalid(
       io,
-      `canary ${run.version} is ${run.phase} at ${run.weight}%: nothing to pause (${run.message})`,
+      `canary ${run.version} is ${run.phase} at ${run.weight}%: nothing to ${ask.verb} (${run.message})`,
     );
-  return askRun(
-    kube,
-    { namespace: opts.namespace, name },
-    io,
-    { [CANARY_PAUSE_ANNOTATION]: run.version },
-    `canary ${run.version}: pause asked; the run holds at step ${run.step + 1} (${run.weight}%) until \`canary resume\``,
-  );
-};
+  return askRun(kube, { namespace: opts.namespace, name }, io, ask.annotations(run), ask.told(run));
+}
 
 /** All traffic back to stable: weight 0, and sticky cookies no longer hold clients on the canary. */
 export const canaryAbortCommand: NamedCommand = async (name, opts, io, kube = kubeFromCli(opts)) => {
