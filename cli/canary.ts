@@ -9,17 +9,17 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { backendOfStatus, type ControllerMode } from '../controllers/backends/index.js';
-import type { Kube } from '../kube/client.js';
-import { COMPONENT } from '../kube/events.js';
-import { type CanaryRun, effectiveCanaryWeight, isProgressive, stepsOf } from '../src/canary/progression.js';
-import { parseDurationMs } from '../src/core/duration.js';
-import { REASON } from '../src/resources/conditions.js';
+import { type CanaryRun, effectiveCanaryWeight, isProgressive, stepsOf } from '../core/canary/progression.js';
+import { parseDurationMs } from '../core/common/duration.js';
+import { REASON } from '../core/resources/conditions.js';
 import {
   CANARY_ABORT_ANNOTATION,
   CANARY_PAUSE_ANNOTATION,
   CANARY_RESUME_ANNOTATION,
-} from '../src/resources/labels.js';
-import { API_VERSION } from '../src/resources/schema.js';
+} from '../core/resources/labels.js';
+import { API_VERSION } from '../core/resources/schema.js';
+import type { Kube } from '../kube/client.js';
+import { COMPONENT } from '../kube/events.js';
 import { type CliIO, EXIT_OK } from './io.js';
 import {
   alignedRows,

@@ -1,4 +1,4 @@
-import { customResourceDefinitions } from '../src/resources/crds.js';
+import { customResourceDefinitions } from '../core/resources/crds.js';
 import { type CliIO, EXIT_OK } from './io.js';
 import { formatObjects } from './output.js';
 

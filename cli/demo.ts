@@ -1,5 +1,5 @@
+import { createLogger } from '../core/common/logger.js';
 import { runDemo } from '../gateway/demo.js';
-import { createLogger } from '../src/core/logger.js';
 import { waitForShutdown } from './gateway.js';
 import { type CliIO, EXIT_OK } from './io.js';
 

@@ -1,5 +1,5 @@
-import { type Explanation, explainRequest, requestFrom } from '../src/compiler/explain.js';
-import { problem } from '../src/core/errors.js';
+import { problem } from '../core/common/errors.js';
+import { type Explanation, explainRequest, requestFrom } from '../core/compiler/explain.js';
 import { loadAndCompile, reportProblems } from './input.js';
 import { type CliIO, EXIT_OK } from './io.js';
 

@@ -1,9 +1,10 @@
 /** The pipeline every offline command shares: paths → documents → resources → RoutePlan. */
-import { compile } from '../src/compiler/compile.js';
-import type { RoutePlan } from '../src/compiler/plan.js';
-import { formatProblem, type Problem } from '../src/core/errors.js';
-import { loadPaths } from '../src/resources/load.js';
-import { type Resources, readResources } from '../src/resources/validate.js';
+
+import { formatProblem, type Problem } from '../core/common/errors.js';
+import { compile } from '../core/compiler/compile.js';
+import type { RoutePlan } from '../core/compiler/plan.js';
+import { loadPaths } from '../core/resources/load.js';
+import { type Resources, readResources } from '../core/resources/validate.js';
 import { type CliIO, EXIT_INVALID } from './io.js';
 
 export interface Compiled {

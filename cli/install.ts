@@ -8,8 +8,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { customResourceDefinitions } from '../src/resources/crds.js';
-import type { TokenJwks } from '../src/tokens/keys.js';
+import { customResourceDefinitions } from '../core/resources/crds.js';
+import type { TokenJwks } from '../core/tokens/keys.js';
 import { type CliIO, EXIT_OK } from './io.js';
 import { formatObjects } from './output.js';
 import type { Settings } from './settings.js';

@@ -1,4 +1,4 @@
-import type { TrafficPolicy } from '../src/resources/schema.js';
+import type { TrafficPolicy } from '../core/resources/schema.js';
 import { type CliIO, EXIT_OK } from './io.js';
 import {
   changePolicy,

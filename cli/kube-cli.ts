@@ -6,10 +6,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { stringify } from 'yaml';
+import { formatProblem, problem } from '../core/common/errors.js';
+import { API_VERSION, type TrafficPolicy } from '../core/resources/schema.js';
+import { readResources } from '../core/resources/validate.js';
 import { clientNodeKube, type Kube, kubeConfigFrom } from '../kube/client.js';
-import { formatProblem, problem } from '../src/core/errors.js';
-import { API_VERSION, type TrafficPolicy } from '../src/resources/schema.js';
-import { readResources } from '../src/resources/validate.js';
 import { type CliIO, EXIT_INVALID, EXIT_OK } from './io.js';
 
 export interface KubeCliOptions {

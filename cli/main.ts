@@ -7,7 +7,7 @@
  * Kubernetes client (0.4 s of start-up; load-tests/README.md, "Configuration files").
  */
 import { Command, CommanderError } from 'commander';
-import { formatProblem, problem } from '../src/core/errors.js';
+import { formatProblem, problem } from '../core/common/errors.js';
 import { defineCanary } from './canary-command.js';
 import { defineController } from './controller-command.js';
 import { defineCrds } from './crds-command.js';

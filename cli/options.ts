@@ -4,11 +4,11 @@
  */
 import proxyAddr from '@fastify/proxy-addr';
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { parseDurationMs } from '../src/core/duration.js';
+import { parseDurationMs } from '../core/common/duration.js';
 import {
   DEFAULT_ISTIO_ROOT_NAMESPACE,
   DEFAULT_TOKEN_GATEWAY_SELECTOR,
-} from '../src/istio/request-authentication.js';
+} from '../core/istio/request-authentication.js';
 import type { CliIO } from './io.js';
 import type { Settings } from './settings.js';
 

@@ -1,9 +1,9 @@
 /** `switchyard preview list|delete`: the running previews, as the PR bot and the controller see them. */
 
 import type { KubernetesObject } from '@kubernetes/client-node';
+import { sha7 } from '../core/compiler/names.js';
+import { API_VERSION, type Preview } from '../core/resources/schema.js';
 import type { Kube } from '../kube/client.js';
-import { sha7 } from '../src/compiler/names.js';
-import { API_VERSION, type Preview } from '../src/resources/schema.js';
 import { type CliIO, EXIT_OK } from './io.js';
 import { age, invalid, type KubeCliOptions, kubeFromCli, type NamedCommand, printTable } from './kube-cli.js';
 

@@ -3,7 +3,7 @@
  * replicas) may use: connected by the CLI, which composes the parts, and handed to them.
  */
 import { Redis } from 'ioredis';
-import type { Logger } from '../src/core/logger.js';
+import type { Logger } from '../core/common/logger.js';
 
 /** The longest a request waits for Redis: a stalled Redis then opens the limiter's breaker. */
 export const DEFAULT_REDIS_COMMAND_TIMEOUT_MS = 100;

@@ -1,8 +1,8 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { renderIstio } from '../src/istio/render.js';
-import { renderTokenAuthentication } from '../src/istio/request-authentication.js';
-import { DEFAULTS } from '../src/resources/schema.js';
+import { renderIstio } from '../core/istio/render.js';
+import { renderTokenAuthentication } from '../core/istio/request-authentication.js';
+import { DEFAULTS } from '../core/resources/schema.js';
 import { loadAndCompile, reportProblems } from './input.js';
 import { type CliIO, EXIT_OK } from './io.js';
 import { formatObjects } from './output.js';

@@ -4,9 +4,9 @@
  * never from flags.
  */
 import { readFileSync } from 'node:fs';
+import type { Problem } from '../core/common/errors.js';
+import { readSecret } from '../core/common/secrets.js';
 import { type GithubClientOptions, githubAuthFromEnv } from '../pr-bot/github-client.js';
-import type { Problem } from '../src/core/errors.js';
-import { readSecret } from '../src/core/secrets.js';
 
 export interface Settings {
   /** SWITCHYARD_LOG_LEVEL: the default of every `--log-level`. */

@@ -4,9 +4,9 @@
  */
 
 import { stringify } from 'yaml';
+import { sha7 } from '../core/compiler/names.js';
+import { API_VERSION } from '../core/resources/schema.js';
 import type { Kube } from '../kube/client.js';
-import { sha7 } from '../src/compiler/names.js';
-import { API_VERSION } from '../src/resources/schema.js';
 import { describeIntercept } from './intercepts.js';
 import { type CliIO, EXIT_OK } from './io.js';
 import { type KubeCliOptions, kubeFromCli, type LivePolicy } from './kube-cli.js';

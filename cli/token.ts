@@ -1,14 +1,14 @@
 /**
  * Intercept tokens from the command line: `token` signs one (private key from the environment),
  * `token-key` makes a key, `token-jwks` publishes the public half for gateways and the controller
- * (`--token-jwks`). What a token proves: src/tokens/intercept-token.ts.
+ * (`--token-jwks`). What a token proves: core/tokens/intercept-token.ts.
  */
 import { readFileSync } from 'node:fs';
-import { tokenAudience } from '../src/compiler/names.js';
-import { parseDurationMs } from '../src/core/duration.js';
-import { formatProblem, isProblem, type Problem, problem } from '../src/core/errors.js';
-import type { TokenAuthenticationOptions } from '../src/istio/request-authentication.js';
-import { MAX_TOKEN_LIFETIME_SECONDS, signInterceptToken } from '../src/tokens/intercept-token.js';
+import { parseDurationMs } from '../core/common/duration.js';
+import { formatProblem, isProblem, type Problem, problem } from '../core/common/errors.js';
+import { tokenAudience } from '../core/compiler/names.js';
+import type { TokenAuthenticationOptions } from '../core/istio/request-authentication.js';
+import { MAX_TOKEN_LIFETIME_SECONDS, signInterceptToken } from '../core/tokens/intercept-token.js';
 import {
   generateTokenKey,
   parseJwks,
@@ -16,7 +16,7 @@ import {
   signingKey,
   type TokenAlgorithm,
   type TokenJwks,
-} from '../src/tokens/keys.js';
+} from '../core/tokens/keys.js';
 import { type CliIO, EXIT_INVALID, EXIT_OK } from './io.js';
 import type { Settings } from './settings.js';
 

@@ -5,7 +5,7 @@
  * address is the controller's (`--prometheus`), never a policy's: a tenant cannot make the
  * controller fetch what it likes.
  */
-import type { MetricReading } from '../src/canary/progression.js';
+import type { MetricReading } from '../core/canary/progression.js';
 
 export interface MetricsReader {
   read(query: string): Promise<MetricReading['value']>;

@@ -1,5 +1,5 @@
 /**
- * The progressive canary of one TrafficPolicy, moved on (src/canary/progression.ts decides, this does the
+ * The progressive canary of one TrafficPolicy, moved on (core/canary/progression.ts decides, this does the
  * I/O): the run's state is read from and written to `status.canary`, the analysis metrics are read
  * from Prometheus when the run asks, each transition is an Event, and the end of a successful run
  * with `autoPromote` makes the canary the stable version (the merge patch `canary promote` makes).
@@ -8,26 +8,26 @@
  * policy's routes when the weight in force changes, and looks again after `requeueAfterMs`.
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
-import type { Kube } from '../kube/client.js';
-import type { EventRecorder } from '../kube/events.js';
 import {
   type CanaryRun,
   effectiveCanaryWeight,
   isProgressive,
   type MetricReading,
   runTick,
-} from '../src/canary/progression.js';
-import { builtinQuery, fillQuery, type MetricsBackend } from '../src/canary/queries.js';
-import { serviceHost, subsetName } from '../src/compiler/names.js';
-import { formatProblem } from '../src/core/errors.js';
-import { REASON } from '../src/resources/conditions.js';
+} from '../core/canary/progression.js';
+import { builtinQuery, fillQuery, type MetricsBackend } from '../core/canary/queries.js';
+import { formatProblem } from '../core/common/errors.js';
+import { serviceHost, subsetName } from '../core/compiler/names.js';
+import { REASON } from '../core/resources/conditions.js';
 import {
   CANARY_ABORT_ANNOTATION,
   CANARY_PAUSE_ANNOTATION,
   CANARY_RESUME_ANNOTATION,
-} from '../src/resources/labels.js';
-import { DEFAULTS, RESOURCE, type TrafficPolicy } from '../src/resources/schema.js';
-import { readLiveResource } from '../src/resources/validate.js';
+} from '../core/resources/labels.js';
+import { DEFAULTS, RESOURCE, type TrafficPolicy } from '../core/resources/schema.js';
+import { readLiveResource } from '../core/resources/validate.js';
+import type { Kube } from '../kube/client.js';
+import type { EventRecorder } from '../kube/events.js';
 import type { Backend } from './backends/backend.js';
 import type { MetricsReader } from './canary-metrics.js';
 

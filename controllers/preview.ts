@@ -16,6 +16,25 @@
  */
 
 import type { KubernetesObject } from '@kubernetes/client-node';
+import { parseDurationMs } from '../core/common/duration.js';
+import { sameRepository } from '../core/compiler/compile.js';
+import { latestRef, pinnedRef, previewHost, sha7 } from '../core/compiler/names.js';
+import { compareAge } from '../core/compiler/preview-age.js';
+import { type ConditionValue, mergeConditions, REASON, type Reason } from '../core/resources/conditions.js';
+import {
+  MANAGED_BY,
+  MANAGED_BY_VALUE,
+  PREVIEW_FINALIZER,
+  PREVIEW_LABEL,
+  PREVIEW_ROLE_LABEL,
+} from '../core/resources/labels.js';
+import {
+  API_VERSION,
+  DEFAULTS,
+  type Preview,
+  RESOURCE,
+  type TrafficPolicy,
+} from '../core/resources/schema.js';
 import {
   type ApplyOutcome,
   applyOwned,
@@ -26,25 +45,6 @@ import {
 } from '../kube/apply.js';
 import { apiErrorMessage, isRejected, type Kube } from '../kube/client.js';
 import { versionDeployments } from '../kube/version-workload.js';
-import { sameRepository } from '../src/compiler/compile.js';
-import { latestRef, pinnedRef, previewHost, sha7 } from '../src/compiler/names.js';
-import { compareAge } from '../src/compiler/preview-age.js';
-import { parseDurationMs } from '../src/core/duration.js';
-import { type ConditionValue, mergeConditions, REASON, type Reason } from '../src/resources/conditions.js';
-import {
-  MANAGED_BY,
-  MANAGED_BY_VALUE,
-  PREVIEW_FINALIZER,
-  PREVIEW_LABEL,
-  PREVIEW_ROLE_LABEL,
-} from '../src/resources/labels.js';
-import {
-  API_VERSION,
-  DEFAULTS,
-  type Preview,
-  RESOURCE,
-  type TrafficPolicy,
-} from '../src/resources/schema.js';
 import { type ReconcileContext, type Reconciler, reconcilerOf } from './reconcile.js';
 
 /** setTimeout's limit: a requeue further out is re-armed by the resync. */

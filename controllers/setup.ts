@@ -6,6 +6,16 @@
  * nothing.
  */
 import { Counter, Gauge, Histogram } from 'prom-client';
+import { policyHosts } from '../core/compiler/compile.js';
+import { affectedByHostChange, type ClaimedHosts } from '../core/compiler/hosts.js';
+import {
+  MANAGED_BY,
+  MANAGED_BY_VALUE,
+  POLICY_LABEL,
+  PREVIEW_LABEL,
+  VERSION_OF_LABEL,
+} from '../core/resources/labels.js';
+import { CANARY_RUN_PHASES, DEFAULTS, RESOURCE, type TrafficPolicy } from '../core/resources/schema.js';
 import { FIELD_MANAGER } from '../kube/apply.js';
 import { kubeEventRecorder } from '../kube/events.js';
 import {
@@ -17,16 +27,6 @@ import {
   type WatchedObject,
 } from '../kube/manager.js';
 import type { WorkQueue } from '../kube/work-queue.js';
-import { policyHosts } from '../src/compiler/compile.js';
-import { affectedByHostChange, type ClaimedHosts } from '../src/compiler/hosts.js';
-import {
-  MANAGED_BY,
-  MANAGED_BY_VALUE,
-  POLICY_LABEL,
-  PREVIEW_LABEL,
-  VERSION_OF_LABEL,
-} from '../src/resources/labels.js';
-import { CANARY_RUN_PHASES, DEFAULTS, RESOURCE, type TrafficPolicy } from '../src/resources/schema.js';
 import type { Backend, MeshMetrics } from './backends/backend.js';
 import { backendFor, type ControllerMode } from './backends/index.js';
 import type { TokenAuthenticationSetup } from './backends/istio-tokens.js';

@@ -14,25 +14,25 @@
  */
 
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { type ApplyOutcome, applyOwned, NameTakenError, ownedLike, takenNames } from '../kube/apply.js';
-import { apiErrorMessage, isRejected, type Kube } from '../kube/client.js';
-import type { EventRecorder } from '../kube/events.js';
-import { CLUSTER_TOLERATED, clusterPreviews } from '../src/compiler/cluster.js';
-import { compile, policyHosts } from '../src/compiler/compile.js';
-import { claimOrder, hostConflicts } from '../src/compiler/hosts.js';
-import type { PolicyPlan } from '../src/compiler/plan.js';
-import { formatProblem, type Problem } from '../src/core/errors.js';
-import type { KubeObject } from '../src/istio/objects.js';
+import { formatProblem, type Problem } from '../core/common/errors.js';
+import { CLUSTER_TOLERATED, clusterPreviews } from '../core/compiler/cluster.js';
+import { compile, policyHosts } from '../core/compiler/compile.js';
+import { claimOrder, hostConflicts } from '../core/compiler/hosts.js';
+import type { PolicyPlan } from '../core/compiler/plan.js';
+import type { KubeObject } from '../core/istio/objects.js';
 import {
   CONDITION,
   type ConditionValue,
   mergeConditions,
   REASON,
   type Reason,
-} from '../src/resources/conditions.js';
-import { MANAGED_BY, MANAGED_BY_VALUE, POLICY_LABEL } from '../src/resources/labels.js';
-import { DEFAULTS, type Preview, RESOURCE, type TrafficPolicy } from '../src/resources/schema.js';
-import { readLiveResource } from '../src/resources/validate.js';
+} from '../core/resources/conditions.js';
+import { MANAGED_BY, MANAGED_BY_VALUE, POLICY_LABEL } from '../core/resources/labels.js';
+import { DEFAULTS, type Preview, RESOURCE, type TrafficPolicy } from '../core/resources/schema.js';
+import { readLiveResource } from '../core/resources/validate.js';
+import { type ApplyOutcome, applyOwned, NameTakenError, ownedLike, takenNames } from '../kube/apply.js';
+import { apiErrorMessage, isRejected, type Kube } from '../kube/client.js';
+import type { EventRecorder } from '../kube/events.js';
 import { type Backend, backendFor, type ControllerMode } from './backends/index.js';
 import { type ReconcileContext, type Reconciler, reconcilerOf } from './reconcile.js';
 

@@ -4,7 +4,7 @@
  */
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { ERROR_CODES } from '../src/core/errors.js';
+import { ERROR_CODES } from '../core/common/errors.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { Mirror } from './mirror.js';
 import type { PlanHolder } from './plan-holder.js';

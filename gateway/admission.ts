@@ -4,8 +4,8 @@
  * carries, or the error to answer with.
  */
 
-import type { RequestView } from '../src/compiler/evaluate.js';
-import { UPSTREAM_HEADER } from '../src/compiler/plan.js';
+import type { RequestView } from '../core/compiler/evaluate.js';
+import { UPSTREAM_HEADER } from '../core/compiler/plan.js';
 import type { ClientAddress } from './client-address.js';
 import { GatewayError } from './errors.js';
 import type { PlanHolder } from './plan-holder.js';

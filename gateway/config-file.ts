@@ -7,9 +7,9 @@ import { type FSWatcher, watch } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { problem } from '../src/core/errors.js';
-import { type LoadResult, loadPaths } from '../src/resources/load.js';
-import { readResources } from '../src/resources/validate.js';
+import { problem } from '../core/common/errors.js';
+import { type LoadResult, loadPaths } from '../core/resources/load.js';
+import { readResources } from '../core/resources/validate.js';
 import { type BuildResult, buildSnapshot, upstreamsOf } from './snapshot.js';
 
 /** How long reading and parsing the files may take before the load is refused. */

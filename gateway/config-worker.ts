@@ -3,7 +3,7 @@
  * megabyte of YAML never holds the traffic port's event loop. Plain data back: documents and problems.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { loadPaths } from '../src/resources/load.js';
+import { loadPaths } from '../core/resources/load.js';
 
 const { paths } = workerData as { paths: string[] };
 parentPort?.postMessage(await loadPaths(paths));

@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Logger } from '../src/core/logger.js';
+import type { Logger } from '../core/common/logger.js';
 import { type RunningGateway, runGateway } from './start.js';
 
 export const DEMO_COMMIT = '7f3a2c1e9b0d4c2a8f6e5d4c3b2a1f0e9d8c7b6a';

@@ -1,10 +1,10 @@
 /**
- * Data-plane errors, each with a stable code (src/core/errors.ts) and the HTTP status it maps to,
+ * Data-plane errors, each with a stable code (core/common/errors.ts) and the HTTP status it maps to,
  * in one place (as undici's UND_ERR_* classes). The response body says what happened and to whom.
  */
 
-import { UPSTREAM_HEADER } from '../src/compiler/plan.js';
-import { ERROR_CODES, type ErrorCode } from '../src/core/errors.js';
+import { ERROR_CODES, type ErrorCode } from '../core/common/errors.js';
+import { UPSTREAM_HEADER } from '../core/compiler/plan.js';
 
 /** The HTTP status of each error the data plane answers with: one code, one status. */
 export const GATEWAY_STATUS = {

@@ -9,16 +9,10 @@
  * answers 503 with that reason instead of a connection error.
  */
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
-import {
-  type EndpointSliceObject as EndpointSlice,
-  readyEndpointUrls,
-  type ServiceObject as Service,
-} from '../kube/endpoints.js';
-import { type ObjectInformer, watchObjects } from '../kube/informer.js';
-import { CLUSTER_TOLERATED, clusterPreviews } from '../src/compiler/cluster.js';
-import { namespacedUpstreamKey, pinnedRef, upstreamKey } from '../src/compiler/names.js';
-import type { Problem } from '../src/core/errors.js';
-import type { Logger } from '../src/core/logger.js';
+import type { Problem } from '../core/common/errors.js';
+import type { Logger } from '../core/common/logger.js';
+import { CLUSTER_TOLERATED, clusterPreviews } from '../core/compiler/cluster.js';
+import { namespacedUpstreamKey, pinnedRef, upstreamKey } from '../core/compiler/names.js';
 import {
   MANAGED_BY,
   MANAGED_BY_VALUE,
@@ -26,9 +20,15 @@ import {
   SERVICE_NAME_LABEL,
   VERSION_LABEL,
   VERSION_OF_LABEL,
-} from '../src/resources/labels.js';
-import { DEFAULTS, type Preview, RESOURCE, type TrafficPolicy } from '../src/resources/schema.js';
-import { readResources } from '../src/resources/validate.js';
+} from '../core/resources/labels.js';
+import { DEFAULTS, type Preview, RESOURCE, type TrafficPolicy } from '../core/resources/schema.js';
+import { readResources } from '../core/resources/validate.js';
+import {
+  type EndpointSliceObject as EndpointSlice,
+  readyEndpointUrls,
+  type ServiceObject as Service,
+} from '../kube/endpoints.js';
+import { type ObjectInformer, watchObjects } from '../kube/informer.js';
 import { type BuildResult, buildSnapshot } from './snapshot.js';
 
 type Obj = KubernetesObject & Record<string, unknown>;

@@ -10,7 +10,7 @@
  */
 import { PassThrough, type Readable } from 'node:stream';
 import { type Dispatcher, Pool } from 'undici';
-import type { UpstreamProtocol } from '../src/compiler/plan.js';
+import type { UpstreamProtocol } from '../core/compiler/plan.js';
 import { Breaker } from './breaker.js';
 import { isConnectFailure } from './errors.js';
 import { hasBody, poolOptions } from './proxy.js';

@@ -2,7 +2,7 @@
  * Holds the snapshot in force. A good load replaces it; a bad one is kept aside with its problems
  * (shown on the admin API and logged) while the last good snapshot keeps serving.
  */
-import type { Problem } from '../src/core/errors.js';
+import type { Problem } from '../core/common/errors.js';
 import type { BuildResult, Snapshot } from './snapshot.js';
 
 export interface LoadError {

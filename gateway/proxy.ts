@@ -14,8 +14,8 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { type Dispatcher, Pool, util as undiciUtil } from 'undici';
-import type { PolicyPlan, UpstreamProtocol } from '../src/compiler/plan.js';
-import { TOKEN_COOKIE, TOKEN_HEADER } from '../src/tokens/intercept-token.js';
+import type { PolicyPlan, UpstreamProtocol } from '../core/compiler/plan.js';
+import { TOKEN_COOKIE, TOKEN_HEADER } from '../core/tokens/intercept-token.js';
 import type { ClientAddress } from './client-address.js';
 import { type GatewayError, isConnectFailure, isReset, upstreamError } from './errors.js';
 import type { TrafficRequest, TrafficResponse } from './traffic-server.js';

@@ -24,8 +24,8 @@ import {
   RateLimiterRedis,
   RateLimiterRes,
 } from 'rate-limiter-flexible';
-import { limitAppliesTo } from '../src/compiler/evaluate.js';
-import type { DestinationRole, PolicyPlan, RateLimitPlan } from '../src/compiler/plan.js';
+import { limitAppliesTo } from '../core/compiler/evaluate.js';
+import type { DestinationRole, PolicyPlan, RateLimitPlan } from '../core/compiler/plan.js';
 import { Breaker } from './breaker.js';
 
 export interface Clock {

@@ -1,14 +1,14 @@
 /**
- * Intercept tokens as the traffic path reads them (src/tokens/intercept-token.ts): a token in the
+ * Intercept tokens as the traffic path reads them (core/tokens/intercept-token.ts): a token in the
  * `x-switchyard-token` header or the `switchyard-token` cookie is verified as Envoy's jwt_authn
  * filter does at an Istio ingress gateway, so both answer alike: no token, no claims; a token that
  * fails (forged, expired, another issuer) is refused with 401 whatever the host; a valid one gives
  * its claims to the routes of the policy it was minted for (`aud`) and to no other. And the
  * browser's way in: `?switchyard-token=` on a preview URL traded for a host-only cookie.
  */
-import type { RequestView } from '../src/compiler/evaluate.js';
-import { tokenAudience } from '../src/compiler/names.js';
-import type { PolicyPlan } from '../src/compiler/plan.js';
+import type { RequestView } from '../core/compiler/evaluate.js';
+import { tokenAudience } from '../core/compiler/names.js';
+import type { PolicyPlan } from '../core/compiler/plan.js';
 import {
   stringClaims,
   TOKEN_COOKIE,
@@ -16,8 +16,8 @@ import {
   TOKEN_QUERY,
   tokenIsFor,
   tokenVerifier,
-} from '../src/tokens/intercept-token.js';
-import type { TokenJwks } from '../src/tokens/keys.js';
+} from '../core/tokens/intercept-token.js';
+import type { TokenJwks } from '../core/tokens/keys.js';
 import { GatewayError } from './errors.js';
 import type { PlanHolder } from './plan-holder.js';
 import { requestView } from './router.js';

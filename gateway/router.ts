@@ -1,15 +1,15 @@
 /**
  * One request against the snapshot: which policy, route and destination. No routing rules of its
- * own: everything comes from the plan (src/compiler/evaluate.ts).
+ * own: everything comes from the plan (core/compiler/evaluate.ts).
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import { matchRoute, pickDestination, type RequestView } from '../src/compiler/evaluate.js';
+import { matchRoute, pickDestination, type RequestView } from '../core/compiler/evaluate.js';
 import {
   type PolicyPlan,
   type Route,
   UPSTREAM_HEADER,
   type WeightedDestination,
-} from '../src/compiler/plan.js';
+} from '../core/compiler/plan.js';
 import { GatewayError } from './errors.js';
 import { pickUpstream, type Snapshot } from './snapshot.js';
 

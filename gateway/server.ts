@@ -16,8 +16,8 @@ import {
   type Route,
   UPSTREAM_HEADER,
   type WeightedDestination,
-} from '../src/compiler/plan.js';
-import type { TokenJwks } from '../src/tokens/keys.js';
+} from '../core/compiler/plan.js';
+import type { TokenJwks } from '../core/tokens/keys.js';
 import { adminServer } from './admin.js';
 import { type Admitted, admission } from './admission.js';
 import { type ClientAddress, clientAddressRule, type TrustProxy } from './client-address.js';

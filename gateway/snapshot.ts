@@ -3,12 +3,13 @@
  * destination. Built in one go from resources and swapped whole, so each request reads one
  * consistent snapshot (envoyproxy/ratelimit's GetCurrentConfig).
  */
-import { compile } from '../src/compiler/compile.js';
-import { indexPlan, type PlanIndex } from '../src/compiler/evaluate.js';
-import { namespacedUpstreamKey } from '../src/compiler/names.js';
-import type { RoutePlan } from '../src/compiler/plan.js';
-import { type Problem, problem } from '../src/core/errors.js';
-import type { Resources } from '../src/resources/validate.js';
+
+import { type Problem, problem } from '../core/common/errors.js';
+import { compile } from '../core/compiler/compile.js';
+import { indexPlan, type PlanIndex } from '../core/compiler/evaluate.js';
+import { namespacedUpstreamKey } from '../core/compiler/names.js';
+import type { RoutePlan } from '../core/compiler/plan.js';
+import type { Resources } from '../core/resources/validate.js';
 
 export interface Snapshot {
   plan: RoutePlan;

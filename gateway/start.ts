@@ -4,8 +4,8 @@
  */
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Redis } from 'ioredis';
-import { formatProblem, type Problem } from '../src/core/errors.js';
-import type { Logger } from '../src/core/logger.js';
+import { formatProblem, type Problem } from '../core/common/errors.js';
+import type { Logger } from '../core/common/logger.js';
 import { loadGatewayFiles, watchPaths } from './config-file.js';
 import { type KubeSource, kubeSource } from './kube-source.js';
 import { listenUrl } from './listen-url.js';

@@ -10,8 +10,8 @@
 import { type ClientRequest, request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Duplex } from 'node:stream';
-import { UPSTREAM_HEADER } from '../src/compiler/plan.js';
-import { DEFAULTS } from '../src/resources/schema.js';
+import { UPSTREAM_HEADER } from '../core/compiler/plan.js';
+import { DEFAULTS } from '../core/resources/schema.js';
 import type { ClientAddress } from './client-address.js';
 import { GatewayError, upstreamError } from './errors.js';
 import { isHopByHop, upstreamRequestHeaders } from './proxy.js';

@@ -14,7 +14,7 @@ import { availableParallelism } from 'node:os';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { AggregatorRegistry } from 'prom-client';
 import { RateLimiterClusterMaster } from 'rate-limiter-flexible';
-import type { Logger } from '../src/core/logger.js';
+import type { Logger } from '../core/common/logger.js';
 import { listenUrl } from './listen-url.js';
 import type { RunningGateway } from './start.js';
 

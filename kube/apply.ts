@@ -15,7 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { APPLIED_HASH } from '../src/resources/labels.js';
+import { APPLIED_HASH } from '../core/resources/labels.js';
 import type { Kube } from './client.js';
 
 export const FIELD_MANAGER = 'switchyard';

@@ -5,8 +5,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { KubernetesObject } from '@kubernetes/client-node';
-import type { Logger } from '../src/core/logger.js';
-import type { Reason } from '../src/resources/conditions.js';
+import type { Logger } from '../core/common/logger.js';
+import type { Reason } from '../core/resources/conditions.js';
 import type { Kube } from './client.js';
 
 export const COMPONENT = 'switchyard-controller';

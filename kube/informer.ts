@@ -11,7 +11,7 @@ import {
   makeInformer,
   type ObjectCache,
 } from '@kubernetes/client-node';
-import type { Logger } from '../src/core/logger.js';
+import type { Logger } from '../core/common/logger.js';
 
 export interface WatchSpec {
   apiVersion: string;

@@ -7,7 +7,7 @@
  * leaseDuration), so two replicas never write at once.
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
-import type { Logger } from '../src/core/logger.js';
+import type { Logger } from '../core/common/logger.js';
 import { apiErrorMessage, type Kube } from './client.js';
 
 export interface LeaderElectionOptions {

@@ -9,7 +9,7 @@
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { Logger } from '../src/core/logger.js';
+import type { Logger } from '../core/common/logger.js';
 import { CachedKube } from './cached-kube.js';
 import { clientNodeKube, type Kube } from './client.js';
 import { type ObjectInformer, watchObjects } from './informer.js';

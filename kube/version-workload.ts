@@ -5,7 +5,7 @@
  * version's) and the canary run (mesh mode waits for the canary's to have an available pod).
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { PREVIEW_LABEL } from '../src/resources/labels.js';
+import { PREVIEW_LABEL } from '../core/resources/labels.js';
 
 type WithPodLabels = KubernetesObject & {
   spec?: { template?: { metadata?: { labels?: Record<string, string> } } };

@@ -11,8 +11,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { createLogger } from '../core/common/logger.js';
 import { runGateway } from '../gateway/start.js';
-import { createLogger } from '../src/core/logger.js';
 
 const CLI_BUDGET_MS = 2000;
 const LOOP_BUDGET_MS = 50;

@@ -8,9 +8,9 @@
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { compile } from '../src/compiler/compile.js';
-import { renderIstio } from '../src/istio/render.js';
-import { readResources } from '../src/resources/validate.js';
+import { compile } from '../core/compiler/compile.js';
+import { renderIstio } from '../core/istio/render.js';
+import { readResources } from '../core/resources/validate.js';
 import { adminKube, createNamespace } from '../test/support/cluster.js';
 import { envtestGate, startEnvtestWithCrds } from '../test/support/envtest.js';
 import { ingressGateway, meshAssets, startEnvoy, startIstiod } from '../test/support/mesh.js';

@@ -10,9 +10,9 @@
  * Prints the median and best of several runs after a warm-up; exits 1 when "typical" is over.
  */
 import { performance } from 'node:perf_hooks';
-import { compile } from '../src/compiler/compile.js';
-import { renderIstio } from '../src/istio/render.js';
-import { readResources } from '../src/resources/validate.js';
+import { compile } from '../core/compiler/compile.js';
+import { renderIstio } from '../core/istio/render.js';
+import { readResources } from '../core/resources/validate.js';
 import { benchDocuments as documents, POLICIES } from './mix.js';
 
 const BUDGET_MS = 1000;

@@ -62,7 +62,7 @@ function perRequest(
     byFunction.set(key, (byFunction.get(key) ?? 0) + us / requests);
     const group = where.startsWith('node:')
       ? where
-      : /^(gateway|src)\//.test(where)
+      : /^(gateway|core)\//.test(where)
         ? `switchyard ${where}`
         : where
             .split('/')

@@ -4,14 +4,14 @@
  * nothing else. It reads the same Preview and TrafficPolicy caches as the controllers.
  */
 import { Counter } from 'prom-client';
+import type { Logger } from '../core/common/logger.js';
+import { sameRepository } from '../core/compiler/compile.js';
+import { REASON } from '../core/resources/conditions.js';
+import { REPORT_FINALIZER } from '../core/resources/labels.js';
+import { RESOURCE, type TrafficPolicy } from '../core/resources/schema.js';
 import { kubeEventRecorder } from '../kube/events.js';
 import { type Cached, ChangeFilter, type Manager, type WatchedObject } from '../kube/manager.js';
 import type { WorkQueue } from '../kube/work-queue.js';
-import { sameRepository } from '../src/compiler/compile.js';
-import type { Logger } from '../src/core/logger.js';
-import { REASON } from '../src/resources/conditions.js';
-import { REPORT_FINALIZER } from '../src/resources/labels.js';
-import { RESOURCE, type TrafficPolicy } from '../src/resources/schema.js';
 import type { GithubClients } from './github-client.js';
 import { GithubReporter, pullRequestKey } from './github-reporter.js';
 import { registerGithubWebhook } from './github-webhook.js';

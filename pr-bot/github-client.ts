@@ -11,8 +11,8 @@ import { paginateRest } from '@octokit/plugin-paginate-rest';
 import { retry } from '@octokit/plugin-retry';
 import { throttling } from '@octokit/plugin-throttling';
 import Bottleneck from 'bottleneck';
-import { type Problem, problem } from '../src/core/errors.js';
-import { readSecret } from '../src/core/secrets.js';
+import { type Problem, problem } from '../core/common/errors.js';
+import { readSecret } from '../core/common/secrets.js';
 
 const Client = Octokit.plugin(retry, throttling, paginateRest);
 export type GithubClient = InstanceType<typeof Client>;

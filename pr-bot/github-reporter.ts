@@ -14,11 +14,11 @@
  */
 
 import type { KubernetesObject } from '@kubernetes/client-node';
+import type { Logger } from '../core/common/logger.js';
+import { sha7 } from '../core/compiler/names.js';
+import { REPORT_FINALIZER } from '../core/resources/labels.js';
+import { API_VERSION } from '../core/resources/schema.js';
 import type { Kube } from '../kube/client.js';
-import { sha7 } from '../src/compiler/names.js';
-import type { Logger } from '../src/core/logger.js';
-import { REPORT_FINALIZER } from '../src/resources/labels.js';
-import { API_VERSION } from '../src/resources/schema.js';
 import { setPreviewStatus } from './commit-status.js';
 import { createDeployment, findDeployment, setDeploymentStatus } from './deployments.js';
 import type { GithubClients } from './github-client.js';

@@ -9,7 +9,7 @@
  */
 import { Webhooks } from '@octokit/webhooks';
 import type { FastifyInstance } from 'fastify';
-import type { Logger } from '../src/core/logger.js';
+import type { Logger } from '../core/common/logger.js';
 import type { DeliveryLog } from './webhook-deliveries.js';
 
 export interface GithubWebhookOptions {

@@ -3,10 +3,10 @@
  * pull_request events act; ping, push and every other event are acknowledged and ignored.
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
+import type { Logger } from '../core/common/logger.js';
+import { PULL_REQUEST_LABEL, REPORT_FINALIZER } from '../core/resources/labels.js';
+import { API_VERSION, type Preview, type TrafficPolicy } from '../core/resources/schema.js';
 import type { Kube } from '../kube/client.js';
-import type { Logger } from '../src/core/logger.js';
-import { PULL_REQUEST_LABEL, REPORT_FINALIZER } from '../src/resources/labels.js';
-import { API_VERSION, type Preview, type TrafficPolicy } from '../src/resources/schema.js';
 import type { GithubClients } from './github-client.js';
 import { renderRefusalComment, upsertPreviewComment } from './pr-comment.js';
 import { forkRefusals, type PreviewAction, type PullRequestEvent, previewActions } from './pull-requests.js';

@@ -3,7 +3,7 @@
  * on every change, never a new comment per push. The body is rendered from the pull request's
  * previews (a pure function); writing it goes through Octokit (pr-bot/github-client.ts).
  */
-import { latestRef, pinnedRef, sha7 } from '../src/compiler/names.js';
+import { latestRef, pinnedRef, sha7 } from '../core/compiler/names.js';
 import type { GithubClient } from './github-client.js';
 
 export const COMMENT_MARKER = '<!-- switchyard:previews -->';

@@ -3,7 +3,7 @@
  * a `switchyard/preview` commit status per commit that has previews, and a deployment state per
  * service and commit. The reporter (github-reporter.ts) makes GitHub match it.
  */
-import { DEFAULTS } from '../src/resources/schema.js';
+import { DEFAULTS } from '../core/resources/schema.js';
 import { commitStateFor } from './commit-status.js';
 import { type DeploymentState, deploymentStateFor } from './deployments.js';
 import { renderPreviewComment } from './pr-comment.js';

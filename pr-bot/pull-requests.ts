@@ -6,15 +6,15 @@
  * order) changes nothing, so an out-of-order synchronize never moves a pull request back.
  */
 
-import { previewName } from '../src/compiler/names.js';
-import { eventTime } from '../src/compiler/preview-age.js';
+import { previewName } from '../core/compiler/names.js';
+import { eventTime } from '../core/compiler/preview-age.js';
 import {
   HEAD_UPDATED_AT,
   NO_PREVIEW_LABEL,
   POLICY_LABEL,
   PULL_REQUEST_LABEL,
-} from '../src/resources/labels.js';
-import { API_VERSION, type Preview, type TrafficPolicy } from '../src/resources/schema.js';
+} from '../core/resources/labels.js';
+import { API_VERSION, type Preview, type TrafficPolicy } from '../core/resources/schema.js';
 
 export interface PullRequestEvent {
   action: string;

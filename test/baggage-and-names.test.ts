@@ -1,9 +1,9 @@
 /** The W3C baggage parsing rules (docs/architecture.md, rule 2), and deterministic DNS-1123 names. */
 import { describe, expect, it } from 'vitest';
-import { matchString } from '../src/compiler/evaluate.js';
-import { baggageMemberRegex } from '../src/compiler/matches.js';
-import { canaryRunId, previewHost, previewName } from '../src/compiler/names.js';
-import { escapeRegex, fullMatcher } from '../src/core/regex.js';
+import { escapeRegex, fullMatcher } from '../core/common/regex.js';
+import { matchString } from '../core/compiler/evaluate.js';
+import { baggageMemberRegex } from '../core/compiler/matches.js';
+import { canaryRunId, previewHost, previewName } from '../core/compiler/names.js';
 
 describe('baggage member match', () => {
   const exact = baggageMemberRegex('switchyard-preview', { exact: 'pr-42' });

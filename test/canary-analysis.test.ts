@@ -3,7 +3,7 @@
  * scrapes a real gateway carrying real traffic to real upstreams (one canary failing a fifth of
  * its requests), and a small exporter that serves series under Istio's metric and label names
  * (upstream Envoy has no Istio stats filter; documented as such). The built-in queries
- * (src/canary/queries.ts) through the controller's reader (controllers/canary-metrics.ts)
+ * (core/canary/queries.ts) through the controller's reader (controllers/canary-metrics.ts)
  * give each version's success rate and p99 latency, no data for a version without traffic, 0 %
  * (not "no data") for one that answers only 5xx, and a reason when Prometheus cannot answer.
  */
@@ -11,7 +11,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prometheusReader } from '../controllers/canary-metrics.js';
-import { builtinQuery, fillQuery, type QueryContext } from '../src/canary/queries.js';
+import { builtinQuery, fillQuery, type QueryContext } from '../core/canary/queries.js';
 import { gatewayConfig, startTestGateway, type TestGateway } from './support/gateway.js';
 import { send } from './support/http.js';
 import { prometheusGate, startPrometheus, type TestPrometheus } from './support/prometheus.js';

@@ -13,10 +13,10 @@ import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningController, startController } from '../cli/start-controller.js';
 import { prometheusReader } from '../controllers/canary-metrics.js';
+import type { CanaryRun } from '../core/canary/progression.js';
+import { createLogger } from '../core/common/logger.js';
 import { type RunningGateway, runGateway } from '../gateway/start.js';
 import { type Kube, kubeConfigFrom } from '../kube/client.js';
-import type { CanaryRun } from '../src/canary/progression.js';
-import { createLogger } from '../src/core/logger.js';
 import { cli, tempFiles } from './support/cli.js';
 import {
   adminKube,

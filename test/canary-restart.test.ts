@@ -8,8 +8,8 @@
 import { join } from 'node:path';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CanaryRun } from '../core/canary/progression.js';
 import type { Kube } from '../kube/client.js';
-import type { CanaryRun } from '../src/canary/progression.js';
 import { cli, tempFiles } from './support/cli.js';
 import {
   adminKube,

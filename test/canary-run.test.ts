@@ -1,5 +1,5 @@
 /**
- * The progressive canary run as a pure function (src/canary/progression.ts), driven by a simulated
+ * The progressive canary run as a pure function (core/canary/progression.ts), driven by a simulated
  * clock: a healthy run walks every step and is promoted; a failing one is rolled back at
  * failureLimit with the metric, its value and the threshold named; no data holds the run; a run
  * continued from its serialized state (a restarted controller) neither repeats nor skips a step.
@@ -13,7 +13,7 @@ import {
   runTick,
   stepsOf,
   type Tick,
-} from '../src/canary/progression.js';
+} from '../core/canary/progression.js';
 
 const T0 = Date.parse('2026-11-29T12:00:00Z');
 

@@ -5,8 +5,8 @@
  */
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { createLogger } from '../core/common/logger.js';
 import { electLeader } from '../kube/leader.js';
-import { createLogger } from '../src/core/logger.js';
 import { adminKube } from './support/cluster.js';
 import { type Envtest, sharedEnvtest } from './support/envtest.js';
 

@@ -7,10 +7,10 @@ import type { KubernetesObject } from '@kubernetes/client-node';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { reconcilePreview } from '../controllers/preview.js';
 import { reconcileTrafficPolicy } from '../controllers/traffic-policy.js';
+import { createLogger } from '../core/common/logger.js';
+import { PREVIEW_FINALIZER } from '../core/resources/labels.js';
 import type { Kube } from '../kube/client.js';
 import { kubeEventRecorder } from '../kube/events.js';
-import { createLogger } from '../src/core/logger.js';
-import { PREVIEW_FINALIZER } from '../src/resources/labels.js';
 import { adminKube, applyRbac, createNamespace, markAvailable, stableWorkload } from './support/cluster.js';
 import { type Envtest, sharedEnvtest } from './support/envtest.js';
 

@@ -268,7 +268,7 @@ describe.skipIf(!shared)('TrafficPolicy reconciler on a real API server', () => 
     // b serves nothing, so y.example.com is c's: written, not a Conflict with b.
     expect(await ready('c')).toMatchObject({ status: 'True', reason: 'Reconciled' });
     // The compiler (the gateway) judges the same three policies alike.
-    const { compile } = await import('../src/compiler/compile.js');
+    const { compile } = await import('../core/compiler/compile.js');
     const policies = await kube.list<Obj>('switchyard.dev/v1alpha1', 'TrafficPolicy', claimsNs);
     const problems = compile({
       policies: JSON.parse(JSON.stringify(policies)),

@@ -100,7 +100,7 @@ describe('the documentation', () => {
   it.each(PAGES)('%s: every project path it names exists', (page) => {
     const named = [
       ...text(page).matchAll(
-        /`((?:docs|deploy|test|load-tests|src|cli|gateway|controllers|kube|previews|sdk|\.ci)\/[^`\s]*)`/g,
+        /`((?:docs|deploy|test|load-tests|core|cli|gateway|controllers|kube|pr-bot|sdk|\.ci)\/[^`\s]*)`/g,
       ),
     ]
       .map((m) => (m[1] as string).replace(/[:,]$/, ''))

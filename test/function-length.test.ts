@@ -9,7 +9,7 @@ import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 
 const ROOT = join(import.meta.dirname, '..');
-const PRODUCT = ['cli', 'controllers', 'gateway', 'kube', 'pr-bot', 'src', 'sdk'];
+const PRODUCT = ['cli', 'controllers', 'gateway', 'kube', 'pr-bot', 'core', 'sdk'];
 const MAX_LINES = 80;
 
 function tsFiles(dir: string): string[] {

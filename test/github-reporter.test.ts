@@ -6,14 +6,14 @@
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../core/common/logger.js';
+import { sameRepository } from '../core/compiler/compile.js';
+import { REPORT_FINALIZER } from '../core/resources/labels.js';
 import type { Kube } from '../kube/client.js';
 import { githubClients } from '../pr-bot/github-client.js';
 import { GithubReporter } from '../pr-bot/github-reporter.js';
 import { handleGithubEvent } from '../pr-bot/handle-event.js';
 import { reportedPreview } from '../pr-bot/pull-request-report.js';
-import { sameRepository } from '../src/compiler/compile.js';
-import { createLogger } from '../src/core/logger.js';
-import { REPORT_FINALIZER } from '../src/resources/labels.js';
 import { adminKube, createNamespace } from './support/cluster.js';
 import { type Envtest, sharedEnvtest } from './support/envtest.js';
 import { examplesOf } from './support/github-deliveries.js';

@@ -6,9 +6,9 @@
 import { sign } from '@octokit/webhooks-methods';
 import Fastify from 'fastify';
 import { expect, it } from 'vitest';
+import { createLogger } from '../core/common/logger.js';
 import { registerGithubWebhook, WEBHOOK_PATH } from '../pr-bot/github-webhook.js';
 import { memoryDeliveryLog } from '../pr-bot/webhook-deliveries.js';
-import { createLogger } from '../src/core/logger.js';
 import { examplesOf } from './support/github-deliveries.js';
 
 it('a failed delivery can be redelivered; a handled one is still handled once', async () => {

@@ -4,9 +4,9 @@
  * first by namespace/name) serves it; the other is reported, in any namespaces.
  */
 import { describe, expect, it } from 'vitest';
-import { compile } from '../src/compiler/compile.js';
-import { affectedByHostChange, hostConflicts, hostForms, hostsOverlap } from '../src/compiler/hosts.js';
-import type { TrafficPolicy } from '../src/resources/schema.js';
+import { compile } from '../core/compiler/compile.js';
+import { affectedByHostChange, hostConflicts, hostForms, hostsOverlap } from '../core/compiler/hosts.js';
+import type { TrafficPolicy } from '../core/resources/schema.js';
 
 const policy = (
   namespace: string,

@@ -7,7 +7,7 @@
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MAX_NESTING, parseDocuments } from '../src/resources/load.js';
+import { MAX_NESTING, parseDocuments } from '../core/resources/load.js';
 import { cli, tempFiles } from './support/cli.js';
 import { eventually } from './support/gateway.js';
 import { HOSTILE, webGateway } from './support/hostile-files.js';

@@ -9,11 +9,11 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { compile } from '../core/compiler/compile.js';
+import { renderIstio } from '../core/istio/render.js';
+import { parseDocuments } from '../core/resources/load.js';
+import { readResources } from '../core/resources/validate.js';
 import { buildSnapshot, upstreamsOf } from '../gateway/snapshot.js';
-import { compile } from '../src/compiler/compile.js';
-import { renderIstio } from '../src/istio/render.js';
-import { parseDocuments } from '../src/resources/load.js';
-import { readResources } from '../src/resources/validate.js';
 import { EXAMPLE_FILES, EXAMPLES } from './support/cli.js';
 
 const RUNS = Number(process.env.SWITCHYARD_FUZZ_RUNS ?? 2000);

@@ -12,7 +12,7 @@ describe('import layers', () => {
     expect(layerBreaches(root)).toEqual([]);
     // The check reads the real tree: the CLI composes the three parts.
     const edges = folderImports(root).map((e) => `${e.from.split('/')[0]}->${e.to.split('/')[0]}`);
-    for (const edge of ['cli->controllers', 'cli->gateway', 'cli->pr-bot', 'controllers->kube', 'kube->src'])
+    for (const edge of ['cli->controllers', 'cli->gateway', 'cli->pr-bot', 'controllers->kube', 'kube->core'])
       expect(edges).toContain(edge);
   });
 
@@ -22,17 +22,17 @@ describe('import layers', () => {
       mkdirSync(join(tree, path, '..'), { recursive: true });
       writeFileSync(join(tree, path), text);
     };
-    file('src/compiler/a.ts', "import { b } from '../istio/b.js';\n");
+    file('core/compiler/a.ts', "import { b } from '../istio/b.js';\n");
     file(
-      'src/istio/b.ts',
+      'core/istio/b.ts',
       "import { a } from '../compiler/a.js';\nimport { g } from '../../gateway/g.js';\n",
     );
     file('gateway/g.ts', "import { p } from '../pr-bot/p.js';\n");
-    file('previews/p.ts', 'export const p = 1;\n');
+    file('pr-bot/p.ts', 'export const p = 1;\n');
     expect(layerBreaches(tree).sort()).toEqual([
+      'core/ may not import gateway/: core/istio/b.ts imports ../../gateway/g.js',
+      'core/compiler/ and core/istio/ import each other: core/compiler/a.ts imports ../istio/b.js',
       'gateway/ may not import pr-bot/: gateway/g.ts imports ../pr-bot/p.js',
-      'src/ may not import gateway/: src/istio/b.ts imports ../../gateway/g.js',
-      'src/compiler/ and src/istio/ import each other: src/compiler/a.ts imports ../istio/b.js',
     ]);
   });
 });

@@ -6,9 +6,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { toYamlDocuments } from '../cli/output.js';
-import { compile } from '../src/compiler/compile.js';
-import { explainRequest, requestFrom } from '../src/compiler/explain.js';
-import { renderIstio } from '../src/istio/render.js';
+import { compile } from '../core/compiler/compile.js';
+import { explainRequest, requestFrom } from '../core/compiler/explain.js';
+import { renderIstio } from '../core/istio/render.js';
 import { checkIstioRules } from './support/istio-rules.js';
 import { istioCrdsPath, validateWithCrdFile, validateWithModels } from './support/istio-schemas.js';
 import { hostOf, load, requestsFor, worldArb } from './support/random-policies.js';

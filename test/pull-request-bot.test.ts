@@ -8,8 +8,8 @@
 import { join } from 'node:path';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PREVIEW_LABEL } from '../core/resources/labels.js';
 import type { Kube } from '../kube/client.js';
-import { PREVIEW_LABEL } from '../src/resources/labels.js';
 import { tempFiles } from './support/cli.js';
 import {
   adminKube,

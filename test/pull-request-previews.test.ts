@@ -1,7 +1,7 @@
 /** Which pull_request events write or delete Previews (the pure part of the PR bot). */
 import { describe, expect, it } from 'vitest';
+import { HEAD_UPDATED_AT } from '../core/resources/labels.js';
 import { forkRefusals, type PullRequestEvent, previewActions } from '../pr-bot/pull-requests.js';
-import { HEAD_UPDATED_AT } from '../src/resources/labels.js';
 
 const policy = {
   metadata: { name: 'shop', namespace: 'team' },

@@ -9,11 +9,11 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningController, startController } from '../cli/start-controller.js';
+import { createLogger } from '../core/common/logger.js';
+import { PREVIEW_LABEL } from '../core/resources/labels.js';
 import type { Kube } from '../kube/client.js';
 import { kubeConfigFrom } from '../kube/client.js';
 import { githubClients } from '../pr-bot/github-client.js';
-import { createLogger } from '../src/core/logger.js';
-import { PREVIEW_LABEL } from '../src/resources/labels.js';
 import {
   adminKube,
   applyRbac,

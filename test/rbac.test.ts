@@ -13,11 +13,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { installManifests } from '../cli/install.js';
 import { type RunningController, startController } from '../cli/start-controller.js';
 import type { ControllerMode } from '../controllers/traffic-policy.js';
+import { createLogger } from '../core/common/logger.js';
+import type { TokenAuthenticationOptions } from '../core/istio/request-authentication.js';
 import type { Kube } from '../kube/client.js';
 import { kubeConfigFrom } from '../kube/client.js';
 import { githubClients } from '../pr-bot/github-client.js';
-import { createLogger } from '../src/core/logger.js';
-import type { TokenAuthenticationOptions } from '../src/istio/request-authentication.js';
 import {
   adminKube,
   CONTROLLER_USER,

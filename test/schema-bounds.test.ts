@@ -5,7 +5,7 @@
  */
 import type { TSchema } from '@sinclair/typebox';
 import { describe, expect, it } from 'vitest';
-import { GatewayConfigSchema, PreviewSchema, TrafficPolicySchema } from '../src/resources/schema.js';
+import { GatewayConfigSchema, PreviewSchema, TrafficPolicySchema } from '../core/resources/schema.js';
 
 /** The path of every unbounded field of a JSON schema. */
 function unbounded(schema: TSchema, path: string, out: string[]): string[] {

@@ -4,10 +4,10 @@
  * move only in the direction of a change, at most once per change, and never flip back and forth.
  */
 import { describe, expect, it } from 'vitest';
-import { compile } from '../src/compiler/compile.js';
-import { indexPlan, matchRoute, pickDestination } from '../src/compiler/evaluate.js';
-import { requestFrom } from '../src/compiler/explain.js';
-import type { TrafficPolicy } from '../src/resources/schema.js';
+import { compile } from '../core/compiler/compile.js';
+import { indexPlan, matchRoute, pickDestination } from '../core/compiler/evaluate.js';
+import { requestFrom } from '../core/compiler/explain.js';
+import type { TrafficPolicy } from '../core/resources/schema.js';
 
 function mulberry32(seed: number): () => number {
   let a = seed;

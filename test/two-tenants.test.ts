@@ -10,9 +10,9 @@ import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reconcilePreview } from '../controllers/preview.js';
 import { reconcileTrafficPolicy } from '../controllers/traffic-policy.js';
+import { createLogger } from '../core/common/logger.js';
 import { type RunningGateway, runGateway } from '../gateway/start.js';
 import { type Kube, kubeConfigFrom } from '../kube/client.js';
-import { createLogger } from '../src/core/logger.js';
 import {
   adminKube,
   applyRbac,

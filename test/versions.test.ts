@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { subsetName, versionServiceName } from '../src/compiler/names.js';
+import { subsetName, versionServiceName } from '../core/compiler/names.js';
 import { cli, tempFiles } from './support/cli.js';
 import { gatewayConfig, startTestGateway, type TestGateway } from './support/gateway.js';
 import { header, send } from './support/http.js';

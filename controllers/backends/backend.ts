@@ -7,14 +7,15 @@
  * reconciler (../traffic-policy.ts) and the canary run (../canary-run.ts) are the same for both;
  * `backendFor` is the one place that picks.
  */
+
+import type { MetricsBackend } from '../../core/canary/queries.js';
+import type { Problem } from '../../core/common/errors.js';
+import type { PolicyPlan } from '../../core/compiler/plan.js';
+import type { KubeObject } from '../../core/istio/objects.js';
+import type { Reason } from '../../core/resources/conditions.js';
+import type { TrafficPolicy } from '../../core/resources/schema.js';
 import type { Kube } from '../../kube/client.js';
 import type { Cached, ChangeFilter, Manager, WatchEvent, WatchedObject } from '../../kube/manager.js';
-import type { MetricsBackend } from '../../src/canary/queries.js';
-import type { PolicyPlan } from '../../src/compiler/plan.js';
-import type { Problem } from '../../src/core/errors.js';
-import type { KubeObject } from '../../src/istio/objects.js';
-import type { Reason } from '../../src/resources/conditions.js';
-import type { TrafficPolicy } from '../../src/resources/schema.js';
 import type { TokenAuthenticationSetup } from './istio-tokens.js';
 
 export type ControllerMode = 'istio' | 'gateway';

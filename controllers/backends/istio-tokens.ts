@@ -1,19 +1,20 @@
 /**
  * In mesh mode, the installation's one RequestAuthentication for intercept tokens
- * (src/istio/request-authentication.ts): kept as configured (`--token-jwks`) while this replica
+ * (core/istio/request-authentication.ts): kept as configured (`--token-jwks`) while this replica
  * leads, written again on every resync (an edit or a deletion by someone else is undone), and
  * removed when the controller runs without keys, so that a key taken away opens nothing any more.
  */
-import { FIELD_MANAGER } from '../../kube/apply.js';
-import type { Manager } from '../../kube/manager.js';
+
 import {
   DEFAULT_ISTIO_ROOT_NAMESPACE,
   renderTokenAuthentication,
   SECURITY_V1,
   TOKEN_AUTHENTICATION_NAME,
   type TokenAuthenticationOptions,
-} from '../../src/istio/request-authentication.js';
-import { MANAGED_BY, MANAGED_BY_VALUE } from '../../src/resources/labels.js';
+} from '../../core/istio/request-authentication.js';
+import { MANAGED_BY, MANAGED_BY_VALUE } from '../../core/resources/labels.js';
+import { FIELD_MANAGER } from '../../kube/apply.js';
+import type { Manager } from '../../kube/manager.js';
 
 export interface TokenAuthenticationSetup {
   /** Istio's root namespace, where the object lives (also when it is to be removed). */

@@ -4,20 +4,20 @@
  * them for SUBSET_GRACE_MS (the proxies have had the new routes by then).
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { keyOf, type WatchEvent, type WatchedObject } from '../../kube/manager.js';
-import { versionDeployments } from '../../kube/version-workload.js';
-import { HostClaims } from '../../src/compiler/hosts.js';
-import { upstreamKey } from '../../src/compiler/names.js';
-import { UPSTREAM_HEADER } from '../../src/compiler/plan.js';
-import type { KubeObject } from '../../src/istio/objects.js';
-import { renderIstio } from '../../src/istio/render.js';
+import { HostClaims } from '../../core/compiler/hosts.js';
+import { upstreamKey } from '../../core/compiler/names.js';
+import { UPSTREAM_HEADER } from '../../core/compiler/plan.js';
+import type { KubeObject } from '../../core/istio/objects.js';
+import { renderIstio } from '../../core/istio/render.js';
 import {
   DATAPLANE_MODE_LABEL,
   MANAGED_BY,
   MANAGED_BY_VALUE,
   RETIRED_SUBSETS_ANNOTATION,
-} from '../../src/resources/labels.js';
-import { DEFAULTS } from '../../src/resources/schema.js';
+} from '../../core/resources/labels.js';
+import { DEFAULTS } from '../../core/resources/schema.js';
+import { keyOf, type WatchEvent, type WatchedObject } from '../../kube/manager.js';
+import { versionDeployments } from '../../kube/version-workload.js';
 import type { Backend, BackendWatches } from './backend.js';
 import { setupTokenAuthentication } from './istio-tokens.js';
 

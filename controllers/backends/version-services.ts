@@ -5,12 +5,11 @@
  * themselves and compiles them as the controller does, within milliseconds of a change.
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { type EndpointSliceObject, readyEndpointUrls, type ServiceObject } from '../../kube/endpoints.js';
-import { compile } from '../../src/compiler/compile.js';
-import { versionServiceName } from '../../src/compiler/names.js';
-import type { PolicyPlan } from '../../src/compiler/plan.js';
-import type { KubeObject } from '../../src/istio/objects.js';
-import { CONDITION, REASON } from '../../src/resources/conditions.js';
+import { compile } from '../../core/compiler/compile.js';
+import { versionServiceName } from '../../core/compiler/names.js';
+import type { PolicyPlan } from '../../core/compiler/plan.js';
+import type { KubeObject } from '../../core/istio/objects.js';
+import { CONDITION, REASON } from '../../core/resources/conditions.js';
 import {
   MANAGED_BY,
   MANAGED_BY_VALUE,
@@ -18,9 +17,10 @@ import {
   SERVICE_NAME_LABEL,
   VERSION_LABEL,
   VERSION_OF_LABEL,
-} from '../../src/resources/labels.js';
-import { DEFAULTS } from '../../src/resources/schema.js';
-import { readResources } from '../../src/resources/validate.js';
+} from '../../core/resources/labels.js';
+import { DEFAULTS } from '../../core/resources/schema.js';
+import { readResources } from '../../core/resources/validate.js';
+import { type EndpointSliceObject, readyEndpointUrls, type ServiceObject } from '../../kube/endpoints.js';
 import type { Backend } from './backend.js';
 
 type ServiceSpec = {

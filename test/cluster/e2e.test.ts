@@ -19,8 +19,8 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PREVIEW_LABEL } from '../../core/resources/labels.js';
 import { type Kube, kubeConfigFrom } from '../../kube/client.js';
-import { PREVIEW_LABEL } from '../../src/resources/labels.js';
 import { tempFiles } from '../support/cli.js';
 import { eventually } from '../support/gateway.js';
 import { postDelivery, pullRequestEvent } from '../support/github-deliveries.js';

@@ -2,9 +2,9 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { backendFor, type ControllerMode } from '../../controllers/backends/index.js';
 import { reconcileCanaryRun } from '../../controllers/canary-run.js';
+import { createLogger } from '../../core/common/logger.js';
 import type { Kube } from '../../kube/client.js';
 import { type EventRecorder, kubeEventRecorder } from '../../kube/events.js';
-import { createLogger } from '../../src/core/logger.js';
 
 /**
  * `run()` reconciles the run of `namespace/name` once; `status()` reads it back; `told` holds its

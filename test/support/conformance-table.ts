@@ -3,7 +3,7 @@
  * The foundation's test checks `explain` and the rendered VirtualServices against it; the gateway's
  * test runs the same rows against the live gateway.
  */
-import { canaryRunId } from '../../src/compiler/names.js';
+import { canaryRunId } from '../../core/compiler/names.js';
 
 const run = canaryRunId('shop', 'catalog', 'v2');
 const FQDN = (s: string) => `${s}.shop.svc.cluster.local`;

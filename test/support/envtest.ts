@@ -279,7 +279,7 @@ export async function startEnvtestWithCrds(
   options: { audit?: boolean } = {},
 ): Promise<Envtest> {
   const env = await startEnvtest(gate.assets, options);
-  const { customResourceDefinitions } = await import('../../src/resources/crds.js');
+  const { customResourceDefinitions } = await import('../../core/resources/crds.js');
   const { toYamlDocuments } = await import('../../cli/output.js');
   await installCrds(env.adminKubeconfig, [
     toYamlDocuments(customResourceDefinitions()),

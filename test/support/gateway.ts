@@ -2,8 +2,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connectRedis } from '../../cli/redis.js';
+import { createLogger } from '../../core/common/logger.js';
 import { type RunGatewayOptions, type RunningGateway, runGateway } from '../../gateway/start.js';
-import { createLogger } from '../../src/core/logger.js';
 import { tempDir } from './temp.js';
 
 export interface TestGateway extends RunningGateway {

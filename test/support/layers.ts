@@ -1,23 +1,23 @@
 /**
  * The import graph of the product's folders, and what breaks its layering (docs/architecture.md,
- * "The parts"): the core (src/) imports nothing outside itself; kube/ only the core;
+ * "The parts"): the core (core/) imports nothing outside itself; kube/ only the core;
  * controllers/, gateway/ and pr-bot/ only the core and kube/, never one another; cli/
  * composes them all. And no folder (at any depth) imports a folder that imports it back.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 
-export const PARTS = ['src', 'kube', 'controllers', 'gateway', 'pr-bot', 'cli', 'sdk'] as const;
+export const PARTS = ['core', 'kube', 'controllers', 'gateway', 'pr-bot', 'cli', 'sdk'] as const;
 type Part = (typeof PARTS)[number];
 
 /** Which parts each part may import (itself aside). */
 export const MAY_IMPORT: Record<Part, readonly Part[]> = {
-  src: [],
-  kube: ['src'],
-  controllers: ['src', 'kube'],
-  gateway: ['src', 'kube'],
-  'pr-bot': ['src', 'kube'],
-  cli: ['src', 'kube', 'controllers', 'gateway', 'pr-bot'],
+  core: [],
+  kube: ['core'],
+  controllers: ['core', 'kube'],
+  gateway: ['core', 'kube'],
+  'pr-bot': ['core', 'kube'],
+  cli: ['core', 'kube', 'controllers', 'gateway', 'pr-bot'],
   // What service authors import into their own services: nothing of Switchyard's.
   sdk: [],
 };

@@ -4,7 +4,7 @@
  * sends a fixed sample of them through real Envoy.
  */
 import fc from 'fast-check';
-import { readResources } from '../../src/resources/validate.js';
+import { readResources } from '../../core/resources/validate.js';
 
 const VERSIONS = ['v1', 'v2', 'v3', 'blue', 'green', 'canary-2026'];
 const REGEXES = [

@@ -8,7 +8,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 
-const PRODUCT = ['cli', 'controllers', 'gateway', 'kube', 'pr-bot', 'src', 'sdk'];
+const PRODUCT = ['cli', 'controllers', 'gateway', 'kube', 'pr-bot', 'core', 'sdk'];
 
 function files(dir: string, suffix: string): string[] {
   return readdirSync(dir).flatMap((f) => {

@@ -3,15 +3,15 @@
  * EdDSA key (still accepted, as during a rotation), their JWKS, and a key nobody trusts.
  */
 import { SignJWT } from 'jose';
-import { isProblem } from '../../src/core/errors.js';
-import { signInterceptToken, TOKEN_ISSUER } from '../../src/tokens/intercept-token.js';
+import { isProblem } from '../../core/common/errors.js';
+import { signInterceptToken, TOKEN_ISSUER } from '../../core/tokens/intercept-token.js';
 import {
   generateTokenKey,
   publicJwks,
   type SigningKey,
   signingKey,
   type TokenJwks,
-} from '../../src/tokens/keys.js';
+} from '../../core/tokens/keys.js';
 
 export interface TestTokenKeys {
   current: SigningKey;

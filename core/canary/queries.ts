@@ -1,5 +1,5 @@
 /**
- * The PromQL a canary analysis reads (src/canary/progression.ts judges the numbers). Built-in metrics
+ * The PromQL a canary analysis reads (core/canary/progression.ts judges the numbers). Built-in metrics
  * exist for both backends and measure the canary version only, over the analysis interval:
  * - `request-success-rate`: the percentage of its requests not answered 5xx;
  * - `request-duration`: the 99th percentile of its latency, in milliseconds.

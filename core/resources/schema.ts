@@ -35,7 +35,7 @@ export const Duration = Text('^([0-9]+(ms|s|m|h))+$', 'a duration such as 500ms,
 /**
  * A version is any legal Kubernetes label value (`v2`, `1.27.3`, `2025.03`, `v3.0.0-beta.2`): it is
  * matched as a pod label. Names Istio or Kubernetes restrict further (subset names, per-version
- * Services) are derived from it (src/compiler/names.ts).
+ * Services) are derived from it (core/compiler/names.ts).
  */
 export const VersionName = Text(
   '^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$',
@@ -154,7 +154,7 @@ export const ThresholdRange = Type.Object(
   closed,
 );
 
-/** Metrics Switchyard can query for either backend without a `query` (src/canary/queries.ts). */
+/** Metrics Switchyard can query for either backend without a `query` (core/canary/queries.ts). */
 export const BUILTIN_METRICS = ['request-success-rate', 'request-duration'] as const;
 
 export const AnalysisMetric = Type.Object(
@@ -419,7 +419,7 @@ export const Condition = Type.Object({
 
 export const CANARY_RUN_PHASES = ['Progressing', 'Paused', 'Succeeded', 'RolledBack', 'Failed'] as const;
 
-/** A progressive run's whole state (src/canary/progression.ts): a new leader continues from it. */
+/** A progressive run's whole state (core/canary/progression.ts): a new leader continues from it. */
 export const CanaryRunStatus = Type.Object({
   version: Type.String(),
   phase: StringEnum(CANARY_RUN_PHASES, 'Progressing, Paused, Succeeded, RolledBack or Failed'),

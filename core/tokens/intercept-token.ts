@@ -1,7 +1,7 @@
 /**
  * Intercept tokens (docs/architecture.md, rule 6): with `requireToken`, an intercept header, a
  * preview header or a preview URL counts only with a token that proves it. A token is a JWT signed
- * with the installation's key (src/tokens/keys.ts) holding
+ * with the installation's key (core/tokens/keys.ts) holding
  * - `iss: switchyard`,
  * - `aud`: the one policy it was minted for (`shop/checkout`): a token for tenant B's policy never
  *   opens tenant A's preview,
@@ -12,7 +12,7 @@
  * cookie from the Node gateway by opening a preview URL with `?switchyard-token=<token>`).
  *
  * Both backends read it the same way: in Istio, a RequestAuthentication on the ingress gateway
- * (src/istio/request-authentication.ts) has Envoy verify it and the route matches
+ * (core/istio/request-authentication.ts) has Envoy verify it and the route matches
  * `@request.auth.claims.*`; the Node gateway verifies it here with the same rules as Envoy's
  * jwt_authn filter: signature by a key of the JWKS, `iss`, `exp` and `nbf` with 60 s of clock
  * skew. A token that fails is refused with 401 wherever it is sent; a valid one counts only on the

@@ -8,7 +8,7 @@
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { calculateJwkThumbprint, type JWK } from 'jose';
-import { type Problem, problem } from '../core/errors.js';
+import { type Problem, problem } from '../common/errors.js';
 
 export type TokenAlgorithm = 'ES256' | 'EdDSA';
 export const TOKEN_ALGORITHMS: readonly TokenAlgorithm[] = ['ES256', 'EdDSA'];

@@ -1,6 +1,6 @@
 /**
  * The one RequestAuthentication an installation needs for `requireToken` in a mesh: it has the
- * ingress gateway's Envoy verify intercept tokens (src/tokens/intercept-token.ts) against the
+ * ingress gateway's Envoy verify intercept tokens (core/tokens/intercept-token.ts) against the
  * installation's public keys, so that routes can match `@request.auth.claims.*`. Istio reads claims
  * in routes on gateways only, hence one object on the gateway workloads, not one per policy: it
  * lives in Istio's root namespace (where a selector reaches workloads of every namespace) and holds

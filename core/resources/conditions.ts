@@ -34,7 +34,7 @@ export const REASON = {
   Superseded: 'Superseded',
   Removed: 'Removed',
   GitHubHoldExpired: 'GitHubHoldExpired',
-  // A progressive canary run's transitions (src/canary/progression.ts):
+  // A progressive canary run's transitions (core/canary/progression.ts):
   CanaryStarted: 'CanaryStarted',
   CanaryStepAdvanced: 'CanaryStepAdvanced',
   CanaryAnalysisFailed: 'CanaryAnalysisFailed',

@@ -3,8 +3,8 @@
  * before a VirtualService refers to them), then VirtualServices, then EnvoyFilters.
  */
 
+import { type Problem, problem, type Source } from '../common/errors.js';
 import type { RoutePlan } from '../compiler/plan.js';
-import { type Problem, problem, type Source } from '../core/errors.js';
 import { renderDestinationRule } from './destination-rule.js';
 import { renderEnvoyFilters } from './envoy-filter.js';
 import type { KubeObject } from './objects.js';

@@ -4,6 +4,7 @@
  * has exactly one VirtualService and neither set of hosts is exposed on the other's gateways.
  */
 
+import { toProtoDuration } from '../common/duration.js';
 import { cutName, tokenAudience } from '../compiler/names.js';
 import type {
   Destination,
@@ -13,7 +14,6 @@ import type {
   StringMatch,
   WeightedDestination,
 } from '../compiler/plan.js';
-import { toProtoDuration } from '../core/duration.js';
 import { TOKEN_ISSUER } from '../tokens/intercept-token.js';
 import { type KubeObject, NETWORKING_V1, objectMeta, UPSTREAM_HEADER } from './objects.js';
 
@@ -25,7 +25,7 @@ function stringMatch(m: StringMatch): Record<string, string> {
   return { ...m };
 }
 
-/** Claims are read from a token verified at the gateway (src/istio/request-authentication.ts). */
+/** Claims are read from a token verified at the gateway (core/istio/request-authentication.ts). */
 const CLAIM = (name: string) => `@request.auth.claims.${name}`;
 
 function renderMatch(m: RequestMatch, audience: string): Record<string, unknown> {

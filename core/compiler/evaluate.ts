@@ -3,7 +3,7 @@
  * first, and which destination a weighted route picks. `switchyard explain` and the gateway both
  * use this, so there is one reading of the plan outside Envoy.
  */
-import { fullMatcher } from '../core/regex.js';
+import { fullMatcher } from '../common/regex.js';
 import type {
   DestinationRole,
   PolicyPlan,

@@ -1,5 +1,5 @@
 /** Builders for the RequestMatch values the compiler emits (header, baggage member, cookie, method). */
-import { escapeRegex } from '../core/regex.js';
+import { escapeRegex } from '../common/regex.js';
 import type { StringMatch } from './plan.js';
 
 export type ValueMatch = { exact: string } | { prefix: string } | { regex: string };

@@ -21,7 +21,7 @@
  *   afresh once it can be;
  * - a new canary version starts a new run.
  */
-import { parseDurationMs } from '../core/duration.js';
+import { parseDurationMs } from '../common/duration.js';
 
 export type RunPhase = 'Progressing' | 'Paused' | 'Succeeded' | 'RolledBack' | 'Failed';
 

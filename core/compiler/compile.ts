@@ -6,8 +6,8 @@
  */
 
 import { effectiveCanaryWeight, isProgressive } from '../canary/progression.js';
-import { parseDurationMs } from '../core/duration.js';
-import { type Problem, problem, type Source } from '../core/errors.js';
+import { parseDurationMs } from '../common/duration.js';
+import { type Problem, problem, type Source } from '../common/errors.js';
 import {
   DEFAULTS,
   HTTP_METHODS,
@@ -250,7 +250,7 @@ class PolicyCompiler {
     };
   }
 
-  /** The weight in force: the spec's, or a progressive run's as its status says (src/canary/progression.ts). */
+  /** The weight in force: the spec's, or a progressive run's as its status says (core/canary/progression.ts). */
   private get canaryWeight(): number {
     const canary = this.policy.spec.canary;
     return canary ? effectiveCanaryWeight(canary, this.policy.status?.canary) : 0;

@@ -5,9 +5,9 @@
  * `switchyard validate`, `render`, the gateway's file loader and the controller all use this.
  */
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import { parseDurationMs } from '../core/duration.js';
-import { type Problem, problem, type Source } from '../core/errors.js';
-import { regexError } from '../core/regex.js';
+import { parseDurationMs } from '../common/duration.js';
+import { type Problem, problem, type Source } from '../common/errors.js';
+import { regexError } from '../common/regex.js';
 import { TOKEN_COOKIE } from '../tokens/intercept-token.js';
 import type { RawDocument } from './load.js';
 import {
@@ -162,7 +162,7 @@ function exactlyOne(
   }
 }
 
-/** What a progressive run needs beyond its schema (src/canary/progression.ts). */
+/** What a progressive run needs beyond its schema (core/canary/progression.ts). */
 function checkCanaryRun(c: NonNullable<TrafficPolicy['spec']['canary']>, source: Source): Problem[] {
   const out: Problem[] = [];
   const at = 'spec.canary';

@@ -13,7 +13,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { CORE_SCHEMA, type LoadOptions, loadAll, YAMLException } from 'js-yaml';
-import { type Problem, problem, type Source } from '../core/errors.js';
+import { type Problem, problem, type Source } from '../common/errors.js';
 
 export interface RawDocument {
   source: Source;
