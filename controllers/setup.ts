@@ -248,12 +248,13 @@ function watchPolicies(w: Watching): Cached {
     if (event !== 'delete') queues.canaries.add(keyOf(o));
     // A policy that goes or changes its hosts may free, or take, a host another policy claims,
     // and so on down the claim order (rule 7): those overlapping its hosts before and after. (A
-    // new one is the newest: it takes no host from anyone.)
+    // new one is the newest: it takes no host from anyone; one whose hosts stay takes none either.)
     const before = hostsSeen.get(keyOf(o));
     const now = hostsOf(o);
     if (event === 'delete') hostsSeen.delete(keyOf(o));
     else hostsSeen.set(keyOf(o), now);
-    if (event !== 'add') {
+    const moved = event === 'delete' || JSON.stringify(before) !== JSON.stringify(now);
+    if (event !== 'add' && moved) {
       const others = caches.policies.list().filter((p) => keyOf(p) !== keyOf(o));
       for (const hosts of before ? [before, now] : [now])
         for (const p of affectedByHostChange(hosts, others, hostsOf, DEFAULTS.clusterDomain))

@@ -61,7 +61,7 @@ kind: {{ ternary "Role" "ClusterRole" $scoped }}
 metadata:
   name: {{ $.name }}
   {{- if $scoped }}
-  namespace: {{ . }}
+  namespace: {{ . | quote }}
   {{- end }}
   labels: {{- include "switchyard.labels" $root | nindent 4 }}
 rules: {{- include $.rules $root | nindent 2 }}
@@ -71,7 +71,7 @@ kind: {{ ternary "RoleBinding" "ClusterRoleBinding" $scoped }}
 metadata:
   name: {{ $.name }}
   {{- if $scoped }}
-  namespace: {{ . }}
+  namespace: {{ . | quote }}
   {{- end }}
   labels: {{- include "switchyard.labels" $root | nindent 4 }}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: {{ ternary "Role" "ClusterRole" $scoped }}, name: {{ $.name }}}
