@@ -5,6 +5,7 @@ import {
   collect,
   durationOption,
   integerIn,
+  modeOption,
   port,
   tokenAuthenticationOptions,
 } from './options.js';
@@ -19,7 +20,7 @@ export function defineController(program: Command, { io, setExit, settings }: Co
       '--kubeconfig <path>',
       'kubeconfig file (default: $KUBECONFIG, ~/.kube/config or the in-cluster ServiceAccount)',
     )
-    .addOption(new Option('--mode <mode>', 'what to write').choices(['istio', 'gateway']).default('istio'))
+    .addOption(modeOption('what to write'))
     .option('-n, --namespace <ns>', 'watch only this namespace (repeatable; default all)', collect, [])
     .option('-p, --port <port>', 'HTTP port: /healthz /readyz /metrics', port, '8081')
     .option(

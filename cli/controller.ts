@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { backendFor, type ControllerMode } from '../controllers/backends/index.js';
 import { prometheusReader } from '../controllers/canary-metrics.js';
 import { parseDurationMs } from '../core/common/duration.js';
 import { formatProblem, isProblem, problem } from '../core/common/errors.js';
@@ -17,7 +18,7 @@ import { type TokenAuthenticationFlags, tokenAuthenticationOf } from './token.js
 
 export interface ControllerCliOptions extends TokenAuthenticationFlags {
   kubeconfig?: string;
-  mode: 'istio' | 'gateway';
+  mode: ControllerMode;
   namespace: string[];
   port: string;
   workers: string;
@@ -54,7 +55,10 @@ export async function controllerCommand(
     io.stderr(`${formatProblem(github)}\n`);
     return EXIT_INVALID;
   }
-  const tokens = opts.mode === 'istio' ? tokenAuthenticationOf(opts, io, settings) : undefined;
+  const tokens =
+    backendFor(opts.mode).tokensCheckedBy === 'controller'
+      ? tokenAuthenticationOf(opts, io, settings)
+      : undefined;
   if (typeof tokens === 'number') return tokens;
   let lost = false;
   const running = await startController({

@@ -1,16 +1,12 @@
 /** `switchyard install`: the flags; cli/install.ts runs it (loaded only then). */
-import { type Command, Option } from 'commander';
-import { type CommandContext, collect, outputOption } from './options.js';
+import type { Command } from 'commander';
+import { type CommandContext, collect, modeOption, outputOption } from './options.js';
 
 export function defineInstall(program: Command, { io, setExit, settings }: CommandContext): void {
   program
     .command('install')
     .description('print everything a cluster needs (CRDs, RBAC, controller, gateway) as one manifest')
-    .addOption(
-      new Option('--mode <mode>', 'mesh (istio) or no mesh (gateway)')
-        .choices(['istio', 'gateway'])
-        .default('istio'),
-    )
+    .addOption(modeOption('mesh (istio) or no mesh (gateway)'))
     .option('--image <image>', 'the Switchyard image', undefined)
     .option(
       '--redis-secret <name>',

@@ -8,6 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
+import { backendFor, type ControllerMode } from '../controllers/backends/index.js';
 import { customResourceDefinitions } from '../core/resources/crds.js';
 import type { TokenJwks } from '../core/tokens/keys.js';
 import { type CliIO, EXIT_OK } from './io.js';
@@ -15,10 +16,8 @@ import { formatObjects } from './output.js';
 import type { Settings } from './settings.js';
 import { readTokenJwks } from './token.js';
 
-export type InstallMode = 'istio' | 'gateway';
-
 export interface InstallOptions {
-  mode: InstallMode;
+  mode: ControllerMode;
   image?: string;
   /** A Secret whose key `url` holds the Redis URL (never in args, where `ps` shows it). */
   redisSecret?: string;
@@ -61,8 +60,8 @@ function readManifests(file: string): Manifest[] {
  * mode (it keeps the RequestAuthentication), the gateway without a mesh. Public keys only: a
  * ConfigMap is fine, and `--token-jwks` refuses a file with a private key.
  */
-function withTokenJwks(objects: Manifest[], mode: InstallMode, jwks: TokenJwks): object[] {
-  const verifier = mode === 'istio' ? 'switchyard-controller' : 'switchyard-gateway';
+function withTokenJwks(objects: Manifest[], mode: ControllerMode, jwks: TokenJwks): object[] {
+  const verifier = `switchyard-${backendFor(mode).tokensCheckedBy}`;
   const deployment = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === verifier);
   const pod = deployment?.spec?.template?.spec;
   const container = pod?.containers?.[0];
@@ -92,12 +91,8 @@ export function installManifests(
   opts: Omit<InstallOptions, 'output' | 'tokenJwks'>,
   jwks?: TokenJwks,
 ): object[] {
-  const files = [
-    'rbac.yaml',
-    opts.mode === 'istio' ? 'rbac-istio.yaml' : 'rbac-gateway.yaml',
-    'controller.yaml',
-    ...(opts.mode === 'gateway' ? ['gateway.yaml'] : []),
-  ];
+  const profile = backendFor(opts.mode).install;
+  const files = ['rbac.yaml', profile.rbac, 'controller.yaml', ...profile.parts];
   const namespaces = opts.namespace ?? [];
   const objects = scopeRbac(files.flatMap(readManifests), namespaces);
   const namespaceArgs = namespaces.flatMap((ns) => ['--namespace', ns]);
@@ -111,10 +106,7 @@ export function installManifests(
     }
     if (o.metadata.name === 'switchyard-controller') {
       container.args = (container.args ?? []).map((a, i, all) => (all[i - 1] === '--mode' ? opts.mode : a));
-      container.args.push(...namespaceArgs);
-      // As the chart's defaults: the analysis reads Istio's metrics; tokens in Istio's root namespace.
-      if (opts.mode === 'istio')
-        container.args.push('--mesh-metrics', 'istio', '--istio-root-namespace', 'istio-system');
+      container.args.push(...namespaceArgs, ...profile.controllerArgs);
     }
     if (o.metadata.name === 'switchyard-gateway' && opts.redisSecret)
       container.env = [

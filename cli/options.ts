@@ -4,6 +4,7 @@
  */
 import proxyAddr from '@fastify/proxy-addr';
 import { type Command, InvalidArgumentError, Option } from 'commander';
+import { CONTROLLER_MODES } from '../controllers/backends/backend.js';
 import { parseDurationMs } from '../core/common/duration.js';
 import {
   DEFAULT_ISTIO_ROOT_NAMESPACE,
@@ -69,6 +70,11 @@ export function fileOption() {
     .argParser(collect)
     .default([])
     .makeOptionMandatory();
+}
+
+/** --mode: which backend carries policies out (controllers/backends/ has one per mode). */
+export function modeOption(description: string) {
+  return new Option('--mode <mode>', description).choices(CONTROLLER_MODES).default('istio');
 }
 
 export function outputOption(choices: string[], fallback: string) {

@@ -18,7 +18,9 @@ import type { Kube } from '../../kube/client.js';
 import type { Cached, ChangeFilter, Manager, WatchEvent, WatchedObject } from '../../kube/manager.js';
 import type { TokenAuthenticationSetup } from './istio-tokens.js';
 
-export type ControllerMode = 'istio' | 'gateway';
+/** The modes a controller runs in, one backend each (index.ts picks). */
+export const CONTROLLER_MODES = ['istio', 'gateway'] as const;
+export type ControllerMode = (typeof CONTROLLER_MODES)[number];
 
 export type Desired =
   /** `problems`: what this backend cannot carry and left out (reported; the rest is written). */
@@ -59,8 +61,24 @@ export interface BackendWatches {
 /** Which series a canary analysis reads in mesh mode: Istio's standard metrics, or Envoy's own. */
 export type MeshMetrics = 'istio' | 'envoy';
 
+/** How `switchyard install` deploys a mode: files of deploy/install/ and the controller's flags. */
+export interface InstallProfile {
+  /** The mode's RBAC, beside the rbac.yaml every mode has. */
+  readonly rbac: string;
+  /** Parts deployed beside the controller (the Node gateway). */
+  readonly parts: readonly string[];
+  /** Flags the controller gets in this mode, as the chart's defaults. */
+  readonly controllerArgs: readonly string[];
+}
+
 export interface Backend {
   readonly mode: ControllerMode;
+  /**
+   * Who checks intercept tokens: the controller (it keeps the mesh's token rules, and needs the
+   * JWKS) or the Node gateway (it verifies each request itself).
+   */
+  readonly tokensCheckedBy: 'controller' | 'gateway';
+  readonly install: InstallProfile;
   /** The kinds it writes and prunes, in pruning order (routes before what they refer to). */
   readonly ownedKinds: readonly { apiVersion: string; kind: string }[];
   /** What to write for one compiled policy (the reconciler adds owner references). */

@@ -75,6 +75,13 @@ function retireSubsets(
 
 export const istioBackend: Backend = {
   mode: 'istio',
+  tokensCheckedBy: 'controller',
+  install: {
+    rbac: 'rbac-istio.yaml',
+    parts: [],
+    // The analysis reads Istio's metrics; tokens in Istio's root namespace.
+    controllerArgs: ['--mesh-metrics', 'istio', '--istio-root-namespace', 'istio-system'],
+  },
   ownedKinds: [
     { apiVersion: 'networking.istio.io/v1', kind: 'VirtualService' },
     { apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule' },

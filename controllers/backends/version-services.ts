@@ -65,6 +65,8 @@ function versionServices(plan: PolicyPlan, service: ServiceSpec): KubeObject[] {
 
 export const gatewayBackend: Backend = {
   mode: 'gateway',
+  tokensCheckedBy: 'gateway',
+  install: { rbac: 'rbac-gateway.yaml', parts: ['gateway.yaml'], controllerArgs: [] },
   ownedKinds: [{ apiVersion: 'v1', kind: 'Service' }],
 
   async desired(kube, plan, namespace) {
