@@ -15,7 +15,7 @@ import {
   type MetricReading,
   runTick,
 } from '../core/canary/progression.js';
-import { builtinQuery, fillQuery, type MetricsBackend } from '../core/canary/queries.js';
+import { builtinQuery, fillQuery, type MetricSeries } from '../core/canary/queries.js';
 import { formatProblem } from '../core/common/errors.js';
 import { serviceHost, subsetName } from '../core/compiler/names.js';
 import { REASON } from '../core/resources/conditions.js';
@@ -38,7 +38,7 @@ export interface CanaryRunOptions {
   /** The backend of the policy: it tells when a version can take requests. */
   backend: Backend;
   /** The series the built-in analysis metrics read. */
-  series: MetricsBackend;
+  series: MetricSeries;
   now?: () => number;
   /**
    * Runs already told they wait for their version's endpoints (`namespace/name@version`), kept by
@@ -219,7 +219,7 @@ function resumedStep(value: string | undefined, version: string): number | undef
 async function readMetrics(
   live: LivePolicy,
   metrics: MetricsReader,
-  backend: MetricsBackend,
+  backend: MetricSeries,
 ): Promise<MetricReading[]> {
   const canary = live.spec.canary as NonNullable<LivePolicy['spec']['canary']>;
   const analysis = canary.analysis as NonNullable<typeof canary.analysis>;

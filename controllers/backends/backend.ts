@@ -8,7 +8,7 @@
  * `backendFor` is the one place that picks.
  */
 
-import type { MetricsBackend } from '../../core/canary/queries.js';
+import type { MetricSeries } from '../../core/canary/queries.js';
 import type { Problem } from '../../core/common/errors.js';
 import type { PolicyPlan } from '../../core/compiler/plan.js';
 import type { KubeObject } from '../../core/istio/objects.js';
@@ -105,5 +105,5 @@ export interface Backend {
    */
   versionNotServing(kube: Kube, policy: TrafficPolicy, version: string): Promise<string | undefined>;
   /** The series the built-in analysis metrics of a canary run read. */
-  analysisSeries(meshMetrics: MeshMetrics): MetricsBackend;
+  analysisSeries(meshMetrics: MeshMetrics): MetricSeries;
 }

@@ -151,5 +151,5 @@ export const gatewayBackend: Backend = {
   },
 
   // The gateway's own series, by policy and upstream: the same in every cluster.
-  analysisSeries: () => 'gateway',
+  analysisSeries: () => 'switchyard-gateway',
 };

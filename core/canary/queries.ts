@@ -1,10 +1,11 @@
 /**
- * The PromQL a canary analysis reads (core/canary/progression.ts judges the numbers). Built-in metrics
- * exist for both backends and measure the canary version only, over the analysis interval:
+ * The PromQL a canary analysis reads (core/canary/progression.ts judges the numbers), from one of
+ * three sets of series (a backend says which it reads). Built-in metrics measure the canary
+ * version only, over the analysis interval:
  * - `request-success-rate`: the percentage of its requests not answered 5xx;
  * - `request-duration`: the 99th percentile of its latency, in milliseconds.
- * Gateway mode reads the Node gateway's own series (`switchyard_gateway_*`, labelled by policy and
- * upstream); mesh mode reads Istio's standard metrics (`istio_requests_total`,
+ * `switchyard-gateway` is the Node gateway's own series (`switchyard_gateway_*`, labelled by policy
+ * and upstream); mesh mode reads Istio's standard metrics (`istio_requests_total`,
  * `istio_request_duration_milliseconds`, as reported by the destination's sidecar) or, with
  * `controller --mesh-metrics envoy`, Envoy's own per-cluster statistics of the proxies that carry
  * the traffic (`envoy_cluster_upstream_rq`, `envoy_cluster_upstream_rq_time`): each subset is its
@@ -15,7 +16,7 @@
  * below. Every value put into a query is a DNS label or version name from a validated policy, so
  * it cannot break out of its label matcher.
  */
-export type MetricsBackend = 'gateway' | 'istio' | 'envoy';
+export type MetricSeries = 'switchyard-gateway' | 'istio' | 'envoy';
 
 export interface QueryContext {
   namespace: string;
@@ -71,12 +72,12 @@ function envoyQuery(name: string, c: QueryContext, range: string): string | unde
 }
 
 /** The query of a built-in metric, or undefined for a name that is not one. */
-export function builtinQuery(name: string, backend: MetricsBackend, c: QueryContext): string | undefined {
+export function builtinQuery(name: string, backend: MetricSeries, c: QueryContext): string | undefined {
   const range = `[${c.interval}]`;
   if (backend === 'envoy') return envoyQuery(name, c, range);
   if (name === 'request-success-rate') {
     const [series, selector, code] =
-      backend === 'gateway'
+      backend === 'switchyard-gateway'
         ? ['switchyard_gateway_requests_total', gatewaySelector(c), 'status']
         : ['istio_requests_total', istioSelector(c), 'response_code'];
     // `or vector(0)`: a canary answering nothing but 5xx has no series of good answers, and must
@@ -86,7 +87,7 @@ export function builtinQuery(name: string, backend: MetricsBackend, c: QueryCont
     return `100 * ((sum(rate(${series}{${selector},${code}!~"5.."}${range})) or vector(0)) / sum(rate(${series}{${selector}}${range})))`;
   }
   if (name === 'request-duration') {
-    return backend === 'gateway'
+    return backend === 'switchyard-gateway'
       ? `1000 * histogram_quantile(0.99, sum by (le) (rate(switchyard_gateway_request_duration_seconds_bucket{${gatewaySelector(c)}}${range})))`
       : `histogram_quantile(0.99, sum by (le) (rate(istio_request_duration_milliseconds_bucket{${istioSelector(c)}}${range})))`;
   }
