@@ -18,8 +18,8 @@ import { formatProblem, type Problem } from '../core/common/errors.js';
 import { CLUSTER_TOLERATED, clusterPreviews } from '../core/compiler/cluster.js';
 import { compile, policyHosts } from '../core/compiler/compile.js';
 import { claimOrder, hostConflicts } from '../core/compiler/hosts.js';
+import type { KubeObject } from '../core/compiler/objects.js';
 import type { PolicyPlan } from '../core/compiler/plan.js';
-import type { KubeObject } from '../core/istio/objects.js';
 import {
   CONDITION,
   type ConditionValue,

@@ -110,8 +110,11 @@ ${gatewayConfig(Object.fromEntries(ups.map((u) => [u.name, u.url])))}`,
   });
 
   const read = (query: string) => prometheusReader(prom.url).read(query);
-  const builtin = (name: string, canary: string, backend: 'switchyard-gateway' | 'istio' = 'switchyard-gateway') =>
-    read(builtinQuery(name, backend, context(canary)) as string);
+  const builtin = (
+    name: string,
+    canary: string,
+    backend: 'switchyard-gateway' | 'istio' = 'switchyard-gateway',
+  ) => read(builtinQuery(name, backend, context(canary)) as string);
 
   it("gateway mode: each version's success rate from the gateway's own series", async () => {
     const canary = (await builtin('request-success-rate', 'v2')) as number;

@@ -10,8 +10,8 @@
 
 import type { MetricSeries } from '../../core/canary/queries.js';
 import type { Problem } from '../../core/common/errors.js';
+import type { KubeObject } from '../../core/compiler/objects.js';
 import type { PolicyPlan } from '../../core/compiler/plan.js';
-import type { KubeObject } from '../../core/istio/objects.js';
 import type { Reason } from '../../core/resources/conditions.js';
 import type { TrafficPolicy } from '../../core/resources/schema.js';
 import type { Kube } from '../../kube/client.js';

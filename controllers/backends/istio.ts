@@ -6,8 +6,8 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { HostClaims } from '../../core/compiler/hosts.js';
 import { upstreamKey } from '../../core/compiler/names.js';
+import type { KubeObject } from '../../core/compiler/objects.js';
 import { UPSTREAM_HEADER } from '../../core/compiler/plan.js';
-import type { KubeObject } from '../../core/istio/objects.js';
 import { renderIstio } from '../../core/istio/render.js';
 import {
   DATAPLANE_MODE_LABEL,

@@ -7,8 +7,8 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { compile } from '../../core/compiler/compile.js';
 import { versionServiceName } from '../../core/compiler/names.js';
+import type { KubeObject } from '../../core/compiler/objects.js';
 import type { PolicyPlan } from '../../core/compiler/plan.js';
-import type { KubeObject } from '../../core/istio/objects.js';
 import { CONDITION, REASON } from '../../core/resources/conditions.js';
 import {
   MANAGED_BY,

@@ -2,8 +2,10 @@
  * One DestinationRule per policy: a subset per version the VirtualService routes or mirrors to,
  * and HTTP/2 to the pods when the policy asks for it (`upstreamProtocol: http2`, for gRPC).
  */
+
+import { type KubeObject, objectMeta } from '../compiler/objects.js';
 import type { PolicyPlan } from '../compiler/plan.js';
-import { type KubeObject, NETWORKING_V1, objectMeta } from './objects.js';
+import { NETWORKING_V1 } from './objects.js';
 
 export function renderDestinationRule(policy: PolicyPlan): KubeObject {
   return {

@@ -6,10 +6,12 @@
  * replicas in a fixed window in Redis. Per-value buckets (a header or client IP key) use Envoy's
  * dynamic descriptors (an entry with no value), which need Envoy ≥ 1.34 (Istio ≥ 1.26).
  */
+
+import { type KubeObject, objectMeta } from '../compiler/objects.js';
 import type { PolicyPlan, RateLimitPlan } from '../compiler/plan.js';
 import { PREVIEW_ROLE_LABEL } from '../resources/labels.js';
 import type { AppliesTo } from '../resources/schema.js';
-import { type KubeObject, NETWORKING_V1ALPHA3, objectMeta } from './objects.js';
+import { NETWORKING_V1ALPHA3 } from './objects.js';
 
 const LOCAL_RATELIMIT = 'envoy.filters.http.local_ratelimit';
 const LOCAL_RATELIMIT_TYPE =

@@ -4,10 +4,10 @@
  */
 
 import { type Problem, problem, type Source } from '../common/errors.js';
+import type { KubeObject } from '../compiler/objects.js';
 import type { RoutePlan } from '../compiler/plan.js';
 import { renderDestinationRule } from './destination-rule.js';
 import { renderEnvoyFilters } from './envoy-filter.js';
-import type { KubeObject } from './objects.js';
 import { renderVirtualServices } from './virtual-service.js';
 
 export interface RenderOptions {

@@ -12,10 +12,10 @@
  * with 401 there.
  */
 
+import type { KubeObject } from '../compiler/objects.js';
 import { MANAGED_BY, MANAGED_BY_VALUE } from '../resources/labels.js';
 import { TOKEN_COOKIE, TOKEN_HEADER, TOKEN_ISSUER } from '../tokens/intercept-token.js';
 import type { TokenJwks } from '../tokens/keys.js';
-import type { KubeObject } from './objects.js';
 
 export const SECURITY_V1 = 'security.istio.io/v1';
 export const TOKEN_AUTHENTICATION_NAME = 'switchyard-intercept-tokens';

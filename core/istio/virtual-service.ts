@@ -6,6 +6,7 @@
 
 import { toProtoDuration } from '../common/duration.js';
 import { cutName, tokenAudience } from '../compiler/names.js';
+import { type KubeObject, objectMeta } from '../compiler/objects.js';
 import type {
   Destination,
   PolicyPlan,
@@ -15,7 +16,7 @@ import type {
   WeightedDestination,
 } from '../compiler/plan.js';
 import { TOKEN_ISSUER } from '../tokens/intercept-token.js';
-import { type KubeObject, NETWORKING_V1, objectMeta, UPSTREAM_HEADER } from './objects.js';
+import { NETWORKING_V1, UPSTREAM_HEADER } from './objects.js';
 
 function msToDuration(ms: number): string {
   return toProtoDuration(`${ms}ms`);
