@@ -7,61 +7,13 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { compile } from '../../core/compiler/compile.js';
 import { versionServiceName } from '../../core/compiler/names.js';
-import type { KubeObject } from '../../core/compiler/objects.js';
-import type { PolicyPlan } from '../../core/compiler/plan.js';
+import { type ServiceSpec, versionServices } from '../../core/compiler/version-services.js';
 import { CONDITION, REASON } from '../../core/resources/conditions.js';
-import {
-  MANAGED_BY,
-  MANAGED_BY_VALUE,
-  POLICY_LABEL,
-  SERVICE_NAME_LABEL,
-  VERSION_LABEL,
-  VERSION_OF_LABEL,
-} from '../../core/resources/labels.js';
+import { SERVICE_NAME_LABEL } from '../../core/resources/labels.js';
 import { DEFAULTS } from '../../core/resources/schema.js';
 import { readResources } from '../../core/resources/validate.js';
 import { type EndpointSliceObject, readyEndpointUrls, type ServiceObject } from '../../kube/endpoints.js';
 import type { Backend } from './backend.js';
-
-type ServiceSpec = {
-  selector?: Record<string, string>;
-  ports?: { name?: string; port: number; targetPort?: number | string; protocol?: string }[];
-};
-
-/** The versions a plan routes or mirrors to (previews have their own Services). */
-function routedVersions(plan: PolicyPlan): string[] {
-  const versions = new Set<string>();
-  for (const route of plan.routes)
-    for (const d of [...route.destinations, ...(route.mirror ? [route.mirror.destination] : [])])
-      if (d.role !== 'preview') versions.add(d.version);
-  return [...versions].sort();
-}
-
-function versionServices(plan: PolicyPlan, service: ServiceSpec): KubeObject[] {
-  return routedVersions(plan).map((version) => ({
-    apiVersion: 'v1',
-    kind: 'Service',
-    metadata: {
-      name: versionServiceName(plan.service, version),
-      namespace: plan.namespace,
-      labels: {
-        [MANAGED_BY]: MANAGED_BY_VALUE,
-        [POLICY_LABEL]: plan.name,
-        [VERSION_OF_LABEL]: plan.service,
-        [VERSION_LABEL]: version,
-      },
-    },
-    spec: {
-      selector: { ...service.selector, [plan.versionLabel]: version },
-      ports: (service.ports ?? []).map((p) => ({
-        ...(p.name ? { name: p.name } : {}),
-        port: p.port,
-        ...(p.targetPort !== undefined ? { targetPort: p.targetPort } : {}),
-        protocol: p.protocol ?? 'TCP',
-      })),
-    },
-  }));
-}
 
 export const gatewayBackend: Backend = {
   mode: 'gateway',

@@ -21,3 +21,18 @@ export function toProtoDuration(text: string): string {
   const ms = parseDurationMs(text);
   return ms % 1000 === 0 ? `${ms / 1000}s` : `${(ms / 1000).toFixed(3).replace(/0+$/, '')}s`;
 }
+
+/**
+ * A Gateway API duration (GEP-2257: up to four parts of at most five digits, h m s ms, such as
+ * `1h30m` or `1500ms`), exact to the millisecond.
+ */
+export function toGatewayApiDuration(ms: number): string {
+  const parts: [number, string][] = [
+    [Math.floor(ms / 3_600_000), 'h'],
+    [Math.floor(ms / 60_000) % 60, 'm'],
+    [Math.floor(ms / 1000) % 60, 's'],
+    [ms % 1000, 'ms'],
+  ];
+  const written = parts.filter(([n]) => n > 0).map(([n, unit]) => `${n}${unit}`);
+  return written.length > 0 ? written.join('') : '0s';
+}

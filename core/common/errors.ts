@@ -19,6 +19,10 @@ export const ERROR_CODES = {
   SY_HOST_CONFLICT: 'two TrafficPolicies claim the same host',
   SY_NAME_TOO_LONG: 'a generated DNS name would be longer than 63 characters',
   SY_AMBIENT_UNSUPPORTED: 'an EnvoyFilter feature was asked for in an ambient-mode namespace',
+  SY_GATEWAY_API_UNSUPPORTED:
+    'a policy asks for what the Gateway API, or the channel of its CRDs on the cluster, cannot express; that part was left out',
+  SY_ROUTE_ORDER:
+    "two routes of a policy cannot be kept in their written order under the Gateway API's precedence rules; the later one was left out",
   SY_BAD_REQUEST: 'a command-line argument is malformed',
   SY_REPOSITORY_MISMATCH:
     "a Preview's spec.repository is not its policy's spec.previews.repository; it gets no route",

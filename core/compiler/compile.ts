@@ -303,17 +303,20 @@ class PolicyCompiler {
     if (!mirror) return routes;
     if (mirror.methods.length === HTTP_METHODS.length)
       return routes.map((r) => ({ ...r, mirror: mirror.plan }));
-    // Only some methods are mirrored: a method-matched copy of each route carries the mirror.
+    // Only some methods are mirrored: a method-matched copy of each route carries the mirror, all
+    // copies before all originals. A request of those methods takes the copy of the first route it
+    // matches, any other the first original: as each copy before its original, but every rule with
+    // a method comes first, so the Gateway API (which tries method matches first) keeps the order.
     const method = methodMatch(mirror.methods);
-    return routes.flatMap((r) => [
-      {
+    return [
+      ...routes.map((r) => ({
         ...r,
         name: `${r.name}-mirrored`,
         matches: r.matches.length === 0 ? [{ method }] : r.matches.map((m) => ({ ...m, method })),
         mirror: mirror.plan,
-      },
-      r,
-    ]);
+      })),
+      ...routes,
+    ];
   }
 
   private subsets(): Subset[] {

@@ -1,0 +1,55 @@
+/**
+ * One Service per version a policy routes or mirrors to (`<service>--<version>`, selecting the
+ * Service's pods that carry that version label, with its ports): what the Node gateway and the
+ * Gateway API send a version's requests to, where Istio has a DestinationRule subset.
+ */
+import {
+  MANAGED_BY,
+  MANAGED_BY_VALUE,
+  POLICY_LABEL,
+  VERSION_LABEL,
+  VERSION_OF_LABEL,
+} from '../resources/labels.js';
+import { versionServiceName } from './names.js';
+import type { KubeObject } from './objects.js';
+import type { PolicyPlan } from './plan.js';
+
+export type ServiceSpec = {
+  selector?: Record<string, string>;
+  ports?: { name?: string; port: number; targetPort?: number | string; protocol?: string }[];
+};
+
+/** The versions a plan routes or mirrors to (previews have their own Services). */
+function routedVersions(plan: PolicyPlan): string[] {
+  const versions = new Set<string>();
+  for (const route of plan.routes)
+    for (const d of [...route.destinations, ...(route.mirror ? [route.mirror.destination] : [])])
+      if (d.role !== 'preview') versions.add(d.version);
+  return [...versions].sort();
+}
+
+export function versionServices(plan: PolicyPlan, service: ServiceSpec): KubeObject[] {
+  return routedVersions(plan).map((version) => ({
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: {
+      name: versionServiceName(plan.service, version),
+      namespace: plan.namespace,
+      labels: {
+        [MANAGED_BY]: MANAGED_BY_VALUE,
+        [POLICY_LABEL]: plan.name,
+        [VERSION_OF_LABEL]: plan.service,
+        [VERSION_LABEL]: version,
+      },
+    },
+    spec: {
+      selector: { ...service.selector, [plan.versionLabel]: version },
+      ports: (service.ports ?? []).map((p) => ({
+        ...(p.name ? { name: p.name } : {}),
+        port: p.port,
+        ...(p.targetPort !== undefined ? { targetPort: p.targetPort } : {}),
+        protocol: p.protocol ?? 'TCP',
+      })),
+    },
+  }));
+}

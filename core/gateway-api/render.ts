@@ -1,0 +1,58 @@
+/**
+ * RoutePlan → Gateway API objects, per policy: its routes (http-route.ts), then the per-version
+ * Services they send to. What the Gateway API cannot carry is returned as problems, the rest is
+ * written (docs/gateway-api.md lists both).
+ */
+import { type Problem, problem, type Source } from '../common/errors.js';
+import type { KubeObject } from '../compiler/objects.js';
+import type { PolicyPlan, RoutePlan } from '../compiler/plan.js';
+import { versionServices } from '../compiler/version-services.js';
+import { type GatewayApiChannel, renderRoutes } from './http-route.js';
+
+export interface GatewayApiRenderOptions {
+  /** The channel of the Gateway API CRDs on the cluster (retries are experimental). */
+  channel: GatewayApiChannel;
+  /** Where a policy was read from, so a problem names its file. */
+  sourceOf?: (policy: { namespace: string; name: string }) => Source | undefined;
+}
+
+export interface GatewayApiRenderResult {
+  objects: KubeObject[];
+  problems: Problem[];
+}
+
+export function renderGatewayApi(plan: RoutePlan, options: GatewayApiRenderOptions): GatewayApiRenderResult {
+  const objects: KubeObject[] = [];
+  const problems: Problem[] = [];
+  for (const policy of plan.policies) {
+    const routes = renderRoutes(policy, options.channel);
+    objects.push(...routes.objects, ...versionServices(policy, offlineService(policy)));
+    const source = options.sourceOf?.(policy);
+    problems.push(
+      ...routes.problems.map((p) => (source ? { ...p, source } : p)),
+      ...rateLimitGap(policy, source),
+    );
+  }
+  return { objects, problems };
+}
+
+/**
+ * Without a cluster to read the Service from, its pods are those of `workloadLabels` and the port
+ * is the policy's (the controller copies the live Service's selector and ports instead).
+ */
+function offlineService(policy: PolicyPlan) {
+  return { selector: policy.workloadLabels, ports: [{ name: 'http', port: policy.port }] };
+}
+
+/** Rate limits need an implementation's own policy object, which this backend does not write yet. */
+function rateLimitGap(policy: PolicyPlan, source: Source | undefined): Problem[] {
+  if (policy.rateLimits.length === 0) return [];
+  return [
+    problem(
+      'SY_GATEWAY_API_UNSUPPORTED',
+      `TrafficPolicy ${policy.namespace}/${policy.name} has rate limits; the Gateway API has none of its own, and this backend does not yet write an implementation's policy for them (Envoy Gateway's BackendTrafficPolicy); they were not written`,
+      source,
+      'spec.rateLimits',
+    ),
+  ];
+}
