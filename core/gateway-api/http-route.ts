@@ -58,7 +58,9 @@ export function renderRoutes(policy: PolicyPlan, channel: GatewayApiChannel): Re
       const host = hostOfPreviewRoute(policy, r);
       if (!host) continue;
       const parent = gatewayParent(policy.previewGateway, policy.namespace);
-      objects.push(routeObject(c, `${policy.name}-${r.name}`, [parent], [host], orderedRules(c, [r])));
+      const rules = orderedRules(c, [r]);
+      // Its one route left out (and reported): no route for the host, which then answers 404.
+      if (rules.length > 0) objects.push(routeObject(c, `${policy.name}-${r.name}`, [parent], [host], rules));
     }
   return { objects, problems: c.problems };
 }
@@ -126,6 +128,11 @@ function reportPolicyGaps(c: Context): void {
     );
   if (c.kind === 'GRPCRoute' && policy.timeoutMs !== undefined)
     gap('a GRPCRoute has no timeouts in the Gateway API; the timeout was not written', 'spec.timeout');
+  if (policy.retries?.attempts === 0 && c.kind === 'HTTPRoute' && c.channel === 'experimental')
+    gap(
+      "retries.attempts 0 cannot be written (the Gateway API's retry takes at least 1 attempt); the implementation's default retries apply",
+      'spec.retries.attempts',
+    );
   if (policy.retries && c.kind === 'GRPCRoute')
     gap('a GRPCRoute has no retries in the Gateway API; the retries were not written', 'spec.retries');
   else if (policy.retries && c.channel === 'standard')
@@ -328,9 +335,12 @@ function timeoutsAndRetry(c: Context): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   const timeouts: Record<string, string> = {};
   if (policy.timeoutMs !== undefined) timeouts.request = toGatewayApiDuration(policy.timeoutMs);
-  const retries = c.channel === 'experimental' ? policy.retries : undefined;
+  const retries = c.channel === 'experimental' && policy.retries?.attempts ? policy.retries : undefined;
   if (retries?.perTryTimeoutMs !== undefined)
-    timeouts.backendRequest = toGatewayApiDuration(retries.perTryTimeoutMs);
+    // A try cannot outlast the request: the API refuses a backendRequest above request.
+    timeouts.backendRequest = toGatewayApiDuration(
+      Math.min(retries.perTryTimeoutMs, policy.timeoutMs ?? Infinity),
+    );
   if (Object.keys(timeouts).length > 0) out.timeouts = timeouts;
   if (retries) {
     const codes = retryCodes(retries.on);
