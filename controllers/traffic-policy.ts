@@ -175,14 +175,14 @@ class ReconcileRecord {
     );
   }
 
-  /** Written: what the backend left out (and why) and the previews still awaited are said. */
-  reconciled(leftOut: Problem[], missingPreviews: Problem[], desired: KubeObject[]): this {
-    this.condition(
-      CONDITION.Conflict,
-      'False',
-      REASON.NoConflict,
-      'no other VirtualService serves these hosts',
-    );
+  /**
+   * Written: what the backend left out (and why), what the implementation refused of what was
+   * written, and the previews still awaited are said.
+   */
+  reconciled(problems: Problem[], missingPreviews: Problem[], desired: KubeObject[]): this {
+    const refused = problems.filter((p) => p.code === 'SY_ROUTE_NOT_ACCEPTED');
+    const leftOut = problems.filter((p) => p.code !== 'SY_ROUTE_NOT_ACCEPTED');
+    this.condition(CONDITION.Conflict, 'False', REASON.NoConflict, 'nothing else serves these hosts');
     this.condition(
       CONDITION.Invalid,
       leftOut.length > 0 ? 'True' : 'False',
@@ -193,6 +193,13 @@ class ReconcileRecord {
           : REASON.InvalidSpec,
       leftOut.length > 0 ? leftOut.map((p) => p.message).join('; ') : 'the spec is valid',
     );
+    if (refused.length > 0)
+      return this.condition(
+        CONDITION.Ready,
+        'False',
+        REASON.RouteNotAccepted,
+        `written, but not carried out: ${refused.map((p) => p.message).join('; ')}`,
+      );
     if (missingPreviews.length > 0)
       return this.condition(
         CONDITION.Ready,

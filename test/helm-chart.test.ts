@@ -13,6 +13,7 @@ import { KubeConfig, type KubernetesObject, KubernetesObjectApi, loadAllYaml } f
 import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { installManifests } from '../cli/install.js';
+import { CONTROLLER_MODES } from '../controllers/backends/index.js';
 import { cli, tempFiles } from './support/cli.js';
 import { adminKube, createNamespace } from './support/cluster.js';
 import { type Envtest, sharedEnvtest, testBinaries } from './support/envtest.js';
@@ -89,8 +90,8 @@ function bindingsOf(objects: Obj[]): string[] {
 }
 
 describe.skipIf(!helm)('the Helm chart', () => {
-  it('passes helm lint, in both modes', () => {
-    for (const mode of ['istio', 'gateway']) {
+  it('passes helm lint, in every mode', () => {
+    for (const mode of CONTROLLER_MODES) {
       const r = run('lint', CHART, '--set', `mode=${mode}`, '--strict');
       expect(r.stdout).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
       expect(r.code).toBe(0);
@@ -103,6 +104,8 @@ describe.skipIf(!helm)('the Helm chart', () => {
     { mode: 'gateway', namespaces: [] },
     { mode: 'istio', namespaces: ['shop', 'web'] },
     { mode: 'gateway', namespaces: ['shop', 'web'] },
+    { mode: 'gateway-api', namespaces: [] },
+    { mode: 'gateway-api', namespaces: ['shop', 'web'] },
   ] as const;
   const chartValues = (s: (typeof SETTINGS)[number]) => ({
     mode: s.mode,
@@ -248,7 +251,7 @@ describe.skipIf(!helm)('the Helm chart', () => {
   it('refuses values it cannot carry out, naming them', () => {
     const mode = run('template', 'switchyard', CHART, '--set', 'mode=linkerd');
     expect(mode.code).not.toBe(0);
-    expect(mode.stderr).toMatch(/mode: expected istio or gateway \(got "linkerd"\)/);
+    expect(mode.stderr).toMatch(/mode: expected istio, gateway or gateway-api \(got "linkerd"\)/);
     const leaderless = run('template', 'switchyard', CHART, '--set', 'controller.leaderElection=false');
     expect(leaderless.code).not.toBe(0);
     expect(leaderless.stderr).toMatch(/controller.leaderElection: false needs controller.replicas: 1/);

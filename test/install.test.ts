@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KubeConfig, type KubernetesObject, KubernetesObjectApi, loadAllYaml } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
+import { backendFor, CONTROLLER_MODES } from '../controllers/backends/index.js';
 import { cli, tempFiles } from './support/cli.js';
 import { adminKube, createNamespace } from './support/cluster.js';
 import { type Envtest, sharedEnvtest } from './support/envtest.js';
@@ -154,6 +155,50 @@ describe('switchyard install', () => {
     ]);
   });
 
+  it('gateway-api mode: the controller alone, with the route and CRD-reading roles; no Istio, no gateway; keys refused', async () => {
+    const objects = await manifest('--mode', 'gateway-api');
+    const kinds = objects.map((o) => `${o.kind}/${o.metadata?.name}`);
+    expect(kinds).toEqual(
+      expect.arrayContaining([
+        'ClusterRole/switchyard-controller-gateway-api',
+        'ClusterRole/switchyard-controller-gateway-api-crds',
+        'Deployment/switchyard-controller',
+      ]),
+    );
+    expect(kinds.filter((k) => k.includes('switchyard-gateway'))).toEqual([]);
+    expect(JSON.stringify(objects)).not.toContain('networking.istio.io');
+    const deployments = objects.filter((o) => o.kind === 'Deployment');
+    expect(deployments.map((d) => d.spec?.template?.spec?.containers[0]?.args)).toEqual([
+      [
+        'controller',
+        '--mode',
+        'gateway-api',
+        '--port',
+        '8081',
+        '--workers',
+        '8',
+        '--log-level',
+        'info',
+        '--mesh-metrics',
+        'istio',
+      ],
+    ]);
+    // Namespaced: the CRD reader stays a ClusterRole (a Role cannot grant a cluster-scoped kind).
+    const scoped = await manifest('--mode', 'gateway-api', '-n', 'shop');
+    expect(scoped.filter((o) => o.kind === 'ClusterRole').map((o) => o.metadata?.name)).toEqual([
+      'switchyard-controller-gateway-api-crds',
+    ]);
+    // Intercept tokens are not carried in this mode: keys are refused, not silently unused.
+    const keys = await testTokenKeys();
+    const jwks = join(tempFiles({ 'jwks.json': JSON.stringify(keys.jwks) }), 'jwks.json');
+    const refused = await cli('install', '--mode', 'gateway-api', '--token-jwks', jwks);
+    expect(refused.code).toBe(2);
+    expect(refused.stdout).toBe('');
+    expect(refused.stderr).toMatch(
+      /--mode gateway-api does not carry intercept tokens yet.*\[SY_BAD_REQUEST\]/,
+    );
+  });
+
   it('-n: both parts watch only those namespaces, with Roles there and no ClusterRole but the Namespaces reader', async () => {
     const rbac = (objects: Obj[]) =>
       objects
@@ -221,10 +266,7 @@ describe('switchyard install', () => {
   });
 
   describe.skipIf(!shared)('on a real API server', () => {
-    it.each([
-      'istio',
-      'gateway',
-    ])('the %s manifest is accepted (server-side apply, dryRun=All)', async (mode) => {
+    it.each(CONTROLLER_MODES)('the %s manifest is accepted (server-side apply, dryRun=All)', async (mode) => {
       const env = shared as Envtest;
       await createNamespace(adminKube(env), 'switchyard-system');
       // Mesh mode's token Role lives in Istio's root namespace, which an Istio install has.
@@ -234,7 +276,9 @@ describe('switchyard install', () => {
       const api = KubernetesObjectApi.makeApiClient(kc);
       const keys = await testTokenKeys();
       const jwks = join(tempFiles({ 'jwks.json': JSON.stringify(keys.jwks) }), 'jwks.json');
-      const objects = await manifest('--mode', mode, '--token-jwks', jwks);
+      // A mode that carries no intercept tokens refuses keys (below).
+      const tokens = backendFor(mode).tokensCheckedBy === 'none' ? [] : ['--token-jwks', jwks];
+      const objects = await manifest('--mode', mode, ...tokens);
       for (const o of objects) {
         const applied = await api.patch(
           o,

@@ -12,8 +12,9 @@ import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { installManifests } from '../cli/install.js';
 import { type RunningController, startController } from '../cli/start-controller.js';
-import type { ControllerMode } from '../controllers/traffic-policy.js';
+import { CONTROLLER_MODES, type ControllerMode } from '../controllers/backends/index.js';
 import { createLogger } from '../core/common/logger.js';
+import { GATEWAY_API_V1 } from '../core/gateway-api/http-route.js';
 import type { TokenAuthenticationOptions } from '../core/istio/request-authentication.js';
 import type { Kube } from '../kube/client.js';
 import { kubeConfigFrom } from '../kube/client.js';
@@ -33,6 +34,8 @@ import { type GithubStandIn, startGithubStandIn } from './support/github-stand-i
 import { testTokenKeys } from './support/tokens.js';
 
 const gate = envtestGate({ istio: true });
+/** Every mode: a mode added to the controller is checked here as soon as it exists. */
+const MODES = CONTROLLER_MODES;
 const WEBHOOK_SECRET = 'rbac webhook secret';
 const API = 'switchyard.dev/v1alpha1';
 const RBAC_KINDS = new Set([
@@ -210,7 +213,12 @@ describe.skipIf(!gate)('RBAC in deploy/install against the calls the controller 
     // A progressive canary (no analysis) passes its one step and is promoted by the controller. In
     // gateway mode the run waits for a ready endpoint of v2's Service (kube-controller-manager's
     // EndpointSlice, written here as it would), which the controller lists.
-    if (mode === 'gateway') await writeEndpoints(admin, ns, 'web--v2', [{ address: '10.0.0.2', port: 8080 }]);
+    if (mode !== 'istio') await writeEndpoints(admin, ns, 'web--v2', [{ address: '10.0.0.2', port: 8080 }]);
+    // gRPC: the policy's route becomes a GRPCRoute, and an HTTPRoute again further down.
+    if (mode === 'gateway-api') {
+      await policy({ upstreamProtocol: 'http2' });
+      await eventually(() => get(GATEWAY_API_V1, 'GRPCRoute', 'web'), 10_000);
+    }
     await policy({ canary: { version: 'v2', steps: [{ weight: 50, pause: '1s' }], autoPromote: true } });
     await eventually(
       async () =>
@@ -261,13 +269,13 @@ describe.skipIf(!gate)('RBAC in deploy/install against the calls the controller 
     github = await startGithubStandIn();
     env = await startEnvtestWithCrds(gate as NonNullable<typeof gate>, { audit: true });
     admin = adminKube(env);
-    for (const mode of ['istio', 'gateway'] as const)
+    for (const mode of MODES)
       for (const o of rbacOf(mode, `rbac-${mode}`)) {
         if (o.metadata?.namespace) await createNamespace(admin, o.metadata.namespace);
         await admin.apply(o, 'test', true);
       }
     // One after the other: cluster-scoped calls (namespaces) are told apart by when they were made.
-    for (const mode of ['istio', 'gateway'] as const) {
+    for (const mode of MODES) {
       const start = new Date();
       await lifecycle(mode, `rbac-${mode}`);
       windows[mode] = [start, new Date()];
@@ -285,19 +293,13 @@ describe.skipIf(!gate)('RBAC in deploy/install against the calls the controller 
     return at >= from && at <= to;
   };
 
-  it.each([
-    'istio',
-    'gateway',
-  ] as const)('%s mode: every call is granted and every grant is called', (mode) => {
+  it.each(MODES)('%s mode: every call is granted and every grant is called', (mode) => {
     const calls = used(env.auditEvents?.() ?? [], ofMode(mode));
     expect(calls.size).toBeGreaterThan(10);
     expect([...calls].sort()).toEqual([...granted(rbacOf(mode, `rbac-${mode}`))].sort());
   });
 
-  it.each([
-    'istio',
-    'gateway',
-  ] as const)('%s mode: no call was forbidden, and none reached a namespace not given', (mode) => {
+  it.each(MODES)('%s mode: no call was forbidden, and none reached a namespace not given', (mode) => {
     const mine = (env.auditEvents?.() ?? []).filter(
       (e) => e.user.username === CONTROLLER_USER && ofMode(mode)(e),
     );

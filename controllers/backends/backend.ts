@@ -19,7 +19,7 @@ import type { Cached, ChangeFilter, Manager, WatchEvent, WatchedObject } from '.
 import type { TokenAuthenticationSetup } from './istio-tokens.js';
 
 /** The modes a controller runs in, one backend each (index.ts picks). */
-export const CONTROLLER_MODES = ['istio', 'gateway'] as const;
+export const CONTROLLER_MODES = ['istio', 'gateway', 'gateway-api'] as const;
 export type ControllerMode = (typeof CONTROLLER_MODES)[number];
 
 export type Desired =
@@ -75,9 +75,10 @@ export interface Backend {
   readonly mode: ControllerMode;
   /**
    * Who checks intercept tokens: the controller (it keeps the mesh's token rules, and needs the
-   * JWKS) or the Node gateway (it verifies each request itself).
+   * JWKS), the Node gateway (it verifies each request itself), or nobody yet (a mode that does not
+   * carry token routes: given keys are refused, never silently unused).
    */
-  readonly tokensCheckedBy: 'controller' | 'gateway';
+  readonly tokensCheckedBy: 'controller' | 'gateway' | 'none';
   readonly install: InstallProfile;
   /** The kinds it writes and prunes, in pruning order (routes before what they refer to). */
   readonly ownedKinds: readonly { apiVersion: string; kind: string }[];

@@ -7,13 +7,15 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { compile } from '../../core/compiler/compile.js';
 import { versionServiceName } from '../../core/compiler/names.js';
+import type { PolicyPlan } from '../../core/compiler/plan.js';
 import { type ServiceSpec, versionServices } from '../../core/compiler/version-services.js';
 import { CONDITION, REASON } from '../../core/resources/conditions.js';
 import { SERVICE_NAME_LABEL } from '../../core/resources/labels.js';
-import { DEFAULTS } from '../../core/resources/schema.js';
+import { DEFAULTS, type TrafficPolicy } from '../../core/resources/schema.js';
 import { readResources } from '../../core/resources/validate.js';
+import type { Kube } from '../../kube/client.js';
 import { type EndpointSliceObject, readyEndpointUrls, type ServiceObject } from '../../kube/endpoints.js';
-import type { Backend } from './backend.js';
+import type { Backend, Desired } from './backend.js';
 
 export const gatewayBackend: Backend = {
   mode: 'gateway',
@@ -22,19 +24,9 @@ export const gatewayBackend: Backend = {
   ownedKinds: [{ apiVersion: 'v1', kind: 'Service' }],
 
   async desired(kube, plan, namespace) {
-    const service = await kube.get<KubernetesObject & { spec?: ServiceSpec }>({
-      apiVersion: 'v1',
-      kind: 'Service',
-      namespace,
-      name: plan.service,
-    });
-    if (!service?.spec?.selector)
-      return {
-        ok: false,
-        reason: REASON.StableNotFound,
-        message: `Service ${namespace}/${plan.service} (spec.service) is missing or has no selector: gateway mode selects each version's pods from it`,
-      };
-    return { ok: true, objects: versionServices(plan, service.spec), problems: [] };
+    const service = await stableServiceSpec(kube, plan, namespace);
+    if ('ok' in service) return service;
+    return { ok: true, objects: versionServices(plan, service), problems: [] };
   },
 
   // The gateway routes by host itself: only other policies can claim a host (checked by the caller).
@@ -80,28 +72,54 @@ export const gatewayBackend: Backend = {
    * of the version's Service (`<service>--<version>`, which the policy's reconcile creates and
    * Kubernetes fills as the pods get ready), read here as the gateway reads them.
    */
-  async versionNotServing(kube, policy, version) {
-    const namespace = policy.metadata.namespace ?? DEFAULTS.namespace;
-    const service = versionServiceName(policy.spec.service, version);
-    const svc = await kube.get<ServiceObject>({
-      apiVersion: 'v1',
-      kind: 'Service',
-      namespace,
-      name: service,
-    });
-    const slices = svc
-      ? await kube.list<EndpointSliceObject>(
-          'discovery.k8s.io/v1',
-          'EndpointSlice',
-          namespace,
-          `${SERVICE_NAME_LABEL}=${service}`,
-        )
-      : [];
-    return svc && readyEndpointUrls(svc, policy.spec.port, slices).length > 0
-      ? undefined
-      : `Service ${namespace}/${service} has a ready endpoint (are its pods ready?)`;
-  },
+  versionNotServing: versionServiceNotServing,
 
   // The gateway's own series, by policy and upstream: the same in every cluster.
   analysisSeries: () => 'switchyard-gateway',
 };
+
+/** What a version's Service `<service>--<version>` still waits for: a ready endpoint on the policy's port. */
+export async function versionServiceNotServing(
+  kube: Kube,
+  policy: TrafficPolicy,
+  version: string,
+): Promise<string | undefined> {
+  const namespace = policy.metadata.namespace ?? DEFAULTS.namespace;
+  const service = versionServiceName(policy.spec.service, version);
+  const svc = await kube.get<ServiceObject>({ apiVersion: 'v1', kind: 'Service', namespace, name: service });
+  const slices = svc
+    ? await kube.list<EndpointSliceObject>(
+        'discovery.k8s.io/v1',
+        'EndpointSlice',
+        namespace,
+        `${SERVICE_NAME_LABEL}=${service}`,
+      )
+    : [];
+  return svc && readyEndpointUrls(svc, policy.spec.port, slices).length > 0
+    ? undefined
+    : `Service ${namespace}/${service} has a ready endpoint (are its pods ready?)`;
+}
+
+/**
+ * The policy's Service as its per-version Services copy it (selector and ports), or why there is
+ * none to copy.
+ */
+export async function stableServiceSpec(
+  kube: Kube,
+  plan: PolicyPlan,
+  namespace: string,
+): Promise<ServiceSpec | Extract<Desired, { ok: false }>> {
+  const service = await kube.get<KubernetesObject & { spec?: ServiceSpec }>({
+    apiVersion: 'v1',
+    kind: 'Service',
+    namespace,
+    name: plan.service,
+  });
+  if (!service?.spec?.selector)
+    return {
+      ok: false,
+      reason: REASON.StableNotFound,
+      message: `Service ${namespace}/${plan.service} (spec.service) is missing or has no selector: the per-version Services select each version's pods from it`,
+    };
+  return service.spec;
+}

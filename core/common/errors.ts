@@ -23,6 +23,8 @@ export const ERROR_CODES = {
     'a policy asks for what the Gateway API, or the channel of its CRDs on the cluster, cannot express; that part was left out',
   SY_ROUTE_ORDER:
     "two routes of a policy cannot be kept in their written order under the Gateway API's precedence rules; the later one was left out",
+  SY_ROUTE_NOT_ACCEPTED:
+    'the Gateway API implementation did not accept a route Switchyard wrote, or could not resolve its backends',
   SY_BAD_REQUEST: 'a command-line argument is malformed',
   SY_REPOSITORY_MISMATCH:
     "a Preview's spec.repository is not its policy's spec.previews.repository; it gets no route",

@@ -45,7 +45,7 @@ function offlineService(policy: PolicyPlan) {
 }
 
 /** Rate limits need an implementation's own policy object, which this backend does not write yet. */
-function rateLimitGap(policy: PolicyPlan, source: Source | undefined): Problem[] {
+export function rateLimitGap(policy: PolicyPlan, source: Source | undefined): Problem[] {
   if (policy.rateLimits.length === 0) return [];
   return [
     problem(

@@ -24,6 +24,10 @@ export const REASON = {
   RepositoryMismatch: 'RepositoryMismatch',
   /** The API server refused a write for good (422): its message is in the condition. */
   Rejected: 'Rejected',
+  /** Gateway API mode on a cluster without the Gateway API's CRDs. */
+  GatewayApiMissing: 'GatewayApiMissing',
+  /** A Gateway or mesh did not accept a route Switchyard wrote, or could not resolve its backends. */
+  RouteNotAccepted: 'RouteNotAccepted',
   /** More pull requests want previews than the policy's previews.maxActive. */
   LimitReached: 'LimitReached',
   // Reasons of Events only (what happened, not a state):

@@ -452,7 +452,9 @@ export const TrafficPolicyStatus = Type.Object({
   observedGeneration: Type.Optional(Type.Integer()),
   conditions: Type.Optional(Type.Array(Condition)),
   /** What carries the policy out: the controller's --mode when it last reconciled it. */
-  backend: Type.Optional(StringEnum(['istio', 'gateway'] as const, 'istio or gateway')),
+  backend: Type.Optional(
+    StringEnum(['istio', 'gateway', 'gateway-api'] as const, 'istio, gateway or gateway-api'),
+  ),
   written: Type.Optional(
     Type.Array(Type.Object({ apiVersion: Type.String(), kind: Type.String(), name: Type.String() })),
   ),

@@ -270,7 +270,10 @@ export function envtestGate(options: {
   return { assets: assets as string, istio };
 }
 
-/** An API server with Switchyard's CRDs (as `switchyard crds` prints them) and Istio's, when given. */
+/**
+ * An API server with Switchyard's CRDs (as `switchyard crds` prints them), Istio's when given, and
+ * the Gateway API's (experimental channel) when they can be had.
+ */
 export async function startEnvtestWithCrds(
   gate: {
     assets: string;
@@ -281,9 +284,13 @@ export async function startEnvtestWithCrds(
   const env = await startEnvtest(gate.assets, options);
   const { customResourceDefinitions } = await import('../../core/resources/crds.js');
   const { toYamlDocuments } = await import('../../cli/output.js');
+  // The Gateway API's experimental channel (gateway-api mode), when it can be fetched.
+  const { gatewayApiCrdFolder, gatewayApiCrds } = await import('./gateway-api-crds.js');
+  const gatewayApi = gatewayApiCrdFolder();
   await installCrds(env.adminKubeconfig, [
     toYamlDocuments(customResourceDefinitions()),
     ...(gate.istio ? [readFileSync(gate.istio, 'utf8')] : []),
+    ...(gatewayApi ? gatewayApiCrds(gatewayApi, 'experimental') : []),
   ]);
   return env;
 }
