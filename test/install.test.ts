@@ -197,6 +197,12 @@ describe('switchyard install', () => {
     expect(refused.stderr).toMatch(
       /--mode gateway-api does not carry intercept tokens yet.*\[SY_BAD_REQUEST\]/,
     );
+    // The controller refuses them too, before it connects to anything.
+    const controller = await cli('controller', '--mode', 'gateway-api', '--token-jwks', jwks);
+    expect(controller.code).toBe(2);
+    expect(controller.stderr).toMatch(
+      /--mode gateway-api does not carry intercept tokens yet.*\[SY_BAD_REQUEST\]/,
+    );
   });
 
   it('-n: both parts watch only those namespaces, with Roles there and no ClusterRole but the Namespaces reader', async () => {
