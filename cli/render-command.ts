@@ -1,9 +1,10 @@
 /** `switchyard render`: the flags; cli/render.ts runs it (loaded only then). */
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import {
   type CommandContext,
   collect,
   fileOption,
+  modeOption,
   outputOption,
   tokenAuthenticationOptions,
 } from './options.js';
@@ -12,9 +13,18 @@ export function defineRender(program: Command, { io, setExit, settings }: Comman
   const render = program
     .command('render')
     .description(
-      'compile TrafficPolicies and Previews into Istio objects (VirtualService, DestinationRule, EnvoyFilter)',
+      'compile TrafficPolicies and Previews into what the controller would write: Istio objects (VirtualService, DestinationRule, EnvoyFilter), Gateway API routes, or per-version Services',
     )
     .addOption(fileOption())
+    .addOption(modeOption('what to write, as the controller of that mode would'))
+    .addOption(
+      new Option(
+        '--gateway-api-channel <channel>',
+        'gateway-api mode: the channel of the Gateway API CRDs on the cluster (retries need experimental)',
+      )
+        .choices(['standard', 'experimental'])
+        .default('standard'),
+    )
     .addOption(outputOption(['yaml', 'json'], 'yaml'))
     .option(
       '--out-dir <dir>',

@@ -1,16 +1,20 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { renderIstio } from '../core/istio/render.js';
+import { type Backend, backendFor, type ControllerMode } from '../controllers/backends/index.js';
+import { formatProblem, problem } from '../core/common/errors.js';
+import type { GatewayApiChannel } from '../core/gateway-api/http-route.js';
 import { renderTokenAuthentication } from '../core/istio/request-authentication.js';
 import { DEFAULTS } from '../core/resources/schema.js';
 import { loadAndCompile, reportProblems } from './input.js';
-import { type CliIO, EXIT_OK } from './io.js';
+import { type CliIO, EXIT_INVALID, EXIT_OK } from './io.js';
 import { formatObjects } from './output.js';
 import type { Settings } from './settings.js';
 import { type TokenAuthenticationFlags, tokenAuthenticationOf } from './token.js';
 
 export interface RenderOptions {
   file: string[];
+  mode: ControllerMode;
+  gatewayApiChannel: GatewayApiChannel;
   output: string;
   outDir?: string;
   ambientNamespace: string[];
@@ -20,13 +24,15 @@ export interface RenderOptions {
 export interface RenderCliOptions extends RenderOptions, TokenAuthenticationFlags {}
 
 export async function renderCommand(opts: RenderCliOptions, io: CliIO, settings: Settings): Promise<number> {
-  const tokens = tokenAuthenticationOf(opts, io, settings);
+  const backend = backendFor(opts.mode);
+  const tokens = renderTokens(opts, backend.tokensCheckedBy, io, settings);
   if (typeof tokens === 'number') return tokens;
   const { plan, problems, resources } = await loadAndCompile(opts.file, opts.clusterDomain);
   const failed = reportProblems(problems, io);
   if (failed !== undefined) return failed;
-  const rendered = renderIstio(plan, {
+  const rendered = backend.renderOffline(plan, {
     ambientNamespaces: new Set(opts.ambientNamespace),
+    gatewayApiChannel: opts.gatewayApiChannel,
     sourceOf: (p) => {
       const found = resources.policies.find(
         (r) => r.metadata.name === p.name && (r.metadata.namespace ?? DEFAULTS.namespace) === p.namespace,
@@ -56,4 +62,23 @@ export async function renderCommand(opts: RenderCliOptions, io: CliIO, settings:
     io.stdout(`${file}\n`);
   }
   return EXIT_OK;
+}
+
+/**
+ * The token keys to write the mesh's RequestAuthentication with, where the mode's token rules live
+ * in the cluster's objects; an exit code when keys are given to a mode that cannot use them here.
+ */
+function renderTokens(
+  opts: RenderCliOptions,
+  checkedBy: Backend['tokensCheckedBy'],
+  io: CliIO,
+  settings: Settings,
+): ReturnType<typeof tokenAuthenticationOf> {
+  if (!opts.tokenJwks || checkedBy === 'controller') return tokenAuthenticationOf(opts, io, settings);
+  const why =
+    checkedBy === 'gateway'
+      ? 'the gateway verifies tokens itself: give it the keys (gateway --token-jwks)'
+      : 'it does not carry intercept tokens yet (docs/gateway-api.md)';
+  io.stderr(`${formatProblem(problem('SY_BAD_REQUEST', `--token-jwks: --mode ${opts.mode}: ${why}`))}\n`);
+  return EXIT_INVALID;
 }

@@ -245,6 +245,80 @@ spec: {policy: web, repository: acme/web, pullRequest: 1, commit: abcdef1}
     );
   });
 
+  describe('--mode gateway-api', () => {
+    const files = ['canary.yaml', 'intercept.yaml', 'previews.yaml', 'mirror.yaml'].flatMap((f) => [
+      '-f',
+      join(EXAMPLES, f),
+    ]);
+
+    it('writes HTTPRoutes and per-version Services, the same bytes whatever the order of the files', async () => {
+      const r = await cli(
+        'render',
+        '--mode',
+        'gateway-api',
+        '--gateway-api-channel',
+        'experimental',
+        ...files,
+      );
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const objects = parseAllDocuments(r.stdout).map((d) => d.toJS()) as Obj[];
+      expect(new Set(objects.map((o) => `${o.apiVersion} ${o.kind}`))).toEqual(
+        new Set(['gateway.networking.k8s.io/v1 HTTPRoute', 'v1 Service']),
+      );
+      expect(objects.map((o) => `${o.kind}/${o.metadata.name}`)).toContain(
+        'HTTPRoute/checkout-preview-host-pr-42',
+      );
+      const reversed = [...files]
+        .reverse()
+        .flatMap((x, i, all) => (i % 2 === 0 ? ['-f', all[i] as string] : []));
+      const again = await cli(
+        'render',
+        '--mode',
+        'gateway-api',
+        '--gateway-api-channel',
+        'experimental',
+        ...reversed,
+      );
+      expect(again.stdout).toBe(r.stdout);
+    });
+
+    it('with the standard channel, a policy with retries is refused, naming the file and the channel', async () => {
+      const r = await cli('render', '--mode', 'gateway-api', '-f', join(EXAMPLES, 'canary.yaml'));
+      expect(r.code).toBe(2);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(
+        /canary\.yaml:document 1: spec\.retries: TrafficPolicy shop\/payments: retries need the Gateway API's experimental channel .*\[SY_GATEWAY_API_UNSUPPORTED\]$/m,
+      );
+    });
+
+    it('token keys are refused: this mode carries no intercept tokens yet', async () => {
+      const keys = await testTokenKeys();
+      const dir = tempFiles({ 'jwks.json': JSON.stringify(keys.jwks) });
+      const r = await cli(
+        'render',
+        '--mode',
+        'gateway-api',
+        '-f',
+        join(EXAMPLES, 'intercept.yaml'),
+        '--token-jwks',
+        join(dir, 'jwks.json'),
+      );
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/--token-jwks: --mode gateway-api: it does not carry intercept tokens yet/);
+    });
+  });
+
+  it('--mode gateway writes the per-version Services the Node gateway sends to', async () => {
+    const r = await cli('render', '--mode', 'gateway', '-f', join(EXAMPLES, 'canary.yaml'));
+    expect(r.code).toBe(0);
+    const objects = parseAllDocuments(r.stdout).map((d) => d.toJS()) as Obj[];
+    expect(objects.map((o) => `${o.kind}/${o.metadata.name}`)).toEqual([
+      'Service/payments--v1',
+      'Service/payments--v2',
+    ]);
+  });
+
   it('accepts a file that also holds a GatewayConfig and ignores that document', async () => {
     const dir = tempFiles({
       'all.yaml': `apiVersion: switchyard.dev/v1alpha1

@@ -9,9 +9,10 @@
  */
 
 import type { MetricSeries } from '../../core/canary/queries.js';
-import type { Problem } from '../../core/common/errors.js';
+import type { Problem, Source } from '../../core/common/errors.js';
 import type { KubeObject } from '../../core/compiler/objects.js';
-import type { PolicyPlan } from '../../core/compiler/plan.js';
+import type { PolicyPlan, RoutePlan } from '../../core/compiler/plan.js';
+import type { GatewayApiChannel } from '../../core/gateway-api/http-route.js';
 import type { Reason } from '../../core/resources/conditions.js';
 import type { TrafficPolicy } from '../../core/resources/schema.js';
 import type { Kube } from '../../kube/client.js';
@@ -61,6 +62,16 @@ export interface BackendWatches {
 /** Which series a canary analysis reads in mesh mode: Istio's standard metrics, or Envoy's own. */
 export type MeshMetrics = 'istio' | 'envoy';
 
+/** What `switchyard render` (GitOps, no cluster) is told beside the plan. */
+export interface OfflineRenderOptions {
+  /** Mesh mode: namespaces in Istio ambient mode (EnvoyFilters are ignored there). */
+  ambientNamespaces: ReadonlySet<string>;
+  /** Gateway API mode: the channel of the CRDs on the cluster (retries are experimental). */
+  gatewayApiChannel: GatewayApiChannel;
+  /** Where a policy was read from, so a problem names its file. */
+  sourceOf: (policy: { namespace: string; name: string }) => Source | undefined;
+}
+
 /** How `switchyard install` deploys a mode: files of deploy/install/ and the controller's flags. */
 export interface InstallProfile {
   /** The mode's RBAC, beside the rbac.yaml every mode has. */
@@ -107,4 +118,13 @@ export interface Backend {
   versionNotServing(kube: Kube, policy: TrafficPolicy, version: string): Promise<string | undefined>;
   /** The series the built-in analysis metrics of a canary run read. */
   analysisSeries(meshMetrics: MeshMetrics): MetricSeries;
+  /**
+   * What `switchyard render` writes for a plan without a cluster (pure): what the controller
+   * would write, with what the cluster would tell it taken from `options` (a Service's selector
+   * from the policy's workloadLabels).
+   */
+  renderOffline(
+    plan: RoutePlan,
+    options: OfflineRenderOptions,
+  ): { objects: KubeObject[]; problems: Problem[] };
 }

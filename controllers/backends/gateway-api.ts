@@ -12,7 +12,7 @@ import type { KubeObject } from '../../core/compiler/objects.js';
 import { UPSTREAM_HEADER } from '../../core/compiler/plan.js';
 import { versionServices } from '../../core/compiler/version-services.js';
 import { GATEWAY_API_V1, type GatewayApiChannel, renderRoutes } from '../../core/gateway-api/http-route.js';
-import { rateLimitGap } from '../../core/gateway-api/render.js';
+import { rateLimitGap, renderGatewayApi } from '../../core/gateway-api/render.js';
 import { REASON } from '../../core/resources/conditions.js';
 import { MANAGED_BY, MANAGED_BY_VALUE, POLICY_LABEL } from '../../core/resources/labels.js';
 import { DEFAULTS } from '../../core/resources/schema.js';
@@ -175,6 +175,9 @@ export const gatewayApiBackend: Backend = {
   versionNotServing: versionServiceNotServing,
 
   analysisSeries: (meshMetrics) => meshMetrics,
+
+  renderOffline: (plan, { gatewayApiChannel, sourceOf }) =>
+    renderGatewayApi(plan, { channel: gatewayApiChannel, sourceOf }),
 };
 
 /**

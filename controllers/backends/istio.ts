@@ -214,6 +214,9 @@ export const istioBackend: Backend = {
   },
 
   analysisSeries: (meshMetrics) => meshMetrics,
+
+  renderOffline: (plan, { ambientNamespaces, sourceOf }) =>
+    renderIstio(plan, { ambientNamespaces, sourceOf }),
 };
 
 type VersionDeployment = KubernetesObject & {

@@ -8,7 +8,7 @@ import type { KubernetesObject } from '@kubernetes/client-node';
 import { compile } from '../../core/compiler/compile.js';
 import { versionServiceName } from '../../core/compiler/names.js';
 import type { PolicyPlan } from '../../core/compiler/plan.js';
-import { type ServiceSpec, versionServices } from '../../core/compiler/version-services.js';
+import { offlineService, type ServiceSpec, versionServices } from '../../core/compiler/version-services.js';
 import { CONDITION, REASON } from '../../core/resources/conditions.js';
 import { SERVICE_NAME_LABEL } from '../../core/resources/labels.js';
 import { DEFAULTS, type TrafficPolicy } from '../../core/resources/schema.js';
@@ -76,6 +76,12 @@ export const gatewayBackend: Backend = {
 
   // The gateway's own series, by policy and upstream: the same in every cluster.
   analysisSeries: () => 'switchyard-gateway',
+
+  // The gateway reads the policies themselves: GitOps applies only the per-version Services.
+  renderOffline: (plan) => ({
+    objects: plan.policies.flatMap((p) => versionServices(p, offlineService(p))),
+    problems: [],
+  }),
 };
 
 /** What a version's Service `<service>--<version>` still waits for: a ready endpoint on the policy's port. */

@@ -53,3 +53,11 @@ export function versionServices(plan: PolicyPlan, service: ServiceSpec): KubeObj
     },
   }));
 }
+
+/**
+ * Without a cluster to read the Service from, its pods are those of `workloadLabels` and the port
+ * is the policy's (the controller copies the live Service's selector and ports instead).
+ */
+export function offlineService(policy: PolicyPlan): ServiceSpec {
+  return { selector: policy.workloadLabels, ports: [{ name: 'http', port: policy.port }] };
+}

@@ -6,7 +6,7 @@
 import { type Problem, problem, type Source } from '../common/errors.js';
 import type { KubeObject } from '../compiler/objects.js';
 import type { PolicyPlan, RoutePlan } from '../compiler/plan.js';
-import { versionServices } from '../compiler/version-services.js';
+import { offlineService, versionServices } from '../compiler/version-services.js';
 import { type GatewayApiChannel, renderRoutes } from './http-route.js';
 
 export interface GatewayApiRenderOptions {
@@ -34,14 +34,6 @@ export function renderGatewayApi(plan: RoutePlan, options: GatewayApiRenderOptio
     );
   }
   return { objects, problems };
-}
-
-/**
- * Without a cluster to read the Service from, its pods are those of `workloadLabels` and the port
- * is the policy's (the controller copies the live Service's selector and ports instead).
- */
-function offlineService(policy: PolicyPlan) {
-  return { selector: policy.workloadLabels, ports: [{ name: 'http', port: policy.port }] };
 }
 
 /** Rate limits need an implementation's own policy object, which this backend does not write yet. */

@@ -129,8 +129,17 @@ export interface Istiod {
   stop(): Promise<void>;
 }
 
-/** istiod on loopback ports, reading the API server of `kubeconfig` (a kubeconfig's text). */
-export async function startIstiod(assets: string, kubeconfig: string): Promise<Istiod> {
+/**
+ * istiod on loopback ports, reading the API server of `kubeconfig` (a kubeconfig's text); with
+ * `gatewayApi`, reading Gateway API routes and Gateways too (and writing their status), but
+ * making no Deployment for a Gateway: the test runs its Envoy.
+ */
+export async function startIstiod(
+  assets: string,
+  kubeconfig: string,
+  options: { gatewayApi?: boolean } = {},
+): Promise<Istiod> {
+  const gatewayApi = options.gatewayApi ? 'true' : 'false';
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-istiod-'));
   const [xds, http, https, monitoring] = await Promise.all([
     unusedPort(),
@@ -187,10 +196,11 @@ export async function startIstiod(assets: string, kubeconfig: string): Promise<I
         POD_NAME: 'istiod-test',
         REVISION: 'default',
         ISTIOD_CUSTOM_HOST: 'istiod.istio-system.svc',
-        PILOT_ENABLE_GATEWAY_API: 'false',
-        PILOT_ENABLE_ALPHA_GATEWAY_API: 'false',
+        PILOT_ENABLE_GATEWAY_API: gatewayApi,
+        PILOT_ENABLE_ALPHA_GATEWAY_API: gatewayApi,
         PILOT_ENABLE_GATEWAY_API_DEPLOYMENT_CONTROLLER: 'false',
-        PILOT_ENABLE_GATEWAY_API_STATUS: 'false',
+        PILOT_ENABLE_GATEWAY_API_STATUS: gatewayApi,
+        PILOT_ENABLE_GATEWAY_API_GATEWAYCLASS_CONTROLLER: gatewayApi,
         VALIDATION_WEBHOOK_CONFIG_NAME: '',
         INJECTION_WEBHOOK_CONFIG_NAME: '',
         PILOT_ENABLE_STATUS: 'false',
