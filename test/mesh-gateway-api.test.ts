@@ -219,9 +219,35 @@ describe.skipIf(!gate || !gatewayApiCrdFolder())(
       return route && leftOut.has(route) ? route : undefined;
     };
 
-    it.each(CONFORMANCE_TABLE)('$name', async (row) => {
+    /**
+     * The rows the Gateway API cannot carry, and why (docs/gateway-api.md, "Limits"): the sticky
+     * canary example is at a weight set by hand (30 %), one rule per cookie class, more than one
+     * route's 16 rules; the classes left out are those of these rows. Their clients are drawn again
+     * by the split, which stamps them at today's weight.
+     */
+    const GAPS: Record<string, string> = {
+      'sticky: canary at 50 draws down': 'sticky-down-60',
+      'sticky: stable at 10 draws up': 'sticky-up-22',
+    };
+
+    it.each(
+      CONFORMANCE_TABLE.filter((row) => GAPS[row.name]),
+    )('$name: left out, said, and drawn again by the split', async (row) => {
+      expect(unexpressed(row)).toBe(GAPS[row.name]);
+      const seen = new Set<string>();
+      for (let i = 0; i < 40; i++) {
+        const r = await send(proxyFor(row), { host: row.host, headers: row.headers ?? {} });
+        const upstream = header(r, 'x-switchyard-upstream') as string;
+        expect(r.status).toBe(200);
+        seen.add(upstream);
+        // Stamped anew at today's weight, as a new client is.
+        expect(cookieProblem({ ...row, stamps: true }, upstream, r.headers['set-cookie'])).toBeUndefined();
+      }
+      expect([...seen].sort()).toEqual(['catalog/v1', 'catalog/v2']);
+    });
+
+    it.each(CONFORMANCE_TABLE.filter((row) => !GAPS[row.name]))('$name', async (row) => {
       const gap = unexpressed(row);
-      // Rows the Gateway API cannot carry are the documented gaps (docs/gateway-api.md): none today.
       expect(gap, `route ${gap} was left out`).toBeUndefined();
       const allowed = Object.keys(row.expect);
       const smallest = Math.min(...allowed.map((k) => row.expect[k] ?? 0).filter((w) => w >= 10)) / 100;
