@@ -1,0 +1,178 @@
+/**
+ * The mesh property sample (a fixed seed of the property test's random policies, as
+ * test/mesh-property.test.ts sends through VirtualServices) rendered as Gateway API routes and sent
+ * through real Envoy configured by istiod: every request built from each policy's own match values
+ * (and its preview URLs), with the methods a mirror may be limited to, must reach what `explain`
+ * says, although istiod orders the matches most specific first. Requests whose route the renderer
+ * left out (with a problem: token claims, a route past one route's limits) are counted, not
+ * compared. Envoy's `x-switchyard-upstream` comes from the rule it chose, so the Services need no
+ * endpoints (503 "no healthy upstream" still names the destination). No NACK, no refused route.
+ */
+import type { KubernetesObject } from '@kubernetes/client-node';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { compile } from '../core/compiler/compile.js';
+import { explainRequest, requestFrom } from '../core/compiler/explain.js';
+import { GATEWAY_API_V1 } from '../core/gateway-api/http-route.js';
+import { renderGatewayApi } from '../core/gateway-api/render.js';
+import type { Kube } from '../kube/client.js';
+import { adminKube, createNamespace } from './support/cluster.js';
+import { type Envtest, startEnvtestWithCrds } from './support/envtest.js';
+import { gatewayApiCrdFolder } from './support/gateway-api-crds.js';
+import { header, send } from './support/http.js';
+import { type Envoy, type Istiod, meshTestGate, startEnvoy, startIstiod } from './support/mesh.js';
+import { type GeneratedPolicy, load, requestsFor, worldArb } from './support/random-policies.js';
+import { unusedPort } from './support/upstreams.js';
+
+const gate = meshTestGate();
+const SEED = 20261129; // the mesh property sample's
+const WORLDS = 12;
+
+/** World `k`, beside the others: its own namespaces and names, behind the Gateway, no rate limits. */
+function isolate(world: GeneratedPolicy[], k: number): GeneratedPolicy[] {
+  return world.map((w) => {
+    const name = `${w.name}${k}`;
+    const ns = `${w.ns}-${k}`;
+    const spec = { ...(w.policy.spec as Record<string, unknown>) };
+    delete spec.rateLimits;
+    Object.assign(spec, { hosts: [`${name}.example.com`], gateways: ['istio-system/public'] });
+    return {
+      ...w,
+      name,
+      ns,
+      policy: { ...w.policy, metadata: { name, namespace: ns }, spec },
+      previews: w.previews.map((p) => ({
+        ...p,
+        metadata: { ...p.metadata, name: p.metadata.name.replace(`${w.name}-`, `${name}-`), namespace: ns },
+        spec: { ...p.spec, policy: name },
+      })),
+    };
+  });
+}
+
+const SAMPLE = fc.sample(worldArb, { seed: SEED, numRuns: WORLDS }).flatMap((world, k) => isolate(world, k));
+
+describe.skipIf(!gate || !gatewayApiCrdFolder())(
+  'a sample of random policies as Gateway API routes through istiod and Envoy',
+  () => {
+    const { envtest, assets } = gate as NonNullable<typeof gate>;
+    let env: Envtest;
+    let admin: Kube;
+    let istiod: Istiod;
+    let gateway: Envoy;
+    let port: number;
+    const docs = SAMPLE.flatMap((w) => [w.policy, ...w.previews]);
+    const compiled = compile(load(docs).resources);
+    const rendered = renderGatewayApi(compiled.plan, { channel: 'experimental' });
+    const leftOut = new Set(rendered.problems.map((p) => /: route (\S+) /.exec(p.message)?.[1]));
+    const apply = (o: object) => admin.apply(o as KubernetesObject, 'mesh-test', true);
+
+    beforeAll(async () => {
+      env = await startEnvtestWithCrds(envtest);
+      admin = adminKube(env);
+      await createNamespace(admin, 'istio-system');
+      for (const ns of new Set(SAMPLE.map((w) => w.ns))) await createNamespace(admin, ns);
+      port = await unusedPort();
+      for (const name of ['public', 'previews']) {
+        await apply({
+          apiVersion: GATEWAY_API_V1,
+          kind: 'Gateway',
+          metadata: { name, namespace: 'istio-system' },
+          spec: {
+            gatewayClassName: 'istio',
+            listeners: [
+              { name: 'http', port: 80, protocol: 'HTTP', allowedRoutes: { namespaces: { from: 'All' } } },
+            ],
+          },
+        });
+        await apply({
+          apiVersion: 'v1',
+          kind: 'Service',
+          metadata: { name: `${name}-istio`, namespace: 'istio-system' },
+          spec: { selector: { app: 'gw' }, ports: [{ name: 'http', port: 80, targetPort: port }] },
+        });
+      }
+      // The preview Services (the preview controller writes them in a cluster); no endpoints.
+      const previews = new Map<string, { name: string; namespace: string; port: number }>();
+      for (const p of compiled.plan.policies)
+        for (const r of p.routes)
+          for (const d of r.destinations.filter((x) => x.role === 'preview')) {
+            const [name, namespace] = d.host.split('.') as [string, string];
+            previews.set(d.host, { name, namespace, port: d.port });
+          }
+      for (const s of previews.values())
+        await apply({
+          apiVersion: 'v1',
+          kind: 'Service',
+          metadata: { name: s.name, namespace: s.namespace },
+          spec: { ports: [{ name: 'http', port: s.port, protocol: 'TCP' }] },
+        });
+      for (const o of rendered.objects) await apply(o);
+      istiod = await startIstiod(assets, env.adminKubeconfig, { gatewayApi: true });
+      gateway = await startEnvoy(assets, istiod, {
+        role: 'router',
+        name: 'gw',
+        namespace: 'istio-system',
+        labels: { app: 'gw' },
+      });
+    }, 120_000);
+
+    afterAll(async () => {
+      await gateway?.stop();
+      await istiod?.stop();
+      await env?.stop();
+    });
+
+    it(`every request of ${WORLDS} random worlds whose route was written reaches what explain says`, async () => {
+      const cases: { host: string; method: string; headers: Record<string, string> }[] = [];
+      for (const w of SAMPLE) {
+        for (const headers of requestsFor(w))
+          for (const method of ['GET', 'POST'])
+            cases.push({ host: `${w.name}.example.com`, method, headers });
+        const plan = compiled.plan.policies.find((p) => p.name === w.name && p.namespace === w.ns);
+        for (const host of plan?.previewHosts ?? []) cases.push({ host, method: 'GET', headers: {} });
+      }
+      const base = `http://127.0.0.1:${port}`;
+      const first = cases[0] as (typeof cases)[number];
+      const until = Date.now() + 30_000;
+      while (
+        header(
+          await send(base, first).catch(() => ({ status: 0, headers: {}, body: '' })),
+          'x-switchyard-upstream',
+        ) === undefined
+      ) {
+        if (Date.now() > until)
+          throw new Error(`Envoy never routed ${first.host}\n${gateway.log()}\n${istiod.log()}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      const wrong: string[] = [];
+      let compared = 0;
+      let notWritten = 0;
+      for (const c of cases) {
+        const e = explainRequest(compiled.plan, requestFrom(c));
+        if (e.route && leftOut.has(e.route)) {
+          notWritten++;
+          continue;
+        }
+        compared++;
+        const allowed = e.destinations.filter((d) => d.weight > 0).map((d) => d.upstream);
+        const r = await send(base, c);
+        const got = header(r, 'x-switchyard-upstream');
+        const ok =
+          allowed.length === 0
+            ? got === undefined && r.status === 404
+            : got !== undefined && allowed.includes(got);
+        if (!ok)
+          wrong.push(
+            `${c.method} ${c.host} ${JSON.stringify(c.headers)} -> ${r.status} ${got ?? '(none)'}; explain: ${e.route ?? 'no route'} ${JSON.stringify(allowed)}`,
+          );
+      }
+      console.info(
+        `gateway-api mesh property sample: ${compared} requests compared, ${notWritten} to routes left out, over ${SAMPLE.length} random policies (seed ${SEED})`,
+      );
+      expect(wrong).toEqual([]);
+      expect(compared).toBeGreaterThan(2 * notWritten);
+      expect(await gateway.rejected()).toBe(0);
+    }, 120_000);
+  },
+);
