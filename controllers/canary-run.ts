@@ -17,7 +17,7 @@ import {
 } from '../core/canary/progression.js';
 import { builtinQuery, fillQuery, type MetricSeries } from '../core/canary/queries.js';
 import { formatProblem } from '../core/common/errors.js';
-import { serviceHost, subsetName } from '../core/compiler/names.js';
+import { serviceHost, subsetName, versionServiceName } from '../core/compiler/names.js';
 import { REASON } from '../core/resources/conditions.js';
 import {
   CANARY_ABORT_ANNOTATION,
@@ -165,7 +165,10 @@ async function look(
   const tick = runTick(input);
   // (Without a reader the run is Failed before it ever asks for an analysis.)
   if (!tick.needsAnalysis || !opts.metrics) return tick;
-  return runTick({ ...input, analysis: await readMetrics(live, opts.metrics, opts.series) });
+  return runTick({
+    ...input,
+    analysis: await readMetrics(live, opts.metrics, opts.series, opts.backend.versionServices),
+  });
 }
 
 /** The run onto the status when it changed, and one Event per transition. */
@@ -220,6 +223,7 @@ async function readMetrics(
   live: LivePolicy,
   metrics: MetricsReader,
   backend: MetricSeries,
+  versionServices: boolean,
 ): Promise<MetricReading[]> {
   const canary = live.spec.canary as NonNullable<LivePolicy['spec']['canary']>;
   const analysis = canary.analysis as NonNullable<typeof canary.analysis>;
@@ -230,6 +234,7 @@ async function readMetrics(
     port: live.spec.port,
     canarySubset: subsetName(canary.version),
     serviceFqdn: serviceHost(live.spec.service, live.metadata?.namespace as string, DEFAULTS.clusterDomain),
+    ...(versionServices ? { canaryService: canaryServiceOf(live, canary.version) } : {}),
     stable: live.spec.stable,
     canary: canary.version,
     interval: analysis.interval,
@@ -242,4 +247,10 @@ async function readMetrics(
       return { name: m.name, value, threshold: m.thresholdRange };
     }),
   );
+}
+
+/** The canary version's own Service, where the backend sends each version through one. */
+function canaryServiceOf(live: LivePolicy, version: string): { name: string; fqdn: string } {
+  const name = versionServiceName(live.spec.service, version);
+  return { name, fqdn: serviceHost(name, live.metadata?.namespace as string, DEFAULTS.clusterDomain) };
 }

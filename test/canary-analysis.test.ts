@@ -72,10 +72,15 @@ ${gatewayConfig(Object.fromEntries(ups.map((u) => [u.name, u.url])))}`,
       const labels =
         'reporter="destination",destination_workload_namespace="shop",destination_service_name="web",destination_version="v2"';
       const total = 100 * s;
+      // The same canary reached through its own Service (gateway-api mode): 60/s 200, 40/s 503.
+      const own =
+        'reporter="destination",destination_workload_namespace="shop",destination_service_name="web--v2",destination_version="v2"';
       const lines = [
         '# TYPE istio_requests_total counter',
         `istio_requests_total{${labels},response_code="200"} ${80 * s}`,
         `istio_requests_total{${labels},response_code="503"} ${20 * s}`,
+        `istio_requests_total{${own},response_code="200"} ${60 * s}`,
+        `istio_requests_total{${own},response_code="503"} ${40 * s}`,
         '# TYPE istio_request_duration_milliseconds histogram',
         `istio_request_duration_milliseconds_bucket{${labels},le="100"} ${0.98 * total}`,
         `istio_request_duration_milliseconds_bucket{${labels},le="500"} ${total}`,
@@ -142,6 +147,19 @@ ${gatewayConfig(Object.fromEntries(ups.map((u) => [u.name, u.url])))}`,
     // Prometheus interpolates within the 100–500 ms bucket: 100 + (0.99 - 0.98) / 0.02 × 400.
     expect(p99).toBeCloseTo(300, 0);
     expect(await builtin('request-success-rate', 'v9', 'istio')).toBeNull();
+  });
+  it("gateway-api mode: Istio's series of the canary's own Service (web--v2), not the policy's", async () => {
+    const own = {
+      ...context('v2'),
+      canaryService: { name: 'web--v2', fqdn: 'web--v2.shop.svc.cluster.local' },
+    };
+    expect((await read(builtinQuery('request-success-rate', 'istio', own) as string)) as number).toBeCloseTo(
+      60,
+      0,
+    );
+    expect(builtinQuery('request-success-rate', 'envoy', own)).toContain(
+      'cluster_name="outbound|80||web--v2.shop.svc.cluster.local"',
+    );
   });
 
   it('a custom query gets its placeholders filled; one that is not a single number is an error', async () => {

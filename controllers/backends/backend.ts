@@ -116,6 +116,11 @@ export interface Backend {
    * Event), or undefined when it can: a progressive run gives it no share before.
    */
   versionNotServing(kube: Kube, policy: TrafficPolicy, version: string): Promise<string | undefined>;
+  /**
+   * Whether each version is sent to through a Service of its own (`<service>--<version>`) rather
+   * than a subset of the policy's Service: the mesh's series then name that Service.
+   */
+  readonly versionServices: boolean;
   /** The series the built-in analysis metrics of a canary run read. */
   analysisSeries(meshMetrics: MeshMetrics): MetricSeries;
   /**

@@ -103,6 +103,7 @@ export const gatewayApiBackend: Backend = {
   // Intercept tokens are not carried in this mode yet (docs/gateway-api.md).
   tokensCheckedBy: 'none',
   install: { rbac: 'rbac-gateway-api.yaml', parts: [], controllerArgs: ['--mesh-metrics', 'istio'] },
+  versionServices: true,
   ownedKinds: [
     { apiVersion: GATEWAY_API_V1, kind: 'HTTPRoute' },
     { apiVersion: GATEWAY_API_V1, kind: 'GRPCRoute' },

@@ -82,6 +82,7 @@ export const istioBackend: Backend = {
     // The analysis reads Istio's metrics; tokens in Istio's root namespace.
     controllerArgs: ['--mesh-metrics', 'istio', '--istio-root-namespace', 'istio-system'],
   },
+  versionServices: false,
   ownedKinds: [
     { apiVersion: 'networking.istio.io/v1', kind: 'VirtualService' },
     { apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule' },

@@ -21,6 +21,7 @@ export const gatewayBackend: Backend = {
   mode: 'gateway',
   tokensCheckedBy: 'gateway',
   install: { rbac: 'rbac-gateway.yaml', parts: ['gateway.yaml'], controllerArgs: [] },
+  versionServices: true,
   ownedKinds: [{ apiVersion: 'v1', kind: 'Service' }],
 
   async desired(kube, plan, namespace) {

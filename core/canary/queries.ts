@@ -27,6 +27,11 @@ export interface QueryContext {
   /** The canary's Istio subset and the Service's FQDN, which name its Envoy cluster. */
   canarySubset: string;
   serviceFqdn: string;
+  /**
+   * Where each version has a Service of its own (`<service>--<version>`, the Gateway API backend)
+   * instead of a subset: the canary's Service and its FQDN, which name its series instead.
+   */
+  canaryService?: { name: string; fqdn: string };
   stable: string;
   canary: string;
   /** A Prometheus range, e.g. 30s or 1m. */
@@ -53,12 +58,14 @@ function gatewaySelector(c: QueryContext): string {
 }
 
 function istioSelector(c: QueryContext): string {
-  return `reporter="destination",destination_workload_namespace="${c.namespace}",destination_service_name="${c.service}",destination_version="${c.canary}"`;
+  return `reporter="destination",destination_workload_namespace="${c.namespace}",destination_service_name="${c.canaryService?.name ?? c.service}",destination_version="${c.canary}"`;
 }
 
-/** The canary subset's Envoy cluster, as istiod names it. */
+/** The canary's Envoy cluster, as istiod names it: its subset's, or its own Service's. */
 function envoySelector(c: QueryContext): string {
-  return `cluster_name="outbound|${c.port}|${c.canarySubset}|${c.serviceFqdn}"`;
+  return c.canaryService
+    ? `cluster_name="outbound|${c.port}||${c.canaryService.fqdn}"`
+    : `cluster_name="outbound|${c.port}|${c.canarySubset}|${c.serviceFqdn}"`;
 }
 
 function envoyQuery(name: string, c: QueryContext, range: string): string | undefined {
