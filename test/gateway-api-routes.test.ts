@@ -44,7 +44,7 @@ function render(docs: unknown[], channel: 'standard' | 'experimental' = 'experim
 
 describe('Gateway API routes keep the plan order under the API precedence', () => {
   it('an intercept written before a mirror limited to GET keeps its GET requests (the method would outrank it)', () => {
-    const { plan, objects, routes } = render(
+    const { plan, routes } = render(
       policyDocs({
         intercepts: [{ name: 'alice', match: { header: 'x-user', exact: 'alice' }, to: { version: 'v3' } }],
         mirror: { to: { version: 'v2' }, percent: 10, methods: ['GET'] },

@@ -8,15 +8,14 @@
  * accept everything istiod sends (no NACK).
  */
 import { randomInt } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse, parseAllDocuments } from 'yaml';
+import { parseAllDocuments } from 'yaml';
 import type { Kube } from '../kube/client.js';
 import { cli, EXAMPLES } from './support/cli.js';
 import { adminKube, createNamespace } from './support/cluster.js';
-import { CONFORMANCE_TABLE, type ConformanceRow, cookieProblem } from './support/conformance-table.js';
+import { CONFORMANCE_TABLE, type ConformanceRow } from './support/conformance-table.js';
+import { checkRowThroughEnvoy } from './support/conformance-through-envoy.js';
 import { type Envtest, startEnvtestWithCrds } from './support/envtest.js';
 import { header, send } from './support/http.js';
 import {
@@ -43,10 +42,6 @@ const VERSIONS: Record<string, string[]> = {
   api: ['v1', 'v2'],
   checkout: ['v1', 'v2'],
 };
-/** The examples' mirror percentage (deploy/examples/mirror.yaml), which Envoy applies at random. */
-const MIRROR_PERCENT = (
-  parse(readFileSync(join(EXAMPLES, 'mirror.yaml'), 'utf8')) as { spec: { mirror: { percent: number } } }
-).spec.mirror.percent;
 const PREVIEWS = ['checkout-pr-42-7f3a2c1', 'checkout-pr-42-1b2c3d4', 'checkout-pr-7-0a1b2c3'];
 /** The upstream key a preview's test host answers as (`checkout/pr-42-7f3a2c1`). */
 const previewKey = (name: string) => `checkout/${name.slice('checkout-'.length)}`;
@@ -164,53 +159,8 @@ describe.skipIf(!gate)('conformance through real Envoy (istiod + gateway and sid
   });
 
   it.each(CONFORMANCE_TABLE)('$name', async (row) => {
-    const allowed = Object.keys(row.expect);
-    // As in the gateway's conformance test: enough requests that a destination of 10 % or more
-    // is missed with a chance under one in a million.
-    const smallest = Math.min(...allowed.map((k) => row.expect[k] ?? 0).filter((w) => w >= 10)) / 100;
-    // A mirrored row copies `percent` of its requests at random: 400 of them give a count whose
-    // bounds (6 standard deviations) exclude none and all.
-    const n =
-      row.mirrored !== undefined
-        ? 400
-        : allowed.length > 1
-          ? Math.ceil(Math.log(1e-6) / Math.log(1 - smallest))
-          : 1;
     const shadow = 'cluster.outbound|8080|v2|recommendations.shop.svc.cluster.local;.upstream_rq_total';
-    const copiesBefore = row.mirrored === undefined ? 0 : await sidecar.stat(shadow);
-    const seen = new Set<string>();
-    for (let i = 0; i < n; i++) {
-      const r = await send(proxyFor(row), {
-        host: row.host,
-        method: row.method ?? 'GET',
-        headers: row.headers ?? {},
-      });
-      if (allowed.length === 0) {
-        expect(r.status).toBe(404);
-        continue;
-      }
-      const upstream = header(r, 'x-switchyard-upstream') as string;
-      expect({ status: r.status, upstream }).toEqual({ status: 200, upstream: expect.toBeOneOf(allowed) });
-      expect(r.body).toBe(upstream); // the test host the header names answered
-      expect(cookieProblem(row, upstream, r.headers['set-cookie'])).toBeUndefined();
-      seen.add(upstream);
-    }
-    if (allowed.length > 1)
-      expect([...seen].sort()).toEqual(allowed.filter((k) => (row.expect[k] ?? 0) >= 10).sort());
-    if (row.mirrored !== undefined) {
-      const mean = (n * MIRROR_PERCENT) / 100;
-      const spread = 6 * Math.sqrt(mean * (1 - MIRROR_PERCENT / 100));
-      const [low, high] = row.mirrored ? [Math.max(1, mean - spread), mean + spread] : [0, 0];
-      // Copies go out after the primaries: wait until the count is within bounds and settles.
-      const until = Date.now() + 5000;
-      let copies = (await sidecar.stat(shadow)) - copiesBefore;
-      while (Date.now() < until && copies < low) {
-        await new Promise((r) => setTimeout(r, 50));
-        copies = (await sidecar.stat(shadow)) - copiesBefore;
-      }
-      expect(copies).toBeGreaterThanOrEqual(low);
-      expect(copies).toBeLessThanOrEqual(high);
-    }
+    await checkRowThroughEnvoy(row, proxyFor(row), () => sidecar.stat(shadow));
   });
 
   it('Envoy accepted every update istiod sent', async () => {

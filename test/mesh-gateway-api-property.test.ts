@@ -9,48 +9,29 @@
  * endpoints (503 "no healthy upstream" still names the destination). No NACK, no refused route.
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
-import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compile } from '../core/compiler/compile.js';
 import { explainRequest, requestFrom } from '../core/compiler/explain.js';
-import { GATEWAY_API_V1 } from '../core/gateway-api/http-route.js';
 import { renderGatewayApi } from '../core/gateway-api/render.js';
 import type { Kube } from '../kube/client.js';
 import { adminKube, createNamespace } from './support/cluster.js';
 import { type Envtest, startEnvtestWithCrds } from './support/envtest.js';
 import { gatewayApiCrdFolder } from './support/gateway-api-crds.js';
 import { header, send } from './support/http.js';
-import { type Envoy, type Istiod, meshTestGate, startEnvoy, startIstiod } from './support/mesh.js';
-import { type GeneratedPolicy, load, requestsFor, worldArb } from './support/random-policies.js';
+import {
+  type Envoy,
+  type Istiod,
+  kubernetesGateway,
+  meshTestGate,
+  startEnvoy,
+  startIstiod,
+} from './support/mesh.js';
+import { load, MESH_SAMPLE_SEED, meshSample, requestsFor } from './support/random-policies.js';
 import { unusedPort } from './support/upstreams.js';
 
 const gate = meshTestGate();
-const SEED = 20261129; // the mesh property sample's
 const WORLDS = 12;
-
-/** World `k`, beside the others: its own namespaces and names, behind the Gateway, no rate limits. */
-function isolate(world: GeneratedPolicy[], k: number): GeneratedPolicy[] {
-  return world.map((w) => {
-    const name = `${w.name}${k}`;
-    const ns = `${w.ns}-${k}`;
-    const spec = { ...(w.policy.spec as Record<string, unknown>) };
-    delete spec.rateLimits;
-    Object.assign(spec, { hosts: [`${name}.example.com`], gateways: ['istio-system/public'] });
-    return {
-      ...w,
-      name,
-      ns,
-      policy: { ...w.policy, metadata: { name, namespace: ns }, spec },
-      previews: w.previews.map((p) => ({
-        ...p,
-        metadata: { ...p.metadata, name: p.metadata.name.replace(`${w.name}-`, `${name}-`), namespace: ns },
-        spec: { ...p.spec, policy: name },
-      })),
-    };
-  });
-}
-
-const SAMPLE = fc.sample(worldArb, { seed: SEED, numRuns: WORLDS }).flatMap((world, k) => isolate(world, k));
+const SAMPLE = meshSample(WORLDS);
 
 describe.skipIf(!gate || !gatewayApiCrdFolder())(
   'a sample of random policies as Gateway API routes through istiod and Envoy',
@@ -73,25 +54,7 @@ describe.skipIf(!gate || !gatewayApiCrdFolder())(
       await createNamespace(admin, 'istio-system');
       for (const ns of new Set(SAMPLE.map((w) => w.ns))) await createNamespace(admin, ns);
       port = await unusedPort();
-      for (const name of ['public', 'previews']) {
-        await apply({
-          apiVersion: GATEWAY_API_V1,
-          kind: 'Gateway',
-          metadata: { name, namespace: 'istio-system' },
-          spec: {
-            gatewayClassName: 'istio',
-            listeners: [
-              { name: 'http', port: 80, protocol: 'HTTP', allowedRoutes: { namespaces: { from: 'All' } } },
-            ],
-          },
-        });
-        await apply({
-          apiVersion: 'v1',
-          kind: 'Service',
-          metadata: { name: `${name}-istio`, namespace: 'istio-system' },
-          spec: { selector: { app: 'gw' }, ports: [{ name: 'http', port: 80, targetPort: port }] },
-        });
-      }
+      for (const name of ['public', 'previews']) await kubernetesGateway(apply, name, port);
       // The preview Services (the preview controller writes them in a cluster); no endpoints.
       const previews = new Map<string, { name: string; namespace: string; port: number }>();
       for (const p of compiled.plan.policies)
@@ -168,7 +131,7 @@ describe.skipIf(!gate || !gatewayApiCrdFolder())(
           );
       }
       console.info(
-        `gateway-api mesh property sample: ${compared} requests compared, ${notWritten} to routes left out, over ${SAMPLE.length} random policies (seed ${SEED})`,
+        `gateway-api mesh property sample: ${compared} requests compared, ${notWritten} to routes left out, over ${SAMPLE.length} random policies (seed ${MESH_SAMPLE_SEED})`,
       );
       expect(wrong).toEqual([]);
       expect(compared).toBeGreaterThan(2 * notWritten);

@@ -9,11 +9,8 @@
  * everything istiod sends (no NACK), and istiod must accept every route (status.parents).
  */
 import { randomInt } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse } from 'yaml';
 import { loadAndCompile } from '../cli/input.js';
 import { explainRequest, requestFrom } from '../core/compiler/explain.js';
 import { GATEWAY_API_V1 } from '../core/gateway-api/http-route.js';
@@ -22,12 +19,14 @@ import type { Kube } from '../kube/client.js';
 import { EXAMPLES } from './support/cli.js';
 import { adminKube, createNamespace } from './support/cluster.js';
 import { CONFORMANCE_TABLE, type ConformanceRow, cookieProblem } from './support/conformance-table.js';
+import { checkRowThroughEnvoy } from './support/conformance-through-envoy.js';
 import { type Envtest, startEnvtestWithCrds } from './support/envtest.js';
 import { gatewayApiCrdFolder } from './support/gateway-api-crds.js';
 import { header, send } from './support/http.js';
 import {
   type Envoy,
   type Istiod,
+  kubernetesGateway,
   meshTestGate,
   serviceWithEndpoints,
   startEnvoy,
@@ -48,9 +47,6 @@ const VERSIONS: Record<string, string[]> = {
   api: ['v1', 'v2'],
   checkout: ['v1', 'v2'],
 };
-const MIRROR_PERCENT = (
-  parse(readFileSync(join(EXAMPLES, 'mirror.yaml'), 'utf8')) as { spec: { mirror: { percent: number } } }
-).spec.mirror.percent;
 const PREVIEWS = ['checkout-pr-42-7f3a2c1', 'checkout-pr-42-1b2c3d4', 'checkout-pr-7-0a1b2c3'];
 const previewKey = (name: string) => `checkout/${name.slice('checkout-'.length)}`;
 
@@ -92,27 +88,6 @@ describe.skipIf(!gate || !gatewayApiCrdFolder())(
         endpoints: [{ addresses: [host.address], conditions: { ready: true } }],
       });
 
-    /** A Kubernetes Gateway of class istio, and the Service istiod binds it to (`<name>-istio`). */
-    const kubernetesGateway = async (name: string, port: number) => {
-      await apply({
-        apiVersion: GATEWAY_API_V1,
-        kind: 'Gateway',
-        metadata: { name, namespace: 'istio-system' },
-        spec: {
-          gatewayClassName: 'istio',
-          listeners: [
-            { name: 'http', port: 80, protocol: 'HTTP', allowedRoutes: { namespaces: { from: 'All' } } },
-          ],
-        },
-      });
-      await apply({
-        apiVersion: 'v1',
-        kind: 'Service',
-        metadata: { name: `${name}-istio`, namespace: 'istio-system' },
-        spec: { selector: { app: 'gw' }, ports: [{ name: 'http', port: 80, targetPort: port }] },
-      });
-    };
-
     const proxyFor = (row: ConformanceRow) =>
       row.host.endsWith('.svc.cluster.local')
         ? `http://${sidecarBind}:${SERVICE_PORT}`
@@ -148,8 +123,8 @@ describe.skipIf(!gate || !gatewayApiCrdFolder())(
         );
       }
       gatewayPort = await unusedPort();
-      await kubernetesGateway('public', gatewayPort);
-      await kubernetesGateway('previews', gatewayPort);
+      await kubernetesGateway(apply, 'public', gatewayPort);
+      await kubernetesGateway(apply, 'previews', gatewayPort);
       await apply({
         apiVersion: 'networking.istio.io/v1',
         kind: 'Sidecar',
@@ -249,48 +224,8 @@ describe.skipIf(!gate || !gatewayApiCrdFolder())(
     it.each(CONFORMANCE_TABLE.filter((row) => !GAPS[row.name]))('$name', async (row) => {
       const gap = unexpressed(row);
       expect(gap, `route ${gap} was left out`).toBeUndefined();
-      const allowed = Object.keys(row.expect);
-      const smallest = Math.min(...allowed.map((k) => row.expect[k] ?? 0).filter((w) => w >= 10)) / 100;
-      const n =
-        row.mirrored !== undefined
-          ? 400
-          : allowed.length > 1
-            ? Math.ceil(Math.log(1e-6) / Math.log(1 - smallest))
-            : 1;
       const shadow = `cluster.outbound|${SERVICE_PORT}||recommendations--v2.shop.svc.cluster.local;.upstream_rq_total`;
-      const copiesBefore = row.mirrored === undefined ? 0 : await sidecar.stat(shadow);
-      const seen = new Set<string>();
-      for (let i = 0; i < n; i++) {
-        const r = await send(proxyFor(row), {
-          host: row.host,
-          method: row.method ?? 'GET',
-          headers: row.headers ?? {},
-        });
-        if (allowed.length === 0) {
-          expect(r.status).toBe(404);
-          continue;
-        }
-        const upstream = header(r, 'x-switchyard-upstream') as string;
-        expect({ status: r.status, upstream }).toEqual({ status: 200, upstream: expect.toBeOneOf(allowed) });
-        expect(r.body).toBe(upstream);
-        expect(cookieProblem(row, upstream, r.headers['set-cookie'])).toBeUndefined();
-        seen.add(upstream);
-      }
-      if (allowed.length > 1)
-        expect([...seen].sort()).toEqual(allowed.filter((k) => (row.expect[k] ?? 0) >= 10).sort());
-      if (row.mirrored !== undefined) {
-        const mean = (n * MIRROR_PERCENT) / 100;
-        const spread = 6 * Math.sqrt(mean * (1 - MIRROR_PERCENT / 100));
-        const [low, high] = row.mirrored ? [Math.max(1, mean - spread), mean + spread] : [0, 0];
-        const until = Date.now() + 5000;
-        let copies = (await sidecar.stat(shadow)) - copiesBefore;
-        while (Date.now() < until && copies < low) {
-          await new Promise((r) => setTimeout(r, 50));
-          copies = (await sidecar.stat(shadow)) - copiesBefore;
-        }
-        expect(copies).toBeGreaterThanOrEqual(low);
-        expect(copies).toBeLessThanOrEqual(high);
-      }
+      await checkRowThroughEnvoy(row, proxyFor(row), () => sidecar.stat(shadow));
     });
 
     it('istiod accepted every route on every parent, and Envoy every update', async () => {

@@ -8,7 +8,6 @@
  * everything (no NACK).
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
-import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { compile } from '../core/compiler/compile.js';
@@ -28,40 +27,12 @@ import {
   startEnvoy,
   startIstiod,
 } from './support/mesh.js';
-import { type GeneratedPolicy, load, requestsFor, worldArb } from './support/random-policies.js';
+import { load, MESH_SAMPLE_SEED, meshSample, requestsFor } from './support/random-policies.js';
 import { startUpstream, type TestUpstream, unusedPort } from './support/upstreams.js';
 
 const gate = meshTestGate();
-const SEED = 20261129;
 const WORLDS = 12;
-
-/**
- * World `k` of the sample, made to live beside the others in one cluster: its own namespaces and
- * policy names, every policy behind the ingress gateway (the in-mesh hosts need a sidecar per
- * random port), and no rate limits (they run in inbound sidecars: test/mesh-rate-limits.test.ts).
- */
-function isolate(world: GeneratedPolicy[], k: number): GeneratedPolicy[] {
-  return world.map((w) => {
-    const name = `${w.name}${k}`;
-    const ns = `${w.ns}-${k}`;
-    const spec = { ...(w.policy.spec as Record<string, unknown>) };
-    delete spec.rateLimits;
-    Object.assign(spec, { hosts: [`${name}.example.com`], gateways: ['istio-system/public'] });
-    return {
-      ...w,
-      name,
-      ns,
-      policy: { ...w.policy, metadata: { name, namespace: ns }, spec },
-      previews: w.previews.map((p) => ({
-        ...p,
-        metadata: { ...p.metadata, name: p.metadata.name.replace(`${w.name}-`, `${name}-`), namespace: ns },
-        spec: { ...p.spec, policy: name },
-      })),
-    };
-  });
-}
-
-const SAMPLE = fc.sample(worldArb, { seed: SEED, numRuns: WORLDS }).flatMap((world, k) => isolate(world, k));
+const SAMPLE = meshSample(WORLDS);
 
 /** Every upstream key the plan may send to (each gets the one Node-gateway test upstream). */
 function upstreamKeys(plan: RoutePlan): string[] {
@@ -181,7 +152,7 @@ describe.skipIf(!gate)('a sample of random policies through real Envoy, explain 
       }
     }
     console.info(
-      `mesh property sample: ${cases.length} requests over ${SAMPLE.length} random policies (seed ${SEED})`,
+      `mesh property sample: ${cases.length} requests over ${SAMPLE.length} random policies (seed ${MESH_SAMPLE_SEED})`,
     );
     expect(wrong).toEqual([]);
     expect(cases.length).toBeGreaterThan(WORLDS * 2);

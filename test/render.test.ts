@@ -271,7 +271,7 @@ spec: {policy: web, repository: acme/web, pullRequest: 1, commit: abcdef1}
       );
       const reversed = [...files]
         .reverse()
-        .flatMap((x, i, all) => (i % 2 === 0 ? ['-f', all[i] as string] : []));
+        .flatMap((_x, i, all) => (i % 2 === 0 ? ['-f', all[i] as string] : []));
       const again = await cli(
         'render',
         '--mode',

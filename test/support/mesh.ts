@@ -109,6 +109,31 @@ export function ingressGateway(apply: Apply, name: string, port: number, hosts: 
   });
 }
 
+/**
+ * A Kubernetes Gateway `istio-system/<name>` of class istio, listening on 80 for routes of any
+ * namespace, and the Service istiod binds it to (`<name>-istio`): the test's gateway Envoy (labels
+ * `app: gw`) is its instance, listening on `port`.
+ */
+export async function kubernetesGateway(apply: Apply, name: string, port: number): Promise<void> {
+  await apply({
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'Gateway',
+    metadata: { name, namespace: 'istio-system' },
+    spec: {
+      gatewayClassName: 'istio',
+      listeners: [
+        { name: 'http', port: 80, protocol: 'HTTP', allowedRoutes: { namespaces: { from: 'All' } } },
+      ],
+    },
+  });
+  await apply({
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: `${name}-istio`, namespace: 'istio-system' },
+    spec: { selector: { app: 'gw' }, ports: [{ name: 'http', port: 80, targetPort: port }] },
+  });
+}
+
 /** The last lines a child wrote, for the error when it fails. */
 export function captureOutput(child: ChildProcess): () => string {
   const lines: string[] = [];

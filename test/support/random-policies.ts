@@ -196,3 +196,40 @@ export function requestsFor(w: GeneratedPolicy): Record<string, string>[] {
     );
   return requests;
 }
+
+/** The seed of the sample the mesh property tests send through real Envoy. */
+export const MESH_SAMPLE_SEED = 20261129;
+
+/**
+ * World `k` of a sample, made to live beside the others in one cluster: its own namespaces and
+ * policy names, every policy behind the gateway `istio-system/public` (the in-mesh hosts would need
+ * a sidecar per random port), and no rate limits (they run in inbound sidecars:
+ * test/mesh-rate-limits.test.ts).
+ */
+function isolate(world: GeneratedPolicy[], k: number): GeneratedPolicy[] {
+  return world.map((w) => {
+    const name = `${w.name}${k}`;
+    const ns = `${w.ns}-${k}`;
+    const spec = { ...(w.policy.spec as Record<string, unknown>) };
+    delete spec.rateLimits;
+    Object.assign(spec, { hosts: [`${name}.example.com`], gateways: ['istio-system/public'] });
+    return {
+      ...w,
+      name,
+      ns,
+      policy: { ...w.policy, metadata: { name, namespace: ns }, spec },
+      previews: w.previews.map((p) => ({
+        ...p,
+        metadata: { ...p.metadata, name: p.metadata.name.replace(`${w.name}-`, `${name}-`), namespace: ns },
+        spec: { ...p.spec, policy: name },
+      })),
+    };
+  });
+}
+
+/** `worlds` random worlds of MESH_SAMPLE_SEED, isolated from one another. */
+export function meshSample(worlds: number): GeneratedPolicy[] {
+  return fc
+    .sample(worldArb, { seed: MESH_SAMPLE_SEED, numRuns: worlds })
+    .flatMap((world, k) => isolate(world, k));
+}

@@ -1,0 +1,66 @@
+/**
+ * One conformance row sent through a real Envoy, as the mesh conformance tests do for each
+ * backend: enough requests that a destination of 10 % or more is missed with a chance under one
+ * in a million, each answered by the test host the table allows (the body names it), sticky
+ * cookies as the row says, and a mirrored row's copies within 6 standard deviations of the
+ * examples' mirror percentage.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { expect } from 'vitest';
+import { parse } from 'yaml';
+import { EXAMPLES } from './cli.js';
+import { type ConformanceRow, cookieProblem } from './conformance-table.js';
+import { header, send } from './http.js';
+
+/** The examples' mirror percentage (deploy/examples/mirror.yaml), which Envoy applies at random. */
+export const MIRROR_PERCENT = (
+  parse(readFileSync(join(EXAMPLES, 'mirror.yaml'), 'utf8')) as { spec: { mirror: { percent: number } } }
+).spec.mirror.percent;
+
+/** Sends `row` to `base` and checks every answer; `mirrorCopies` reads the shadow's request count. */
+export async function checkRowThroughEnvoy(
+  row: ConformanceRow,
+  base: string,
+  mirrorCopies: () => Promise<number>,
+): Promise<void> {
+  const allowed = Object.keys(row.expect);
+  const smallest = Math.min(...allowed.map((k) => row.expect[k] ?? 0).filter((w) => w >= 10)) / 100;
+  // A mirrored row copies `percent` of its requests at random: 400 of them give a count whose
+  // bounds (6 standard deviations) exclude none and all.
+  const n =
+    row.mirrored !== undefined
+      ? 400
+      : allowed.length > 1
+        ? Math.ceil(Math.log(1e-6) / Math.log(1 - smallest))
+        : 1;
+  const copiesBefore = row.mirrored === undefined ? 0 : await mirrorCopies();
+  const seen = new Set<string>();
+  for (let i = 0; i < n; i++) {
+    const r = await send(base, { host: row.host, method: row.method ?? 'GET', headers: row.headers ?? {} });
+    if (allowed.length === 0) {
+      expect(r.status).toBe(404);
+      continue;
+    }
+    const upstream = header(r, 'x-switchyard-upstream') as string;
+    expect({ status: r.status, upstream }).toEqual({ status: 200, upstream: expect.toBeOneOf(allowed) });
+    expect(r.body).toBe(upstream); // the test host the header names answered
+    expect(cookieProblem(row, upstream, r.headers['set-cookie'])).toBeUndefined();
+    seen.add(upstream);
+  }
+  if (allowed.length > 1)
+    expect([...seen].sort()).toEqual(allowed.filter((k) => (row.expect[k] ?? 0) >= 10).sort());
+  if (row.mirrored === undefined) return;
+  const mean = (n * MIRROR_PERCENT) / 100;
+  const spread = 6 * Math.sqrt(mean * (1 - MIRROR_PERCENT / 100));
+  const [low, high] = row.mirrored ? [Math.max(1, mean - spread), mean + spread] : [0, 0];
+  // Copies go out after the primaries: wait until the count is within bounds and settles.
+  const until = Date.now() + 5000;
+  let copies = (await mirrorCopies()) - copiesBefore;
+  while (Date.now() < until && copies < low) {
+    await new Promise((r) => setTimeout(r, 50));
+    copies = (await mirrorCopies()) - copiesBefore;
+  }
+  expect(copies).toBeGreaterThanOrEqual(low);
+  expect(copies).toBeLessThanOrEqual(high);
+}
