@@ -19,7 +19,12 @@ import type { Kube } from '../kube/client.js';
 import { EXAMPLES } from './support/cli.js';
 import { adminKube, createNamespace } from './support/cluster.js';
 import { CONFORMANCE_TABLE, type ConformanceRow, cookieProblem } from './support/conformance-table.js';
-import { checkRowThroughEnvoy } from './support/conformance-through-envoy.js';
+import {
+  checkRowThroughEnvoy,
+  EXAMPLES_NAMESPACE,
+  EXAMPLES_PORT,
+  examplesBackends,
+} from './support/conformance-through-envoy.js';
 import { type Envtest, startEnvtestWithCrds } from './support/envtest.js';
 import { gatewayApiCrdFolder } from './support/gateway-api-crds.js';
 import { header, send } from './support/http.js';
@@ -28,7 +33,6 @@ import {
   type Istiod,
   kubernetesGateway,
   meshTestGate,
-  serviceWithEndpoints,
   startEnvoy,
   startIstiod,
 } from './support/mesh.js';
@@ -36,19 +40,8 @@ import { createTestNetns, type NetnsUpstream, type TestNetns } from './support/n
 import { unusedPort } from './support/upstreams.js';
 
 const gate = meshTestGate();
-const ns = 'shop';
-const SERVICE_PORT = 8080; // every example's spec.port
-const VERSIONS: Record<string, string[]> = {
-  cart: ['v1', 'v2', 'v3'],
-  search: ['v1', 'v2'],
-  payments: ['v1', 'v2'],
-  catalog: ['v1', 'v2'],
-  recommendations: ['v1', 'v2'],
-  api: ['v1', 'v2'],
-  checkout: ['v1', 'v2'],
-};
-const PREVIEWS = ['checkout-pr-42-7f3a2c1', 'checkout-pr-42-1b2c3d4', 'checkout-pr-7-0a1b2c3'];
-const previewKey = (name: string) => `checkout/${name.slice('checkout-'.length)}`;
+const ns = EXAMPLES_NAMESPACE;
+const SERVICE_PORT = EXAMPLES_PORT;
 
 type Route = KubernetesObject & {
   status?: {
@@ -77,17 +70,6 @@ describe.skipIf(!gate || !gatewayApiCrdFolder())(
     const upstreams: NetnsUpstream[] = [];
     const apply = (o: object) => admin.apply(o as KubernetesObject, 'mesh-test', true);
 
-    /** An EndpointSlice of `service` naming one test host (no endpoint controller runs here). */
-    const endpoints = (service: string, host: NetnsUpstream) =>
-      apply({
-        apiVersion: 'discovery.k8s.io/v1',
-        kind: 'EndpointSlice',
-        metadata: { name: `${service}-0`, namespace: ns, labels: { 'kubernetes.io/service-name': service } },
-        addressType: 'IPv4',
-        ports: [{ name: 'http', port: host.port, protocol: 'TCP' }],
-        endpoints: [{ addresses: [host.address], conditions: { ready: true } }],
-      });
-
     const proxyFor = (row: ConformanceRow) =>
       row.host.endsWith('.svc.cluster.local')
         ? `http://${sidecarBind}:${SERVICE_PORT}`
@@ -98,30 +80,7 @@ describe.skipIf(!gate || !gatewayApiCrdFolder())(
       admin = adminKube(env);
       for (const n of ['istio-system', ns, 'client']) await createNamespace(admin, n);
       hosts = await createTestNetns();
-      // Each version a test host: behind the policy's Service (the GAMMA parent) and its own.
-      for (const [svc, versions] of Object.entries(VERSIONS)) {
-        const pods = [];
-        for (const v of versions) {
-          const host = await hosts.startUpstream(`${svc}/${v}`);
-          upstreams.push(host);
-          pods.push({ labels: { app: svc, version: v }, host });
-          await endpoints(`${svc}--${v}`, host);
-        }
-        await serviceWithEndpoints(
-          apply,
-          { namespace: ns, name: svc, port: SERVICE_PORT, selector: { app: svc } },
-          pods,
-        );
-      }
-      for (const name of PREVIEWS) {
-        const host = await hosts.startUpstream(previewKey(name));
-        upstreams.push(host);
-        await serviceWithEndpoints(
-          apply,
-          { namespace: ns, name, port: SERVICE_PORT, selector: { 'switchyard.dev/preview': name } },
-          [{ labels: { 'switchyard.dev/preview': name }, host }],
-        );
-      }
+      upstreams.push(...(await examplesBackends(apply, hosts)));
       gatewayPort = await unusedPort();
       await kubernetesGateway(apply, 'public', gatewayPort);
       await kubernetesGateway(apply, 'previews', gatewayPort);

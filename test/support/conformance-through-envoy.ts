@@ -12,6 +12,8 @@ import { parse } from 'yaml';
 import { EXAMPLES } from './cli.js';
 import { type ConformanceRow, cookieProblem } from './conformance-table.js';
 import { header, send } from './http.js';
+import { serviceWithEndpoints } from './mesh.js';
+import type { NetnsUpstream, TestNetns } from './netns.js';
 
 /** The examples' mirror percentage (deploy/examples/mirror.yaml), which Envoy applies at random. */
 export const MIRROR_PERCENT = (
@@ -63,4 +65,63 @@ export async function checkRowThroughEnvoy(
   }
   expect(copies).toBeGreaterThanOrEqual(low);
   expect(copies).toBeLessThanOrEqual(high);
+}
+
+/** The examples' namespace, Service port, versions and Ready previews. */
+export const EXAMPLES_NAMESPACE = 'shop';
+export const EXAMPLES_PORT = 8080;
+const VERSIONS: Record<string, string[]> = {
+  cart: ['v1', 'v2', 'v3'],
+  search: ['v1', 'v2'],
+  payments: ['v1', 'v2'],
+  catalog: ['v1', 'v2'],
+  recommendations: ['v1', 'v2'],
+  api: ['v1', 'v2'],
+  checkout: ['v1', 'v2'],
+};
+const PREVIEWS = ['checkout-pr-42-7f3a2c1', 'checkout-pr-42-1b2c3d4', 'checkout-pr-7-0a1b2c3'];
+
+type Apply = (o: object) => Promise<unknown>;
+
+/**
+ * A test host for every version and preview of the examples, each answering with its upstream key
+ * (`cart/v2`, `checkout/pr-42-7f3a2c1`): behind the policy's Service, behind its own per-version
+ * Service `<service>--<version>` (EndpointSlices only: the Gateway API backends write the Service),
+ * and the previews behind theirs.
+ */
+export async function examplesBackends(apply: Apply, hosts: TestNetns): Promise<NetnsUpstream[]> {
+  const namespace = EXAMPLES_NAMESPACE;
+  const upstreams: NetnsUpstream[] = [];
+  const slice = (service: string, host: NetnsUpstream) =>
+    apply({
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: { name: `${service}-0`, namespace, labels: { 'kubernetes.io/service-name': service } },
+      addressType: 'IPv4',
+      ports: [{ name: 'http', port: host.port, protocol: 'TCP' }],
+      endpoints: [{ addresses: [host.address], conditions: { ready: true } }],
+    });
+  for (const [svc, versions] of Object.entries(VERSIONS)) {
+    const pods = [];
+    for (const v of versions) {
+      const host = await hosts.startUpstream(`${svc}/${v}`);
+      upstreams.push(host);
+      pods.push({ labels: { app: svc, version: v }, host });
+      await slice(`${svc}--${v}`, host);
+    }
+    await serviceWithEndpoints(
+      apply,
+      { namespace, name: svc, port: EXAMPLES_PORT, selector: { app: svc } },
+      pods,
+    );
+  }
+  for (const name of PREVIEWS) {
+    const host = await hosts.startUpstream(`checkout/${name.slice('checkout-'.length)}`);
+    upstreams.push(host);
+    const selector = { 'switchyard.dev/preview': name };
+    await serviceWithEndpoints(apply, { namespace, name, port: EXAMPLES_PORT, selector }, [
+      { labels: selector, host },
+    ]);
+  }
+  return upstreams;
 }

@@ -1,0 +1,147 @@
+/**
+ * The conformance table through real Envoy configured by Envoy Gateway from the same Gateway API
+ * routes istiod reads in mesh-gateway-api.test.ts: the examples rendered by the Gateway API
+ * renderer go to an API server with the Gateway API and Envoy Gateway CRDs; Envoy Gateway (v1.9.1,
+ * Kubernetes provider, our Envoy 1.40 as a host process) programs one Envoy for the Gateways
+ * `istio-system/public` and `istio-system/previews`. Envoy Gateway is not a mesh: the rows of the
+ * external hosts and preview URLs are sent through it (the in-mesh rows need a GAMMA
+ * implementation: istiod carries them). Every one must reach the test host the table names, the
+ * routes must be Accepted, and Envoy must refuse no update.
+ */
+import type { KubernetesObject } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadAndCompile } from '../cli/input.js';
+import { GATEWAY_API_V1 } from '../core/gateway-api/http-route.js';
+import { renderGatewayApi } from '../core/gateway-api/render.js';
+import type { Kube } from '../kube/client.js';
+import { EXAMPLES } from './support/cli.js';
+import { adminKube, createNamespace } from './support/cluster.js';
+import { CONFORMANCE_TABLE, type ConformanceRow } from './support/conformance-table.js';
+import {
+  checkRowThroughEnvoy,
+  EXAMPLES_NAMESPACE,
+  examplesBackends,
+} from './support/conformance-through-envoy.js';
+import {
+  ENVOY_GATEWAY_CLASS,
+  ENVOY_GATEWAY_SKIP_REASON,
+  type EnvoyGateway,
+  envoyGatewayAssets,
+  envoyGatewayCrds,
+  startEnvoyGateway,
+} from './support/envoy-gateway.js';
+import { type Envtest, installCrds, startEnvtestWithCrds } from './support/envtest.js';
+import { gatewayApiCrdFolder } from './support/gateway-api-crds.js';
+import { header, send } from './support/http.js';
+import { meshTestGate } from './support/mesh.js';
+import { createTestNetns, type NetnsUpstream, type TestNetns } from './support/netns.js';
+import { unusedPort } from './support/upstreams.js';
+
+const gate = meshTestGate();
+const assets = gate && gatewayApiCrdFolder() ? envoyGatewayAssets() : undefined;
+if (gate && !assets && process.env.CI) throw new Error(`CI=true, but ${ENVOY_GATEWAY_SKIP_REASON}`);
+const ns = EXAMPLES_NAMESPACE;
+
+/** The rows Envoy Gateway carries: every host outside the mesh. */
+const ROWS = CONFORMANCE_TABLE.filter((row) => !row.host.endsWith('.svc.cluster.local'));
+
+describe.skipIf(!assets)('conformance through Envoy Gateway from Gateway API routes', () => {
+  const { envtest } = gate as NonNullable<typeof gate>;
+  let env: Envtest;
+  let admin: Kube;
+  let eg: EnvoyGateway;
+  let hosts: TestNetns;
+  const ports = { public: 0, previews: 0 };
+  const upstreams: NetnsUpstream[] = [];
+  let routes: KubernetesObject[];
+  const apply = (o: object) => admin.apply(o as KubernetesObject, 'eg-test', true);
+  const portFor = (row: ConformanceRow) => (row.host.includes('.preview.') ? ports.previews : ports.public);
+
+  beforeAll(async () => {
+    env = await startEnvtestWithCrds(envtest);
+    await installCrds(env.adminKubeconfig, envoyGatewayCrds(assets as string));
+    admin = adminKube(env);
+    for (const n of ['istio-system', ns]) await createNamespace(admin, n);
+    hosts = await createTestNetns();
+    upstreams.push(...(await examplesBackends(apply, hosts)));
+    eg = await startEnvoyGateway(assets as string, `${gate?.assets}/envoy`, env.adminKubeconfig, apply);
+    // In host mode a listener's port is the port Envoy listens on: a free one each.
+    for (const name of ['public', 'previews'] as const) {
+      ports[name] = await unusedPort();
+      await apply({
+        apiVersion: GATEWAY_API_V1,
+        kind: 'Gateway',
+        metadata: { name, namespace: 'istio-system' },
+        spec: {
+          gatewayClassName: ENVOY_GATEWAY_CLASS,
+          listeners: [
+            {
+              name: 'http',
+              port: ports[name],
+              protocol: 'HTTP',
+              allowedRoutes: { namespaces: { from: 'All' } },
+            },
+          ],
+        },
+      });
+    }
+    const { plan } = await loadAndCompile([EXAMPLES]);
+    routes = renderGatewayApi(plan, { channel: 'experimental' }).objects as KubernetesObject[];
+    for (const o of routes) await apply(o);
+    const until = Date.now() + 60_000;
+    for (;;) {
+      const r = await send(`http://127.0.0.1:${ports.public}`, { host: 'payments.example.com' }).catch(
+        () => undefined,
+      );
+      if (r && (header(r, 'x-switchyard-upstream') ?? '').startsWith('payments/')) break;
+      if (Date.now() > until)
+        throw new Error(`payments.example.com was never routed (last: ${r?.status})\n${eg.log()}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }, 180_000);
+
+  afterAll(async () => {
+    await eg?.stop();
+    await Promise.all(upstreams.map((u) => u.close()));
+    await hosts?.close();
+    await env?.stop();
+  });
+
+  it('carries the 17 rows of hosts outside the mesh', () => {
+    expect(ROWS).toHaveLength(17);
+  });
+
+  it.each(ROWS)('$name', async (row) => {
+    await checkRowThroughEnvoy(row, `http://127.0.0.1:${portFor(row)}`, async () => 0);
+  });
+
+  it('Envoy Gateway accepted every route it serves', async () => {
+    type Route = KubernetesObject & {
+      spec: { parentRefs: { name: string }[] };
+      status?: {
+        parents?: { conditions?: { type: string; status: string; reason?: string; message?: string }[] }[];
+      };
+    };
+    const served = routes.filter(
+      (o) =>
+        o.apiVersion === GATEWAY_API_V1 &&
+        (o as Route).spec.parentRefs.some((p) => p.name === 'public' || p.name === 'previews'),
+    );
+    expect(served.length).toBeGreaterThan(3);
+    for (const o of served) {
+      const live = await admin.get<Route>({
+        apiVersion: GATEWAY_API_V1,
+        kind: o.kind as string,
+        namespace: ns,
+        name: o.metadata?.name as string,
+      });
+      const conditions = (live?.status?.parents ?? []).flatMap((p) => p.conditions ?? []);
+      expect(
+        conditions
+          .filter((c) => c.status !== 'True')
+          .map((c) => `${o.metadata?.name}: ${c.type} ${c.reason} ${c.message}`),
+      ).toEqual([]);
+      expect(conditions.map((c) => c.type)).toEqual(expect.arrayContaining(['Accepted', 'ResolvedRefs']));
+    }
+  });
+});

@@ -1,0 +1,160 @@
+/**
+ * A real Envoy Gateway (v1.9.1, built from its Go module by test/envoy-gateway/build.sh) reading
+ * the envtest API server, with its Envoy run as a host process: our Envoy 1.40 binary, put where
+ * Envoy Gateway looks for that version, so nothing is downloaded. What Envoy Gateway needs and
+ * does not let one configure is made for it and removed after: its xDS server certificate at the
+ * fixed path /certs (root only, one run at a time on a machine), the Secret envoy-gateway-system/
+ * envoy. It listens on fixed ports (18000 xDS, 19001, 8080, 8081, 9443; its Envoy 19003), none of
+ * which a test takes (they take free ephemeral ports).
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stopChild, testBinaries } from './envtest.js';
+import { captureOutput } from './mesh.js';
+
+export const ENVOY_GATEWAY_SKIP_REASON =
+  'skipping the Envoy Gateway tests: set ENVOY_GATEWAY_ASSETS to a folder with envoy-gateway and crds/, or install Go so test/envoy-gateway/build.sh can build it';
+
+/** The folder with envoy-gateway and its CRDs, building it when needed; undefined when impossible. */
+export function envoyGatewayAssets(): string | undefined {
+  return testBinaries('ENVOY_GATEWAY_ASSETS', ['envoy-gateway', 'crds'], 'test/envoy-gateway/build.sh');
+}
+
+/** Envoy Gateway's own CRDs (EnvoyProxy, BackendTrafficPolicy, …), as YAML texts. */
+export function envoyGatewayCrds(assets: string): string[] {
+  const dir = join(assets, 'crds');
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.yaml'))
+    .sort()
+    .map((f) => readFileSync(join(dir, f), 'utf8'));
+}
+
+/** The GatewayClass every test Gateway names: Envoy Gateway's, with our Envoy as a host process. */
+export const ENVOY_GATEWAY_CLASS = 'eg';
+const ENVOY_VERSION = '1.40.0';
+const SYSTEM_NAMESPACE = 'envoy-gateway-system';
+
+export interface EnvoyGateway {
+  /** Envoy Gateway's and its Envoy's recent log lines. */
+  log(): string;
+  /** Envoy's admin address (`http://127.0.0.1:<port>`), once it runs. */
+  envoyAdmin(): string | undefined;
+  stop(): Promise<void>;
+}
+
+type Apply = (o: object) => Promise<unknown>;
+
+/**
+ * Starts Envoy Gateway against the API server of `kubeconfig` (its text), with the objects it
+ * needs applied through `apply`: its namespace and TLS Secret, the EnvoyProxy that names our
+ * Envoy's version, and the GatewayClass `eg` (all of one class's Gateways in one Envoy).
+ */
+export async function startEnvoyGateway(
+  assets: string,
+  envoyBinary: string,
+  kubeconfig: string,
+  apply: Apply,
+): Promise<EnvoyGateway> {
+  if (existsSync('/certs'))
+    throw new Error(
+      '/certs exists: Envoy Gateway reads its certificates there, and another run may be using it',
+    );
+  const work = mkdtempSync(join(tmpdir(), 'switchyard-eg-'));
+  const home = {
+    config: join(work, 'config'),
+    data: join(work, 'data'),
+    state: join(work, 'state'),
+    run: join(work, 'run'),
+  };
+  for (const d of Object.values(home)) mkdirSync(d, { recursive: true });
+  const binary = join(assets, 'envoy-gateway');
+  execFileSync(binary, ['certgen', '--local', '--config-home', home.config], { stdio: 'ignore' });
+  symlinkSync(join(home.config, 'certs', 'envoy-gateway'), '/certs');
+  const envoyDir = join(home.data, 'envoy-versions', ENVOY_VERSION, 'bin');
+  mkdirSync(envoyDir, { recursive: true });
+  symlinkSync(envoyBinary, join(envoyDir, 'envoy'));
+  const certs = join(home.config, 'certs', 'envoy');
+  await apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: SYSTEM_NAMESPACE } });
+  await apply({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'envoy', namespace: SYSTEM_NAMESPACE },
+    type: 'kubernetes.io/tls',
+    data: Object.fromEntries(
+      ['tls.crt', 'tls.key', 'ca.crt'].map((f) => [f, readFileSync(join(certs, f)).toString('base64')]),
+    ),
+  });
+  await apply({
+    apiVersion: 'gateway.envoyproxy.io/v1alpha1',
+    kind: 'EnvoyProxy',
+    metadata: { name: 'host', namespace: SYSTEM_NAMESPACE },
+    spec: { mergeGateways: true, provider: { type: 'Host', host: { envoyVersion: ENVOY_VERSION } } },
+  });
+  await apply({
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'GatewayClass',
+    metadata: { name: ENVOY_GATEWAY_CLASS },
+    spec: {
+      controllerName: 'gateway.envoyproxy.io/gatewayclass-controller',
+      parametersRef: {
+        group: 'gateway.envoyproxy.io',
+        kind: 'EnvoyProxy',
+        namespace: SYSTEM_NAMESPACE,
+        name: 'host',
+      },
+    },
+  });
+  writeFileSync(join(work, 'kubeconfig'), kubeconfig);
+  writeFileSync(
+    join(work, 'envoy-gateway.yaml'),
+    JSON.stringify({
+      apiVersion: 'gateway.envoyproxy.io/v1alpha1',
+      kind: 'EnvoyGateway',
+      gateway: { controllerName: 'gateway.envoyproxy.io/gatewayclass-controller' },
+      provider: {
+        type: 'Custom',
+        custom: {
+          resource: { type: 'Kubernetes', kubernetes: { leaderElection: { disable: true } } },
+          infrastructure: {
+            type: 'Host',
+            host: {
+              configHome: home.config,
+              dataHome: home.data,
+              stateHome: home.state,
+              runtimeDir: home.run,
+            },
+          },
+        },
+      },
+    }),
+  );
+  const child: ChildProcess = spawn(binary, ['server', '--config-path', join(work, 'envoy-gateway.yaml')], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { PATH: process.env.PATH, HOME: work, KUBECONFIG: join(work, 'kubeconfig') },
+  });
+  const log = captureOutput(child);
+  return {
+    log,
+    envoyAdmin() {
+      const m = /admin.*?127\.0\.0\.1:(\d+)/.exec(log());
+      return m ? `http://127.0.0.1:${m[1]}` : undefined;
+    },
+    async stop() {
+      // SIGTERM: Envoy Gateway stops its Envoy too.
+      await stopChild(child);
+      rmSync('/certs', { force: true });
+      rmSync(work, { recursive: true, force: true });
+    },
+  };
+}
