@@ -4,11 +4,16 @@
  * appears in the route and on its own preview URL route, and goes; a foreign HTTPRoute on the same
  * Gateway for the same host is a Conflict until it goes; what the implementation writes into the
  * route's status.parents (a refusal) reaches the TrafficPolicy's conditions; a progressive canary
- * run writes its weights into the route step by step and is promoted.
+ * run writes its weights into the route step by step and is promoted; a canary that Istio's
+ * standard metrics (of its own Service `web--v3`, scraped by a real Prometheus) show failing is
+ * rolled back.
  */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningController, startController } from '../cli/start-controller.js';
+import { prometheusReader } from '../controllers/canary-metrics.js';
 import { createLogger } from '../core/common/logger.js';
 import { GATEWAY_API_V1 } from '../core/gateway-api/http-route.js';
 import { type Kube, kubeConfigFrom } from '../kube/client.js';
@@ -22,8 +27,10 @@ import {
 import { type Envtest, sharedEnvtest } from './support/envtest.js';
 import { eventually } from './support/gateway.js';
 import { gatewayApiCrdFolder } from './support/gateway-api-crds.js';
+import { prometheusGate, startPrometheus, type TestPrometheus } from './support/prometheus.js';
 
 const shared = await sharedEnvtest({ istio: false });
+const prometheus = prometheusGate();
 const API = 'switchyard.dev/v1alpha1';
 const ns = 'gwapi-shop';
 
@@ -36,12 +43,14 @@ type Route = KubernetesObject & {
   };
 };
 
-describe.skipIf(!shared || !gatewayApiCrdFolder())(
+describe.skipIf(!shared || !gatewayApiCrdFolder() || !prometheus)(
   'the controller in gateway-api mode on a real API server',
   () => {
     let env: Envtest;
     let kube: Kube;
     let controller: RunningController;
+    let exporter: Server;
+    let prom: TestPrometheus;
     const get = <T extends KubernetesObject>(apiVersion: string, kind: string, name: string) =>
       kube.get<T>({ apiVersion, kind, namespace: ns, name });
     const route = (name = 'web') => get<Route>(GATEWAY_API_V1, 'HTTPRoute', name);
@@ -79,7 +88,37 @@ describe.skipIf(!shared || !gatewayApiCrdFolder())(
       await createNamespace(kube, ns);
       await createNamespace(kube, 'infra');
       await stableWorkload(kube, ns, 'web');
+      // Istio's standard metrics as the destination sidecars of the canary v3 report them, reached
+      // through its own Service web--v3: half of its answers are 503.
+      const started = Date.now();
+      exporter = createServer((_req, res) => {
+        const t = (Date.now() - started) / 1000;
+        const labels = `reporter="destination",destination_workload_namespace="${ns}",destination_service_name="web--v3",destination_version="v3"`;
+        res
+          .writeHead(200, { 'content-type': 'text/plain; version=0.0.4' })
+          .end(
+            [
+              '# TYPE istio_requests_total counter',
+              `istio_requests_total{${labels},response_code="200"} ${50 * t}`,
+              `istio_requests_total{${labels},response_code="503"} ${50 * t}`,
+              '',
+            ].join('\n'),
+          );
+      });
+      await new Promise<void>((r) => exporter.listen(0, '127.0.0.1', r));
+      prom = await startPrometheus({
+        scrapeIntervalMs: 250,
+        targets: [
+          {
+            job: 'istio',
+            address: `127.0.0.1:${(exporter.address() as AddressInfo).port}`,
+            path: '/metrics',
+          },
+        ],
+      });
+      await prom.targetsUp();
       controller = await startController({
+        metrics: prometheusReader(prom.url),
         kubeconfig: kubeConfigFrom(env.adminKubeconfig),
         logger: createLogger({ level: process.env.SWITCHYARD_TEST_LOG ?? 'silent' }),
         mode: 'gateway-api',
@@ -90,6 +129,8 @@ describe.skipIf(!shared || !gatewayApiCrdFolder())(
     }, 60_000);
     afterAll(async () => {
       await controller?.stop();
+      await prom?.stop();
+      await new Promise((r) => exporter?.close(r));
     });
 
     it('a policy becomes an HTTPRoute on its Gateway for its hosts, and the per-version Services it sends to', async () => {
@@ -257,6 +298,39 @@ describe.skipIf(!shared || !gatewayApiCrdFolder())(
         return promoted && w === 'web--v2=100' ? true : undefined;
       }, 20_000);
       expect(weights).toContain('web--v1=60,web--v2=40');
+    });
+
+    it('a canary failing by Istio’s metrics of its own Service is rolled back, and the route goes back to stable', async () => {
+      await writeEndpoints(kube, ns, 'web--v3', [{ address: '10.0.0.3', port: 8080 }]);
+      await policy({
+        stable: 'v2',
+        canary: {
+          version: 'v3',
+          steps: [{ weight: 30, pause: '10s' }],
+          analysis: {
+            interval: '1s',
+            failureLimit: 1,
+            metrics: [{ name: 'request-success-rate', thresholdRange: { min: 95 } }],
+          },
+        },
+      });
+      const run = await eventually(async () => {
+        const p = await get<KubernetesObject & { status?: { canary?: { phase: string; message: string } } }>(
+          API,
+          'TrafficPolicy',
+          'web',
+        );
+        return p?.status?.canary?.phase === 'RolledBack' ? p.status.canary : undefined;
+      }, 20_000);
+      expect(run.message).toMatch(/request-success-rate 50 \(threshold >= 95\)/);
+      await eventually(
+        async () =>
+          (await route())?.spec.rules
+            .find((r) => r.name === 'split')
+            ?.backendRefs.map((b) => `${b.name}=${b.weight}`)
+            .join() === 'web--v2=100,web--v3=0',
+        10_000,
+      );
     });
   },
 );
