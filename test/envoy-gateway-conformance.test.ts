@@ -6,7 +6,7 @@
  * `istio-system/public` and `istio-system/previews`. Envoy Gateway is not a mesh: the rows of the
  * external hosts and preview URLs are sent through it (the in-mesh rows need a GAMMA
  * implementation: istiod carries them). Every one must reach the test host the table names, the
- * routes must be Accepted, and Envoy must refuse no update.
+ * routes must be Accepted, and Envoy must refuse no update (NACK).
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -115,7 +115,8 @@ describe.skipIf(!assets)('conformance through Envoy Gateway from Gateway API rou
     await checkRowThroughEnvoy(row, `http://127.0.0.1:${portFor(row)}`, async () => 0);
   });
 
-  it('Envoy Gateway accepted every route it serves', async () => {
+  it('Envoy Gateway accepted every route it serves, and its Envoy every update', async () => {
+    expect(await eg.rejected()).toBe(0);
     type Route = KubernetesObject & {
       spec: { parentRefs: { name: string }[] };
       status?: {

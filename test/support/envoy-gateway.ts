@@ -48,8 +48,8 @@ const SYSTEM_NAMESPACE = 'envoy-gateway-system';
 export interface EnvoyGateway {
   /** Envoy Gateway's and its Envoy's recent log lines. */
   log(): string;
-  /** Envoy's admin address (`http://127.0.0.1:<port>`), once it runs. */
-  envoyAdmin(): string | undefined;
+  /** Configuration updates its Envoy refused (NACKs), summed over every xDS stream. */
+  rejected(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -146,9 +146,22 @@ export async function startEnvoyGateway(
   const log = captureOutput(child);
   return {
     log,
-    envoyAdmin() {
-      const m = /admin.*?127\.0\.0\.1:(\d+)/.exec(log());
-      return m ? `http://127.0.0.1:${m[1]}` : undefined;
+    async rejected() {
+      // func-e writes the admin address of each Envoy it runs into that run's runtime folder.
+      const runs = readdirSync(home.run).map((r) => join(home.run, r, 'admin-address.txt'));
+      const files = runs.filter((f) => existsSync(f));
+      if (files.length === 0) throw new Error(`Envoy Gateway's Envoy has no admin address yet\n${log()}`);
+      let total = 0;
+      for (const f of files) {
+        const stats = await (
+          await fetch(`http://${readFileSync(f, 'utf8').trim()}/stats?filter=update_rejected$`)
+        ).text();
+        const counters = [...stats.matchAll(/update_rejected: (\d+)/g)];
+        // LDS, CDS, RDS at least: none at all would mean the stats were not read.
+        if (counters.length < 3) throw new Error(`no xDS update_rejected counters in ${stats}`);
+        for (const m of counters) total += Number(m[1]);
+      }
+      return total;
     },
     async stop() {
       // SIGTERM: Envoy Gateway stops its Envoy too.

@@ -56,11 +56,22 @@ export async function startUpstream(
   };
 }
 
-/** A port nothing listens on: bound, then released. */
+/**
+ * A port nothing listens on: bound (on every address), then released. Taken at random below the
+ * kernel's ephemeral range (32768 and up): a port the kernel handed out would be handed out again,
+ * as the source port of some other test's connection, before the caller (an Envoy binding its
+ * listener, seen in CI) gets to it.
+ */
 export async function unusedPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const s = createServer();
+    const bound = await new Promise<boolean>((r) => {
+      s.once('error', () => r(false));
+      s.listen(port, '0.0.0.0', () => r(true));
+    });
+    if (!bound) continue;
+    await new Promise((r) => s.close(r));
+    return port;
+  }
 }
