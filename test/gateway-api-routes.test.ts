@@ -216,6 +216,15 @@ describe('property: random valid policies through the Gateway API renderer', () 
     );
   });
 
+  it('hosts other than the Service’s own, without a Gateway: GAMMA cannot serve them, and says so', () => {
+    const { objects, problems } = render(policyDocs({ hosts: ['web.example.com'] }));
+    expect((objects[0]?.spec.parentRefs as { kind: string }[])[0]?.kind).toBe('Service');
+    expect(problems.map((p) => p.path)).toEqual(['spec.hosts']);
+    expect(problems[0]?.message).toMatch(/web\.example\.com are not served without a Gateway/);
+    // The Service's own names are what GAMMA serves: no problem.
+    expect(render(policyDocs({ hosts: ['web', 'web.shop.svc.cluster.local'] })).problems).toEqual([]);
+  });
+
   it('the standard channel gets no retries, and says so; the experimental channel gets them', () => {
     const docs = policyDocs({ timeout: '5s', retries: { attempts: 2, perTryTimeout: '1s', on: ['5xx'] } });
     const standard = render(docs, 'standard');

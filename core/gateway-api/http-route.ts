@@ -140,6 +140,19 @@ function reportPolicyGaps(c: Context): void {
       "retries need the Gateway API's experimental channel (HTTPRoute retry); the cluster has the standard one, so the retries were not written",
       'spec.retries',
     );
+  // GAMMA serves what is sent to the Service, by whatever name: other hosts need a Gateway.
+  const own = new Set([
+    policy.service,
+    `${policy.service}.${policy.namespace}`,
+    `${policy.service}.${policy.namespace}.svc`,
+    policy.serviceHost,
+  ]);
+  const elsewhere = policy.hosts.filter((h) => !own.has(h));
+  if (policy.gateways.every((g) => g === 'mesh') && elsewhere.length > 0)
+    gap(
+      `a route attached to the Service (GAMMA) takes only the traffic sent to Service ${policy.namespace}/${policy.service}; ${elsewhere.join(', ')} are not served without a Gateway (set spec.gateways)`,
+      'spec.hosts',
+    );
   if (policy.previewHosts.length > 0 && !policy.previewGateway)
     gap(
       'preview URLs need a Gateway: set spec.previews.gateway or spec.gateways (the preview URLs were not rendered)',
