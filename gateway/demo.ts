@@ -3,7 +3,7 @@
  * the gateway over a demo policy with an intercept, a 20 % canary, a mirror and a rate limit,
  * written to a temporary file so that editing it shows hot reload. No cluster, no Redis.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -157,6 +157,8 @@ export async function runDemo(opts: {
     async close() {
       await gateway.close();
       await Promise.all(upstreams.map((u) => new Promise((r) => u.server.close(r))));
+      // The demo's configuration was written for this run only.
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

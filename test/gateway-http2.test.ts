@@ -6,15 +6,15 @@
  * HTTP/1.1 upstreams; HTTP/1.1 clients still work on the same port.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { connect, type IncomingHttpHeaders as Http2Headers } from 'node:http2';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, gatewayConfig, startTestGateway, type TestGateway } from './support/gateway.js';
+import { tempDir } from './support/temp.js';
 
 const json = {
   serialize: (v: unknown) => Buffer.from(JSON.stringify(v)),
@@ -215,7 +215,7 @@ describe('gateway: gRPC and HTTP/2', () => {
     };
     gw = await startTestGateway(`${POLICIES(50)}${gatewayConfig(upstreams)}`);
     // A self-signed certificate made for this run, for TLS with ALPN.
-    const dir = mkdtempSync(join(tmpdir(), 'switchyard-tls-'));
+    const dir = tempDir('switchyard-tls-');
     execFileSync(
       'openssl',
       [

@@ -1,9 +1,9 @@
 /** The layering of docs/architecture.md holds, and the check would see a breach. */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { folderImports, layerBreaches } from './support/layers.js';
+import { tempDir } from './support/temp.js';
 
 const root = join(import.meta.dirname, '..');
 
@@ -17,7 +17,7 @@ describe('import layers', () => {
   });
 
   it('reports an import across the layers, and two folders importing each other', () => {
-    const tree = mkdtempSync(join(tmpdir(), 'switchyard-layers-'));
+    const tree = tempDir('switchyard-layers-');
     const file = (path: string, text: string) => {
       mkdirSync(join(tree, path, '..'), { recursive: true });
       writeFileSync(join(tree, path), text);

@@ -1,12 +1,12 @@
 /** `switchyard render` over the examples: valid Istio objects, deterministic bytes, GitOps files. */
-import { cpSync, mkdtempSync, readdirSync, readFileSync, renameSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, readdirSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { cli, EXAMPLES, tempFiles } from './support/cli.js';
 import { checkIstioRules } from './support/istio-rules.js';
 import { istioCrdsPath, validateWithCrdFile, validateWithModels } from './support/istio-schemas.js';
+import { tempDir } from './support/temp.js';
 import { testTokenKeys } from './support/tokens.js';
 
 type Obj = {
@@ -141,7 +141,7 @@ spec:
     const second = await renderExamples();
     expect(second.text).toBe(first.text);
     // The same files under other names (so another read order) and given one by one, reversed.
-    const dir = mkdtempSync(join(tmpdir(), 'switchyard-order-'));
+    const dir = tempDir('switchyard-order-');
     cpSync(EXAMPLES, dir, { recursive: true });
     const files = readdirSync(dir).sort();
     for (const [i, f] of files.entries()) {
@@ -164,7 +164,7 @@ spec:
 
   it('--out-dir writes one file per object for GitOps', async () => {
     const { objects } = await renderExamples();
-    const out = mkdtempSync(join(tmpdir(), 'switchyard-out-'));
+    const out = tempDir('switchyard-out-');
     const r = await cli('render', '-f', EXAMPLES, '--out-dir', out);
     expect(r.code).toBe(0);
     const written = readdirSync(join(out, 'shop')).sort();
