@@ -23,11 +23,11 @@ import {
   examplesBackends,
 } from './support/conformance-through-envoy.js';
 import {
-  ENVOY_GATEWAY_CLASS,
   ENVOY_GATEWAY_SKIP_REASON,
   type EnvoyGateway,
   envoyGatewayAssets,
   envoyGatewayCrds,
+  envoyGatewayGateways,
   startEnvoyGateway,
 } from './support/envoy-gateway.js';
 import { type Envtest, installCrds, startEnvtestWithCrds } from './support/envtest.js';
@@ -35,7 +35,6 @@ import { gatewayApiCrdFolder } from './support/gateway-api-crds.js';
 import { header, send } from './support/http.js';
 import { meshTestGate } from './support/mesh.js';
 import { createTestNetns, type NetnsUpstream, type TestNetns } from './support/netns.js';
-import { unusedPort } from './support/upstreams.js';
 
 const gate = meshTestGate();
 const assets = gate && gatewayApiCrdFolder() ? envoyGatewayAssets() : undefined;
@@ -65,26 +64,7 @@ describe.skipIf(!assets)('conformance through Envoy Gateway from Gateway API rou
     hosts = await createTestNetns();
     upstreams.push(...(await examplesBackends(apply, hosts)));
     eg = await startEnvoyGateway(assets as string, `${gate?.assets}/envoy`, env.adminKubeconfig, apply);
-    // In host mode a listener's port is the port Envoy listens on: a free one each.
-    for (const name of ['public', 'previews'] as const) {
-      ports[name] = await unusedPort();
-      await apply({
-        apiVersion: GATEWAY_API_V1,
-        kind: 'Gateway',
-        metadata: { name, namespace: 'istio-system' },
-        spec: {
-          gatewayClassName: ENVOY_GATEWAY_CLASS,
-          listeners: [
-            {
-              name: 'http',
-              port: ports[name],
-              protocol: 'HTTP',
-              allowedRoutes: { namespaces: { from: 'All' } },
-            },
-          ],
-        },
-      });
-    }
+    Object.assign(ports, await envoyGatewayGateways(apply));
     const { plan } = await loadAndCompile([EXAMPLES]);
     routes = renderGatewayApi(plan, { channel: 'experimental' }).objects as KubernetesObject[];
     for (const o of routes) await apply(o);

@@ -10,14 +10,10 @@
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compile } from '../core/compiler/compile.js';
-import { explainRequest, requestFrom } from '../core/compiler/explain.js';
-import { renderGatewayApi } from '../core/gateway-api/render.js';
 import type { Kube } from '../kube/client.js';
 import { adminKube, createNamespace } from './support/cluster.js';
 import { type Envtest, startEnvtestWithCrds } from './support/envtest.js';
 import { gatewayApiCrdFolder } from './support/gateway-api-crds.js';
-import { header, send } from './support/http.js';
 import {
   type Envoy,
   type Istiod,
@@ -26,7 +22,14 @@ import {
   startEnvoy,
   startIstiod,
 } from './support/mesh.js';
-import { load, MESH_SAMPLE_SEED, meshSample, requestsFor } from './support/random-policies.js';
+import {
+  compareWithExplain,
+  renderSample,
+  routed,
+  type SampleCase,
+  sampleCases,
+} from './support/property-through-gateway-api.js';
+import { MESH_SAMPLE_SEED, meshSample } from './support/random-policies.js';
 import { unusedPort } from './support/upstreams.js';
 
 const gate = meshTestGate();
@@ -42,10 +45,7 @@ describe.skipIf(!gate || !gatewayApiCrdFolder())(
     let istiod: Istiod;
     let gateway: Envoy;
     let port: number;
-    const docs = SAMPLE.flatMap((w) => [w.policy, ...w.previews]);
-    const compiled = compile(load(docs).resources);
-    const rendered = renderGatewayApi(compiled.plan, { channel: 'experimental' });
-    const leftOut = new Set(rendered.problems.map((p) => /: route (\S+) /.exec(p.message)?.[1]));
+    const { plan, objects, leftOut } = renderSample(SAMPLE);
     const apply = (o: object) => admin.apply(o as KubernetesObject, 'mesh-test', true);
 
     beforeAll(async () => {
@@ -57,7 +57,7 @@ describe.skipIf(!gate || !gatewayApiCrdFolder())(
       for (const name of ['public', 'previews']) await kubernetesGateway(apply, name, port);
       // The preview Services (the preview controller writes them in a cluster); no endpoints.
       const previews = new Map<string, { name: string; namespace: string; port: number }>();
-      for (const p of compiled.plan.policies)
+      for (const p of plan.policies)
         for (const r of p.routes)
           for (const d of r.destinations.filter((x) => x.role === 'preview')) {
             const [name, namespace] = d.host.split('.') as [string, string];
@@ -70,7 +70,7 @@ describe.skipIf(!gate || !gatewayApiCrdFolder())(
           metadata: { name: s.name, namespace: s.namespace },
           spec: { ports: [{ name: 'http', port: s.port, protocol: 'TCP' }] },
         });
-      for (const o of rendered.objects) await apply(o);
+      for (const o of objects) await apply(o);
       istiod = await startIstiod(assets, env.adminKubeconfig, { gatewayApi: true });
       gateway = await startEnvoy(assets, istiod, {
         role: 'router',
@@ -87,49 +87,10 @@ describe.skipIf(!gate || !gatewayApiCrdFolder())(
     });
 
     it(`every request of ${WORLDS} random worlds whose route was written reaches what explain says`, async () => {
-      const cases: { host: string; method: string; headers: Record<string, string> }[] = [];
-      for (const w of SAMPLE) {
-        for (const headers of requestsFor(w))
-          for (const method of ['GET', 'POST'])
-            cases.push({ host: `${w.name}.example.com`, method, headers });
-        const plan = compiled.plan.policies.find((p) => p.name === w.name && p.namespace === w.ns);
-        for (const host of plan?.previewHosts ?? []) cases.push({ host, method: 'GET', headers: {} });
-      }
+      const cases = sampleCases(SAMPLE, plan);
       const base = `http://127.0.0.1:${port}`;
-      const first = cases[0] as (typeof cases)[number];
-      const until = Date.now() + 30_000;
-      while (
-        header(
-          await send(base, first).catch(() => ({ status: 0, headers: {}, body: '' })),
-          'x-switchyard-upstream',
-        ) === undefined
-      ) {
-        if (Date.now() > until)
-          throw new Error(`Envoy never routed ${first.host}\n${gateway.log()}\n${istiod.log()}`);
-        await new Promise((r) => setTimeout(r, 200));
-      }
-      const wrong: string[] = [];
-      let compared = 0;
-      let notWritten = 0;
-      for (const c of cases) {
-        const e = explainRequest(compiled.plan, requestFrom(c));
-        if (e.route && leftOut.has(e.route)) {
-          notWritten++;
-          continue;
-        }
-        compared++;
-        const allowed = e.destinations.filter((d) => d.weight > 0).map((d) => d.upstream);
-        const r = await send(base, c);
-        const got = header(r, 'x-switchyard-upstream');
-        const ok =
-          allowed.length === 0
-            ? got === undefined && r.status === 404
-            : got !== undefined && allowed.includes(got);
-        if (!ok)
-          wrong.push(
-            `${c.method} ${c.host} ${JSON.stringify(c.headers)} -> ${r.status} ${got ?? '(none)'}; explain: ${e.route ?? 'no route'} ${JSON.stringify(allowed)}`,
-          );
-      }
+      await routed(base, cases[0] as SampleCase, () => `${gateway.log()}\n${istiod.log()}`);
+      const { wrong, compared, notWritten } = await compareWithExplain(plan, cases, leftOut, () => base);
       console.info(
         `gateway-api mesh property sample: ${compared} requests compared, ${notWritten} to routes left out, over ${SAMPLE.length} random policies (seed ${MESH_SAMPLE_SEED})`,
       );

@@ -10,10 +10,12 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import {
   existsSync,
+  lstatSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
   symlinkSync,
   writeFileSync,
@@ -22,6 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stopChild, testBinaries } from './envtest.js';
 import { captureOutput } from './mesh.js';
+import { unusedPort } from './upstreams.js';
 
 export const ENVOY_GATEWAY_SKIP_REASON =
   'skipping the Envoy Gateway tests: set ENVOY_GATEWAY_ASSETS to a folder with envoy-gateway and crds/, or install Go so test/envoy-gateway/build.sh can build it';
@@ -56,6 +59,30 @@ export interface EnvoyGateway {
 type Apply = (o: object) => Promise<unknown>;
 
 /**
+ * Links /certs to this run's certificates, waiting while another run holds it: the link is the
+ * lock that keeps two Envoy Gateways (fixed path, fixed ports) from running at once. A link whose
+ * run is gone (its folder removed) is taken over; anything else at /certs is left alone.
+ */
+async function takeCerts(target: string): Promise<void> {
+  const until = Date.now() + 150_000;
+  for (;;) {
+    try {
+      symlinkSync(target, '/certs');
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    const held = lstatSync('/certs');
+    if (!held.isSymbolicLink() || !readlinkSync('/certs').includes('switchyard-eg-'))
+      throw new Error("/certs exists and is not a test run's: Envoy Gateway reads its certificates there");
+    if (!existsSync(readlinkSync('/certs'))) rmSync('/certs', { force: true });
+    else if (Date.now() > until)
+      throw new Error('/certs is held by another Envoy Gateway run for over 150 s');
+    else await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+/**
  * Starts Envoy Gateway against the API server of `kubeconfig` (its text), with the objects it
  * needs applied through `apply`: its namespace and TLS Secret, the EnvoyProxy that names our
  * Envoy's version, and the GatewayClass `eg` (all of one class's Gateways in one Envoy).
@@ -66,10 +93,6 @@ export async function startEnvoyGateway(
   kubeconfig: string,
   apply: Apply,
 ): Promise<EnvoyGateway> {
-  if (existsSync('/certs'))
-    throw new Error(
-      '/certs exists: Envoy Gateway reads its certificates there, and another run may be using it',
-    );
   const work = mkdtempSync(join(tmpdir(), 'switchyard-eg-'));
   const home = {
     config: join(work, 'config'),
@@ -80,7 +103,7 @@ export async function startEnvoyGateway(
   for (const d of Object.values(home)) mkdirSync(d, { recursive: true });
   const binary = join(assets, 'envoy-gateway');
   execFileSync(binary, ['certgen', '--local', '--config-home', home.config], { stdio: 'ignore' });
-  symlinkSync(join(home.config, 'certs', 'envoy-gateway'), '/certs');
+  await takeCerts(join(home.config, 'certs', 'envoy-gateway'));
   const envoyDir = join(home.data, 'envoy-versions', ENVOY_VERSION, 'bin');
   mkdirSync(envoyDir, { recursive: true });
   symlinkSync(envoyBinary, join(envoyDir, 'envoy'));
@@ -166,8 +189,36 @@ export async function startEnvoyGateway(
     async stop() {
       // SIGTERM: Envoy Gateway stops its Envoy too.
       await stopChild(child);
-      rmSync('/certs', { force: true });
+      // The lock is this run's: released for the next one.
+      if (existsSync('/certs') && readlinkSync('/certs').startsWith(work)) rmSync('/certs', { force: true });
       rmSync(work, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The Gateways `istio-system/public` and `istio-system/previews` of class `eg`, for routes of any
+ * namespace, each listening on a free port of its own: in host mode a listener's port is the port
+ * Envoy listens on. Returns the ports.
+ */
+export async function envoyGatewayGateways(apply: Apply): Promise<{ public: number; previews: number }> {
+  const ports = { public: await unusedPort(), previews: await unusedPort() };
+  for (const name of ['public', 'previews'] as const)
+    await apply({
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'Gateway',
+      metadata: { name, namespace: 'istio-system' },
+      spec: {
+        gatewayClassName: ENVOY_GATEWAY_CLASS,
+        listeners: [
+          {
+            name: 'http',
+            port: ports[name],
+            protocol: 'HTTP',
+            allowedRoutes: { namespaces: { from: 'All' } },
+          },
+        ],
+      },
+    });
+  return ports;
 }
