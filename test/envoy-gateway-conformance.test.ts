@@ -21,6 +21,7 @@ import {
   checkRowThroughEnvoy,
   EXAMPLES_NAMESPACE,
   examplesBackends,
+  routesNotAccepted,
 } from './support/conformance-through-envoy.js';
 import {
   ENVOY_GATEWAY_SKIP_REASON,
@@ -32,7 +33,7 @@ import {
 } from './support/envoy-gateway.js';
 import { type Envtest, installCrds, startEnvtestWithCrds } from './support/envtest.js';
 import { gatewayApiCrdFolder } from './support/gateway-api-crds.js';
-import { header, send } from './support/http.js';
+import { untilRouted } from './support/http.js';
 import { meshTestGate } from './support/mesh.js';
 import { createTestNetns, type NetnsUpstream, type TestNetns } from './support/netns.js';
 
@@ -68,16 +69,17 @@ describe.skipIf(!assets)('conformance through Envoy Gateway from Gateway API rou
     const { plan } = await loadAndCompile([EXAMPLES]);
     routes = renderGatewayApi(plan, { channel: 'experimental' }).objects as KubernetesObject[];
     for (const o of routes) await apply(o);
-    const until = Date.now() + 60_000;
-    for (;;) {
-      const r = await send(`http://127.0.0.1:${ports.public}`, { host: 'payments.example.com' }).catch(
-        () => undefined,
-      );
-      if (r && (header(r, 'x-switchyard-upstream') ?? '').startsWith('payments/')) break;
-      if (Date.now() > until)
-        throw new Error(`payments.example.com was never routed (last: ${r?.status})\n${eg.log()}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await untilRouted(
+      [
+        {
+          base: `http://127.0.0.1:${ports.public}`,
+          request: { host: 'payments.example.com' },
+          upstream: 'payments/',
+        },
+      ],
+      () => eg.log(),
+      60_000,
+    );
   }, 180_000);
 
   afterAll(async () => {
@@ -97,32 +99,14 @@ describe.skipIf(!assets)('conformance through Envoy Gateway from Gateway API rou
 
   it('Envoy Gateway accepted every route it serves, and its Envoy every update', async () => {
     expect(await eg.rejected()).toBe(0);
-    type Route = KubernetesObject & {
-      spec: { parentRefs: { name: string }[] };
-      status?: {
-        parents?: { conditions?: { type: string; status: string; reason?: string; message?: string }[] }[];
-      };
-    };
     const served = routes.filter(
       (o) =>
         o.apiVersion === GATEWAY_API_V1 &&
-        (o as Route).spec.parentRefs.some((p) => p.name === 'public' || p.name === 'previews'),
+        ((o as { spec?: { parentRefs?: { name: string }[] } }).spec?.parentRefs ?? []).some(
+          (p) => p.name === 'public' || p.name === 'previews',
+        ),
     );
     expect(served.length).toBeGreaterThan(3);
-    for (const o of served) {
-      const live = await admin.get<Route>({
-        apiVersion: GATEWAY_API_V1,
-        kind: o.kind as string,
-        namespace: ns,
-        name: o.metadata?.name as string,
-      });
-      const conditions = (live?.status?.parents ?? []).flatMap((p) => p.conditions ?? []);
-      expect(
-        conditions
-          .filter((c) => c.status !== 'True')
-          .map((c) => `${o.metadata?.name}: ${c.type} ${c.reason} ${c.message}`),
-      ).toEqual([]);
-      expect(conditions.map((c) => c.type)).toEqual(expect.arrayContaining(['Accepted', 'ResolvedRefs']));
-    }
+    expect(await routesNotAccepted(admin, served)).toEqual([]);
   });
 });

@@ -15,15 +15,20 @@ import type { Kube } from '../kube/client.js';
 import { cli, EXAMPLES } from './support/cli.js';
 import { adminKube, createNamespace } from './support/cluster.js';
 import { CONFORMANCE_TABLE, type ConformanceRow } from './support/conformance-table.js';
-import { checkRowThroughEnvoy } from './support/conformance-through-envoy.js';
+import {
+  checkRowThroughEnvoy,
+  EXAMPLES_NAMESPACE,
+  EXAMPLES_PORT,
+  examplesBackends,
+} from './support/conformance-through-envoy.js';
 import { type Envtest, startEnvtestWithCrds } from './support/envtest.js';
-import { header, send } from './support/http.js';
+import { untilRouted } from './support/http.js';
 import {
   type Envoy,
+  egressSidecar,
   type Istiod,
   ingressGateway,
   meshTestGate,
-  serviceWithEndpoints,
   startEnvoy,
   startIstiod,
 } from './support/mesh.js';
@@ -31,20 +36,8 @@ import { createTestNetns, type NetnsUpstream, type TestNetns } from './support/n
 import { unusedPort } from './support/upstreams.js';
 
 const gate = meshTestGate();
-const ns = 'shop';
-const SERVICE_PORT = 8080; // every example's spec.port
-const VERSIONS: Record<string, string[]> = {
-  cart: ['v1', 'v2', 'v3'],
-  search: ['v1', 'v2'],
-  payments: ['v1', 'v2'],
-  catalog: ['v1', 'v2'],
-  recommendations: ['v1', 'v2'],
-  api: ['v1', 'v2'],
-  checkout: ['v1', 'v2'],
-};
-const PREVIEWS = ['checkout-pr-42-7f3a2c1', 'checkout-pr-42-1b2c3d4', 'checkout-pr-7-0a1b2c3'];
-/** The upstream key a preview's test host answers as (`checkout/pr-42-7f3a2c1`). */
-const previewKey = (name: string) => `checkout/${name.slice('checkout-'.length)}`;
+const ns = EXAMPLES_NAMESPACE;
+const SERVICE_PORT = EXAMPLES_PORT; // every example's spec.port
 
 describe.skipIf(!gate)('conformance through real Envoy (istiod + gateway and sidecar proxies)', () => {
   const { envtest, assets } = gate as NonNullable<typeof gate>;
@@ -61,12 +54,6 @@ describe.skipIf(!gate)('conformance through real Envoy (istiod + gateway and sid
 
   const apply = (o: object) => admin.apply(o as KubernetesObject, 'mesh-test', true);
 
-  const service = (
-    name: string,
-    selector: Record<string, string>,
-    pods: { labels: Record<string, string>; host: NetnsUpstream }[],
-  ) => serviceWithEndpoints(apply, { namespace: ns, name, port: SERVICE_PORT, selector }, pods);
-
   /** Where a row's request goes: the ingress gateway for external hosts, the client sidecar for the mesh's. */
   const proxyFor = (row: ConformanceRow) =>
     row.host.endsWith('.svc.cluster.local')
@@ -78,42 +65,18 @@ describe.skipIf(!gate)('conformance through real Envoy (istiod + gateway and sid
     admin = adminKube(env);
     for (const n of ['istio-system', ns, 'client']) await createNamespace(admin, n);
     hosts = await createTestNetns();
-    for (const [svc, versions] of Object.entries(VERSIONS)) {
-      const pods = [];
-      for (const v of versions) {
-        const host = await hosts.startUpstream(`${svc}/${v}`);
-        upstreams.push(host);
-        pods.push({ labels: { app: svc, version: v }, host });
-      }
-      await service(svc, { app: svc }, pods);
-    }
-    for (const name of PREVIEWS) {
-      const host = await hosts.startUpstream(previewKey(name));
-      upstreams.push(host);
-      await service(name, { 'switchyard.dev/preview': name }, [
-        { labels: { 'switchyard.dev/preview': name }, host },
-      ]);
-    }
+    upstreams.push(...(await examplesBackends(apply, hosts)));
     ingressPort = await unusedPort();
     const gateway = (name: string, hostsOf: string[]) => ingressGateway(apply, name, ingressPort, hostsOf);
     await gateway('public', ['*/shop.example.com', '*/payments.example.com']);
     await gateway('previews', ['*/*.preview.example.com']);
     // The client's sidecar: no iptables, an egress listener on its own loopback address.
-    await apply({
-      apiVersion: 'networking.istio.io/v1',
-      kind: 'Sidecar',
-      metadata: { name: 'client', namespace: 'client' },
-      spec: {
-        workloadSelector: { labels: { app: 'client' } },
-        egress: [
-          {
-            port: { number: SERVICE_PORT, protocol: 'HTTP', name: 'http' },
-            bind: sidecarBind,
-            captureMode: 'NONE',
-            hosts: [`${ns}/*`],
-          },
-        ],
-      },
+    await egressSidecar(apply, {
+      name: 'client',
+      namespace: 'client',
+      port: SERVICE_PORT,
+      bind: sidecarBind,
+      hosts: [`${ns}/*`],
     });
     const rendered = await cli('render', '-f', EXAMPLES);
     expect(rendered.stderr).toBe('');
@@ -132,21 +95,21 @@ describe.skipIf(!gate)('conformance through real Envoy (istiod + gateway and sid
       labels: { app: 'client' },
     });
     // Ready when both proxies route a row each.
-    const until = Date.now() + 30_000;
-    for (const [base, host, key] of [
-      [`http://127.0.0.1:${ingressPort}`, 'payments.example.com:443', 'payments/'],
-      [`http://${sidecarBind}:${SERVICE_PORT}`, 'cart.shop.svc.cluster.local', 'cart/v1'],
-    ] as const) {
-      for (;;) {
-        const r = await send(base, { host }).catch(() => undefined);
-        if (r && (header(r, 'x-switchyard-upstream') ?? '').startsWith(key)) break;
-        if (Date.now() > until)
-          throw new Error(
-            `${host} was never routed (last: ${r?.status} ${r?.body})\n${ingress.log()}\n${sidecar.log()}`,
-          );
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
+    await untilRouted(
+      [
+        {
+          base: `http://127.0.0.1:${ingressPort}`,
+          request: { host: 'payments.example.com:443' },
+          upstream: 'payments/',
+        },
+        {
+          base: `http://${sidecarBind}:${SERVICE_PORT}`,
+          request: { host: 'cart.shop.svc.cluster.local' },
+          upstream: 'cart/v1',
+        },
+      ],
+      () => `${ingress.log()}\n${sidecar.log()}`,
+    );
   }, 180_000);
 
   afterAll(async () => {

@@ -24,12 +24,14 @@ import {
   EXAMPLES_NAMESPACE,
   EXAMPLES_PORT,
   examplesBackends,
+  routesNotAccepted,
 } from './support/conformance-through-envoy.js';
 import { type Envtest, startEnvtestWithCrds } from './support/envtest.js';
 import { gatewayApiCrdFolder } from './support/gateway-api-crds.js';
-import { header, send } from './support/http.js';
+import { header, send, untilRouted } from './support/http.js';
 import {
   type Envoy,
+  egressSidecar,
   type Istiod,
   kubernetesGateway,
   meshTestGate,
@@ -42,15 +44,6 @@ import { unusedPort } from './support/upstreams.js';
 const gate = meshTestGate();
 const ns = EXAMPLES_NAMESPACE;
 const SERVICE_PORT = EXAMPLES_PORT;
-
-type Route = KubernetesObject & {
-  status?: {
-    parents?: {
-      parentRef: { name: string };
-      conditions?: { type: string; status: string; message?: string }[];
-    }[];
-  };
-};
 
 describe.skipIf(!gate || !gatewayApiCrdFolder())(
   'conformance through istiod from Gateway API routes (gateway and GAMMA)',
@@ -84,21 +77,12 @@ describe.skipIf(!gate || !gatewayApiCrdFolder())(
       gatewayPort = await unusedPort();
       await kubernetesGateway(apply, 'public', gatewayPort);
       await kubernetesGateway(apply, 'previews', gatewayPort);
-      await apply({
-        apiVersion: 'networking.istio.io/v1',
-        kind: 'Sidecar',
-        metadata: { name: 'client', namespace: 'client' },
-        spec: {
-          workloadSelector: { labels: { app: 'client' } },
-          egress: [
-            {
-              port: { number: SERVICE_PORT, protocol: 'HTTP', name: 'http' },
-              bind: sidecarBind,
-              captureMode: 'NONE',
-              hosts: [`${ns}/*`],
-            },
-          ],
-        },
+      await egressSidecar(apply, {
+        name: 'client',
+        namespace: 'client',
+        port: SERVICE_PORT,
+        bind: sidecarBind,
+        hosts: [`${ns}/*`],
       });
       ({ plan } = await loadAndCompile([EXAMPLES]));
       const out = renderGatewayApi(plan, { channel: 'experimental' });
@@ -120,19 +104,21 @@ describe.skipIf(!gate || !gatewayApiCrdFolder())(
         namespace: 'client',
         labels: { app: 'client' },
       });
-      const until = Date.now() + 30_000;
-      for (const [base, host, key] of [
-        [`http://127.0.0.1:${gatewayPort}`, 'payments.example.com', 'payments/'],
-        [`http://${sidecarBind}:${SERVICE_PORT}`, 'cart.shop.svc.cluster.local', 'cart/v1'],
-      ] as const) {
-        for (;;) {
-          const r = await send(base, { host }).catch(() => undefined);
-          if (r && (header(r, 'x-switchyard-upstream') ?? '').startsWith(key)) break;
-          if (Date.now() > until)
-            throw new Error(`${host} was never routed (last: ${r?.status} ${r?.body})\n${istiod.log()}`);
-          await new Promise((r) => setTimeout(r, 100));
-        }
-      }
+      await untilRouted(
+        [
+          {
+            base: `http://127.0.0.1:${gatewayPort}`,
+            request: { host: 'payments.example.com' },
+            upstream: 'payments/',
+          },
+          {
+            base: `http://${sidecarBind}:${SERVICE_PORT}`,
+            request: { host: 'cart.shop.svc.cluster.local' },
+            upstream: 'cart/v1',
+          },
+        ],
+        () => istiod.log(),
+      );
     }, 180_000);
 
     afterAll(async () => {
@@ -190,24 +176,7 @@ describe.skipIf(!gate || !gatewayApiCrdFolder())(
     it('istiod accepted every route on every parent, and Envoy every update', async () => {
       const routes = rendered.filter((o) => o.apiVersion === GATEWAY_API_V1);
       expect(routes.length).toBeGreaterThan(5);
-      for (const o of routes) {
-        const live = await admin.get<Route>({
-          apiVersion: GATEWAY_API_V1,
-          kind: o.kind as string,
-          namespace: ns,
-          name: o.metadata?.name as string,
-        });
-        const refused = (live?.status?.parents ?? []).flatMap((p) =>
-          (p.conditions ?? [])
-            .filter((c) => c.status !== 'True')
-            .map((c) => `${o.kind} ${o.metadata?.name} on ${p.parentRef.name}: ${c.type} ${c.message}`),
-        );
-        expect(refused).toEqual([]);
-        expect(
-          live?.status?.parents?.length,
-          `${o.kind} ${o.metadata?.name} has a status from istiod`,
-        ).toBeGreaterThan(0);
-      }
+      expect(await routesNotAccepted(admin, routes)).toEqual([]);
       expect(await gateway.rejected()).toBe(0);
       expect(await sidecar.rejected()).toBe(0);
     });

@@ -15,6 +15,7 @@ import { type Envtest, startEnvtestWithCrds } from './support/envtest.js';
 import { header, send } from './support/http.js';
 import {
   type Envoy,
+  egressSidecar,
   type Istiod,
   ingressGateway,
   meshTestGate,
@@ -101,21 +102,12 @@ describe.skipIf(!gate)('intercepts across two hops (A → B) through real Envoy'
     );
     ingressPort = await unusedPort();
     await ingressGateway(apply, 'ingress', ingressPort, ['*/a.test']);
-    await apply({
-      apiVersion: 'networking.istio.io/v1',
-      kind: 'Sidecar',
-      metadata: { name: 'a', namespace: ns },
-      spec: {
-        workloadSelector: { labels: { app: 'a' } },
-        egress: [
-          {
-            port: { number: PORT, protocol: 'HTTP', name: 'http' },
-            bind: hosts.hostAddress,
-            captureMode: 'NONE',
-            hosts: [`${ns}/*`],
-          },
-        ],
-      },
+    await egressSidecar(apply, {
+      name: 'a',
+      namespace: ns,
+      port: PORT,
+      bind: hosts.hostAddress,
+      hosts: [`${ns}/*`],
     });
     const dir = tempFiles({ 'resources.yaml': RESOURCES });
     const rendered = await cli('render', '-f', join(dir, 'resources.yaml'));

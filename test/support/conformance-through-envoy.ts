@@ -7,8 +7,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { KubernetesObject } from '@kubernetes/client-node';
 import { expect } from 'vitest';
 import { parse } from 'yaml';
+import type { Kube } from '../../kube/client.js';
 import { EXAMPLES } from './cli.js';
 import { type ConformanceRow, cookieProblem } from './conformance-table.js';
 import { header, send } from './http.js';
@@ -124,4 +126,42 @@ export async function examplesBackends(apply: Apply, hosts: TestNetns): Promise<
     ]);
   }
   return upstreams;
+}
+
+type RouteStatus = {
+  status?: {
+    parents?: {
+      parentRef: { name: string };
+      conditions?: { type: string; status: string; reason?: string; message?: string }[];
+    }[];
+  };
+};
+
+/**
+ * What the implementation says of each of `routes` (Gateway API objects as written): a line per
+ * parent condition that is not True, and a line per route with no Accepted and ResolvedRefs at all.
+ */
+export async function routesNotAccepted(
+  kube: Kube,
+  routes: readonly { apiVersion?: string; kind?: string; metadata?: { name?: string; namespace?: string } }[],
+): Promise<string[]> {
+  const problems: string[] = [];
+  for (const o of routes) {
+    const name = `${o.kind} ${o.metadata?.name}`;
+    const live = await kube.get<KubernetesObject & RouteStatus>({
+      apiVersion: o.apiVersion as string,
+      kind: o.kind as string,
+      namespace: o.metadata?.namespace as string,
+      name: o.metadata?.name as string,
+    });
+    const parents = live?.status?.parents ?? [];
+    const conditions = parents.flatMap((p) =>
+      (p.conditions ?? []).map((c) => ({ ...c, parent: p.parentRef.name })),
+    );
+    for (const c of conditions.filter((x) => x.status !== 'True'))
+      problems.push(`${name} on ${c.parent}: ${c.type}=${c.status} ${c.reason ?? ''} ${c.message ?? ''}`);
+    for (const type of ['Accepted', 'ResolvedRefs'])
+      if (!conditions.some((c) => c.type === type)) problems.push(`${name}: no ${type} condition`);
+  }
+  return problems;
 }

@@ -47,3 +47,29 @@ export function rawExchange(base: string, bytes: string): Promise<string> {
     socket.on('close', () => resolve(data));
   });
 }
+
+/**
+ * Waits until each proxy routes its request to an upstream whose key starts with `upstream` (its
+ * `x-switchyard-upstream` answer header; '' for any): the proxy has its configuration. Fails after `ms`,
+ * naming the host, the last answer and `log()`.
+ */
+export async function untilRouted(
+  routes: {
+    base: string;
+    request: { host: string; method?: string; headers?: Record<string, string> };
+    upstream: string;
+  }[],
+  log: () => string,
+  ms = 30_000,
+): Promise<void> {
+  const until = Date.now() + ms;
+  for (const { base, request: req, upstream } of routes)
+    for (;;) {
+      const r = await send(base, req).catch(() => undefined);
+      const got = r && header(r, 'x-switchyard-upstream');
+      if (got?.startsWith(upstream)) break;
+      if (Date.now() > until)
+        throw new Error(`${req.host} was never routed (last: ${r?.status} ${r?.body})\n${log()}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+}

@@ -134,6 +134,32 @@ export async function kubernetesGateway(apply: Apply, name: string, port: number
   });
 }
 
+/**
+ * An Istio Sidecar for the test's client Envoy (labels `app: <name>`): no iptables, an egress
+ * listener for `port` on `bind` (a loopback address of its own) to the Services of `hosts`.
+ */
+export function egressSidecar(
+  apply: Apply,
+  sidecar: { name: string; namespace: string; port: number; bind: string; hosts: string[] },
+): Promise<unknown> {
+  return apply({
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'Sidecar',
+    metadata: { name: sidecar.name, namespace: sidecar.namespace },
+    spec: {
+      workloadSelector: { labels: { app: sidecar.name } },
+      egress: [
+        {
+          port: { number: sidecar.port, protocol: 'HTTP', name: 'http' },
+          bind: sidecar.bind,
+          captureMode: 'NONE',
+          hosts: sidecar.hosts,
+        },
+      ],
+    },
+  });
+}
+
 /** The last lines a child wrote, for the error when it fails. */
 export function captureOutput(child: ChildProcess): () => string {
   const lines: string[] = [];

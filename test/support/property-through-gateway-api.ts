@@ -37,17 +37,6 @@ export function sampleCases(sample: GeneratedPolicy[], plan: RoutePlan): SampleC
   return cases;
 }
 
-/** Waits until `base` routes the first case (the proxy has its configuration), or fails with `log`. */
-export async function routed(base: string, first: SampleCase, log: () => string): Promise<void> {
-  const until = Date.now() + 60_000;
-  for (;;) {
-    const r = await send(base, first).catch(() => undefined);
-    if (r && header(r, 'x-switchyard-upstream') !== undefined) return;
-    if (Date.now() > until) throw new Error(`never routed ${first.host}\n${log()}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
-
 /** Each case sent to `baseFor(case)`, against explain: the disagreements, and the counts. */
 export async function compareWithExplain(
   plan: RoutePlan,
