@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { type Backend, backendFor, type ControllerMode } from '../controllers/backends/index.js';
 import { formatProblem, problem } from '../core/common/errors.js';
 import type { GatewayApiChannel } from '../core/gateway-api/http-route.js';
-import { renderTokenAuthentication } from '../core/istio/request-authentication.js';
+import { renderTokenVerification } from '../core/istio/request-authentication.js';
 import { DEFAULTS } from '../core/resources/schema.js';
 import { loadAndCompile, reportProblems } from './input.js';
 import { type CliIO, EXIT_INVALID, EXIT_OK } from './io.js';
@@ -33,6 +33,7 @@ export async function renderCommand(opts: RenderCliOptions, io: CliIO, settings:
   const rendered = backend.renderOffline(plan, {
     ambientNamespaces: new Set(opts.ambientNamespace),
     gatewayApiChannel: opts.gatewayApiChannel,
+    tokensVerified: tokens !== undefined,
     sourceOf: (p) => {
       const found = resources.policies.find(
         (r) => r.metadata.name === p.name && (r.metadata.namespace ?? DEFAULTS.namespace) === p.namespace,
@@ -44,7 +45,10 @@ export async function renderCommand(opts: RenderCliOptions, io: CliIO, settings:
   if (renderFailed !== undefined) return renderFailed;
   // The installation's one RequestAuthentication, for requireToken routes (the controller keeps it
   // in a cluster; GitOps applies it from here).
-  if (tokens) rendered.objects.unshift(renderTokenAuthentication(tokens));
+  if (tokens)
+    rendered.objects.unshift(
+      ...renderTokenVerification({ ...tokens, claimHeaders: backend.tokenClaimHeaders }),
+    );
   if (!opts.outDir) {
     io.stdout(formatObjects(rendered.objects, opts.output));
     return EXIT_OK;

@@ -8,6 +8,7 @@
 import { Counter, Gauge, Histogram } from 'prom-client';
 import { policyHosts } from '../core/compiler/compile.js';
 import { affectedByHostChange, type ClaimedHosts } from '../core/compiler/hosts.js';
+import { DEFAULT_ISTIO_ROOT_NAMESPACE } from '../core/istio/request-authentication.js';
 import {
   MANAGED_BY,
   MANAGED_BY_VALUE,
@@ -27,7 +28,7 @@ import {
   type WatchedObject,
 } from '../kube/manager.js';
 import type { WorkQueue } from '../kube/work-queue.js';
-import type { Backend, MeshMetrics } from './backends/backend.js';
+import type { Backend, DesiredContext, MeshMetrics } from './backends/backend.js';
 import { backendFor, type ControllerMode } from './backends/index.js';
 import type { TokenAuthenticationSetup } from './backends/istio-tokens.js';
 import type { MetricsReader } from './canary-metrics.js';
@@ -145,6 +146,15 @@ export function setupControllers(manager: Manager, opts: ControllersOptions = {}
   });
 }
 
+/** What a backend is told about the installation: where the token objects are, when there are keys. */
+function installationOf(opts: ControllersOptions): DesiredContext {
+  const setup = opts.tokenAuthentication;
+  if (!setup?.tokens) return {};
+  return {
+    tokenVerifierNamespace: setup.tokens.namespace ?? setup.namespace ?? DEFAULT_ISTIO_ROOT_NAMESPACE,
+  };
+}
+
 function setupQueues(manager: Manager, backend: Backend, opts: ControllersOptions): Queues {
   const { kube, logger } = manager;
   const metrics = reconcileMetrics(manager);
@@ -152,7 +162,7 @@ function setupQueues(manager: Manager, backend: Backend, opts: ControllersOption
   const queue = (resource: string, reconcile: (namespace: string, name: string) => Promise<Reconciled>) =>
     reconcileQueue(manager, metrics, resource, reconcile, opts.workers ?? 8);
   const reconcilePolicy = (ns: string, name: string) =>
-    reconcileTrafficPolicy(kube, ns, name, { backend, events });
+    reconcileTrafficPolicy(kube, ns, name, { backend, events, installation: installationOf(opts) });
   const policies = queue('policy', reconcilePolicy);
   const previews = queue('preview', (ns, name) =>
     reconcilePreview(kube, ns, name, { events, rewriteRoutes: reconcilePolicy }),

@@ -33,7 +33,7 @@ import { readLiveResource } from '../core/resources/validate.js';
 import { type ApplyOutcome, applyOwned, NameTakenError, ownedLike, takenNames } from '../kube/apply.js';
 import { apiErrorMessage, isRejected, type Kube } from '../kube/client.js';
 import type { EventRecorder } from '../kube/events.js';
-import { type Backend, backendFor, type ControllerMode } from './backends/index.js';
+import { type Backend, backendFor, type ControllerMode, type DesiredContext } from './backends/index.js';
 import { type ReconcileContext, type Reconciler, reconcilerOf } from './reconcile.js';
 
 export type { ControllerMode } from './backends/index.js';
@@ -52,6 +52,8 @@ export interface ReconcileOptions extends ReconcileContext {
   mode?: ControllerMode;
   /** What carries the policy out; default: the backend of `mode`. */
   backend?: Backend;
+  /** What the backend is told about the installation (where tokens are verified). */
+  installation?: DesiredContext;
 }
 
 type Live = KubernetesObject & { spec?: Record<string, unknown> };
@@ -98,7 +100,7 @@ async function reconcilePolicy(
 
   const read = await readAndCompile(kube, live, at);
   if (!read.ok) return finish(record.invalid(read.problems));
-  const wanted = await desire(kube, backend, read.plan, live, at.namespace);
+  const wanted = await desire(kube, backend, read.plan, live, at.namespace, options.installation ?? {});
   if (!wanted.ok) return finish(record.notReady(wanted.reason, wanted.message));
   const conflict = await checkClaims(kube, backend, read.policy, wanted.objects, at);
   if (conflict) return finish(record.conflicted(conflict.reason, conflict.message));
@@ -265,8 +267,15 @@ async function readAndCompile(kube: Kube, live: LivePolicy, { namespace, name }:
  * backend cannot carry (rate limits in ambient mode, preview URLs without a Gateway) is left out
  * and returned as problems; the rest is written.
  */
-async function desire(kube: Kube, backend: Backend, plan: PolicyPlan, live: LivePolicy, namespace: string) {
-  const wanted = await backend.desired(kube, plan, namespace);
+async function desire(
+  kube: Kube,
+  backend: Backend,
+  plan: PolicyPlan,
+  live: LivePolicy,
+  namespace: string,
+  installation: DesiredContext,
+) {
+  const wanted = await backend.desired(kube, plan, namespace, installation);
   if (!wanted.ok) return wanted;
   const owner = ownerReference(live);
   const objects: KubeObject[] = wanted.objects.map((o) => ({

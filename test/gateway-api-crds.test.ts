@@ -55,7 +55,7 @@ async function rendered(channel: GatewayApiChannel): Promise<KubeObject[]> {
     compile(grpc).plan,
     ...worlds.map((world) => compile(load(world.flatMap((w) => [w.policy, ...w.previews])).resources).plan),
   ];
-  return plans.flatMap((plan) => renderGatewayApi(plan, { channel }).objects);
+  return plans.flatMap((plan) => renderGatewayApi(plan, { channel, tokensVerified: true }).objects);
 }
 
 async function dryRunApply(api: KubernetesObjectApi, o: KubeObject): Promise<string | undefined> {

@@ -12,6 +12,7 @@ import { explainRequest, requestFrom } from '../core/compiler/explain.js';
 import type { ApiMatch, HeaderCondition } from '../core/gateway-api/matches.js';
 import { keepPlanOrder, type OrderedRule } from '../core/gateway-api/order.js';
 import { renderGatewayApi } from '../core/gateway-api/render.js';
+import { TOKEN_CLAIM_HEADERS } from '../core/tokens/intercept-token.js';
 import { evaluateRoutes, type RouteObject } from './support/gateway-api-eval.js';
 import { type GeneratedPolicy, hostOf, load, requestsFor, worldArb } from './support/random-policies.js';
 
@@ -38,7 +39,7 @@ function render(docs: unknown[], channel: 'standard' | 'experimental' = 'experim
   expect(problems).toEqual([]);
   const compiled = compile(resources);
   expect(compiled.problems).toEqual([]);
-  const rendered = renderGatewayApi(compiled.plan, { channel });
+  const rendered = renderGatewayApi(compiled.plan, { channel, tokensVerified: true });
   return { plan: compiled.plan, ...rendered, routes: rendered.objects as unknown as RouteObject[] };
 }
 
@@ -141,20 +142,37 @@ describe('Gateway API routes keep the plan order under the API precedence', () =
   });
 });
 
+interface ModelRequest {
+  /** What `explain` is given: the headers, and the claims of a token the gateway accepted for this policy. */
+  explain: { headers: Record<string, string>; claims?: Record<string, string> };
+  /** What the Gateway API route sees: the headers, with the claim headers a Gateway's verifier wrote. */
+  route: Record<string, string>;
+}
+
 /**
- * Intercept tokens are not carried by this backend yet (each such route is refused by name): the
- * agreement is checked on the policies without them.
+ * The requests of requestsFor, and for each intercept and preview a token stands for, two more:
+ * a token for this policy (its claims, and the claim headers the verifier writes from them) and one
+ * for another policy (no claims for this one; its `aud` header names the other).
  */
-function withoutTokens(world: GeneratedPolicy[]): GeneratedPolicy[] {
-  return world.map((w) => {
-    const spec = structuredClone(w.policy.spec) as Record<string, unknown> & {
-      intercepts: Record<string, unknown>[];
-      previews: Record<string, unknown>;
-    };
-    spec.intercepts = spec.intercepts.map(({ requireToken: _, ...ic }) => ic);
-    spec.previews = { ...spec.previews, requireToken: false };
-    return { ...w, policy: { ...w.policy, spec } };
-  });
+function modelRequests(w: GeneratedPolicy): ModelRequest[] {
+  const out: ModelRequest[] = requestsFor(w).map((headers) => ({ explain: { headers }, route: headers }));
+  const audience = `${w.ns}/${w.name}`;
+  const claimed: [string, string][] = [];
+  for (const ic of w.policy.spec.intercepts as { match: Record<string, string> }[])
+    if (ic.match.header) claimed.push([ic.match.header, ic.match.exact ?? ic.match.prefix ?? 'alice']);
+  for (const p of w.previews) claimed.push(['x-switchyard-preview', `pr-${p.spec.pullRequest}`]);
+  for (const [header, value] of claimed) {
+    const claimHeaders = (aud: string) => ({
+      [TOKEN_CLAIM_HEADERS.aud]: aud,
+      [TOKEN_CLAIM_HEADERS.intercept_header]: header,
+      [TOKEN_CLAIM_HEADERS.intercept_value]: value,
+    });
+    out.push(
+      { explain: { headers: {}, claims: { [header]: value } }, route: claimHeaders(audience) },
+      { explain: { headers: {} }, route: claimHeaders(`${w.ns}/someone-else`) },
+    );
+  }
+  return out;
 }
 
 /** The parent a generated policy's main route attaches to: its Gateway, or its Service (GAMMA). */
@@ -167,19 +185,20 @@ describe('property: random valid policies through the Gateway API renderer', () 
     let compared = 0;
     let refused = 0;
     fc.assert(
-      fc.property(worldArb.map(withoutTokens), (world) => {
+      fc.property(worldArb, (world) => {
         const docs = world.flatMap((w) => [w.policy, ...w.previews]);
         const { plan, routes, problems } = render(docs);
-        // Only what this backend leaves out by design: token claims, rate limits, order conflicts.
+        // Only what this backend leaves out by design: tokens in GAMMA, rate limits, order conflicts.
         for (const p of problems)
           expect(p.code === 'SY_GATEWAY_API_UNSUPPORTED' || p.code === 'SY_ROUTE_ORDER').toBe(true);
         // Each such problem names the route left out first.
         const leftOut = new Set(problems.map((p) => /: route (\S+) /.exec(p.message)?.[1]));
         for (const w of world) {
           const host = hostOf(w);
-          for (const headers of requestsFor(w))
+          for (const request of modelRequests(w))
             for (const method of ['GET', 'POST', 'DELETE']) {
-              const want = explainRequest(plan, requestFrom({ host, method, headers }));
+              const headers = request.route;
+              const want = explainRequest(plan, requestFrom({ host, method, ...request.explain }));
               // A request whose route was left out (and reported) goes elsewhere: not compared.
               if (leftOut.has(want.route)) {
                 refused++;
@@ -197,7 +216,8 @@ describe('property: random valid policies through the Gateway API renderer', () 
       { numRuns: 400, seed: 20261206 },
     );
     // Left out: routes past the limits of one route (many previews, intercepts and methods in one
-    // policy), each reported. With this seed 13,269 requests are compared and 4,797 not.
+    // policy), each reported. With this seed 29,169 requests are compared (1,293 of them taken by a
+    // route that requires a token) and 4,785 not.
     expect(compared).toBeGreaterThan(2 * refused);
   }, 120_000);
 
@@ -223,6 +243,44 @@ describe('property: random valid policies through the Gateway API renderer', () 
     expect(problems[0]?.message).toMatch(/web\.example\.com are not served without a Gateway/);
     // The Service's own names are what GAMMA serves: no problem.
     expect(render(policyDocs({ hosts: ['web', 'web.shop.svc.cluster.local'] })).problems).toEqual([]);
+  });
+
+  it('a route that requires a token is written only where a Gateway verifies tokens; elsewhere it is left out, and says why', () => {
+    const docs = policyDocs({
+      hosts: ['web.example.com'],
+      gateways: ['istio-system/public', 'mesh'],
+      intercepts: [
+        {
+          name: 'debug',
+          match: { header: 'x-debug', exact: 'alice' },
+          to: { version: 'v2' },
+          requireToken: true,
+        },
+      ],
+    });
+    const rules = (o: { spec: Record<string, unknown> } | undefined) =>
+      (o?.spec.rules as { name: string }[]).map((r) => r.name);
+    const { plan } = render(docs);
+    const verified = renderGatewayApi(plan, { channel: 'experimental', tokensVerified: true });
+    // The Gateway's route has it; the Service's (GAMMA) cannot: the client's own proxy verifies nothing.
+    expect(
+      verified.objects.filter((o) => o.kind === 'HTTPRoute').map((o) => [o.metadata.name, rules(o)]),
+    ).toEqual([
+      ['web', ['intercept-debug', 'split']],
+      ['web-mesh', ['split']],
+    ]);
+    expect(verified.problems.map((p) => p.message)).toEqual([
+      expect.stringMatching(
+        /route intercept-debug requires an intercept token, and HTTPRoute web-mesh is attached to the Service/,
+      ),
+    ]);
+    // No verifier (no keys, or an implementation without Istio's token objects): left out everywhere.
+    const unverified = renderGatewayApi(plan, { channel: 'experimental' });
+    expect(unverified.objects.filter((o) => o.kind === 'HTTPRoute').map((o) => rules(o))).toEqual([
+      ['split'],
+      ['split'],
+    ]);
+    expect(unverified.problems[0]?.message).toMatch(/no Gateway verifies intercept tokens here/);
   });
 
   it('the standard channel gets no retries, and says so; the experimental channel gets them', () => {

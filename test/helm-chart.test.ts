@@ -274,6 +274,14 @@ describe.skipIf(!helm)('the Helm chart', () => {
           tokenJwks: JSON.stringify({ keys: [] }),
         },
       ],
+      [
+        'gateway-api mode with intercept tokens on an Istio Gateway',
+        {
+          mode: 'gateway-api',
+          controller: { tokenGatewaySelector: 'gateway.networking.k8s.io/gateway-name=public' },
+          tokenJwks: JSON.stringify({ keys: [] }),
+        },
+      ],
     ] as const)('what it renders with %s is accepted (server-side apply, dryRun=All)', async (_, values) => {
       const env = shared as Envtest;
       await createNamespace(adminKube(env), NAMESPACE);

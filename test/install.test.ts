@@ -155,7 +155,7 @@ describe('switchyard install', () => {
     ]);
   });
 
-  it('gateway-api mode: the controller alone, with the route and CRD-reading roles; no Istio, no gateway; keys refused', async () => {
+  it('gateway-api mode: the controller alone, with the route and CRD-reading roles and, on Istio, the token objects; no gateway', async () => {
     const objects = await manifest('--mode', 'gateway-api');
     const kinds = objects.map((o) => `${o.kind}/${o.metadata?.name}`);
     expect(kinds).toEqual(
@@ -166,7 +166,12 @@ describe('switchyard install', () => {
       ]),
     );
     expect(kinds.filter((k) => k.includes('switchyard-gateway'))).toEqual([]);
-    expect(JSON.stringify(objects)).not.toContain('networking.istio.io');
+    // Istio is touched only for intercept tokens: the two objects of that one name in its root namespace.
+    const istio = objects.filter((o) => JSON.stringify(o).includes('istio.io'));
+    expect(istio.map((o) => `${o.kind} ${o.metadata?.namespace}/${o.metadata?.name}`)).toEqual([
+      'Role istio-system/switchyard-controller-gateway-api-tokens',
+    ]);
+    expect(JSON.stringify(istio[0])).toMatch(/"resourceNames":\["switchyard-intercept-tokens"\]/);
     const deployments = objects.filter((o) => o.kind === 'Deployment');
     expect(deployments.map((d) => d.spec?.template?.spec?.containers[0]?.args)).toEqual([
       [
@@ -181,6 +186,8 @@ describe('switchyard install', () => {
         'info',
         '--mesh-metrics',
         'istio',
+        '--istio-root-namespace',
+        'istio-system',
       ],
     ]);
     // Namespaced: the CRD reader stays a ClusterRole (a Role cannot grant a cluster-scoped kind).
@@ -188,21 +195,15 @@ describe('switchyard install', () => {
     expect(scoped.filter((o) => o.kind === 'ClusterRole').map((o) => o.metadata?.name)).toEqual([
       'switchyard-controller-gateway-api-crds',
     ]);
-    // Intercept tokens are not carried in this mode: keys are refused, not silently unused.
+    // With keys, the controller gets them (it keeps the gateway's token objects).
     const keys = await testTokenKeys();
     const jwks = join(tempFiles({ 'jwks.json': JSON.stringify(keys.jwks) }), 'jwks.json');
-    const refused = await cli('install', '--mode', 'gateway-api', '--token-jwks', jwks);
-    expect(refused.code).toBe(2);
-    expect(refused.stdout).toBe('');
-    expect(refused.stderr).toMatch(
-      /--mode gateway-api does not carry intercept tokens yet.*\[SY_BAD_REQUEST\]/,
+    const withKeys = await manifest('--mode', 'gateway-api', '--token-jwks', jwks);
+    const controller = withKeys.find((o) => o.kind === 'Deployment');
+    expect(controller?.spec?.template?.spec?.containers[0]?.args).toEqual(
+      expect.arrayContaining(['--token-jwks', '/etc/switchyard/tokens/jwks.json']),
     );
-    // The controller refuses them too, before it connects to anything.
-    const controller = await cli('controller', '--mode', 'gateway-api', '--token-jwks', jwks);
-    expect(controller.code).toBe(2);
-    expect(controller.stderr).toMatch(
-      /--mode gateway-api does not carry intercept tokens yet.*\[SY_BAD_REQUEST\]/,
-    );
+    expect(withKeys.map((o) => `${o.kind}/${o.metadata?.name}`)).toContain('ConfigMap/switchyard-token-jwks');
   });
 
   it('-n: both parts watch only those namespaces, with Roles there and no ClusterRole but the Namespaces reader', async () => {

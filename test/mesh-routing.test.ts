@@ -26,13 +26,8 @@ import {
 } from './support/mesh.js';
 import { createTestNetns, type NetnsUpstream, type TestNetns } from './support/netns.js';
 import { type Started, startProcess } from './support/process.js';
-import {
-  type MintOptions,
-  mint,
-  mintForeignIssuer,
-  type TestTokenKeys,
-  testTokenKeys,
-} from './support/tokens.js';
+import { TOKEN_CASE_ANSWERS, tokenAnswer, tokenCases } from './support/token-cases.js';
+import { type TestTokenKeys, testTokenKeys } from './support/tokens.js';
 import { unusedPort } from './support/upstreams.js';
 
 const gate = meshTestGate();
@@ -358,62 +353,13 @@ spec:
 
     const node = await nodeGatewayTwin(spec);
     try {
-      const audience = `${ns}/web`;
-      const token = (o: Partial<MintOptions> = {}) =>
-        mint({ value: 'pr-42', audience, key: keys.current, ...o });
-      const T = 'x-switchyard-token';
-      const cases: [string, Record<string, string>][] = [
-        ['no token', { 'x-switchyard-preview': 'pr-42' }],
-        ['valid (ES256)', { [T]: await token() }],
-        ['valid, in the cookie', { cookie: `a=1; switchyard-token=${await token()}` }],
-        ['valid, previous key (EdDSA)', { [T]: await token({ key: keys.previous }) }],
-        ['intercept token', { [T]: await token({ header: 'x-debug', value: 'alice' }) }],
-        ['intercept token, wrong value', { [T]: await token({ header: 'x-debug', value: 'bob' }) }],
-        ['for another policy', { [T]: await token({ audience: `${ns}/other` }) }],
-        ['expired 30 s ago (within clock skew)', { [T]: await token({ ttlSeconds: -30 }) }],
-        ['expired', { [T]: await token({ ttlSeconds: -300 }) }],
-        [
-          'forged (a trusted kid, another key)',
-          { [T]: await token({ key: keys.stranger, kid: keys.current.kid }) },
-        ],
-        ['unknown key', { [T]: await token({ key: keys.stranger }) }],
-        ['another issuer', { [T]: await mintForeignIssuer({ value: 'pr-42', audience, key: keys.current }) }],
-        ['not a JWT', { [T]: 'pr-42' }],
-      ];
-      const answer = async (base: string, headers: Record<string, string>) => {
-        const r = await send(base, { host: 'web.test', headers });
-        return {
-          status: r.status,
-          // Envoy adds the matched route's response headers to its own 401 as well, so there
-          // x-switchyard-upstream names the route, not where the request went (nowhere).
-          upstream: r.status === 200 ? (header(r, 'x-switchyard-upstream') ?? null) : null,
-          challenge: /error="invalid_token"/.test(header(r, 'www-authenticate') ?? ''),
-          tokenForwarded: (header(r, 'x-upstream-request-headers') ?? '').split(',').includes(T),
-        };
-      };
       const envoy: Record<string, unknown> = {};
       const gateway: Record<string, unknown> = {};
-      for (const [name, headers] of cases) {
-        envoy[name] = await answer(`http://127.0.0.1:${port}`, headers);
-        gateway[name] = await answer(node.base, headers);
+      for (const [name, headers] of await tokenCases(keys, ns)) {
+        envoy[name] = await tokenAnswer(`http://127.0.0.1:${port}`, 'web.test', headers);
+        gateway[name] = await tokenAnswer(node.base, 'web.test', headers);
       }
-      const ok = (upstream: string) => ({ status: 200, upstream, challenge: false, tokenForwarded: false });
-      const refused = { status: 401, upstream: null, challenge: true, tokenForwarded: false };
-      expect(envoy).toEqual({
-        'no token': ok('web/v1'),
-        'valid (ES256)': ok('web/pr-42-7f3a2c1'),
-        'valid, in the cookie': ok('web/pr-42-7f3a2c1'),
-        'valid, previous key (EdDSA)': ok('web/pr-42-7f3a2c1'),
-        'intercept token': ok('web/v3'),
-        'intercept token, wrong value': ok('web/v1'),
-        'for another policy': ok('web/v1'),
-        'expired 30 s ago (within clock skew)': ok('web/pr-42-7f3a2c1'),
-        expired: refused,
-        'forged (a trusted kid, another key)': refused,
-        'unknown key': refused,
-        'another issuer': refused,
-        'not a JWT': refused,
-      });
+      expect(envoy).toEqual(TOKEN_CASE_ANSWERS);
       expect(gateway).toEqual(envoy);
       expect(await ingress.rejected()).toBe(0);
     } finally {

@@ -12,10 +12,13 @@ import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { installManifests } from '../cli/install.js';
 import { type RunningController, startController } from '../cli/start-controller.js';
-import { CONTROLLER_MODES, type ControllerMode } from '../controllers/backends/index.js';
+import { backendFor, CONTROLLER_MODES, type ControllerMode } from '../controllers/backends/index.js';
 import { createLogger } from '../core/common/logger.js';
 import { GATEWAY_API_V1 } from '../core/gateway-api/http-route.js';
-import type { TokenAuthenticationOptions } from '../core/istio/request-authentication.js';
+import {
+  type TokenAuthenticationOptions,
+  tokenVerificationKinds,
+} from '../core/istio/request-authentication.js';
 import type { Kube } from '../kube/client.js';
 import { kubeConfigFrom } from '../kube/client.js';
 import { githubClients } from '../pr-bot/github-client.js';
@@ -113,16 +116,17 @@ describe.skipIf(!gate)('RBAC in deploy/install against the calls the controller 
         },
         ...(tokens ? { tokenAuthentication: { tokens } } : {}),
       });
-    // Mesh mode with token keys: the RequestAuthentication is written (and removed further down).
-    const controller = await start(mode === 'istio' ? { jwks: (await testTokenKeys()).jwks } : undefined);
+    // Where the controller keeps Istio's token objects, with keys: they are written (and removed
+    // further down): the RequestAuthentication, and in gateway-api mode the EnvoyFilter beside it.
+    const keeps = backendFor(mode).tokensCheckedBy === 'controller';
+    const controller = await start(keeps ? { jwks: (await testTokenKeys()).jwks } : undefined);
     controllers.push(controller);
-    const tokenAuthentication = {
-      apiVersion: 'security.istio.io/v1',
-      kind: 'RequestAuthentication',
+    const tokenObjects = tokenVerificationKinds(backendFor(mode).tokenClaimHeaders).map((k) => ({
+      ...k,
       namespace: 'istio-system',
       name: 'switchyard-intercept-tokens',
-    };
-    if (mode === 'istio') await eventually(() => admin.get(tokenAuthentication), 10_000);
+    }));
+    if (keeps) for (const ref of tokenObjects) await eventually(() => admin.get(ref), 10_000);
     const get = <T extends KubernetesObject>(apiVersion: string, kind: string, name: string) =>
       admin.get<T>({ apiVersion, kind, namespace: ns, name });
     const policy = (spec: Record<string, unknown>, annotations: Record<string, string> = {}) =>
@@ -256,11 +260,12 @@ describe.skipIf(!gate)('RBAC in deploy/install against the calls the controller 
     await eventually(async () => (await get(API, 'Preview', bot)) === undefined, 15_000);
     expect(github.comments.get('acme/web#2')?.[0]?.body).toContain('No preview is running');
     await controller.stop(); // releases the Lease
-    if (mode === 'istio') {
-      // Started again without keys: the RequestAuthentication goes, and no token opens anything.
+    if (keeps) {
+      // Started again without keys: the token objects go, and no token opens anything.
       const keyless = await start();
       controllers.push(keyless);
-      await eventually(async () => (await admin.get(tokenAuthentication)) === undefined, 10_000);
+      for (const ref of tokenObjects)
+        await eventually(async () => (await admin.get(ref)) === undefined, 10_000);
       await keyless.stop();
     }
   }

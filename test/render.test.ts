@@ -292,20 +292,58 @@ spec: {policy: web, repository: acme/web, pullRequest: 1, commit: abcdef1}
       );
     });
 
-    it('token keys are refused: this mode carries no intercept tokens yet', async () => {
+    it('with token keys: the EnvoyFilter that removes forged claim headers, the RequestAuthentication that writes them, then routes that match them', async () => {
       const keys = await testTokenKeys();
-      const dir = tempFiles({ 'jwks.json': JSON.stringify(keys.jwks) });
+      const dir = tempFiles({
+        'jwks.json': JSON.stringify(keys.jwks),
+        'web.yaml': `apiVersion: switchyard.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: web, namespace: shop}
+spec:
+  service: web
+  port: 80
+  hosts: [web.example.com]
+  gateways: [istio-system/public]
+  stable: v1
+  intercepts: [{name: debug, match: {header: x-debug, prefix: al}, to: {version: v2}, requireToken: true}]
+`,
+      });
       const r = await cli(
         'render',
         '--mode',
         'gateway-api',
         '-f',
-        join(EXAMPLES, 'intercept.yaml'),
+        join(dir, 'web.yaml'),
         '--token-jwks',
         join(dir, 'jwks.json'),
       );
-      expect(r.code).toBe(2);
-      expect(r.stderr).toMatch(/--token-jwks: --mode gateway-api: it does not carry intercept tokens yet/);
+      expect(r.stderr).toBe('');
+      const objects = parseAllDocuments(r.stdout).map((d) => d.toJS()) as Obj[];
+      expect(
+        objects.slice(0, 2).map((o) => `${o.kind} ${o.metadata?.namespace}/${o.metadata?.name}`),
+      ).toEqual([
+        'EnvoyFilter istio-system/switchyard-intercept-tokens',
+        'RequestAuthentication istio-system/switchyard-intercept-tokens',
+      ]);
+      const removed = JSON.stringify(objects[0]?.spec);
+      const copied = (objects[1]?.spec as unknown as { jwtRules: { outputClaimToHeaders: unknown }[] })
+        .jwtRules[0];
+      expect(copied?.outputClaimToHeaders).toEqual([
+        { header: 'x-switchyard-claim-aud', claim: 'aud' },
+        { header: 'x-switchyard-claim-intercept-header', claim: 'intercept_header' },
+        { header: 'x-switchyard-claim-intercept-value', claim: 'intercept_value' },
+      ]);
+      for (const { header } of copied?.outputClaimToHeaders as { header: string }[])
+        expect(removed).toContain(`{"remove":"${header}"}`);
+      const route = objects.find((o) => o.kind === 'HTTPRoute');
+      const rules = (
+        route?.spec as unknown as { rules: { name: string; matches?: { headers?: unknown[] }[] }[] }
+      ).rules;
+      expect(rules.find((x) => x.name === 'intercept-debug')?.matches?.[0]?.headers).toEqual([
+        { name: 'x-switchyard-claim-aud', type: 'Exact', value: 'shop/web' },
+        { name: 'x-switchyard-claim-intercept-header', type: 'Exact', value: 'x-debug' },
+        { name: 'x-switchyard-claim-intercept-value', type: 'RegularExpression', value: 'al.*' },
+      ]);
     });
   });
 

@@ -55,8 +55,17 @@ export interface BackendWatches {
   ownedChanged(o: WatchedObject, event: WatchEvent): void;
   /** Whether what matters of an object changed since last seen. */
   filter: ChangeFilter;
-  /** Mesh mode: the intercept-token RequestAuthentication the controller keeps. */
+  /** The intercept-token RequestAuthentication the controller keeps where Istio verifies tokens. */
   tokenAuthentication: TokenAuthenticationSetup;
+}
+
+/** What a backend is told about the installation when it works out a policy's objects. */
+export interface DesiredContext {
+  /**
+   * Where the controller keeps Istio's intercept-token objects (istio-tokens.ts), when it was given
+   * keys; undefined: nothing verifies tokens.
+   */
+  tokenVerifierNamespace?: string;
 }
 
 /** Which series a canary analysis reads in mesh mode: Istio's standard metrics, or Envoy's own. */
@@ -68,6 +77,8 @@ export interface OfflineRenderOptions {
   ambientNamespaces: ReadonlySet<string>;
   /** Gateway API mode: the channel of the CRDs on the cluster (retries are experimental). */
   gatewayApiChannel: GatewayApiChannel;
+  /** Token keys were given: the token objects are written beside the policies' (`--token-jwks`). */
+  tokensVerified: boolean;
   /** Where a policy was read from, so a problem names its file. */
   sourceOf: (policy: { namespace: string; name: string }) => Source | undefined;
 }
@@ -90,11 +101,16 @@ export interface Backend {
    * carry token routes: given keys are refused, never silently unused).
    */
   readonly tokensCheckedBy: 'controller' | 'gateway' | 'none';
+  /**
+   * Whether its token routes match the headers the verifier copies claims into (Gateway API routes
+   * cannot read claims), rather than the claims themselves (core/istio/request-authentication.ts).
+   */
+  readonly tokenClaimHeaders: boolean;
   readonly install: InstallProfile;
   /** The kinds it writes and prunes, in pruning order (routes before what they refer to). */
   readonly ownedKinds: readonly { apiVersion: string; kind: string }[];
   /** What to write for one compiled policy (the reconciler adds owner references). */
-  desired(kube: Kube, plan: PolicyPlan, namespace: string): Promise<Desired>;
+  desired(kube: Kube, plan: PolicyPlan, namespace: string, context: DesiredContext): Promise<Desired>;
   /** Objects outside Switchyard that already serve what `objects` would: one sentence each. */
   foreignConflicts(kube: Kube, objects: readonly KubeObject[], namespace: string): Promise<string[]>;
   /**

@@ -13,12 +13,17 @@ import { UPSTREAM_HEADER } from '../../core/compiler/plan.js';
 import { versionServices } from '../../core/compiler/version-services.js';
 import { GATEWAY_API_V1, type GatewayApiChannel, renderRoutes } from '../../core/gateway-api/http-route.js';
 import { rateLimitGap, renderGatewayApi } from '../../core/gateway-api/render.js';
+import {
+  TOKEN_AUTHENTICATION_NAME,
+  tokenVerificationKinds,
+} from '../../core/istio/request-authentication.js';
 import { REASON } from '../../core/resources/conditions.js';
 import { MANAGED_BY, MANAGED_BY_VALUE, POLICY_LABEL } from '../../core/resources/labels.js';
 import { DEFAULTS } from '../../core/resources/schema.js';
 import type { Kube } from '../../kube/client.js';
 import { keyOf, type WatchEvent, type WatchedObject } from '../../kube/manager.js';
 import type { Backend, BackendWatches } from './backend.js';
+import { setupTokenAuthentication } from './istio-tokens.js';
 import { stableServiceSpec, versionServiceNotServing } from './version-services.js';
 
 const ROUTE_KINDS = ['HTTPRoute', 'GRPCRoute'] as const;
@@ -61,6 +66,23 @@ async function installedChannel(kube: Kube): Promise<GatewayApiChannel | undefin
     : 'standard';
 }
 
+/**
+ * Whether the Gateways verify intercept tokens: the controller has keys and its EnvoyFilter that
+ * removes forged claim headers is in place (written before the RequestAuthentication). Until then,
+ * and on an implementation without Istio's objects, routes that require a token are left out:
+ * there, a claim header would be whatever a client sent.
+ */
+async function tokensVerified(kube: Kube, namespace: string | undefined): Promise<boolean> {
+  if (!namespace) return false;
+  const [removal] = tokenVerificationKinds(true);
+  const live = await kube.get<KubernetesObject>({
+    ...(removal as { apiVersion: string; kind: string }),
+    namespace,
+    name: TOKEN_AUTHENTICATION_NAME,
+  });
+  return live?.metadata?.labels?.[MANAGED_BY] === MANAGED_BY_VALUE;
+}
+
 /** The key of a parentRef, with the API's defaults (group gateway.networking.k8s.io, kind Gateway). */
 function parentKey(p: ParentRef, routeNamespace: string): string {
   const group = p.group ?? 'gateway.networking.k8s.io';
@@ -100,9 +122,15 @@ async function routeRefusals(
 
 export const gatewayApiBackend: Backend = {
   mode: 'gateway-api',
-  // Intercept tokens are not carried in this mode yet (docs/gateway-api.md).
-  tokensCheckedBy: 'none',
-  install: { rbac: 'rbac-gateway-api.yaml', parts: [], controllerArgs: ['--mesh-metrics', 'istio'] },
+  // On Istio, its gateways verify intercept tokens by the RequestAuthentication the controller
+  // keeps (docs/gateway-api.md, "Intercept tokens").
+  tokensCheckedBy: 'controller',
+  tokenClaimHeaders: true,
+  install: {
+    rbac: 'rbac-gateway-api.yaml',
+    parts: [],
+    controllerArgs: ['--mesh-metrics', 'istio', '--istio-root-namespace', 'istio-system'],
+  },
   versionServices: true,
   ownedKinds: [
     { apiVersion: GATEWAY_API_V1, kind: 'HTTPRoute' },
@@ -110,12 +138,12 @@ export const gatewayApiBackend: Backend = {
     { apiVersion: 'v1', kind: 'Service' },
   ],
 
-  async desired(kube, plan, namespace) {
+  async desired(kube, plan, namespace, { tokenVerifierNamespace }) {
     const channel = await installedChannel(kube);
     if (!channel) return { ok: false, reason: REASON.GatewayApiMissing, message: NEEDS_GATEWAY_API };
     const service = await stableServiceSpec(kube, plan, namespace);
     if ('ok' in service) return service;
-    const routes = renderRoutes(plan, channel);
+    const routes = renderRoutes(plan, channel, await tokensVerified(kube, tokenVerifierNamespace));
     const objects = [...versionServices(plan, service), ...routes.objects];
     const problems = [...routes.problems, ...rateLimitGap(plan, undefined)];
     return { ok: true, objects, problems: [...problems, ...(await routeRefusals(kube, objects, namespace))] };
@@ -177,8 +205,8 @@ export const gatewayApiBackend: Backend = {
 
   analysisSeries: (meshMetrics) => meshMetrics,
 
-  renderOffline: (plan, { gatewayApiChannel, sourceOf }) =>
-    renderGatewayApi(plan, { channel: gatewayApiChannel, sourceOf }),
+  renderOffline: (plan, { gatewayApiChannel, tokensVerified, sourceOf }) =>
+    renderGatewayApi(plan, { channel: gatewayApiChannel, tokensVerified, sourceOf }),
 };
 
 /**
@@ -203,7 +231,18 @@ function sharedHost(
  * says of it in `status.parents` is brought to its policy) and others (one attached to a policy's
  * parent for its hosts is a Conflict, and its removal ends it).
  */
-function addGatewayApiWatches({ manager, policies, requeuePolicy, ownedChanged, filter }: BackendWatches) {
+function addGatewayApiWatches({
+  manager,
+  policies,
+  requeuePolicy,
+  ownedChanged,
+  filter,
+  tokenAuthentication,
+}: BackendWatches) {
+  // Routes that require a token are written once the token objects are (tokensVerified).
+  setupTokenAuthentication(manager, tokenAuthentication, gatewayApiBackend.tokenClaimHeaders, () => {
+    for (const p of policies.list()) requeuePolicy(keyOf(p));
+  });
   for (const kind of ROUTE_KINDS)
     manager.watch(
       { apiVersion: GATEWAY_API_V1, kind, plural: `${kind.toLowerCase()}s`, missingHint: NEEDS_GATEWAY_API },

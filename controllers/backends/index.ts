@@ -4,7 +4,13 @@ import { gatewayApiBackend } from './gateway-api.js';
 import { istioBackend } from './istio.js';
 import { gatewayBackend } from './version-services.js';
 
-export { type Backend, CONTROLLER_MODES, type ControllerMode, type SplitInForce } from './backend.js';
+export {
+  type Backend,
+  CONTROLLER_MODES,
+  type ControllerMode,
+  type DesiredContext,
+  type SplitInForce,
+} from './backend.js';
 
 const BACKENDS: Record<ControllerMode, Backend> = {
   istio: istioBackend,

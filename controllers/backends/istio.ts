@@ -76,6 +76,7 @@ function retireSubsets(
 export const istioBackend: Backend = {
   mode: 'istio',
   tokensCheckedBy: 'controller',
+  tokenClaimHeaders: false,
   install: {
     rbac: 'rbac-istio.yaml',
     parts: [],
@@ -242,7 +243,7 @@ function addIstioWatches({
   filter,
   tokenAuthentication,
 }: BackendWatches) {
-  setupTokenAuthentication(manager, tokenAuthentication);
+  setupTokenAuthentication(manager, tokenAuthentication, istioBackend.tokenClaimHeaders);
   const requeueAll = (namespace?: string) => {
     for (const p of policies.list(namespace)) requeuePolicy(keyOf(p));
   };

@@ -20,6 +20,7 @@ import type { Backend, Desired } from './backend.js';
 export const gatewayBackend: Backend = {
   mode: 'gateway',
   tokensCheckedBy: 'gateway',
+  tokenClaimHeaders: false,
   install: { rbac: 'rbac-gateway.yaml', parts: ['gateway.yaml'], controllerArgs: [] },
   versionServices: true,
   ownedKinds: [{ apiVersion: 'v1', kind: 'Service' }],

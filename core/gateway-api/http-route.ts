@@ -7,16 +7,18 @@
  */
 import { toGatewayApiDuration } from '../common/duration.js';
 import { type Problem, problem } from '../common/errors.js';
-import { versionServiceName } from '../compiler/names.js';
+import { tokenAudience, versionServiceName } from '../compiler/names.js';
 import { type KubeObject, objectMeta } from '../compiler/objects.js';
 import {
   type Destination,
   type PolicyPlan,
   type RequestMatch,
   type Route,
+  type StringMatch,
   UPSTREAM_HEADER,
   type WeightedDestination,
 } from '../compiler/plan.js';
+import { TOKEN_CLAIM_HEADERS } from '../tokens/intercept-token.js';
 import { type ApiMatch, type HeaderCondition, headerCondition, methodsOf } from './matches.js';
 import { keepPlanOrder, type OrderConflict, type OrderedRule } from './order.js';
 
@@ -42,27 +44,62 @@ interface Context {
   kind: Kind;
   channel: GatewayApiChannel;
   problems: Problem[];
+  /** The route being written: for problems that concern one route of a policy. */
+  routeName?: string;
+  /**
+   * Whether a token verifier stands before the route and writes the claim headers: a Gateway's
+   * Envoy does (its token policy); a route attached to a Service (GAMMA) is applied by the
+   * client's own proxy, which verifies nothing, so there a claim header is whatever the client sent.
+   */
+  claimsVerified: boolean;
+  /** The route being written is attached to the Service (GAMMA). */
+  gamma?: boolean;
 }
 
-export function renderRoutes(policy: PolicyPlan, channel: GatewayApiChannel): RenderedRoutes {
+interface ParentSet {
+  name: string;
+  parentRefs: ParentRef[];
+  hostnames: string[];
+  gamma: boolean;
+}
+
+/** `tokensVerified`: the Gateways verify intercept tokens and write the claim headers (render.ts). */
+export function renderRoutes(
+  policy: PolicyPlan,
+  channel: GatewayApiChannel,
+  tokensVerified: boolean,
+): RenderedRoutes {
   const kind: Kind = policy.upstreamProtocol === 'http2' ? 'GRPCRoute' : 'HTTPRoute';
-  const c: Context = { policy, kind, channel, problems: [] };
+  const problems: Problem[] = [];
+  const c: Context = { policy, kind, channel, problems, claimsVerified: tokensVerified };
   reportPolicyGaps(c);
   const main = policy.routes.filter((r) => r.kind !== 'preview-host');
-  const rules = orderedRules(c, main);
-  const objects = parentSets(c).map(({ name, parentRefs, hostnames }) =>
-    routeObject(c, name, parentRefs, hostnames, rules),
-  );
+  const objects = parentSets(c).map((set) => {
+    const inSet: Context = {
+      ...c,
+      routeName: set.name,
+      gamma: set.gamma,
+      claimsVerified: c.claimsVerified && !set.gamma,
+    };
+    return routeObject(inSet, set.name, set.parentRefs, set.hostnames, orderedRules(inSet, main));
+  });
   if (policy.previewGateway)
     for (const r of policy.routes.filter((x) => x.kind === 'preview-host')) {
       const host = hostOfPreviewRoute(policy, r);
       if (!host) continue;
       const parent = gatewayParent(policy.previewGateway, policy.namespace);
-      const rules = orderedRules(c, [r]);
+      const name = `${policy.name}-${r.name}`;
+      const rules = orderedRules({ ...c, routeName: name }, [r]);
       // Its one route left out (and reported): no route for the host, which then answers 404.
-      if (rules.length > 0) objects.push(routeObject(c, `${policy.name}-${r.name}`, [parent], [host], rules));
+      if (rules.length > 0) objects.push(routeObject(c, name, [parent], [host], rules));
     }
-  return { objects, problems: c.problems };
+  // Two parent sets share the plan's routes: a route left out of both is reported once.
+  return { objects, problems: uniqueProblems(problems) };
+}
+
+function uniqueProblems(problems: Problem[]): Problem[] {
+  const seen = new Set<string>();
+  return problems.filter((p) => !seen.has(p.message) && seen.add(p.message) !== undefined);
 }
 
 /** `preview-host-<ref>` → `<ref>`. */
@@ -77,16 +114,17 @@ function hostOfPreviewRoute(policy: PolicyPlan, r: Route): string | undefined {
 }
 
 /** Parents of the policy's main route: its Gateways (north-south, with its hosts), or its Service (GAMMA). */
-function parentSets(c: Context): { name: string; parentRefs: ParentRef[]; hostnames: string[] }[] {
+function parentSets(c: Context): ParentSet[] {
   const { policy } = c;
   const gateways = policy.gateways.filter((g) => g !== 'mesh');
   const mesh = policy.gateways.length === 0 || policy.gateways.includes('mesh');
-  const sets: { name: string; parentRefs: ParentRef[]; hostnames: string[] }[] = [];
+  const sets: ParentSet[] = [];
   if (gateways.length > 0)
     sets.push({
       name: policy.name,
       parentRefs: gateways.map((g) => gatewayParent(g, policy.namespace)),
       hostnames: [...policy.hosts],
+      gamma: false,
     });
   if (mesh)
     sets.push({
@@ -94,6 +132,7 @@ function parentSets(c: Context): { name: string; parentRefs: ParentRef[]; hostna
       // GAMMA: the route takes the traffic sent to the Service, whatever name it was sent by.
       parentRefs: [{ group: '', kind: 'Service', name: policy.service, port: policy.port }],
       hostnames: [],
+      gamma: true,
     });
   return sets;
 }
@@ -260,14 +299,18 @@ function actionKey(route: Route): string {
 
 /**
  * A route's matches as the API writes them, or undefined when the route cannot be written (it
- * reads token claims, or, as a GRPCRoute, only methods other than POST).
+ * reads token claims where nothing verifies them, or, as a GRPCRoute, only methods other than POST).
  */
 function translateMatches(c: Context, route: Route): ApiMatch[] | undefined {
-  if (route.matches.some((m) => m.claims)) {
+  if (!c.claimsVerified && route.matches.some((m) => m.claims)) {
+    c.problems.push(problem('SY_GATEWAY_API_UNSUPPORTED', unverifiedTokenRoute(c, route)));
+    return undefined;
+  }
+  if (route.matches.some((m) => Object.keys(m.claims ?? {}).length > 1)) {
     c.problems.push(
       problem(
         'SY_GATEWAY_API_UNSUPPORTED',
-        `${policyName(c.policy)}: route ${route.name} matches intercept-token claims, which this backend does not carry yet; it was left out`,
+        `${policyName(c.policy)}: route ${route.name} matches two token claims, and a token stands for one header; it was left out`,
       ),
     );
     return undefined;
@@ -279,15 +322,43 @@ function translateMatches(c: Context, route: Route): ApiMatch[] | undefined {
   return out;
 }
 
+function unverifiedTokenRoute(c: Context, route: Route): string {
+  const why = c.gamma
+    ? `${c.kind} ${c.routeName} is attached to the Service (GAMMA: the client's own proxy routes it, and verifies nothing)`
+    : 'no Gateway verifies intercept tokens here (on Istio, start the controller with --token-jwks: docs/gateway-api.md, "Intercept tokens")';
+  return `${policyName(c.policy)}: route ${route.name} requires an intercept token, and ${why}; it was left out, and its requests take the routes after it`;
+}
+
 /** One plan match → the API matches whose union is the same set of requests (one per method). */
 function apiMatches(c: Context, m: RequestMatch): ApiMatch[] {
   const headers = new Map<string, HeaderCondition>();
   for (const [name, value] of Object.entries(m.headers ?? {})) headers.set(name, headerCondition(value));
+  if (m.claims) for (const [name, value] of claimHeaders(c.policy, m.claims)) headers.set(name, value);
   if (!m.method) return [{ headers }];
   const methods = methodsOf(m.method) ?? [];
   // gRPC is always POST: a method condition holds for every request or for none.
   if (c.kind === 'GRPCRoute') return methods.includes('POST') ? [{ headers }] : [];
   return methods.map((method) => ({ method, headers }));
+}
+
+/**
+ * Token claims as the headers the Gateway's verifier writes from a verified token
+ * (TOKEN_CLAIM_HEADERS; it removes any a client sent): `aud` is this policy, and the header and
+ * value the token stands for. A plan's match holds one claim (a token stands for one header).
+ */
+function claimHeaders(
+  policy: PolicyPlan,
+  claims: Readonly<Record<string, StringMatch>>,
+): [string, HeaderCondition][] {
+  const out: [string, HeaderCondition][] = [
+    [TOKEN_CLAIM_HEADERS.aud, { type: 'Exact', value: tokenAudience(policy.namespace, policy.name) }],
+  ];
+  for (const [header, value] of Object.entries(claims))
+    out.push(
+      [TOKEN_CLAIM_HEADERS.intercept_header, { type: 'Exact', value: header }],
+      [TOKEN_CLAIM_HEADERS.intercept_value, headerCondition(value)],
+    );
+  return out;
 }
 
 function renderRule(c: Context, route: Route, rule: OrderedRule): Record<string, unknown> {

@@ -12,6 +12,12 @@ import { type GatewayApiChannel, renderRoutes } from './http-route.js';
 export interface GatewayApiRenderOptions {
   /** The channel of the Gateway API CRDs on the cluster (retries are experimental). */
   channel: GatewayApiChannel;
+  /**
+   * Whether the Gateways verify intercept tokens and remove forged claim headers (on Istio, the
+   * objects core/istio/request-authentication.ts writes). Without it, a route that requires a token
+   * is left out: a claim header would be whatever a client sent.
+   */
+  tokensVerified?: boolean;
   /** Where a policy was read from, so a problem names its file. */
   sourceOf?: (policy: { namespace: string; name: string }) => Source | undefined;
 }
@@ -25,7 +31,7 @@ export function renderGatewayApi(plan: RoutePlan, options: GatewayApiRenderOptio
   const objects: KubeObject[] = [];
   const problems: Problem[] = [];
   for (const policy of plan.policies) {
-    const routes = renderRoutes(policy, options.channel);
+    const routes = renderRoutes(policy, options.channel, options.tokensVerified ?? false);
     objects.push(...routes.objects, ...versionServices(policy, offlineService(policy)));
     const source = options.sourceOf?.(policy);
     problems.push(

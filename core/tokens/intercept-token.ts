@@ -6,7 +6,12 @@
  * - `aud`: the one policy it was minted for (`shop/checkout`): a token for tenant B's policy never
  *   opens tenant A's preview,
  * - `iat` and `exp` (`switchyard token` mints at most MAX_TOKEN_LIFETIME_SECONDS),
- * - one claim named like the header it stands for, holding the value (`"x-switchyard-preview": "pr-42"`).
+ * - one claim named like the header it stands for, holding the value (`"x-switchyard-preview": "pr-42"`),
+ * - the same pair in two claims of fixed names, `intercept_header: "x-switchyard-preview"` and
+ *   `intercept_value: "pr-42"`: where routes cannot read claims, the verifier copies `aud` and these
+ *   two into the fixed headers of TOKEN_CLAIM_HEADERS and the routes match those (Gateway API
+ *   mode, docs/gateway-api.md "Intercept tokens"); fixed names keep the verifier's configuration
+ *   free of anything a tenant writes.
  *
  * It travels in the `x-switchyard-token` header or the `switchyard-token` cookie (a browser gets the
  * cookie from the Node gateway by opening a preview URL with `?switchyard-token=<token>`).
@@ -34,6 +39,12 @@ export const TOKEN_QUERY = 'switchyard-token';
 export const MAX_TOKEN_LIFETIME_SECONDS = 7 * 24 * 3600;
 /** Envoy's jwt_authn default (`clock_skew_seconds`). */
 export const TOKEN_CLOCK_SKEW_SECONDS = 60;
+/** Claim → the request header a verifier copies it into, for routes that match headers only. */
+export const TOKEN_CLAIM_HEADERS = {
+  aud: 'x-switchyard-claim-aud',
+  intercept_header: 'x-switchyard-claim-intercept-header',
+  intercept_value: 'x-switchyard-claim-intercept-value',
+} as const;
 
 export interface TokenClaim {
   /** The header the claim stands for (lower case). */
@@ -50,7 +61,11 @@ export async function signInterceptToken(
   now = Date.now(),
 ): Promise<string> {
   const iat = Math.floor(now / 1000);
-  return new SignJWT({ [claim.header]: claim.value })
+  return new SignJWT({
+    [claim.header]: claim.value,
+    intercept_header: claim.header,
+    intercept_value: claim.value,
+  })
     .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'JWT' })
     .setIssuer(TOKEN_ISSUER)
     .setAudience(claim.audience)
