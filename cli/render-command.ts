@@ -25,6 +25,11 @@ export function defineRender(program: Command, { io, setExit, settings }: Comman
         .choices(['standard', 'experimental'])
         .default('standard'),
     )
+    .option(
+      '--envoy-gateway',
+      "gateway-api mode: the cluster has Envoy Gateway's CRDs; write rate limits as its BackendTrafficPolicy",
+      false,
+    )
     .addOption(outputOption(['yaml', 'json'], 'yaml'))
     .option(
       '--out-dir <dir>',

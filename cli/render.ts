@@ -15,6 +15,7 @@ export interface RenderOptions {
   file: string[];
   mode: ControllerMode;
   gatewayApiChannel: GatewayApiChannel;
+  envoyGateway?: boolean;
   output: string;
   outDir?: string;
   ambientNamespace: string[];
@@ -34,6 +35,7 @@ export async function renderCommand(opts: RenderCliOptions, io: CliIO, settings:
     ambientNamespaces: new Set(opts.ambientNamespace),
     gatewayApiChannel: opts.gatewayApiChannel,
     tokensVerified: tokens !== undefined,
+    envoyGatewayPolicies: opts.envoyGateway === true,
     sourceOf: (p) => {
       const found = resources.policies.find(
         (r) => r.metadata.name === p.name && (r.metadata.namespace ?? DEFAULTS.namespace) === p.namespace,

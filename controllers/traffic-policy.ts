@@ -406,9 +406,14 @@ async function pruneUnwanted(
 ): Promise<void> {
   const owner = ownerReference(live);
   const keep = new Set(desired.map((o) => `${o.kind}/${o.metadata.name}`));
-  for (const { apiVersion, kind } of backend.ownedKinds) {
+  for (const { apiVersion, kind, optional } of backend.ownedKinds) {
     const selector = `${MANAGED_BY}=${MANAGED_BY_VALUE},${POLICY_LABEL}=${name}`;
-    for (const o of await kube.list<Live>(apiVersion, kind, namespace, selector)) {
+    const owned = await kube.list<Live>(apiVersion, kind, namespace, selector).catch((e: unknown) => {
+      // A kind the cluster does not serve holds nothing to prune.
+      if (optional && (e as { code?: number })?.code === 404) return [];
+      throw e;
+    });
+    for (const o of owned) {
       if (keep.has(`${kind}/${o.metadata?.name}`)) continue;
       // Labels can be copied; only what this policy controls is deleted.
       if (!ownedLike(o, { apiVersion, kind, metadata: { ownerReferences: [owner] } })) continue;

@@ -4,7 +4,8 @@
  * appears in the route and on its own preview URL route, and goes; a foreign HTTPRoute on the same
  * Gateway for the same host is a Conflict until it goes; what the implementation writes into the
  * route's status.parents (a refusal) reaches the TrafficPolicy's conditions; a progressive canary
- * run writes its weights into the route step by step and is promoted; a canary that Istio's
+ * run writes its weights into the route step by step and is promoted; rate limits become Envoy
+ * Gateway's BackendTrafficPolicy, whose refusal reaches the policy too; a canary that Istio's
  * standard metrics (of its own Service `web--v3`, scraped by a real Prometheus) show failing is
  * rolled back.
  */
@@ -16,6 +17,7 @@ import { type RunningController, startController } from '../cli/start-controller
 import { prometheusReader } from '../controllers/canary-metrics.js';
 import { createLogger } from '../core/common/logger.js';
 import { GATEWAY_API_V1 } from '../core/gateway-api/http-route.js';
+import { ENVOY_GATEWAY_V1ALPHA1 } from '../core/gateway-api/rate-limits.js';
 import { type Kube, kubeConfigFrom } from '../kube/client.js';
 import {
   adminKube,
@@ -24,12 +26,16 @@ import {
   stableWorkload,
   writeEndpoints,
 } from './support/cluster.js';
-import { type Envtest, sharedEnvtest } from './support/envtest.js';
+import { ENVOY_GATEWAY_SKIP_REASON, envoyGatewayAssets, envoyGatewayCrds } from './support/envoy-gateway.js';
+import { type Envtest, installCrds, sharedEnvtest } from './support/envtest.js';
 import { eventually } from './support/gateway.js';
 import { gatewayApiCrdFolder } from './support/gateway-api-crds.js';
 import { prometheusGate, startPrometheus, type TestPrometheus } from './support/prometheus.js';
 
 const shared = await sharedEnvtest({ istio: false });
+/** Envoy Gateway's CRDs, installed here: rate limits become its BackendTrafficPolicy. */
+const egAssets = shared ? envoyGatewayAssets() : undefined;
+if (shared && !egAssets && process.env.CI) throw new Error(`CI=true, but ${ENVOY_GATEWAY_SKIP_REASON}`);
 const prometheus = prometheusGate();
 const API = 'switchyard.dev/v1alpha1';
 const ns = 'gwapi-shop';
@@ -87,6 +93,7 @@ describe.skipIf(!shared || !gatewayApiCrdFolder() || !prometheus)(
       kube = adminKube(env);
       await createNamespace(kube, ns);
       await createNamespace(kube, 'infra');
+      if (egAssets) await installCrds(env.adminKubeconfig, envoyGatewayCrds(egAssets));
       await stableWorkload(kube, ns, 'web');
       // Istio's standard metrics as the destination sidecars of the canary v3 report them, reached
       // through its own Service web--v3: half of its answers are 503.
@@ -283,6 +290,67 @@ describe.skipIf(!shared || !gatewayApiCrdFolder() || !prometheus)(
       await setStatus({ type: 'Accepted', status: 'True', reason: 'Accepted', message: 'ok' });
       await eventually(async () => (await condition('Ready'))?.status === 'True', 10_000);
     });
+
+    it.skipIf(!egAssets)(
+      'rate limits become a BackendTrafficPolicy; what Envoy Gateway says of it reaches the policy; it goes with the limits',
+      async () => {
+        const limited = {
+          rateLimits: [{ name: 'per-key', key: { header: 'x-api-key' }, limit: 10, window: '1m' }],
+        };
+        await policy(limited);
+        type Btp = KubernetesObject & { spec: { targetRefs: { kind: string; name: string }[] } };
+        const btp = await eventually(
+          () => get<Btp>(ENVOY_GATEWAY_V1ALPHA1, 'BackendTrafficPolicy', 'web-ratelimit'),
+          10_000,
+        );
+        expect(btp.spec.targetRefs).toEqual([
+          { group: 'gateway.networking.k8s.io', kind: 'HTTPRoute', name: 'web' },
+        ]);
+        // As Envoy Gateway writes it: the policy conflicts with another on the same route.
+        await kube.replaceStatus('gateway.envoyproxy.io', 'v1alpha1', 'backendtrafficpolicies', {
+          ...btp,
+          status: {
+            ancestors: [
+              {
+                ancestorRef: {
+                  group: 'gateway.networking.k8s.io',
+                  kind: 'Gateway',
+                  namespace: 'infra',
+                  name: 'public',
+                },
+                controllerName: 'gateway.envoyproxy.io/gatewayclass-controller',
+                conditions: [
+                  {
+                    type: 'Accepted',
+                    status: 'False',
+                    reason: 'Conflicted',
+                    message: 'another policy already targets HTTPRoute gwapi-shop/web',
+                    lastTransitionTime: new Date().toISOString(),
+                    observedGeneration: 1,
+                  },
+                ],
+              },
+            ],
+          },
+        } as KubernetesObject);
+        // Its status is read at each reconcile (the kind is not watched: a cluster may not serve it).
+        await policy({ ...limited, timeout: '9s' });
+        const ready = await eventually(async () => {
+          const c = await condition('Ready');
+          return c?.reason === 'RouteNotAccepted' ? c : undefined;
+        }, 10_000);
+        expect(ready.message).toContain(
+          'BackendTrafficPolicy gwapi-shop/web-ratelimit: Gateway infra/public says Accepted=False (Conflicted: another policy already targets HTTPRoute gwapi-shop/web)',
+        );
+        await policy({});
+        await eventually(
+          async () =>
+            (await get(ENVOY_GATEWAY_V1ALPHA1, 'BackendTrafficPolicy', 'web-ratelimit')) === undefined,
+          10_000,
+        );
+        await eventually(async () => (await condition('Ready'))?.status === 'True', 10_000);
+      },
+    );
 
     it('a progressive canary run writes each step’s weight into the route and is promoted', async () => {
       await writeEndpoints(kube, ns, 'web--v2', [{ address: '10.0.0.2', port: 8080 }]);

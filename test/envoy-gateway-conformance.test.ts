@@ -11,6 +11,7 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadAndCompile } from '../cli/input.js';
+import { compile } from '../core/compiler/compile.js';
 import { GATEWAY_API_V1 } from '../core/gateway-api/http-route.js';
 import { renderGatewayApi } from '../core/gateway-api/render.js';
 import type { Kube } from '../kube/client.js';
@@ -33,9 +34,10 @@ import {
 } from './support/envoy-gateway.js';
 import { type Envtest, installCrds, startEnvtestWithCrds } from './support/envtest.js';
 import { gatewayApiCrdFolder } from './support/gateway-api-crds.js';
-import { untilRouted } from './support/http.js';
-import { meshTestGate } from './support/mesh.js';
+import { header, send, untilRouted } from './support/http.js';
+import { meshTestGate, serviceWithEndpoints } from './support/mesh.js';
 import { createTestNetns, type NetnsUpstream, type TestNetns } from './support/netns.js';
+import { load } from './support/random-policies.js';
 
 const gate = meshTestGate();
 const assets = gate && gatewayApiCrdFolder() ? envoyGatewayAssets() : undefined;
@@ -44,6 +46,21 @@ const ns = EXAMPLES_NAMESPACE;
 
 /** The rows Envoy Gateway carries: every host outside the mesh. */
 const ROWS = CONFORMANCE_TABLE.filter((row) => !row.host.endsWith('.svc.cluster.local'));
+
+/** A policy behind the public Gateway with one rate limit: 3 requests a minute per API key. */
+const LIMITED_POLICY = {
+  apiVersion: 'switchyard.dev/v1alpha1',
+  kind: 'TrafficPolicy',
+  metadata: { name: 'limited', namespace: 'limits' },
+  spec: {
+    service: 'limited',
+    port: 80,
+    stable: 'v1',
+    hosts: ['limited.example.com'],
+    gateways: ['istio-system/public'],
+    rateLimits: [{ name: 'per-key', key: { header: 'x-api-key' }, limit: 3, window: '1m' }],
+  },
+};
 
 describe.skipIf(!assets)('conformance through Envoy Gateway from Gateway API routes', () => {
   const { envtest } = gate as NonNullable<typeof gate>;
@@ -54,6 +71,7 @@ describe.skipIf(!assets)('conformance through Envoy Gateway from Gateway API rou
   const ports = { public: 0, previews: 0 };
   const upstreams: NetnsUpstream[] = [];
   let routes: KubernetesObject[];
+  let limited: KubernetesObject[];
   const apply = (o: object) => admin.apply(o as KubernetesObject, 'eg-test', true);
   const portFor = (row: ConformanceRow) => (row.host.includes('.preview.') ? ports.previews : ports.public);
 
@@ -67,8 +85,10 @@ describe.skipIf(!assets)('conformance through Envoy Gateway from Gateway API rou
     eg = await startEnvoyGateway(assets as string, `${gate?.assets}/envoy`, env.adminKubeconfig, apply);
     Object.assign(ports, await envoyGatewayGateways(apply));
     const { plan } = await loadAndCompile([EXAMPLES]);
-    routes = renderGatewayApi(plan, { channel: 'experimental' }).objects as KubernetesObject[];
+    routes = renderGatewayApi(plan, { channel: 'experimental', envoyGatewayPolicies: true })
+      .objects as KubernetesObject[];
     for (const o of routes) await apply(o);
+    limited = await limitedPolicy();
     await untilRouted(
       [
         {
@@ -81,6 +101,42 @@ describe.skipIf(!assets)('conformance through Envoy Gateway from Gateway API rou
       60_000,
     );
   }, 180_000);
+
+  /**
+   * A policy with rate limits on the public Gateway (the examples' rate limits are in-mesh), its
+   * stable version a test host of its own: rendered with Envoy Gateway's policies and applied.
+   */
+  async function limitedPolicy(): Promise<KubernetesObject[]> {
+    await createNamespace(admin, 'limits');
+    const host = await hosts.startUpstream('limited/v1');
+    upstreams.push(host);
+    await serviceWithEndpoints(
+      apply,
+      { namespace: 'limits', name: 'limited', port: 80, selector: { app: 'limited' } },
+      [{ labels: { app: 'limited', version: 'v1' }, host }],
+    );
+    await apply({
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: {
+        name: 'limited--v1-0',
+        namespace: 'limits',
+        labels: { 'kubernetes.io/service-name': 'limited--v1' },
+      },
+      addressType: 'IPv4',
+      ports: [{ name: 'http', port: host.port, protocol: 'TCP' }],
+      endpoints: [{ addresses: [host.address], conditions: { ready: true } }],
+    });
+    const { resources, problems } = load([LIMITED_POLICY]);
+    expect(problems).toEqual([]);
+    const out = renderGatewayApi(compile(resources).plan, {
+      channel: 'experimental',
+      envoyGatewayPolicies: true,
+    });
+    expect(out.problems).toEqual([]);
+    for (const o of out.objects) await apply(o);
+    return out.objects as KubernetesObject[];
+  }
 
   afterAll(async () => {
     await eg?.stop();
@@ -97,9 +153,61 @@ describe.skipIf(!assets)('conformance through Envoy Gateway from Gateway API rou
     await checkRowThroughEnvoy(row, `http://127.0.0.1:${portFor(row)}`, async () => 0);
   });
 
+  it('rate limits as a BackendTrafficPolicy: a bucket per API key, 429 past the limit, with x-ratelimit headers', async () => {
+    const base = `http://127.0.0.1:${ports.public}`;
+    // Who answered: the test host (its body is its name) or Envoy itself. (Envoy's own 429 carries
+    // the route's response headers too, x-switchyard-upstream among them, as its 401 does in Istio.)
+    const answer = async (key: string) => {
+      const r = await send(base, { host: 'limited.example.com', headers: { 'x-api-key': key } });
+      return { status: r.status, answeredBy: r.body === 'limited/v1' ? 'limited/v1' : 'envoy' };
+    };
+    // The policy reaches Envoy after the route: wait until a fourth request of one key is refused.
+    await untilRouted([{ base, request: { host: 'limited.example.com' }, upstream: 'limited/v1' }], () =>
+      eg.log(),
+    );
+    const until = Date.now() + 30_000;
+    let probe = 0;
+    for (;;) {
+      const key = `probe-${probe++}`;
+      const answers = [];
+      for (let i = 0; i < 4; i++) answers.push((await answer(key)).status);
+      if (answers.join() === '200,200,200,429') break;
+      if (Date.now() > until) throw new Error(`no limit took effect: ${answers.join()}\n${eg.log()}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    // A fresh key has its own bucket of 3 a minute; the refused request says when to come back.
+    const key = 'alice';
+    const seen = [];
+    for (let i = 0; i < 4; i++) seen.push(await answer(key));
+    expect(seen).toEqual([
+      { status: 200, answeredBy: 'limited/v1' },
+      { status: 200, answeredBy: 'limited/v1' },
+      { status: 200, answeredBy: 'limited/v1' },
+      { status: 429, answeredBy: 'envoy' },
+    ]);
+    const refused = await send(base, { host: 'limited.example.com', headers: { 'x-api-key': key } });
+    expect(refused.status).toBe(429);
+    expect(header(refused, 'x-ratelimit-limit')).toBe('3');
+    expect(Number(header(refused, 'x-ratelimit-reset'))).toBeGreaterThan(0);
+    expect((await answer('bob')).status).toBe(200);
+    // Envoy Gateway accepted the policy for the route (status.ancestors).
+    const policy = await admin.get<
+      KubernetesObject & { status?: { ancestors?: { conditions?: { type: string; status: string }[] }[] } }
+    >({
+      apiVersion: 'gateway.envoyproxy.io/v1alpha1',
+      kind: 'BackendTrafficPolicy',
+      namespace: 'limits',
+      name: 'limited-ratelimit',
+    });
+    expect(
+      policy?.status?.ancestors?.flatMap((a) => a.conditions ?? []).find((c) => c.type === 'Accepted')
+        ?.status,
+    ).toBe('True');
+  }, 60_000);
+
   it('Envoy Gateway accepted every route it serves, and its Envoy every update', async () => {
     expect(await eg.rejected()).toBe(0);
-    const served = routes.filter(
+    const served = [...routes, ...limited].filter(
       (o) =>
         o.apiVersion === GATEWAY_API_V1 &&
         ((o as { spec?: { parentRefs?: { name: string }[] } }).spec?.parentRefs ?? []).some(

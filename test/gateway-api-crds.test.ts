@@ -1,6 +1,6 @@
 /**
  * What the Gateway API renderer writes is accepted by a real API server with the Gateway API v1.6.3
- * CRDs of each channel (server-side apply, dryRun=All: the OpenAPI schemas and CEL rules), for
+ * CRDs of each channel (and Envoy Gateway v1.9.1's, for the BackendTrafficPolicies of rate limits) (server-side apply, dryRun=All: the OpenAPI schemas and CEL rules), for
  * every example and a fixed-seed sample of random policies; and the channel matters: retries
  * rendered for the experimental channel are refused by the standard one.
  */
@@ -14,6 +14,7 @@ import type { GatewayApiChannel } from '../core/gateway-api/http-route.js';
 import { renderGatewayApi } from '../core/gateway-api/render.js';
 import { EXAMPLES } from './support/cli.js';
 import { adminKube, createNamespace } from './support/cluster.js';
+import { ENVOY_GATEWAY_SKIP_REASON, envoyGatewayAssets, envoyGatewayCrds } from './support/envoy-gateway.js';
 import {
   ENVTEST_SKIP_REASON,
   type Envtest,
@@ -26,7 +27,14 @@ import { load, worldArb } from './support/random-policies.js';
 
 const assets = envtestAssets();
 const crds = gatewayApiCrdFolder();
-const missing = !assets ? ENVTEST_SKIP_REASON : !crds ? GATEWAY_API_SKIP_REASON : undefined;
+const egAssets = assets && crds ? envoyGatewayAssets() : undefined;
+const missing = !assets
+  ? ENVTEST_SKIP_REASON
+  : !crds
+    ? GATEWAY_API_SKIP_REASON
+    : !egAssets
+      ? ENVOY_GATEWAY_SKIP_REASON
+      : undefined;
 if (missing && process.env.CI) throw new Error(`CI=true, but ${missing}`);
 if (missing) console.warn(missing);
 
@@ -49,13 +57,39 @@ async function rendered(channel: GatewayApiChannel): Promise<KubeObject[]> {
         mirror: { to: { version: 'v2' }, percent: 5 },
       },
     },
+    {
+      apiVersion: 'switchyard.dev/v1alpha1',
+      kind: 'TrafficPolicy',
+      metadata: { name: 'limited', namespace: 'shop' },
+      spec: {
+        service: 'limited',
+        port: 80,
+        stable: 'v1',
+        hosts: ['limited.example.com'],
+        gateways: ['istio-system/public'],
+        previews: { repository: 'acme/limited', domain: 'preview.example.com' },
+        rateLimits: [
+          { name: 'per-key', key: { header: 'x-api-key' }, limit: 100, window: '1m' },
+          { name: 'per-ip', key: { clientIp: {} }, limit: 5, window: '1s', appliesTo: 'previews' },
+          { name: 'route', key: { route: {} }, limit: 100000, window: '24h' },
+        ],
+      },
+    },
+    {
+      apiVersion: 'switchyard.dev/v1alpha1',
+      kind: 'Preview',
+      metadata: { name: 'limited-pr-7-abcdef0', namespace: 'shop' },
+      spec: { policy: 'limited', repository: 'acme/limited', pullRequest: 7, commit: 'abcdef0' },
+    },
   ]).resources;
   const plans = [
     examples.plan,
     compile(grpc).plan,
     ...worlds.map((world) => compile(load(world.flatMap((w) => [w.policy, ...w.previews])).resources).plan),
   ];
-  return plans.flatMap((plan) => renderGatewayApi(plan, { channel, tokensVerified: true }).objects);
+  return plans.flatMap(
+    (plan) => renderGatewayApi(plan, { channel, tokensVerified: true, envoyGatewayPolicies: true }).objects,
+  );
 }
 
 async function dryRunApply(api: KubernetesObjectApi, o: KubeObject): Promise<string | undefined> {
@@ -80,7 +114,10 @@ describe.skipIf(missing)('Gateway API v1.6.3 CRDs on a real API server', () => {
 
   beforeAll(async () => {
     env = await startEnvtest(assets as string);
-    await installCrds(env.adminKubeconfig, gatewayApiCrds(crds as string, 'standard'));
+    await installCrds(env.adminKubeconfig, [
+      ...gatewayApiCrds(crds as string, 'standard'),
+      ...envoyGatewayCrds(egAssets as string),
+    ]);
     for (const ns of ['shop', 'team-b', 'payments', 'istio-system'])
       await createNamespace(adminKube(env), ns);
     const kc = new KubeConfig();
@@ -93,6 +130,10 @@ describe.skipIf(missing)('Gateway API v1.6.3 CRDs on a real API server', () => {
   it('standard channel: every route and Service rendered for it is accepted', async () => {
     const objects = await rendered('standard');
     expect(objects.filter((o) => o.kind === 'HTTPRoute').length).toBeGreaterThan(40);
+    // Rate limits as Envoy Gateway's BackendTrafficPolicy: the policy-wide one and the previews' one.
+    expect(objects.filter((o) => o.kind === 'BackendTrafficPolicy').map((o) => o.metadata.name)).toEqual(
+      expect.arrayContaining(['limited-ratelimit', 'limited-ratelimit-previews']),
+    );
     expect(objects.some((o) => o.kind === 'GRPCRoute')).toBe(true);
     const refused = (await Promise.all(objects.map((o) => dryRunApply(api, o)))).filter(Boolean);
     expect(refused).toEqual([]);

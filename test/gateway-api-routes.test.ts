@@ -283,6 +283,74 @@ describe('property: random valid policies through the Gateway API renderer', () 
     expect(unverified.problems[0]?.message).toMatch(/no Gateway verifies intercept tokens here/);
   });
 
+  it('rate limits become Envoy Gateway BackendTrafficPolicies where its CRDs are; what it cannot count is said, never dropped silently', () => {
+    const docs = [
+      ...policyDocs({
+        hosts: ['web.example.com'],
+        gateways: ['istio-system/public'],
+        previews: { repository: 'acme/web', domain: 'preview.example.com' },
+        rateLimits: [
+          { name: 'per-key', key: { header: 'x-api-key' }, limit: 100, window: '1m' },
+          { name: 'per-ip', key: { clientIp: {} }, limit: 5, window: '1s', appliesTo: 'previews' },
+          { name: 'odd-window', key: { route: {} }, limit: 10, window: '30s' },
+          { name: 'canary-only', key: { route: {} }, limit: 10, window: '1s', appliesTo: 'canary' },
+          { name: 'dry-run', key: { header: 'x-tenant' }, limit: 10, window: '1s', enforce: false },
+        ],
+      }),
+      {
+        apiVersion: 'switchyard.dev/v1alpha1',
+        kind: 'Preview',
+        metadata: { name: 'web-pr-7-abcdef0', namespace: 'shop' },
+        spec: { policy: 'web', repository: 'acme/web', pullRequest: 7, commit: 'abcdef0' },
+      },
+    ];
+    const { plan } = render(docs.slice(0, 1));
+    const withPreview = compile(load(docs).resources).plan;
+    expect(plan.policies).toHaveLength(1);
+    const out = renderGatewayApi(withPreview, { channel: 'experimental', envoyGatewayPolicies: true });
+    const policies = out.objects.filter((o) => o.kind === 'BackendTrafficPolicy');
+    const summary = policies.map((o) => ({
+      name: o.metadata.name,
+      targets: (o.spec.targetRefs as { name: string; sectionName?: string }[]).map(
+        (t) => `${t.name}${t.sectionName ? `#${t.sectionName}` : ''}`,
+      ),
+      rules: (o.spec.rateLimit as { local: { rules: unknown[] } }).local.rules,
+    }));
+    const perKey = {
+      clientSelectors: [{ headers: [{ name: 'x-api-key', type: 'Distinct' }] }],
+      limit: { requests: 100, unit: 'Minute' },
+    };
+    const perIp = (value: string) => ({
+      clientSelectors: [{ sourceCIDR: { type: 'Distinct', value } }],
+      limit: { requests: 5, unit: 'Second' },
+    });
+    expect(summary).toEqual([
+      // Policy-wide: the main route (its preview rules take the previews' policy, which also holds it).
+      { name: 'web-ratelimit', targets: ['web'], rules: [perKey] },
+      {
+        name: 'web-ratelimit-previews',
+        targets: [
+          'web#preview-pr-7-abcdef0',
+          'web#preview-pr-7',
+          'web-preview-host-pr-7-abcdef0',
+          'web-preview-host-pr-7',
+        ],
+        rules: [perKey, perIp('0.0.0.0/0'), perIp('::/0')],
+      },
+    ]);
+    expect(out.problems.map((p) => p.message)).toEqual([
+      expect.stringMatching(
+        /rate limit odd-window: Envoy Gateway counts per second, minute, hour, day or week, not per 30 s/,
+      ),
+      expect.stringMatching(/rate limit canary-only: appliesTo canary: .* share the split rule/),
+      expect.stringMatching(/rate limit dry-run: enforce: false: .*global rate limits only/),
+    ]);
+    // Without Envoy Gateway's CRDs, nothing can carry them: one problem, no object.
+    const plain = renderGatewayApi(withPreview, { channel: 'experimental' });
+    expect(plain.objects.some((o) => o.kind === 'BackendTrafficPolicy')).toBe(false);
+    expect(plain.problems.map((p) => p.path)).toEqual(['spec.rateLimits']);
+  });
+
   it('the standard channel gets no retries, and says so; the experimental channel gets them', () => {
     const docs = policyDocs({ timeout: '5s', retries: { attempts: 2, perTryTimeout: '1s', on: ['5xx'] } });
     const standard = render(docs, 'standard');

@@ -79,6 +79,8 @@ export interface OfflineRenderOptions {
   gatewayApiChannel: GatewayApiChannel;
   /** Token keys were given: the token objects are written beside the policies' (`--token-jwks`). */
   tokensVerified: boolean;
+  /** Gateway API mode: Envoy Gateway's CRDs are on the cluster (its policies carry rate limits). */
+  envoyGatewayPolicies: boolean;
   /** Where a policy was read from, so a problem names its file. */
   sourceOf: (policy: { namespace: string; name: string }) => Source | undefined;
 }
@@ -107,8 +109,12 @@ export interface Backend {
    */
   readonly tokenClaimHeaders: boolean;
   readonly install: InstallProfile;
-  /** The kinds it writes and prunes, in pruning order (routes before what they refer to). */
-  readonly ownedKinds: readonly { apiVersion: string; kind: string }[];
+  /**
+   * The kinds it writes and prunes, in pruning order (routes before what they refer to); an
+   * `optional` kind is one the cluster may not serve (an implementation's own policy), where there
+   * is nothing to prune.
+   */
+  readonly ownedKinds: readonly { apiVersion: string; kind: string; optional?: boolean }[];
   /** What to write for one compiled policy (the reconciler adds owner references). */
   desired(kube: Kube, plan: PolicyPlan, namespace: string, context: DesiredContext): Promise<Desired>;
   /** Objects outside Switchyard that already serve what `objects` would: one sentence each. */

@@ -12,7 +12,8 @@ import type { KubeObject } from '../../core/compiler/objects.js';
 import { UPSTREAM_HEADER } from '../../core/compiler/plan.js';
 import { versionServices } from '../../core/compiler/version-services.js';
 import { GATEWAY_API_V1, type GatewayApiChannel, renderRoutes } from '../../core/gateway-api/http-route.js';
-import { rateLimitGap, renderGatewayApi } from '../../core/gateway-api/render.js';
+import { ENVOY_GATEWAY_V1ALPHA1 } from '../../core/gateway-api/rate-limits.js';
+import { renderGatewayApi, renderRateLimits } from '../../core/gateway-api/render.js';
 import {
   TOKEN_AUTHENTICATION_NAME,
   tokenVerificationKinds,
@@ -27,6 +28,7 @@ import { setupTokenAuthentication } from './istio-tokens.js';
 import { stableServiceSpec, versionServiceNotServing } from './version-services.js';
 
 const ROUTE_KINDS = ['HTTPRoute', 'GRPCRoute'] as const;
+const BACKEND_TRAFFIC_POLICY_CRD = 'backendtrafficpolicies.gateway.envoyproxy.io';
 
 /** What /readyz says when the cluster lacks the Gateway API's CRDs. */
 const NEEDS_GATEWAY_API =
@@ -47,7 +49,11 @@ type RouteSpec = {
 type RouteCondition = { type: string; status: string; reason?: string; message?: string };
 type LiveRoute = KubernetesObject & {
   spec?: RouteSpec;
-  status?: { parents?: { parentRef: ParentRef; controllerName?: string; conditions?: RouteCondition[] }[] };
+  status?: {
+    parents?: { parentRef: ParentRef; controllerName?: string; conditions?: RouteCondition[] }[];
+    /** A policy's (Envoy Gateway's BackendTrafficPolicy): the same shape, by ancestor. */
+    ancestors?: { ancestorRef: ParentRef; controllerName?: string; conditions?: RouteCondition[] }[];
+  };
 };
 
 /**
@@ -64,6 +70,16 @@ async function installedChannel(kube: Kube): Promise<GatewayApiChannel | undefin
   return crd.metadata?.annotations?.['gateway.networking.k8s.io/channel'] === 'experimental'
     ? 'experimental'
     : 'standard';
+}
+
+/** Whether Envoy Gateway's BackendTrafficPolicy is served (rate limits are written as one). */
+async function envoyGatewayPolicies(kube: Kube): Promise<boolean> {
+  const crd = await kube.get<KubernetesObject>({
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    name: BACKEND_TRAFFIC_POLICY_CRD,
+  });
+  return crd !== undefined;
 }
 
 /**
@@ -91,8 +107,9 @@ function parentKey(p: ParentRef, routeNamespace: string): string {
 }
 
 /**
- * What the implementation said of the routes this policy already has: each parent that did not
- * accept a route, or could not resolve its backends, with its reason and message.
+ * What the implementation said of the routes and policies this policy already has: each parent
+ * (a route's `status.parents`, a policy's `status.ancestors`) that did not accept one, or could not
+ * resolve its backends, with its reason and message.
  */
 async function routeRefusals(
   kube: Kube,
@@ -100,14 +117,20 @@ async function routeRefusals(
   namespace: string,
 ): Promise<Problem[]> {
   const refusals: Problem[] = [];
-  for (const o of objects.filter((x) => x.apiVersion === GATEWAY_API_V1)) {
+  for (const o of objects.filter(
+    (x) => x.apiVersion === GATEWAY_API_V1 || x.apiVersion === ENVOY_GATEWAY_V1ALPHA1,
+  )) {
     const live = await kube.get<LiveRoute>({
       apiVersion: o.apiVersion,
       kind: o.kind,
       namespace,
       name: o.metadata.name,
     });
-    for (const parent of live?.status?.parents ?? [])
+    const parents = [
+      ...(live?.status?.parents ?? []),
+      ...(live?.status?.ancestors ?? []).map((a) => ({ ...a, parentRef: a.ancestorRef })),
+    ];
+    for (const parent of parents)
       for (const c of parent.conditions ?? [])
         if ((c.type === 'Accepted' || c.type === 'ResolvedRefs') && c.status === 'False')
           refusals.push(
@@ -135,6 +158,7 @@ export const gatewayApiBackend: Backend = {
   ownedKinds: [
     { apiVersion: GATEWAY_API_V1, kind: 'HTTPRoute' },
     { apiVersion: GATEWAY_API_V1, kind: 'GRPCRoute' },
+    { apiVersion: ENVOY_GATEWAY_V1ALPHA1, kind: 'BackendTrafficPolicy', optional: true },
     { apiVersion: 'v1', kind: 'Service' },
   ],
 
@@ -144,8 +168,9 @@ export const gatewayApiBackend: Backend = {
     const service = await stableServiceSpec(kube, plan, namespace);
     if ('ok' in service) return service;
     const routes = renderRoutes(plan, channel, await tokensVerified(kube, tokenVerifierNamespace));
-    const objects = [...versionServices(plan, service), ...routes.objects];
-    const problems = [...routes.problems, ...rateLimitGap(plan, undefined)];
+    const limits = renderRateLimits(plan, routes.objects, await envoyGatewayPolicies(kube));
+    const objects = [...versionServices(plan, service), ...routes.objects, ...limits.objects];
+    const problems = [...routes.problems, ...limits.problems];
     return { ok: true, objects, problems: [...problems, ...(await routeRefusals(kube, objects, namespace))] };
   },
 
@@ -205,8 +230,8 @@ export const gatewayApiBackend: Backend = {
 
   analysisSeries: (meshMetrics) => meshMetrics,
 
-  renderOffline: (plan, { gatewayApiChannel, tokensVerified, sourceOf }) =>
-    renderGatewayApi(plan, { channel: gatewayApiChannel, tokensVerified, sourceOf }),
+  renderOffline: (plan, { gatewayApiChannel, tokensVerified, envoyGatewayPolicies, sourceOf }) =>
+    renderGatewayApi(plan, { channel: gatewayApiChannel, tokensVerified, envoyGatewayPolicies, sourceOf }),
 };
 
 /**

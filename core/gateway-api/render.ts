@@ -8,6 +8,7 @@ import type { KubeObject } from '../compiler/objects.js';
 import type { PolicyPlan, RoutePlan } from '../compiler/plan.js';
 import { offlineService, versionServices } from '../compiler/version-services.js';
 import { type GatewayApiChannel, renderRoutes } from './http-route.js';
+import { type RenderedRateLimits, renderRateLimitPolicies } from './rate-limits.js';
 
 export interface GatewayApiRenderOptions {
   /** The channel of the Gateway API CRDs on the cluster (retries are experimental). */
@@ -18,6 +19,11 @@ export interface GatewayApiRenderOptions {
    * is left out: a claim header would be whatever a client sent.
    */
   tokensVerified?: boolean;
+  /**
+   * Envoy Gateway's CRDs are installed: rate limits are written as its BackendTrafficPolicy
+   * (rate-limits.ts). Without it they are left out with a problem.
+   */
+  envoyGatewayPolicies?: boolean;
   /** Where a policy was read from, so a problem names its file. */
   sourceOf?: (policy: { namespace: string; name: string }) => Source | undefined;
 }
@@ -32,25 +38,34 @@ export function renderGatewayApi(plan: RoutePlan, options: GatewayApiRenderOptio
   const problems: Problem[] = [];
   for (const policy of plan.policies) {
     const routes = renderRoutes(policy, options.channel, options.tokensVerified ?? false);
-    objects.push(...routes.objects, ...versionServices(policy, offlineService(policy)));
+    const limits = renderRateLimits(policy, routes.objects, options.envoyGatewayPolicies ?? false);
+    objects.push(...routes.objects, ...limits.objects, ...versionServices(policy, offlineService(policy)));
     const source = options.sourceOf?.(policy);
-    problems.push(
-      ...routes.problems.map((p) => (source ? { ...p, source } : p)),
-      ...rateLimitGap(policy, source),
-    );
+    problems.push(...[...routes.problems, ...limits.problems].map((p) => (source ? { ...p, source } : p)));
   }
   return { objects, problems };
 }
 
-/** Rate limits need an implementation's own policy object, which this backend does not write yet. */
-export function rateLimitGap(policy: PolicyPlan, source: Source | undefined): Problem[] {
-  if (policy.rateLimits.length === 0) return [];
-  return [
-    problem(
-      'SY_GATEWAY_API_UNSUPPORTED',
-      `TrafficPolicy ${policy.namespace}/${policy.name} has rate limits; the Gateway API has none of its own, and this backend does not yet write an implementation's policy for them (Envoy Gateway's BackendTrafficPolicy); they were not written`,
-      source,
-      'spec.rateLimits',
-    ),
-  ];
+/**
+ * Rate limits need an implementation's own policy object: Envoy Gateway's where its CRDs are;
+ * elsewhere (Istio's Gateway API routes and waypoints) nothing can carry them, and that is said.
+ */
+export function renderRateLimits(
+  policy: PolicyPlan,
+  routes: readonly KubeObject[],
+  envoyGatewayPolicies: boolean,
+): RenderedRateLimits {
+  if (policy.rateLimits.length === 0) return { objects: [], problems: [] };
+  if (envoyGatewayPolicies) return renderRateLimitPolicies(policy, routes);
+  return {
+    objects: [],
+    problems: [
+      problem(
+        'SY_GATEWAY_API_UNSUPPORTED',
+        `TrafficPolicy ${policy.namespace}/${policy.name} has rate limits; the Gateway API has none of its own, and the only implementation's policy this backend writes is Envoy Gateway's (BackendTrafficPolicy), whose CRDs are not installed; they were not written`,
+        undefined,
+        'spec.rateLimits',
+      ),
+    ],
+  };
 }
