@@ -20,6 +20,7 @@ import { parseDurationMs } from '../core/common/duration.js';
 import { sameRepository } from '../core/compiler/compile.js';
 import { latestRef, pinnedRef, previewHost, sha7 } from '../core/compiler/names.js';
 import { compareAge } from '../core/compiler/preview-age.js';
+import { copiedPort } from '../core/compiler/version-services.js';
 import { type ConditionValue, mergeConditions, REASON, type Reason } from '../core/resources/conditions.js';
 import {
   MANAGED_BY,
@@ -377,7 +378,10 @@ async function cloneStable(
     apiVersion: 'v1',
     kind: 'Service',
     metadata: { name, namespace, labels, ownerReferences: [owner] },
-    spec: { selector: { [PREVIEW_LABEL]: name }, ports: (service.spec.ports ?? []).map((p) => ({ ...p })) },
+    spec: {
+      selector: { [PREVIEW_LABEL]: name },
+      ports: (service.spec.ports ?? []).map((p) => copiedPort(p, policy.spec.upstreamProtocol ?? 'http1')),
+    },
   };
   return { ok: true, image, objects: [deployment, previewService] };
 }

@@ -93,7 +93,8 @@ describe.skipIf(!shared || !gatewayApiCrdFolder() || !prometheus)(
       kube = adminKube(env);
       await createNamespace(kube, ns);
       await createNamespace(kube, 'infra');
-      if (egAssets) await installCrds(env.adminKubeconfig, envoyGatewayCrds(egAssets));
+      if (egAssets)
+        await installCrds(env.adminKubeconfig, envoyGatewayCrds(egAssets, ['backendtrafficpolicies']));
       await stableWorkload(kube, ns, 'web');
       // Istio's standard metrics as the destination sidecars of the canary v3 report them, reached
       // through its own Service web--v3: half of its answers are 503.

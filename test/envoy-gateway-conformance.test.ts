@@ -34,6 +34,7 @@ import {
 } from './support/envoy-gateway.js';
 import { type Envtest, installCrds, startEnvtestWithCrds } from './support/envtest.js';
 import { gatewayApiCrdFolder } from './support/gateway-api-crds.js';
+import { grpcBackends, grpcPolicy, untilWhoAnswers, whoAnswers } from './support/grpc-echo.js';
 import { header, send, untilRouted } from './support/http.js';
 import { meshTestGate, serviceWithEndpoints } from './support/mesh.js';
 import { createTestNetns, type NetnsUpstream, type TestNetns } from './support/netns.js';
@@ -71,7 +72,8 @@ describe.skipIf(!assets)('conformance through Envoy Gateway from Gateway API rou
   const ports = { public: 0, previews: 0 };
   const upstreams: NetnsUpstream[] = [];
   let routes: KubernetesObject[];
-  let limited: KubernetesObject[];
+  /** Objects the tests below applied beside the examples: the rate-limited policy's, the gRPC route. */
+  let extra: KubernetesObject[];
   const apply = (o: object) => admin.apply(o as KubernetesObject, 'eg-test', true);
   const portFor = (row: ConformanceRow) => (row.host.includes('.preview.') ? ports.previews : ports.public);
 
@@ -88,7 +90,7 @@ describe.skipIf(!assets)('conformance through Envoy Gateway from Gateway API rou
     routes = renderGatewayApi(plan, { channel: 'experimental', envoyGatewayPolicies: true })
       .objects as KubernetesObject[];
     for (const o of routes) await apply(o);
-    limited = await limitedPolicy();
+    extra = await limitedPolicy();
     await untilRouted(
       [
         {
@@ -205,9 +207,24 @@ describe.skipIf(!assets)('conformance through Envoy Gateway from Gateway API rou
     ).toBe('True');
   }, 60_000);
 
+  it('gRPC: a GRPCRoute reaches the gRPC test host of each version, by metadata', async () => {
+    await createNamespace(admin, 'grpc');
+    upstreams.push(...(await grpcBackends(apply, hosts, 'grpc', 'echo', ['v1', 'v3'])));
+    const { resources, problems } = load([grpcPolicy('grpc', 'echo', 'echo.grpc.test')]);
+    expect(problems).toEqual([]);
+    const out = renderGatewayApi(compile(resources).plan, { channel: 'experimental' });
+    expect(out.problems).toEqual([]);
+    for (const o of out.objects) await apply(o);
+    extra.push(...(out.objects as KubernetesObject[]).filter((o) => o.kind === 'GRPCRoute'));
+    const address = `127.0.0.1:${ports.public}`;
+    await untilWhoAnswers(address, 'echo.grpc.test', 'echo/v1', () => eg.log());
+    expect(await whoAnswers(address, 'echo.grpc.test', { 'x-user': 'alice' })).toBe('echo/v3');
+    expect(await whoAnswers(address, 'echo.grpc.test', { 'x-user': 'bob' })).toBe('echo/v1');
+  }, 60_000);
+
   it('Envoy Gateway accepted every route it serves, and its Envoy every update', async () => {
     expect(await eg.rejected()).toBe(0);
-    const served = [...routes, ...limited].filter(
+    const served = [...routes, ...extra].filter(
       (o) =>
         o.apiVersion === GATEWAY_API_V1 &&
         ((o as { spec?: { parentRefs?: { name: string }[] } }).spec?.parentRefs ?? []).some(

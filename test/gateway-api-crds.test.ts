@@ -116,7 +116,7 @@ describe.skipIf(missing)('Gateway API v1.6.3 CRDs on a real API server', () => {
     env = await startEnvtest(assets as string);
     await installCrds(env.adminKubeconfig, [
       ...gatewayApiCrds(crds as string, 'standard'),
-      ...envoyGatewayCrds(egAssets as string),
+      ...envoyGatewayCrds(egAssets as string, ['backendtrafficpolicies']),
     ]);
     for (const ns of ['shop', 'team-b', 'payments', 'istio-system'])
       await createNamespace(adminKube(env), ns);

@@ -128,6 +128,13 @@ describe('Gateway API routes keep the plan order under the API precedence', () =
       }),
     );
     expect(objects[0]?.kind).toBe('GRPCRoute');
+    // The per-version Services tell the implementation to speak HTTP/2 to the pods (GEP-1911).
+    const services = objects.filter((o) => o.kind === 'Service');
+    expect(services.length).toBeGreaterThan(0);
+    for (const svc of services)
+      expect((svc.spec.ports as { appProtocol?: string }[]).map((p) => p.appProtocol)).toEqual([
+        'kubernetes.io/h2c',
+      ]);
     const rules = (routes[0] as RouteObject).spec.rules;
     // The GET-only mirror rule can never match gRPC: it is not written (an empty match list would match all).
     expect(rules.map((r) => r.name)).toEqual(

@@ -290,7 +290,7 @@ describe.skipIf(!gate)('RBAC in deploy/install against the calls the controller 
   beforeAll(async () => {
     github = await startGithubStandIn();
     env = await startEnvtestWithCrds(gate as NonNullable<typeof gate>, { audit: true });
-    if (egCrds) await installCrds(env.adminKubeconfig, envoyGatewayCrds(egCrds));
+    if (egCrds) await installCrds(env.adminKubeconfig, envoyGatewayCrds(egCrds, ['backendtrafficpolicies']));
     admin = adminKube(env);
     for (const mode of MODES)
       for (const o of rbacOf(mode, `rbac-${mode}`)) {

@@ -14,10 +14,29 @@ import { versionServiceName } from './names.js';
 import type { KubeObject } from './objects.js';
 import type { PolicyPlan } from './plan.js';
 
-export type ServiceSpec = {
-  selector?: Record<string, string>;
-  ports?: { name?: string; port: number; targetPort?: number | string; protocol?: string }[];
+export type ServicePort = {
+  name?: string;
+  port: number;
+  targetPort?: number | string;
+  protocol?: string;
+  appProtocol?: string;
 };
+export type ServiceSpec = { selector?: Record<string, string>; ports?: ServicePort[] };
+
+/**
+ * The Gateway API's appProtocol for cleartext HTTP/2 (GEP-1911): what tells an implementation
+ * (Envoy Gateway, Istio) to speak HTTP/2 to the pods of a Service whose port says nothing else.
+ */
+export const H2C_APP_PROTOCOL = 'kubernetes.io/h2c';
+
+/**
+ * A Service port as Switchyard copies it: with `upstreamProtocol: http2` (gRPC) and no
+ * appProtocol of its own, marked h2c, or the proxies would speak HTTP/1.1 to a gRPC server.
+ */
+export function copiedPort(p: ServicePort, upstreamProtocol: PolicyPlan['upstreamProtocol']): ServicePort {
+  const appProtocol = p.appProtocol ?? (upstreamProtocol === 'http2' ? H2C_APP_PROTOCOL : undefined);
+  return { ...p, ...(appProtocol ? { appProtocol } : {}) };
+}
 
 /** The versions a plan routes or mirrors to (previews have their own Services). */
 function routedVersions(plan: PolicyPlan): string[] {
@@ -44,12 +63,16 @@ export function versionServices(plan: PolicyPlan, service: ServiceSpec): KubeObj
     },
     spec: {
       selector: { ...service.selector, [plan.versionLabel]: version },
-      ports: (service.ports ?? []).map((p) => ({
-        ...(p.name ? { name: p.name } : {}),
-        port: p.port,
-        ...(p.targetPort !== undefined ? { targetPort: p.targetPort } : {}),
-        protocol: p.protocol ?? 'TCP',
-      })),
+      ports: (service.ports ?? []).map((p) => {
+        const copied = copiedPort(p, plan.upstreamProtocol);
+        return {
+          ...(p.name ? { name: p.name } : {}),
+          port: p.port,
+          ...(p.targetPort !== undefined ? { targetPort: p.targetPort } : {}),
+          protocol: p.protocol ?? 'TCP',
+          ...(copied.appProtocol ? { appProtocol: copied.appProtocol } : {}),
+        };
+      }),
     },
   }));
 }

@@ -34,11 +34,16 @@ export function envoyGatewayAssets(): string | undefined {
   return testBinaries('ENVOY_GATEWAY_ASSETS', ['envoy-gateway', 'crds'], 'test/envoy-gateway/build.sh');
 }
 
-/** Envoy Gateway's own CRDs (EnvoyProxy, BackendTrafficPolicy, …), as YAML texts. */
-export function envoyGatewayCrds(assets: string): string[] {
+/**
+ * Envoy Gateway's own CRDs (EnvoyProxy, BackendTrafficPolicy, …), as YAML texts; `only` the kinds
+ * of these plurals (the EnvoyProxy CRD alone is 1.4 MB: an API server that needs only the
+ * BackendTrafficPolicy starts and lists faster without it).
+ */
+export function envoyGatewayCrds(assets: string, only?: readonly string[]): string[] {
   const dir = join(assets, 'crds');
   return readdirSync(dir)
     .filter((f) => f.endsWith('.yaml'))
+    .filter((f) => !only || only.some((plural) => f === `gateway.envoyproxy.io_${plural}.yaml`))
     .sort()
     .map((f) => readFileSync(join(dir, f), 'utf8'));
 }

@@ -66,10 +66,22 @@ export async function stopChild(child: ChildProcess): Promise<void> {
 }
 
 /** Polls `check` every 100 ms until it holds; fails naming `what` after `ms`. */
+/** kube-apiserver exited before it was ready: its last words. */
+class ApiserverExited extends Error {
+  constructor(stderr: string) {
+    super(`kube-apiserver exited before it was ready: ${stderr.trim().split('\n').slice(-5).join(' | ')}`);
+  }
+}
+
 export async function waitFor(check: () => Promise<boolean>, what: string, ms: number): Promise<void> {
   const until = Date.now() + ms;
   while (Date.now() < until) {
-    if (await check().catch(() => false)) return;
+    // A check that knows waiting is in vain (the process exited) ends the wait at once.
+    const ready = await check().catch((e: unknown) => {
+      if (e instanceof ApiserverExited) throw e;
+      return false;
+    });
+    if (ready) return;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`${what} did not become ready in ${ms} ms`);
@@ -92,7 +104,8 @@ export interface AuditEvent {
 
 export async function startEnvtest(assets: string, options: { audit?: boolean } = {}): Promise<Envtest> {
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-envtest-'));
-  const [ep, pp, ap] = [await unusedPort(), await unusedPort(), await unusedPort()];
+  const [ep, pp] = [await unusedPort(), await unusedPort()];
+  let ap = await unusedPort();
   const etcd = spawn(
     join(assets, 'etcd'),
     [
@@ -125,49 +138,86 @@ export async function startEnvtest(assets: string, options: { audit?: boolean } 
     lines.push(`${t},${user},${user}-uid,"system:authenticated"`);
   }
   writeFileSync(`${dir}/tokens.csv`, `${lines.join('\n')}\n`);
-  const server = `https://127.0.0.1:${ap}`;
-  const apiserverArgs = [
-    '--bind-address=127.0.0.1',
-    '--advertise-address=127.0.0.1',
-    `--secure-port=${ap}`,
-    `--cert-dir=${dir}/certs`,
-    `--etcd-servers=http://127.0.0.1:${ep}`,
-    '--service-cluster-ip-range=10.0.0.0/16',
-    `--service-account-issuer=https://127.0.0.1:${ap}`,
-    `--service-account-key-file=${dir}/sa.pub`,
-    `--service-account-signing-key-file=${dir}/sa.key`,
-    `--token-auth-file=${dir}/tokens.csv`,
-    '--authorization-mode=RBAC',
-    '--disable-admission-plugins=ServiceAccount',
-    '--allow-privileged=true',
-    '--endpoint-reconciler-type=none',
-  ];
-  if (options.audit) {
-    // Every request, with who made it: what test/rbac.test.ts compares the RBAC rules with.
-    writeFileSync(
-      `${dir}/audit-policy.yaml`,
-      'apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n',
-    );
-    apiserverArgs.push(
-      `--audit-policy-file=${dir}/audit-policy.yaml`,
-      `--audit-log-path=${dir}/audit.log`,
-      '--audit-log-mode=blocking',
-    );
-  }
-  let apiserver = spawn(join(assets, 'kube-apiserver'), apiserverArgs, { stdio: 'ignore' });
-  await waitFor(async () => existsSync(`${dir}/certs/apiserver.crt`), 'kube-apiserver certificate', 30_000);
-  const ca = readFileSync(`${dir}/certs/apiserver.crt`);
-  const { Agent, fetch: undiciFetch } = await import('undici');
-  const apiserverReady = async () => {
-    const tls = new Agent({ connect: { ca } });
-    await waitFor(
-      async () => (await undiciFetch(`${server}/readyz`, { dispatcher: tls })).status === 200,
-      'kube-apiserver',
-      60_000,
-    );
-    await tls.close();
+  const argsFor = (port: number) => {
+    const args = [
+      '--bind-address=127.0.0.1',
+      '--advertise-address=127.0.0.1',
+      `--secure-port=${port}`,
+      `--cert-dir=${dir}/certs`,
+      `--etcd-servers=http://127.0.0.1:${ep}`,
+      '--service-cluster-ip-range=10.0.0.0/16',
+      `--service-account-issuer=https://127.0.0.1:${port}`,
+      `--service-account-key-file=${dir}/sa.pub`,
+      `--service-account-signing-key-file=${dir}/sa.key`,
+      `--token-auth-file=${dir}/tokens.csv`,
+      '--authorization-mode=RBAC',
+      '--disable-admission-plugins=ServiceAccount',
+      '--allow-privileged=true',
+      '--endpoint-reconciler-type=none',
+    ];
+    if (options.audit) {
+      // Every request, with who made it: what test/rbac.test.ts compares the RBAC rules with.
+      writeFileSync(
+        `${dir}/audit-policy.yaml`,
+        'apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n',
+      );
+      args.push(
+        `--audit-policy-file=${dir}/audit-policy.yaml`,
+        `--audit-log-path=${dir}/audit.log`,
+        '--audit-log-mode=blocking',
+      );
+    }
+    return args;
   };
-  await apiserverReady();
+  const { Agent, fetch: undiciFetch } = await import('undici');
+  /** Starts kube-apiserver on `port` and waits until it is ready; its last words if it exits first. */
+  const launch = async (port: number) => {
+    const child = spawn(join(assets, 'kube-apiserver'), argsFor(port), {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let said = '';
+    child.stderr?.on('data', (d) => {
+      said = (said + String(d)).slice(-2000);
+    });
+    const exited = () => child.exitCode !== null || child.signalCode !== null;
+    await waitFor(
+      async () => {
+        if (exited()) throw new ApiserverExited(said);
+        return existsSync(`${dir}/certs/apiserver.crt`);
+      },
+      'kube-apiserver certificate',
+      30_000,
+    );
+    const tls = new Agent({ connect: { ca: readFileSync(`${dir}/certs/apiserver.crt`) } });
+    try {
+      await waitFor(
+        async () => {
+          if (exited()) throw new ApiserverExited(said);
+          return (await undiciFetch(`https://127.0.0.1:${port}/readyz`, { dispatcher: tls })).status === 200;
+        },
+        'kube-apiserver',
+        60_000,
+      );
+    } finally {
+      await tls.close();
+    }
+    child.stderr?.removeAllListeners('data');
+    child.stderr?.resume();
+    return child;
+  };
+  // Another test may take the port between unusedPort and the bind: then a new one, up to 3 times.
+  let apiserver: ChildProcess | undefined;
+  for (let attempt = 1; !apiserver; attempt++) {
+    try {
+      apiserver = await launch(ap);
+    } catch (e) {
+      if (!(e instanceof ApiserverExited) || !/address already in use/.test(e.message) || attempt === 3)
+        throw e;
+      ap = await unusedPort();
+    }
+  }
+  const server = `https://127.0.0.1:${ap}`;
+  const ca = readFileSync(`${dir}/certs/apiserver.crt`);
 
   const kubeconfig = (user: string, token: string) => `apiVersion: v1
 kind: Config
@@ -198,15 +248,14 @@ current-context: envtest
         .map((l) => JSON.parse(l) as AuditEvent);
     },
     async stopApiServer() {
-      await stopChild(apiserver);
+      await stopChild(apiserver as ChildProcess);
     },
     async startApiServer() {
       // Same port, certificates and etcd: clients see the same server come back.
-      apiserver = spawn(join(assets, 'kube-apiserver'), apiserverArgs, { stdio: 'ignore' });
-      await apiserverReady();
+      apiserver = await launch(ap);
     },
     async stop() {
-      await stopChild(apiserver);
+      await stopChild(apiserver as ChildProcess);
       await stopChild(etcd);
       rmSync(dir, { recursive: true, force: true });
     },
