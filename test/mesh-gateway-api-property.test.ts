@@ -3,13 +3,17 @@
  * test/mesh-property.test.ts sends through VirtualServices) rendered as Gateway API routes and sent
  * through real Envoy configured by istiod: every request built from each policy's own match values
  * (and its preview URLs), with the methods a mirror may be limited to, must reach what `explain`
- * says, although istiod orders the matches most specific first. Requests whose route the renderer
- * left out (with a problem: token claims, a route past one route's limits) are counted, not
- * compared. Envoy's `x-switchyard-upstream` comes from the rule it chose, so the Services need no
+ * says, although istiod orders the matches most specific first. With the gateway verifying intercept
+ * tokens (the RequestAuthentication and EnvoyFilter the controller keeps), routes that require a
+ * token are written too, matching three claim headers, so specificity would put them before the
+ * one-header intercepts written ahead of them: requests with a token minted for each thing a token
+ * stands for must still take the plan's route. Requests whose route the renderer left out (with a
+ * problem: a route past one route's limits, an order it cannot keep) are counted, not compared. Envoy's `x-switchyard-upstream` comes from the rule it chose, so the Services need no
  * endpoints (503 "no healthy upstream" still names the destination). No NACK, no refused route.
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { renderTokenVerification } from '../core/istio/request-authentication.js';
 import type { Kube } from '../kube/client.js';
 import { adminKube, createNamespace } from './support/cluster.js';
 import { type Envtest, startEnvtestWithCrds } from './support/envtest.js';
@@ -28,8 +32,10 @@ import {
   renderSample,
   type SampleCase,
   sampleCases,
+  tokenSampleCases,
 } from './support/property-through-gateway-api.js';
 import { MESH_SAMPLE_SEED, meshSample } from './support/random-policies.js';
+import { mint, type TestTokenKeys, testTokenKeys } from './support/tokens.js';
 import { unusedPort } from './support/upstreams.js';
 
 const gate = meshTestGate();
@@ -45,7 +51,8 @@ describe.skipIf(!gate || !gatewayApiCrdFolder())(
     let istiod: Istiod;
     let gateway: Envoy;
     let port: number;
-    const { plan, objects, leftOut } = renderSample(SAMPLE);
+    const { plan, objects, leftOut } = renderSample(SAMPLE, true);
+    let keys: TestTokenKeys;
     const apply = (o: object) => admin.apply(o as KubernetesObject, 'mesh-test', true);
 
     beforeAll(async () => {
@@ -70,6 +77,13 @@ describe.skipIf(!gate || !gatewayApiCrdFolder())(
           metadata: { name: s.name, namespace: s.namespace },
           spec: { ports: [{ name: 'http', port: s.port, protocol: 'TCP' }] },
         });
+      keys = await testTokenKeys();
+      for (const o of renderTokenVerification({
+        jwks: keys.jwks,
+        selector: { app: 'gw' },
+        claimHeaders: true,
+      }))
+        await apply(o);
       for (const o of objects) await apply(o);
       istiod = await startIstiod(assets, env.adminKubeconfig, { gatewayApi: true });
       gateway = await startEnvoy(assets, istiod, {
@@ -87,7 +101,10 @@ describe.skipIf(!gate || !gatewayApiCrdFolder())(
     });
 
     it(`every request of ${WORLDS} random worlds whose route was written reaches what explain says`, async () => {
-      const cases = sampleCases(SAMPLE, plan);
+      const tokens = await tokenSampleCases(SAMPLE, ({ header, value, audience }) =>
+        mint({ header, value, audience, key: keys.current }),
+      );
+      const cases = [...sampleCases(SAMPLE, plan), ...tokens];
       const base = `http://127.0.0.1:${port}`;
       await untilRouted(
         [{ base, request: cases[0] as SampleCase, upstream: '' }],
@@ -95,8 +112,9 @@ describe.skipIf(!gate || !gatewayApiCrdFolder())(
       );
       const { wrong, compared, notWritten } = await compareWithExplain(plan, cases, leftOut, () => base);
       console.info(
-        `gateway-api mesh property sample: ${compared} requests compared, ${notWritten} to routes left out, over ${SAMPLE.length} random policies (seed ${MESH_SAMPLE_SEED})`,
+        `gateway-api mesh property sample: ${compared} requests compared (${tokens.length} with a token), ${notWritten} to routes left out, over ${SAMPLE.length} random policies (seed ${MESH_SAMPLE_SEED})`,
       );
+      expect(tokens.length).toBeGreaterThan(10);
       expect(wrong).toEqual([]);
       expect(compared).toBeGreaterThan(2 * notWritten);
       expect(await gateway.rejected()).toBe(0);

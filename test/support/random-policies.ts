@@ -197,6 +197,27 @@ export function requestsFor(w: GeneratedPolicy): Record<string, string>[] {
   return requests;
 }
 
+/**
+ * What a token can stand for in a generated policy: each header intercept that requires one, and
+ * each preview when the previews require one (the preview header and `pr-<N>`).
+ */
+export function tokenClaimsFor(w: GeneratedPolicy): { header: string; value: string }[] {
+  const spec = w.policy.spec as {
+    intercepts: { match: Record<string, string>; requireToken?: boolean }[];
+    previews: { requireToken?: boolean };
+  };
+  const out = spec.intercepts
+    .filter((ic) => ic.requireToken && ic.match.header)
+    .map((ic) => ({
+      header: ic.match.header as string,
+      value: ic.match.exact ?? ic.match.prefix ?? 'alice',
+    }));
+  if (spec.previews.requireToken)
+    for (const p of w.previews)
+      out.push({ header: 'x-switchyard-preview', value: `pr-${p.spec.pullRequest}` });
+  return out;
+}
+
 /** The seed of the sample the mesh property tests send through real Envoy. */
 export const MESH_SAMPLE_SEED = 20261129;
 
