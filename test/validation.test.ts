@@ -137,6 +137,20 @@ describe('validate: invalid input', () => {
     ]);
   });
 
+  it("a header the token verifier writes (x-switchyard-claim-*) is no one's to match", async () => {
+    const { dir, lines } = await invalid({
+      'p.yaml': policy(`  intercepts:
+    - name: forged
+      match: {header: x-switchyard-claim-aud, exact: shop/checkout}
+      to: {version: v2}
+  previews: {repository: acme/checkout, header: x-switchyard-claim-intercept-value}`),
+    });
+    expect(lines).toEqual([
+      `${join(dir, 'p.yaml')}:document 1: spec.intercepts[0].match.header: x-switchyard-claim-aud: headers named x-switchyard-claim-* are written by the token verifier from a verified token's claims; match another header (with requireToken, the token stands for it) [SY_INVALID_VALUE]`,
+      `${join(dir, 'p.yaml')}:document 1: spec.previews.header: x-switchyard-claim-intercept-value: headers named x-switchyard-claim-* are written by the token verifier from a verified token's claims; match another header (with requireToken, the token stands for it) [SY_INVALID_VALUE]`,
+    ]);
+  });
+
   it('a policy referencing a missing preview', async () => {
     const { dir, lines } = await invalid({
       'p.yaml': policy(`  intercepts:

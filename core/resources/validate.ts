@@ -8,7 +8,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { parseDurationMs } from '../common/duration.js';
 import { type Problem, problem, type Source } from '../common/errors.js';
 import { regexError } from '../common/regex.js';
-import { TOKEN_COOKIE } from '../tokens/intercept-token.js';
+import { CLAIM_HEADER_PREFIX, TOKEN_COOKIE } from '../tokens/intercept-token.js';
 import type { RawDocument } from './load.js';
 import {
   API_VERSION,
@@ -220,9 +220,28 @@ function checkCanaryRun(c: NonNullable<TrafficPolicy['spec']['canary']>, source:
 /** W3C baggage values are baggage-octets: printable ASCII without space, `"`, `,`, `;` and `\`. */
 const BAGGAGE_VALUE = /^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]+$/;
 
-/** Names the gateway keeps for itself: the token's cookie, and h2c (never tunnelled). */
+/**
+ * Names Switchyard keeps for itself: the token's cookie, h2c (never tunnelled), and the headers a
+ * token verifier writes from a token's claims (`x-switchyard-claim-*`: an Istio gateway removes
+ * what a client sends there, so a plain match on one would hold in the Node gateway only).
+ */
 function checkReservedNames(spec: TrafficPolicy['spec'], source: Source): Problem[] {
   const out: Problem[] = [];
+  const claimHeader = (name: string | undefined, path: string) => {
+    // Header names are lowercase by the schema.
+    if (name?.startsWith(CLAIM_HEADER_PREFIX))
+      out.push(
+        problem(
+          'SY_INVALID_VALUE',
+          `${name}: headers named ${CLAIM_HEADER_PREFIX}* are written by the token verifier from a verified token's claims; match another header (with requireToken, the token stands for it)`,
+          source,
+          path,
+        ),
+      );
+  };
+  for (const [i, ic] of (spec.intercepts ?? []).entries())
+    claimHeader(ic.match.header, `spec.intercepts[${i}].match.header`);
+  claimHeader(spec.previews?.header, 'spec.previews.header');
   if (spec.canary?.sticky?.cookie === TOKEN_COOKIE)
     out.push(
       problem(

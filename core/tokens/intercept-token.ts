@@ -39,11 +39,13 @@ export const TOKEN_QUERY = 'switchyard-token';
 export const MAX_TOKEN_LIFETIME_SECONDS = 7 * 24 * 3600;
 /** Envoy's jwt_authn default (`clock_skew_seconds`). */
 export const TOKEN_CLOCK_SKEW_SECONDS = 60;
+/** What the claim headers start with: no policy may match such a header itself. */
+export const CLAIM_HEADER_PREFIX = 'x-switchyard-claim-';
 /** Claim → the request header a verifier copies it into, for routes that match headers only. */
 export const TOKEN_CLAIM_HEADERS = {
-  aud: 'x-switchyard-claim-aud',
-  intercept_header: 'x-switchyard-claim-intercept-header',
-  intercept_value: 'x-switchyard-claim-intercept-value',
+  aud: `${CLAIM_HEADER_PREFIX}aud`,
+  intercept_header: `${CLAIM_HEADER_PREFIX}intercept-header`,
+  intercept_value: `${CLAIM_HEADER_PREFIX}intercept-value`,
 } as const;
 
 export interface TokenClaim {
