@@ -30,6 +30,12 @@ export function defineRender(program: Command, { io, setExit, settings }: Comman
       "gateway-api mode: the cluster has Envoy Gateway's CRDs; write rate limits as its BackendTrafficPolicy",
       false,
     )
+    .option(
+      '--token-gateway <namespace/name>',
+      'with --envoy-gateway and --token-jwks: a Gateway that verifies intercept tokens (its SecurityPolicy and ClientTrafficPolicy are written; repeatable)',
+      collect,
+      [],
+    )
     .addOption(outputOption(['yaml', 'json'], 'yaml'))
     .option(
       '--out-dir <dir>',

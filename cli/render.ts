@@ -2,6 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Backend, backendFor, type ControllerMode } from '../controllers/backends/index.js';
 import { formatProblem, problem } from '../core/common/errors.js';
+import { renderEnvoyGatewayTokenVerification } from '../core/gateway-api/envoy-gateway-tokens.js';
 import type { GatewayApiChannel } from '../core/gateway-api/http-route.js';
 import { renderTokenVerification } from '../core/istio/request-authentication.js';
 import { DEFAULTS } from '../core/resources/schema.js';
@@ -16,6 +17,7 @@ export interface RenderOptions {
   mode: ControllerMode;
   gatewayApiChannel: GatewayApiChannel;
   envoyGateway?: boolean;
+  tokenGateway?: string[];
   output: string;
   outDir?: string;
   ambientNamespace: string[];
@@ -28,6 +30,8 @@ export async function renderCommand(opts: RenderCliOptions, io: CliIO, settings:
   const backend = backendFor(opts.mode);
   const tokens = renderTokens(opts, backend.tokensCheckedBy, io, settings);
   if (typeof tokens === 'number') return tokens;
+  const tokenGateways = envoyGatewayTokenGateways(opts, tokens !== undefined, io);
+  if (typeof tokenGateways === 'number') return tokenGateways;
   const { plan, problems, resources } = await loadAndCompile(opts.file, opts.clusterDomain);
   const failed = reportProblems(problems, io);
   if (failed !== undefined) return failed;
@@ -35,6 +39,7 @@ export async function renderCommand(opts: RenderCliOptions, io: CliIO, settings:
     ambientNamespaces: new Set(opts.ambientNamespace),
     gatewayApiChannel: opts.gatewayApiChannel,
     tokensVerified: tokens !== undefined,
+    ...(tokenGateways ? { tokenGateways } : {}),
     envoyGatewayPolicies: opts.envoyGateway === true,
     sourceOf: (p) => {
       const found = resources.policies.find(
@@ -45,9 +50,14 @@ export async function renderCommand(opts: RenderCliOptions, io: CliIO, settings:
   });
   const renderFailed = reportProblems(rendered.problems, io);
   if (renderFailed !== undefined) return renderFailed;
-  // The installation's one RequestAuthentication, for requireToken routes (the controller keeps it
-  // in a cluster; GitOps applies it from here).
-  if (tokens)
+  // What verifies tokens, for requireToken routes (the controller keeps Istio's in a cluster;
+  // GitOps applies them from here): Istio's RequestAuthentication (and, for Gateway API routes, its
+  // EnvoyFilter), or on Envoy Gateway a SecurityPolicy and ClientTrafficPolicy per Gateway.
+  if (tokens && tokenGateways)
+    rendered.objects.unshift(
+      ...[...tokenGateways].sort().flatMap((g) => renderEnvoyGatewayTokenVerification(tokens.jwks, g)),
+    );
+  else if (tokens)
     rendered.objects.unshift(
       ...renderTokenVerification({ ...tokens, claimHeaders: backend.tokenClaimHeaders }),
     );
@@ -68,6 +78,33 @@ export async function renderCommand(opts: RenderCliOptions, io: CliIO, settings:
     io.stdout(`${file}\n`);
   }
   return EXIT_OK;
+}
+
+const GATEWAY_REF = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$/;
+
+/**
+ * With --envoy-gateway and keys, the Gateways that verify tokens (`--token-gateway`, at least one);
+ * undefined otherwise; an exit code when they are missing or malformed.
+ */
+function envoyGatewayTokenGateways(
+  opts: RenderCliOptions,
+  keys: boolean,
+  io: CliIO,
+): ReadonlySet<string> | undefined | number {
+  const given = opts.tokenGateway ?? [];
+  const refuse = (message: string) => {
+    io.stderr(`${formatProblem(problem('SY_BAD_REQUEST', message))}\n`);
+    return EXIT_INVALID;
+  };
+  if (!opts.envoyGateway || !keys)
+    return given.length > 0 ? refuse('--token-gateway: needs --envoy-gateway and --token-jwks') : undefined;
+  if (given.length === 0)
+    return refuse(
+      '--envoy-gateway with --token-jwks: name the Gateways that verify intercept tokens (--token-gateway namespace/name)',
+    );
+  const bad = given.find((g) => !GATEWAY_REF.test(g));
+  if (bad) return refuse(`--token-gateway ${bad}: expected namespace/name of a Gateway`);
+  return new Set(given);
 }
 
 /**

@@ -12,6 +12,7 @@ import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadAndCompile } from '../cli/input.js';
 import { compile } from '../core/compiler/compile.js';
+import { renderEnvoyGatewayTokenVerification } from '../core/gateway-api/envoy-gateway-tokens.js';
 import { GATEWAY_API_V1 } from '../core/gateway-api/http-route.js';
 import { renderGatewayApi } from '../core/gateway-api/render.js';
 import type { Kube } from '../kube/client.js';
@@ -33,12 +34,22 @@ import {
   startEnvoyGateway,
 } from './support/envoy-gateway.js';
 import { type Envtest, installCrds, startEnvtestWithCrds } from './support/envtest.js';
+import { eventually } from './support/gateway.js';
 import { gatewayApiCrdFolder } from './support/gateway-api-crds.js';
 import { grpcBackends, grpcPolicy, untilWhoAnswers, whoAnswers } from './support/grpc-echo.js';
 import { header, send, untilRouted } from './support/http.js';
 import { meshTestGate, serviceWithEndpoints } from './support/mesh.js';
 import { createTestNetns, type NetnsUpstream, type TestNetns } from './support/netns.js';
 import { load } from './support/random-policies.js';
+import {
+  forgedClaimCases,
+  forgedClaimHeaders,
+  TOKEN_CASE_ANSWERS,
+  tokenAnswer,
+  tokenCases,
+  tokenWorld,
+} from './support/token-cases.js';
+import { mint, testTokenKeys } from './support/tokens.js';
 
 const gate = meshTestGate();
 const assets = gate && gatewayApiCrdFolder() ? envoyGatewayAssets() : undefined;
@@ -221,6 +232,59 @@ describe.skipIf(!assets)('conformance through Envoy Gateway from Gateway API rou
     expect(await whoAnswers(address, 'echo.grpc.test', { 'x-user': 'alice' })).toBe('echo/v3');
     expect(await whoAnswers(address, 'echo.grpc.test', { 'x-user': 'bob' })).toBe('echo/v1');
   }, 60_000);
+
+  it('intercept tokens: a SecurityPolicy and a ClientTrafficPolicy on the Gateway; the 13 token cases answer as everywhere, and forged claim headers open nothing', async () => {
+    const keys = await testTokenKeys();
+    await createNamespace(admin, 'tokens');
+    const world = await tokenWorld(apply, hosts, 'tokens');
+    upstreams.push(...Object.values(world));
+    const verification = renderEnvoyGatewayTokenVerification(keys.jwks, 'istio-system/public');
+    for (const o of verification) await apply(o);
+    // Both policies translated (Accepted), then a valid token opens the preview and forged claim
+    // headers do not: Envoy Gateway pushes each policy's part as it comes.
+    for (const o of verification)
+      await eventually(async () => {
+        const live = await admin.get<
+          KubernetesObject & {
+            status?: { ancestors?: { conditions?: { type: string; status: string }[] }[] };
+          }
+        >({ apiVersion: o.apiVersion, kind: o.kind, namespace: 'istio-system', name: o.metadata.name });
+        return live?.status?.ancestors?.some((a) =>
+          a.conditions?.some((c) => c.type === 'Accepted' && c.status === 'True'),
+        );
+      }, 30_000);
+    const base = `http://127.0.0.1:${ports.public}`;
+    const valid = await mint({ value: 'pr-42', audience: 'tokens/web', key: keys.current });
+    await untilRouted(
+      [
+        {
+          base,
+          request: { host: 'web.test', headers: { 'x-switchyard-token': valid } },
+          upstream: 'web/pr-42-7f3a2c1',
+        },
+        {
+          base,
+          request: {
+            host: 'web.test',
+            headers: forgedClaimHeaders('tokens/web', 'x-switchyard-preview', 'pr-42'),
+          },
+          upstream: 'web/v1',
+        },
+      ],
+      () => eg.log(),
+      60_000,
+    );
+    const answers: Record<string, unknown> = {};
+    for (const [name, headers] of await tokenCases(keys, 'tokens'))
+      answers[name] = await tokenAnswer(base, 'web.test', headers);
+    expect(answers).toEqual(TOKEN_CASE_ANSWERS);
+    const forged: Record<string, unknown> = {};
+    for (const [name, headers] of await forgedClaimCases(keys, 'tokens')) {
+      const r = await send(base, { host: 'web.test', headers });
+      forged[name] = `${r.status} ${header(r, 'x-switchyard-upstream')}`;
+    }
+    expect(Object.values(forged)).toEqual(Object.values(forged).map(() => '200 web/v1'));
+  }, 90_000);
 
   it('Envoy Gateway accepted every route it serves, and its Envoy every update', async () => {
     expect(await eg.rejected()).toBe(0);

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadAndCompile } from '../cli/input.js';
 import { compile } from '../core/compiler/compile.js';
 import type { KubeObject } from '../core/compiler/objects.js';
+import { renderEnvoyGatewayTokenVerification } from '../core/gateway-api/envoy-gateway-tokens.js';
 import type { GatewayApiChannel } from '../core/gateway-api/http-route.js';
 import { renderGatewayApi } from '../core/gateway-api/render.js';
 import { EXAMPLES } from './support/cli.js';
@@ -24,6 +25,7 @@ import {
 } from './support/envtest.js';
 import { GATEWAY_API_SKIP_REASON, gatewayApiCrdFolder, gatewayApiCrds } from './support/gateway-api-crds.js';
 import { load, worldArb } from './support/random-policies.js';
+import { testTokenKeys } from './support/tokens.js';
 
 const assets = envtestAssets();
 const crds = gatewayApiCrdFolder();
@@ -87,9 +89,14 @@ async function rendered(channel: GatewayApiChannel): Promise<KubeObject[]> {
     compile(grpc).plan,
     ...worlds.map((world) => compile(load(world.flatMap((w) => [w.policy, ...w.previews])).resources).plan),
   ];
-  return plans.flatMap(
-    (plan) => renderGatewayApi(plan, { channel, tokensVerified: true, envoyGatewayPolicies: true }).objects,
-  );
+  const keys = await testTokenKeys();
+  return [
+    // What verifies tokens on Envoy Gateway, for a Gateway of the examples.
+    ...renderEnvoyGatewayTokenVerification(keys.jwks, 'istio-system/public'),
+    ...plans.flatMap(
+      (plan) => renderGatewayApi(plan, { channel, tokensVerified: true, envoyGatewayPolicies: true }).objects,
+    ),
+  ];
 }
 
 async function dryRunApply(api: KubernetesObjectApi, o: KubeObject): Promise<string | undefined> {
@@ -116,7 +123,11 @@ describe.skipIf(missing)('Gateway API v1.6.3 CRDs on a real API server', () => {
     env = await startEnvtest(assets as string);
     await installCrds(env.adminKubeconfig, [
       ...gatewayApiCrds(crds as string, 'standard'),
-      ...envoyGatewayCrds(egAssets as string, ['backendtrafficpolicies']),
+      ...envoyGatewayCrds(egAssets as string, [
+        'backendtrafficpolicies',
+        'securitypolicies',
+        'clienttrafficpolicies',
+      ]),
     ]);
     for (const ns of ['shop', 'team-b', 'payments', 'istio-system'])
       await createNamespace(adminKube(env), ns);

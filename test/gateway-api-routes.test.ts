@@ -287,7 +287,18 @@ describe('property: random valid policies through the Gateway API renderer', () 
       ['split'],
       ['split'],
     ]);
-    expect(unverified.problems[0]?.message).toMatch(/no Gateway verifies intercept tokens here/);
+    expect(unverified.problems[0]?.message).toMatch(
+      /not every Gateway of HTTPRoute web verifies intercept tokens/,
+    );
+    // Envoy Gateway: only the Gateways named verify tokens; a route on another keeps its token routes out.
+    const named = (gateway: string) =>
+      renderGatewayApi(plan, {
+        channel: 'experimental',
+        tokensVerified: true,
+        tokenGateways: new Set([gateway]),
+      });
+    expect(rules(named('istio-system/public').objects[0] as never)).toEqual(['intercept-debug', 'split']);
+    expect(rules(named('istio-system/other').objects[0] as never)).toEqual(['split']);
   });
 
   it('rate limits become Envoy Gateway BackendTrafficPolicies where its CRDs are; what it cannot count is said, never dropped silently', () => {

@@ -9,10 +9,7 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { compile } from '../core/compiler/compile.js';
-import { renderGatewayApi } from '../core/gateway-api/render.js';
 import { renderTokenVerification } from '../core/istio/request-authentication.js';
-import { TOKEN_CLAIM_HEADERS } from '../core/tokens/intercept-token.js';
 import type { Kube } from '../kube/client.js';
 import { adminKube, createNamespace } from './support/cluster.js';
 import { type Envtest, startEnvtestWithCrds } from './support/envtest.js';
@@ -24,50 +21,24 @@ import {
   type Istiod,
   kubernetesGateway,
   meshTestGate,
-  serviceWithEndpoints,
   startEnvoy,
   startIstiod,
 } from './support/mesh.js';
 import { createTestNetns, type NetnsUpstream, type TestNetns } from './support/netns.js';
-import { load } from './support/random-policies.js';
-import { TOKEN_CASE_ANSWERS, tokenAnswer, tokenCases } from './support/token-cases.js';
+import {
+  forgedClaimCases,
+  forgedClaimHeaders,
+  TOKEN_CASE_ANSWERS,
+  tokenAnswer,
+  tokenCases,
+  tokenPolicyDocs,
+  tokenWorld,
+} from './support/token-cases.js';
 import { mint, type TestTokenKeys, testTokenKeys } from './support/tokens.js';
 import { unusedPort } from './support/upstreams.js';
 
 const gate = meshTestGate();
 const ns = 'tokens';
-const PREVIEW = 'web-pr-42-7f3a2c1';
-const COMMIT = '7f3a2c1d9e8b7a6f5e4d3c2b1a0f9e8d7c6b5a49';
-const VERSIONS = ['v1', 'v3'] as const;
-
-const POLICY = {
-  apiVersion: 'switchyard.dev/v1alpha1',
-  kind: 'TrafficPolicy',
-  metadata: { name: 'web', namespace: ns },
-  spec: {
-    service: 'web',
-    port: 80,
-    hosts: ['web.test'],
-    gateways: ['istio-system/public'],
-    stable: 'v1',
-    intercepts: [
-      {
-        name: 'debug',
-        match: { header: 'x-debug', exact: 'alice' },
-        to: { version: 'v3' },
-        requireToken: true,
-      },
-    ],
-    previews: { repository: 'acme/web', image: 'ghcr.io/acme/web:{sha}', requireToken: true },
-  },
-};
-const PREVIEW_DOC = {
-  apiVersion: 'switchyard.dev/v1alpha1',
-  kind: 'Preview',
-  metadata: { name: PREVIEW, namespace: ns },
-  spec: { policy: 'web', repository: 'acme/web', pullRequest: 42, commit: COMMIT },
-};
-
 describe.skipIf(!gate || !gatewayApiCrdFolder())(
   'intercept tokens through istiod from Gateway API routes',
   () => {
@@ -86,11 +57,6 @@ describe.skipIf(!gate || !gatewayApiCrdFolder())(
     /** What the controller keeps in Istio's root namespace: the EnvoyFilter, the RequestAuthentication. */
     const verification = () =>
       renderTokenVerification({ jwks: keys.jwks, selector: { app: 'gw' }, claimHeaders: true });
-    const claimHeaders = (aud: string, interceptHeader: string, value: string) => ({
-      [TOKEN_CLAIM_HEADERS.aud]: aud,
-      [TOKEN_CLAIM_HEADERS.intercept_header]: interceptHeader,
-      [TOKEN_CLAIM_HEADERS.intercept_value]: value,
-    });
 
     beforeAll(async () => {
       keys = await testTokenKeys();
@@ -98,40 +64,9 @@ describe.skipIf(!gate || !gatewayApiCrdFolder())(
       admin = adminKube(env);
       for (const n of ['istio-system', ns]) await createNamespace(admin, n);
       hosts = await createTestNetns();
-      for (const v of VERSIONS) upstreams[v] = await hosts.startUpstream(`web/${v}`);
-      upstreams.preview = await hosts.startUpstream('web/pr-42-7f3a2c1');
-      await serviceWithEndpoints(
-        apply,
-        { namespace: ns, name: 'web', port: 80, selector: { app: 'web' } },
-        VERSIONS.map((v) => ({ labels: { app: 'web', version: v }, host: upstreams[v] as NetnsUpstream })),
-      );
-      const previewLabels = { 'switchyard.dev/preview': PREVIEW };
-      await serviceWithEndpoints(apply, { namespace: ns, name: PREVIEW, port: 80, selector: previewLabels }, [
-        { labels: previewLabels, host: upstreams.preview as NetnsUpstream },
-      ]);
-      // What the controller writes: the routes and per-version Services, and the RequestAuthentication
-      // on the gateway's pods.
-      const { resources, problems } = load([POLICY, PREVIEW_DOC]);
-      expect(problems).toEqual([]);
-      const rendered = renderGatewayApi(compile(resources).plan, {
-        channel: 'experimental',
-        tokensVerified: true,
-      });
-      expect(rendered.problems).toEqual([]);
-      for (const o of rendered.objects) await apply(o);
-      for (const v of VERSIONS)
-        await apply({
-          apiVersion: 'discovery.k8s.io/v1',
-          kind: 'EndpointSlice',
-          metadata: {
-            name: `web--${v}-0`,
-            namespace: ns,
-            labels: { 'kubernetes.io/service-name': `web--${v}` },
-          },
-          addressType: 'IPv4',
-          ports: [{ name: 'http', port: (upstreams[v] as NetnsUpstream).port, protocol: 'TCP' }],
-          endpoints: [{ addresses: [(upstreams[v] as NetnsUpstream).address], conditions: { ready: true } }],
-        });
+      // What the controller writes: the routes and per-version Services, and the EnvoyFilter and
+      // RequestAuthentication on the gateway's pods.
+      Object.assign(upstreams, await tokenWorld(apply, hosts, ns));
       for (const o of verification()) await apply(o);
       port = await unusedPort();
       await kubernetesGateway(apply, 'public', port);
@@ -146,8 +81,11 @@ describe.skipIf(!gate || !gatewayApiCrdFolder())(
         istiod.log(),
       );
       node = await startTestGateway(
-        `${stringify(POLICY)}---\n${stringify(PREVIEW_DOC)}${gatewayConfig({
-          ...Object.fromEntries(VERSIONS.map((v) => [`web/${v}`, (upstreams[v] as NetnsUpstream).url])),
+        `${tokenPolicyDocs(ns)
+          .map((d) => stringify(d))
+          .join('---\n')}${gatewayConfig({
+          'web/v1': (upstreams.v1 as NetnsUpstream).url,
+          'web/v3': (upstreams.v3 as NetnsUpstream).url,
           'web/pr-42-7f3a2c1': (upstreams.preview as NetnsUpstream).url,
         })}`,
         { tokenJwks: keys.jwks },
@@ -188,37 +126,13 @@ describe.skipIf(!gate || !gatewayApiCrdFolder())(
     }, 60_000);
 
     it('claim headers a client writes itself open nothing: without a token, beside another policy’s token, or beside a valid one', async () => {
-      const forOther = await mint({ value: 'pr-42', audience: `${ns}/other`, key: keys.current });
-      const wrongValue = await mint({
-        header: 'x-debug',
-        value: 'bob',
-        audience: `${ns}/web`,
-        key: keys.current,
-      });
-      const cases: [string, Record<string, string>, string][] = [
-        [
-          'no token, the preview claims',
-          claimHeaders(`${ns}/web`, 'x-switchyard-preview', 'pr-42'),
-          'web/v1',
-        ],
-        ['no token, the intercept claims', claimHeaders(`${ns}/web`, 'x-debug', 'alice'), 'web/v1'],
-        [
-          'a token for another policy, this policy’s claims',
-          { 'x-switchyard-token': forOther, ...claimHeaders(`${ns}/web`, 'x-switchyard-preview', 'pr-42') },
-          'web/v1',
-        ],
-        [
-          'a token for the wrong value, the right value’s claims',
-          { 'x-switchyard-token': wrongValue, ...claimHeaders(`${ns}/web`, 'x-debug', 'alice') },
-          'web/v1',
-        ],
-      ];
-      for (const [name, headers, expected] of cases) {
+      const cases = await forgedClaimCases(keys, ns);
+      for (const [name, headers] of cases) {
         const r = await send(base(), { host: 'web.test', headers });
         expect({ name, status: r.status, upstream: header(r, 'x-switchyard-upstream') }).toEqual({
           name,
           status: 200,
-          upstream: expected,
+          upstream: 'web/v1',
         });
       }
     });
@@ -232,7 +146,7 @@ describe.skipIf(!gate || !gatewayApiCrdFolder())(
         name: removal?.metadata.name,
       };
       expect(ref.kind).toBe('EnvoyFilter');
-      const forged = claimHeaders(`${ns}/web`, 'x-switchyard-preview', 'pr-42');
+      const forged = forgedClaimHeaders(`${ns}/web`, 'x-switchyard-preview', 'pr-42');
       try {
         await admin.delete(ref as never);
         await untilRouted(

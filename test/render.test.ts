@@ -347,6 +347,51 @@ spec:
     });
   });
 
+  it('gateway-api on Envoy Gateway: --token-gateway names the Gateways that verify tokens; their policies come first', async () => {
+    const keys = await testTokenKeys();
+    const dir = tempFiles({
+      'jwks.json': JSON.stringify(keys.jwks),
+      'web.yaml': `apiVersion: switchyard.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: web, namespace: shop}
+spec:
+  service: web
+  port: 80
+  hosts: [web.example.com]
+  gateways: [infra/public]
+  stable: v1
+  intercepts: [{name: debug, match: {header: x-debug, exact: alice}, to: {version: v2}, requireToken: true}]
+`,
+    });
+    const args = ['render', '--mode', 'gateway-api', '--envoy-gateway', '-f', join(dir, 'web.yaml')];
+    const jwks = ['--token-jwks', join(dir, 'jwks.json')];
+    const r = await cli(...args, ...jwks, '--token-gateway', 'infra/public');
+    expect(r.stderr).toBe('');
+    const objects = parseAllDocuments(r.stdout).map((d) => d.toJS()) as Obj[];
+    expect(objects.slice(0, 2).map((o) => `${o.kind} ${o.metadata?.namespace}/${o.metadata?.name}`)).toEqual([
+      'ClientTrafficPolicy infra/switchyard-intercept-tokens',
+      'SecurityPolicy infra/switchyard-intercept-tokens',
+    ]);
+    expect(JSON.stringify(objects[0]?.spec)).toContain(
+      '"earlyRequestHeaders":{"remove":["x-switchyard-claim-aud"',
+    );
+    const route = objects.find((o) => o.kind === 'HTTPRoute');
+    expect((route?.spec as unknown as { rules: { name: string }[] }).rules.map((x) => x.name)).toEqual([
+      'intercept-debug',
+      'split',
+    ]);
+    // Keys without the Gateways that verify them, or a malformed name: refused, nothing written.
+    for (const [extra, message] of [
+      [[], /name the Gateways that verify intercept tokens/],
+      [['--token-gateway', 'public'], /--token-gateway public: expected namespace\/name/],
+    ] as const) {
+      const bad = await cli(...args, ...jwks, ...extra);
+      expect(bad.code).toBe(2);
+      expect(bad.stdout).toBe('');
+      expect(bad.stderr).toMatch(message);
+    }
+  });
+
   it('--mode gateway writes the per-version Services the Node gateway sends to', async () => {
     const r = await cli('render', '--mode', 'gateway', '-f', join(EXAMPLES, 'canary.yaml'));
     expect(r.code).toBe(0);

@@ -79,6 +79,8 @@ export interface OfflineRenderOptions {
   gatewayApiChannel: GatewayApiChannel;
   /** Token keys were given: the token objects are written beside the policies' (`--token-jwks`). */
   tokensVerified: boolean;
+  /** Gateway API mode on Envoy Gateway: the only Gateways (`namespace/name`) that verify tokens. */
+  tokenGateways?: ReadonlySet<string>;
   /** Gateway API mode: Envoy Gateway's CRDs are on the cluster (its policies carry rate limits). */
   envoyGatewayPolicies: boolean;
   /** Where a policy was read from, so a problem names its file. */

@@ -230,8 +230,17 @@ export const gatewayApiBackend: Backend = {
 
   analysisSeries: (meshMetrics) => meshMetrics,
 
-  renderOffline: (plan, { gatewayApiChannel, tokensVerified, envoyGatewayPolicies, sourceOf }) =>
-    renderGatewayApi(plan, { channel: gatewayApiChannel, tokensVerified, envoyGatewayPolicies, sourceOf }),
+  renderOffline: (
+    plan,
+    { gatewayApiChannel, tokensVerified, tokenGateways, envoyGatewayPolicies, sourceOf },
+  ) =>
+    renderGatewayApi(plan, {
+      channel: gatewayApiChannel,
+      tokensVerified,
+      ...(tokenGateways ? { tokenGateways } : {}),
+      envoyGatewayPolicies,
+      sourceOf,
+    }),
 };
 
 /**

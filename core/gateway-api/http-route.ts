@@ -18,7 +18,7 @@ import {
   UPSTREAM_HEADER,
   type WeightedDestination,
 } from '../compiler/plan.js';
-import { TOKEN_CLAIM_HEADERS } from '../tokens/intercept-token.js';
+import { TOKEN_CLAIM_HEADERS, TOKEN_HEADER } from '../tokens/intercept-token.js';
 import { type ApiMatch, type HeaderCondition, headerCondition, methodsOf } from './matches.js';
 import { keepPlanOrder, type OrderConflict, type OrderedRule } from './order.js';
 
@@ -61,17 +61,23 @@ interface ParentSet {
   parentRefs: ParentRef[];
   hostnames: string[];
   gamma: boolean;
+  /** Its Gateways, `namespace/name`. */
+  gateways: string[];
 }
 
-/** `tokensVerified`: the Gateways verify intercept tokens and write the claim headers (render.ts). */
+/** Whether the Gateway `namespace/name` verifies intercept tokens and writes the claim headers. */
+export type TokenVerifier = (gateway: string) => boolean;
+
+/** `verifies`: which Gateways verify intercept tokens (render.ts); token routes go only on those. */
 export function renderRoutes(
   policy: PolicyPlan,
   channel: GatewayApiChannel,
-  tokensVerified: boolean,
+  verifies: TokenVerifier | boolean,
 ): RenderedRoutes {
+  const verifier: TokenVerifier = typeof verifies === 'boolean' ? () => verifies : verifies;
   const kind: Kind = policy.upstreamProtocol === 'http2' ? 'GRPCRoute' : 'HTTPRoute';
   const problems: Problem[] = [];
-  const c: Context = { policy, kind, channel, problems, claimsVerified: tokensVerified };
+  const c: Context = { policy, kind, channel, problems, claimsVerified: false };
   reportPolicyGaps(c);
   const main = policy.routes.filter((r) => r.kind !== 'preview-host');
   const objects = parentSets(c).map((set) => {
@@ -79,7 +85,7 @@ export function renderRoutes(
       ...c,
       routeName: set.name,
       gamma: set.gamma,
-      claimsVerified: c.claimsVerified && !set.gamma,
+      claimsVerified: !set.gamma && set.gateways.every(verifier),
     };
     return routeObject(inSet, set.name, set.parentRefs, set.hostnames, orderedRules(inSet, main));
   });
@@ -89,7 +95,8 @@ export function renderRoutes(
       if (!host) continue;
       const parent = gatewayParent(policy.previewGateway, policy.namespace);
       const name = `${policy.name}-${r.name}`;
-      const rules = orderedRules({ ...c, routeName: name }, [r]);
+      const claimsVerified = verifier(gatewayRef(policy.previewGateway, policy.namespace));
+      const rules = orderedRules({ ...c, routeName: name, claimsVerified }, [r]);
       // Its one route left out (and reported): no route for the host, which then answers 404.
       if (rules.length > 0) objects.push(routeObject(c, name, [parent], [host], rules));
     }
@@ -125,6 +132,7 @@ function parentSets(c: Context): ParentSet[] {
       parentRefs: gateways.map((g) => gatewayParent(g, policy.namespace)),
       hostnames: [...policy.hosts],
       gamma: false,
+      gateways: gateways.map((g) => gatewayRef(g, policy.namespace)),
     });
   if (mesh)
     sets.push({
@@ -133,13 +141,19 @@ function parentSets(c: Context): ParentSet[] {
       parentRefs: [{ group: '', kind: 'Service', name: policy.service, port: policy.port }],
       hostnames: [],
       gamma: true,
+      gateways: [],
     });
   return sets;
 }
 
+/** `namespace/name` or `name` (the policy's namespace) → `namespace/name`. */
+function gatewayRef(ref: string, namespace: string): string {
+  return ref.includes('/') ? ref : `${namespace}/${ref}`;
+}
+
 /** `namespace/name` or `name` (the policy's namespace) → a parentRef to a Gateway. */
 function gatewayParent(ref: string, namespace: string): ParentRef {
-  const [ns, name] = ref.includes('/') ? (ref.split('/', 2) as [string, string]) : [namespace, ref];
+  const [ns, name] = gatewayRef(ref, namespace).split('/', 2) as [string, string];
   return { group: 'gateway.networking.k8s.io', kind: 'Gateway', namespace: ns, name };
 }
 
@@ -325,7 +339,7 @@ function translateMatches(c: Context, route: Route): ApiMatch[] | undefined {
 function unverifiedTokenRoute(c: Context, route: Route): string {
   const why = c.gamma
     ? `${c.kind} ${c.routeName} is attached to the Service (GAMMA: the client's own proxy routes it, and verifies nothing)`
-    : 'no Gateway verifies intercept tokens here (on Istio, start the controller with --token-jwks: docs/gateway-api.md, "Intercept tokens")';
+    : `not every Gateway of ${c.kind} ${c.routeName} verifies intercept tokens (Istio: the controller's --token-jwks; Envoy Gateway: render's --token-gateway; docs/gateway-api.md, "Intercept tokens")`;
   return `${policyName(c.policy)}: route ${route.name} requires an intercept token, and ${why}; it was left out, and its requests take the routes after it`;
 }
 
@@ -365,16 +379,20 @@ function renderRule(c: Context, route: Route, rule: OrderedRule): Record<string,
   const out: Record<string, unknown> = { name: route.name };
   if (rule.matches.length > 0) out.matches = rule.matches.map((m) => renderMatch(c, m));
   out.backendRefs = route.destinations.map((d) => backendRef(c.policy, d));
+  // The intercept token is Switchyard's, never the application's: some verifiers forward it
+  // (Envoy Gateway's JWT filter always does), so every rule drops it before the upstream.
+  const filters: Record<string, unknown>[] = [
+    { type: 'RequestHeaderModifier', requestHeaderModifier: { remove: [TOKEN_HEADER] } },
+  ];
+  out.filters = filters;
   if (route.mirror)
-    out.filters = [
-      {
-        type: 'RequestMirror',
-        requestMirror: {
-          backendRef: serviceRef(c.policy, route.mirror.destination),
-          ...mirrorShare(route.mirror.percent),
-        },
+    filters.push({
+      type: 'RequestMirror',
+      requestMirror: {
+        backendRef: serviceRef(c.policy, route.mirror.destination),
+        ...mirrorShare(route.mirror.percent),
       },
-    ];
+    });
   if (c.kind === 'HTTPRoute') Object.assign(out, timeoutsAndRetry(c));
   return out;
 }

@@ -7,7 +7,7 @@ import { type Problem, problem, type Source } from '../common/errors.js';
 import type { KubeObject } from '../compiler/objects.js';
 import type { PolicyPlan, RoutePlan } from '../compiler/plan.js';
 import { offlineService, versionServices } from '../compiler/version-services.js';
-import { type GatewayApiChannel, renderRoutes } from './http-route.js';
+import { type GatewayApiChannel, renderRoutes, type TokenVerifier } from './http-route.js';
 import { type RenderedRateLimits, renderRateLimitPolicies } from './rate-limits.js';
 
 export interface GatewayApiRenderOptions {
@@ -19,6 +19,8 @@ export interface GatewayApiRenderOptions {
    * is left out: a claim header would be whatever a client sent.
    */
   tokensVerified?: boolean;
+  /** Only these Gateways (`namespace/name`) verify tokens (Envoy Gateway); absent: every Gateway does (Istio's selector). */
+  tokenGateways?: ReadonlySet<string>;
   /**
    * Envoy Gateway's CRDs are installed: rate limits are written as its BackendTrafficPolicy
    * (rate-limits.ts). Without it they are left out with a problem.
@@ -37,13 +39,20 @@ export function renderGatewayApi(plan: RoutePlan, options: GatewayApiRenderOptio
   const objects: KubeObject[] = [];
   const problems: Problem[] = [];
   for (const policy of plan.policies) {
-    const routes = renderRoutes(policy, options.channel, options.tokensVerified ?? false);
+    const routes = renderRoutes(policy, options.channel, tokenVerifier(options));
     const limits = renderRateLimits(policy, routes.objects, options.envoyGatewayPolicies ?? false);
     objects.push(...routes.objects, ...limits.objects, ...versionServices(policy, offlineService(policy)));
     const source = options.sourceOf?.(policy);
     problems.push(...[...routes.problems, ...limits.problems].map((p) => (source ? { ...p, source } : p)));
   }
   return { objects, problems };
+}
+
+/** Which Gateways verify tokens, as renderRoutes asks: none, all, or those named. */
+function tokenVerifier(options: GatewayApiRenderOptions): TokenVerifier {
+  if (!options.tokensVerified) return () => false;
+  const named = options.tokenGateways;
+  return named ? (gateway) => named.has(gateway) : () => true;
 }
 
 /**
