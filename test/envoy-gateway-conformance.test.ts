@@ -36,7 +36,7 @@ import {
 import { type Envtest, installCrds, startEnvtestWithCrds } from './support/envtest.js';
 import { eventually } from './support/gateway.js';
 import { gatewayApiCrdFolder } from './support/gateway-api-crds.js';
-import { grpcBackends, grpcPolicy, untilWhoAnswers, whoAnswers } from './support/grpc-echo.js';
+import { grpcAnswers, grpcWorld } from './support/grpc-echo.js';
 import { header, send, untilRouted } from './support/http.js';
 import { meshTestGate, serviceWithEndpoints } from './support/mesh.js';
 import { createTestNetns, type NetnsUpstream, type TestNetns } from './support/netns.js';
@@ -219,18 +219,14 @@ describe.skipIf(!assets)('conformance through Envoy Gateway from Gateway API rou
   }, 60_000);
 
   it('gRPC: a GRPCRoute reaches the gRPC test host of each version, by metadata', async () => {
-    await createNamespace(admin, 'grpc');
-    upstreams.push(...(await grpcBackends(apply, hosts, 'grpc', 'echo', ['v1', 'v3'])));
-    const { resources, problems } = load([grpcPolicy('grpc', 'echo', 'echo.grpc.test')]);
-    expect(problems).toEqual([]);
-    const out = renderGatewayApi(compile(resources).plan, { channel: 'experimental' });
-    expect(out.problems).toEqual([]);
-    for (const o of out.objects) await apply(o);
-    extra.push(...(out.objects as KubernetesObject[]).filter((o) => o.kind === 'GRPCRoute'));
-    const address = `127.0.0.1:${ports.public}`;
-    await untilWhoAnswers(address, 'echo.grpc.test', 'echo/v1', () => eg.log());
-    expect(await whoAnswers(address, 'echo.grpc.test', { 'x-user': 'alice' })).toBe('echo/v3');
-    expect(await whoAnswers(address, 'echo.grpc.test', { 'x-user': 'bob' })).toBe('echo/v1');
+    const world = await grpcWorld(apply, hosts);
+    upstreams.push(...world.upstreams);
+    extra.push(...(world.objects as KubernetesObject[]).filter((o) => o.kind === 'GRPCRoute'));
+    expect(await grpcAnswers(`127.0.0.1:${ports.public}`, () => eg.log())).toEqual([
+      'echo/v1',
+      'echo/v3',
+      'echo/v1',
+    ]);
   }, 60_000);
 
   it('intercept tokens: a SecurityPolicy and a ClientTrafficPolicy on the Gateway; the 13 token cases answer as everywhere, and forged claim headers open nothing', async () => {

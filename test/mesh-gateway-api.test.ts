@@ -12,7 +12,6 @@ import { randomInt } from 'node:crypto';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadAndCompile } from '../cli/input.js';
-import { compile } from '../core/compiler/compile.js';
 import { explainRequest, requestFrom } from '../core/compiler/explain.js';
 import { GATEWAY_API_V1 } from '../core/gateway-api/http-route.js';
 import { renderGatewayApi } from '../core/gateway-api/render.js';
@@ -29,7 +28,7 @@ import {
 } from './support/conformance-through-envoy.js';
 import { type Envtest, startEnvtestWithCrds } from './support/envtest.js';
 import { gatewayApiCrdFolder } from './support/gateway-api-crds.js';
-import { grpcBackends, grpcPolicy, untilWhoAnswers, whoAnswers } from './support/grpc-echo.js';
+import { grpcAnswers, grpcWorld } from './support/grpc-echo.js';
 import { header, send, untilRouted } from './support/http.js';
 import {
   type Envoy,
@@ -41,7 +40,6 @@ import {
   startIstiod,
 } from './support/mesh.js';
 import { createTestNetns, type NetnsUpstream, type TestNetns } from './support/netns.js';
-import { load } from './support/random-policies.js';
 import { unusedPort } from './support/upstreams.js';
 
 const gate = meshTestGate();
@@ -177,19 +175,14 @@ describe.skipIf(!gate || !gatewayApiCrdFolder())(
     });
 
     it('gRPC: a GRPCRoute through the gateway reaches the gRPC test host of each version, by metadata', async () => {
-      await createNamespace(admin, 'grpc');
-      upstreams.push(...(await grpcBackends(apply, hosts, 'grpc', 'echo', ['v1', 'v3'])));
-      const { resources, problems } = load([grpcPolicy('grpc', 'echo', 'echo.grpc.test')]);
-      expect(problems).toEqual([]);
-      const out = renderGatewayApi(compile(resources).plan, { channel: 'experimental' });
-      expect(out.problems).toEqual([]);
-      expect(out.objects.map((o) => o.kind)).toContain('GRPCRoute');
-      for (const o of out.objects) await apply(o);
-      rendered.push(...(out.objects as KubernetesObject[]));
-      const address = `127.0.0.1:${gatewayPort}`;
-      await untilWhoAnswers(address, 'echo.grpc.test', 'echo/v1', () => istiod.log());
-      expect(await whoAnswers(address, 'echo.grpc.test', { 'x-user': 'alice' })).toBe('echo/v3');
-      expect(await whoAnswers(address, 'echo.grpc.test', { 'x-user': 'bob' })).toBe('echo/v1');
+      const world = await grpcWorld(apply, hosts);
+      upstreams.push(...world.upstreams);
+      rendered.push(...(world.objects as KubernetesObject[]));
+      expect(await grpcAnswers(`127.0.0.1:${gatewayPort}`, () => istiod.log())).toEqual([
+        'echo/v1',
+        'echo/v3',
+        'echo/v1',
+      ]);
     });
 
     it('istiod accepted every route on every parent, and Envoy every update', async () => {

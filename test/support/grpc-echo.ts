@@ -4,8 +4,12 @@
  * real grpc-js client (h2c) that asks who answered.
  */
 import * as grpc from '@grpc/grpc-js';
+import { compile } from '../../core/compiler/compile.js';
+import type { KubeObject } from '../../core/compiler/objects.js';
+import { renderGatewayApi } from '../../core/gateway-api/render.js';
 import { serviceWithEndpoints } from './mesh.js';
 import type { NetnsUpstream, TestNetns } from './netns.js';
+import { load } from './random-policies.js';
 
 type Apply = (o: object) => Promise<unknown>;
 
@@ -112,6 +116,36 @@ export async function grpcBackends(
       endpoints: [{ addresses: [host.address], conditions: { ready: true } }],
     });
   return upstreams;
+}
+
+/**
+ * The gRPC world the proxy tests send through: namespace `grpc`, Service `echo` (v1, v3) and the
+ * policy `echo.grpc.test` rendered as Gateway API objects and applied. Returns the test hosts
+ * (to close) and the objects written.
+ */
+export async function grpcWorld(
+  apply: Apply,
+  hosts: TestNetns,
+): Promise<{ upstreams: NetnsUpstream[]; objects: KubeObject[] }> {
+  await apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'grpc' } });
+  const upstreams = await grpcBackends(apply, hosts, 'grpc', 'echo', ['v1', 'v3']);
+  const { resources, problems } = load([grpcPolicy('grpc', 'echo', 'echo.grpc.test')]);
+  if (problems.length > 0) throw new Error(JSON.stringify(problems));
+  const out = renderGatewayApi(compile(resources).plan, { channel: 'experimental' });
+  if (out.problems.length > 0 || !out.objects.some((o) => o.kind === 'GRPCRoute'))
+    throw new Error(`the gRPC policy did not render as a GRPCRoute: ${JSON.stringify(out.problems)}`);
+  for (const o of out.objects) await apply(o);
+  return { upstreams, objects: out.objects };
+}
+
+/** Who answers `echo.grpc.test` through the proxy at `address`: with no metadata, `x-user: alice`, `x-user: bob`. */
+export async function grpcAnswers(address: string, log: () => string): Promise<string[]> {
+  await untilWhoAnswers(address, 'echo.grpc.test', 'echo/v1', log);
+  return [
+    await whoAnswers(address, 'echo.grpc.test'),
+    await whoAnswers(address, 'echo.grpc.test', { 'x-user': 'alice' }),
+    await whoAnswers(address, 'echo.grpc.test', { 'x-user': 'bob' }),
+  ];
 }
 
 /** A gRPC policy on the Gateway `istio-system/public`: v1 stable, `x-user: alice` to v3. */
