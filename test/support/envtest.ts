@@ -65,7 +65,6 @@ export async function stopChild(child: ChildProcess): Promise<void> {
   child.kill('SIGKILL');
 }
 
-/** Polls `check` every 100 ms until it holds; fails naming `what` after `ms`. */
 /** kube-apiserver exited before it was ready: its last words. */
 class ApiserverExited extends Error {
   constructor(stderr: string) {
@@ -73,6 +72,7 @@ class ApiserverExited extends Error {
   }
 }
 
+/** Polls `check` every 100 ms until it holds; fails naming `what` after `ms`. */
 export async function waitFor(check: () => Promise<boolean>, what: string, ms: number): Promise<void> {
   const until = Date.now() + ms;
   while (Date.now() < until) {
@@ -180,26 +180,34 @@ export async function startEnvtest(assets: string, options: { audit?: boolean } 
       said = (said + String(d)).slice(-2000);
     });
     const exited = () => child.exitCode !== null || child.signalCode !== null;
-    await waitFor(
-      async () => {
-        if (exited()) throw new ApiserverExited(said);
-        return existsSync(`${dir}/certs/apiserver.crt`);
-      },
-      'kube-apiserver certificate',
-      30_000,
-    );
-    const tls = new Agent({ connect: { ca: readFileSync(`${dir}/certs/apiserver.crt`) } });
     try {
       await waitFor(
         async () => {
           if (exited()) throw new ApiserverExited(said);
-          return (await undiciFetch(`https://127.0.0.1:${port}/readyz`, { dispatcher: tls })).status === 200;
+          return existsSync(`${dir}/certs/apiserver.crt`);
         },
-        'kube-apiserver',
-        60_000,
+        'kube-apiserver certificate',
+        30_000,
       );
-    } finally {
-      await tls.close();
+      const tls = new Agent({ connect: { ca: readFileSync(`${dir}/certs/apiserver.crt`) } });
+      try {
+        await waitFor(
+          async () => {
+            if (exited()) throw new ApiserverExited(said);
+            return (
+              (await undiciFetch(`https://127.0.0.1:${port}/readyz`, { dispatcher: tls })).status === 200
+            );
+          },
+          'kube-apiserver',
+          60_000,
+        );
+      } finally {
+        await tls.close();
+      }
+    } catch (e) {
+      // Not ready in time: the process goes too, not left running after the test.
+      await stopChild(child);
+      throw e;
     }
     child.stderr?.removeAllListeners('data');
     child.stderr?.resume();
@@ -211,8 +219,12 @@ export async function startEnvtest(assets: string, options: { audit?: boolean } 
     try {
       apiserver = await launch(ap);
     } catch (e) {
-      if (!(e instanceof ApiserverExited) || !/address already in use/.test(e.message) || attempt === 3)
+      if (!(e instanceof ApiserverExited) || !/address already in use/.test(e.message) || attempt === 3) {
+        // Nothing of this envtest is left behind: etcd and its folder go with the failure.
+        await stopChild(etcd);
+        rmSync(dir, { recursive: true, force: true });
         throw e;
+      }
       ap = await unusedPort();
     }
   }
